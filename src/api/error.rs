@@ -1,0 +1,188 @@
+//! The one error shape of the API: `{"code": "...", "message": "...", "details": {...}}`.
+//!
+//! `code` is stable and meant for programs; `message` is for people and may change. Every 4xx
+//! and 5xx the service sends, including those of the framework's extractors and unknown
+//! routes, has this shape. A 503 carries `Retry-After`. Internal causes go to the log, never
+//! into a response.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"code": "unknown_problem", "message": "unknown problem \"wifi\" for service \"tiktok\"", "details": {"allowed": ["app", "login"]}}))]
+pub struct ErrorBody {
+    /// Stable, machine-readable error code (see the list in each response).
+    #[schema(example = "unknown_problem")]
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Structured context for some codes (e.g. the allowed problems).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+/// An error answer: status, stable code, message and optional details.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                details: None,
+            },
+        }
+    }
+
+    fn with_details(mut self, details: Value) -> Self {
+        self.body.details = Some(details);
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &str {
+        &self.body.code
+    }
+
+    /// 404 `not_found`: no such route.
+    pub fn route_not_found(path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"))
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not accept that method",
+        )
+    }
+
+    /// 404 `unknown_service`.
+    pub fn unknown_service(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_service",
+            format!("unknown service {id:?}; GET /v1/services lists them"),
+        )
+    }
+
+    /// 422 `unknown_problem`, listing the allowed ones.
+    pub fn unknown_problem(service: &crate::catalog::Service, problem: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_problem",
+            format!("unknown problem {problem:?} for service {:?}", service.id.as_str()),
+        )
+        .with_details(json!({ "allowed": service.problems }))
+    }
+
+    /// 422 `unknown_region`.
+    pub fn unknown_region(message: String) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_region", message)
+    }
+
+    /// 422 `invalid_coordinates`.
+    pub fn invalid_coordinates(message: String) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_coordinates", message)
+    }
+
+    /// 422 `location_outside_regions`: valid coordinates in no country (e.g. the ocean).
+    pub fn location_outside_regions(lat: f64, lon: f64) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "location_outside_regions",
+            format!("the location ({lat}, {lon}) is in no known country; send \"region\" instead"),
+        )
+    }
+
+    /// 422 `invalid_report`: well-formed JSON of the wrong shape.
+    pub fn invalid_report(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", message)
+    }
+
+    /// 400 `malformed_json`.
+    pub fn malformed_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
+    }
+
+    /// 400 `invalid_query`.
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
+    /// 415 `unsupported_media_type`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 503 `unavailable`: the store failed or was too slow.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the store is unavailable; retry shortly",
+        )
+    }
+
+    /// 503 `overloaded`: the ingest queue is full.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many reports are waiting to be written; retry shortly",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.body.code, self.body.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
+        }
+        response.json(&self.body)
+    }
+}
+
+/// An example error body for the OpenAPI spec.
+pub fn example(code: &str, message: &str) -> Value {
+    json!({ "code": code, "message": message })
+}

@@ -1,0 +1,109 @@
+//! The HTTP API: routes, their OpenAPI documentation (from the same registration), and the
+//! shared state handlers see.
+//!
+//! Routes are registered once, through `utoipa-actix-web`, so a route cannot exist without its
+//! OpenAPI entry. [`openapi`] builds the spec without starting a server (`downradar openapi`
+//! and the drift test use it); the running server serves the same spec at `/openapi.json`
+//! and Swagger UI at `/docs`.
+
+pub mod error;
+pub mod ops;
+pub mod regions;
+pub mod reports;
+pub mod services;
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpRequest, HttpResponse, web};
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::ingest::Ingestor;
+use crate::reporter::{ReporterSecret, TrustedProxies};
+use crate::store::{Store, StoreSettings};
+use error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub catalog: Catalog,
+    pub store: Arc<dyn Store>,
+    pub ingestor: Ingestor,
+    pub clock: Arc<dyn Clock>,
+    pub secret: ReporterSecret,
+    pub trusted_proxies: TrustedProxies,
+    pub settings: StoreSettings,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "downradar",
+        description = "Crowd-sourced outage detection. People (or apps and bots on their behalf) report \
+that a service is not working for them, with a problem category and a country; downradar counts \
+distinct reporters per service, country and problem in time buckets.\n\nEvery error has the same \
+JSON shape, `ErrorBody`, with a stable `code`. A 503 carries `Retry-After`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "reports", description = "Submit reports and read their counts."),
+        (name = "services", description = "The catalog of watched services."),
+        (name = "regions", description = "The countries reports are counted in."),
+        (name = "operations", description = "Health, readiness and metrics."),
+    ),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// Registers every documented route.
+fn routes(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(reports::create_report)
+        .service(reports::read_reports)
+        .service(services::list_services)
+        .service(services::get_service)
+        .service(regions::list_regions)
+        .service(ops::healthz)
+        .service(ops::readyz)
+        .service(ops::prometheus_metrics);
+}
+
+/// The OpenAPI 3.1 document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts();
+    api
+}
+
+/// Registers state, routes, docs and the JSON error handlers on an app.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let api = openapi();
+        cfg.app_data(state)
+            .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+                ApiError::invalid_query(err.to_string()).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|err, _req| {
+                ApiError::invalid_query(err.to_string()).into()
+            }))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api));
+        let mut docs_cfg = ServiceConfig::new(cfg);
+        routes(&mut docs_cfg);
+        cfg.default_service(web::to(not_found));
+    }
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    // A known path with the wrong method is 405, not 404.
+    let known_path = req.resource_map().has_resource(req.path());
+    if known_path {
+        Err(ApiError::method_not_allowed())
+    } else {
+        Err(ApiError::route_not_found(req.path()))
+    }
+}

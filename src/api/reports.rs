@@ -1,0 +1,469 @@
+//! `POST /v1/services/{id}/reports` (ingest) and `GET /v1/services/{id}/reports` (series).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::buckets::{Resolution, align};
+use crate::catalog::Service;
+use crate::ingest::IngestError;
+use crate::regions::{Coordinates, RegionCode, Regions};
+use crate::reporter::ClientId;
+use crate::store::{Cell, Granularity, Recorded, Report, ReportToken};
+
+/// Largest accepted report body, in bytes.
+pub const MAX_BODY_BYTES: usize = 4096;
+
+/// Most points one series read may return.
+pub const MAX_POINTS: i64 = 2000;
+
+/// A report: "this service isn't working for me".
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"problem": "login", "region": "DE"}))]
+pub struct NewReport {
+    /// One of the service's problem categories (see `GET /v1/services/{id}`).
+    #[schema(example = "login")]
+    pub problem: String,
+    /// ISO 3166-1 alpha-2 country code. Give exactly one of `region` and `location`.
+    #[schema(example = "DE")]
+    pub region: Option<String>,
+    /// Where the reporter is; resolved to a country. Give exactly one of `region` and
+    /// `location`.
+    pub location: Option<Location>,
+    /// Opaque id of the reporting app install (1 to 64 characters). Reporters behind one
+    /// address are told apart by it; nothing else is derived from it.
+    #[schema(example = "7f9c2ba4-e88f-11ee-8c90-0242ac120002")]
+    pub client_id: Option<String>,
+}
+
+/// A WGS84 position.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Latitude in degrees, -90 to 90.
+    #[schema(example = 52.52, minimum = -90, maximum = 90)]
+    pub lat: f64,
+    /// Longitude in degrees, -180 to 180.
+    #[schema(example = 13.40, minimum = -180, maximum = 180)]
+    pub lon: f64,
+}
+
+/// What happened to an accepted report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReportAccepted {
+    /// False when this reporter was already counted for this service within the dedup window.
+    pub counted: bool,
+    /// The country the report was counted in.
+    #[schema(value_type = String, example = "DE")]
+    pub region: RegionCode,
+    /// Start of the time bucket the report was counted in (RFC 3339, UTC).
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T12:03:00Z")]
+    #[serde(with = "time::serde::rfc3339")]
+    pub bucket: OffsetDateTime,
+}
+
+/// Submit a report.
+///
+/// Reports that `service` is not working for the caller, with a problem category and a
+/// country (given directly, or as coordinates resolved to a country). A reporter (the client
+/// address, plus `client_id` when given) is counted once per service within the dedup window;
+/// later reports in the window are accepted with `counted: false`. The answer comes only after
+/// the report is durably written; if the store is down, the answer is 503 within two seconds.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = String, Path, description = "Service id", example = "tiktok")),
+    request_body(content = NewReport, content_type = "application/json", examples(
+        ("region" = (summary = "By country code", value = json!({"problem": "login", "region": "DE"}))),
+        ("location" = (summary = "By coordinates", value = json!({"problem": "login", "location": {"lat": 52.52, "lon": 13.40}, "client_id": "app-install-42"})))
+    )),
+    responses(
+        (status = 202, description = "Accepted; `counted` says whether it added to the counts.", body = ReportAccepted,
+            example = json!({"counted": true, "region": "DE", "bucket": "2026-11-21T12:03:00Z"})),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON.", body = ErrorBody,
+            example = json!({"code": "malformed_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 18"})),
+        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
+            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
+        (status = 413, description = "`payload_too_large`: the body is over 4 KiB.", body = ErrorBody,
+            example = json!({"code": "payload_too_large", "message": "the body is larger than 4096 bytes"})),
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json.", body = ErrorBody,
+            example = json!({"code": "unsupported_media_type", "message": "the body must be JSON, sent with Content-Type: application/json"})),
+        (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (missing or unknown fields, both or neither of region and location, bad client_id).", body = ErrorBody,
+            examples(
+                ("unknown_problem" = (value = json!({"code": "unknown_problem", "message": "unknown problem \"wifi\" for service \"tiktok\"", "details": {"allowed": ["app", "login", "video-upload", "feed", "server-connection"]}}))),
+                ("unknown_region" = (value = json!({"code": "unknown_region", "message": "unknown region \"XX\": expected an ISO 3166-1 alpha-2 country code such as \"DE\""}))),
+                ("location_outside_regions" = (value = json!({"code": "location_outside_regions", "message": "the location (30, -40) is in no known country; send \"region\" instead"}))),
+                ("invalid_report" = (value = json!({"code": "invalid_report", "message": "give exactly one of \"region\" and \"location\""})))
+            )),
+        (status = 503, description = "`unavailable` (the store failed or was slow) or `overloaded` (the ingest queue is full). Nothing was counted; retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+    )
+)]
+#[post("/v1/services/{id}/reports")]
+pub async fn create_report(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let service = state
+        .catalog
+        .get(&id)
+        .ok_or_else(|| ApiError::unknown_service(&id))?;
+    let is_json = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.essence_str() == "application/json");
+    if !is_json {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    }
+    let mut body = web::BytesMut::with_capacity(declared_len.unwrap_or(256));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::malformed_json(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let new: NewReport = serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid_report(e.to_string()),
+        _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
+    })?;
+
+    let (cell, client_id) = validate(service, new)?;
+    let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok());
+    let addr = state.trusted_proxies.client_addr(peer, forwarded);
+    let now = state.clock.now();
+    let bucket = state.settings.bucket.start_of(now);
+    let region = cell.region;
+    let report = Report {
+        service: service.id.clone(),
+        cell,
+        reporter: state.secret.fingerprint(addr, client_id.as_ref()),
+        bucket,
+        token: ReportToken::next(),
+    };
+    let outcome = state.ingestor.submit(report).await;
+    let label = match &outcome {
+        Ok(Recorded::Counted) => "counted",
+        Ok(Recorded::Duplicate) => "duplicate",
+        Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => "unavailable",
+        Err(IngestError::Overloaded) => "overloaded",
+    };
+    metrics::counter!("downradar_reports_total", "outcome" => label).increment(1);
+    let counted = match outcome {
+        Ok(Recorded::Counted) => true,
+        Ok(Recorded::Duplicate) => false,
+        Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => return Err(ApiError::unavailable()),
+        Err(IngestError::Overloaded) => return Err(ApiError::overloaded()),
+    };
+    Ok(HttpResponse::Accepted().json(ReportAccepted {
+        counted,
+        region,
+        bucket: unix_to_datetime(bucket),
+    }))
+}
+
+/// Turns a parsed body into a counter cell, checking it against the catalog and the regions.
+fn validate(service: &Service, new: NewReport) -> Result<(Cell, Option<ClientId>), ApiError> {
+    let problem = service
+        .problems
+        .iter()
+        .find(|p| p.as_str() == new.problem)
+        .ok_or_else(|| ApiError::unknown_problem(service, &new.problem))?
+        .clone();
+    let region = match (new.region, new.location) {
+        (Some(code), None) => {
+            RegionCode::parse(&code).map_err(|e| ApiError::unknown_region(e.to_string()))?
+        }
+        (None, Some(Location { lat, lon })) => {
+            let at = Coordinates::new(lat, lon)
+                .map_err(|e| ApiError::invalid_coordinates(e.to_string()))?;
+            Regions::builtin()
+                .locate(at)
+                .ok_or_else(|| ApiError::location_outside_regions(lat, lon))?
+        }
+        _ => {
+            return Err(ApiError::invalid_report(
+                "give exactly one of \"region\" and \"location\"",
+            ));
+        }
+    };
+    let client_id = new
+        .client_id
+        .map(|id| ClientId::parse(&id))
+        .transpose()
+        .map_err(ApiError::invalid_report)?;
+    Ok((Cell { region, problem }, client_id))
+}
+
+/// Query of a series read.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// Start of the series (RFC 3339), rounded down to the resolution. Default: 60 points
+    /// before `until`.
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-21T11:00:00Z")]
+    pub since: Option<String>,
+    /// End of the series (RFC 3339, exclusive), rounded up to the resolution. Default: the end
+    /// of the bucket that holds the present moment.
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-21T12:00:00Z")]
+    pub until: Option<String>,
+    /// Width of each point: `1m`, `5m`, `15m` or `1h`. Default: `1m`.
+    #[param(value_type = Option<String>, pattern = "^(1m|5m|15m|1h)$", example = "5m")]
+    pub resolution: Option<String>,
+    /// Only count reports from this country.
+    #[param(value_type = Option<String>, example = "DE")]
+    pub region: Option<String>,
+    /// Only count reports of this problem category.
+    #[param(value_type = Option<String>, example = "login")]
+    pub problem: Option<String>,
+}
+
+/// A series of report counts.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "service": "tiktok", "resolution": "5m",
+    "since": "2026-11-21T11:50:00Z", "until": "2026-11-21T12:00:00Z",
+    "region": "DE", "problem": null, "total": 7,
+    "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3}, {"bucket": "2026-11-21T11:55:00Z", "count": 4}]
+}))]
+pub struct Series {
+    #[schema(value_type = String, example = "tiktok")]
+    pub service: String,
+    /// Width of each point.
+    #[schema(value_type = String, example = "5m")]
+    pub resolution: String,
+    /// Start of the first point.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub since: OffsetDateTime,
+    /// End of the last point (exclusive).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub until: OffsetDateTime,
+    /// The region filter, if any.
+    #[schema(value_type = Option<String>)]
+    pub region: Option<String>,
+    /// The problem filter, if any.
+    #[schema(value_type = Option<String>)]
+    pub problem: Option<String>,
+    /// Sum of all points.
+    pub total: u64,
+    /// One point per bucket, oldest first, zeros included.
+    pub points: Vec<Point>,
+}
+
+/// Distinct reporters in one bucket.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Point {
+    /// Start of the bucket.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T11:50:00Z")]
+    pub bucket: OffsetDateTime,
+    /// Distinct reporters counted in it.
+    pub count: u64,
+}
+
+/// Read report counts.
+///
+/// Distinct reporters per bucket for one service, optionally for one country and one problem,
+/// at a resolution of 1m, 5m, 15m or 1h (at most 2,000 points). Empty buckets appear as zero.
+/// `1h` reads the hourly roll-up, which is kept longer than the fine buckets.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = String, Path, description = "Service id", example = "tiktok"), SeriesQuery),
+    responses(
+        (status = 200, description = "The series.", body = Series),
+        (status = 400, description = "`invalid_query`: a bad timestamp, resolution, region or problem, `since` not before `until`, or more than 2,000 points.", body = ErrorBody,
+            example = json!({"code": "invalid_query", "message": "the range holds 2880 points at 1m; at most 2000 are allowed"})),
+        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
+            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
+        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+    )
+)]
+#[get("/v1/services/{id}/reports")]
+pub async fn read_reports(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<SeriesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let service = state
+        .catalog
+        .get(&id)
+        .ok_or_else(|| ApiError::unknown_service(&id))?;
+    let query = query.into_inner();
+    let resolution = match query.resolution.as_deref() {
+        None => Resolution::OneMinute,
+        Some(r) => Resolution::parse(r).ok_or_else(|| {
+            ApiError::invalid_query(format!("unknown resolution {r:?}; use 1m, 5m, 15m or 1h"))
+        })?,
+    };
+    let step = resolution.secs();
+    let fine = state.settings.bucket.secs();
+    let granularity = if step == crate::buckets::ROLLUP_SECS {
+        Granularity::Hourly
+    } else if step % fine == 0 {
+        Granularity::Fine
+    } else {
+        return Err(ApiError::invalid_query(format!(
+            "resolution {resolution} is finer than the bucket width of {fine}s"
+        )));
+    };
+    // `until` is exclusive and rounded up; by default the series ends with the bucket that
+    // holds the present moment.
+    let until = match &query.until {
+        Some(t) => align(parse_time("until", t)? + step - 1, step),
+        None => align(state.clock.now().unix_timestamp(), step) + step,
+    };
+    let since = match &query.since {
+        Some(t) => align(parse_time("since", t)?, step),
+        None => until - 60 * step,
+    };
+    if since >= until {
+        return Err(ApiError::invalid_query("since must be before until"));
+    }
+    let points = (until - since) / step;
+    if points > MAX_POINTS {
+        return Err(ApiError::invalid_query(format!(
+            "the range holds {points} points at {resolution}; at most {MAX_POINTS} are allowed"
+        )));
+    }
+    let region = query
+        .region
+        .as_deref()
+        .map(RegionCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_query(e.to_string()))?;
+    if let Some(p) = query.problem.as_deref().filter(|p| !service.has_problem(p)) {
+        return Err(ApiError::invalid_query(format!(
+            "unknown problem {p:?} for service {:?}",
+            service.id.as_str()
+        )));
+    }
+
+    let buckets = state
+        .store
+        .counts(&service.id, granularity, since, until)
+        .await
+        .map_err(|e| {
+            crate::ingest::store_error("counts", &e);
+            ApiError::unavailable()
+        })?;
+    let mut counts = vec![0u64; points as usize];
+    for bucket in buckets {
+        let slot = ((bucket.start - since) / step) as usize;
+        let matching: u64 = bucket
+            .cells
+            .iter()
+            .filter(|(cell, _)| region.is_none_or(|r| cell.region == r))
+            .filter(|(cell, _)| query.problem.as_deref().is_none_or(|p| cell.problem.as_str() == p))
+            .map(|(_, n)| n)
+            .sum();
+        if let Some(slot) = counts.get_mut(slot) {
+            *slot += matching;
+        }
+    }
+    let series = Series {
+        service: service.id.to_string(),
+        resolution: resolution.to_string(),
+        since: unix_to_datetime(since),
+        until: unix_to_datetime(until),
+        region: region.map(|r| r.to_string()),
+        problem: query.problem,
+        total: counts.iter().sum(),
+        points: counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, count)| Point {
+                bucket: unix_to_datetime(since + i as i64 * step),
+                count,
+            })
+            .collect(),
+    };
+    Ok(HttpResponse::Ok().json(series))
+}
+
+fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| {
+            ApiError::invalid_query(format!(
+                "{name}={value:?} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z: {e}"
+            ))
+        })
+}
+
+/// A Unix time as a UTC date-time; times outside the representable range clamp to the epoch
+/// (they cannot come from a validated query).
+pub(crate) fn unix_to_datetime(t: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use serde_json::json;
+
+    fn tiktok() -> Service {
+        Catalog::builtin().get("tiktok").unwrap().clone()
+    }
+
+    fn report(body: serde_json::Value) -> NewReport {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn region_or_location_but_not_both() {
+        let s = tiktok();
+        assert!(validate(&s, report(json!({"problem": "login", "region": "de"}))).is_ok());
+        let both = report(json!({"problem": "login", "region": "DE", "location": {"lat": 52.5, "lon": 13.4}}));
+        assert_eq!(validate(&s, both).unwrap_err().code(), "invalid_report");
+        let neither = report(json!({"problem": "login"}));
+        assert_eq!(validate(&s, neither).unwrap_err().code(), "invalid_report");
+    }
+
+    #[test]
+    fn location_resolves_to_a_country() {
+        let (cell, _) = validate(
+            &tiktok(),
+            report(json!({"problem": "app", "location": {"lat": 35.6762, "lon": 139.6503}})),
+        )
+        .unwrap();
+        assert_eq!(cell.region.as_str(), "JP");
+        let ocean = report(json!({"problem": "app", "location": {"lat": 30.0, "lon": -40.0}}));
+        assert_eq!(validate(&tiktok(), ocean).unwrap_err().code(), "location_outside_regions");
+        let off_earth = report(json!({"problem": "app", "location": {"lat": 91.0, "lon": 0.0}}));
+        assert_eq!(validate(&tiktok(), off_earth).unwrap_err().code(), "invalid_coordinates");
+    }
+
+    #[test]
+    fn unknown_problem_lists_the_allowed_ones() {
+        let err = validate(&tiktok(), report(json!({"problem": "wifi", "region": "DE"}))).unwrap_err();
+        assert_eq!(err.code(), "unknown_problem");
+    }
+}

@@ -1,0 +1,158 @@
+//! The command line: every flag is also an environment variable `DOWNRADAR_…`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::buckets::BucketWidth;
+use crate::reporter::TrustedProxies;
+
+/// downradar: a self-hostable, crowd-sourced outage detector.
+///
+/// People report "service X isn't working for me"; downradar counts the reports per service,
+/// region and problem in time buckets and serves them over a REST API documented by OpenAPI.
+#[derive(Debug, Parser)]
+#[command(name = "downradar", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of `serve`, which runs when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve(ServeArgs),
+    /// Print the OpenAPI 3.1 specification as JSON.
+    Openapi,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `downradar serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DOWNRADAR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0. Without it, reports are kept in an embedded
+    /// in-memory store (single process, lost on restart).
+    #[arg(long, env = "DOWNRADAR_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Catalog of services (TOML). Without it, the built-in catalog is used.
+    #[arg(long, env = "DOWNRADAR_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// Width of the report buckets; must divide one hour (e.g. 10s, 1m, 5m).
+    #[arg(long, env = "DOWNRADAR_BUCKET", default_value = "60s", value_parser = parse_bucket)]
+    pub bucket: BucketWidth,
+
+    /// How long report buckets are kept.
+    #[arg(long, env = "DOWNRADAR_RETENTION", default_value = "8d", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// How long the hourly roll-ups of the buckets are kept (long history for baselines).
+    #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub rollup_retention: Duration,
+
+    /// A reporter is counted once per service within this window.
+    #[arg(long, env = "DOWNRADAR_DEDUP_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub dedup_window: Duration,
+
+    /// Secret key of the reporter fingerprints (HMAC). Without it a random key is generated at
+    /// start, so reporters may be counted again after a restart; set it in production, and
+    /// the same on every replica.
+    #[arg(long, env = "DOWNRADAR_REPORTER_SECRET", hide_env_values = true)]
+    pub reporter_secret: Option<String>,
+
+    /// Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For
+    /// header is believed, e.g. "10.0.0.0/8,127.0.0.1". Empty: the peer address is the client.
+    #[arg(long, env = "DOWNRADAR_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Capacity of the ingest queue; reports beyond it are answered 503 at once.
+    #[arg(long, env = "DOWNRADAR_QUEUE_CAPACITY", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_capacity: u32,
+
+    /// HTTP worker threads (default: one per CPU core).
+    #[arg(long, env = "DOWNRADAR_WORKERS")]
+    pub workers: Option<std::num::NonZeroUsize>,
+
+    /// Log format.
+    #[arg(long, env = "DOWNRADAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 90s, 15m, 8d)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_bucket(s: &str) -> Result<BucketWidth, String> {
+    BucketWidth::new(parse_duration(s)?).map_err(|e| e.to_string())
+}
+
+impl ServeArgs {
+    /// The defaults, as if no flag and no environment variable were given.
+    pub fn defaults() -> Self {
+        let cli = Cli::parse_from(["downradar"]);
+        cli.serve
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default_and_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "downradar",
+            "--listen",
+            "127.0.0.1:0",
+            "--bucket",
+            "5m",
+            "--dedup-window",
+            "1h",
+            "--trusted-proxies",
+            "10.0.0.0/8, ::1",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.bucket.secs(), 300);
+        assert_eq!(cli.serve.dedup_window, Duration::from_secs(3600));
+        assert!(cli.serve.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Cli::try_parse_from(["downradar", "--bucket", "7s"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--retention", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--trusted-proxies", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--log-format", "xml"]).is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! Group commit: many concurrent report requests, one store round trip per batch.
+//!
+//! Handlers [`submit`](Ingestor::submit) a report to a bounded queue and wait for their own
+//! outcome. One writer task takes whatever is queued (up to [`MAX_BATCH`]) as soon as it is
+//! free, writes it in one store call, and answers each waiting request. Under load a batch
+//! holds everything that arrived during the previous flush; when idle a report is written at
+//! once. A full queue is answered at once with [`IngestError::Overloaded`] (backpressure, never
+//! unbounded memory); a request whose outcome is not known within [`ANSWER_TIMEOUT`] gets
+//! [`IngestError::Unavailable`].
+//!
+//! Whenever a request was told "not counted" for a report that the store may have applied
+//! (store error, timeout, or the handler gave up waiting), the writer revokes that report
+//! (see [`crate::store`]) and keeps retrying the revocation until the store takes it. So the
+//! stored counts equal the reports acknowledged as counted.
+//!
+//! On shutdown the queue is closed, and the writer drains and flushes everything pending
+//! before it returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::store::{Recorded, Report, Store, StoreError};
+
+/// Most reports in one batch.
+pub const MAX_BATCH: usize = 512;
+
+/// Longest a request waits for its outcome before it is answered 503. With the store call
+/// timeout of one second, a request never waits much more than this.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// How often unconfirmed revocations are retried while the writer is idle.
+const REVOKE_RETRY: Duration = Duration::from_millis(250);
+
+/// Why a report was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The queue is full: the store cannot keep up.
+    #[error("too many reports are waiting to be written")]
+    Overloaded,
+    /// The store failed or did not answer in time.
+    #[error("the store is unavailable")]
+    Unavailable,
+}
+
+struct Pending {
+    report: Report,
+    reply: oneshot::Sender<Result<Recorded, IngestError>>,
+}
+
+/// The handle handlers submit reports through. Cloning is cheap; the writer stops once every
+/// clone is dropped and the queue is drained.
+#[derive(Clone)]
+pub struct Ingestor {
+    queue: mpsc::Sender<Pending>,
+    capacity: usize,
+}
+
+impl Ingestor {
+    /// Starts the writer task on the current runtime with a queue of `capacity` reports.
+    pub fn start(store: Arc<dyn Store>, capacity: usize) -> (Self, JoinHandle<()>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        let writer = Writer {
+            store,
+            queue: rx,
+            unconfirmed: Vec::new(),
+        };
+        let handle = tokio::spawn(writer.run());
+        (Self { queue, capacity }, handle)
+    }
+
+    /// Queues `report` and waits for its outcome.
+    pub async fn submit(&self, report: Report) -> Result<Recorded, IngestError> {
+        let (reply, mut outcome) = oneshot::channel();
+        self.queue
+            .try_send(Pending { report, reply })
+            .map_err(|_| IngestError::Overloaded)?;
+        metrics::gauge!("downradar_ingest_queue_depth")
+            .set((self.capacity - self.queue.capacity()) as f64);
+        match tokio::time::timeout(ANSWER_TIMEOUT, &mut outcome).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(IngestError::Unavailable),
+            Err(_) => {
+                // Close first, then look once more: an outcome sent in the meantime is used;
+                // otherwise the writer sees the closed channel and revokes the report.
+                outcome.close();
+                outcome.try_recv().unwrap_or(Err(IngestError::Unavailable))
+            }
+        }
+    }
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    queue: mpsc::Receiver<Pending>,
+    /// Reports told "not counted" whose revocation the store has not yet confirmed.
+    unconfirmed: Vec<Report>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let received = if self.unconfirmed.is_empty() {
+                self.queue.recv_many(&mut batch, MAX_BATCH).await
+            } else {
+                tokio::select! {
+                    n = self.queue.recv_many(&mut batch, MAX_BATCH) => n,
+                    () = tokio::time::sleep(REVOKE_RETRY) => {
+                        self.retry_revocations().await;
+                        continue;
+                    }
+                }
+            };
+            if received == 0 {
+                break;
+            }
+            metrics::gauge!("downradar_ingest_queue_depth").set(self.queue.len() as f64);
+            self.flush(&mut batch).await;
+        }
+        // The queue is closed and drained: one last attempt at revocations.
+        if !self.unconfirmed.is_empty() {
+            self.retry_revocations().await;
+            if !self.unconfirmed.is_empty() {
+                tracing::error!(
+                    reports = self.unconfirmed.len(),
+                    "shutting down with revocations the store never confirmed; \
+                     these reports may be counted although their clients got 503"
+                );
+            }
+        }
+    }
+
+    /// Writes one batch and answers its requests.
+    async fn flush(&mut self, batch: &mut Vec<Pending>) {
+        // Requests that gave up while queued were already answered 503: don't write them.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            return;
+        }
+        let reports: Vec<Report> = batch.iter().map(|p| p.report.clone()).collect();
+        metrics::histogram!("downradar_ingest_batch_size").record(reports.len() as f64);
+        let started = Instant::now();
+        let result = self.store.record(&reports).await;
+        metrics::histogram!("downradar_store_flush_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(outcomes) => {
+                for (pending, outcome) in batch.drain(..).zip(outcomes) {
+                    let delivered = pending.reply.send(Ok(outcome)).is_ok();
+                    if !delivered && outcome == Recorded::Counted {
+                        self.unconfirmed.push(pending.report);
+                    }
+                }
+                self.retry_revocations().await;
+            }
+            Err(error) => {
+                store_error("record", &error);
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(IngestError::Unavailable));
+                    self.unconfirmed.push(pending.report);
+                }
+                self.publish_unconfirmed();
+            }
+        }
+    }
+
+    /// Revokes what is unconfirmed, a bounded chunk per store call, until done or the store
+    /// fails (the rest is retried later).
+    async fn retry_revocations(&mut self) {
+        while !self.unconfirmed.is_empty() {
+            let chunk = self.unconfirmed.len().min(MAX_BATCH);
+            match self.store.revoke(&self.unconfirmed[..chunk]).await {
+                Ok(()) => {
+                    metrics::counter!("downradar_reports_revoked_total").increment(chunk as u64);
+                    self.unconfirmed.drain(..chunk);
+                }
+                Err(error) => {
+                    store_error("revoke", &error);
+                    break;
+                }
+            }
+        }
+        self.publish_unconfirmed();
+    }
+
+    fn publish_unconfirmed(&self) {
+        metrics::gauge!("downradar_ingest_unconfirmed_revocations").set(self.unconfirmed.len() as f64);
+    }
+}
+
+/// Logs and counts a store failure.
+pub(crate) fn store_error(operation: &'static str, error: &StoreError) {
+    metrics::counter!("downradar_store_errors_total", "operation" => operation).increment(1);
+    tracing::warn!(operation, %error, "store call failed");
+}

@@ -1,0 +1,35 @@
+//! downradar: a self-hostable, crowd-sourced outage detector.
+//!
+//! People (or apps and bots on their behalf) report "service X isn't working for me" with a
+//! problem category and a country or a location. downradar resolves the location to a
+//! country, deduplicates reporters by a keyed fingerprint, and counts distinct reporters per
+//! service, country and problem in time buckets, in Redis or in an embedded store. A REST API,
+//! documented by a generated OpenAPI spec, takes reports and serves the counts.
+//!
+//! # Layout
+//!
+//! Modules in the order data flows through them:
+//!
+//! - [`config`]: the command line (every flag also an environment variable).
+//! - [`catalog`]: the watched services and their problem categories (TOML), `ServiceId`, `Problem`.
+//! - [`regions`]: the built-in countries with their polygons; coordinates to country.
+//! - [`reporter`]: the client address behind trusted proxies, and the keyed reporter fingerprint.
+//! - [`clock`]: injectable time, so tests never sleep.
+//! - [`buckets`]: bucket widths, the hourly roll-up and read resolutions.
+//! - [`ingest`]: group commit: a bounded queue and one writer that flushes batches.
+//! - [`store`]: the `Store` trait; the embedded and the Redis implementations; the Redis key layout.
+//! - [`api`]: HTTP routes, the one error shape, and the OpenAPI spec built from the routes.
+//! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
+//! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
+
+pub mod api;
+pub mod buckets;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod regions;
+pub mod reporter;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

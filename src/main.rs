@@ -1,0 +1,21 @@
+use clap::Parser;
+use downradar::config::{Cli, Command};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Openapi) => {
+            println!("{}", downradar::api::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(args: downradar::config::ServeArgs) -> anyhow::Result<()> {
+    downradar::telemetry::init_logging(args.log_format);
+    let app = downradar::startup::Application::build(args).await?;
+    app.run_until_stopped().await
+}

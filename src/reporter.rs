@@ -1,0 +1,254 @@
+//! Who reported: the client address behind trusted proxies, and the keyed fingerprint that
+//! deduplicates reporters without storing who they are.
+//!
+//! A reporter is identified by `HMAC-SHA256(secret, client address ‖ client_id)`, truncated to
+//! 128 bits. The secret never leaves the process, so a fingerprint in Redis cannot be turned
+//! back into an address by brute force over the IPv4 space. Raw addresses are neither stored
+//! nor logged.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use hmac::{Hmac, Mac};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretSlice};
+use sha2::Sha256;
+
+/// The HMAC key for reporter fingerprints.
+#[derive(Clone)]
+pub struct ReporterSecret(SecretSlice<u8>);
+
+impl ReporterSecret {
+    /// A secret from configuration (`--reporter-secret`).
+    pub fn from_config(secret: &str) -> Self {
+        Self(SecretSlice::from(secret.as_bytes().to_vec()))
+    }
+
+    /// A fresh random 256-bit secret. Fingerprints made with it stop matching on restart, so
+    /// a reporter may be counted again after a restart within its dedup window.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key)?;
+        Ok(Self(SecretSlice::from(key)))
+    }
+
+    /// The fingerprint of a reporter at `addr` with the optional install id `client_id`.
+    pub fn fingerprint(&self, addr: IpAddr, client_id: Option<&ClientId>) -> Fingerprint {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC accepts keys of any length");
+        match addr.to_canonical() {
+            IpAddr::V4(v4) => mac.update(&v4.octets()),
+            IpAddr::V6(v6) => mac.update(&v6.octets()),
+        }
+        if let Some(id) = client_id {
+            // The separator keeps (addr, id) pairs from colliding with longer addresses.
+            mac.update(b"\0");
+            mac.update(id.0.as_bytes());
+        }
+        let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        Fingerprint(out)
+    }
+}
+
+impl fmt::Debug for ReporterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReporterSecret(<redacted>)")
+    }
+}
+
+/// A reporter's keyed fingerprint (128 bits).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    /// Lower-case hex, as used in store keys.
+    pub fn to_hex(self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", self.to_hex())
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// An opaque client install id: 1 to 64 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+/// Longest accepted `client_id`, in characters.
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+
+impl ClientId {
+    /// Parses an install id.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let chars = s.chars().count();
+        if chars == 0 || chars > MAX_CLIENT_ID_CHARS {
+            return Err(format!(
+                "client_id must be 1 to {MAX_CLIENT_ID_CHARS} characters, got {chars}"
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err("client_id must not contain control characters".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    /// Parses a comma-separated list of addresses and CIDR ranges, e.g.
+    /// `10.0.0.0/8, 127.0.0.1, ::1`. An empty string trusts nobody.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<IpNet>()
+                    .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{part:?} is neither an IP address nor a CIDR range"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl TrustedProxies {
+    /// Whether `addr` is one of the trusted proxies.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.0.iter().any(|net| net.contains(&addr))
+    }
+
+    /// The reporter's address: the peer itself, unless the peer is a trusted proxy, in which
+    /// case the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (the
+    /// left part of the header is written by the client and cannot be believed).
+    /// `forwarded_for` holds the values of every `X-Forwarded-For` header, in order.
+    pub fn client_addr<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl IntoIterator<Item = &'a str>,
+    ) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.contains(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = forwarded_for
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Some(addr) = parse_hop(hop) else {
+                // Garbage where an address should be: stop at the last hop we could trust.
+                break;
+            };
+            client = addr;
+            if !self.contains(addr) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// An `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:5678`,
+/// `[2001:db8::1]:443`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(|a| a.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_the_header_says() {
+        let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        assert_eq!(trusted.client_addr(ip("203.0.113.9"), ["1.1.1.1"]), ip("203.0.113.9"));
+        let nobody = TrustedProxies::default();
+        assert_eq!(nobody.client_addr(ip("10.0.0.1"), ["1.1.1.1"]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn trusted_peer_yields_rightmost_untrusted_hop() {
+        let trusted: TrustedProxies = "10.0.0.0/8, ::1".parse().unwrap();
+        // client-forged entry, then the real client, then an inner proxy.
+        let header = "6.6.6.6, 198.51.100.7, 10.1.2.3";
+        assert_eq!(trusted.client_addr(ip("10.0.0.1"), [header]), ip("198.51.100.7"));
+        assert_eq!(trusted.client_addr(ip("::1"), ["198.51.100.7:4711"]), ip("198.51.100.7"));
+        assert_eq!(trusted.client_addr(ip("::1"), ["[2001:db8::5]:443"]), ip("2001:db8::5"));
+        // Several headers are one list.
+        assert_eq!(trusted.client_addr(ip("10.0.0.1"), ["6.6.6.6", "198.51.100.8"]), ip("198.51.100.8"));
+    }
+
+    #[test]
+    fn trusted_peer_without_usable_header_is_the_client() {
+        let trusted: TrustedProxies = "127.0.0.1".parse().unwrap();
+        assert_eq!(trusted.client_addr(ip("127.0.0.1"), []), ip("127.0.0.1"));
+        assert_eq!(trusted.client_addr(ip("127.0.0.1"), ["not-an-ip"]), ip("127.0.0.1"));
+        // Only trusted hops: the left-most one is as far as we can see.
+        assert_eq!(trusted.client_addr(ip("127.0.0.1"), ["127.0.0.1"]), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_canonical() {
+        let trusted: TrustedProxies = "127.0.0.1".parse().unwrap();
+        assert_eq!(trusted.client_addr(ip("::ffff:127.0.0.1"), ["192.0.2.1"]), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn bad_proxy_lists_are_rejected() {
+        assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
+        assert!("localhost".parse::<TrustedProxies>().is_err());
+        assert!("".parse::<TrustedProxies>().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_separate_install_ids() {
+        let a = ReporterSecret::from_config("one");
+        let b = ReporterSecret::from_config("two");
+        let addr = ip("192.0.2.1");
+        let id = ClientId::parse("install-1").unwrap();
+        assert_ne!(a.fingerprint(addr, None), b.fingerprint(addr, None));
+        assert_ne!(a.fingerprint(addr, None), a.fingerprint(addr, Some(&id)));
+        assert_eq!(a.fingerprint(addr, Some(&id)), a.fingerprint(addr, Some(&id)));
+        assert_eq!(a.fingerprint(ip("::ffff:192.0.2.1"), None), a.fingerprint(addr, None));
+        assert_eq!(a.fingerprint(addr, None).to_hex().len(), 32);
+    }
+
+    #[test]
+    fn client_ids_are_bounded() {
+        assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse(&"x".repeat(64)).is_ok());
+        assert!(ClientId::parse(&"é".repeat(64)).is_ok());
+        assert!(ClientId::parse(&"x".repeat(65)).is_err());
+        assert!(ClientId::parse("a\nb").is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Wiring: builds the store, the ingest writer and the HTTP server from the configuration, and
+//! runs them until a shutdown signal.
+//!
+//! [`Application::build`] binds the listener itself (port 0 in tests) so callers can read the
+//! port before serving; `main` and the tests use the same function.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::catalog::Catalog;
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServeArgs;
+use crate::ingest::Ingestor;
+use crate::reporter::ReporterSecret;
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Store, StoreSettings};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    writer: JoinHandle<()>,
+}
+
+impl Application {
+    /// Builds the application on the system clock.
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
+        Self::build_with_clock(args, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the application on `clock`. Must run inside a Tokio runtime: the ingest writer is
+    /// spawned on it.
+    pub async fn build_with_clock(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let catalog = match &args.catalog {
+            Some(path) => Catalog::load(path)?,
+            None => Catalog::builtin(),
+        };
+        let settings = StoreSettings {
+            bucket: args.bucket,
+            retention: args.retention,
+            rollup_retention: args.rollup_retention,
+            dedup_window: args.dedup_window,
+        };
+        let store: Arc<dyn Store> = match &args.redis_url {
+            Some(url) => {
+                let store = RedisStore::connect(url, settings)?;
+                tracing::info!(redis = %redact_url(url), "using the Redis store");
+                Arc::new(store)
+            }
+            None => {
+                tracing::info!(
+                    "using the embedded in-memory store: single process, reports are lost on \
+                     restart; pass --redis-url for a durable store"
+                );
+                Arc::new(MemoryStore::new(settings, clock.clone()))
+            }
+        };
+        let secret = match &args.reporter_secret {
+            Some(secret) => ReporterSecret::from_config(secret),
+            None => {
+                tracing::warn!(
+                    "no --reporter-secret given: using a random key, so reporters may be counted \
+                     again after a restart and replicas will not agree; set DOWNRADAR_REPORTER_SECRET"
+                );
+                ReporterSecret::random().context("cannot generate a random reporter secret")?
+            }
+        };
+        crate::telemetry::prometheus();
+        let (ingestor, writer) = Ingestor::start(store.clone(), args.queue_capacity as usize);
+        let state = web::Data::new(AppState {
+            catalog,
+            store,
+            ingestor,
+            clock,
+            secret,
+            trusted_proxies: args.trusted_proxies.clone(),
+            settings,
+        });
+
+        let listener = TcpListener::bind(args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(crate::telemetry::track_requests))
+                .configure(api::configure(state.clone()))
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)?;
+        if let Some(workers) = args.workers {
+            server = server.workers(workers.get());
+        }
+        tracing::info!(listen = %args.listen, port, "serving HTTP");
+        Ok(Self {
+            port,
+            server: server.run(),
+            writer,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM, SIGINT or [`ServerHandle::stop`]; then stops accepting, lets
+    /// in-flight requests finish, flushes every queued report and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("HTTP server failed")?;
+        // The workers are gone, and with them every ingest handle: the writer drains the
+        // queue and stops.
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.writer).await {
+            Ok(Ok(())) => {
+                tracing::info!("all queued reports flushed; stopped");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow::anyhow!("the ingest writer failed: {e}")),
+            Err(_) => Err(anyhow::anyhow!(
+                "the ingest writer did not finish within {SHUTDOWN_GRACE:?}"
+            )),
+        }
+    }
+}
+
+/// A Redis URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_logged() {
+        assert_eq!(super::redact_url("redis://:hunter2@db:6379/0"), "redis://***@db:6379/0");
+        assert_eq!(super::redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

@@ -1,0 +1,191 @@
+//! The embedded store: the same semantics as Redis, in this process's memory.
+//!
+//! It is the default so that `cargo run` works on a fresh machine; it keeps nothing across
+//! restarts and serves one process only. Expiry follows the injected [`Clock`], so tests can
+//! move time instead of waiting for it; expired entries are ignored at once and swept out
+//! once a minute of clock time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{
+    BucketCounts, Cell, Granularity, Recorded, Report, ReportToken, Store, StoreError,
+    StoreSettings,
+};
+use crate::catalog::ServiceId;
+use crate::clock::Clock;
+use crate::reporter::Fingerprint;
+
+/// How often (in clock milliseconds) expired entries are swept out.
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+/// The embedded in-memory store.
+pub struct MemoryStore {
+    settings: StoreSettings,
+    clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Per service, buckets keyed by (width in seconds, start).
+    buckets: HashMap<ServiceId, BTreeMap<(i64, i64), Bucket>>,
+    /// Dedup markers: the token that counted the reporter, and when the marker expires (ms).
+    seen: HashMap<(ServiceId, Fingerprint), (ReportToken, i64)>,
+    /// Revocation tombstones and their expiry (ms).
+    void: HashMap<ReportToken, i64>,
+    next_sweep_ms: i64,
+}
+
+struct Bucket {
+    /// Unix second at which the bucket expires.
+    expires_at: i64,
+    cells: HashMap<Cell, u64>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new(settings: StoreSettings, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            settings,
+            clock,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        (self.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the store, so keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The buckets a report adds to: its fine bucket and, when different, its hourly roll-up.
+    fn targets(&self, report: &Report) -> [(i64, i64, i64); 2] {
+        let fine_width = self.settings.width(Granularity::Fine);
+        let hour_width = self.settings.width(Granularity::Hourly);
+        let hour = crate::buckets::align(report.bucket, hour_width);
+        [
+            (fine_width, report.bucket, self.settings.expires_at(Granularity::Fine, report.bucket)),
+            (hour_width, hour, self.settings.expires_at(Granularity::Hourly, hour)),
+        ]
+    }
+
+    fn add(&self, inner: &mut Inner, report: &Report, delta: i64) {
+        let series = inner.buckets.entry(report.service.clone()).or_default();
+        let [fine, hourly] = self.targets(report);
+        let targets = if fine.0 == hourly.0 { &[fine][..] } else { &[fine, hourly][..] };
+        for &(width, start, expires_at) in targets {
+            let bucket = series.entry((width, start)).or_insert_with(|| Bucket {
+                expires_at,
+                cells: HashMap::new(),
+            });
+            bucket.expires_at = expires_at;
+            let count = bucket.cells.entry(report.cell.clone()).or_insert(0);
+            *count = count.saturating_add_signed(delta);
+            if *count == 0 {
+                bucket.cells.remove(&report.cell);
+            }
+        }
+    }
+
+    fn sweep(inner: &mut Inner, now_ms: i64) {
+        if now_ms < inner.next_sweep_ms {
+            return;
+        }
+        inner.next_sweep_ms = now_ms + SWEEP_EVERY_MS;
+        let now_s = now_ms.div_euclid(1000);
+        inner.seen.retain(|_, &mut (_, expires)| expires > now_ms);
+        inner.void.retain(|_, &mut expires| expires > now_ms);
+        inner.buckets.retain(|_, series| {
+            series.retain(|_, b| b.expires_at > now_s && !b.cells.is_empty());
+            !series.is_empty()
+        });
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn record(&self, batch: &[Report]) -> Result<Vec<Recorded>, StoreError> {
+        let now = self.now_ms();
+        let window = self.settings.dedup_window.as_millis() as i64;
+        let mut inner = self.lock();
+        Self::sweep(&mut inner, now);
+        let outcomes = batch
+            .iter()
+            .map(|report| {
+                if inner.void.get(&report.token).is_some_and(|&exp| exp > now) {
+                    return Recorded::Revoked;
+                }
+                let key = (report.service.clone(), report.reporter);
+                if inner.seen.get(&key).is_some_and(|&(_, exp)| exp > now) {
+                    return Recorded::Duplicate;
+                }
+                inner.seen.insert(key, (report.token, now + window));
+                self.add(&mut inner, report, 1);
+                Recorded::Counted
+            })
+            .collect();
+        Ok(outcomes)
+    }
+
+    async fn revoke(&self, reports: &[Report]) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        let tombstone = StoreSettings::TOMBSTONE_TTL.as_millis() as i64;
+        let mut inner = self.lock();
+        for report in reports {
+            inner.void.insert(report.token, now + tombstone);
+            let key = (report.service.clone(), report.reporter);
+            if inner
+                .seen
+                .get(&key)
+                .is_some_and(|&(token, exp)| token == report.token && exp > now)
+            {
+                inner.seen.remove(&key);
+                self.add(&mut inner, report, -1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn counts(
+        &self,
+        service: &ServiceId,
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<BucketCounts>, StoreError> {
+        if from >= until {
+            return Ok(Vec::new());
+        }
+        let now_s = self.now_ms().div_euclid(1000);
+        let width = self.settings.width(granularity);
+        let inner = self.lock();
+        let Some(series) = inner.buckets.get(service) else {
+            return Ok(Vec::new());
+        };
+        Ok(series
+            .range((width, from)..(width, until))
+            .filter(|(_, b)| b.expires_at > now_s && !b.cells.is_empty())
+            .map(|(&(_, start), b)| {
+                let mut cells: Vec<(Cell, u64)> =
+                    b.cells.iter().map(|(c, &n)| (c.clone(), n)).collect();
+                cells.sort();
+                BucketCounts { start, cells }
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

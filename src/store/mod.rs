@@ -1,0 +1,199 @@
+//! Where counts live: one [`Store`] trait, two implementations that pass the same test suite.
+//!
+//! - [`memory::MemoryStore`], the default: embedded, single process, nothing to install.
+//! - [`redis::RedisStore`], for production and for several replicas; its key layout is
+//!   documented in [`keys`].
+//!
+//! Both keep, per service, one counter map per time bucket (field = region + problem, value =
+//! distinct reporters), an hourly roll-up of the same, and one dedup marker per reporter that
+//! holds the token of the report that counted it.
+//!
+//! # Exactly-once acknowledgement
+//!
+//! A report is acknowledged (202) only after the store applied it. When the store fails or is
+//! too slow, the writer cannot know whether a report was applied (the command may have run
+//! and only its reply been lost), yet it has told the client 503. It then *revokes* the
+//! report: the store leaves a tombstone for its token, so a delayed write is ignored, and
+//! undoes the count if the write did happen. Counts therefore equal the acknowledged reports.
+
+pub mod keys;
+pub mod memory;
+pub mod redis;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::buckets::BucketWidth;
+use crate::catalog::{Problem, ServiceId};
+use crate::regions::RegionCode;
+use crate::reporter::{hex, Fingerprint};
+
+/// One counter of a bucket: a region and a problem category.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cell {
+    pub region: RegionCode,
+    pub problem: Problem,
+}
+
+impl Cell {
+    /// The hash field that stores this cell: `DE:login`.
+    pub fn field(&self) -> String {
+        format!("{}:{}", self.region, self.problem)
+    }
+
+    /// Parses a hash field written by [`Cell::field`].
+    pub fn parse_field(field: &str) -> Option<Self> {
+        let (region, problem) = field.split_once(':')?;
+        Some(Self {
+            region: RegionCode::parse(region).ok()?,
+            problem: Problem::parse(problem).ok()?,
+        })
+    }
+}
+
+/// A process-unique id of one report, used to revoke it (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReportToken(u128);
+
+impl ReportToken {
+    /// A new token: a random per-process prefix and a counter, unique across replicas.
+    pub fn next() -> Self {
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            // Without OS randomness, fall back to the clock: still unique per process start.
+            if getrandom::fill(&mut bytes).is_err() {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                bytes = (nanos ^ u64::from(std::process::id())).to_le_bytes();
+            }
+            u64::from_le_bytes(bytes)
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self((u128::from(prefix) << 64) | u128::from(n))
+    }
+
+    /// Lower-case hex, as stored.
+    pub fn to_hex(self) -> String {
+        hex(&self.0.to_be_bytes())
+    }
+}
+
+/// One report, ready to be written.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub service: ServiceId,
+    pub cell: Cell,
+    pub reporter: Fingerprint,
+    /// Start (Unix seconds) of the fine bucket the report falls in.
+    pub bucket: i64,
+    pub token: ReportToken,
+}
+
+/// What the store did with one report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Counted: the reporter was new for this service in the dedup window.
+    Counted,
+    /// Not counted: the reporter was already counted in the window.
+    Duplicate,
+    /// Ignored: the report had already been revoked.
+    Revoked,
+}
+
+/// Which series of buckets to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// The fine buckets of `--bucket` width.
+    Fine,
+    /// The hourly roll-up.
+    Hourly,
+}
+
+/// Counts of one bucket; cells with no reports are absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketCounts {
+    /// Bucket start, Unix seconds.
+    pub start: i64,
+    pub cells: Vec<(Cell, u64)>,
+}
+
+/// How the store keeps data.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSettings {
+    pub bucket: BucketWidth,
+    /// How long fine buckets are kept.
+    pub retention: Duration,
+    /// How long hourly roll-ups are kept.
+    pub rollup_retention: Duration,
+    /// How long a counted reporter is not counted again for the same service.
+    pub dedup_window: Duration,
+}
+
+impl StoreSettings {
+    /// How long a revocation tombstone is kept: far longer than any write can be delayed.
+    pub const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+
+    /// Unix second at which a bucket of `granularity` starting at `start` expires.
+    pub fn expires_at(&self, granularity: Granularity, start: i64) -> i64 {
+        match granularity {
+            Granularity::Fine => start + self.bucket.secs() + self.retention.as_secs() as i64,
+            Granularity::Hourly => {
+                start + crate::buckets::ROLLUP_SECS + self.rollup_retention.as_secs() as i64
+            }
+        }
+    }
+
+    /// Width in seconds of the buckets of `granularity`.
+    pub fn width(&self, granularity: Granularity) -> i64 {
+        match granularity {
+            Granularity::Fine => self.bucket.secs(),
+            Granularity::Hourly => crate::buckets::ROLLUP_SECS,
+        }
+    }
+}
+
+/// A store failure. Callers answer 503: the store may be back in a moment.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store did not answer in time.
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The store answered with an error, or the connection failed.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// Durable report counts.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and metrics: `memory` or `redis`.
+    fn kind(&self) -> &'static str;
+
+    /// Records a batch in one round trip; one outcome per report, in order. Each report is
+    /// applied atomically (dedup check and count together); on error, any subset of the batch
+    /// may have been applied, and the caller must [`revoke`](Store::revoke) the whole batch.
+    async fn record(&self, batch: &[Report]) -> Result<Vec<Recorded>, StoreError>;
+
+    /// Undoes reports whose acknowledgement never reached the client, whether or not they
+    /// were applied, and makes sure they are ignored should they arrive later. Idempotent.
+    async fn revoke(&self, reports: &[Report]) -> Result<(), StoreError>;
+
+    /// Counts of `service` in the buckets of `granularity` whose start is in `[from, until)`,
+    /// in time order; empty buckets are left out.
+    async fn counts(
+        &self,
+        service: &ServiceId,
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<BucketCounts>, StoreError>;
+
+    /// Succeeds when the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,263 @@
+//! The Redis store: durable, shared by every replica.
+//!
+//! One [`ConnectionManager`] (a single multiplexed socket that reconnects in the background)
+//! carries all traffic, so a replica holds one Redis connection however loaded it is. Every call
+//! is bounded by a timeout: during a Redis outage the manager makes callers wait for its
+//! reconnect, and a caller must get a 503 within two seconds instead.
+//!
+//! Writes run two Lua scripts, one call per service per batch (all keys of a call share the
+//! service's hash tag): `RECORD` checks the revocation tombstone and the dedup marker and
+//! counts the report atomically; `REVOKE` writes the tombstone and undoes a count that the
+//! revoked report made. Each batch pipeline starts with `SCRIPT LOAD`, so a restarted Redis
+//! with an empty script cache needs no retry logic.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use super::{
+    keys, BucketCounts, Cell, Granularity, Recorded, Report, Store, StoreError, StoreSettings,
+};
+use crate::catalog::ServiceId;
+
+/// Records the reports of one service. Per report i: KEYS seen, void, fine bucket, hourly
+/// bucket; ARGV token, field, fine expire-at, hourly expire-at (after ARGV[1], the dedup
+/// window in milliseconds). Returns 1 counted, 0 duplicate, -1 revoked, per report.
+const RECORD_LUA: &str = r"
+local window = ARGV[1]
+local out = {}
+for i = 1, #KEYS / 4 do
+  local k = 4 * (i - 1)
+  local seen, void, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local token, field = ARGV[k + 2], ARGV[k + 3]
+  if redis.call('EXISTS', void) == 1 then
+    out[i] = -1
+  elseif redis.call('SET', seen, token, 'NX', 'PX', window) then
+    redis.call('HINCRBY', fine, field, 1)
+    redis.call('EXPIREAT', fine, ARGV[k + 4])
+    if hourly ~= fine then
+      redis.call('HINCRBY', hourly, field, 1)
+      redis.call('EXPIREAT', hourly, ARGV[k + 5])
+    end
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+";
+
+/// Revokes reports of one service. Per report i: KEYS as in RECORD; ARGV token, field (after
+/// ARGV[1], the tombstone lifetime in milliseconds).
+const REVOKE_LUA: &str = r"
+local ttl = ARGV[1]
+for i = 1, #KEYS / 4 do
+  local k = 4 * (i - 1)
+  local seen, void, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local token, field = ARGV[2 * i], ARGV[2 * i + 1]
+  redis.call('SET', void, '1', 'PX', ttl)
+  if redis.call('GET', seen) == token then
+    redis.call('DEL', seen)
+    if redis.call('HINCRBY', fine, field, -1) <= 0 then redis.call('HDEL', fine, field) end
+    if hourly ~= fine then
+      if redis.call('HINCRBY', hourly, field, -1) <= 0 then redis.call('HDEL', hourly, field) end
+    end
+  end
+end
+return 0
+";
+
+/// Longest any single Redis call may take before the caller gets [`StoreError::Timeout`].
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most bucket reads sent in one pipeline round trip.
+const READ_CHUNK: usize = 1000;
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    settings: StoreSettings,
+    record: Script,
+    revoke: Script,
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url`. The connection is made lazily and re-made after every
+    /// failure, so the server starts (and reports not-ready) while Redis is down.
+    pub fn connect(url: &str, settings: StoreSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(4);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Self {
+            conn,
+            settings,
+            record: Script::new(RECORD_LUA),
+            revoke: Script::new(REVOKE_LUA),
+        })
+    }
+
+    /// Runs `pipe` within [`CALL_TIMEOUT`].
+    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StoreError::Backend(e.to_string())),
+            Err(_) => Err(StoreError::Timeout(CALL_TIMEOUT)),
+        }
+    }
+
+    /// The four keys a report touches, in script order.
+    fn report_keys(&self, report: &Report) -> [String; 4] {
+        let fine = self.settings.width(Granularity::Fine);
+        let hourly = self.settings.width(Granularity::Hourly);
+        [
+            keys::seen(&report.service, report.reporter),
+            keys::void(&report.service, report.token),
+            keys::bucket(&report.service, fine, report.bucket),
+            keys::bucket(&report.service, hourly, crate::buckets::align(report.bucket, hourly)),
+        ]
+    }
+}
+
+/// Indices of `batch` grouped by service, so each script call stays on one hash slot.
+fn by_service(batch: &[Report]) -> BTreeMap<&ServiceId, Vec<usize>> {
+    let mut groups: BTreeMap<&ServiceId, Vec<usize>> = BTreeMap::new();
+    for (i, report) in batch.iter().enumerate() {
+        groups.entry(&report.service).or_default().push(i);
+    }
+    groups
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn record(&self, batch: &[Report]) -> Result<Vec<Recorded>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = by_service(batch);
+        let window_ms = self.settings.dedup_window.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        pipe.load_script(&self.record).ignore();
+        let hourly = self.settings.width(Granularity::Hourly);
+        for indices in groups.values() {
+            let mut call = self.record.prepare_invoke();
+            call.arg(window_ms);
+            for &i in indices {
+                let report = &batch[i];
+                let hour = crate::buckets::align(report.bucket, hourly);
+                for key in self.report_keys(report) {
+                    call.key(key);
+                }
+                call.arg(report.token.to_hex())
+                    .arg(report.cell.field())
+                    .arg(self.settings.expires_at(Granularity::Fine, report.bucket))
+                    .arg(self.settings.expires_at(Granularity::Hourly, hour));
+            }
+            pipe.invoke_script(&call);
+        }
+        let replies: Vec<Vec<i64>> = self.query(&pipe).await?;
+        let mut outcomes = vec![Recorded::Duplicate; batch.len()];
+        for (indices, reply) in groups.values().zip(&replies) {
+            if reply.len() != indices.len() {
+                return Err(StoreError::Backend(format!(
+                    "record script answered {} results for {} reports",
+                    reply.len(),
+                    indices.len()
+                )));
+            }
+            for (&i, &code) in indices.iter().zip(reply) {
+                outcomes[i] = match code {
+                    1 => Recorded::Counted,
+                    0 => Recorded::Duplicate,
+                    _ => Recorded::Revoked,
+                };
+            }
+        }
+        if replies.len() != groups.len() {
+            return Err(StoreError::Backend("record pipeline lost replies".into()));
+        }
+        Ok(outcomes)
+    }
+
+    async fn revoke(&self, reports: &[Report]) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.load_script(&self.revoke).ignore();
+        for indices in by_service(reports).values() {
+            let mut call = self.revoke.prepare_invoke();
+            call.arg(StoreSettings::TOMBSTONE_TTL.as_millis() as u64);
+            for &i in indices {
+                let report = &reports[i];
+                for key in self.report_keys(report) {
+                    call.key(key);
+                }
+                call.arg(report.token.to_hex()).arg(report.cell.field());
+            }
+            pipe.invoke_script(&call).ignore();
+        }
+        self.query::<()>(&pipe).await
+    }
+
+    async fn counts(
+        &self,
+        service: &ServiceId,
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<BucketCounts>, StoreError> {
+        let width = self.settings.width(granularity);
+        let starts: Vec<i64> = (from..until).step_by(width as usize).collect();
+        let mut out = Vec::new();
+        for chunk in starts.chunks(READ_CHUNK) {
+            let mut pipe = redis::pipe();
+            for &start in chunk {
+                pipe.hgetall(keys::bucket(service, width, start));
+            }
+            let replies: Vec<Vec<(String, u64)>> = self.query(&pipe).await?;
+            for (&start, fields) in chunk.iter().zip(replies) {
+                let mut cells: Vec<(Cell, u64)> = fields
+                    .into_iter()
+                    .filter(|&(_, n)| n > 0)
+                    .filter_map(|(field, n)| {
+                        let cell = Cell::parse_field(&field);
+                        if cell.is_none() {
+                            tracing::warn!(%service, field, "ignoring a bucket field that is not REGION:problem");
+                        }
+                        Some((cell?, n))
+                    })
+                    .collect();
+                if !cells.is_empty() {
+                    cells.sort();
+                    out.push(BucketCounts { start, cells });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("PING");
+        let reply: Vec<Value> = self.query(&pipe).await?;
+        match reply.first() {
+            Some(Value::SimpleString(s)) if s == "PONG" => Ok(()),
+            other => Err(StoreError::Backend(format!("unexpected PING reply {other:?}"))),
+        }
+    }
+}

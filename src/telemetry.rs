@@ -1,0 +1,124 @@
+//! Logs and metrics: the tracing subscriber, the Prometheus recorder, and the middleware that
+//! counts and logs every request.
+//!
+//! Request logs and metrics carry the route pattern (`/v1/services/{id}/reports`), the method
+//! and the status, never the client address: downradar does not log who reported.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global log subscriber. `RUST_LOG` overrides the default level (`info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests start many apps in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder, installed on first use. The recorder is global, so
+/// every app in a process (tests start many) shares it.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let latency = [
+            0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+            1.0, 2.5,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("downradar_ingest_batch_size".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
+            })
+            .expect("bucket lists are non-empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        describe();
+        // Histograms are kept as buckets that need periodic housekeeping.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })
+            .expect("can spawn the metrics upkeep thread");
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("downradar_http_requests_total", "HTTP requests by route, method and status.");
+    describe_histogram!(
+        "downradar_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route."
+    );
+    describe_counter!("downradar_reports_total", "Reports by outcome.");
+    describe_counter!(
+        "downradar_reports_revoked_total",
+        "Reports undone because their client was answered 503 while the store may have applied them."
+    );
+    describe_histogram!("downradar_ingest_batch_size", "Reports per store flush.");
+    describe_histogram!(
+        "downradar_store_flush_seconds",
+        Unit::Seconds,
+        "Latency of one batch write to the store."
+    );
+    describe_gauge!("downradar_ingest_queue_depth", "Reports waiting to be written.");
+    describe_gauge!(
+        "downradar_ingest_unconfirmed_revocations",
+        "Reports answered 503 whose revocation the store has not yet confirmed."
+    );
+    describe_counter!("downradar_store_errors_total", "Failed store calls by operation.");
+}
+
+/// Middleware: counts and times every request by route pattern and status, and logs it at
+/// debug level (server errors at warn).
+pub async fn track_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.call(req).await?;
+    let status = response.status();
+    let elapsed = started.elapsed();
+    metrics::counter!(
+        "downradar_http_requests_total",
+        "route" => route.clone(),
+        "method" => method.clone(),
+        "status" => status.as_str().to_owned()
+    )
+    .increment(1);
+    metrics::histogram!("downradar_http_request_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    if status.is_server_error() {
+        tracing::warn!(%method, %route, status = status.as_u16(), ?elapsed, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status = status.as_u16(), ?elapsed, "request");
+    }
+    Ok(response)
+}

@@ -1,0 +1,271 @@
+//! Test fixtures: the app on a free port against either store, and private `redis-server`s.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use downradar::clock::ManualClock;
+use downradar::config::{Cli, ServeArgs};
+use downradar::startup::Application;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// Which store an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// A private `redis-server` on a free loopback port, persisting every write (AOF, fsync
+/// always) into its own directory, so a `kill -9` loses nothing it acknowledged.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self { port, dir, child: None };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts (again) on the same port and directory, and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let dir: PathBuf = self.dir.path().into();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install -y redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = self.connection() {
+                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill").args([sig, &pid]).status().expect("kill").success();
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(self.url())?;
+        client.get_connection_with_timeout(Duration::from_secs(1))
+    }
+
+    /// Sum of every count in the fine buckets of `width` seconds, over all services.
+    pub fn sum_of_counts(&self, width: i64) -> u64 {
+        let mut conn = self.connection().expect("connect");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("dr:{{*}}:b:{width}:*"))
+            .query(&mut conn)
+            .expect("KEYS");
+        keys.iter()
+            .map(|k| {
+                let values: Vec<u64> = redis::cmd("HVALS").arg(k).query(&mut conn).expect("HVALS");
+                values.iter().sum::<u64>()
+            })
+            .sum()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running app and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub redis: Option<RedisServer>,
+    pub clock: Arc<ManualClock>,
+}
+
+/// The moment test apps start at: 30 minutes into the current hour, so a test's reports stay
+/// inside one hourly roll-up and Redis does not expire buckets that lie in its past.
+pub fn test_epoch() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    OffsetDateTime::from_unix_timestamp(now - now.rem_euclid(3600) + 1800).expect("valid time")
+}
+
+/// Starts the app on a free port with the given store and extra command-line flags.
+pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
+    let redis = (backend == Backend::Redis).then(RedisServer::start);
+    let mut argv = vec!["downradar", "--listen", "127.0.0.1:0", "--reporter-secret", "test-secret"];
+    let url = redis.as_ref().map(RedisServer::url);
+    if let Some(url) = &url {
+        argv.extend(["--redis-url", url.as_str()]);
+    }
+    argv.extend_from_slice(flags);
+    let args: ServeArgs = <Cli as clap::Parser>::try_parse_from(argv).expect("valid flags").serve;
+    let clock = Arc::new(ManualClock::new(test_epoch()));
+    let app = Application::build_with_clock(args, clock.clone()).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client"),
+        backend,
+        redis,
+        clock,
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// A response reduced to what tests look at.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub content_type: Option<String>,
+    pub text: String,
+}
+
+impl Answer {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after");
+        let content_type = header("content-type");
+        Self {
+            status: response.status().as_u16(),
+            retry_after,
+            content_type,
+            text: response.text().await.expect("body"),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// Asserts the one error shape and returns the code.
+    pub fn error_code(&self) -> String {
+        let body = self.json();
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
+        assert_eq!(self.content_type.as_deref(), Some("application/json"), "{body}");
+        body["code"].as_str().unwrap_or_else(|| panic!("no code: {body}")).to_owned()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Answer::from(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// POSTs a JSON report for `service`.
+    pub async fn report(&self, service: &str, body: &Value) -> Answer {
+        self.report_with(service, body, &[]).await
+    }
+
+    /// POSTs a JSON report with extra headers.
+    pub async fn report_with(&self, service: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/v1/services/{service}/reports")))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Answer::from(request.send().await.expect("POST")).await
+    }
+
+    /// POSTs raw bytes with a content type (or none).
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        Answer::from(request.send().await.expect("POST")).await
+    }
+}
+
+/// Runs one async test body against both stores, as two tests named `memory` and `redis`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Memory).await;
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Redis).await;
+                $body
+            }
+        }
+    )*};
+}

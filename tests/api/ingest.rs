@@ -1,0 +1,192 @@
+//! `POST /v1/services/{id}/reports`: every answer the issue lists, dedup and proxies.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{Backend, spawn_app, spawn_app_with};
+use crate::on_both_stores;
+
+on_both_stores! {
+    async fn report_by_region_is_counted_once_per_reporter(app) {
+        let first = app.report("tiktok", &json!({"problem": "login", "region": "DE"})).await;
+        assert_eq!(first.status, 202, "{}", first.text);
+        let body = first.json();
+        assert_eq!(body["counted"], true);
+        assert_eq!(body["region"], "DE");
+        let bucket = time::OffsetDateTime::parse(body["bucket"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+        assert_eq!(bucket.unix_timestamp() % 60, 0, "bucket is aligned: {body}");
+
+        // Same address, same (absent) client id: already counted.
+        let again = app.report("tiktok", &json!({"problem": "app", "region": "US"})).await;
+        assert_eq!(again.status, 202);
+        assert_eq!(again.json()["counted"], false);
+
+        // Another install behind the same address is another reporter...
+        let other = app.report("tiktok", &json!({"problem": "login", "region": "DE", "client_id": "install-2"})).await;
+        assert_eq!(other.json()["counted"], true);
+        // ...and dedup is per service.
+        let elsewhere = app.report("netflix", &json!({"problem": "login", "region": "DE"})).await;
+        assert_eq!(elsewhere.json()["counted"], true);
+    }
+
+    async fn report_by_location_resolves_the_country(app) {
+        let berlin = app.report("tiktok", &json!({"problem": "login", "location": {"lat": 52.52, "lon": 13.405}})).await;
+        assert_eq!(berlin.status, 202, "{}", berlin.text);
+        assert_eq!(berlin.json()["region"], "DE");
+        let sao_paulo = app.report("tiktok", &json!({"problem": "feed", "location": {"lat": -23.5505, "lon": -46.6333}, "client_id": "b"})).await;
+        assert_eq!(sao_paulo.json()["region"], "BR");
+    }
+
+    async fn unknown_service_is_404(app) {
+        let answer = app.report("myspace", &json!({"problem": "login", "region": "DE"})).await;
+        assert_eq!(answer.status, 404);
+        assert_eq!(answer.error_code(), "unknown_service");
+    }
+
+    async fn unknown_problem_is_422_listing_the_allowed_ones(app) {
+        let answer = app.report("tiktok", &json!({"problem": "wifi", "region": "DE"})).await;
+        assert_eq!(answer.status, 422);
+        assert_eq!(answer.error_code(), "unknown_problem");
+        assert_eq!(
+            answer.json()["details"]["allowed"],
+            json!(["app", "login", "video-upload", "feed", "server-connection"])
+        );
+    }
+
+    async fn bad_regions_and_locations_are_422(app) {
+        for (body, code) in [
+            (json!({"problem": "login", "region": "XX"}), "unknown_region"),
+            (json!({"problem": "login", "region": "DEU"}), "unknown_region"),
+            (json!({"problem": "login", "location": {"lat": 91.0, "lon": 0.0}}), "invalid_coordinates"),
+            (json!({"problem": "login", "location": {"lat": 0.0, "lon": -180.5}}), "invalid_coordinates"),
+            (json!({"problem": "login", "location": {"lat": 30.0, "lon": -40.0}}), "location_outside_regions"),
+            (json!({"problem": "login"}), "invalid_report"),
+            (json!({"problem": "login", "region": "DE", "location": {"lat": 52.5, "lon": 13.4}}), "invalid_report"),
+            (json!({"problem": "login", "region": "DE", "client_id": "x".repeat(65)}), "invalid_report"),
+            (json!({"problem": "login", "region": "DE", "client_id": ""}), "invalid_report"),
+            (json!({"problem": "login", "region": "DE", "extra": 1}), "invalid_report"),
+            (json!({"problem": 7, "region": "DE"}), "invalid_report"),
+            (json!(["login", "DE"]), "invalid_report"),
+        ] {
+            let answer = app.report("tiktok", &body).await;
+            assert_eq!(answer.status, 422, "{body} -> {}", answer.text);
+            assert_eq!(answer.error_code(), code, "{body}");
+        }
+    }
+
+    async fn malformed_json_is_400(app) {
+        for body in [&b"{\"problem\": "[..], b"not json", b"", b"{\"problem\":\"login\",}"] {
+            let answer = app.post_raw("/v1/services/tiktok/reports", Some("application/json"), body.to_vec()).await;
+            assert_eq!(answer.status, 400, "{:?} -> {}", String::from_utf8_lossy(body), answer.text);
+            assert_eq!(answer.error_code(), "malformed_json");
+        }
+    }
+
+    async fn wrong_content_type_is_415(app) {
+        let body = json!({"problem": "login", "region": "DE"}).to_string().into_bytes();
+        for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+            let answer = app.post_raw("/v1/services/tiktok/reports", ct, body.clone()).await;
+            assert_eq!(answer.status, 415, "{ct:?}");
+            assert_eq!(answer.error_code(), "unsupported_media_type");
+        }
+        let with_charset = app.post_raw("/v1/services/tiktok/reports", Some("application/json; charset=utf-8"), body).await;
+        assert_eq!(with_charset.status, 202);
+    }
+
+    async fn body_over_4_kib_is_413(app) {
+        let padding = "x".repeat(4096);
+        let big = json!({"problem": "login", "region": "DE", "client_id": padding}).to_string().into_bytes();
+        let answer = app.post_raw("/v1/services/tiktok/reports", Some("application/json"), big.clone()).await;
+        assert_eq!(answer.status, 413);
+        assert_eq!(answer.error_code(), "payload_too_large");
+
+        // Without a Content-Length (chunked), the limit holds while reading.
+        let stream = futures_util::stream::iter(big.chunks(1000).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+        let response = app.client.post(app.url("/v1/services/tiktok/reports"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 413);
+
+        // Exactly at the limit is fine (as far as size goes).
+        let mut exact = json!({"problem": "login", "region": "DE", "client_id": "c"}).to_string().into_bytes();
+        exact.resize(4096, b' ');
+        let answer = app.post_raw("/v1/services/tiktok/reports", Some("application/json"), exact).await;
+        assert_eq!(answer.status, 202, "{}", answer.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_window_expires_on_the_clock() {
+    // The embedded store follows the injected clock; Redis expires markers on its own clock,
+    // which a test cannot move without waiting.
+    let app = spawn_app_with(Backend::Memory, &["--dedup-window", "15m"]).await;
+    let body = json!({"problem": "login", "region": "DE"});
+    assert_eq!(app.report("tiktok", &body).await.json()["counted"], true);
+    app.clock.advance(Duration::from_secs(14 * 60));
+    assert_eq!(app.report("tiktok", &body).await.json()["counted"], false);
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(app.report("tiktok", &body).await.json()["counted"], true);
+}
+
+mod trusted_proxies {
+    use super::*;
+
+    async fn check(backend: Backend) {
+        // Behind a trusted proxy, X-Forwarded-For names the reporter.
+        let app = spawn_app_with(backend, &["--trusted-proxies", "127.0.0.1,::1"]).await;
+        let body = json!({"problem": "login", "region": "DE"});
+        let a = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")]).await;
+        let b = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")]).await;
+        let a_again = app.report_with("tiktok", &body, &[("x-forwarded-for", "6.6.6.6, 198.51.100.1")]).await;
+        assert_eq!((a.json()["counted"].clone(), b.json()["counted"].clone()), (json!(true), json!(true)));
+        assert_eq!(a_again.json()["counted"], false, "the right-most untrusted hop is the reporter");
+
+        // From an untrusted peer, the header is ignored: all these are one reporter.
+        let app = spawn_app(backend).await;
+        let a = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")]).await;
+        let b = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")]).await;
+        assert_eq!(a.json()["counted"], true);
+        assert_eq!(b.json()["counted"], false);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory() {
+        check(Backend::Memory).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        check(Backend::Redis).await;
+    }
+}
+
+/// The store freezes: answers are 503 with Retry-After within 2 s, and a full queue is 503 at
+/// once. (Only Redis can be made slow or unavailable; the embedded store cannot fail.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_store_is_503_within_two_seconds_and_full_queue_is_503_at_once() {
+    let app = spawn_app_with(Backend::Redis, &["--queue-capacity", "4"]).await;
+    let redis = app.redis.as_ref().unwrap();
+    assert_eq!(app.report("tiktok", &json!({"problem": "login", "region": "DE"})).await.status, 202);
+    redis.freeze();
+    let started = Instant::now();
+    let requests = (0..24).map(|i| {
+        let body = json!({"problem": "login", "region": "DE", "client_id": format!("frozen-{i}")});
+        let app = &app;
+        async move { (app.report("tiktok", &body).await, started.elapsed()) }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    redis.thaw();
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for (answer, elapsed) in &answers {
+        assert_eq!(answer.status, 503, "{}", answer.text);
+        assert_eq!(answer.retry_after.as_deref(), Some("1"));
+        assert!(*elapsed < Duration::from_secs(2), "answered after {elapsed:?}");
+        *codes.entry(answer.error_code()).or_default() += 1;
+    }
+    assert!(codes.get("overloaded").copied().unwrap_or(0) > 0, "{codes:?}");
+    assert!(codes.get("unavailable").copied().unwrap_or(0) > 0, "{codes:?}");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+}

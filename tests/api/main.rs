@@ -1,0 +1,11 @@
+//! The integration tests: one binary, the app started on port 0 per test, every API test run
+//! against both stores (`<test>::memory` and `<test>::redis`). Redis tests start their own
+//! `redis-server` on a free loopback port.
+
+mod faults;
+mod helpers;
+mod ingest;
+mod openapi;
+mod ops;
+mod reads;
+mod shutdown;

@@ -1,0 +1,57 @@
+//! Health, readiness and metrics.
+
+use serde_json::json;
+
+use crate::helpers::{Backend, spawn_app};
+use crate::on_both_stores;
+
+on_both_stores! {
+    async fn health_and_readiness(app) {
+        let health = app.get("/healthz").await;
+        assert_eq!(health.status, 200);
+        let store = if app.backend == Backend::Redis { "redis" } else { "memory" };
+        assert_eq!(health.json(), json!({"status": "ok", "store": store}));
+        let ready = app.get("/readyz").await;
+        assert_eq!(ready.status, 200);
+        assert_eq!(ready.json()["status"], "ready");
+    }
+
+    async fn metrics_cover_requests_batches_and_queue(app) {
+        app.report("tiktok", &json!({"problem": "login", "region": "DE"})).await;
+        let metrics = app.get("/metrics").await;
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.content_type.as_deref().unwrap().starts_with("text/plain"));
+        for needle in [
+            "downradar_http_requests_total{route=\"/v1/services/{id}/reports\",method=\"POST\",status=\"202\"}",
+            "downradar_reports_total{outcome=\"counted\"}",
+            "downradar_ingest_batch_size_bucket",
+            "downradar_store_flush_seconds_bucket",
+            "downradar_ingest_queue_depth",
+            "downradar_http_request_duration_seconds_bucket",
+        ] {
+            assert!(metrics.text.contains(needle), "missing {needle} in:\n{}", metrics.text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_redis() {
+    let mut app = spawn_app(Backend::Redis).await;
+    assert_eq!(app.get("/readyz").await.status, 200);
+    app.redis.as_mut().unwrap().kill();
+    let down = app.get("/readyz").await;
+    assert_eq!(down.status, 503);
+    assert_eq!(down.error_code(), "unavailable");
+    assert_eq!(down.retry_after.as_deref(), Some("1"));
+    assert_eq!(app.get("/healthz").await.status, 200, "liveness does not depend on the store");
+    app.redis.as_mut().unwrap().restart();
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again within 5 s of Redis coming back");
+}

@@ -1,0 +1,117 @@
+//! The read endpoints: series of counts, services, regions.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::on_both_stores;
+
+on_both_stores! {
+    async fn series_counts_distinct_reporters_per_bucket_with_filters(app) {
+        // Three reporters now (two in DE, one in FR), one a minute later, one a repeat.
+        for (id, region, problem) in [("a", "DE", "login"), ("b", "DE", "feed"), ("c", "FR", "login")] {
+            let answer = app.report("tiktok", &json!({"problem": problem, "region": region, "client_id": id})).await;
+            assert_eq!(answer.json()["counted"], true);
+        }
+        app.clock.advance(Duration::from_secs(60));
+        app.report("tiktok", &json!({"problem": "login", "region": "DE", "client_id": "d"})).await;
+        app.report("tiktok", &json!({"problem": "login", "region": "DE", "client_id": "a"})).await;
+        app.clock.advance(Duration::from_secs(60));
+
+        let series = app.get("/v1/services/tiktok/reports").await;
+        assert_eq!(series.status, 200, "{}", series.text);
+        let series = series.json();
+        assert_eq!(series["resolution"], "1m");
+        let points = series["points"].as_array().unwrap();
+        assert_eq!(points.len(), 60, "default: 60 points");
+        let counts: Vec<u64> = points.iter().map(|p| p["count"].as_u64().unwrap()).collect();
+        assert_eq!(&counts[57..], &[3, 1, 0], "{series}");
+        assert_eq!(series["total"], 4);
+
+        let de = app.get("/v1/services/tiktok/reports?region=DE").await.json();
+        assert_eq!(de["total"], 3);
+        assert_eq!(de["region"], "DE");
+        let login = app.get("/v1/services/tiktok/reports?problem=login").await.json();
+        assert_eq!(login["total"], 3);
+        let de_login = app.get("/v1/services/tiktok/reports?region=de&problem=login").await.json();
+        assert_eq!(de_login["total"], 2);
+
+        for resolution in ["5m", "15m", "1h"] {
+            let coarse = app.get(&format!("/v1/services/tiktok/reports?resolution={resolution}")).await;
+            assert_eq!(coarse.status, 200, "{}", coarse.text);
+            let coarse = coarse.json();
+            assert_eq!(coarse["total"], 4, "{resolution}: {coarse}");
+            assert_eq!(coarse["points"].as_array().unwrap().len(), 60);
+        }
+
+        // An explicit window, aligned to the resolution.
+        let now = app.clock_now();
+        let since = (now - time::Duration::minutes(2)).format(&time::format_description::well_known::Rfc3339).unwrap();
+        let until = (now - time::Duration::minutes(1)).format(&time::format_description::well_known::Rfc3339).unwrap();
+        let window = app.get(&format!("/v1/services/tiktok/reports?since={since}&until={until}")).await.json();
+        assert_eq!(window["points"].as_array().unwrap().len(), 1, "{window}");
+        assert_eq!(window["total"], 3);
+        assert_eq!(app.get("/v1/services/netflix/reports").await.json()["total"], 0);
+    }
+
+    async fn series_queries_are_validated(app) {
+        for query in [
+            "resolution=2m",
+            "since=yesterday",
+            "until=2026-13-01T00:00:00Z",
+            "since=2026-11-21T12:00:00Z&until=2026-11-21T12:00:00Z",
+            "since=2026-11-01T00:00:00Z&until=2026-11-03T00:00:00Z",
+            "region=XX",
+            "problem=wifi",
+        ] {
+            let answer = app.get(&format!("/v1/services/tiktok/reports?{query}")).await;
+            assert_eq!(answer.status, 400, "{query}: {}", answer.text);
+            assert_eq!(answer.error_code(), "invalid_query", "{query}");
+        }
+        // 2,000 points is the most.
+        let ok = app.get("/v1/services/tiktok/reports?since=2026-11-01T00:00:00Z&until=2026-11-02T09:20:00Z").await;
+        assert_eq!(ok.status, 200, "{}", ok.text);
+        assert_eq!(ok.json()["points"].as_array().unwrap().len(), 2000);
+        assert_eq!(app.get("/v1/services/myspace/reports").await.status, 404);
+    }
+
+    async fn services_and_regions_are_listed(app) {
+        let services = app.get("/v1/services").await.json();
+        let list = services["services"].as_array().unwrap();
+        assert!(list.len() >= 25);
+        let tiktok = list.iter().find(|s| s["id"] == "tiktok").unwrap();
+        assert_eq!(tiktok["name"], "TikTok");
+        assert_eq!(tiktok["depends_on"], json!(["oracle-cloud"]));
+
+        let aws = app.get("/v1/services/aws").await.json();
+        assert!(aws["dependents"].as_array().unwrap().contains(&json!("netflix")), "{aws}");
+        let missing = app.get("/v1/services/myspace").await;
+        assert_eq!(missing.status, 404);
+        assert_eq!(missing.error_code(), "unknown_service");
+
+        let regions = app.get("/v1/regions").await.json();
+        let regions = regions["regions"].as_array().unwrap();
+        assert!(regions.len() >= 249, "{}", regions.len());
+        let de = regions.iter().find(|r| r["code"] == "DE").unwrap();
+        assert_eq!(de["name"], "Germany");
+        assert_eq!(de["continent"], "EU");
+        assert!(de["centroid"]["lat"].as_f64().is_some());
+    }
+
+    async fn unknown_routes_and_methods_use_the_error_shape(app) {
+        let answer = app.get("/v1/nope").await;
+        assert_eq!(answer.status, 404);
+        assert_eq!(answer.error_code(), "not_found");
+        let answer = app.post_raw("/v1/services", Some("application/json"), b"{}".to_vec()).await;
+        assert_eq!(answer.status, 405);
+        assert_eq!(answer.error_code(), "method_not_allowed");
+    }
+}
+
+impl crate::helpers::TestApp {
+    /// The app's current (manual) time.
+    pub fn clock_now(&self) -> time::OffsetDateTime {
+        use downradar::clock::Clock;
+        self.clock.now()
+    }
+}
