@@ -20,7 +20,9 @@ pub struct BucketWidth(i64);
 
 /// Why a duration cannot be a bucket width.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid bucket width {0:?}: it must be whole seconds that divide one hour (e.g. 10s, 1m, 5m, 1h)")]
+#[error(
+    "invalid bucket width {0:?}: it must be whole seconds that divide one hour (e.g. 10s, 1m, 5m, 1h)"
+)]
 pub struct BucketWidthError(String);
 
 impl BucketWidth {
@@ -129,7 +131,10 @@ mod tests {
     #[test]
     fn bucket_start_is_aligned() {
         let w = BucketWidth::ONE_MINUTE;
-        assert_eq!(w.start_of(datetime!(2026-11-21 12:03:59 UTC)), datetime!(2026-11-21 12:03 UTC).unix_timestamp());
+        assert_eq!(
+            w.start_of(datetime!(2026-11-21 12:03:59 UTC)),
+            datetime!(2026-11-21 12:03 UTC).unix_timestamp()
+        );
         assert_eq!(align(-1, 60), -60);
     }
 

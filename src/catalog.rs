@@ -214,7 +214,11 @@ impl Catalog {
             let id = ServiceId::parse(&raw_service.id)
                 .map_err(|e| invalid(&raw_service.id, "id", e.to_string()))?;
             if index.insert(id.clone(), services.len()).is_some() {
-                return Err(invalid(&raw_service.id, "id", "duplicate service id".into()));
+                return Err(invalid(
+                    &raw_service.id,
+                    "id",
+                    "duplicate service id".into(),
+                ));
             }
             if raw_service.name.trim().is_empty() {
                 return Err(invalid(&raw_service.id, "name", "must not be empty".into()));
@@ -229,8 +233,8 @@ impl Catalog {
             let mut problems = Vec::with_capacity(raw_service.problems.len());
             let mut seen = BTreeSet::new();
             for p in &raw_service.problems {
-                let problem =
-                    Problem::parse(p).map_err(|e| invalid(&raw_service.id, "problems", e.to_string()))?;
+                let problem = Problem::parse(p)
+                    .map_err(|e| invalid(&raw_service.id, "problems", e.to_string()))?;
                 if !seen.insert(problem.clone()) {
                     return Err(invalid(
                         &raw_service.id,
@@ -355,12 +359,27 @@ mod tests {
     #[test]
     fn builtin_catalog_is_valid_and_broad() {
         let catalog = Catalog::builtin();
-        assert!(catalog.services().len() >= 25, "{}", catalog.services().len());
+        assert!(
+            catalog.services().len() >= 25,
+            "{}",
+            catalog.services().len()
+        );
         for service in catalog.services() {
-            assert!(service.problems.len() >= 3, "{} has too few problems", service.id);
+            assert!(
+                service.problems.len() >= 3,
+                "{} has too few problems",
+                service.id
+            );
         }
-        let with_deps = catalog.services().iter().filter(|s| !s.depends_on.is_empty()).count();
-        assert!(with_deps >= 5, "only {with_deps} services declare dependencies");
+        let with_deps = catalog
+            .services()
+            .iter()
+            .filter(|s| !s.depends_on.is_empty())
+            .count();
+        assert!(
+            with_deps >= 5,
+            "only {with_deps} services declare dependencies"
+        );
     }
 
     #[test]
@@ -389,7 +408,10 @@ mod tests {
             problems = ["app"]
             depends_on = ["nope"]"#,
         );
-        assert_eq!(err, r#"test.toml: service "a": depends_on: unknown service "nope""#);
+        assert_eq!(
+            err,
+            r#"test.toml: service "a": depends_on: unknown service "nope""#
+        );
     }
 
     #[test]
@@ -415,7 +437,10 @@ mod tests {
             name = "A"
             problems = ["app"]"#,
         );
-        assert!(err.starts_with(r#"test.toml: service "Bad Id": id: "Bad Id" is not a valid name"#), "{err}");
+        assert!(
+            err.starts_with(r#"test.toml: service "Bad Id": id: "Bad Id" is not a valid name"#),
+            "{err}"
+        );
     }
 
     #[test]
@@ -451,7 +476,10 @@ mod tests {
             problems = ["app"]
             depends_on = ["a"]"#,
         );
-        assert_eq!(err, r#"test.toml: service "a": depends_on: dependency cycle: a -> b -> c -> a"#);
+        assert_eq!(
+            err,
+            r#"test.toml: service "a": depends_on: dependency cycle: a -> b -> c -> a"#
+        );
     }
 
     #[test]
@@ -463,7 +491,10 @@ mod tests {
             problems = ["app"]
             depends_on = ["a"]"#,
         );
-        assert_eq!(err, r#"test.toml: service "a": depends_on: a service cannot depend on itself"#);
+        assert_eq!(
+            err,
+            r#"test.toml: service "a": depends_on: a service cannot depend on itself"#
+        );
     }
 
     #[test]
@@ -482,7 +513,11 @@ mod tests {
     #[test]
     fn missing_file_names_the_file() {
         let err = Catalog::load(Path::new("/nonexistent/catalog.toml")).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/catalog.toml: cannot read"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/catalog.toml: cannot read"),
+            "{err}"
+        );
     }
 
     proptest! {

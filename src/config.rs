@@ -99,7 +99,8 @@ pub struct ServeArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 90s, 15m, 8d)"))?;
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 90s, 15m, 8d)"))?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
     }
@@ -145,7 +146,11 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.bucket.secs(), 300);
         assert_eq!(cli.serve.dedup_window, Duration::from_secs(3600));
-        assert!(cli.serve.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
+        assert!(
+            cli.serve
+                .trusted_proxies
+                .contains("10.9.9.9".parse().unwrap())
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -26,6 +28,10 @@ use crate::store::{Recorded, Report, Store, StoreError};
 
 /// Most reports in one batch.
 pub const MAX_BATCH: usize = 512;
+
+/// Most batches written at once. While the store works on one batch the next is already on
+/// the wire, so a round trip's latency does not cap throughput.
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// Longest a request waits for its outcome before it is answered 503. With the store call
 /// timeout of one second, a request never waits much more than this.
@@ -101,68 +107,44 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let received = if self.unconfirmed.is_empty() {
-                self.queue.recv_many(&mut batch, MAX_BATCH).await
-            } else {
-                tokio::select! {
-                    n = self.queue.recv_many(&mut batch, MAX_BATCH) => n,
-                    () = tokio::time::sleep(REVOKE_RETRY) => {
+        let mut in_flight = FuturesUnordered::new();
+        let mut open = true;
+        while open || !in_flight.is_empty() {
+            let mut batch = Vec::new();
+            tokio::select! {
+                biased;
+                Some(flushed) = in_flight.next(), if !in_flight.is_empty() => {
+                    let Flushed { store_ok, revoke } = flushed;
+                    self.unconfirmed.extend(revoke);
+                    if store_ok {
                         self.retry_revocations().await;
-                        continue;
+                    } else {
+                        self.publish_unconfirmed();
                     }
                 }
-            };
-            if received == 0 {
-                break;
+                received = self.queue.recv_many(&mut batch, MAX_BATCH),
+                    if open && in_flight.len() < MAX_IN_FLIGHT =>
+                {
+                    if received == 0 {
+                        open = false;
+                    } else {
+                        metrics::gauge!("downradar_ingest_queue_depth").set(self.queue.len() as f64);
+                        in_flight.push(flush(self.store.clone(), batch));
+                    }
+                }
+                () = tokio::time::sleep(REVOKE_RETRY), if !self.unconfirmed.is_empty() => {
+                    self.retry_revocations().await;
+                }
             }
-            metrics::gauge!("downradar_ingest_queue_depth").set(self.queue.len() as f64);
-            self.flush(&mut batch).await;
         }
-        // The queue is closed and drained: one last attempt at revocations.
+        // The queue is closed and drained, nothing is in flight: one last attempt at revocations.
+        self.retry_revocations().await;
         if !self.unconfirmed.is_empty() {
-            self.retry_revocations().await;
-            if !self.unconfirmed.is_empty() {
-                tracing::error!(
-                    reports = self.unconfirmed.len(),
-                    "shutting down with revocations the store never confirmed; \
-                     these reports may be counted although their clients got 503"
-                );
-            }
-        }
-    }
-
-    /// Writes one batch and answers its requests.
-    async fn flush(&mut self, batch: &mut Vec<Pending>) {
-        // Requests that gave up while queued were already answered 503: don't write them.
-        batch.retain(|p| !p.reply.is_closed());
-        if batch.is_empty() {
-            return;
-        }
-        let reports: Vec<Report> = batch.iter().map(|p| p.report.clone()).collect();
-        metrics::histogram!("downradar_ingest_batch_size").record(reports.len() as f64);
-        let started = Instant::now();
-        let result = self.store.record(&reports).await;
-        metrics::histogram!("downradar_store_flush_seconds").record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(outcomes) => {
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    let delivered = pending.reply.send(Ok(outcome)).is_ok();
-                    if !delivered && outcome == Recorded::Counted {
-                        self.unconfirmed.push(pending.report);
-                    }
-                }
-                self.retry_revocations().await;
-            }
-            Err(error) => {
-                store_error("record", &error);
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(IngestError::Unavailable));
-                    self.unconfirmed.push(pending.report);
-                }
-                self.publish_unconfirmed();
-            }
+            tracing::error!(
+                reports = self.unconfirmed.len(),
+                "shutting down with revocations the store never confirmed; \
+                 these reports may be counted although their clients got 503"
+            );
         }
     }
 
@@ -186,7 +168,59 @@ impl Writer {
     }
 
     fn publish_unconfirmed(&self) {
-        metrics::gauge!("downradar_ingest_unconfirmed_revocations").set(self.unconfirmed.len() as f64);
+        metrics::gauge!("downradar_ingest_unconfirmed_revocations")
+            .set(self.unconfirmed.len() as f64);
+    }
+}
+
+/// What a flush leaves for the writer.
+struct Flushed {
+    /// Whether the store call succeeded (so revocations are worth trying now).
+    store_ok: bool,
+    /// Reports answered "not counted" that the store may have applied.
+    revoke: Vec<Report>,
+}
+
+/// Writes one batch and answers its requests.
+async fn flush(store: Arc<dyn Store>, mut batch: Vec<Pending>) -> Flushed {
+    // Requests that gave up while queued were already answered 503: don't write them.
+    batch.retain(|p| !p.reply.is_closed());
+    if batch.is_empty() {
+        return Flushed {
+            store_ok: true,
+            revoke: Vec::new(),
+        };
+    }
+    let reports: Vec<Report> = batch.iter().map(|p| p.report.clone()).collect();
+    metrics::histogram!("downradar_ingest_batch_size").record(reports.len() as f64);
+    let started = Instant::now();
+    let result = store.record(&reports).await;
+    metrics::histogram!("downradar_store_flush_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcomes) => {
+            let revoke = batch
+                .into_iter()
+                .zip(outcomes)
+                .filter_map(|(pending, outcome)| {
+                    let delivered = pending.reply.send(Ok(outcome)).is_ok();
+                    (!delivered && outcome == Recorded::Counted).then_some(pending.report)
+                })
+                .collect();
+            Flushed {
+                store_ok: true,
+                revoke,
+            }
+        }
+        Err(error) => {
+            store_error("record", &error);
+            for pending in batch {
+                let _ = pending.reply.send(Err(IngestError::Unavailable));
+            }
+            Flushed {
+                store_ok: false,
+                revoke: reports,
+            }
+        }
     }
 }
 

@@ -76,13 +76,15 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
-/// Lower-case hex of `bytes`.
+/// Lower-case hex of `bytes` (on the ingest hot path: no formatting machinery).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 /// An opaque client install id: 1 to 64 characters, no control characters.
@@ -191,9 +193,15 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_the_header_says() {
         let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
-        assert_eq!(trusted.client_addr(ip("203.0.113.9"), ["1.1.1.1"]), ip("203.0.113.9"));
+        assert_eq!(
+            trusted.client_addr(ip("203.0.113.9"), ["1.1.1.1"]),
+            ip("203.0.113.9")
+        );
         let nobody = TrustedProxies::default();
-        assert_eq!(nobody.client_addr(ip("10.0.0.1"), ["1.1.1.1"]), ip("10.0.0.1"));
+        assert_eq!(
+            nobody.client_addr(ip("10.0.0.1"), ["1.1.1.1"]),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -201,26 +209,47 @@ mod tests {
         let trusted: TrustedProxies = "10.0.0.0/8, ::1".parse().unwrap();
         // client-forged entry, then the real client, then an inner proxy.
         let header = "6.6.6.6, 198.51.100.7, 10.1.2.3";
-        assert_eq!(trusted.client_addr(ip("10.0.0.1"), [header]), ip("198.51.100.7"));
-        assert_eq!(trusted.client_addr(ip("::1"), ["198.51.100.7:4711"]), ip("198.51.100.7"));
-        assert_eq!(trusted.client_addr(ip("::1"), ["[2001:db8::5]:443"]), ip("2001:db8::5"));
+        assert_eq!(
+            trusted.client_addr(ip("10.0.0.1"), [header]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            trusted.client_addr(ip("::1"), ["198.51.100.7:4711"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            trusted.client_addr(ip("::1"), ["[2001:db8::5]:443"]),
+            ip("2001:db8::5")
+        );
         // Several headers are one list.
-        assert_eq!(trusted.client_addr(ip("10.0.0.1"), ["6.6.6.6", "198.51.100.8"]), ip("198.51.100.8"));
+        assert_eq!(
+            trusted.client_addr(ip("10.0.0.1"), ["6.6.6.6", "198.51.100.8"]),
+            ip("198.51.100.8")
+        );
     }
 
     #[test]
     fn trusted_peer_without_usable_header_is_the_client() {
         let trusted: TrustedProxies = "127.0.0.1".parse().unwrap();
         assert_eq!(trusted.client_addr(ip("127.0.0.1"), []), ip("127.0.0.1"));
-        assert_eq!(trusted.client_addr(ip("127.0.0.1"), ["not-an-ip"]), ip("127.0.0.1"));
+        assert_eq!(
+            trusted.client_addr(ip("127.0.0.1"), ["not-an-ip"]),
+            ip("127.0.0.1")
+        );
         // Only trusted hops: the left-most one is as far as we can see.
-        assert_eq!(trusted.client_addr(ip("127.0.0.1"), ["127.0.0.1"]), ip("127.0.0.1"));
+        assert_eq!(
+            trusted.client_addr(ip("127.0.0.1"), ["127.0.0.1"]),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]
     fn ipv4_mapped_addresses_are_canonical() {
         let trusted: TrustedProxies = "127.0.0.1".parse().unwrap();
-        assert_eq!(trusted.client_addr(ip("::ffff:127.0.0.1"), ["192.0.2.1"]), ip("192.0.2.1"));
+        assert_eq!(
+            trusted.client_addr(ip("::ffff:127.0.0.1"), ["192.0.2.1"]),
+            ip("192.0.2.1")
+        );
     }
 
     #[test]
@@ -238,8 +267,14 @@ mod tests {
         let id = ClientId::parse("install-1").unwrap();
         assert_ne!(a.fingerprint(addr, None), b.fingerprint(addr, None));
         assert_ne!(a.fingerprint(addr, None), a.fingerprint(addr, Some(&id)));
-        assert_eq!(a.fingerprint(addr, Some(&id)), a.fingerprint(addr, Some(&id)));
-        assert_eq!(a.fingerprint(ip("::ffff:192.0.2.1"), None), a.fingerprint(addr, None));
+        assert_eq!(
+            a.fingerprint(addr, Some(&id)),
+            a.fingerprint(addr, Some(&id))
+        );
+        assert_eq!(
+            a.fingerprint(ip("::ffff:192.0.2.1"), None),
+            a.fingerprint(addr, None)
+        );
         assert_eq!(a.fingerprint(addr, None).to_hex().len(), 32);
     }
 

@@ -78,6 +78,9 @@ impl Application {
             }
         };
         crate::telemetry::prometheus();
+        // Decode the region polygons now rather than in the first report's request.
+        let regions = crate::regions::Regions::builtin().countries().len();
+        tracing::debug!(regions, "region index ready");
         let (ingestor, writer) = Ingestor::start(store.clone(), args.queue_capacity as usize);
         let state = web::Data::new(AppState {
             catalog,
@@ -142,7 +145,9 @@ impl Application {
 /// A Redis URL without its password, for logs.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -151,7 +156,13 @@ fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_not_logged() {
-        assert_eq!(super::redact_url("redis://:hunter2@db:6379/0"), "redis://***@db:6379/0");
-        assert_eq!(super::redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            super::redact_url("redis://:hunter2@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
+        assert_eq!(
+            super::redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -68,8 +68,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("downradar_http_requests_total", "HTTP requests by route, method and status.");
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "downradar_http_requests_total",
+        "HTTP requests by route, method and status."
+    );
     describe_histogram!(
         "downradar_http_request_duration_seconds",
         Unit::Seconds,
@@ -86,12 +89,18 @@ fn describe() {
         Unit::Seconds,
         "Latency of one batch write to the store."
     );
-    describe_gauge!("downradar_ingest_queue_depth", "Reports waiting to be written.");
+    describe_gauge!(
+        "downradar_ingest_queue_depth",
+        "Reports waiting to be written."
+    );
     describe_gauge!(
         "downradar_ingest_unconfirmed_revocations",
         "Reports answered 503 whose revocation the store has not yet confirmed."
     );
-    describe_counter!("downradar_store_errors_total", "Failed store calls by operation.");
+    describe_counter!(
+        "downradar_store_errors_total",
+        "Failed store calls by operation."
+    );
 }
 
 /// Middleware: counts and times every request by route pattern and status, and logs it at
@@ -102,7 +111,9 @@ pub async fn track_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.call(req).await?;
     let status = response.status();
     let elapsed = started.elapsed();

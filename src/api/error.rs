@@ -60,7 +60,11 @@ impl ApiError {
 
     /// 404 `not_found`: no such route.
     pub fn route_not_found(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route for {path}"),
+        )
     }
 
     /// 405 `method_not_allowed`.
@@ -86,7 +90,10 @@ impl ApiError {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_problem",
-            format!("unknown problem {problem:?} for service {:?}", service.id.as_str()),
+            format!(
+                "unknown problem {problem:?} for service {:?}",
+                service.id.as_str()
+            ),
         )
         .with_details(json!({ "allowed": service.problems }))
     }
@@ -98,7 +105,11 @@ impl ApiError {
 
     /// 422 `invalid_coordinates`.
     pub fn invalid_coordinates(message: String) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_coordinates", message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_coordinates",
+            message,
+        )
     }
 
     /// 422 `location_outside_regions`: valid coordinates in no country (e.g. the ocean).
@@ -164,7 +175,11 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status, self.body.code, self.body.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status, self.body.code, self.body.message
+        )
     }
 }
 

@@ -85,12 +85,14 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
     move |cfg| {
         let api = openapi();
         cfg.app_data(state)
-            .app_data(web::QueryConfig::default().error_handler(|err, _req| {
-                ApiError::invalid_query(err.to_string()).into()
-            }))
-            .app_data(web::PathConfig::default().error_handler(|err, _req| {
-                ApiError::invalid_query(err.to_string()).into()
-            }))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|err, _req| ApiError::invalid_query(err.to_string()).into()),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|err, _req| ApiError::invalid_query(err.to_string()).into()),
+            )
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api));
         let mut docs_cfg = ServiceConfig::new(cfg);
         routes(&mut docs_cfg);

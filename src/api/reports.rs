@@ -136,7 +136,8 @@ pub async fn create_report(
     }
     let mut body = web::BytesMut::with_capacity(declared_len.unwrap_or(256));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::malformed_json(format!("could not read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::malformed_json(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
         }
@@ -148,7 +149,9 @@ pub async fn create_report(
     })?;
 
     let (cell, client_id) = validate(service, new)?;
-    let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let forwarded = req
         .headers()
         .get_all("x-forwarded-for")
@@ -175,7 +178,9 @@ pub async fn create_report(
     let counted = match outcome {
         Ok(Recorded::Counted) => true,
         Ok(Recorded::Duplicate) => false,
-        Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => return Err(ApiError::unavailable()),
+        Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => {
+            return Err(ApiError::unavailable());
+        }
         Err(IngestError::Overloaded) => return Err(ApiError::overloaded()),
     };
     Ok(HttpResponse::Accepted().json(ReportAccepted {
@@ -380,7 +385,12 @@ pub async fn read_reports(
             .cells
             .iter()
             .filter(|(cell, _)| region.is_none_or(|r| cell.region == r))
-            .filter(|(cell, _)| query.problem.as_deref().is_none_or(|p| cell.problem.as_str() == p))
+            .filter(|(cell, _)| {
+                query
+                    .problem
+                    .as_deref()
+                    .is_none_or(|p| cell.problem.as_str() == p)
+            })
             .map(|(_, n)| n)
             .sum();
         if let Some(slot) = counts.get_mut(slot) {
@@ -441,7 +451,9 @@ mod tests {
     fn region_or_location_but_not_both() {
         let s = tiktok();
         assert!(validate(&s, report(json!({"problem": "login", "region": "de"}))).is_ok());
-        let both = report(json!({"problem": "login", "region": "DE", "location": {"lat": 52.5, "lon": 13.4}}));
+        let both = report(
+            json!({"problem": "login", "region": "DE", "location": {"lat": 52.5, "lon": 13.4}}),
+        );
         assert_eq!(validate(&s, both).unwrap_err().code(), "invalid_report");
         let neither = report(json!({"problem": "login"}));
         assert_eq!(validate(&s, neither).unwrap_err().code(), "invalid_report");
@@ -456,14 +468,24 @@ mod tests {
         .unwrap();
         assert_eq!(cell.region.as_str(), "JP");
         let ocean = report(json!({"problem": "app", "location": {"lat": 30.0, "lon": -40.0}}));
-        assert_eq!(validate(&tiktok(), ocean).unwrap_err().code(), "location_outside_regions");
+        assert_eq!(
+            validate(&tiktok(), ocean).unwrap_err().code(),
+            "location_outside_regions"
+        );
         let off_earth = report(json!({"problem": "app", "location": {"lat": 91.0, "lon": 0.0}}));
-        assert_eq!(validate(&tiktok(), off_earth).unwrap_err().code(), "invalid_coordinates");
+        assert_eq!(
+            validate(&tiktok(), off_earth).unwrap_err().code(),
+            "invalid_coordinates"
+        );
     }
 
     #[test]
     fn unknown_problem_lists_the_allowed_ones() {
-        let err = validate(&tiktok(), report(json!({"problem": "wifi", "region": "DE"}))).unwrap_err();
+        let err = validate(
+            &tiktok(),
+            report(json!({"problem": "wifi", "region": "DE"})),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "unknown_problem");
     }
 }

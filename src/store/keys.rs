@@ -44,8 +44,15 @@ mod tests {
     #[test]
     fn keys_carry_the_service_hash_tag() {
         let svc = ServiceId::parse("tiktok").unwrap();
-        assert_eq!(bucket(&svc, 60, 1_790_000_000), "dr:{tiktok}:b:60:1790000000");
-        let seen = seen(&svc, crate::reporter::ReporterSecret::from_config("k").fingerprint("192.0.2.1".parse().unwrap(), None));
+        assert_eq!(
+            bucket(&svc, 60, 1_790_000_000),
+            "dr:{tiktok}:b:60:1790000000"
+        );
+        let seen = seen(
+            &svc,
+            crate::reporter::ReporterSecret::from_config("k")
+                .fingerprint("192.0.2.1".parse().unwrap(), None),
+        );
         assert!(seen.starts_with("dr:{tiktok}:seen:"), "{seen}");
         assert!(void(&svc, ReportToken::next()).starts_with("dr:{tiktok}:void:"));
     }

@@ -71,15 +71,27 @@ impl MemoryStore {
         let hour_width = self.settings.width(Granularity::Hourly);
         let hour = crate::buckets::align(report.bucket, hour_width);
         [
-            (fine_width, report.bucket, self.settings.expires_at(Granularity::Fine, report.bucket)),
-            (hour_width, hour, self.settings.expires_at(Granularity::Hourly, hour)),
+            (
+                fine_width,
+                report.bucket,
+                self.settings.expires_at(Granularity::Fine, report.bucket),
+            ),
+            (
+                hour_width,
+                hour,
+                self.settings.expires_at(Granularity::Hourly, hour),
+            ),
         ]
     }
 
     fn add(&self, inner: &mut Inner, report: &Report, delta: i64) {
         let series = inner.buckets.entry(report.service.clone()).or_default();
         let [fine, hourly] = self.targets(report);
-        let targets = if fine.0 == hourly.0 { &[fine][..] } else { &[fine, hourly][..] };
+        let targets = if fine.0 == hourly.0 {
+            &[fine][..]
+        } else {
+            &[fine, hourly][..]
+        };
         for &(width, start, expires_at) in targets {
             let bucket = series.entry((width, start)).or_insert_with(|| Bucket {
                 expires_at,

@@ -20,8 +20,8 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use crate::buckets::BucketWidth;
 use crate::catalog::{Problem, ServiceId};
 use crate::regions::RegionCode;
-use crate::reporter::{hex, Fingerprint};
+use crate::reporter::{Fingerprint, hex};
 
 /// One counter of a bucket: a region and a problem category.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

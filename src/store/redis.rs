@@ -19,16 +19,20 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use super::{
-    keys, BucketCounts, Cell, Granularity, Recorded, Report, Store, StoreError, StoreSettings,
+    BucketCounts, Cell, Granularity, Recorded, Report, Store, StoreError, StoreSettings, keys,
 };
 use crate::catalog::ServiceId;
 
 /// Records the reports of one service. Per report i: KEYS seen, void, fine bucket, hourly
 /// bucket; ARGV token, field, fine expire-at, hourly expire-at (after ARGV[1], the dedup
 /// window in milliseconds). Returns 1 counted, 0 duplicate, -1 revoked, per report.
+///
+/// The reports of one call nearly always share their buckets, so each bucket's expiry is set
+/// once per call rather than once per report (it is an absolute time, the same for all).
 const RECORD_LUA: &str = r"
 local window = ARGV[1]
 local out = {}
+local expiring = {}
 for i = 1, #KEYS / 4 do
   local k = 4 * (i - 1)
   local seen, void, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
@@ -37,15 +41,18 @@ for i = 1, #KEYS / 4 do
     out[i] = -1
   elseif redis.call('SET', seen, token, 'NX', 'PX', window) then
     redis.call('HINCRBY', fine, field, 1)
-    redis.call('EXPIREAT', fine, ARGV[k + 4])
+    expiring[fine] = ARGV[k + 4]
     if hourly ~= fine then
       redis.call('HINCRBY', hourly, field, 1)
-      redis.call('EXPIREAT', hourly, ARGV[k + 5])
+      expiring[hourly] = ARGV[k + 5]
     end
     out[i] = 1
   else
     out[i] = 0
   end
+end
+for key, at in pairs(expiring) do
+  redis.call('EXPIREAT', key, at)
 end
 return out
 ";
@@ -107,7 +114,10 @@ impl RedisStore {
     }
 
     /// Runs `pipe` within [`CALL_TIMEOUT`].
-    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
@@ -124,7 +134,11 @@ impl RedisStore {
             keys::seen(&report.service, report.reporter),
             keys::void(&report.service, report.token),
             keys::bucket(&report.service, fine, report.bucket),
-            keys::bucket(&report.service, hourly, crate::buckets::align(report.bucket, hourly)),
+            keys::bucket(
+                &report.service,
+                hourly,
+                crate::buckets::align(report.bucket, hourly),
+            ),
         ]
     }
 }
@@ -170,6 +184,9 @@ impl Store for RedisStore {
             pipe.invoke_script(&call);
         }
         let replies: Vec<Vec<i64>> = self.query(&pipe).await?;
+        if replies.len() != groups.len() {
+            return Err(StoreError::Backend("record pipeline lost replies".into()));
+        }
         let mut outcomes = vec![Recorded::Duplicate; batch.len()];
         for (indices, reply) in groups.values().zip(&replies) {
             if reply.len() != indices.len() {
@@ -186,9 +203,6 @@ impl Store for RedisStore {
                     _ => Recorded::Revoked,
                 };
             }
-        }
-        if replies.len() != groups.len() {
-            return Err(StoreError::Backend("record pipeline lost replies".into()));
         }
         Ok(outcomes)
     }
@@ -257,7 +271,9 @@ impl Store for RedisStore {
         let reply: Vec<Value> = self.query(&pipe).await?;
         match reply.first() {
             Some(Value::SimpleString(s)) if s == "PONG" => Ok(()),
-            other => Err(StoreError::Backend(format!("unexpected PING reply {other:?}"))),
+            other => Err(StoreError::Backend(format!(
+                "unexpected PING reply {other:?}"
+            ))),
         }
     }
 }

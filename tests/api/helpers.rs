@@ -31,7 +31,11 @@ impl RedisServer {
     pub fn start() -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = Self { port, dir, child: None };
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
         server.restart();
         server
     }
@@ -46,7 +50,14 @@ impl RedisServer {
         let dir: PathBuf = self.dir.path().into();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -56,10 +67,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(mut conn) = self.connection() {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                    return;
-                }
+            let pong = self
+                .connection()
+                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+            if pong.is_ok() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -86,7 +98,11 @@ impl RedisServer {
 
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().expect("kill").success();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
         assert!(ok, "kill {sig} {pid} failed");
     }
 
@@ -144,15 +160,25 @@ pub fn test_epoch() -> OffsetDateTime {
 /// Starts the app on a free port with the given store and extra command-line flags.
 pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
     let redis = (backend == Backend::Redis).then(RedisServer::start);
-    let mut argv = vec!["downradar", "--listen", "127.0.0.1:0", "--reporter-secret", "test-secret"];
+    let mut argv = vec![
+        "downradar",
+        "--listen",
+        "127.0.0.1:0",
+        "--reporter-secret",
+        "test-secret",
+    ];
     let url = redis.as_ref().map(RedisServer::url);
     if let Some(url) = &url {
         argv.extend(["--redis-url", url.as_str()]);
     }
     argv.extend_from_slice(flags);
-    let args: ServeArgs = <Cli as clap::Parser>::try_parse_from(argv).expect("valid flags").serve;
+    let args: ServeArgs = <Cli as clap::Parser>::try_parse_from(argv)
+        .expect("valid flags")
+        .serve;
     let clock = Arc::new(ManualClock::new(test_epoch()));
-    let app = Application::build_with_clock(args, clock.clone()).await.expect("app builds");
+    let app = Application::build_with_clock(args, clock.clone())
+        .await
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -206,9 +232,19 @@ impl Answer {
     /// Asserts the one error shape and returns the code.
     pub fn error_code(&self) -> String {
         let body = self.json();
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
-        assert_eq!(self.content_type.as_deref(), Some("application/json"), "{body}");
-        body["code"].as_str().unwrap_or_else(|| panic!("no code: {body}")).to_owned()
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message: {body}"
+        );
+        assert_eq!(
+            self.content_type.as_deref(),
+            Some("application/json"),
+            "{body}"
+        );
+        body["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no code: {body}"))
+            .to_owned()
     }
 }
 
@@ -227,7 +263,12 @@ impl TestApp {
     }
 
     /// POSTs a JSON report with extra headers.
-    pub async fn report_with(&self, service: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
+    pub async fn report_with(
+        &self,
+        service: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut request = self
             .client
             .post(self.url(&format!("/v1/services/{service}/reports")))

@@ -137,16 +137,37 @@ mod trusted_proxies {
         // Behind a trusted proxy, X-Forwarded-For names the reporter.
         let app = spawn_app_with(backend, &["--trusted-proxies", "127.0.0.1,::1"]).await;
         let body = json!({"problem": "login", "region": "DE"});
-        let a = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")]).await;
-        let b = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")]).await;
-        let a_again = app.report_with("tiktok", &body, &[("x-forwarded-for", "6.6.6.6, 198.51.100.1")]).await;
-        assert_eq!((a.json()["counted"].clone(), b.json()["counted"].clone()), (json!(true), json!(true)));
-        assert_eq!(a_again.json()["counted"], false, "the right-most untrusted hop is the reporter");
+        let a = app
+            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")])
+            .await;
+        let b = app
+            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")])
+            .await;
+        let a_again = app
+            .report_with(
+                "tiktok",
+                &body,
+                &[("x-forwarded-for", "6.6.6.6, 198.51.100.1")],
+            )
+            .await;
+        assert_eq!(
+            (a.json()["counted"].clone(), b.json()["counted"].clone()),
+            (json!(true), json!(true))
+        );
+        assert_eq!(
+            a_again.json()["counted"],
+            false,
+            "the right-most untrusted hop is the reporter"
+        );
 
         // From an untrusted peer, the header is ignored: all these are one reporter.
         let app = spawn_app(backend).await;
-        let a = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")]).await;
-        let b = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")]).await;
+        let a = app
+            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")])
+            .await;
+        let b = app
+            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")])
+            .await;
         assert_eq!(a.json()["counted"], true);
         assert_eq!(b.json()["counted"], false);
     }
@@ -168,7 +189,12 @@ mod trusted_proxies {
 async fn slow_store_is_503_within_two_seconds_and_full_queue_is_503_at_once() {
     let app = spawn_app_with(Backend::Redis, &["--queue-capacity", "4"]).await;
     let redis = app.redis.as_ref().unwrap();
-    assert_eq!(app.report("tiktok", &json!({"problem": "login", "region": "DE"})).await.status, 202);
+    assert_eq!(
+        app.report("tiktok", &json!({"problem": "login", "region": "DE"}))
+            .await
+            .status,
+        202
+    );
     redis.freeze();
     let started = Instant::now();
     let requests = (0..24).map(|i| {
@@ -182,11 +208,20 @@ async fn slow_store_is_503_within_two_seconds_and_full_queue_is_503_at_once() {
     for (answer, elapsed) in &answers {
         assert_eq!(answer.status, 503, "{}", answer.text);
         assert_eq!(answer.retry_after.as_deref(), Some("1"));
-        assert!(*elapsed < Duration::from_secs(2), "answered after {elapsed:?}");
+        assert!(
+            *elapsed < Duration::from_secs(2),
+            "answered after {elapsed:?}"
+        );
         *codes.entry(answer.error_code()).or_default() += 1;
     }
-    assert!(codes.get("overloaded").copied().unwrap_or(0) > 0, "{codes:?}");
-    assert!(codes.get("unavailable").copied().unwrap_or(0) > 0, "{codes:?}");
+    assert!(
+        codes.get("overloaded").copied().unwrap_or(0) > 0,
+        "{codes:?}"
+    );
+    assert!(
+        codes.get("unavailable").copied().unwrap_or(0) > 0,
+        "{codes:?}"
+    );
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text);
 }

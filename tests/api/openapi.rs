@@ -6,10 +6,15 @@ const COMMITTED: &str = include_str!("../../openapi/openapi.json");
 
 #[test]
 fn committed_spec_matches_the_code() {
-    let generated = downradar::api::openapi().to_pretty_json().expect("spec serialises");
+    let generated = downradar::api::openapi()
+        .to_pretty_json()
+        .expect("spec serialises");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"), format!("{generated}\n"))
-            .expect("write openapi/openapi.json");
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"),
+            format!("{generated}\n"),
+        )
+        .expect("write openapi/openapi.json");
         return;
     }
     assert!(
@@ -21,7 +26,8 @@ fn committed_spec_matches_the_code() {
 
 #[test]
 fn every_operation_documents_summary_description_and_errors() {
-    let spec: serde_json::Value = serde_json::from_str(&downradar::api::openapi().to_json().unwrap()).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_str(&downradar::api::openapi().to_json().unwrap()).unwrap();
     assert_eq!(spec["openapi"], "3.1.0");
     let paths = spec["paths"].as_object().unwrap();
     for expected in [
@@ -38,20 +44,33 @@ fn every_operation_documents_summary_description_and_errors() {
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             let what = format!("{method} {path}");
-            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{what}: no summary");
-            assert!(op["description"].as_str().is_some_and(|s| !s.is_empty()), "{what}: no description");
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{what}: no summary"
+            );
+            assert!(
+                op["description"].as_str().is_some_and(|s| !s.is_empty()),
+                "{what}: no description"
+            );
             for (status, response) in op["responses"].as_object().unwrap() {
                 let content = &response["content"];
-                let documented = content
-                    .as_object()
-                    .is_some_and(|c| c.values().all(|m| !m["example"].is_null() || !m["examples"].is_null() || m["schema"]["$ref"].is_string()));
+                let documented = content.as_object().is_some_and(|c| {
+                    c.values().all(|m| {
+                        !m["example"].is_null()
+                            || !m["examples"].is_null()
+                            || m["schema"]["$ref"].is_string()
+                    })
+                });
                 assert!(documented, "{what} {status}: no example or schema");
             }
         }
     }
     let post = &paths["/v1/services/{id}/reports"]["post"]["responses"];
     for status in ["202", "400", "404", "413", "415", "422", "503"] {
-        assert!(post.get(status).is_some(), "POST reports does not document {status}");
+        assert!(
+            post.get(status).is_some(),
+            "POST reports does not document {status}"
+        );
     }
 }
 

@@ -43,7 +43,11 @@ async fn readiness_follows_redis() {
     assert_eq!(down.status, 503);
     assert_eq!(down.error_code(), "unavailable");
     assert_eq!(down.retry_after.as_deref(), Some("1"));
-    assert_eq!(app.get("/healthz").await.status, 200, "liveness does not depend on the store");
+    assert_eq!(
+        app.get("/healthz").await.status,
+        200,
+        "liveness does not depend on the store"
+    );
     app.redis.as_mut().unwrap().restart();
     let mut ready = false;
     for _ in 0..50 {

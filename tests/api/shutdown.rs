@@ -14,7 +14,13 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
     let redis = RedisServer::start();
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_downradar"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--redis-url", &redis.url()])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--redis-url",
+            &redis.url(),
+        ])
         .env("DOWNRADAR_REPORTER_SECRET", "s")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -32,12 +38,14 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
     let acked = Arc::new(Mutex::new(0u64));
     let workers: Vec<_> = (0..8)
         .map(|w| {
-            let (stop, acked, client, base) = (stop.clone(), acked.clone(), client.clone(), base.clone());
+            let (stop, acked, client, base) =
+                (stop.clone(), acked.clone(), client.clone(), base.clone());
             tokio::spawn(async move {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let body = json!({"problem": "app", "region": "FR", "client_id": format!("{w}-{n}")});
+                    let body =
+                        json!({"problem": "app", "region": "FR", "client_id": format!("{w}-{n}")});
                     let response = client
                         .post(format!("{base}/v1/services/netflix/reports"))
                         .header("content-type", "application/json")
@@ -60,9 +68,15 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.await.unwrap();

@@ -437,7 +437,7 @@ if (OFFICIAL.length !== 250 || !OFFICIAL.includes('XK')) {
   fail(`expected 249 ISO codes plus XK from i18n-iso-countries, got ${OFFICIAL.length}`);
 }
 
-/** code -> { overlay, parts: [{ rings (degrees), area, bbox }] } */
+/** code -> { overlay, parts: [{ rings (storage units), area (deg²), bbox (degrees) }] } */
 const regions = new Map();
 
 for (const source of SOURCES) {
@@ -496,9 +496,20 @@ for (const source of SOURCES) {
     }
     const byWindow = new Map();
     for (const refs of rings) {
-      for (const { window, ring } of normalizeRing(assembleRing(simpleArc, refs), code)) {
+      const assembled = assembleRing(simpleArc, refs);
+      const aroundPole = assembled[assembled.length - 1][0] !== assembled[0][0];
+      if (assembled.length < 4 && !aroundPole) {
+        // Fewer than three distinct points: an islet that is a line in the source.
+        console.log(`note: ${code} (${source.file}): dropped a ring with no area in the source`);
+        continue;
+      }
+      for (const { window, ring } of normalizeRing(assembled, code)) {
         const q = quantizeRing(ring);
-        if (!q) continue;
+        if (!q) {
+          // An islet narrower than the storage grid: reported, not fatal.
+          console.log(`note: ${code} (${source.file}): dropped a ring with no area at 1/${COORD_SCALE}°`);
+          continue;
+        }
         if (!byWindow.has(window)) byWindow.set(window, []);
         byWindow.get(window).push(q);
       }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Loopback ingest benchmark (not a test): reports/s and p50/p99 latency for
+#   1. GET /healthz            - the ceiling of the HTTP stack, measured in the same run
+#   2. POST reports, embedded  - the in-memory store
+#   3. POST reports, Redis     - a private redis-server (AOF on, fsync every second)
+# Each is run ROUNDS times, interleaved, and the median round is reported, because these
+# machines are shared and noisy. Needs wrk and redis-server (apt-get install -y wrk redis-server).
+#
+#   tests/bench/ingest.sh                 # defaults: 3 rounds of 10 s, 64 connections
+#   ROUNDS=5 DURATION=20s CONNECTIONS=128 tests/bench/ingest.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+WRK_THREADS=${WRK_THREADS:-1}
+
+for tool in wrk redis-server; do
+  command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install -y $tool" >&2; exit 1; }
+done
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+
+cargo build --release --quiet
+bin=target/release/downradar
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+  --dir "$work" --logfile "$work/redis.log" &
+pids+=($!)
+mem_port=$(free_port)
+red_port=$(free_port)
+export DOWNRADAR_REPORTER_SECRET=bench RUST_LOG=warn
+"$bin" serve --listen "127.0.0.1:$mem_port" 2>"$work/mem.log" &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+"$bin" serve --listen "127.0.0.1:$red_port" --redis-url "redis://127.0.0.1:$redis_port/" 2>"$work/redis-app.log" &
+pids+=($!)
+wait_http "http://127.0.0.1:$mem_port/healthz"
+wait_http "http://127.0.0.1:$red_port/readyz"
+
+run() { # mode port -> "rps p50 p99 errors"
+  MODE=$1 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" -s tests/bench/load.lua \
+    "http://127.0.0.1:$2" | awk '/^RESULT/ {print $2, $3, $4, $5}'
+}
+
+echo "machine: $(nproc) cores; $ROUNDS rounds of $DURATION, $CONNECTIONS connections, $WRK_THREADS wrk thread(s)" >&2
+declare -A results
+for round in $(seq "$ROUNDS"); do
+  results[healthz]+="$(run healthz "$red_port")"$'\n'
+  results[memory]+="$(run report "$mem_port")"$'\n'
+  results[redis]+="$(run report "$red_port")"$'\n'
+  echo "round $round/$ROUNDS done" >&2
+done
+
+median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+ceiling=$(printf '%s' "${results[healthz]}" | median | cut -d' ' -f1)
+printf '%-22s %10s %9s %9s %7s %12s\n' target reports/s p50_ms p99_ms errors vs_healthz
+for name in healthz memory redis; do
+  read -r rps p50 p99 errors <<<"$(printf '%s' "${results[$name]}" | median)"
+  label=$name; [ "$name" = healthz ] && label="GET /healthz (ceiling)"
+  [ "$name" = memory ] && label="POST, embedded store"
+  [ "$name" = redis ] && label="POST, Redis store"
+  printf '%-22s %10s %9s %9s %7s %12s\n' "$label" "$rps" "$p50" "$p99" "$errors" \
+    "$(awk -v a="$rps" -v b="$ceiling" 'BEGIN {printf "%.2fx", a / b}')"
+done
+echo "stored in Redis: $(redis-cli -p "$redis_port" --scan --pattern 'dr:*:b:60:*' | wc -l) bucket hashes" >&2
