@@ -27,11 +27,11 @@ use crate::reporter::{ReporterSecret, TrustedProxies};
 use crate::store::{Store, StoreSettings};
 use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach. (The [`Ingestor`] is registered separately: each worker
+/// thread has its own.)
 pub struct AppState {
     pub catalog: Catalog,
     pub store: Arc<dyn Store>,
-    pub ingestor: Ingestor,
     pub clock: Arc<dyn Clock>,
     pub secret: ReporterSecret,
     pub trusted_proxies: TrustedProxies,
@@ -80,11 +80,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api
 }
 
-/// Registers state, routes, docs and the JSON error handlers on an app.
-pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Registers state, this worker's ingest handle, routes, docs and the JSON error handlers.
+pub fn configure(
+    state: web::Data<AppState>,
+    ingestor: Ingestor,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         let api = openapi();
         cfg.app_data(state)
+            .app_data(web::Data::new(ingestor))
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|err, _req| ApiError::invalid_query(err.to_string()).into()),

@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::buckets::{Resolution, align};
 use crate::catalog::Service;
-use crate::ingest::IngestError;
+use crate::ingest::{IngestError, Ingestor};
 use crate::regions::{Coordinates, RegionCode, Regions};
 use crate::reporter::ClientId;
 use crate::store::{Cell, Granularity, Recorded, Report, ReportToken};
@@ -110,6 +110,7 @@ pub struct ReportAccepted {
 #[post("/v1/services/{id}/reports")]
 pub async fn create_report(
     state: web::Data<AppState>,
+    ingestor: web::Data<Ingestor>,
     req: HttpRequest,
     id: web::Path<String>,
     mut payload: web::Payload,
@@ -167,7 +168,7 @@ pub async fn create_report(
         bucket,
         token: ReportToken::next(),
     };
-    let outcome = state.ingestor.submit(report).await;
+    let outcome = ingestor.submit(report).await;
     let label = match &outcome {
         Ok(Recorded::Counted) => "counted",
         Ok(Recorded::Duplicate) => "duplicate",

@@ -8,16 +8,15 @@
 //! | `dr:{svc}:b:<width>:<start>`          | hash   | field `<REGION>:<problem>` → distinct reporters in the bucket | bucket end + retention (`EXPIREAT`) |
 //! | `dr:{svc}:b:3600:<start>`             | hash   | the hourly roll-up, same fields               | bucket end + roll-up retention |
 //! | `dr:{svc}:seen:<fingerprint>`         | string | token of the report that counted this reporter | dedup window (`PX`)          |
-//! | `dr:{svc}:void:<token>`               | string | tombstone of a revoked report                 | 10 minutes                    |
+//! | `dr:{svc}:revoked`                    | hash   | field `<token>` → 1 for each revoked report   | 10 minutes after the last revocation |
 //!
 //! `<width>` and `<start>` are seconds (`start` a Unix time aligned to `width`), so changing
 //! `--bucket` never mixes buckets of different widths. `<fingerprint>` and `<token>` are
-//! lower-case hex (128 bits each). A report counts once per service and dedup window.
+//! lower-case hex (128 bits each). Revocations are rare (they follow store failures), so
+//! `revoked` normally does not exist and costs a report nothing. A report counts once per service and dedup window.
 
 use crate::catalog::ServiceId;
 use crate::reporter::Fingerprint;
-
-use super::ReportToken;
 
 /// Prefix of every key, so downradar can share a Redis with other applications.
 const PREFIX: &str = "dr";
@@ -32,9 +31,9 @@ pub fn seen(service: &ServiceId, reporter: Fingerprint) -> String {
     format!("{PREFIX}:{{{service}}}:seen:{}", reporter.to_hex())
 }
 
-/// The tombstone of a revoked report.
-pub fn void(service: &ServiceId, token: ReportToken) -> String {
-    format!("{PREFIX}:{{{service}}}:void:{}", token.to_hex())
+/// The hash of this service's revoked report tokens.
+pub fn revoked(service: &ServiceId) -> String {
+    format!("{PREFIX}:{{{service}}}:revoked")
 }
 
 #[cfg(test)]
@@ -54,6 +53,6 @@ mod tests {
                 .fingerprint("192.0.2.1".parse().unwrap(), None),
         );
         assert!(seen.starts_with("dr:{tiktok}:seen:"), "{seen}");
-        assert!(void(&svc, ReportToken::next()).starts_with("dr:{tiktok}:void:"));
+        assert_eq!(revoked(&svc), "dr:{tiktok}:revoked");
     }
 }

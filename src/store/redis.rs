@@ -6,10 +6,11 @@
 //! reconnect, and a caller must get a 503 within two seconds instead.
 //!
 //! Writes run two Lua scripts, one call per service per batch (all keys of a call share the
-//! service's hash tag): `RECORD` checks the revocation tombstone and the dedup marker and
-//! counts the report atomically; `REVOKE` writes the tombstone and undoes a count that the
-//! revoked report made. Each batch pipeline starts with `SCRIPT LOAD`, so a restarted Redis
-//! with an empty script cache needs no retry logic.
+//! service's hash tag): `RECORD` checks revocations and the dedup marker and counts the report
+//! atomically; `REVOKE` marks reports revoked and undoes a count that a revoked report made.
+//! Scripts are sent by hash (`EVALSHA`); a Redis that lost its script cache (a restart) answers
+//! `NOSCRIPT` to the whole pipeline, having run none of it, and the pipeline is sent again
+//! after `SCRIPT LOAD`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,28 +24,31 @@ use super::{
 };
 use crate::catalog::ServiceId;
 
-/// Records the reports of one service. Per report i: KEYS seen, void, fine bucket, hourly
-/// bucket; ARGV token, field, fine expire-at, hourly expire-at (after ARGV[1], the dedup
-/// window in milliseconds). Returns 1 counted, 0 duplicate, -1 revoked, per report.
+/// Records the reports of one service. KEYS[1] is the service's revocation hash; per report
+/// i: KEYS seen, fine bucket, hourly bucket; ARGV token, field, fine expire-at, hourly
+/// expire-at (after ARGV[1], the dedup window in milliseconds). Returns per report 1 counted,
+/// 0 duplicate, -1 revoked.
 ///
-/// The reports of one call nearly always share their buckets, so each bucket's expiry is set
-/// once per call rather than once per report (it is an absolute time, the same for all).
+/// Revocations are rare, so the revocation hash usually does not exist and one `EXISTS` per
+/// call replaces a lookup per report. The reports of one call nearly always share their
+/// buckets, so each bucket's expiry (an absolute time) is set once per call.
 const RECORD_LUA: &str = r"
 local window = ARGV[1]
+local revoked = redis.call('EXISTS', KEYS[1]) == 1
 local out = {}
 local expiring = {}
-for i = 1, #KEYS / 4 do
-  local k = 4 * (i - 1)
-  local seen, void, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local token, field = ARGV[k + 2], ARGV[k + 3]
-  if redis.call('EXISTS', void) == 1 then
+for i = 1, (#KEYS - 1) / 3 do
+  local k, a = 3 * (i - 1) + 1, 4 * (i - 1) + 1
+  local seen, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local token, field = ARGV[a + 1], ARGV[a + 2]
+  if revoked and redis.call('HEXISTS', KEYS[1], token) == 1 then
     out[i] = -1
   elseif redis.call('SET', seen, token, 'NX', 'PX', window) then
     redis.call('HINCRBY', fine, field, 1)
-    expiring[fine] = ARGV[k + 4]
+    expiring[fine] = ARGV[a + 3]
     if hourly ~= fine then
       redis.call('HINCRBY', hourly, field, 1)
-      expiring[hourly] = ARGV[k + 5]
+      expiring[hourly] = ARGV[a + 4]
     end
     out[i] = 1
   else
@@ -57,15 +61,15 @@ end
 return out
 ";
 
-/// Revokes reports of one service. Per report i: KEYS as in RECORD; ARGV token, field (after
-/// ARGV[1], the tombstone lifetime in milliseconds).
+/// Revokes reports of one service. KEYS[1] is the service's revocation hash; per report i:
+/// KEYS seen, fine bucket, hourly bucket; ARGV token, field (after ARGV[1], the lifetime of the
+/// revocation hash in milliseconds, renewed by every revocation).
 const REVOKE_LUA: &str = r"
-local ttl = ARGV[1]
-for i = 1, #KEYS / 4 do
-  local k = 4 * (i - 1)
-  local seen, void, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local token, field = ARGV[2 * i], ARGV[2 * i + 1]
-  redis.call('SET', void, '1', 'PX', ttl)
+for i = 1, (#KEYS - 1) / 3 do
+  local k, a = 3 * (i - 1) + 1, 2 * (i - 1) + 1
+  local seen, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local token, field = ARGV[a + 1], ARGV[a + 2]
+  redis.call('HSET', KEYS[1], token, 1)
   if redis.call('GET', seen) == token then
     redis.call('DEL', seen)
     if redis.call('HINCRBY', fine, field, -1) <= 0 then redis.call('HDEL', fine, field) end
@@ -74,6 +78,7 @@ for i = 1, #KEYS / 4 do
     end
   end
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 ";
 
@@ -118,21 +123,47 @@ impl RedisStore {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(StoreError::Backend(e.to_string())),
-            Err(_) => Err(StoreError::Timeout(CALL_TIMEOUT)),
+        self.query_raw(pipe)
+            .await?
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`, in which
+    /// case none of the pipeline ran), loads it and sends the pipeline once more.
+    async fn query_script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        match self.query_raw(pipe).await? {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let mut load = redis::pipe();
+                load.load_script(script).ignore();
+                self.query::<()>(&load).await?;
+                self.query(pipe).await
+            }
+            result => result.map_err(|e| StoreError::Backend(e.to_string())),
         }
     }
 
-    /// The four keys a report touches, in script order.
-    fn report_keys(&self, report: &Report) -> [String; 4] {
+    /// Runs `pipe` within [`CALL_TIMEOUT`], keeping Redis's own error for the caller to judge.
+    async fn query_raw<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<redis::RedisResult<T>, StoreError> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout(CALL_TIMEOUT))
+    }
+
+    /// The keys a report touches after the revocation hash, in script order: its dedup
+    /// marker, its fine bucket and its hourly bucket.
+    fn report_keys(&self, report: &Report) -> [String; 3] {
         let fine = self.settings.width(Granularity::Fine);
         let hourly = self.settings.width(Granularity::Hourly);
         [
             keys::seen(&report.service, report.reporter),
-            keys::void(&report.service, report.token),
             keys::bucket(&report.service, fine, report.bucket),
             keys::bucket(
                 &report.service,
@@ -165,11 +196,10 @@ impl Store for RedisStore {
         let groups = by_service(batch);
         let window_ms = self.settings.dedup_window.as_millis() as u64;
         let mut pipe = redis::pipe();
-        pipe.load_script(&self.record).ignore();
         let hourly = self.settings.width(Granularity::Hourly);
-        for indices in groups.values() {
+        for (service, indices) in &groups {
             let mut call = self.record.prepare_invoke();
-            call.arg(window_ms);
+            call.key(keys::revoked(service)).arg(window_ms);
             for &i in indices {
                 let report = &batch[i];
                 let hour = crate::buckets::align(report.bucket, hourly);
@@ -183,7 +213,7 @@ impl Store for RedisStore {
             }
             pipe.invoke_script(&call);
         }
-        let replies: Vec<Vec<i64>> = self.query(&pipe).await?;
+        let replies: Vec<Vec<i64>> = self.query_script(&self.record, &pipe).await?;
         if replies.len() != groups.len() {
             return Err(StoreError::Backend("record pipeline lost replies".into()));
         }
@@ -212,11 +242,11 @@ impl Store for RedisStore {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        pipe.load_script(&self.revoke).ignore();
-        for indices in by_service(reports).values() {
+        for (service, indices) in by_service(reports) {
             let mut call = self.revoke.prepare_invoke();
-            call.arg(StoreSettings::TOMBSTONE_TTL.as_millis() as u64);
-            for &i in indices {
+            call.key(keys::revoked(service))
+                .arg(StoreSettings::TOMBSTONE_TTL.as_millis() as u64);
+            for i in indices {
                 let report = &reports[i];
                 for key in self.report_keys(report) {
                     call.key(key);
@@ -225,7 +255,7 @@ impl Store for RedisStore {
             }
             pipe.invoke_script(&call).ignore();
         }
-        self.query::<()>(&pipe).await
+        self.query_script::<()>(&self.revoke, &pipe).await
     }
 
     async fn counts(
