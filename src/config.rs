@@ -85,7 +85,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
 
-    /// Capacity of the ingest queue; reports beyond it are answered 503 at once.
+    /// Reports that may wait to be written, split evenly among the HTTP workers (each has its
+    /// own queue and writer); reports beyond it are answered 503 at once.
     #[arg(long, env = "DOWNRADAR_QUEUE_CAPACITY", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     pub queue_capacity: u32,
 
@@ -109,14 +110,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_bucket(s: &str) -> Result<BucketWidth, String> {
     BucketWidth::new(parse_duration(s)?).map_err(|e| e.to_string())
-}
-
-impl ServeArgs {
-    /// The defaults, as if no flag and no environment variable were given.
-    pub fn defaults() -> Self {
-        let cli = Cli::parse_from(["downradar"]);
-        cli.serve
-    }
 }
 
 #[cfg(test)]
