@@ -20,7 +20,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Service};
 use crate::clock::Clock;
 use crate::ingest::Ingestor;
 use crate::reporter::{ReporterSecret, TrustedProxies};
@@ -36,6 +36,15 @@ pub struct AppState {
     pub secret: ReporterSecret,
     pub trusted_proxies: TrustedProxies,
     pub settings: StoreSettings,
+}
+
+impl AppState {
+    /// The catalog entry for a path's service id, or the 404 every service route answers.
+    pub fn service(&self, id: &str) -> Result<&Service, ApiError> {
+        self.catalog
+            .get(id)
+            .ok_or_else(|| ApiError::unknown_service(id))
+    }
 }
 
 #[derive(OpenApi)]

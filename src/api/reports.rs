@@ -115,10 +115,7 @@ pub async fn create_report(
     id: web::Path<String>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let service = state
-        .catalog
-        .get(&id)
-        .ok_or_else(|| ApiError::unknown_service(&id))?;
+    let service = state.service(&id)?;
     let is_json = req
         .mime_type()
         .ok()
@@ -301,7 +298,8 @@ pub struct Point {
     tag = "reports",
     params(("id" = String, Path, description = "Service id", example = "tiktok"), SeriesQuery),
     responses(
-        (status = 200, description = "The series.", body = Series),
+        (status = 200, description = "The series.", body = Series,
+            example = json!({"service": "tiktok", "resolution": "5m", "since": "2026-11-21T11:50:00Z", "until": "2026-11-21T12:00:00Z", "region": "DE", "problem": null, "total": 7, "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3}, {"bucket": "2026-11-21T11:55:00Z", "count": 4}]})),
         (status = 400, description = "`invalid_query`: a bad timestamp, resolution, region or problem, `since` not before `until`, or more than 2,000 points.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "the range holds 2880 points at 1m; at most 2000 are allowed"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
@@ -317,10 +315,7 @@ pub async fn read_reports(
     id: web::Path<String>,
     query: web::Query<SeriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let service = state
-        .catalog
-        .get(&id)
-        .ok_or_else(|| ApiError::unknown_service(&id))?;
+    let service = state.service(&id)?;
     let query = query.into_inner();
     let resolution = match query.resolution.as_deref() {
         None => Resolution::OneMinute,

@@ -56,7 +56,8 @@ pub async fn list_services(state: web::Data<AppState>) -> HttpResponse {
     tag = "services",
     params(("id" = String, Path, description = "Service id", example = "aws")),
     responses(
-        (status = 200, description = "The service.", body = ServiceDetail),
+        (status = 200, description = "The service.", body = ServiceDetail,
+            example = json!({"id": "aws", "name": "Amazon Web Services", "problems": ["console", "api", "compute", "storage", "networking", "login"], "depends_on": [], "dependents": ["reddit", "slack", "zoom"]})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
     )
@@ -66,10 +67,7 @@ pub async fn get_service(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let service = state
-        .catalog
-        .get(&id)
-        .ok_or_else(|| ApiError::unknown_service(&id))?;
+    let service = state.service(&id)?;
     let dependents = state
         .catalog
         .services()

@@ -34,8 +34,8 @@ struct Inner {
     buckets: HashMap<ServiceId, BTreeMap<(i64, i64), Bucket>>,
     /// Dedup markers: the token that counted the reporter, and when the marker expires (ms).
     seen: HashMap<(ServiceId, Fingerprint), (ReportToken, i64)>,
-    /// Revocation tombstones and their expiry (ms).
-    void: HashMap<ReportToken, i64>,
+    /// Revoked report tokens and when they are forgotten (ms).
+    revoked: HashMap<ReportToken, i64>,
     next_sweep_ms: i64,
 }
 
@@ -113,7 +113,7 @@ impl MemoryStore {
         inner.next_sweep_ms = now_ms + SWEEP_EVERY_MS;
         let now_s = now_ms.div_euclid(1000);
         inner.seen.retain(|_, &mut (_, expires)| expires > now_ms);
-        inner.void.retain(|_, &mut expires| expires > now_ms);
+        inner.revoked.retain(|_, &mut expires| expires > now_ms);
         inner.buckets.retain(|_, series| {
             series.retain(|_, b| b.expires_at > now_s && !b.cells.is_empty());
             !series.is_empty()
@@ -135,7 +135,11 @@ impl Store for MemoryStore {
         let outcomes = batch
             .iter()
             .map(|report| {
-                if inner.void.get(&report.token).is_some_and(|&exp| exp > now) {
+                if inner
+                    .revoked
+                    .get(&report.token)
+                    .is_some_and(|&exp| exp > now)
+                {
                     return Recorded::Revoked;
                 }
                 let key = (report.service.clone(), report.reporter);
@@ -152,10 +156,10 @@ impl Store for MemoryStore {
 
     async fn revoke(&self, reports: &[Report]) -> Result<(), StoreError> {
         let now = self.now_ms();
-        let tombstone = StoreSettings::TOMBSTONE_TTL.as_millis() as i64;
+        let remember = StoreSettings::REVOCATION_TTL.as_millis() as i64;
         let mut inner = self.lock();
         for report in reports {
-            inner.void.insert(report.token, now + tombstone);
+            inner.revoked.insert(report.token, now + remember);
             let key = (report.service.clone(), report.reporter);
             if inner
                 .seen

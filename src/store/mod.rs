@@ -13,7 +13,7 @@
 //! A report is acknowledged (202) only after the store applied it. When the store fails or is
 //! too slow, the writer cannot know whether a report was applied (the command may have run
 //! and only its reply been lost), yet it has told the client 503. It then *revokes* the
-//! report: the store leaves a tombstone for its token, so a delayed write is ignored, and
+//! report: the store remembers its token as revoked, so a delayed write is ignored, and
 //! undoes the count if the write did happen. Counts therefore equal the acknowledged reports.
 
 pub mod keys;
@@ -136,8 +136,8 @@ pub struct StoreSettings {
 }
 
 impl StoreSettings {
-    /// How long a revocation tombstone is kept: far longer than any write can be delayed.
-    pub const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+    /// How long a revoked token is remembered: far longer than any write can be delayed.
+    pub const REVOCATION_TTL: Duration = Duration::from_secs(600);
 
     /// Unix second at which a bucket of `granularity` starting at `start` expires.
     pub fn expires_at(&self, granularity: Granularity, start: i64) -> i64 {

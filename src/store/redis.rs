@@ -245,7 +245,7 @@ impl Store for RedisStore {
         for (service, indices) in by_service(reports) {
             let mut call = self.revoke.prepare_invoke();
             call.key(keys::revoked(service))
-                .arg(StoreSettings::TOMBSTONE_TTL.as_millis() as u64);
+                .arg(StoreSettings::REVOCATION_TTL.as_millis() as u64);
             for i in indices {
                 let report = &reports[i];
                 for key in self.report_keys(report) {
@@ -266,7 +266,9 @@ impl Store for RedisStore {
         until: i64,
     ) -> Result<Vec<BucketCounts>, StoreError> {
         let width = self.settings.width(granularity);
-        let starts: Vec<i64> = (from..until).step_by(width as usize).collect();
+        // Bucket starts are multiples of the width: the first one at or after `from`.
+        let first = crate::buckets::align(from + width - 1, width);
+        let starts: Vec<i64> = (first..until).step_by(width as usize).collect();
         let mut out = Vec::new();
         for chunk in starts.chunks(READ_CHUNK) {
             let mut pipe = redis::pipe();

@@ -9,3 +9,4 @@ mod openapi;
 mod ops;
 mod reads;
 mod shutdown;
+mod store;

@@ -1,0 +1,141 @@
+//! The store contract, run against both implementations: dedup, revocation in either order,
+//! idempotence, the hourly roll-up and range reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use downradar::buckets::BucketWidth;
+use downradar::catalog::{Problem, ServiceId};
+use downradar::clock::ManualClock;
+use downradar::regions::RegionCode;
+use downradar::reporter::ReporterSecret;
+use downradar::store::memory::MemoryStore;
+use downradar::store::redis::RedisStore;
+use downradar::store::{Cell, Granularity, Recorded, Report, ReportToken, Store, StoreSettings};
+
+use crate::helpers::{Backend, RedisServer, test_epoch};
+
+fn settings() -> StoreSettings {
+    StoreSettings {
+        bucket: BucketWidth::ONE_MINUTE,
+        retention: Duration::from_secs(8 * 86_400),
+        rollup_retention: Duration::from_secs(90 * 86_400),
+        dedup_window: Duration::from_secs(900),
+    }
+}
+
+/// A store of the given kind (and the Redis it runs on, kept alive by the caller).
+fn store(backend: Backend) -> (Arc<dyn Store>, Option<RedisServer>) {
+    match backend {
+        Backend::Memory => {
+            let clock = Arc::new(ManualClock::new(test_epoch()));
+            (Arc::new(MemoryStore::new(settings(), clock)), None)
+        }
+        Backend::Redis => {
+            let redis = RedisServer::start();
+            let store = RedisStore::connect(&redis.url(), settings()).expect("connect");
+            (Arc::new(store), Some(redis))
+        }
+    }
+}
+
+fn report(reporter: &str, region: &str, minute: i64) -> Report {
+    let secret = ReporterSecret::from_config("k");
+    Report {
+        service: ServiceId::parse("tiktok").unwrap(),
+        cell: Cell {
+            region: RegionCode::parse(region).unwrap(),
+            problem: Problem::parse("login").unwrap(),
+        },
+        reporter: secret.fingerprint(
+            "192.0.2.1".parse().unwrap(),
+            Some(&downradar::reporter::ClientId::parse(reporter).unwrap()),
+        ),
+        bucket: test_epoch().unix_timestamp() + 60 * minute,
+        token: ReportToken::next(),
+    }
+}
+
+async fn total(store: &dyn Store, granularity: Granularity) -> u64 {
+    let start = test_epoch().unix_timestamp() - 3600;
+    store
+        .counts(
+            &ServiceId::parse("tiktok").unwrap(),
+            granularity,
+            start,
+            start + 3 * 3600,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.cells.iter().map(|(_, n)| n))
+        .sum()
+}
+
+async fn contract(backend: Backend) {
+    let (store, _redis) = store(backend);
+    let store = store.as_ref();
+    let tiktok = ServiceId::parse("tiktok").unwrap();
+
+    // Dedup: one reporter counts once; outcomes come back in order.
+    let (a, a_again, b) = (
+        report("a", "DE", 0),
+        report("a", "FR", 1),
+        report("b", "DE", 1),
+    );
+    let outcomes = store
+        .record(&[a.clone(), a_again.clone(), b.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [Recorded::Counted, Recorded::Duplicate, Recorded::Counted]
+    );
+    assert_eq!(total(store, Granularity::Fine).await, 2);
+    assert_eq!(total(store, Granularity::Hourly).await, 2);
+
+    // Range reads: per bucket, sorted; an unaligned `from` starts at the next bucket.
+    let epoch = test_epoch().unix_timestamp();
+    let buckets = store
+        .counts(&tiktok, Granularity::Fine, epoch, epoch + 120)
+        .await
+        .unwrap();
+    assert_eq!(buckets.len(), 2);
+    assert_eq!((buckets[0].start, buckets[1].start), (epoch, epoch + 60));
+    assert_eq!(buckets[0].cells, vec![(a.cell.clone(), 1)]);
+    let later = store
+        .counts(&tiktok, Granularity::Fine, epoch + 1, epoch + 120)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+
+    // Revoking a counted report undoes its count and frees its reporter; twice is harmless.
+    store.revoke(&[a.clone()]).await.unwrap();
+    store.revoke(&[a.clone()]).await.unwrap();
+    assert_eq!(total(store, Granularity::Fine).await, 1);
+    assert_eq!(total(store, Granularity::Hourly).await, 1);
+    let a_retry = report("a", "DE", 1);
+    assert_eq!(store.record(&[a_retry]).await.unwrap(), [Recorded::Counted]);
+    assert_eq!(total(store, Granularity::Fine).await, 2);
+
+    // A write that arrives after its revocation is ignored.
+    let late = report("c", "JP", 0);
+    store.revoke(&[late.clone()]).await.unwrap();
+    assert_eq!(store.record(&[late]).await.unwrap(), [Recorded::Revoked]);
+    assert_eq!(total(store, Granularity::Fine).await, 2);
+
+    // Revoking a duplicate (which counted nothing) leaves the count of the report that did.
+    store.revoke(&[a_again]).await.unwrap();
+    assert_eq!(total(store, Granularity::Fine).await, 2);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_keeps_the_contract() {
+    contract(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_keeps_the_contract() {
+    contract(Backend::Redis).await;
+}
