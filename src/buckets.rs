@@ -31,7 +31,7 @@ impl BucketWidth {
 
     /// A width of `d`, which must be whole seconds dividing 3600.
     pub fn new(d: Duration) -> Result<Self, BucketWidthError> {
-        let secs = d.as_secs() as i64;
+        let secs = i64::try_from(d.as_secs()).unwrap_or(0);
         if d.subsec_nanos() != 0 || secs == 0 || ROLLUP_SECS % secs != 0 {
             return Err(BucketWidthError(humantime::format_duration(d).to_string()));
         }

@@ -14,7 +14,12 @@ use crate::reporter::TrustedProxies;
 /// People report "service X isn't working for me"; downradar counts the reports per service,
 /// region and problem in time buckets and serves them over a REST API documented by OpenAPI.
 #[derive(Debug, Parser)]
-#[command(name = "downradar", version, propagate_version = true)]
+#[command(
+    name = "downradar",
+    version,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -62,16 +67,16 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_BUCKET", default_value = "60s", value_parser = parse_bucket)]
     pub bucket: BucketWidth,
 
-    /// How long report buckets are kept.
-    #[arg(long, env = "DOWNRADAR_RETENTION", default_value = "8d", value_parser = parse_duration)]
+    /// How long report buckets are kept (1h to 3650d).
+    #[arg(long, env = "DOWNRADAR_RETENTION", default_value = "8d", value_parser = parse_retention)]
     pub retention: Duration,
 
-    /// How long the hourly roll-ups of the buckets are kept (long history for baselines).
-    #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d).
+    #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub rollup_retention: Duration,
 
-    /// A reporter is counted once per service within this window.
-    #[arg(long, env = "DOWNRADAR_DEDUP_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    /// A reporter is counted once per service within this window (1m to 1d).
+    #[arg(long, env = "DOWNRADAR_DEDUP_WINDOW", default_value = "15m", value_parser = parse_dedup_window)]
     pub dedup_window: Duration,
 
     /// Secret key of the reporter fingerprints (HMAC). Without it a random key is generated at
@@ -99,17 +104,35 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses a duration such as `90s`, `15m` or `8d`, which must lie in `min..=max`.
+fn duration_between(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d =
         humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 90s, 15m, 8d)"))?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
+    if d < min || d > max {
+        return Err(format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
     }
     Ok(d)
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    duration_between(s, HOUR, 3650 * DAY)
+}
+
+/// The dedup window also bounds how late a revocation can still undo a count (it needs the
+/// dedup marker), so it may not be shorter than a minute.
+fn parse_dedup_window(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_secs(60), DAY)
+}
+
 fn parse_bucket(s: &str) -> Result<BucketWidth, String> {
-    BucketWidth::new(parse_duration(s)?).map_err(|e| e.to_string())
+    BucketWidth::new(duration_between(s, Duration::from_secs(1), HOUR)?).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -152,5 +175,16 @@ mod tests {
         assert!(Cli::try_parse_from(["downradar", "--retention", "0s"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--trusted-proxies", "nope"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--log-format", "xml"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--bucket", "18446744073709548016s"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--dedup-window", "1ns"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--retention", "1000000000years"]).is_err());
+    }
+
+    #[test]
+    fn serve_flags_go_after_serve_or_without_it_never_both() {
+        let cli = Cli::try_parse_from(["downradar", "serve", "--redis-url", "redis://x/"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve(ref a)) if a.redis_url.is_some()));
+        // Flags before the subcommand would be silently dropped: refuse them instead.
+        assert!(Cli::try_parse_from(["downradar", "--redis-url", "redis://x/", "serve"]).is_err());
     }
 }

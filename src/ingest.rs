@@ -18,39 +18,48 @@
 //! Whenever a request was told "not counted" for a report that the store may have applied
 //! (store error, timeout, or the handler gave up waiting), the writer revokes that report
 //! (see [`crate::store`]) and keeps retrying the revocation until the store takes it. So the
-//! stored counts equal the reports acknowledged as counted.
+//! stored counts equal the reports acknowledged as counted. A batch the store provably never
+//! received (the connection was refused) needs no revocation. The reports in doubt, batches
+//! on the wire and unconfirmed revocations, are kept in one [`Doubts`] registry per process;
+//! it is bounded: past [`MAX_UNCONFIRMED`] unconfirmed revocations new reports are refused
+//! with [`IngestError::Overloaded`] until the store is back.
 //!
 //! On shutdown the HTTP server lets in-flight requests finish; each of them waits for its own
-//! report to be written, so nothing queued is left behind. When the last handle is dropped the
-//! writer drains its queue and stops.
+//! report to be written, so nothing queued is left behind. Whatever is still in doubt then is
+//! revoked once more by [`Doubts::settle`] before the process exits.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Recorded, Report, Store, StoreError};
+use crate::store::{Recorded, Report, ReportToken, Store, StoreError};
 
 /// Most reports in one batch.
 pub const MAX_BATCH: usize = 512;
 
-/// Most batches written at once. While the store works on one batch the next is already on
-/// the wire, so a round trip's latency does not cap throughput.
+/// Most batches a writer has on the wire at once. While the store works on one batch the next
+/// is already sent, so a round trip's latency does not cap throughput.
 pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Longest a request waits for its outcome before it is answered 503. With the store call
 /// timeout of one second, a request never waits much more than this.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// How often unconfirmed revocations are retried while the writer is idle.
+/// Most unconfirmed revocations kept (about 200 bytes each); past it, reports are refused.
+pub const MAX_UNCONFIRMED: usize = 100_000;
+
+/// How often unconfirmed revocations are retried while a writer is idle.
 const REVOKE_RETRY: Duration = Duration::from_millis(250);
 
 /// Why a report was not recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
-    /// The queue is full: the store cannot keep up.
+    /// The queue is full, or too many revocations wait for the store: it cannot keep up.
     #[error("too many reports are waiting to be written")]
     Overloaded,
     /// The store failed or did not answer in time.
@@ -63,30 +72,145 @@ struct Pending {
     reply: oneshot::Sender<Result<Recorded, IngestError>>,
 }
 
+/// Reports the store may have counted although their clients were not told so: batches on
+/// the wire, and revocations the store has not confirmed. One per process, shared by every
+/// writer, so that shutdown can settle all of them.
+#[derive(Default)]
+pub struct Doubts {
+    inner: Mutex<DoubtsInner>,
+    /// `inner.unconfirmed.len()`, readable on the hot path without the lock.
+    unconfirmed: AtomicUsize,
+}
+
+#[derive(Default)]
+struct DoubtsInner {
+    next_batch: u64,
+    in_flight: HashMap<u64, Arc<[Report]>>,
+    unconfirmed: Vec<Report>,
+}
+
+impl Doubts {
+    fn lock(&self) -> MutexGuard<'_, DoubtsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether so many revocations wait that new reports must be refused.
+    fn saturated(&self) -> bool {
+        self.unconfirmed.load(Ordering::Relaxed) >= MAX_UNCONFIRMED
+    }
+
+    /// Whether any revocation waits for the store.
+    fn any_unconfirmed(&self) -> bool {
+        self.unconfirmed.load(Ordering::Relaxed) > 0
+    }
+
+    /// Publishes the number of unconfirmed revocations (call with the lock held).
+    fn publish(&self, inner: &DoubtsInner) {
+        let n = inner.unconfirmed.len();
+        self.unconfirmed.store(n, Ordering::Relaxed);
+        metrics::gauge!("downradar_ingest_unconfirmed_revocations").set(n as f64);
+    }
+
+    /// Registers a batch about to be sent; returns its id for [`Doubts::sent`].
+    fn sending(&self, batch: Arc<[Report]>) -> u64 {
+        let mut inner = self.lock();
+        inner.next_batch += 1;
+        let id = inner.next_batch;
+        inner.in_flight.insert(id, batch);
+        id
+    }
+
+    /// The store has answered for batch `id` (or failed); its doubtful reports, if any, are
+    /// now `unconfirmed`.
+    fn sent(&self, id: u64, unconfirmed: impl IntoIterator<Item = Report>) {
+        let mut inner = self.lock();
+        inner.in_flight.remove(&id);
+        inner.unconfirmed.extend(unconfirmed);
+        self.publish(&inner);
+    }
+
+    /// A copy of the oldest `most` unconfirmed reports. They stay listed until
+    /// [`Doubts::confirm`]: a writer cancelled mid-revocation (at shutdown) loses nothing.
+    fn peek_unconfirmed(&self, most: usize) -> Vec<Report> {
+        self.lock().unconfirmed.iter().take(most).cloned().collect()
+    }
+
+    /// The store has taken these revocations.
+    fn confirm(&self, revoked: &[Report]) {
+        let tokens: HashSet<ReportToken> = revoked.iter().map(|r| r.token).collect();
+        let mut inner = self.lock();
+        inner.unconfirmed.retain(|r| !tokens.contains(&r.token));
+        self.publish(&inner);
+    }
+
+    /// Revokes unconfirmed reports, a bounded chunk per store call, until none is left or the
+    /// store fails (the rest waits for the next attempt). Writers may do this concurrently:
+    /// revoking a report twice is harmless.
+    async fn revoke_unconfirmed(&self, store: &dyn Store) -> Result<(), StoreError> {
+        loop {
+            let chunk = self.peek_unconfirmed(MAX_BATCH);
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            store.revoke(&chunk).await?;
+            self.confirm(&chunk);
+            metrics::counter!("downradar_reports_revoked_total").increment(chunk.len() as u64);
+        }
+    }
+
+    /// At shutdown, once every writer has stopped: revokes everything still in doubt (batches
+    /// whose answer never came included), retrying until `within` has passed. Returns how many
+    /// reports stay in doubt (0 unless the store stayed unavailable).
+    pub async fn settle(&self, store: &dyn Store, within: Duration) -> usize {
+        {
+            let mut inner = self.lock();
+            let batches: Vec<Arc<[Report]>> = inner.in_flight.drain().map(|(_, b)| b).collect();
+            for batch in batches {
+                inner.unconfirmed.extend(batch.iter().cloned());
+            }
+            self.publish(&inner);
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            match self.revoke_unconfirmed(store).await {
+                Ok(()) => return 0,
+                Err(error) if Instant::now() >= deadline => {
+                    store_error("revoke", &error);
+                    return self.lock().unconfirmed.len();
+                }
+                Err(_) => tokio::time::sleep(REVOKE_RETRY).await,
+            }
+        }
+    }
+}
+
 /// The handle handlers submit reports through. Cloning is cheap; the writer stops once every
 /// clone is dropped and the queue is drained.
 #[derive(Clone)]
 pub struct Ingestor {
     queue: mpsc::Sender<Pending>,
+    doubts: Arc<Doubts>,
 }
 
 impl Ingestor {
     /// Starts a writer task on the current runtime (call it on the thread whose handlers will
     /// submit), with a queue of `capacity` reports.
-    pub fn start(store: Arc<dyn Store>, capacity: usize) -> Self {
+    pub fn start(store: Arc<dyn Store>, doubts: Arc<Doubts>, capacity: usize) -> Self {
         let (queue, rx) = mpsc::channel(capacity);
         let writer = Writer {
             store,
             queue: rx,
-            unconfirmed: Vec::new(),
-            published: 0,
+            doubts: doubts.clone(),
         };
         tokio::spawn(writer.run());
-        Self { queue }
+        Self { queue, doubts }
     }
 
     /// Queues `report` and waits for its outcome.
     pub async fn submit(&self, report: Report) -> Result<Recorded, IngestError> {
+        if self.doubts.saturated() {
+            return Err(IngestError::Overloaded);
+        }
         let (reply, mut outcome) = oneshot::channel();
         self.queue
             .try_send(Pending { report, reply })
@@ -108,28 +232,21 @@ impl Ingestor {
 struct Writer {
     store: Arc<dyn Store>,
     queue: mpsc::Receiver<Pending>,
-    /// Reports told "not counted" whose revocation the store has not yet confirmed.
-    unconfirmed: Vec<Report>,
-    /// This writer's share of the process-wide unconfirmed-revocations gauge.
-    published: usize,
+    doubts: Arc<Doubts>,
 }
 
 impl Writer {
     async fn run(mut self) {
         let mut in_flight = FuturesUnordered::new();
         let mut open = true;
+        let mut revocations_due = false;
         while open || !in_flight.is_empty() {
             let mut batch = Vec::new();
             tokio::select! {
                 biased;
-                Some(flushed) = in_flight.next(), if !in_flight.is_empty() => {
-                    let Flushed { store_ok, revoke } = flushed;
-                    self.unconfirmed.extend(revoke);
-                    if store_ok {
-                        self.retry_revocations().await;
-                    } else {
-                        self.publish_unconfirmed();
-                    }
+                Some(store_ok) = in_flight.next(), if !in_flight.is_empty() => {
+                    // After a success the store is likely back: try revocations now.
+                    revocations_due = store_ok;
                 }
                 received = self.queue.recv_many(&mut batch, MAX_BATCH),
                     if open && in_flight.len() < MAX_IN_FLIGHT =>
@@ -138,99 +255,61 @@ impl Writer {
                         open = false;
                     } else {
                         metrics::gauge!("downradar_ingest_queue_depth").decrement(received as f64);
-                        in_flight.push(flush(self.store.clone(), batch));
+                        in_flight.push(flush(self.store.clone(), self.doubts.clone(), batch));
                     }
                 }
-                () = tokio::time::sleep(REVOKE_RETRY), if !self.unconfirmed.is_empty() => {
-                    self.retry_revocations().await;
+                () = tokio::time::sleep(REVOKE_RETRY), if self.doubts.any_unconfirmed() => {
+                    revocations_due = true;
                 }
             }
-        }
-        // The queue is closed and drained, nothing is in flight: one last attempt at revocations.
-        self.retry_revocations().await;
-        if !self.unconfirmed.is_empty() {
-            tracing::error!(
-                reports = self.unconfirmed.len(),
-                "shutting down with revocations the store never confirmed; \
-                 these reports may be counted although their clients got 503"
-            );
-        }
-    }
-
-    /// Revokes what is unconfirmed, a bounded chunk per store call, until done or the store
-    /// fails (the rest is retried later).
-    async fn retry_revocations(&mut self) {
-        while !self.unconfirmed.is_empty() {
-            let chunk = self.unconfirmed.len().min(MAX_BATCH);
-            match self.store.revoke(&self.unconfirmed[..chunk]).await {
-                Ok(()) => {
-                    metrics::counter!("downradar_reports_revoked_total").increment(chunk as u64);
-                    self.unconfirmed.drain(..chunk);
-                }
-                Err(error) => {
+            if revocations_due && self.doubts.any_unconfirmed() {
+                revocations_due = false;
+                if let Err(error) = self.doubts.revoke_unconfirmed(self.store.as_ref()).await {
                     store_error("revoke", &error);
-                    break;
                 }
             }
         }
-        self.publish_unconfirmed();
-    }
-
-    fn publish_unconfirmed(&mut self) {
-        let now = self.unconfirmed.len();
-        metrics::gauge!("downradar_ingest_unconfirmed_revocations")
-            .increment(now as f64 - self.published as f64);
-        self.published = now;
     }
 }
 
-/// What a flush leaves for the writer.
-struct Flushed {
-    /// Whether the store call succeeded (so revocations are worth trying now).
-    store_ok: bool,
-    /// Reports answered "not counted" that the store may have applied.
-    revoke: Vec<Report>,
-}
-
-/// Writes one batch and answers its requests.
-async fn flush(store: Arc<dyn Store>, mut batch: Vec<Pending>) -> Flushed {
+/// Writes one batch and answers its requests; returns whether the store call succeeded.
+async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) -> bool {
     // Requests that gave up while queued were already answered 503: don't write them.
-    batch.retain(|p| !p.reply.is_closed());
-    if batch.is_empty() {
-        return Flushed {
-            store_ok: true,
-            revoke: Vec::new(),
-        };
+    let (reports, replies): (Vec<Report>, Vec<_>) = batch
+        .into_iter()
+        .filter(|p| !p.reply.is_closed())
+        .map(|p| (p.report, p.reply))
+        .unzip();
+    if reports.is_empty() {
+        return true;
     }
-    let reports: Vec<Report> = batch.iter().map(|p| p.report.clone()).collect();
+    let reports: Arc<[Report]> = reports.into();
     metrics::histogram!("downradar_ingest_batch_size").record(reports.len() as f64);
+    let id = doubts.sending(reports.clone());
     let started = Instant::now();
     let result = store.record(&reports).await;
     metrics::histogram!("downradar_store_flush_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(outcomes) => {
-            let revoke = batch
-                .into_iter()
-                .zip(outcomes)
-                .filter_map(|(pending, outcome)| {
-                    let delivered = pending.reply.send(Ok(outcome)).is_ok();
-                    (!delivered && outcome == Recorded::Counted).then_some(pending.report)
-                })
-                .collect();
-            Flushed {
-                store_ok: true,
-                revoke,
+            let mut undelivered = Vec::new();
+            for ((reply, outcome), report) in replies.into_iter().zip(outcomes).zip(reports.iter())
+            {
+                if reply.send(Ok(outcome)).is_err() && outcome == Recorded::Counted {
+                    undelivered.push(report.clone());
+                }
             }
+            doubts.sent(id, undelivered);
+            true
         }
         Err(error) => {
             store_error("record", &error);
-            for pending in batch {
-                let _ = pending.reply.send(Err(IngestError::Unavailable));
+            for reply in replies {
+                let _ = reply.send(Err(IngestError::Unavailable));
             }
-            Flushed {
-                store_ok: false,
-                revoke: reports,
-            }
+            // A refused connection proves nothing was sent; anything else may have been applied.
+            let maybe_applied = !matches!(error, StoreError::Unreachable(_));
+            doubts.sent(id, reports.iter().filter(|_| maybe_applied).cloned());
+            false
         }
     }
 }

@@ -34,16 +34,27 @@ impl ReporterSecret {
     }
 
     /// The fingerprint of a reporter at `addr` with the optional install id `client_id`.
+    ///
+    /// An IPv6 reporter is identified by its /64 prefix, the block one household or device
+    /// gets, so privacy addresses rotating inside it do not make one person many reporters.
+    /// The hashed input is tagged and length-prefixed, so no (address, id) pair can collide
+    /// with another.
     pub fn fingerprint(&self, addr: IpAddr, client_id: Option<&ClientId>) -> Fingerprint {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
             .expect("HMAC accepts keys of any length");
         match addr.to_canonical() {
-            IpAddr::V4(v4) => mac.update(&v4.octets()),
-            IpAddr::V6(v6) => mac.update(&v6.octets()),
+            IpAddr::V4(v4) => {
+                mac.update(b"4");
+                mac.update(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                mac.update(b"6");
+                mac.update(&v6.octets()[..8]);
+            }
         }
         if let Some(id) = client_id {
-            // The separator keeps (addr, id) pairs from colliding with longer addresses.
-            mac.update(b"\0");
+            let len = u16::try_from(id.0.len()).expect("client ids are at most 64 characters");
+            mac.update(&len.to_be_bytes());
             mac.update(id.0.as_bytes());
         }
         let digest = mac.finalize().into_bytes();
@@ -143,24 +154,28 @@ impl TrustedProxies {
     /// The reporter's address: the peer itself, unless the peer is a trusted proxy, in which
     /// case the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (the
     /// left part of the header is written by the client and cannot be believed).
-    /// `forwarded_for` holds the values of every `X-Forwarded-For` header, in order.
+    /// `forwarded_for` holds the raw values of every `X-Forwarded-For` header, in order; they
+    /// are split into hops before decoding, so bytes a client put on the left cannot spoil the
+    /// hops proxies appended on the right.
     pub fn client_addr<'a>(
         &self,
         peer: IpAddr,
-        forwarded_for: impl IntoIterator<Item = &'a str>,
+        forwarded_for: impl IntoIterator<Item = &'a [u8]>,
     ) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.contains(peer) {
             return peer;
         }
-        let hops: Vec<&str> = forwarded_for
+        let hops: Vec<&[u8]> = forwarded_for
             .into_iter()
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
+            .flat_map(|value| value.split(|&b| b == b','))
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
-            let Some(addr) = parse_hop(hop) else {
+            let Some(addr) = std::str::from_utf8(hop)
+                .ok()
+                .and_then(|h| parse_hop(h.trim()))
+            else {
                 // Garbage where an address should be: stop at the last hop we could trust.
                 break;
             };
@@ -194,12 +209,12 @@ mod tests {
     fn untrusted_peer_is_the_client_whatever_the_header_says() {
         let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
         assert_eq!(
-            trusted.client_addr(ip("203.0.113.9"), ["1.1.1.1"]),
+            trusted.client_addr(ip("203.0.113.9"), ["1.1.1.1"].map(str::as_bytes)),
             ip("203.0.113.9")
         );
         let nobody = TrustedProxies::default();
         assert_eq!(
-            nobody.client_addr(ip("10.0.0.1"), ["1.1.1.1"]),
+            nobody.client_addr(ip("10.0.0.1"), ["1.1.1.1"].map(str::as_bytes)),
             ip("10.0.0.1")
         );
     }
@@ -210,20 +225,23 @@ mod tests {
         // client-forged entry, then the real client, then an inner proxy.
         let header = "6.6.6.6, 198.51.100.7, 10.1.2.3";
         assert_eq!(
-            trusted.client_addr(ip("10.0.0.1"), [header]),
+            trusted.client_addr(ip("10.0.0.1"), [header.as_bytes()]),
             ip("198.51.100.7")
         );
         assert_eq!(
-            trusted.client_addr(ip("::1"), ["198.51.100.7:4711"]),
+            trusted.client_addr(ip("::1"), ["198.51.100.7:4711"].map(str::as_bytes)),
             ip("198.51.100.7")
         );
         assert_eq!(
-            trusted.client_addr(ip("::1"), ["[2001:db8::5]:443"]),
+            trusted.client_addr(ip("::1"), ["[2001:db8::5]:443"].map(str::as_bytes)),
             ip("2001:db8::5")
         );
         // Several headers are one list.
         assert_eq!(
-            trusted.client_addr(ip("10.0.0.1"), ["6.6.6.6", "198.51.100.8"]),
+            trusted.client_addr(
+                ip("10.0.0.1"),
+                ["6.6.6.6", "198.51.100.8"].map(str::as_bytes)
+            ),
             ip("198.51.100.8")
         );
     }
@@ -231,15 +249,47 @@ mod tests {
     #[test]
     fn trusted_peer_without_usable_header_is_the_client() {
         let trusted: TrustedProxies = "127.0.0.1".parse().unwrap();
-        assert_eq!(trusted.client_addr(ip("127.0.0.1"), []), ip("127.0.0.1"));
         assert_eq!(
-            trusted.client_addr(ip("127.0.0.1"), ["not-an-ip"]),
+            trusted.client_addr(ip("127.0.0.1"), std::iter::empty()),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            trusted.client_addr(ip("127.0.0.1"), ["not-an-ip"].map(str::as_bytes)),
             ip("127.0.0.1")
         );
         // Only trusted hops: the left-most one is as far as we can see.
         assert_eq!(
-            trusted.client_addr(ip("127.0.0.1"), ["127.0.0.1"]),
+            trusted.client_addr(ip("127.0.0.1"), ["127.0.0.1"].map(str::as_bytes)),
             ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn bytes_a_client_put_on_the_left_do_not_hide_the_proxies_hops() {
+        let trusted: TrustedProxies = "127.0.0.1".parse().unwrap();
+        let header: &[u8] = b"\xff\xfe, 198.51.100.2";
+        assert_eq!(
+            trusted.client_addr(ip("127.0.0.1"), [header]),
+            ip("198.51.100.2")
+        );
+    }
+
+    #[test]
+    fn ipv6_reporters_are_their_64_prefix_and_inputs_cannot_collide() {
+        let k = ReporterSecret::from_config("k");
+        assert_eq!(
+            k.fingerprint(ip("2001:db8:1:2::1"), None),
+            k.fingerprint(ip("2001:db8:1:2:ffff::9"), None)
+        );
+        assert_ne!(
+            k.fingerprint(ip("2001:db8:1:2::1"), None),
+            k.fingerprint(ip("2001:db8:1:3::1"), None)
+        );
+        // An IPv4 address with an id versus an IPv6 prefix spelling the same bytes.
+        let id = ClientId::parse("abcdefghijk").unwrap();
+        assert_ne!(
+            k.fingerprint(ip("1.2.3.4"), Some(&id)),
+            k.fingerprint(ip("102:304:61:6263::"), None)
         );
     }
 
@@ -247,7 +297,7 @@ mod tests {
     fn ipv4_mapped_addresses_are_canonical() {
         let trusted: TrustedProxies = "127.0.0.1".parse().unwrap();
         assert_eq!(
-            trusted.client_addr(ip("::ffff:127.0.0.1"), ["192.0.2.1"]),
+            trusted.client_addr(ip("::ffff:127.0.0.1"), ["192.0.2.1"].map(str::as_bytes)),
             ip("192.0.2.1")
         );
     }

@@ -17,7 +17,7 @@ use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
-use crate::ingest::Ingestor;
+use crate::ingest::{Doubts, Ingestor};
 use crate::reporter::ReporterSecret;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -30,6 +30,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Application {
     port: u16,
     server: Server,
+    store: Arc<dyn Store>,
+    doubts: Arc<Doubts>,
 }
 
 impl Application {
@@ -84,9 +86,10 @@ impl Application {
             |n| n.get(),
         );
         let queue_per_worker = (args.queue_capacity as usize).div_ceil(workers);
+        let doubts = Arc::new(Doubts::default());
         let state = web::Data::new(AppState {
             catalog,
-            store,
+            store: store.clone(),
             clock,
             secret,
             trusted_proxies: args.trusted_proxies.clone(),
@@ -97,8 +100,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
         // The factory runs on each worker thread, so each worker gets its own writer there.
+        let worker_doubts = doubts.clone();
         let server = HttpServer::new(move || {
-            let ingestor = Ingestor::start(state.store.clone(), queue_per_worker);
+            let ingestor =
+                Ingestor::start(state.store.clone(), worker_doubts.clone(), queue_per_worker);
             App::new()
                 .wrap(from_fn(crate::telemetry::track_requests))
                 .configure(api::configure(state.clone(), ingestor))
@@ -110,6 +115,8 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            store,
+            doubts,
         })
     }
 
@@ -125,10 +132,23 @@ impl Application {
 
     /// Serves until SIGTERM, SIGINT or [`ServerHandle::stop`]; then stops accepting and lets
     /// in-flight requests finish (up to 10 s). A report request finishes only once its report
-    /// is written, so when this returns every queued report has been flushed.
+    /// is written, so every accepted report is flushed; reports answered 503 that the store
+    /// may still apply are revoked before this returns (retrying for up to 10 s).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("HTTP server failed")?;
-        tracing::info!("stopped; every accepted report was written");
+        let left = self
+            .doubts
+            .settle(self.store.as_ref(), SHUTDOWN_GRACE)
+            .await;
+        if left > 0 {
+            tracing::error!(
+                reports = left,
+                "stopping with revocations the store never confirmed; these reports may be \
+                 counted although their clients were answered 503"
+            );
+        } else {
+            tracing::info!("stopped; every accepted report was written");
+        }
         Ok(())
     }
 }

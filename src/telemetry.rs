@@ -103,6 +103,27 @@ fn describe() {
     );
 }
 
+/// The method as a metric label: the standard ones by name, anything else (clients may send
+/// any token as a method) as `other`, so labels cannot grow without bound.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("other", |&(_, label)| label)
+}
+
 /// Middleware: counts and times every request by route pattern and status, and logs it at
 /// debug level (server errors at warn).
 pub async fn track_requests(
@@ -110,7 +131,7 @@ pub async fn track_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
@@ -120,7 +141,7 @@ pub async fn track_requests(
     metrics::counter!(
         "downradar_http_requests_total",
         "route" => route.clone(),
-        "method" => method.clone(),
+        "method" => method,
         "status" => status.as_str().to_owned()
     )
     .increment(1);

@@ -136,6 +136,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
     }
 
+    /// 408 `request_timeout`: the body did not arrive in time.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {limit:?}"),
+        )
+    }
+
     /// 415 `unsupported_media_type`.
     pub fn unsupported_media_type() -> Self {
         Self::new(

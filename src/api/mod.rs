@@ -106,7 +106,15 @@ pub fn configure(
                 web::PathConfig::default()
                     .error_handler(|err, _req| ApiError::invalid_query(err.to_string()).into()),
             )
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api));
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+                        .finish()
+                }),
+            );
         let mut docs_cfg = ServiceConfig::new(cfg);
         routes(&mut docs_cfg);
         cfg.default_service(web::to(not_found));

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::buckets::{Resolution, align};
+use crate::buckets::{ROLLUP_SECS, Resolution, align};
 use crate::catalog::Service;
 use crate::ingest::{IngestError, Ingestor};
 use crate::regions::{Coordinates, RegionCode, Regions};
@@ -21,8 +21,18 @@ use crate::store::{Cell, Granularity, Recorded, Report, ReportToken};
 /// Largest accepted report body, in bytes.
 pub const MAX_BODY_BYTES: usize = 4096;
 
+/// Longest a client may take to send a report's body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Most points one series read may return.
 pub const MAX_POINTS: i64 = 2000;
+
+/// Most store buckets one series read may touch: 2,000 points of 15 minutes over one-minute
+/// buckets. It bounds what one request can make the store do, whatever `--bucket` is.
+pub const MAX_BUCKETS_READ: i64 = 30_000;
+
+/// The last second a series may reach: 9999-12-31T23:59:59Z, the end of RFC 3339.
+const LATEST: i64 = 253_402_300_799;
 
 /// A report: "this service isn't working for me".
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -91,6 +101,8 @@ pub struct ReportAccepted {
             example = json!({"code": "malformed_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 18"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
+        (status = 408, description = "`request_timeout`: the body did not arrive within 10 seconds.", body = ErrorBody,
+            example = json!({"code": "request_timeout", "message": "the body did not arrive within 10s"})),
         (status = 413, description = "`payload_too_large`: the body is over 4 KiB.", body = ErrorBody,
             example = json!({"code": "payload_too_large", "message": "the body is larger than 4096 bytes"})),
         (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json.", body = ErrorBody,
@@ -133,14 +145,20 @@ pub async fn create_report(
         return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
     }
     let mut body = web::BytesMut::with_capacity(declared_len.unwrap_or(256));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::malformed_json(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::malformed_json(format!("could not read the body: {e}")))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::request_timeout(BODY_TIMEOUT))??;
     let new: NewReport = serde_json::from_slice(&body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::invalid_report(e.to_string()),
         _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
@@ -153,7 +171,7 @@ pub async fn create_report(
     let forwarded = req
         .headers()
         .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok());
+        .map(|v| v.as_bytes());
     let addr = state.trusted_proxies.client_addr(peer, forwarded);
     let now = state.clock.now();
     let bucket = state.settings.bucket.start_of(now);
@@ -184,7 +202,7 @@ pub async fn create_report(
     Ok(HttpResponse::Accepted().json(ReportAccepted {
         counted,
         region,
-        bucket: unix_to_datetime(bucket),
+        bucket: datetime(bucket)?,
     }))
 }
 
@@ -233,7 +251,8 @@ pub struct SeriesQuery {
     /// of the bucket that holds the present moment.
     #[param(value_type = Option<String>, format = DateTime, example = "2026-11-21T12:00:00Z")]
     pub until: Option<String>,
-    /// Width of each point: `1m`, `5m`, `15m` or `1h`. Default: `1m`.
+    /// Width of each point: `1m`, `5m`, `15m` or `1h`; it must be a whole number of buckets
+    /// (`1h` always is). Default: the finest that is (`1m` with the default bucket width).
     #[param(value_type = Option<String>, pattern = "^(1m|5m|15m|1h)$", example = "5m")]
     pub resolution: Option<String>,
     /// Only count reports from this country.
@@ -300,7 +319,7 @@ pub struct Point {
     responses(
         (status = 200, description = "The series.", body = Series,
             example = json!({"service": "tiktok", "resolution": "5m", "since": "2026-11-21T11:50:00Z", "until": "2026-11-21T12:00:00Z", "region": "DE", "problem": null, "total": 7, "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3}, {"bucket": "2026-11-21T11:55:00Z", "count": 4}]})),
-        (status = 400, description = "`invalid_query`: a bad timestamp, resolution, region or problem, `since` not before `until`, or more than 2,000 points.", body = ErrorBody,
+        (status = 400, description = "`invalid_query`: a bad timestamp, resolution, region or problem; `since` not before `until`; a range outside 1970 to 9999; more than 2,000 points; or more than 30,000 store buckets to read.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "the range holds 2880 points at 1m; at most 2000 are allowed"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
@@ -317,22 +336,29 @@ pub async fn read_reports(
 ) -> Result<HttpResponse, ApiError> {
     let service = state.service(&id)?;
     let query = query.into_inner();
+    let fine = state.settings.bucket.secs();
+    // A resolution must be a whole number of buckets (`1h` always is: it reads the roll-up).
+    let readable = |r: Resolution| r.secs() == ROLLUP_SECS || r.secs() % fine == 0;
     let resolution = match query.resolution.as_deref() {
-        None => Resolution::OneMinute,
+        None => Resolution::ALL
+            .into_iter()
+            .find(|&r| readable(r))
+            .unwrap_or(Resolution::OneHour),
         Some(r) => Resolution::parse(r).ok_or_else(|| {
             ApiError::invalid_query(format!("unknown resolution {r:?}; use 1m, 5m, 15m or 1h"))
         })?,
     };
-    let step = resolution.secs();
-    let fine = state.settings.bucket.secs();
-    let granularity = if step == crate::buckets::ROLLUP_SECS {
-        Granularity::Hourly
-    } else if step % fine == 0 {
-        Granularity::Fine
-    } else {
+    if !readable(resolution) {
         return Err(ApiError::invalid_query(format!(
-            "resolution {resolution} is finer than the bucket width of {fine}s"
+            "resolution {resolution} is not a whole number of {fine}s buckets; use 1h or a \
+             multiple of the bucket width"
         )));
+    }
+    let step = resolution.secs();
+    let granularity = if step == ROLLUP_SECS {
+        Granularity::Hourly
+    } else {
+        Granularity::Fine
     };
     // `until` is exclusive and rounded up; by default the series ends with the bucket that
     // holds the present moment.
@@ -344,6 +370,11 @@ pub async fn read_reports(
         Some(t) => align(parse_time("since", t)?, step),
         None => until - 60 * step,
     };
+    if since < 0 || until > LATEST {
+        return Err(ApiError::invalid_query(
+            "the series must lie between 1970-01-01 and 9999-12-31",
+        ));
+    }
     if since >= until {
         return Err(ApiError::invalid_query("since must be before until"));
     }
@@ -351,6 +382,14 @@ pub async fn read_reports(
     if points > MAX_POINTS {
         return Err(ApiError::invalid_query(format!(
             "the range holds {points} points at {resolution}; at most {MAX_POINTS} are allowed"
+        )));
+    }
+    let width = state.settings.width(granularity);
+    let buckets_read = (until - since) / width;
+    if buckets_read > MAX_BUCKETS_READ {
+        return Err(ApiError::invalid_query(format!(
+            "the range spans {buckets_read} buckets of {width}s; at most {MAX_BUCKETS_READ} are \
+             read per request: use a coarser resolution or a shorter range"
         )));
     }
     let region = query
@@ -396,19 +435,21 @@ pub async fn read_reports(
     let series = Series {
         service: service.id.to_string(),
         resolution: resolution.to_string(),
-        since: unix_to_datetime(since),
-        until: unix_to_datetime(until),
+        since: datetime(since)?,
+        until: datetime(until)?,
         region: region.map(|r| r.to_string()),
         problem: query.problem,
         total: counts.iter().sum(),
         points: counts
             .into_iter()
             .enumerate()
-            .map(|(i, count)| Point {
-                bucket: unix_to_datetime(since + i as i64 * step),
-                count,
+            .map(|(i, count)| {
+                Ok(Point {
+                    bucket: datetime(since + i as i64 * step)?,
+                    count,
+                })
             })
-            .collect(),
+            .collect::<Result<_, ApiError>>()?,
     };
     Ok(HttpResponse::Ok().json(series))
 }
@@ -423,10 +464,11 @@ fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// A Unix time as a UTC date-time; times outside the representable range clamp to the epoch
-/// (they cannot come from a validated query).
-pub(crate) fn unix_to_datetime(t: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+/// A Unix time as a UTC date-time. Callers pass times already checked to lie in RFC 3339's
+/// range (or the clock's own), so a failure here is reported, never papered over.
+fn datetime(t: i64) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::from_unix_timestamp(t)
+        .map_err(|e| ApiError::invalid_query(format!("time {t} is out of range: {e}")))
 }
 
 #[cfg(test)]

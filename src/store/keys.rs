@@ -8,12 +8,13 @@
 //! | `dr:{svc}:b:<width>:<start>`          | hash   | field `<REGION>:<problem>` → distinct reporters in the bucket | bucket end + retention (`EXPIREAT`) |
 //! | `dr:{svc}:b:3600:<start>`             | hash   | the hourly roll-up, same fields               | bucket end + roll-up retention |
 //! | `dr:{svc}:seen:<fingerprint>`         | string | token of the report that counted this reporter | dedup window (`PX`)          |
-//! | `dr:{svc}:revoked`                    | hash   | field `<token>` → 1 for each revoked report   | 10 minutes after the last revocation |
+//! | `dr:{svc}:revoked:<period>`           | hash   | field `<token>` → 1 for each report revoked in the period | 2 periods of 10 minutes |
 //!
 //! `<width>` and `<start>` are seconds (`start` a Unix time aligned to `width`), so changing
 //! `--bucket` never mixes buckets of different widths. `<fingerprint>` and `<token>` are
 //! lower-case hex (128 bits each). Revocations are rare (they follow store failures), so
-//! `revoked` normally does not exist and costs a report nothing. A report counts once per service and dedup window.
+//! the `revoked` hashes normally do not exist and cost a report nothing. `<period>` is Unix
+//! time divided by 10 minutes; a write is checked against the periods before, at and after its own. A report counts once per service and dedup window.
 
 use crate::catalog::ServiceId;
 use crate::reporter::Fingerprint;
@@ -31,9 +32,9 @@ pub fn seen(service: &ServiceId, reporter: Fingerprint) -> String {
     format!("{PREFIX}:{{{service}}}:seen:{}", reporter.to_hex())
 }
 
-/// The hash of this service's revoked report tokens.
-pub fn revoked(service: &ServiceId) -> String {
-    format!("{PREFIX}:{{{service}}}:revoked")
+/// The hash of this service's report tokens revoked in `period` (Unix time / 10 minutes).
+pub fn revoked(service: &ServiceId, period: u64) -> String {
+    format!("{PREFIX}:{{{service}}}:revoked:{period}")
 }
 
 #[cfg(test)]
@@ -53,6 +54,6 @@ mod tests {
                 .fingerprint("192.0.2.1".parse().unwrap(), None),
         );
         assert!(seen.starts_with("dr:{tiktok}:seen:"), "{seen}");
-        assert_eq!(revoked(&svc), "dr:{tiktok}:revoked");
+        assert_eq!(revoked(&svc, 2_983_333), "dr:{tiktok}:revoked:2983333");
     }
 }

@@ -139,13 +139,17 @@ impl StoreSettings {
     /// How long a revoked token is remembered: far longer than any write can be delayed.
     pub const REVOCATION_TTL: Duration = Duration::from_secs(600);
 
-    /// Unix second at which a bucket of `granularity` starting at `start` expires.
+    /// Unix second at which a bucket of `granularity` starting at `start` expires. With
+    /// one-hour buckets the fine bucket is the roll-up, and it is kept as long as either says.
     pub fn expires_at(&self, granularity: Granularity, start: i64) -> i64 {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+        let rollup = start + crate::buckets::ROLLUP_SECS + secs(self.rollup_retention);
         match granularity {
-            Granularity::Fine => start + self.bucket.secs() + self.retention.as_secs() as i64,
-            Granularity::Hourly => {
-                start + crate::buckets::ROLLUP_SECS + self.rollup_retention.as_secs() as i64
+            Granularity::Fine if self.bucket.secs() == crate::buckets::ROLLUP_SECS => {
+                rollup.max(start + self.bucket.secs() + secs(self.retention))
             }
+            Granularity::Fine => start + self.bucket.secs() + secs(self.retention),
+            Granularity::Hourly => rollup,
         }
     }
 
@@ -167,6 +171,9 @@ pub enum StoreError {
     /// The store answered with an error, or the connection failed.
     #[error("store error: {0}")]
     Backend(String),
+    /// The store could not be reached at all: the call was provably never sent.
+    #[error("store unreachable: {0}")]
+    Unreachable(String),
 }
 
 /// Durable report counts.

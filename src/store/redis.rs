@@ -24,24 +24,32 @@ use super::{
 };
 use crate::catalog::ServiceId;
 
-/// Records the reports of one service. KEYS[1] is the service's revocation hash; per report
-/// i: KEYS seen, fine bucket, hourly bucket; ARGV token, field, fine expire-at, hourly
-/// expire-at (after ARGV[1], the dedup window in milliseconds). Returns per report 1 counted,
-/// 0 duplicate, -1 revoked.
+/// Records the reports of one service. KEYS[1] to KEYS[3] are the service's revocation
+/// hashes of the previous, the current and the next period (a write may be delayed past a
+/// period boundary, after its revocation); per report i: KEYS seen, fine bucket,
+/// hourly bucket; ARGV token, field, fine expire-at, hourly expire-at (after ARGV[1], the
+/// dedup window in milliseconds). Returns per report 1 counted, 0 duplicate, -1 revoked.
 ///
-/// Revocations are rare, so the revocation hash usually does not exist and one `EXISTS` per
-/// call replaces a lookup per report. The reports of one call nearly always share their
+/// Revocations are rare, so the revocation hashes usually do not exist and three `EXISTS`
+/// per call replace a lookup per report. The reports of one call nearly always share their
 /// buckets, so each bucket's expiry (an absolute time) is set once per call.
 const RECORD_LUA: &str = r"
 local window = ARGV[1]
-local revoked = redis.call('EXISTS', KEYS[1]) == 1
+local revoked = {}
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3]}) do
+  if redis.call('EXISTS', key) == 1 then table.insert(revoked, key) end
+end
 local out = {}
 local expiring = {}
-for i = 1, (#KEYS - 1) / 3 do
-  local k, a = 3 * (i - 1) + 1, 4 * (i - 1) + 1
+for i = 1, (#KEYS - 3) / 3 do
+  local k, a = 3 * (i - 1) + 3, 4 * (i - 1) + 1
   local seen, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local token, field = ARGV[a + 1], ARGV[a + 2]
-  if revoked and redis.call('HEXISTS', KEYS[1], token) == 1 then
+  local is_revoked = false
+  for _, key in ipairs(revoked) do
+    if redis.call('HEXISTS', key, token) == 1 then is_revoked = true end
+  end
+  if is_revoked then
     out[i] = -1
   elseif redis.call('SET', seen, token, 'NX', 'PX', window) then
     redis.call('HINCRBY', fine, field, 1)
@@ -61,9 +69,10 @@ end
 return out
 ";
 
-/// Revokes reports of one service. KEYS[1] is the service's revocation hash; per report i:
-/// KEYS seen, fine bucket, hourly bucket; ARGV token, field (after ARGV[1], the lifetime of the
-/// revocation hash in milliseconds, renewed by every revocation).
+/// Revokes reports of one service. KEYS[1] is the service's revocation hash of the current
+/// period; per report i: KEYS seen, fine bucket, hourly bucket; ARGV token, field (after
+/// ARGV[1], the lifetime of the revocation hash in milliseconds: two periods, so a token is
+/// remembered for at least one whole period).
 const REVOKE_LUA: &str = r"
 for i = 1, (#KEYS - 1) / 3 do
   local k, a = 3 * (i - 1) + 1, 2 * (i - 1) + 1
@@ -123,9 +132,7 @@ impl RedisStore {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        self.query_raw(pipe)
-            .await?
-            .map_err(|e| StoreError::Backend(e.to_string()))
+        self.query_raw(pipe).await?.map_err(backend_error)
     }
 
     /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`, in which
@@ -142,7 +149,7 @@ impl RedisStore {
                 self.query::<()>(&load).await?;
                 self.query(pipe).await
             }
-            result => result.map_err(|e| StoreError::Backend(e.to_string())),
+            result => result.map_err(backend_error),
         }
     }
 
@@ -174,6 +181,26 @@ impl RedisStore {
     }
 }
 
+/// The current revocation period: revoked tokens are kept in one hash per period of
+/// [`StoreSettings::REVOCATION_TTL`], so a trickle of revocations cannot keep old tokens alive.
+/// A write is checked against the periods around its own, so replicas' clocks may differ, and
+/// a write be delayed, by up to one period.
+fn revocation_period() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_secs() / StoreSettings::REVOCATION_TTL.as_secs()
+}
+
+/// A Redis error as a store error; a refused connection means the command was never sent.
+fn backend_error(e: redis::RedisError) -> StoreError {
+    if e.is_connection_refusal() {
+        StoreError::Unreachable(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
+}
+
 /// Indices of `batch` grouped by service, so each script call stays on one hash slot.
 fn by_service(batch: &[Report]) -> BTreeMap<&ServiceId, Vec<usize>> {
     let mut groups: BTreeMap<&ServiceId, Vec<usize>> = BTreeMap::new();
@@ -194,12 +221,16 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let groups = by_service(batch);
+        let period = revocation_period();
         let window_ms = self.settings.dedup_window.as_millis() as u64;
         let mut pipe = redis::pipe();
         let hourly = self.settings.width(Granularity::Hourly);
         for (service, indices) in &groups {
             let mut call = self.record.prepare_invoke();
-            call.key(keys::revoked(service)).arg(window_ms);
+            call.key(keys::revoked(service, period - 1))
+                .key(keys::revoked(service, period))
+                .key(keys::revoked(service, period + 1))
+                .arg(window_ms);
             for &i in indices {
                 let report = &batch[i];
                 let hour = crate::buckets::align(report.bucket, hourly);
@@ -242,10 +273,11 @@ impl Store for RedisStore {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        let period = revocation_period();
         for (service, indices) in by_service(reports) {
             let mut call = self.revoke.prepare_invoke();
-            call.key(keys::revoked(service))
-                .arg(StoreSettings::REVOCATION_TTL.as_millis() as u64);
+            call.key(keys::revoked(service, period))
+                .arg(2 * StoreSettings::REVOCATION_TTL.as_millis() as u64);
             for i in indices {
                 let report = &reports[i];
                 for key in self.report_keys(report) {

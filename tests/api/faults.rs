@@ -267,6 +267,93 @@ fn arbitrary_requests_never_produce_server_errors(backend: Backend) {
         .unwrap();
 }
 
+/// Query strings for the series read: valid, extreme and garbage values.
+fn series_queries() -> impl Strategy<Value = String> {
+    let time = prop_oneof![
+        Just("2026-11-21T12:00:00Z".to_owned()),
+        Just("0000-01-01T00:00:30Z".to_owned()),
+        Just("9999-12-31T23:59:59-23:59".to_owned()),
+        Just("1969-12-31T23:00:00Z".to_owned()),
+        (0i32..=9999, 1u8..=12, 1u8..=28, 0u8..24)
+            .prop_map(|(y, m, d, h)| format!("{y:04}-{m:02}-{d:02}T{h:02}:00:00%2B01:00")),
+        "[ -~]{0,24}",
+    ];
+    let field = prop_oneof![
+        time.clone().prop_map(|t| format!("since={t}")),
+        time.prop_map(|t| format!("until={t}")),
+        prop_oneof![
+            Just("1m"),
+            Just("5m"),
+            Just("15m"),
+            Just("1h"),
+            Just("2h"),
+            Just("")
+        ]
+        .prop_map(|r| format!("resolution={r}")),
+        prop_oneof![Just("DE".to_owned()), "[A-Za-z%0-9]{0,4}"].prop_map(|r| format!("region={r}")),
+        prop_oneof![Just("login".to_owned()), "[ -~]{0,10}"].prop_map(|p| format!("problem={p}")),
+        "[ -~]{0,20}",
+    ];
+    prop::collection::vec(field, 0..5).prop_map(|fields| fields.join("&"))
+}
+
+fn arbitrary_series_queries_never_produce_server_errors(backend: Backend) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = runtime.block_on(spawn_app(backend));
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&series_queries(), |query| {
+            let url = format!("{}/v1/services/tiktok/reports?{query}", app.address);
+            let answer = runtime.block_on(async {
+                match app.client.get(&url).send().await {
+                    Ok(response) => Some(crate::helpers::Answer::from(response).await),
+                    // reqwest refuses some URLs outright: nothing reached the server.
+                    Err(e) if e.is_builder() => None,
+                    Err(e) => panic!("{url}: {e}"),
+                }
+            });
+            if let Some(answer) = answer {
+                prop_assert!(
+                    answer.status == 200 || answer.status == 400,
+                    "{query}: {} {}",
+                    answer.status,
+                    answer.text
+                );
+                let body: serde_json::Value =
+                    serde_json::from_str(&answer.text).unwrap_or_default();
+                if answer.status == 400 {
+                    prop_assert_eq!(&body["code"], "invalid_query", "{}", answer.text);
+                } else {
+                    prop_assert!(body["points"].is_array(), "{}", answer.text);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+mod arbitrary_series_queries_never_produce_5xx {
+    use super::*;
+
+    #[test]
+    fn memory() {
+        arbitrary_series_queries_never_produce_server_errors(Backend::Memory);
+    }
+
+    #[test]
+    fn redis() {
+        arbitrary_series_queries_never_produce_server_errors(Backend::Redis);
+    }
+}
+
 mod arbitrary_bodies_never_produce_5xx {
     use super::*;
 

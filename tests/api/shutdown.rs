@@ -1,6 +1,6 @@
 //! SIGTERM: the real binary stops accepting, flushes what is queued and exits 0.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,11 +9,10 @@ use serde_json::json;
 
 use crate::helpers::{RedisServer, free_port};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
-    let redis = RedisServer::start();
+/// Starts the real binary on `redis`; returns the process and its base URL once it answers.
+async fn start_binary(redis: &RedisServer) -> (Child, String) {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_downradar"))
+    let child = Command::new(env!("CARGO_BIN_EXE_downradar"))
         .args([
             "serve",
             "--listen",
@@ -26,13 +25,37 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start downradar");
-    let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while client.get(format!("{base}/healthz")).send().await.is_err() {
         assert!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (child, base)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn exit_code(mut child: Child) -> Option<i32> {
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+        .code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
+    let redis = RedisServer::start();
+    let (child, base) = start_binary(&redis).await;
+    let client = reqwest::Client::new();
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(0u64));
@@ -68,21 +91,51 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    sigterm(&child);
+    let exit = exit_code(child).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.await.unwrap();
     }
-    assert_eq!(exit.code(), Some(0), "exit status {exit:?}");
+    assert_eq!(exit, Some(0), "exit status {exit:?}");
     let acked = *acked.lock().unwrap();
     assert!(acked > 50, "load was running: {acked} acknowledged");
     assert_eq!(redis.sum_of_counts(60), acked);
+}
+
+/// Reports answered 503 while Redis was frozen reach Redis once it thaws; the server, told to
+/// stop in between, revokes them before it exits, so they do not stay counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_settles_reports_answered_503_before_exiting() {
+    let redis = RedisServer::start();
+    let (child, base) = start_binary(&redis).await;
+    let client = reqwest::Client::new();
+    let post = |id: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let body = json!({"problem": "login", "region": "DE", "client_id": id});
+            let response = client
+                .post(format!("{base}/v1/services/discord/reports"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(post("first".into()).await, 202);
+    redis.freeze();
+    let statuses =
+        futures_util::future::join_all((0..5).map(|i| post(format!("frozen-{i}")))).await;
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    sigterm(&child);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.thaw();
+    assert_eq!(exit_code(child).await, Some(0));
+    assert_eq!(
+        redis.sum_of_counts(60),
+        1,
+        "only the acknowledged report stays counted"
+    );
 }
