@@ -81,7 +81,8 @@ pub struct ServeArgs {
 
     /// Secret key of the reporter fingerprints (HMAC). Without it a random key is generated at
     /// start, so reporters may be counted again after a restart; set it in production, and
-    /// the same on every replica.
+    /// the same on every replica. Prefer the environment variable: a flag shows in the
+    /// process list.
     #[arg(long, env = "DOWNRADAR_REPORTER_SECRET", hide_env_values = true)]
     pub reporter_secret: Option<String>,
 
