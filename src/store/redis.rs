@@ -1,7 +1,9 @@
 //! The Redis store: durable, shared by every replica.
 //!
-//! One [`ConnectionManager`] (a single multiplexed socket that reconnects in the background)
-//! carries all traffic, so a replica holds one Redis connection however loaded it is. Every call
+//! Two [`ConnectionManager`]s (each a single multiplexed socket that reconnects in the
+//! background) carry all traffic, one for writes and one for reads, so a replica holds two
+//! Redis connections however loaded it is, and a large series read does not queue ahead of
+//! report batches on the same socket. Every call
 //! is bounded by a timeout: during a Redis outage the manager makes callers wait for its
 //! reconnect, and a caller must get a 503 within two seconds instead.
 //!
@@ -99,7 +101,10 @@ const READ_CHUNK: usize = 1000;
 
 /// The Redis-backed store.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// Report batches, revocations and pings.
+    writes: ConnectionManager,
+    /// Series reads.
+    reads: ConnectionManager,
     settings: StoreSettings,
     record: Script,
     revoke: Script,
@@ -117,22 +122,25 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500))
             .set_number_of_retries(4);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let connect = || {
+            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
         Ok(Self {
-            conn,
+            writes: connect()?,
+            reads: connect()?,
             settings,
             record: Script::new(RECORD_LUA),
             revoke: Script::new(REVOKE_LUA),
         })
     }
 
-    /// Runs `pipe` within [`CALL_TIMEOUT`].
+    /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`].
     async fn query<T: redis::FromRedisValue>(
-        &self,
+        conn: &ConnectionManager,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        self.query_raw(pipe).await?.map_err(backend_error)
+        Self::query_raw(conn, pipe).await?.map_err(backend_error)
     }
 
     /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`, in which
@@ -142,23 +150,24 @@ impl RedisStore {
         script: &Script,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        match self.query_raw(pipe).await? {
+        match Self::query_raw(&self.writes, pipe).await? {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 let mut load = redis::pipe();
                 load.load_script(script).ignore();
-                self.query::<()>(&load).await?;
-                self.query(pipe).await
+                Self::query::<()>(&self.writes, &load).await?;
+                Self::query(&self.writes, pipe).await
             }
             result => result.map_err(backend_error),
         }
     }
 
-    /// Runs `pipe` within [`CALL_TIMEOUT`], keeping Redis's own error for the caller to judge.
+    /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`], keeping Redis's own error for the
+    /// caller to judge.
     async fn query_raw<T: redis::FromRedisValue>(
-        &self,
+        conn: &ConnectionManager,
         pipe: &redis::Pipeline,
     ) -> Result<redis::RedisResult<T>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = conn.clone();
         tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
             .await
             .map_err(|_| StoreError::Timeout(CALL_TIMEOUT))
@@ -307,7 +316,7 @@ impl Store for RedisStore {
             for &start in chunk {
                 pipe.hgetall(keys::bucket(service, width, start));
             }
-            let replies: Vec<Vec<(String, u64)>> = self.query(&pipe).await?;
+            let replies: Vec<Vec<(String, u64)>> = Self::query(&self.reads, &pipe).await?;
             for (&start, fields) in chunk.iter().zip(replies) {
                 let mut cells: Vec<(Cell, u64)> = fields
                     .into_iter()
@@ -332,7 +341,7 @@ impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("PING");
-        let reply: Vec<Value> = self.query(&pipe).await?;
+        let reply: Vec<Value> = Self::query(&self.writes, &pipe).await?;
         match reply.first() {
             Some(Value::SimpleString(s)) if s == "PONG" => Ok(()),
             other => Err(StoreError::Backend(format!(
