@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI 3.1 specification as JSON.
     Openapi,
 }
@@ -78,6 +78,13 @@ pub struct ServeArgs {
     /// A reporter is counted once per service within this window (1m to 1d).
     #[arg(long, env = "DOWNRADAR_DEDUP_WINDOW", default_value = "15m", value_parser = parse_dedup_window)]
     pub dedup_window: Duration,
+
+    /// Most reporters counted per address (IPv4 address or IPv6 /64) and service within the
+    /// dedup window; reporters behind one address differ only by their client_id, which a
+    /// client chooses. 0: no limit. Carrier-grade NAT puts many real people behind one
+    /// address, so set it with care (e.g. 20 to 50).
+    #[arg(long, env = "DOWNRADAR_MAX_REPORTERS_PER_ADDRESS", default_value_t = 0)]
+    pub max_reporters_per_address: u32,
 
     /// Secret key of the reporter fingerprints (HMAC). Without it a random key is generated at
     /// start, so reporters may be counted again after a restart; set it in production, and

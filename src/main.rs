@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", downradar::api::openapi().to_pretty_json()?);
             Ok(())
         }
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     }
 }

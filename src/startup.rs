@@ -52,6 +52,7 @@ impl Application {
             retention: args.retention,
             rollup_retention: args.rollup_retention,
             dedup_window: args.dedup_window,
+            max_reporters_per_address: std::num::NonZeroU32::new(args.max_reporters_per_address),
         };
         let store: Arc<dyn Store> = match &args.redis_url {
             Some(url) => {

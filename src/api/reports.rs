@@ -69,7 +69,9 @@ pub struct Location {
 /// What happened to an accepted report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportAccepted {
-    /// False when this reporter was already counted for this service within the dedup window.
+    /// False when this reporter was already counted for this service within the dedup window
+    /// (or, when the server limits reporters per address, when its address has reached the
+    /// limit).
     pub counted: bool,
     /// The country the report was counted in.
     #[schema(value_type = String, example = "DE")]
@@ -85,7 +87,8 @@ pub struct ReportAccepted {
 /// Reports that `service` is not working for the caller, with a problem category and a
 /// country (given directly, or as coordinates resolved to a country). A reporter (the client
 /// address, plus `client_id` when given) is counted once per service within the dedup window;
-/// later reports in the window are accepted with `counted: false`. The answer comes only after
+/// later reports in the window are accepted with `counted: false`, as are reports beyond the
+/// server's limit of reporters per address, if it sets one. The answer comes only after
 /// the report is durably written; if the store is down, the answer is 503 within two seconds.
 #[utoipa::path(
     tag = "reports",
@@ -180,6 +183,10 @@ pub async fn create_report(
         service: service.id.clone(),
         cell,
         reporter: state.secret.fingerprint(addr, client_id.as_ref()),
+        address: state
+            .settings
+            .max_reporters_per_address
+            .map(|_| state.secret.fingerprint(addr, None)),
         bucket,
         token: ReportToken::next(),
     };
@@ -187,13 +194,14 @@ pub async fn create_report(
     let label = match &outcome {
         Ok(Recorded::Counted) => "counted",
         Ok(Recorded::Duplicate) => "duplicate",
+        Ok(Recorded::Capped) => "capped",
         Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => "unavailable",
         Err(IngestError::Overloaded) => "overloaded",
     };
     metrics::counter!("downradar_reports_total", "outcome" => label).increment(1);
     let counted = match outcome {
         Ok(Recorded::Counted) => true,
-        Ok(Recorded::Duplicate) => false,
+        Ok(Recorded::Duplicate | Recorded::Capped) => false,
         Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => {
             return Err(ApiError::unavailable());
         }

@@ -8,6 +8,7 @@
 //! | `dr:{svc}:b:<width>:<start>`          | hash   | field `<REGION>:<problem>` → distinct reporters in the bucket | bucket end + retention (`EXPIREAT`) |
 //! | `dr:{svc}:b:3600:<start>`             | hash   | the hourly roll-up, same fields               | bucket end + roll-up retention |
 //! | `dr:{svc}:seen:<fingerprint>`         | string | token of the report that counted this reporter | dedup window (`PX`)          |
+//! | `dr:{svc}:addr:<fingerprint>`         | string | reporters counted from one address (only with `--max-reporters-per-address`) | dedup window from the first (`PX`) |
 //! | `dr:{svc}:revoked:<period>`           | hash   | field `<token>` → 1 for each report revoked in the period | 2 periods of 10 minutes |
 //!
 //! `<width>` and `<start>` are seconds (`start` a Unix time aligned to `width`), so changing
@@ -30,6 +31,11 @@ pub fn bucket(service: &ServiceId, width: i64, start: i64) -> String {
 /// The dedup marker of one reporter.
 pub fn seen(service: &ServiceId, reporter: Fingerprint) -> String {
     format!("{PREFIX}:{{{service}}}:seen:{}", reporter.to_hex())
+}
+
+/// The number of reporters counted from one address.
+pub fn address(service: &ServiceId, address: Fingerprint) -> String {
+    format!("{PREFIX}:{{{service}}}:addr:{}", address.to_hex())
 }
 
 /// The hash of this service's report tokens revoked in `period` (Unix time / 10 minutes).

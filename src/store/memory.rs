@@ -36,6 +36,9 @@ struct Inner {
     seen: HashMap<(ServiceId, Fingerprint), (ReportToken, i64)>,
     /// Revoked report tokens and when they are forgotten (ms).
     revoked: HashMap<ReportToken, i64>,
+    /// Reporters counted per address, and when the count expires (ms): a dedup window after
+    /// the first of them, as in Redis.
+    addresses: HashMap<(ServiceId, Fingerprint), (u32, i64)>,
     next_sweep_ms: i64,
 }
 
@@ -114,6 +117,9 @@ impl MemoryStore {
         let now_s = now_ms.div_euclid(1000);
         inner.seen.retain(|_, &mut (_, expires)| expires > now_ms);
         inner.revoked.retain(|_, &mut expires| expires > now_ms);
+        inner
+            .addresses
+            .retain(|_, &mut (_, expires)| expires > now_ms);
         inner.buckets.retain(|_, series| {
             series.retain(|_, b| b.expires_at > now_s && !b.cells.is_empty());
             !series.is_empty()
@@ -146,6 +152,20 @@ impl Store for MemoryStore {
                 if inner.seen.get(&key).is_some_and(|&(_, exp)| exp > now) {
                     return Recorded::Duplicate;
                 }
+                if let Some(cap) = self.settings.max_reporters_per_address {
+                    let address = (
+                        report.service.clone(),
+                        report.address.unwrap_or(report.reporter),
+                    );
+                    let entry = inner.addresses.entry(address).or_insert((0, now + window));
+                    if entry.1 <= now {
+                        *entry = (0, now + window);
+                    }
+                    if entry.0 >= cap.get() {
+                        return Recorded::Capped;
+                    }
+                    entry.0 += 1;
+                }
                 inner.seen.insert(key, (report.token, now + window));
                 self.add(&mut inner, report, 1);
                 Recorded::Counted
@@ -167,6 +187,15 @@ impl Store for MemoryStore {
                 .is_some_and(|&(token, exp)| token == report.token && exp > now)
             {
                 inner.seen.remove(&key);
+                if self.settings.max_reporters_per_address.is_some() {
+                    let address = (
+                        report.service.clone(),
+                        report.address.unwrap_or(report.reporter),
+                    );
+                    if let Some(entry) = inner.addresses.get_mut(&address) {
+                        entry.0 = entry.0.saturating_sub(1);
+                    }
+                }
                 self.add(&mut inner, report, -1);
             }
         }

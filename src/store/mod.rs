@@ -20,6 +20,7 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
+use std::num::NonZeroU32;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -90,6 +91,9 @@ pub struct Report {
     pub service: ServiceId,
     pub cell: Cell,
     pub reporter: Fingerprint,
+    /// The fingerprint of the reporter's address alone, set when the number of reporters per
+    /// address is limited (`StoreSettings::max_reporters_per_address`).
+    pub address: Option<Fingerprint>,
     /// Start (Unix seconds) of the fine bucket the report falls in.
     pub bucket: i64,
     pub token: ReportToken,
@@ -102,6 +106,8 @@ pub enum Recorded {
     Counted,
     /// Not counted: the reporter was already counted in the window.
     Duplicate,
+    /// Not counted: its address already had the most reporters allowed in the window.
+    Capped,
     /// Ignored: the report had already been revoked.
     Revoked,
 }
@@ -133,6 +139,9 @@ pub struct StoreSettings {
     pub rollup_retention: Duration,
     /// How long a counted reporter is not counted again for the same service.
     pub dedup_window: Duration,
+    /// Most reporters counted per address (IPv4 address or IPv6 /64) per service within the
+    /// dedup window; `None`: no limit. Reporters behind one address differ by `client_id`.
+    pub max_reporters_per_address: Option<NonZeroU32>,
 }
 
 impl StoreSettings {

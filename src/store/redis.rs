@@ -28,41 +28,53 @@ use crate::catalog::ServiceId;
 
 /// Records the reports of one service. KEYS[1] to KEYS[3] are the service's revocation
 /// hashes of the previous, the current and the next period (a write may be delayed past a
-/// period boundary, after its revocation); per report i: KEYS seen, fine bucket,
+/// period boundary, after its revocation); per report i: KEYS seen, address, fine bucket,
 /// hourly bucket; ARGV token, field, fine expire-at, hourly expire-at (after ARGV[1], the
-/// dedup window in milliseconds). Returns per report 1 counted, 0 duplicate, -1 revoked.
+/// dedup window in milliseconds, and ARGV[2], the most reporters per address or 0 for no
+/// limit). Returns per report 1 counted, 0 duplicate, 2 capped, -1 revoked.
 ///
 /// Revocations are rare, so the revocation hashes usually do not exist and three `EXISTS`
 /// per call replace a lookup per report. The reports of one call nearly always share their
 /// buckets, so each bucket's expiry (an absolute time) is set once per call.
 const RECORD_LUA: &str = r"
-local window = ARGV[1]
+local window, cap = ARGV[1], tonumber(ARGV[2])
 local revoked = {}
 for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3]}) do
   if redis.call('EXISTS', key) == 1 then table.insert(revoked, key) end
 end
 local out = {}
 local expiring = {}
-for i = 1, (#KEYS - 3) / 3 do
-  local k, a = 3 * (i - 1) + 3, 4 * (i - 1) + 1
-  local seen, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+for i = 1, (#KEYS - 3) / 4 do
+  local k, a = 4 * (i - 1) + 3, 4 * (i - 1) + 2
+  local seen, addr, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local token, field = ARGV[a + 1], ARGV[a + 2]
   local is_revoked = false
   for _, key in ipairs(revoked) do
     if redis.call('HEXISTS', key, token) == 1 then is_revoked = true end
   end
+  local counted = false
   if is_revoked then
     out[i] = -1
-  elseif redis.call('SET', seen, token, 'NX', 'PX', window) then
+  elseif cap == 0 then
+    counted = redis.call('SET', seen, token, 'NX', 'PX', window)
+    out[i] = counted and 1 or 0
+  elseif redis.call('EXISTS', seen) == 1 then
+    out[i] = 0
+  elseif tonumber(redis.call('GET', addr) or '0') >= cap then
+    out[i] = 2
+  else
+    redis.call('SET', seen, token, 'PX', window)
+    if redis.call('INCR', addr) == 1 then redis.call('PEXPIRE', addr, window) end
+    counted = true
+    out[i] = 1
+  end
+  if counted then
     redis.call('HINCRBY', fine, field, 1)
     expiring[fine] = ARGV[a + 3]
     if hourly ~= fine then
       redis.call('HINCRBY', hourly, field, 1)
       expiring[hourly] = ARGV[a + 4]
     end
-    out[i] = 1
-  else
-    out[i] = 0
   end
 end
 for key, at in pairs(expiring) do
@@ -72,17 +84,20 @@ return out
 ";
 
 /// Revokes reports of one service. KEYS[1] is the service's revocation hash of the current
-/// period; per report i: KEYS seen, fine bucket, hourly bucket; ARGV token, field (after
-/// ARGV[1], the lifetime of the revocation hash in milliseconds: two periods, so a token is
-/// remembered for at least one whole period).
+/// period; per report i: KEYS seen, address, fine bucket, hourly bucket; ARGV token, field
+/// (after ARGV[1], the lifetime of the revocation hash in milliseconds: two periods, so a
+/// token is remembered for at least one whole period; and ARGV[2], the reporter limit per
+/// address, 0 for none).
 const REVOKE_LUA: &str = r"
-for i = 1, (#KEYS - 1) / 3 do
-  local k, a = 3 * (i - 1) + 1, 2 * (i - 1) + 1
-  local seen, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+local cap = tonumber(ARGV[2])
+for i = 1, (#KEYS - 1) / 4 do
+  local k, a = 4 * (i - 1) + 1, 2 * (i - 1) + 2
+  local seen, addr, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local token, field = ARGV[a + 1], ARGV[a + 2]
   redis.call('HSET', KEYS[1], token, 1)
   if redis.call('GET', seen) == token then
     redis.call('DEL', seen)
+    if cap > 0 and redis.call('DECR', addr) <= 0 then redis.call('DEL', addr) end
     if redis.call('HINCRBY', fine, field, -1) <= 0 then redis.call('HDEL', fine, field) end
     if hourly ~= fine then
       if redis.call('HINCRBY', hourly, field, -1) <= 0 then redis.call('HDEL', hourly, field) end
@@ -173,13 +188,20 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout(CALL_TIMEOUT))
     }
 
-    /// The keys a report touches after the revocation hash, in script order: its dedup
-    /// marker, its fine bucket and its hourly bucket.
-    fn report_keys(&self, report: &Report) -> [String; 3] {
+    /// The keys a report touches, in script order: its dedup marker, its address counter
+    /// (the marker again, untouched, when reporters per address are not limited), its fine
+    /// bucket and its hourly bucket.
+    fn report_keys(&self, report: &Report) -> [String; 4] {
         let fine = self.settings.width(Granularity::Fine);
         let hourly = self.settings.width(Granularity::Hourly);
+        let seen = keys::seen(&report.service, report.reporter);
+        let address = match self.settings.max_reporters_per_address {
+            Some(_) => keys::address(&report.service, report.address.unwrap_or(report.reporter)),
+            None => seen.clone(),
+        };
         [
-            keys::seen(&report.service, report.reporter),
+            seen,
+            address,
             keys::bucket(&report.service, fine, report.bucket),
             keys::bucket(
                 &report.service,
@@ -187,6 +209,13 @@ impl RedisStore {
                 crate::buckets::align(report.bucket, hourly),
             ),
         ]
+    }
+
+    /// The reporter limit per address as a script argument: 0 for none.
+    fn cap(&self) -> u32 {
+        self.settings
+            .max_reporters_per_address
+            .map_or(0, |n| n.get())
     }
 }
 
@@ -239,7 +268,8 @@ impl Store for RedisStore {
             call.key(keys::revoked(service, period - 1))
                 .key(keys::revoked(service, period))
                 .key(keys::revoked(service, period + 1))
-                .arg(window_ms);
+                .arg(window_ms)
+                .arg(self.cap());
             for &i in indices {
                 let report = &batch[i];
                 let hour = crate::buckets::align(report.bucket, hourly);
@@ -270,6 +300,7 @@ impl Store for RedisStore {
                 outcomes[i] = match code {
                     1 => Recorded::Counted,
                     0 => Recorded::Duplicate,
+                    2 => Recorded::Capped,
                     _ => Recorded::Revoked,
                 };
             }
@@ -286,7 +317,8 @@ impl Store for RedisStore {
         for (service, indices) in by_service(reports) {
             let mut call = self.revoke.prepare_invoke();
             call.key(keys::revoked(service, period))
-                .arg(2 * StoreSettings::REVOCATION_TTL.as_millis() as u64);
+                .arg(2 * StoreSettings::REVOCATION_TTL.as_millis() as u64)
+                .arg(self.cap());
             for i in indices {
                 let report = &reports[i];
                 for key in self.report_keys(report) {

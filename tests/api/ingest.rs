@@ -130,6 +130,52 @@ async fn dedup_window_expires_on_the_clock() {
     assert_eq!(app.report("tiktok", &body).await.json()["counted"], true);
 }
 
+mod reporters_per_address {
+    use super::*;
+
+    async fn check(backend: Backend) {
+        let app = spawn_app_with(
+            backend,
+            &[
+                "--max-reporters-per-address",
+                "2",
+                "--trusted-proxies",
+                "127.0.0.1,::1",
+            ],
+        )
+        .await;
+        let report = |id: &str, from: &str| {
+            let body = json!({"problem": "login", "region": "DE", "client_id": id});
+            let from = from.to_owned();
+            let app = &app;
+            async move {
+                app.report_with("tiktok", &body, &[("x-forwarded-for", from.as_str())])
+                    .await
+                    .json()["counted"]
+                    .clone()
+            }
+        };
+        assert_eq!(report("a", "198.51.100.1").await, true);
+        assert_eq!(report("b", "198.51.100.1").await, true);
+        assert_eq!(
+            report("c", "198.51.100.1").await,
+            false,
+            "a third install at one address"
+        );
+        assert_eq!(report("c", "198.51.100.2").await, true, "another address");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory() {
+        check(Backend::Memory).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        check(Backend::Redis).await;
+    }
+}
+
 mod trusted_proxies {
     use super::*;
 

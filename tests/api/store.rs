@@ -1,6 +1,7 @@
 //! The store contract, run against both implementations: dedup, revocation in either order,
 //! idempotence, the hourly roll-up and range reads.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,33 +16,37 @@ use downradar::store::{Cell, Granularity, Recorded, Report, ReportToken, Store, 
 
 use crate::helpers::{Backend, RedisServer, test_epoch};
 
-fn settings() -> StoreSettings {
+fn settings(max_reporters_per_address: u32) -> StoreSettings {
     StoreSettings {
         bucket: BucketWidth::ONE_MINUTE,
         retention: Duration::from_secs(8 * 86_400),
         rollup_retention: Duration::from_secs(90 * 86_400),
         dedup_window: Duration::from_secs(900),
+        max_reporters_per_address: NonZeroU32::new(max_reporters_per_address),
     }
 }
 
 /// A store of the given kind (and the Redis it runs on, kept alive by the caller).
-fn store(backend: Backend) -> (Arc<dyn Store>, Option<RedisServer>) {
+fn store(backend: Backend, settings: StoreSettings) -> (Arc<dyn Store>, Option<RedisServer>) {
     match backend {
         Backend::Memory => {
             let clock = Arc::new(ManualClock::new(test_epoch()));
-            (Arc::new(MemoryStore::new(settings(), clock)), None)
+            (Arc::new(MemoryStore::new(settings, clock)), None)
         }
         Backend::Redis => {
             let redis = RedisServer::start();
-            let store = RedisStore::connect(&redis.url(), settings()).expect("connect");
+            let store = RedisStore::connect(&redis.url(), settings).expect("connect");
             (Arc::new(store), Some(redis))
         }
     }
 }
 
+/// A report from install `reporter` at one fixed address.
 fn report(reporter: &str, region: &str, minute: i64) -> Report {
     let secret = ReporterSecret::from_config("k");
+    let address = "192.0.2.1".parse().unwrap();
     Report {
+        address: Some(secret.fingerprint(address, None)),
         service: ServiceId::parse("tiktok").unwrap(),
         cell: Cell {
             region: RegionCode::parse(region).unwrap(),
@@ -73,7 +78,7 @@ async fn total(store: &dyn Store, granularity: Granularity) -> u64 {
 }
 
 async fn contract(backend: Backend) {
-    let (store, _redis) = store(backend);
+    let (store, _redis) = store(backend, settings(0));
     let store = store.as_ref();
     let tiktok = ServiceId::parse("tiktok").unwrap();
 
@@ -128,6 +133,63 @@ async fn contract(backend: Backend) {
     store.revoke(&[a_again]).await.unwrap();
     assert_eq!(total(store, Granularity::Fine).await, 2);
     store.ping().await.unwrap();
+}
+
+/// With a limit of two reporters per address: the third install is capped, a repeat stays a
+/// duplicate, and revoking a counted report frees its place.
+async fn address_limit(backend: Backend) {
+    let (store, _redis) = store(backend, settings(2));
+    let store = store.as_ref();
+    let (a, b, c) = (
+        report("a", "DE", 0),
+        report("b", "DE", 0),
+        report("c", "DE", 0),
+    );
+    let outcomes = store
+        .record(&[a.clone(), b.clone(), c.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [Recorded::Counted, Recorded::Counted, Recorded::Capped]
+    );
+    assert_eq!(
+        store.record(&[report("a", "DE", 0)]).await.unwrap(),
+        [Recorded::Duplicate]
+    );
+    assert_eq!(total(store, Granularity::Fine).await, 2);
+
+    store.revoke(std::slice::from_ref(&b)).await.unwrap();
+    assert_eq!(
+        store.record(&[report("c", "DE", 1)]).await.unwrap(),
+        [Recorded::Counted]
+    );
+    assert_eq!(
+        store.record(&[report("d", "DE", 1)]).await.unwrap(),
+        [Recorded::Capped]
+    );
+    assert_eq!(total(store, Granularity::Fine).await, 2);
+
+    // Another address has its own allowance.
+    let mut elsewhere = report("d", "DE", 1);
+    elsewhere.address =
+        Some(ReporterSecret::from_config("k").fingerprint("198.51.100.9".parse().unwrap(), None));
+    elsewhere.reporter =
+        ReporterSecret::from_config("k").fingerprint("198.51.100.9".parse().unwrap(), None);
+    assert_eq!(
+        store.record(&[elsewhere]).await.unwrap(),
+        [Recorded::Counted]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_limits_reporters_per_address() {
+    address_limit(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_limits_reporters_per_address() {
+    address_limit(Backend::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
