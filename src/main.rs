@@ -17,5 +17,6 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: downradar::config::ServeArgs) -> anyhow::Result<()> {
     downradar::telemetry::init_logging(args.log_format);
     let app = downradar::startup::Application::build(args).await?;
+    app.stop_on_signals()?;
     app.run_until_stopped().await
 }

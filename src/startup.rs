@@ -110,6 +110,8 @@ impl Application {
                 .configure(api::configure(state.clone(), ingestor))
         })
         .workers(workers)
+        // Signals are ours (see `stop_on_signals`): actix would stop at once on Ctrl-C.
+        .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)?;
         tracing::info!(listen = %args.listen, port, workers, "serving HTTP");
@@ -131,8 +133,30 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM, SIGINT or [`ServerHandle::stop`]; then stops accepting and lets
-    /// in-flight requests finish (up to 10 s). A report request finishes only once its report
+    /// Stops the server gracefully on SIGTERM or SIGINT (Ctrl-C) alike: both drain. Call it
+    /// once, from the process that owns the signals.
+    pub fn stop_on_signals(&self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let handle = self.handle();
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            tracing::info!(
+                signal = name,
+                "stopping: no new connections, draining the rest"
+            );
+            handle.stop(true).await;
+        });
+        Ok(())
+    }
+
+    /// Serves until [`ServerHandle::stop`] (or a signal, see [`Application::stop_on_signals`]);
+    /// then stops accepting and lets in-flight requests finish (up to 10 s). A report request
+    /// finishes only once its report
     /// is written, so every accepted report is flushed; reports answered 503 that the store
     /// may still apply are revoked before this returns (retrying for up to 10 s).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {

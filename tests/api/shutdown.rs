@@ -35,12 +35,12 @@ async fn start_binary(redis: &RedisServer) -> (Child, String) {
     (child, base)
 }
 
-fn sigterm(child: &Child) {
+fn send(signal: &str, child: &Child) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "kill {signal}");
 }
 
 async fn exit_code(mut child: Child) -> Option<i32> {
@@ -51,8 +51,9 @@ async fn exit_code(mut child: Child) -> Option<i32> {
         .code()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
+/// Under load, `signal` stops the server: it stops accepting, every report it acknowledged is
+/// stored, and it exits 0.
+async fn drains_on(signal: &str) {
     let redis = RedisServer::start();
     let (child, base) = start_binary(&redis).await;
     let client = reqwest::Client::new();
@@ -91,7 +92,7 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    sigterm(&child);
+    send(signal, &child);
     let exit = exit_code(child).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
@@ -101,6 +102,47 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
     let acked = *acked.lock().unwrap();
     assert!(acked > 50, "load was running: {acked} acknowledged");
     assert_eq!(redis.sum_of_counts(60), acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
+    drains_on("-TERM").await;
+}
+
+/// A report in flight when the signal comes is still written and answered: SIGINT (Ctrl-C)
+/// drains like SIGTERM instead of dropping connections.
+async fn answers_the_request_in_flight_on(signal: &str) {
+    let redis = RedisServer::start();
+    let (child, base) = start_binary(&redis).await;
+    redis.freeze();
+    let in_flight = tokio::spawn(async move {
+        let body = json!({"problem": "login", "region": "DE", "client_id": "in-flight"});
+        reqwest::Client::new()
+            .post(format!("{base}/v1/services/tiktok/reports"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(signal, &child);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.thaw();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.ok(), Some(202), "the request in flight was answered");
+    assert_eq!(exit_code(child).await, Some(0));
+    assert_eq!(redis.sum_of_counts(60), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_the_request_in_flight() {
+    answers_the_request_in_flight_on("-INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_request_in_flight() {
+    answers_the_request_in_flight_on("-TERM").await;
 }
 
 /// Reports answered 503 while Redis was frozen reach Redis once it thaws; the server, told to
@@ -129,7 +171,7 @@ async fn sigterm_settles_reports_answered_503_before_exiting() {
     let statuses =
         futures_util::future::join_all((0..5).map(|i| post(format!("frozen-{i}")))).await;
     assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
-    sigterm(&child);
+    send("-TERM", &child);
     tokio::time::sleep(Duration::from_secs(1)).await;
     redis.thaw();
     assert_eq!(exit_code(child).await, Some(0));
