@@ -40,8 +40,8 @@ impl Application {
         Self::build_with_clock(args, Arc::new(SystemClock)).await
     }
 
-    /// Builds the application on `clock`. Must run inside a Tokio runtime: the ingest writer is
-    /// spawned on it.
+    /// Builds the application on `clock`: the store, the HTTP server bound to `--listen`, and
+    /// (on each worker thread, once the server runs) an ingest writer.
     pub async fn build_with_clock(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let catalog = match &args.catalog {
             Some(path) => Catalog::load(path)?,

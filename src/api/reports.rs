@@ -117,7 +117,7 @@ pub struct ReportAccepted {
                 ("location_outside_regions" = (value = json!({"code": "location_outside_regions", "message": "the location (30, -40) is in no known country; send \"region\" instead"}))),
                 ("invalid_report" = (value = json!({"code": "invalid_report", "message": "give exactly one of \"region\" and \"location\""})))
             )),
-        (status = 503, description = "`unavailable` (the store failed or was slow) or `overloaded` (the ingest queue is full). Nothing was counted; retry after `Retry-After` seconds.", body = ErrorBody,
+        (status = 503, description = "`unavailable` (the store failed or was slow) or `overloaded` (the ingest queue is full, or too many revocations wait for the store). Nothing was counted; retry after `Retry-After` seconds.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
     )
@@ -131,6 +131,59 @@ pub async fn create_report(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let service = state.service(&id)?;
+    let body = read_json_body(&req, &mut payload).await?;
+    let new: NewReport = serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid_report(e.to_string()),
+        _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
+    })?;
+
+    let (cell, client_id) = validate(service, new)?;
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .map(|v| v.as_bytes());
+    let addr = state.trusted_proxies.client_addr(peer, forwarded);
+    let now = state.clock.now();
+    let bucket = state.settings.bucket.start_of(now);
+    let region = cell.region;
+    let report = Report {
+        service: service.id.clone(),
+        cell,
+        reporter: state.secret.fingerprint(addr, client_id.as_ref()),
+        address: state
+            .settings
+            .max_reporters_per_address
+            .map(|_| state.secret.fingerprint(addr, None)),
+        bucket,
+        token: ReportToken::next(),
+    };
+    let (label, counted) = match ingestor.submit(report).await {
+        Ok(Recorded::Counted) => ("counted", Ok(true)),
+        Ok(Recorded::Duplicate) => ("duplicate", Ok(false)),
+        Ok(Recorded::Capped) => ("capped", Ok(false)),
+        Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => {
+            ("unavailable", Err(ApiError::unavailable()))
+        }
+        Err(IngestError::Overloaded) => ("overloaded", Err(ApiError::overloaded())),
+    };
+    metrics::counter!("downradar_reports_total", "outcome" => label).increment(1);
+    let counted = counted?;
+    Ok(HttpResponse::Accepted().json(ReportAccepted {
+        counted,
+        region,
+        bucket: datetime(bucket)?,
+    }))
+}
+
+/// The body of a JSON request: `application/json`, at most [`MAX_BODY_BYTES`], arriving
+/// within [`BODY_TIMEOUT`].
+async fn read_json_body(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> Result<web::BytesMut, ApiError> {
     let is_json = req
         .mime_type()
         .ok()
@@ -162,56 +215,7 @@ pub async fn create_report(
     tokio::time::timeout(BODY_TIMEOUT, read)
         .await
         .map_err(|_| ApiError::request_timeout(BODY_TIMEOUT))??;
-    let new: NewReport = serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::invalid_report(e.to_string()),
-        _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
-    })?;
-
-    let (cell, client_id) = validate(service, new)?;
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .map(|v| v.as_bytes());
-    let addr = state.trusted_proxies.client_addr(peer, forwarded);
-    let now = state.clock.now();
-    let bucket = state.settings.bucket.start_of(now);
-    let region = cell.region;
-    let report = Report {
-        service: service.id.clone(),
-        cell,
-        reporter: state.secret.fingerprint(addr, client_id.as_ref()),
-        address: state
-            .settings
-            .max_reporters_per_address
-            .map(|_| state.secret.fingerprint(addr, None)),
-        bucket,
-        token: ReportToken::next(),
-    };
-    let outcome = ingestor.submit(report).await;
-    let label = match &outcome {
-        Ok(Recorded::Counted) => "counted",
-        Ok(Recorded::Duplicate) => "duplicate",
-        Ok(Recorded::Capped) => "capped",
-        Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => "unavailable",
-        Err(IngestError::Overloaded) => "overloaded",
-    };
-    metrics::counter!("downradar_reports_total", "outcome" => label).increment(1);
-    let counted = match outcome {
-        Ok(Recorded::Counted) => true,
-        Ok(Recorded::Duplicate | Recorded::Capped) => false,
-        Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => {
-            return Err(ApiError::unavailable());
-        }
-        Err(IngestError::Overloaded) => return Err(ApiError::overloaded()),
-    };
-    Ok(HttpResponse::Accepted().json(ReportAccepted {
-        counted,
-        region,
-        bucket: datetime(bucket)?,
-    }))
+    Ok(body)
 }
 
 /// Turns a parsed body into a counter cell, checking it against the catalog and the regions.
