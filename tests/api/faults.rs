@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, spawn_app};
@@ -233,7 +233,12 @@ fn requests() -> impl Strategy<Value = (String, Option<String>, Vec<u8>)> {
     (service, content_type, body)
 }
 
-fn arbitrary_requests_never_produce_server_errors(backend: Backend) {
+/// Checks `check` on 300 cases of `strategy`, against one app on `backend`.
+fn against_app<S: Strategy>(
+    backend: Backend,
+    strategy: S,
+    check: impl Fn(&tokio::runtime::Runtime, &TestApp, S::Value) -> Result<(), TestCaseError>,
+) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -246,7 +251,15 @@ fn arbitrary_requests_never_produce_server_errors(backend: Backend) {
         ..Config::default()
     });
     runner
-        .run(&requests(), |(service, content_type, body)| {
+        .run(&strategy, |value| check(&runtime, &app, value))
+        .unwrap();
+}
+
+fn arbitrary_requests_never_produce_server_errors(backend: Backend) {
+    against_app(
+        backend,
+        requests(),
+        |runtime, app, (service, content_type, body)| {
             let answer = runtime.block_on(app.post_raw(
                 &format!("/v1/services/{service}/reports"),
                 content_type.as_deref(),
@@ -263,8 +276,8 @@ fn arbitrary_requests_never_produce_server_errors(backend: Backend) {
                 );
             }
             Ok(())
-        })
-        .unwrap();
+        },
+    );
 }
 
 /// Query strings for the series read: valid, extreme and garbage values.
@@ -298,46 +311,32 @@ fn series_queries() -> impl Strategy<Value = String> {
 }
 
 fn arbitrary_series_queries_never_produce_server_errors(backend: Backend) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let app = runtime.block_on(spawn_app(backend));
-    let mut runner = TestRunner::new(Config {
-        cases: 300,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    runner
-        .run(&series_queries(), |query| {
-            let url = format!("{}/v1/services/tiktok/reports?{query}", app.address);
-            let answer = runtime.block_on(async {
-                match app.client.get(&url).send().await {
-                    Ok(response) => Some(crate::helpers::Answer::from(response).await),
-                    // reqwest refuses some URLs outright: nothing reached the server.
-                    Err(e) if e.is_builder() => None,
-                    Err(e) => panic!("{url}: {e}"),
-                }
-            });
-            if let Some(answer) = answer {
-                prop_assert!(
-                    answer.status == 200 || answer.status == 400,
-                    "{query}: {} {}",
-                    answer.status,
-                    answer.text
-                );
-                let body: serde_json::Value =
-                    serde_json::from_str(&answer.text).unwrap_or_default();
-                if answer.status == 400 {
-                    prop_assert_eq!(&body["code"], "invalid_query", "{}", answer.text);
-                } else {
-                    prop_assert!(body["points"].is_array(), "{}", answer.text);
-                }
+    against_app(backend, series_queries(), |runtime, app, query| {
+        let url = format!("{}/v1/services/tiktok/reports?{query}", app.address);
+        let answer = runtime.block_on(async {
+            match app.client.get(&url).send().await {
+                Ok(response) => Some(crate::helpers::Answer::from(response).await),
+                // reqwest refuses some URLs outright: nothing reached the server.
+                Err(e) if e.is_builder() => None,
+                Err(e) => panic!("{url}: {e}"),
             }
-            Ok(())
-        })
-        .unwrap();
+        });
+        if let Some(answer) = answer {
+            prop_assert!(
+                answer.status == 200 || answer.status == 400,
+                "{query}: {} {}",
+                answer.status,
+                answer.text
+            );
+            let body: serde_json::Value = serde_json::from_str(&answer.text).unwrap_or_default();
+            if answer.status == 400 {
+                prop_assert_eq!(&body["code"], "invalid_query", "{}", answer.text);
+            } else {
+                prop_assert!(body["points"].is_array(), "{}", answer.text);
+            }
+        }
+        Ok(())
+    });
 }
 
 mod arbitrary_series_queries_never_produce_5xx {

@@ -291,20 +291,24 @@ impl TestApp {
 }
 
 /// Runs one async test body against both stores, as two tests named `memory` and `redis`.
+/// Extra command-line flags for the app may follow the app's name:
+/// `async fn name(app, "--dedup-window", "1h") { ... }`.
 #[macro_export]
 macro_rules! on_both_stores {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+    ($(async fn $name:ident($app:ident $(, $($flag:literal),+)?) $body:block)*) => {$(
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory() {
-                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Memory).await;
+                let flags: &[&str] = &[$($($flag),+)?];
+                let $app = $crate::helpers::spawn_app_with($crate::helpers::Backend::Memory, flags).await;
                 $body
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
-                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Redis).await;
+                let flags: &[&str] = &[$($($flag),+)?];
+                let $app = $crate::helpers::spawn_app_with($crate::helpers::Backend::Redis, flags).await;
                 $body
             }
         }

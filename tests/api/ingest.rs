@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Backend, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, spawn_app_with};
 use crate::on_both_stores;
 
 on_both_stores! {
@@ -130,20 +130,26 @@ async fn dedup_window_expires_on_the_clock() {
     assert_eq!(app.report("tiktok", &body).await.json()["counted"], true);
 }
 
-mod reporters_per_address {
-    use super::*;
+on_both_stores! {
+    async fn a_trusted_proxys_forwarded_for_names_the_reporter(app, "--trusted-proxies", "127.0.0.1,::1") {
+        let body = json!({"problem": "login", "region": "DE"});
+        let a = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")]).await;
+        let b = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")]).await;
+        let a_again = app.report_with("tiktok", &body, &[("x-forwarded-for", "6.6.6.6, 198.51.100.1")]).await;
+        assert_eq!(a.json()["counted"], true);
+        assert_eq!(b.json()["counted"], true);
+        assert_eq!(a_again.json()["counted"], false, "the right-most untrusted hop is the reporter");
+    }
 
-    async fn check(backend: Backend) {
-        let app = spawn_app_with(
-            backend,
-            &[
-                "--max-reporters-per-address",
-                "2",
-                "--trusted-proxies",
-                "127.0.0.1,::1",
-            ],
-        )
-        .await;
+    async fn forwarded_for_from_an_untrusted_peer_is_ignored(app) {
+        let body = json!({"problem": "login", "region": "DE"});
+        let a = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")]).await;
+        let b = app.report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")]).await;
+        assert_eq!(a.json()["counted"], true);
+        assert_eq!(b.json()["counted"], false, "both come from the peer address");
+    }
+
+    async fn reporters_per_address_are_limited(app, "--max-reporters-per-address", "2", "--trusted-proxies", "127.0.0.1,::1") {
         let report = |id: &str, from: &str| {
             let body = json!({"problem": "login", "region": "DE", "client_id": id});
             let from = from.to_owned();
@@ -157,75 +163,8 @@ mod reporters_per_address {
         };
         assert_eq!(report("a", "198.51.100.1").await, true);
         assert_eq!(report("b", "198.51.100.1").await, true);
-        assert_eq!(
-            report("c", "198.51.100.1").await,
-            false,
-            "a third install at one address"
-        );
+        assert_eq!(report("c", "198.51.100.1").await, false, "a third install at one address");
         assert_eq!(report("c", "198.51.100.2").await, true, "another address");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn memory() {
-        check(Backend::Memory).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        check(Backend::Redis).await;
-    }
-}
-
-mod trusted_proxies {
-    use super::*;
-
-    async fn check(backend: Backend) {
-        // Behind a trusted proxy, X-Forwarded-For names the reporter.
-        let app = spawn_app_with(backend, &["--trusted-proxies", "127.0.0.1,::1"]).await;
-        let body = json!({"problem": "login", "region": "DE"});
-        let a = app
-            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")])
-            .await;
-        let b = app
-            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")])
-            .await;
-        let a_again = app
-            .report_with(
-                "tiktok",
-                &body,
-                &[("x-forwarded-for", "6.6.6.6, 198.51.100.1")],
-            )
-            .await;
-        assert_eq!(
-            (a.json()["counted"].clone(), b.json()["counted"].clone()),
-            (json!(true), json!(true))
-        );
-        assert_eq!(
-            a_again.json()["counted"],
-            false,
-            "the right-most untrusted hop is the reporter"
-        );
-
-        // From an untrusted peer, the header is ignored: all these are one reporter.
-        let app = spawn_app(backend).await;
-        let a = app
-            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.1")])
-            .await;
-        let b = app
-            .report_with("tiktok", &body, &[("x-forwarded-for", "198.51.100.2")])
-            .await;
-        assert_eq!(a.json()["counted"], true);
-        assert_eq!(b.json()["counted"], false);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn memory() {
-        check(Backend::Memory).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        check(Backend::Redis).await;
     }
 }
 
