@@ -1,10 +1,13 @@
-//! The command line: every flag is also an environment variable `DOWNRADAR_…`.
+//! The command line. Every flag of `serve` is also an environment variable `DOWNRADAR_…`;
+//! the offline tools (`simulate`) take plain flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::buckets::BucketWidth;
 use crate::reporter::TrustedProxies;
@@ -36,6 +39,12 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI 3.1 specification as JSON.
     Openapi,
+    /// Generate synthetic report counts with injected outages, and their ground truth.
+    ///
+    /// Writes the counts as CSV (the input of `backtest`) and the injected outages as JSON, to
+    /// measure a detector against. Deterministic: the same flags and seed give byte-identical
+    /// files. Progress goes to stderr; nothing is written to stdout.
+    Simulate(SimulateArgs),
 }
 
 /// How log lines are written.
@@ -110,6 +119,68 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "DOWNRADAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Options of `downradar simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Where to write the counts: CSV with the header timestamp,service,region,problem,count,
+    /// one row per non-zero bucket cell, sorted by time.
+    #[arg(long, value_name = "COUNTS.csv")]
+    pub output: PathBuf,
+
+    /// Where to write the ground truth (JSON): the seed, each simulated service's volume and
+    /// regions, and every injected outage with its kind, time span, regions and problems.
+    #[arg(long, value_name = "TRUTH.json")]
+    pub truth: PathBuf,
+
+    /// Catalog of services (TOML). Without it, the built-in catalog is used.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+
+    /// Simulate only the first N services of the catalog (default: all of them).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub services: Option<u32>,
+
+    /// Number of simulated days (1 to 3650).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Start of the simulated period (RFC 3339); must fall on a bucket boundary.
+    #[arg(long, default_value = "2026-10-01T00:00:00Z", value_parser = parse_rfc3339)]
+    pub start: OffsetDateTime,
+
+    /// Width of the buckets; must divide one hour (e.g. 10s, 1m, 5m).
+    #[arg(long, default_value = "60s", value_parser = parse_bucket)]
+    pub bucket: BucketWidth,
+
+    /// Seed of the random generator: the same flags and seed give byte-identical files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Mean number of outages each service starts per week (0 to 100); an outage of an
+    /// upstream service may add cascading outages to its dependents.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_outages_per_week)]
+    pub outages_per_week: f64,
+}
+
+/// Parses an RFC 3339 instant such as `2026-10-01T00:00:00Z`, kept in UTC.
+fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .map_err(|e| format!("{e} (expected e.g. 2026-10-01T00:00:00Z)"))
+}
+
+/// More than about 40 outages of up to three hours, each followed by a quiet hour, do not fit
+/// in a week; 100 leaves room for asking "as many as fit".
+fn parse_outages_per_week(s: &str) -> Result<f64, String> {
+    let rate: f64 = s
+        .parse()
+        .map_err(|e| format!("{e} (expected a number such as 2 or 0.5)"))?;
+    if !(0.0..=100.0).contains(&rate) {
+        return Err("must be between 0 and 100".into());
+    }
+    Ok(rate)
 }
 
 /// Parses a duration such as `90s`, `15m` or `8d`, which must lie in `min..=max`.
@@ -194,5 +265,54 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Serve(ref a)) if a.redis_url.is_some()));
         // Flags before the subcommand would be silently dropped: refuse them instead.
         assert!(Cli::try_parse_from(["downradar", "--redis-url", "redis://x/", "serve"]).is_err());
+    }
+
+    #[test]
+    fn simulate_flags_parse_with_defaults() {
+        let cli = Cli::try_parse_from([
+            "downradar",
+            "simulate",
+            "--output",
+            "c.csv",
+            "--truth",
+            "t.json",
+            "--start",
+            "2026-10-01T02:00:00+02:00",
+        ])
+        .unwrap();
+        let Some(Command::Simulate(args)) = cli.command else {
+            panic!("not simulate: {:?}", cli.command);
+        };
+        assert_eq!(args.days, 30);
+        assert_eq!(args.seed, 1);
+        assert_eq!(args.bucket.secs(), 60);
+        assert_eq!(args.outages_per_week, 2.0);
+        assert_eq!(args.services, None);
+        assert_eq!(args.start, time::macros::datetime!(2026-10-01 00:00 UTC));
+        assert_eq!(args.start.offset(), time::UtcOffset::UTC);
+    }
+
+    #[test]
+    fn bad_simulate_values_are_refused() {
+        let base = [
+            "downradar",
+            "simulate",
+            "--output",
+            "c.csv",
+            "--truth",
+            "t.json",
+        ];
+        for bad in [
+            &["--days", "0"][..],
+            &["--services", "0"],
+            &["--start", "2026-10-01"],
+            &["--outages-per-week", "-1"],
+            &["--outages-per-week", "NaN"],
+            &["--bucket", "7s"],
+        ] {
+            let args = base.iter().chain(bad.iter());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(["downradar", "simulate", "--output", "c.csv"]).is_err());
     }
 }

@@ -21,6 +21,7 @@
 //! - [`api`]: HTTP routes, the one error shape, and the OpenAPI spec built from the routes.
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
+//! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.
 
 pub mod api;
 pub mod buckets;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod ingest;
 pub mod regions;
 pub mod reporter;
+pub mod simulate;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -9,6 +9,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", downradar::api::openapi().to_pretty_json()?);
             Ok(())
         }
+        Some(Command::Simulate(args)) => downradar::simulate::run(&args),
         Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     }
