@@ -45,6 +45,12 @@ pub enum Command {
     /// measure a detector against. Deterministic: the same flags and seed give byte-identical
     /// files. Progress goes to stderr; nothing is written to stdout.
     Simulate(SimulateArgs),
+    /// Load recorded counts (CSV) into Redis, so a new deployment has history from its start.
+    ///
+    /// Adds each row's count to its bucket and hourly roll-up, with the deployment's
+    /// retention; rows older than the retention are skipped. Loading a file twice counts it
+    /// twice. Progress goes to stderr.
+    Import(ImportArgs),
 }
 
 /// How log lines are written.
@@ -72,17 +78,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_CATALOG")]
     pub catalog: Option<PathBuf>,
 
-    /// Width of the report buckets; must divide one hour (e.g. 10s, 1m, 5m).
-    #[arg(long, env = "DOWNRADAR_BUCKET", default_value = "60s", value_parser = parse_bucket)]
-    pub bucket: BucketWidth,
-
-    /// How long report buckets are kept (1h to 3650d).
-    #[arg(long, env = "DOWNRADAR_RETENTION", default_value = "8d", value_parser = parse_retention)]
-    pub retention: Duration,
-
-    /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d).
-    #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_retention)]
-    pub rollup_retention: Duration,
+    #[command(flatten)]
+    pub buckets: BucketArgs,
 
     /// A reporter is counted once per service within this window (1m to 1d).
     #[arg(long, env = "DOWNRADAR_DEDUP_WINDOW", default_value = "15m", value_parser = parse_dedup_window)]
@@ -119,6 +116,44 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "DOWNRADAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// How counts are bucketed and kept: shared by `serve` and `import`, which must agree.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BucketArgs {
+    /// Width of the report buckets; must divide one hour (e.g. 10s, 1m, 5m).
+    #[arg(long, env = "DOWNRADAR_BUCKET", default_value = "60s", value_parser = parse_bucket)]
+    pub bucket: BucketWidth,
+
+    /// How long report buckets are kept (1h to 3650d).
+    #[arg(long, env = "DOWNRADAR_RETENTION", default_value = "8d", value_parser = parse_retention)]
+    pub retention: Duration,
+
+    /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d).
+    #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_retention)]
+    pub rollup_retention: Duration,
+}
+
+/// Options of `downradar import`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// Redis URL of the deployment to load history into, e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, env = "DOWNRADAR_REDIS_URL")]
+    pub redis_url: String,
+
+    /// Counts to load: CSV with the header timestamp,service,region,problem,count, each
+    /// timestamp the start of a bucket (the `backtest` input; `downradar simulate` writes it).
+    #[arg(long, value_name = "COUNTS.csv")]
+    pub input: PathBuf,
+
+    /// Catalog of services (TOML); every row must name one of its services and problems.
+    /// Without it, the built-in catalog is used.
+    #[arg(long, env = "DOWNRADAR_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// Bucket width and retention: give the server's values (or the same environment).
+    #[command(flatten)]
+    pub buckets: BucketArgs,
 }
 
 /// Options of `downradar simulate`.
@@ -239,7 +274,7 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.serve.bucket.secs(), 300);
+        assert_eq!(cli.serve.buckets.bucket.secs(), 300);
         assert_eq!(cli.serve.dedup_window, Duration::from_secs(3600));
         assert!(
             cli.serve

@@ -10,24 +10,27 @@
 //!
 //! Modules in the order data flows through them:
 //!
-//! - [`config`]: the command line (every flag also an environment variable).
+//! - [`config`]: the command line (every `serve` flag also an environment variable).
 //! - [`catalog`]: the watched services and their problem categories (TOML), `ServiceId`, `Problem`.
 //! - [`regions`]: the built-in countries with their polygons; coordinates to country.
 //! - [`reporter`]: the client address behind trusted proxies, and the keyed reporter fingerprint.
 //! - [`clock`]: injectable time, so tests never sleep.
 //! - [`buckets`]: bucket widths, the hourly roll-up and read resolutions.
-//! - [`ingest`]: group commit: a bounded queue and one writer that flushes batches.
+//! - [`ingest`]: group commit: per worker thread, a bounded queue and a writer that flushes
+//!   batches; reports in doubt are revoked.
 //! - [`store`]: the `Store` trait; the embedded and the Redis implementations; the Redis key layout.
 //! - [`api`]: HTTP routes, the one error shape, and the OpenAPI spec built from the routes.
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
 //! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.
+//! - [`import`]: recorded counts (the backtest CSV) into a store, as history.
 
 pub mod api;
 pub mod buckets;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod import;
 pub mod ingest;
 pub mod regions;
 pub mod reporter;

@@ -10,6 +10,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Simulate(args)) => downradar::simulate::run(&args),
+        Some(Command::Import(args)) => {
+            downradar::telemetry::init_logging(downradar::config::LogFormat::Text);
+            downradar::import::run(&args).await
+        }
         Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     }

@@ -48,9 +48,9 @@ impl Application {
             None => Catalog::builtin(),
         };
         let settings = StoreSettings {
-            bucket: args.bucket,
-            retention: args.retention,
-            rollup_retention: args.rollup_retention,
+            bucket: args.buckets.bucket,
+            retention: args.buckets.retention,
+            rollup_retention: args.buckets.rollup_retention,
             dedup_window: args.dedup_window,
             max_reporters_per_address: std::num::NonZeroU32::new(args.max_reporters_per_address),
         };

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    BucketCounts, Cell, Granularity, Recorded, Report, ReportToken, Store, StoreError,
-    StoreSettings,
+    BucketCounts, Cell, Granularity, HistoryCount, Recorded, Report, ReportToken, Store,
+    StoreError, StoreSettings,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
@@ -68,45 +68,57 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The buckets a report adds to: its fine bucket and, when different, its hourly roll-up.
-    fn targets(&self, report: &Report) -> [(i64, i64, i64); 2] {
+    /// The buckets a count in the fine bucket `start` adds to: (width, start, expires-at) of
+    /// that bucket and, when different, of its hourly roll-up.
+    fn targets(&self, start: i64) -> Vec<(i64, i64, i64)> {
         let fine_width = self.settings.width(Granularity::Fine);
         let hour_width = self.settings.width(Granularity::Hourly);
-        let hour = crate::buckets::align(report.bucket, hour_width);
-        [
-            (
-                fine_width,
-                report.bucket,
-                self.settings.expires_at(Granularity::Fine, report.bucket),
-            ),
-            (
+        let hour = crate::buckets::align(start, hour_width);
+        let mut targets = vec![(
+            fine_width,
+            start,
+            self.settings.expires_at(Granularity::Fine, start),
+        )];
+        if hour_width != fine_width {
+            targets.push((
                 hour_width,
                 hour,
                 self.settings.expires_at(Granularity::Hourly, hour),
-            ),
-        ]
+            ));
+        }
+        targets
     }
 
-    fn add(&self, inner: &mut Inner, report: &Report, delta: i64) {
-        let series = inner.buckets.entry(report.service.clone()).or_default();
-        let [fine, hourly] = self.targets(report);
-        let targets = if fine.0 == hourly.0 {
-            &[fine][..]
-        } else {
-            &[fine, hourly][..]
-        };
-        for &(width, start, expires_at) in targets {
+    /// Adds `delta` to `cell` of `service` in the fine bucket `start` and its roll-up; buckets
+    /// already expired at `now_s` are left alone. Returns whether anything was added.
+    fn add(
+        &self,
+        inner: &mut Inner,
+        service: &ServiceId,
+        start: i64,
+        cell: &Cell,
+        delta: i64,
+        now_s: i64,
+    ) -> bool {
+        let series = inner.buckets.entry(service.clone()).or_default();
+        let mut added = false;
+        for (width, start, expires_at) in self.targets(start) {
+            if expires_at <= now_s {
+                continue;
+            }
+            added = true;
             let bucket = series.entry((width, start)).or_insert_with(|| Bucket {
                 expires_at,
                 cells: HashMap::new(),
             });
             bucket.expires_at = expires_at;
-            let count = bucket.cells.entry(report.cell.clone()).or_insert(0);
+            let count = bucket.cells.entry(cell.clone()).or_insert(0);
             *count = count.saturating_add_signed(delta);
             if *count == 0 {
-                bucket.cells.remove(&report.cell);
+                bucket.cells.remove(cell);
             }
         }
+        added
     }
 
     fn sweep(inner: &mut Inner, now_ms: i64) {
@@ -167,7 +179,14 @@ impl Store for MemoryStore {
                     entry.0 += 1;
                 }
                 inner.seen.insert(key, (report.token, now + window));
-                self.add(&mut inner, report, 1);
+                self.add(
+                    &mut inner,
+                    &report.service,
+                    report.bucket,
+                    &report.cell,
+                    1,
+                    now.div_euclid(1000),
+                );
                 Recorded::Counted
             })
             .collect();
@@ -196,10 +215,30 @@ impl Store for MemoryStore {
                         entry.0 = entry.0.saturating_sub(1);
                     }
                 }
-                self.add(&mut inner, report, -1);
+                self.add(
+                    &mut inner,
+                    &report.service,
+                    report.bucket,
+                    &report.cell,
+                    -1,
+                    now.div_euclid(1000),
+                );
             }
         }
         Ok(())
+    }
+
+    async fn add_history(&self, counts: &[HistoryCount]) -> Result<u64, StoreError> {
+        let now_s = self.now_ms().div_euclid(1000);
+        let mut inner = self.lock();
+        let mut added = 0;
+        for c in counts {
+            let delta = i64::try_from(c.count).unwrap_or(i64::MAX);
+            if self.add(&mut inner, &c.service, c.bucket, &c.cell, delta, now_s) {
+                added += c.count;
+            }
+        }
+        Ok(added)
     }
 
     async fn counts(

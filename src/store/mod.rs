@@ -99,6 +99,17 @@ pub struct Report {
     pub token: ReportToken,
 }
 
+/// Distinct reporters of one cell in one fine bucket, from recorded history
+/// (`downradar import`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCount {
+    pub service: ServiceId,
+    /// Start (Unix seconds) of the fine bucket.
+    pub bucket: i64,
+    pub cell: Cell,
+    pub count: u64,
+}
+
 /// What the store did with one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -199,6 +210,12 @@ pub trait Store: Send + Sync + 'static {
     /// Undoes reports whose acknowledgement never reached the client, whether or not they
     /// were applied, and makes sure they are ignored should they arrive later. Idempotent.
     async fn revoke(&self, reports: &[Report]) -> Result<(), StoreError>;
+
+    /// Adds recorded history to the fine buckets and the hourly roll-up, as if its reporters
+    /// had reported then (no dedup: history already counts distinct reporters). Buckets whose
+    /// retention has already run out are skipped. Adding the same history twice counts it
+    /// twice. Returns how many reports were added.
+    async fn add_history(&self, counts: &[HistoryCount]) -> Result<u64, StoreError>;
 
     /// Counts of `service` in the buckets of `granularity` whose start is in `[from, until)`,
     /// in time order; empty buckets are left out.

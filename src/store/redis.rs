@@ -22,7 +22,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use super::{
-    BucketCounts, Cell, Granularity, Recorded, Report, Store, StoreError, StoreSettings, keys,
+    BucketCounts, Cell, Granularity, HistoryCount, Recorded, Report, Store, StoreError,
+    StoreSettings, keys,
 };
 use crate::catalog::ServiceId;
 
@@ -329,6 +330,51 @@ impl Store for RedisStore {
             pipe.invoke_script(&call).ignore();
         }
         self.query_script::<()>(&self.revoke, &pipe).await
+    }
+
+    async fn add_history(&self, counts: &[HistoryCount]) -> Result<u64, StoreError> {
+        // Sum per (key, field) first: history arrives one cell-minute per row, and a roll-up
+        // key gets up to sixty of them.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let fine = self.settings.width(Granularity::Fine);
+        let hourly = self.settings.width(Granularity::Hourly);
+        let mut sums: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut expiries: BTreeMap<String, i64> = BTreeMap::new();
+        let mut added = 0;
+        for c in counts {
+            let hour = crate::buckets::align(c.bucket, hourly);
+            let mut targets = vec![(Granularity::Fine, fine, c.bucket)];
+            if hourly != fine {
+                targets.push((Granularity::Hourly, hourly, hour));
+            }
+            let mut counted = false;
+            for (granularity, width, start) in targets {
+                let expires_at = self.settings.expires_at(granularity, start);
+                if expires_at <= now {
+                    continue;
+                }
+                counted = true;
+                let key = keys::bucket(&c.service, width, start);
+                *sums.entry((key.clone(), c.cell.field())).or_default() += c.count;
+                expiries.insert(key, expires_at);
+            }
+            if counted {
+                added += c.count;
+            }
+        }
+        let mut pipe = redis::pipe();
+        for ((key, field), n) in &sums {
+            pipe.hincr(key, field, *n).ignore();
+        }
+        for (key, at) in &expiries {
+            pipe.expire_at(key, *at).ignore();
+        }
+        if !sums.is_empty() {
+            Self::query::<()>(&self.writes, &pipe).await?;
+        }
+        Ok(added)
     }
 
     async fn counts(

@@ -12,7 +12,9 @@ use downradar::regions::RegionCode;
 use downradar::reporter::ReporterSecret;
 use downradar::store::memory::MemoryStore;
 use downradar::store::redis::RedisStore;
-use downradar::store::{Cell, Granularity, Recorded, Report, ReportToken, Store, StoreSettings};
+use downradar::store::{
+    Cell, Granularity, HistoryCount, Recorded, Report, ReportToken, Store, StoreSettings,
+};
 
 use crate::helpers::{Backend, RedisServer, test_epoch};
 
@@ -182,6 +184,75 @@ async fn address_limit(backend: Backend) {
     );
 }
 
+/// History goes into the fine buckets and the roll-up, summed, without dedup; what is older
+/// than a retention is skipped there.
+async fn history(backend: Backend) {
+    let (store, _redis) = store(backend, settings(0));
+    let store = store.as_ref();
+    let at = |minute: i64, count: u64| HistoryCount {
+        service: ServiceId::parse("tiktok").unwrap(),
+        bucket: test_epoch().unix_timestamp() + 60 * minute,
+        cell: report("a", "DE", 0).cell,
+        count,
+    };
+    let ten_days = -10 * 24 * 60;
+    let added = store
+        .add_history(&[at(0, 3), at(0, 2), at(1, 4), at(ten_days, 7)])
+        .await
+        .unwrap();
+    assert_eq!(
+        added, 16,
+        "the 10-day-old row is still within the roll-up's 90 days"
+    );
+    assert_eq!(total(store, Granularity::Fine).await, 9);
+    let epoch = test_epoch().unix_timestamp();
+    let tiktok = ServiceId::parse("tiktok").unwrap();
+    let old = store
+        .counts(
+            &tiktok,
+            Granularity::Hourly,
+            epoch - 11 * 86_400,
+            epoch - 9 * 86_400,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        old.iter()
+            .flat_map(|b| &b.cells)
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        7
+    );
+    let fine_old = store
+        .counts(
+            &tiktok,
+            Granularity::Fine,
+            epoch - 11 * 86_400,
+            epoch - 9 * 86_400,
+        )
+        .await
+        .unwrap();
+    assert!(
+        fine_old.is_empty(),
+        "older than the 8-day retention: {fine_old:?}"
+    );
+    // Far beyond every retention: nothing is added.
+    assert_eq!(
+        store.add_history(&[at(-200 * 24 * 60, 5)]).await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_takes_history() {
+    history(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_takes_history() {
+    history(Backend::Redis).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_limits_reporters_per_address() {
     address_limit(Backend::Memory).await;
@@ -200,4 +271,70 @@ async fn memory_store_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_keeps_the_contract() {
     contract(Backend::Redis).await;
+}
+
+/// `downradar import` loads a counts file into a deployment's Redis, where the API sees it;
+/// a bad row stops it with the file and line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_loads_a_counts_file_into_redis() {
+    let app = crate::helpers::spawn_app(Backend::Redis).await;
+    let url = app.redis.as_ref().unwrap().url();
+    let dir = tempfile::tempdir().unwrap();
+    let minute = |m: i64| {
+        time::OffsetDateTime::from_unix_timestamp(test_epoch().unix_timestamp() - 60 * m)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let good = dir.path().join("counts.csv");
+    std::fs::write(
+        &good,
+        format!(
+            "timestamp,service,region,problem,count\n\
+             {a},tiktok,US,login,3\n{a},tiktok,DE,feed,2\n{b},tiktok,US,login,4\n{b},netflix,FR,app,1\n",
+            a = minute(10),
+            b = minute(5)
+        ),
+    )
+    .unwrap();
+    let import = |input: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+            .args(["import", "--redis-url", &url, "--input"])
+            .arg(input)
+            .output()
+            .expect("run downradar import")
+    };
+    let out = import(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 rows, 10 reports, 10 added"));
+    let series = app
+        .get("/v1/services/tiktok/reports?region=US")
+        .await
+        .json();
+    assert_eq!(series["total"], 7, "{series}");
+    assert_eq!(
+        app.get("/v1/services/netflix/reports").await.json()["total"],
+        1
+    );
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!(
+            "timestamp,service,region,problem,count\n{},myspace,US,login,3\n",
+            minute(3)
+        ),
+    )
+    .unwrap();
+    let out = import(&bad);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.csv:2: unknown service \"myspace\""),
+        "{stderr}"
+    );
 }

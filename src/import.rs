@@ -1,0 +1,254 @@
+//! `downradar import`: recorded counts (the backtest CSV) into a store, so a new deployment has
+//! history, and with it baselines, from its first minute.
+//!
+//! The file is streamed: rows are checked one by one (each error names the file and line) and
+//! added in batches through [`Store::add_history`], which sums a batch per bucket and field
+//! before writing. Rows are not deduplicated (they already count distinct reporters), so
+//! loading a file twice counts it twice.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::buckets::BucketWidth;
+use crate::catalog::{Catalog, Problem};
+use crate::config::ImportArgs;
+use crate::regions::RegionCode;
+use crate::store::redis::RedisStore;
+use crate::store::{Cell, HistoryCount, Store, StoreSettings};
+
+/// The header every counts file starts with.
+pub const HEADER: &str = "timestamp,service,region,problem,count";
+
+/// Rows per store call.
+const BATCH_ROWS: usize = 20_000;
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportSummary {
+    /// Data rows read.
+    pub rows: u64,
+    /// Reports in those rows.
+    pub reports: u64,
+    /// Reports added (the rest were older than the retention).
+    pub added: u64,
+}
+
+/// Runs `downradar import`.
+pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::load(path)?,
+        None => Catalog::builtin(),
+    };
+    let settings = StoreSettings {
+        bucket: args.buckets.bucket,
+        retention: args.buckets.retention,
+        rollup_retention: args.buckets.rollup_retention,
+        // Neither matters for history, which is not deduplicated.
+        dedup_window: Duration::from_secs(900),
+        max_reporters_per_address: None,
+    };
+    let store = RedisStore::connect(&args.redis_url, settings)?;
+    store
+        .ping()
+        .await
+        .context("Redis does not answer; check --redis-url")?;
+    let started = Instant::now();
+    let summary = load(&store, &catalog, args.buckets.bucket, &args.input).await?;
+    eprintln!(
+        "import: {} rows, {} reports, {} added ({} older than the retention skipped) in {:.1?}",
+        summary.rows,
+        summary.reports,
+        summary.added,
+        summary.reports - summary.added,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// Reads the counts file at `path` and adds it to `store`; `bucket` is the width every
+/// timestamp must be aligned to (the deployment's `--bucket`).
+pub async fn load(
+    store: &dyn Store,
+    catalog: &Catalog,
+    bucket: BucketWidth,
+    path: &Path,
+) -> anyhow::Result<ImportSummary> {
+    let file_name = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("{file_name}: cannot open"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut progress = Progress::new(size);
+    let mut summary = ImportSummary::default();
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let mut line = String::new();
+    let mut line_no = 0u64;
+    let mut read = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .with_context(|| format!("{file_name}:{}: cannot read", line_no + 1))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        read += n as u64;
+        let row = line.trim_end_matches(['\n', '\r']);
+        if line_no == 1 {
+            if row.trim_start_matches('\u{feff}') != HEADER {
+                bail!("{file_name}:1: expected the header {HEADER:?}, found {row:?}");
+            }
+            continue;
+        }
+        if row.is_empty() {
+            continue;
+        }
+        let count = parse_row(row, catalog, bucket)
+            .map_err(|message| anyhow::anyhow!("{file_name}:{line_no}: {message}"))?;
+        summary.rows += 1;
+        summary.reports += count.count;
+        if count.count > 0 {
+            batch.push(count);
+        }
+        if batch.len() >= BATCH_ROWS {
+            summary.added += store.add_history(&batch).await.with_context(|| {
+                format!("{file_name}: writing the rows before line {line_no} failed")
+            })?;
+            batch.clear();
+            progress.show(read, summary.rows);
+        }
+    }
+    if line_no == 0 {
+        bail!("{file_name}: empty file; expected the header {HEADER:?}");
+    }
+    summary.added += store
+        .add_history(&batch)
+        .await
+        .with_context(|| format!("{file_name}: writing the last rows failed"))?;
+    progress.finish(summary.rows);
+    Ok(summary)
+}
+
+/// Parses one data row: `2026-10-01T00:00:00Z,tiktok,US,login,3`.
+fn parse_row(row: &str, catalog: &Catalog, bucket: BucketWidth) -> Result<HistoryCount, String> {
+    let fields: Vec<&str> = row.split(',').collect();
+    let [timestamp, service, region, problem, count] = fields[..] else {
+        return Err(format!(
+            "expected 5 fields, found {}: {row:?}",
+            fields.len()
+        ));
+    };
+    let at = OffsetDateTime::parse(timestamp, &Rfc3339)
+        .map_err(|e| format!("timestamp {timestamp:?} is not RFC 3339: {e}"))?;
+    let start = at.unix_timestamp();
+    if at.nanosecond() != 0 || bucket.start_of(at) != start {
+        return Err(format!(
+            "timestamp {timestamp} is not the start of a {}s bucket; pass the --bucket the \
+             file was written with (and the server runs with)",
+            bucket.secs()
+        ));
+    }
+    let service = catalog
+        .get(service)
+        .ok_or_else(|| format!("unknown service {service:?}"))?;
+    if !service.has_problem(problem) {
+        return Err(format!(
+            "unknown problem {problem:?} for service {:?}",
+            service.id.as_str()
+        ));
+    }
+    let region = RegionCode::parse(region).map_err(|e| e.to_string())?;
+    let count = count
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("count {count:?} is not a whole number: {e}"))?;
+    Ok(HistoryCount {
+        service: service.id.clone(),
+        bucket: start,
+        cell: Cell {
+            region,
+            problem: Problem::parse(problem).map_err(|e| e.to_string())?,
+        },
+        count,
+    })
+}
+
+/// Progress on stderr, at most once a second (a single updating line on a terminal).
+struct Progress {
+    size: u64,
+    last: Instant,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(size: u64) -> Self {
+        Self {
+            size,
+            last: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, read: u64, rows: u64) {
+        if self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = Instant::now();
+        let percent = (read * 100).checked_div(self.size).unwrap_or(0);
+        let end = if self.terminal { "\r" } else { "\n" };
+        eprint!("import: {percent}% ({rows} rows){end}");
+        let _ = std::io::stderr().flush();
+    }
+
+    fn finish(&self, rows: u64) {
+        if self.terminal {
+            eprintln!("import: 100% ({rows} rows)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(row: &str) -> Result<HistoryCount, String> {
+        parse_row(row, &Catalog::builtin(), BucketWidth::ONE_MINUTE)
+    }
+
+    #[test]
+    fn rows_parse_into_history() {
+        let count = parse("2026-10-01T00:01:00Z,tiktok,US,login,3").unwrap();
+        assert_eq!(count.service.as_str(), "tiktok");
+        assert_eq!(count.cell.field(), "US:login");
+        assert_eq!(count.count, 3);
+        assert_eq!(count.bucket % 60, 0);
+    }
+
+    #[test]
+    fn bad_rows_say_what_is_wrong() {
+        for (row, needle) in [
+            ("2026-10-01T00:01:00Z,tiktok,US,login", "expected 5 fields"),
+            ("yesterday,tiktok,US,login,3", "not RFC 3339"),
+            (
+                "2026-10-01T00:01:30Z,tiktok,US,login,3",
+                "not the start of a 60s bucket",
+            ),
+            ("2026-10-01T00:01:00Z,myspace,US,login,3", "unknown service"),
+            ("2026-10-01T00:01:00Z,tiktok,US,wifi,3", "unknown problem"),
+            ("2026-10-01T00:01:00Z,tiktok,XX,login,3", "unknown region"),
+            (
+                "2026-10-01T00:01:00Z,tiktok,US,login,-1",
+                "not a whole number",
+            ),
+        ] {
+            let err = parse(row).unwrap_err();
+            assert!(err.contains(needle), "{row}: {err}");
+        }
+    }
+}
