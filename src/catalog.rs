@@ -179,6 +179,11 @@ impl Catalog {
             .expect("the built-in catalog is valid (checked by its unit test)")
     }
 
+    /// The catalog at `path` (`--catalog`), or the built-in one when none is given.
+    pub fn load_or_builtin(path: Option<&Path>) -> Result<Self, CatalogError> {
+        path.map_or_else(|| Ok(Self::builtin()), Self::load)
+    }
+
     /// Loads and validates the catalog at `path`.
     pub fn load(path: &Path) -> Result<Self, CatalogError> {
         let file = path.display().to_string();

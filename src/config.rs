@@ -9,8 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use std::num::NonZeroU32;
+
 use crate::buckets::BucketWidth;
 use crate::reporter::TrustedProxies;
+use crate::store::StoreSettings;
 
 /// downradar: a self-hostable, crowd-sourced outage detector.
 ///
@@ -132,6 +135,23 @@ pub struct BucketArgs {
     /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d).
     #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub rollup_retention: Duration,
+}
+
+impl BucketArgs {
+    /// The store settings these give, with the ingest-only ones.
+    pub fn store_settings(
+        &self,
+        dedup_window: Duration,
+        max_reporters_per_address: Option<NonZeroU32>,
+    ) -> StoreSettings {
+        StoreSettings {
+            bucket: self.bucket,
+            retention: self.retention,
+            rollup_retention: self.rollup_retention,
+            dedup_window,
+            max_reporters_per_address,
+        }
+    }
 }
 
 /// Options of `downradar import`.

@@ -20,7 +20,7 @@ use crate::catalog::{Catalog, Problem};
 use crate::config::ImportArgs;
 use crate::regions::RegionCode;
 use crate::store::redis::RedisStore;
-use crate::store::{Cell, HistoryCount, Store, StoreSettings};
+use crate::store::{Cell, HistoryCount, Store};
 
 /// The header every counts file starts with.
 pub const HEADER: &str = "timestamp,service,region,problem,count";
@@ -41,18 +41,9 @@ pub struct ImportSummary {
 
 /// Runs `downradar import`.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
-    let catalog = match &args.catalog {
-        Some(path) => Catalog::load(path)?,
-        None => Catalog::builtin(),
-    };
-    let settings = StoreSettings {
-        bucket: args.buckets.bucket,
-        retention: args.buckets.retention,
-        rollup_retention: args.buckets.rollup_retention,
-        // Neither matters for history, which is not deduplicated.
-        dedup_window: Duration::from_secs(900),
-        max_reporters_per_address: None,
-    };
+    let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
+    // History is not deduplicated: the dedup settings play no part.
+    let settings = args.buckets.store_settings(Duration::from_secs(900), None);
     let store = RedisStore::connect(&args.redis_url, settings)?;
     store
         .ping()

@@ -138,10 +138,7 @@ const BLIP_CLEARANCE_MIN: f64 = 10.0;
 
 /// What `downradar simulate` does: generates the scenario and writes both files.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
-    let catalog = match &args.catalog {
-        Some(path) => Catalog::load(path)?,
-        None => Catalog::builtin(),
-    };
+    let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
     let available = catalog.services().len();
     let selected = match args.services.map(|n| n as usize) {
         None => available,

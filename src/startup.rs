@@ -19,9 +19,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
 use crate::ingest::{Doubts, Ingestor};
 use crate::reporter::ReporterSecret;
+use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
-use crate::store::{Store, StoreSettings};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -43,17 +43,11 @@ impl Application {
     /// Builds the application on `clock`: the store, the HTTP server bound to `--listen`, and
     /// (on each worker thread, once the server runs) an ingest writer.
     pub async fn build_with_clock(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let catalog = match &args.catalog {
-            Some(path) => Catalog::load(path)?,
-            None => Catalog::builtin(),
-        };
-        let settings = StoreSettings {
-            bucket: args.buckets.bucket,
-            retention: args.buckets.retention,
-            rollup_retention: args.buckets.rollup_retention,
-            dedup_window: args.dedup_window,
-            max_reporters_per_address: std::num::NonZeroU32::new(args.max_reporters_per_address),
-        };
+        let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
+        let settings = args.buckets.store_settings(
+            args.dedup_window,
+            std::num::NonZeroU32::new(args.max_reporters_per_address),
+        );
         let store: Arc<dyn Store> = match &args.redis_url {
             Some(url) => {
                 let store = RedisStore::connect(url, settings)?;
