@@ -178,16 +178,35 @@ pub struct ImportArgs {
 
 /// Options of `downradar simulate`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("destination")
+        .required(true)
+        .args(["output", "target"])
+))]
 pub struct SimulateArgs {
     /// Where to write the counts: CSV with the header timestamp,service,region,problem,count,
-    /// one row per non-zero bucket cell, sorted by time.
-    #[arg(long, value_name = "COUNTS.csv")]
-    pub output: PathBuf,
+    /// one row per non-zero bucket cell, sorted by time. Give exactly one of --output and
+    /// --target.
+    #[arg(long, value_name = "COUNTS.csv", requires = "truth")]
+    pub output: Option<PathBuf>,
+
+    /// Send the traffic live to a running server instead, e.g. http://127.0.0.1:8080: each
+    /// simulated report is one POST /v1/services/{id}/reports with a distinct client_id, at
+    /// --speed. Plain http:// only. Give exactly one of --output and --target.
+    #[arg(long, value_name = "URL", value_parser = parse_target)]
+    pub target: Option<String>,
 
     /// Where to write the ground truth (JSON): the seed, each simulated service's volume and
     /// regions, and every injected outage with its kind, time span, regions and problems.
+    /// Required with --output; optional with --target, where it is written before the first
+    /// report is sent.
     #[arg(long, value_name = "TRUTH.json")]
-    pub truth: PathBuf,
+    pub truth: Option<PathBuf>,
+
+    /// With --target: simulated seconds per real second (above 0, at most 100000), e.g. 1 for
+    /// real time, 60 for an hour a minute, 86400 for a day a second.
+    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = parse_speed, conflicts_with = "output")]
+    pub speed: f64,
 
     /// Catalog of services (TOML). Without it, the built-in catalog is used.
     #[arg(long, value_name = "FILE")]
@@ -201,9 +220,11 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
 
-    /// Start of the simulated period (RFC 3339); must fall on a bucket boundary.
-    #[arg(long, default_value = "2026-10-01T00:00:00Z", value_parser = parse_rfc3339)]
-    pub start: OffsetDateTime,
+    /// Start of the simulated period (RFC 3339); must fall on a bucket boundary. Default:
+    /// 2026-10-01T00:00:00Z with --output; the current time rounded down to the bucket with
+    /// --target.
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub start: Option<OffsetDateTime>,
 
     /// Width of the buckets; must divide one hour (e.g. 10s, 1m, 5m).
     #[arg(long, default_value = "60s", value_parser = parse_bucket)]
@@ -224,6 +245,37 @@ fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339)
         .map(|t| t.to_offset(time::UtcOffset::UTC))
         .map_err(|e| format!("{e} (expected e.g. 2026-10-01T00:00:00Z)"))
+}
+
+/// The fastest --speed: a simulated day in under a second.
+pub const MAX_SPEED: f64 = 100_000.0;
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let speed: f64 = s
+        .parse()
+        .map_err(|e| format!("{e} (expected a number such as 1, 60 or 0.5)"))?;
+    if !(speed > 0.0 && speed <= MAX_SPEED) {
+        return Err(format!("must be above 0 and at most {MAX_SPEED}"));
+    }
+    Ok(speed)
+}
+
+/// A server's base URL: http://host[:port][/prefix], kept without a trailing slash.
+fn parse_target(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("http://").ok_or_else(|| {
+        if s.starts_with("https://") {
+            "https:// is not supported (this build has no TLS); use http://".to_owned()
+        } else {
+            "expected a URL such as http://127.0.0.1:8080".to_owned()
+        }
+    })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("the URL has no host (expected e.g. http://127.0.0.1:8080)".into());
+    }
+    if rest.contains(['?', '#']) || rest.chars().any(char::is_whitespace) {
+        return Err("give the server's base URL, without query or fragment".into());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
 }
 
 /// More than about 40 outages of up to three hours, each followed by a quiet hour, do not fit
@@ -343,8 +395,83 @@ mod tests {
         assert_eq!(args.bucket.secs(), 60);
         assert_eq!(args.outages_per_week, 2.0);
         assert_eq!(args.services, None);
-        assert_eq!(args.start, time::macros::datetime!(2026-10-01 00:00 UTC));
-        assert_eq!(args.start.offset(), time::UtcOffset::UTC);
+        let start = args.start.unwrap();
+        assert_eq!(start, time::macros::datetime!(2026-10-01 00:00 UTC));
+        assert_eq!(start.offset(), time::UtcOffset::UTC);
+        assert_eq!(args.output.as_deref(), Some(std::path::Path::new("c.csv")));
+        assert_eq!(args.target, None);
+        assert_eq!(args.speed, 1.0);
+    }
+
+    fn simulate(flags: &[&str]) -> Result<SimulateArgs, clap::Error> {
+        let argv = ["downradar", "simulate"].iter().chain(flags);
+        let cli = Cli::try_parse_from(argv)?;
+        let Some(Command::Simulate(args)) = cli.command else {
+            panic!("not simulate: {:?}", cli.command);
+        };
+        Ok(args)
+    }
+
+    #[test]
+    fn simulate_writes_a_file_or_targets_a_server_never_both_nor_neither() {
+        use clap::error::ErrorKind;
+        // Neither.
+        let err = simulate(&["--truth", "t.json"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{err}");
+        // Both.
+        let err = simulate(&[
+            "--output", "c.csv", "--truth", "t.json", "--target", "http://h",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{err}");
+        // A file needs its truth; a server does not.
+        let err = simulate(&["--output", "c.csv"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{err}");
+        let live = simulate(&["--target", "http://127.0.0.1:8080/"]).unwrap();
+        assert_eq!(live.target.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!((live.output, live.truth, live.start), (None, None, None));
+        assert_eq!(live.speed, 1.0);
+        let live = simulate(&[
+            "--target",
+            "http://h:1",
+            "--truth",
+            "t.json",
+            "--speed",
+            "600",
+        ])
+        .unwrap();
+        assert_eq!(live.speed, 600.0);
+        assert!(live.truth.is_some());
+        // --speed only means something live.
+        let err =
+            simulate(&["--output", "c.csv", "--truth", "t.json", "--speed", "2"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{err}");
+    }
+
+    #[test]
+    fn bad_live_values_are_refused() {
+        for bad in [
+            &["--speed", "0"][..],
+            &["--speed", "-1"],
+            &["--speed", "NaN"],
+            &["--speed", "inf"],
+            &["--speed", "100001"],
+        ] {
+            let argv = ["--target", "http://h:1"].iter().chain(bad).copied();
+            assert!(simulate(&argv.collect::<Vec<_>>()).is_err(), "{bad:?}");
+        }
+        assert!(simulate(&["--target", "http://h:1", "--speed", "100000"]).is_ok());
+        assert!(simulate(&["--target", "http://h:1", "--speed", "0.01"]).is_ok());
+        for bad in [
+            "127.0.0.1:8080",
+            "https://h",
+            "http://",
+            "http:///x",
+            "http://h/?a=1",
+            "",
+        ] {
+            assert!(simulate(&["--target", bad]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

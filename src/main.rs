@@ -9,6 +9,9 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", downradar::api::openapi().to_pretty_json()?);
             Ok(())
         }
+        Some(Command::Simulate(args)) if args.target.is_some() => {
+            downradar::simulate::run_live(&args).await
+        }
         Some(Command::Simulate(args)) => downradar::simulate::run(&args),
         Some(Command::Import(args)) => {
             downradar::telemetry::init_logging(downradar::config::LogFormat::Text);

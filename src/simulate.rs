@@ -65,11 +65,15 @@ use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
+use tokio::sync::Semaphore;
 
 use crate::buckets::BucketWidth;
 use crate::catalog::{Catalog, Problem, Service, ServiceId};
@@ -136,8 +140,12 @@ const CASCADE_CHANCE: f64 = 0.5;
 /// Blips stay this many minutes away from outages, so they never blur an outage's edges.
 const BLIP_CLEARANCE_MIN: f64 = 10.0;
 
-/// What `downradar simulate` does: generates the scenario and writes both files.
-pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+/// The default start of a file: a fixed date, so that the same flags give the same file.
+const FILE_START: OffsetDateTime = time::macros::datetime!(2026-10-01 00:00 UTC);
+
+/// Plans the scenario that `args` describe, starting at `start`; returns it with the number of
+/// simulated services.
+fn plan(args: &SimulateArgs, start: OffsetDateTime) -> anyhow::Result<(Scenario, usize)> {
     let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
     let available = catalog.services().len();
     let selected = match args.services.map(|n| n as usize) {
@@ -146,30 +154,43 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         Some(n) => bail!("--services {n}: the catalog has only {available} services"),
     };
     let params = Params {
-        start: args.start,
+        start,
         days: args.days,
         bucket: args.bucket,
         seed: args.seed,
         outages_per_week: args.outages_per_week,
     };
     let scenario = Scenario::generate(&catalog.services()[..selected], params)?;
+    Ok((scenario, selected))
+}
 
-    let truth = File::create(&args.truth)
-        .with_context(|| format!("{}: cannot create the truth file", args.truth.display()))?;
+/// Writes the ground truth of `scenario` to `path` (pretty JSON).
+fn write_truth(path: &Path, scenario: &Scenario) -> anyhow::Result<()> {
+    let truth = File::create(path)
+        .with_context(|| format!("{}: cannot create the truth file", path.display()))?;
     let mut truth_writer = BufWriter::new(truth);
     serde_json::to_writer_pretty(&mut truth_writer, &scenario.truth())
         .map_err(io::Error::from)
         .and_then(|()| writeln!(truth_writer))
         .and_then(|()| truth_writer.flush())
-        .with_context(|| format!("{}: cannot write the truth", args.truth.display()))?;
+        .with_context(|| format!("{}: cannot write the truth", path.display()))
+}
 
-    let output = File::create(&args.output)
-        .with_context(|| format!("{}: cannot create the counts file", args.output.display()))?;
+/// What `downradar simulate --output` does: generates the scenario and writes both files.
+pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let (Some(output), Some(truth)) = (&args.output, &args.truth) else {
+        bail!("simulate: --output and --truth are required to write files");
+    };
+    let (scenario, selected) = plan(args, args.start.unwrap_or(FILE_START))?;
+    write_truth(truth, &scenario)?;
+
+    let file = File::create(output)
+        .with_context(|| format!("{}: cannot create the counts file", output.display()))?;
     // Progress overwrites one line on a terminal; in a log, a line per day is clearer.
     let interactive = io::stderr().is_terminal();
     let days = args.days;
     let summary = scenario
-        .write_counts(output, |day| {
+        .write_counts(file, |day| {
             let line = format!("simulate: day {day}/{days} ({}%)", day * 100 / days);
             if interactive {
                 eprint!("\r{line}");
@@ -177,7 +198,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
                 eprintln!("{line}");
             }
         })
-        .with_context(|| format!("{}: cannot write the counts", args.output.display()))?;
+        .with_context(|| format!("{}: cannot write the counts", output.display()))?;
     if interactive {
         eprintln!();
     }
@@ -190,22 +211,28 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         summary.rows,
         summary.reports,
         scenario.outages.len(),
-        args.output.display(),
-        args.truth.display(),
+        output.display(),
+        truth.display(),
     );
+    print_notes(&scenario, selected);
+    Ok(())
+}
+
+/// Tells about outages left out, or a cascade that cannot happen.
+fn print_notes(scenario: &Scenario, selected: usize) {
+    let cascading = scenario.outages_of_kind(Kind::Cascading);
     if scenario.dropped > 0 {
         eprintln!(
             "simulate: note: {} outages did not fit between the others and were left out",
             scenario.dropped
         );
     }
-    if args.days >= 7 && selected >= 5 && cascading == 0 {
+    if scenario.params.days >= 7 && selected >= 5 && cascading == 0 {
         eprintln!(
             "simulate: note: no cascading outage: no selected service depends on another \
              selected service"
         );
     }
-    Ok(())
 }
 
 /// What to simulate.
@@ -603,35 +630,28 @@ impl Scenario {
                     .collect()
             })
             .collect();
-        let mut order: Vec<usize> = (0..self.services.len()).collect();
-        order.sort_by(|&a, &b| self.services[a].id.cmp(&self.services[b].id));
-        // One stream per service: a service's counts do not depend on the others.
-        let mut rngs: Vec<SplitMix64> = (0..self.services.len())
-            .map(|s| SplitMix64::stream(self.params.seed, Purpose::Counts, s as u64))
-            .collect();
-        let mut means: Vec<Vec<f64>> = self.services.iter().map(|s| vec![0.0; s.cells()]).collect();
+        let mut sampler = CountSampler::new(self);
         let mut summary = CountsSummary {
             rows: 0,
             reports: 0,
         };
         let width = self.params.bucket.secs();
         for bucket in 0..self.bucket_count() {
-            self.bucket_means(bucket, true, &mut means);
             let at = self.params.start + Duration::seconds(bucket as i64 * width);
             let mut timestamp = at.format(&Rfc3339).map_err(io::Error::other)?;
             timestamp.push(',');
-            for &s in &order {
-                for (cell, &mean) in means[s].iter().enumerate() {
-                    let count = negative_binomial(&mut rngs[s], mean, DISPERSION);
-                    if count > 0 {
-                        out.write_all(timestamp.as_bytes())?;
-                        out.write_all(&prefixes[s][cell])?;
-                        writeln!(out, "{count}")?;
-                        summary.rows += 1;
-                        summary.reports += count;
-                    }
+            let mut result = Ok(());
+            sampler.bucket(bucket, |s, cell, count| {
+                if result.is_ok() {
+                    result = out
+                        .write_all(timestamp.as_bytes())
+                        .and_then(|()| out.write_all(&prefixes[s][cell]))
+                        .and_then(|()| writeln!(out, "{count}"));
                 }
-            }
+                summary.rows += 1;
+                summary.reports += count;
+            });
+            result?;
             if (bucket + 1) % self.buckets_per_day() == 0 {
                 on_day(((bucket + 1) / self.buckets_per_day()) as u32);
             }
@@ -1217,6 +1237,475 @@ fn round_tenth(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
+/// Draws the counts bucket by bucket, in order: the one sampler behind both the CSV and the
+/// live traffic, so the two are the same model with the same seed.
+struct CountSampler<'a> {
+    scenario: &'a Scenario,
+    /// Services by id, the order of the CSV rows.
+    order: Vec<usize>,
+    /// One stream per service: a service's counts do not depend on the others.
+    rngs: Vec<SplitMix64>,
+    means: Vec<Vec<f64>>,
+}
+
+impl<'a> CountSampler<'a> {
+    fn new(scenario: &'a Scenario) -> Self {
+        let mut order: Vec<usize> = (0..scenario.services.len()).collect();
+        order.sort_by(|&a, &b| scenario.services[a].id.cmp(&scenario.services[b].id));
+        let rngs = (0..scenario.services.len())
+            .map(|s| SplitMix64::stream(scenario.params.seed, Purpose::Counts, s as u64))
+            .collect();
+        let means = scenario
+            .services
+            .iter()
+            .map(|s| vec![0.0; s.cells()])
+            .collect();
+        Self {
+            scenario,
+            order,
+            rngs,
+            means,
+        }
+    }
+
+    /// Calls `each(service, cell, count)` for every non-zero cell of `bucket`, services by id
+    /// and cells in order. Buckets must be drawn in order, each once.
+    fn bucket(&mut self, bucket: u64, mut each: impl FnMut(usize, usize, u64)) {
+        self.scenario.bucket_means(bucket, true, &mut self.means);
+        for &s in &self.order {
+            for (cell, &mean) in self.means[s].iter().enumerate() {
+                let count = negative_binomial(&mut self.rngs[s], mean, DISPERSION);
+                if count > 0 {
+                    each(s, cell, count);
+                }
+            }
+        }
+    }
+}
+
+/// Requests in flight at most in live mode; when all are taken, the simulation waits.
+const LIVE_CONCURRENCY: usize = 64;
+/// Longest a live request may take before it counts as an error.
+const LIVE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// When every request has failed for this long, live mode gives up.
+const LIVE_FAILING_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A report due within this much of now is sent at once: timers have millisecond grain.
+const LIVE_EARLY: std::time::Duration = std::time::Duration::from_millis(1);
+/// Lag above which the progress line says that the simulation falls behind.
+const LIVE_LAG_NOTICE_SECS: f64 = 1.0;
+
+/// What `downradar simulate --target` does: sends the scenario's reports to a running server,
+/// bucket by bucket, each simulated bucket's reports spread evenly over its real interval
+/// (bucket width / `--speed`), with at most [`LIVE_CONCURRENCY`] requests in flight.
+///
+/// Every report is one `POST /v1/services/{id}/reports` with its region, problem and a
+/// client_id of its own (`sim-<seed>-<run>-<n>`, the run being the start in milliseconds), so each is a distinct reporter. A 503 is counted
+/// and not retried: the point is to watch the server. When the server answers slower than
+/// the traffic arrives, the simulation falls behind rather than queueing, and says so.
+pub async fn run_live(args: &SimulateArgs) -> anyhow::Result<()> {
+    let Some(target) = args.target.as_deref() else {
+        bail!("simulate: --target is required for live traffic");
+    };
+    let width = args.bucket.secs();
+    let start = match args.start {
+        Some(start) => start,
+        None => {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            OffsetDateTime::from_unix_timestamp(now - now.rem_euclid(width))?
+        }
+    };
+    let (scenario, selected) = plan(args, start)?;
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(LIVE_CONCURRENCY)
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(LIVE_REQUEST_TIMEOUT)
+        .build()
+        .context("simulate: cannot build the HTTP client")?;
+    let health = format!("{target}/healthz");
+    match client.get(&health).send().await {
+        Ok(answer) if answer.status().is_success() => {}
+        Ok(answer) => bail!(
+            "simulate: {health} answered {}: is {target} a downradar server?",
+            answer.status()
+        ),
+        Err(e) => bail!(
+            "simulate: cannot reach {target} ({health}): {}",
+            error_chain(&e)
+        ),
+    }
+    if let Some(truth) = &args.truth {
+        write_truth(truth, &scenario)?;
+    }
+    print_notes(&scenario, selected);
+
+    let speed = args.speed;
+    let days = args.days;
+    let live = Arc::new(Live::new(std::time::Instant::now()));
+    eprintln!(
+        "simulate: {selected} services, {days} day{} from {} at {speed}x -> {target}{}",
+        if days == 1 { "" } else { "s" },
+        format_time(start),
+        args.truth
+            .as_ref()
+            .map(|t| format!(" (truth: {})", t.display()))
+            .unwrap_or_default(),
+    );
+
+    let period_secs = f64::from(days) * 86_400.0;
+    let interactive = io::stderr().is_terminal();
+    let mut progress = Progress {
+        live: live.clone(),
+        start,
+        speed,
+        period_secs,
+        interactive,
+        last_sent: 0,
+        last_at: live.t0,
+        shown: false,
+    };
+    let every = if interactive {
+        std::time::Duration::from_millis(250)
+    } else {
+        std::time::Duration::from_secs(1)
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let semaphore = Arc::new(Semaphore::new(LIVE_CONCURRENCY));
+    let schedule = send_scenario(&scenario, target, &client, speed, &live, &semaphore);
+    tokio::pin!(schedule);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    let stopped = loop {
+        tokio::select! {
+            () = &mut schedule => break Stop::Done,
+            _ = &mut ctrl_c => break Stop::Interrupted,
+            _ = tick.tick() => {
+                progress.show();
+                if live.failing_for() >= Some(LIVE_FAILING_LIMIT) {
+                    break Stop::Failing;
+                }
+            }
+        }
+    };
+    if !matches!(stopped, Stop::Failing) {
+        // Let the requests in flight finish, so the summary adds up.
+        let drained = semaphore.acquire_many(LIVE_CONCURRENCY as u32);
+        let _ = tokio::time::timeout(LIVE_REQUEST_TIMEOUT, drained).await;
+    }
+    progress.finish(stopped);
+    if let Some(error) = live.first_error.lock().ok().and_then(|e| e.clone()) {
+        eprintln!("simulate: first error: {error}");
+    }
+    if matches!(stopped, Stop::Failing) {
+        bail!(
+            "simulate: every request to {target} failed for {} s; giving up",
+            LIVE_FAILING_LIMIT.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// Why live mode stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The simulated period is over.
+    Done,
+    /// Ctrl-C.
+    Interrupted,
+    /// Every request failed for [`LIVE_FAILING_LIMIT`].
+    Failing,
+}
+
+/// Shared state of live mode: the schedule's position and the outcome counters.
+struct Live {
+    /// When sending began; schedule times are offsets from it.
+    t0: std::time::Instant,
+    /// Real offset (µs) at which the report the schedule is trying to send was due; `u64::MAX`
+    /// when it waits for nothing (between reports, or sleeping until the next is due).
+    pending_due_us: AtomicU64,
+    /// Real offset (µs) the schedule has reached while on time.
+    reached_us: AtomicU64,
+    sent: AtomicU64,
+    counted: AtomicU64,
+    not_counted: AtomicU64,
+    unavailable: AtomicU64,
+    errors: AtomicU64,
+    /// Real offset (µs) of the first failure since the last success; `u64::MAX` when the last
+    /// answer was a success (202 or 503: the server is there).
+    failing_since_us: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// What became of one live report.
+enum Outcome {
+    Counted,
+    NotCounted,
+    Unavailable,
+    Error(String),
+}
+
+impl Live {
+    fn new(t0: std::time::Instant) -> Self {
+        Self {
+            t0,
+            pending_due_us: AtomicU64::new(u64::MAX),
+            reached_us: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            counted: AtomicU64::new(0),
+            not_counted: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            failing_since_us: AtomicU64::new(u64::MAX),
+            first_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn elapsed_us(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    fn record(&self, outcome: Outcome) {
+        let counter = match &outcome {
+            Outcome::Counted => &self.counted,
+            Outcome::NotCounted => &self.not_counted,
+            Outcome::Unavailable => &self.unavailable,
+            Outcome::Error(_) => &self.errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Outcome::Error(message) = outcome {
+            let now = self.elapsed_us();
+            let _ = self.failing_since_us.compare_exchange(
+                u64::MAX,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            if let Ok(mut first) = self.first_error.lock() {
+                first.get_or_insert(message);
+            }
+        } else {
+            self.failing_since_us.store(u64::MAX, Ordering::Relaxed);
+        }
+    }
+
+    /// How long every answer has been a failure, if the last one was.
+    fn failing_for(&self) -> Option<std::time::Duration> {
+        let since = self.failing_since_us.load(Ordering::Relaxed);
+        (since != u64::MAX)
+            .then(|| std::time::Duration::from_micros(self.elapsed_us().saturating_sub(since)))
+    }
+
+    /// How far the schedule is behind, in seconds of real time.
+    fn lag_secs(&self) -> f64 {
+        let due = self.pending_due_us.load(Ordering::Relaxed);
+        if due == u64::MAX {
+            return 0.0;
+        }
+        self.elapsed_us().saturating_sub(due) as f64 / 1e6
+    }
+
+    /// Real seconds of the schedule done: the time now, or the due time of the report still
+    /// waiting to be sent.
+    fn reached_secs(&self) -> f64 {
+        let now = self.elapsed_us();
+        let due = self.pending_due_us.load(Ordering::Relaxed);
+        let reached = self.reached_us.load(Ordering::Relaxed);
+        now.min(due).max(reached) as f64 / 1e6
+    }
+}
+
+/// The body of a live report.
+#[derive(Serialize)]
+struct LiveReport<'a> {
+    problem: &'a str,
+    region: &'a str,
+    client_id: String,
+}
+
+/// Sends every report of `scenario` at its time, and returns at the end of the period.
+async fn send_scenario(
+    scenario: &Scenario,
+    target: &str,
+    client: &reqwest::Client,
+    speed: f64,
+    live: &Arc<Live>,
+    semaphore: &Arc<Semaphore>,
+) {
+    let urls: Vec<String> = scenario
+        .services
+        .iter()
+        .map(|svc| format!("{target}/v1/services/{}/reports", svc.id))
+        .collect();
+    let seed = scenario.params.seed;
+    // Distinct per run, so that a rerun within the server's dedup window is counted again.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut sampler = CountSampler::new(scenario);
+    // Mixes each bucket's reports, so services and regions interleave as they would.
+    let mut order_rng = SplitMix64::stream(seed, Purpose::Live, 0);
+    let real_bucket_us = scenario.params.bucket.secs() as f64 * 1e6 / speed;
+    let mut reports: Vec<(usize, usize)> = Vec::new();
+    let mut counter: u64 = 0;
+    for bucket in 0..scenario.bucket_count() {
+        reports.clear();
+        sampler.bucket(bucket, |s, cell, count| {
+            reports.extend(std::iter::repeat_n((s, cell), count as usize));
+        });
+        order_rng.shuffle(&mut reports);
+        let bucket_us = bucket as f64 * real_bucket_us;
+        let spacing_us = real_bucket_us / reports.len().max(1) as f64;
+        for (i, &(s, cell)) in reports.iter().enumerate() {
+            let due_us = (bucket_us + (i as f64 + 0.5) * spacing_us) as u64;
+            let due = live.t0 + std::time::Duration::from_micros(due_us);
+            if due > std::time::Instant::now() + LIVE_EARLY {
+                live.reached_us
+                    .fetch_max(due_us.saturating_sub(1), Ordering::Relaxed);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            live.pending_due_us.store(due_us, Ordering::Relaxed);
+            let Ok(permit) = semaphore.clone().acquire_owned().await else {
+                return;
+            };
+            live.pending_due_us.store(u64::MAX, Ordering::Relaxed);
+            live.reached_us.fetch_max(due_us, Ordering::Relaxed);
+
+            counter += 1;
+            let svc = &scenario.services[s];
+            let np = svc.problems.len();
+            let report = LiveReport {
+                problem: svc.problems[cell % np].name.as_str(),
+                region: svc.regions[cell / np].code.as_str(),
+                client_id: format!("sim-{seed}-{run}-{counter}"),
+            };
+            let request = client.post(&urls[s]).json(&report);
+            live.sent.fetch_add(1, Ordering::Relaxed);
+            let live = live.clone();
+            tokio::spawn(async move {
+                live.record(send_report(request).await);
+                drop(permit);
+            });
+        }
+    }
+    // The period ends with its last bucket, reports or not.
+    let end_us = (scenario.bucket_count() as f64 * real_bucket_us) as u64;
+    let end = live.t0 + std::time::Duration::from_micros(end_us);
+    live.reached_us.fetch_max(end_us, Ordering::Relaxed);
+    tokio::time::sleep_until(end.into()).await;
+}
+
+/// Sends one report and classifies the answer.
+async fn send_report(request: reqwest::RequestBuilder) -> Outcome {
+    #[derive(serde::Deserialize)]
+    struct Accepted {
+        counted: bool,
+    }
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        Err(e) => return Outcome::Error(error_chain(&e)),
+    };
+    match answer.status().as_u16() {
+        202 => match answer.json::<Accepted>().await {
+            Ok(Accepted { counted: true }) => Outcome::Counted,
+            Ok(Accepted { counted: false }) => Outcome::NotCounted,
+            Err(e) => Outcome::Error(format!("202 with an unexpected body: {}", error_chain(&e))),
+        },
+        503 => Outcome::Unavailable,
+        status => {
+            let body = answer.text().await.unwrap_or_default();
+            let body: String = body.chars().take(300).collect();
+            Outcome::Error(format!("{status}: {body}"))
+        }
+    }
+}
+
+/// An error with its causes ("error: cause: cause").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The progress line of live mode.
+struct Progress {
+    live: Arc<Live>,
+    start: OffsetDateTime,
+    speed: f64,
+    period_secs: f64,
+    interactive: bool,
+    last_sent: u64,
+    last_at: std::time::Instant,
+    shown: bool,
+}
+
+impl Progress {
+    /// Simulated time, done, outcome counts and the rate since the last line.
+    fn line(&mut self, rate: f64) -> String {
+        let live = &self.live;
+        let simulated = (live.reached_secs() * self.speed).min(self.period_secs);
+        let at = self.start + Duration::seconds(simulated as i64);
+        let lag = live.lag_secs();
+        let behind = if lag >= LIVE_LAG_NOTICE_SECS {
+            " (falling behind: the target answers slower than the traffic arrives)"
+        } else {
+            ""
+        };
+        format!(
+            "simulate: {} ({:.1}%) sent {}: {} counted, {} not counted, {} 503, {} errors; \
+             {rate:.0}/s; lag {lag:.1} s{behind}",
+            format_time(at),
+            (simulated / self.period_secs * 1000.0).floor() / 10.0,
+            live.sent.load(Ordering::Relaxed),
+            live.counted.load(Ordering::Relaxed),
+            live.not_counted.load(Ordering::Relaxed),
+            live.unavailable.load(Ordering::Relaxed),
+            live.errors.load(Ordering::Relaxed),
+        )
+    }
+
+    fn show(&mut self) {
+        let now = std::time::Instant::now();
+        let sent = self.live.sent.load(Ordering::Relaxed);
+        let secs = now.duration_since(self.last_at).as_secs_f64().max(1e-3);
+        let rate = (sent - self.last_sent) as f64 / secs;
+        (self.last_sent, self.last_at) = (sent, now);
+        let line = self.line(rate);
+        if self.interactive {
+            // Pad over the end of a longer previous line.
+            eprint!("\r{line:<150}");
+        } else {
+            eprintln!("{line}");
+        }
+        self.shown = true;
+    }
+
+    /// The summary: the last progress line with the average rate, and why it stopped.
+    fn finish(&mut self, stopped: Stop) {
+        if self.interactive && self.shown {
+            eprintln!();
+        }
+        let elapsed = self.live.t0.elapsed().as_secs_f64();
+        let rate = self.live.sent.load(Ordering::Relaxed) as f64 / elapsed.max(1e-3);
+        let line = self.line(rate);
+        let why = match stopped {
+            Stop::Done => "end of the simulated period",
+            Stop::Interrupted => "interrupted",
+            Stop::Failing => "the target fails",
+        };
+        eprintln!("{line}; {elapsed:.1} s real; stopped: {why}");
+    }
+}
+
 fn format_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
@@ -1229,6 +1718,7 @@ enum Purpose {
     Outages = 3,
     Blips = 4,
     Counts = 5,
+    Live = 6,
 }
 
 /// splitmix64 (Steele, Lea & Flood 2014): tiny, fast, and statistically sound for simulation.

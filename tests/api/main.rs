@@ -9,4 +9,5 @@ mod openapi;
 mod ops;
 mod reads;
 mod shutdown;
+mod simulate_live;
 mod store;
