@@ -192,7 +192,10 @@ pub struct SimulateArgs {
 
     /// Send the traffic live to a running server instead, e.g. http://127.0.0.1:8080: each
     /// simulated report is one POST /v1/services/{id}/reports with a distinct client_id, at
-    /// --speed. Plain http:// only. Give exactly one of --output and --target.
+    /// --speed. The server buckets reports by its own clock, so at a speed above 1 its series
+    /// are compressed in time relative to --truth; and all reports come from one address, so
+    /// a server limiting reporters per address counts only that many. Plain http:// only.
+    /// Give exactly one of --output and --target.
     #[arg(long, value_name = "URL", value_parser = parse_target)]
     pub target: Option<String>,
 

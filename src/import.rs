@@ -25,8 +25,13 @@ use crate::store::{Cell, HistoryCount, Store};
 /// The header every counts file starts with.
 pub const HEADER: &str = "timestamp,service,region,problem,count";
 
-/// Rows per store call.
-const BATCH_ROWS: usize = 20_000;
+/// Rows per store call: small enough that a batch (about two commands a row) is written well
+/// within the store's one-second call timeout.
+const BATCH_ROWS: usize = 5_000;
+
+/// Largest count accepted in one row: a billion distinct reporters in one bucket of one cell
+/// is not data but a mistake, and the bound keeps every sum far from overflowing.
+const MAX_COUNT: u64 = 1_000_000_000;
 
 /// What an import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,6 +85,8 @@ pub async fn load(
     let mut line = String::new();
     let mut line_no = 0u64;
     let mut read = 0u64;
+    // First line of the batch being built: what a failed write may have partly applied.
+    let mut batch_from = 2u64;
     loop {
         line.clear();
         let n = reader
@@ -108,22 +115,36 @@ pub async fn load(
             batch.push(count);
         }
         if batch.len() >= BATCH_ROWS {
-            summary.added += store.add_history(&batch).await.with_context(|| {
-                format!("{file_name}: writing the rows before line {line_no} failed")
-            })?;
+            summary.added += write(store, &batch, &file_name, batch_from, line_no).await?;
             batch.clear();
+            batch_from = line_no + 1;
             progress.show(read, summary.rows);
         }
     }
     if line_no == 0 {
         bail!("{file_name}: empty file; expected the header {HEADER:?}");
     }
-    summary.added += store
-        .add_history(&batch)
-        .await
-        .with_context(|| format!("{file_name}: writing the last rows failed"))?;
+    summary.added += write(store, &batch, &file_name, batch_from, line_no).await?;
     progress.finish(summary.rows);
     Ok(summary)
+}
+
+/// Writes the batch of lines `from..=to`. A failure may leave part of it written (the store
+/// cannot tell), so the error says exactly which lines are done and which are in doubt.
+async fn write(
+    store: &dyn Store,
+    batch: &[HistoryCount],
+    file_name: &str,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<u64> {
+    store.add_history(batch).await.with_context(|| {
+        format!(
+            "{file_name}: writing lines {from} to {to} failed; lines before {from} are \
+             imported, these may be in part: import the rest from line {from} only after \
+             checking"
+        )
+    })
 }
 
 /// Parses one data row: `2026-10-01T00:00:00Z,tiktok,US,login,3`.
@@ -159,6 +180,11 @@ fn parse_row(row: &str, catalog: &Catalog, bucket: BucketWidth) -> Result<Histor
         .trim()
         .parse::<u64>()
         .map_err(|e| format!("count {count:?} is not a whole number: {e}"))?;
+    if count > MAX_COUNT {
+        return Err(format!(
+            "count {count} is over the limit of {MAX_COUNT} per row"
+        ));
+    }
     Ok(HistoryCount {
         service: service.id.clone(),
         bucket: start,
