@@ -25,15 +25,30 @@ fn number_before(text: &str, label: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{e}: no number before {label:?} in {text:?}"))
 }
 
+/// Runs `downradar simulate` with `flags`, failing the test if it takes longer than `limit`.
+async fn run_simulate(flags: &[&str], limit: Duration) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .arg("simulate")
+        .args(flags)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(limit, run)
+        .await
+        .expect("simulate finishes")
+        .expect("simulate runs")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_day_arrives_as_distinct_counted_reports() {
     let app = spawn_app(Backend::Memory).await;
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth.json");
     let began = Instant::now();
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
-        .args(["simulate", "--target", &app.address])
-        .args([
+    let truth = truth.to_str().expect("a UTF-8 temp path");
+    let output = run_simulate(
+        &[
+            "--target",
+            &app.address,
             "--services",
             "3",
             "--days",
@@ -42,15 +57,12 @@ async fn a_simulated_day_arrives_as_distinct_counted_reports() {
             "86400",
             "--seed",
             "2",
-        ])
-        .arg("--truth")
-        .arg(&truth)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("simulate finishes")
-        .expect("simulate runs");
+            "--truth",
+            truth,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
     let took = began.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
@@ -74,7 +86,7 @@ async fn a_simulated_day_arrives_as_distinct_counted_reports() {
     assert!(took < Duration::from_secs(20), "took {took:?}: {summary}");
 
     let truth: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&truth).expect("truth written")).unwrap();
+        serde_json::from_slice(&std::fs::read(truth).expect("truth written")).unwrap();
     let services: Vec<String> = truth["services"]
         .as_array()
         .unwrap()
@@ -100,15 +112,12 @@ async fn a_simulated_day_arrives_as_distinct_counted_reports() {
 #[tokio::test]
 async fn an_unreachable_target_fails_at_once_with_a_clear_message() {
     let port = crate::helpers::free_port();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
-        .args(["simulate", "--target", &format!("http://127.0.0.1:{port}")])
-        .args(["--services", "1", "--days", "1"])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(20), output)
-        .await
-        .expect("simulate finishes")
-        .expect("simulate runs");
+    let target = format!("http://127.0.0.1:{port}");
+    let output = run_simulate(
+        &["--target", &target, "--services", "1", "--days", "1"],
+        Duration::from_secs(20),
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("cannot reach"), "{stderr}");
