@@ -58,6 +58,14 @@ macro_rules! slug_newtype {
             }
         }
 
+        /// Validates like `parse`, so a deserialized name is always well formed.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
         impl FromStr for $name {
             type Err = SlugError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {

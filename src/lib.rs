@@ -30,6 +30,7 @@ pub mod buckets;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod detector;
 pub mod import;
 pub mod ingest;
 pub mod regions;

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 
 use crate::buckets::BucketWidth;
 use crate::catalog::{Problem, ServiceId};
+use crate::detector::{Incident, IncidentEvent};
 use crate::regions::RegionCode;
 use crate::reporter::{Fingerprint, hex};
 
@@ -182,6 +183,57 @@ impl StoreSettings {
     }
 }
 
+/// The detector's persisted state: where it stopped and each service's model, as written by
+/// the last [`Store::commit_detector`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectorSnapshot {
+    /// Start (Unix seconds) of the next bucket the detector has not processed yet.
+    pub cursor: i64,
+    /// One opaque blob per service (the detector's encoding), sorted by service.
+    pub services: Vec<(ServiceId, Vec<u8>)>,
+}
+
+/// One step of the detector, written atomically by its leader.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorCommit<'a> {
+    /// The lease holder writing; the commit is refused when it no longer holds the lease.
+    pub holder: &'a str,
+    /// The new cursor (see [`DetectorSnapshot::cursor`]).
+    pub cursor: i64,
+    /// The states of the services that changed.
+    pub states: &'a [(ServiceId, Vec<u8>)],
+    /// The events decided in this step, in order. Each is appended to the event stream and
+    /// updates the record of its incident.
+    pub events: &'a [IncidentEvent],
+}
+
+/// Which incidents to list, newest start first.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentQuery {
+    /// Only open incidents.
+    pub active_only: bool,
+    /// Only incidents of this service.
+    pub service: Option<ServiceId>,
+    /// Only incidents that started before this Unix second (a pagination cursor).
+    pub started_before: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// An incident with every event it went through, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRecord {
+    pub incident: Incident,
+    pub events: Vec<IncidentEvent>,
+}
+
+/// An event read back from the event stream, with its stream id (`<ms>-<seq>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    pub id: String,
+    pub event: IncidentEvent,
+}
+
 /// A store failure. Callers answer 503: the store may be back in a moment.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -194,6 +246,9 @@ pub enum StoreError {
     /// The store could not be reached at all: the call was provably never sent.
     #[error("store unreachable: {0}")]
     Unreachable(String),
+    /// A detector commit was refused: the writer no longer holds the leader lease.
+    #[error("the detector lease is held by another process")]
+    LeaseLost,
 }
 
 /// Durable report counts.
@@ -229,4 +284,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Takes the detector lease for `holder` when nobody holds it, or renews it when `holder`
+    /// already does; either way it then expires `ttl` from now. False: another holder has it.
+    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Gives the lease up if `holder` holds it, so another replica takes over at once.
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
+
+    /// The detector state of the last commit, if any.
+    async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError>;
+
+    /// Writes one detector step atomically: the cursor, the changed states, the events on the
+    /// stream and the incident records. [`StoreError::LeaseLost`] (and nothing written) when
+    /// `holder` does not hold the lease. Returns the stream ids of the events, in order.
+    async fn commit_detector(&self, commit: DetectorCommit<'_>) -> Result<Vec<String>, StoreError>;
+
+    /// Incidents matching `query`, newest start first.
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>, StoreError>;
+
+    /// One incident with its events, if it exists (and has not expired).
+    async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError>;
+
+    /// Events on the stream after the stream id `after` (`0` for the oldest retained), oldest
+    /// first, at most `limit`.
+    async fn events_after(&self, after: &str, limit: usize)
+    -> Result<Vec<StreamEvent>, StoreError>;
 }
