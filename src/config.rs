@@ -54,6 +54,13 @@ pub enum Command {
     /// retention; rows older than the retention are skipped. Loading a file twice counts it
     /// twice. Progress goes to stderr.
     Import(ImportArgs),
+    /// Run the detector over recorded counts (CSV) and print its incident events.
+    ///
+    /// Reads COUNTS.csv (header timestamp,service,region,problem,count; sorted by time; absent
+    /// rows are zeros) and ticks the same detector the server runs over it, bucket by bucket.
+    /// Prints one incident event per line (JSON Lines, the event contract), in time order;
+    /// progress and the summary go to stderr.
+    Backtest(BacktestArgs),
 }
 
 /// How log lines are written.
@@ -310,6 +317,32 @@ fn duration_between(s: &str, min: Duration, max: Duration) -> Result<Duration, S
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
+fn parse_resolve_after(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_secs(60), DAY)
+}
+
+fn parse_cascade_window(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::ZERO, HOUR)
+}
+
+fn parse_warmup(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::ZERO, 3650 * DAY)
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.001..=1000.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number from 0.001 to 1000")),
+    }
+}
+
+fn parse_min_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number from 1 to 100")),
+    }
+}
+
 fn parse_retention(s: &str) -> Result<Duration, String> {
     duration_between(s, HOUR, 3650 * DAY)
 }
@@ -322,6 +355,80 @@ fn parse_dedup_window(s: &str) -> Result<Duration, String> {
 
 fn parse_bucket(s: &str) -> Result<BucketWidth, String> {
     BucketWidth::new(duration_between(s, Duration::from_secs(1), HOUR)?).map_err(|e| e.to_string())
+}
+
+/// How the detector decides: shared by `serve` and `backtest`, so a backtest measures exactly
+/// what the server will do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DetectorArgs {
+    /// False incidents allowed per service per 30 days of ordinary traffic (0.001 to 1000).
+    /// Sets every threshold: halving it costs a little detection delay.
+    #[arg(long, env = "DOWNRADAR_FALSE_ALARM_BUDGET", default_value = "1", value_parser = parse_budget)]
+    pub false_alarm_budget: f64,
+
+    /// Fewest distinct reporters in the evidence before an incident opens.
+    #[arg(long, env = "DOWNRADAR_MIN_REPORTERS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub min_reporters: u32,
+
+    /// Fewest times the expected count before an incident opens (1 to 100): a smaller rise,
+    /// however significant, is not an outage.
+    #[arg(long, env = "DOWNRADAR_MIN_RATIO", default_value = "3", value_parser = parse_min_ratio)]
+    pub min_ratio: f64,
+
+    /// How long reports must stay near the baseline before an incident resolves (1m to 1d).
+    #[arg(long, env = "DOWNRADAR_RESOLVE_AFTER", default_value = "15m", value_parser = parse_resolve_after)]
+    pub resolve_after: Duration,
+
+    /// An upstream service's incident counts as the cause of a dependent's when it started
+    /// before the dependent's, or at most this long after (0s to 1h).
+    #[arg(long, env = "DOWNRADAR_CASCADE_WINDOW", default_value = "5m", value_parser = parse_cascade_window)]
+    pub cascade_window: Duration,
+}
+
+impl DetectorArgs {
+    /// The detector configuration for buckets of `bucket`.
+    pub fn config(&self, bucket: BucketWidth) -> crate::detector::DetectorConfig {
+        crate::detector::DetectorConfig {
+            bucket,
+            false_alarm_budget: self.false_alarm_budget,
+            min_reporters: self.min_reporters,
+            min_ratio: self.min_ratio,
+            resolve_after: self.resolve_after,
+            cascade_window: self.cascade_window,
+            ..crate::detector::DetectorConfig::default()
+        }
+    }
+}
+
+/// Options of `downradar backtest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BacktestArgs {
+    /// Catalog of services (TOML); every row must name one of its services and problems.
+    /// Without it, the built-in catalog is used.
+    #[arg(long, env = "DOWNRADAR_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// Counts to run the detector over: CSV with the header
+    /// timestamp,service,region,problem,count, sorted by time (`downradar simulate` writes it).
+    #[arg(long, value_name = "COUNTS.csv")]
+    pub input: PathBuf,
+
+    /// Width of the file's buckets; must divide one hour (e.g. 1m, 5m).
+    #[arg(long, default_value = "60s", value_parser = parse_bucket)]
+    pub bucket: BucketWidth,
+
+    /// Score the events against this truth file of `downradar simulate` and print recall,
+    /// precision, false incidents, delays and attribution to stderr.
+    #[arg(long, value_name = "TRUTH.json")]
+    pub truth: Option<PathBuf>,
+
+    /// With --truth: how much of the start is not scored, since the backtest starts with no
+    /// history (as a deployment without `downradar import` does).
+    #[arg(long, default_value = "1d", value_parser = parse_warmup, requires = "truth")]
+    pub warmup: Duration,
+
+    #[command(flatten)]
+    pub detector: DetectorArgs,
 }
 
 #[cfg(test)]

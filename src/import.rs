@@ -75,58 +75,104 @@ pub async fn load(
     bucket: BucketWidth,
     path: &Path,
 ) -> anyhow::Result<ImportSummary> {
-    let file_name = path.display().to_string();
-    let file = File::open(path).with_context(|| format!("{file_name}: cannot open"))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut progress = Progress::new(size);
+    let mut reader = CountsReader::open(path, catalog, bucket)?;
+    let mut progress = Progress::new(reader.size);
     let mut summary = ImportSummary::default();
     let mut batch = Vec::with_capacity(BATCH_ROWS);
-    let mut line = String::new();
-    let mut line_no = 0u64;
-    let mut read = 0u64;
     // First line of the batch being built: what a failed write may have partly applied.
     let mut batch_from = 2u64;
-    loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .with_context(|| format!("{file_name}:{}: cannot read", line_no + 1))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        read += n as u64;
-        let row = line.trim_end_matches(['\n', '\r']);
-        if line_no == 1 {
-            if row.trim_start_matches('\u{feff}') != HEADER {
-                bail!("{file_name}:1: expected the header {HEADER:?}, found {row:?}");
-            }
-            continue;
-        }
-        if row.is_empty() {
-            continue;
-        }
-        let count = parse_row(row, catalog, bucket)
-            .map_err(|message| anyhow::anyhow!("{file_name}:{line_no}: {message}"))?;
+    while let Some(count) = reader.next_row()? {
         summary.rows += 1;
         summary.reports += count.count;
         if count.count > 0 {
             batch.push(count);
         }
         if batch.len() >= BATCH_ROWS {
-            summary.added += write(store, &batch, &file_name, batch_from, line_no).await?;
+            let line = reader.line_no;
+            summary.added += write(store, &batch, &reader.file_name, batch_from, line).await?;
             batch.clear();
-            batch_from = line_no + 1;
-            progress.show(read, summary.rows);
+            batch_from = line + 1;
+            progress.show(reader.read, summary.rows);
         }
     }
-    if line_no == 0 {
-        bail!("{file_name}: empty file; expected the header {HEADER:?}");
-    }
-    summary.added += write(store, &batch, &file_name, batch_from, line_no).await?;
+    let line = reader.line_no;
+    summary.added += write(store, &batch, &reader.file_name, batch_from, line).await?;
     progress.finish(summary.rows);
     Ok(summary)
+}
+
+/// Streams the rows of a counts file, checking each (errors name the file and line).
+pub struct CountsReader<'a> {
+    reader: BufReader<File>,
+    catalog: &'a Catalog,
+    bucket: BucketWidth,
+    /// The file's name, for messages.
+    pub file_name: String,
+    /// Its size in bytes, and the bytes read so far.
+    pub size: u64,
+    pub read: u64,
+    /// The last line read (1 is the header).
+    pub line_no: u64,
+    line: String,
+    /// The last timestamp parsed, reused while rows share it (they are sorted by time).
+    last_timestamp: (String, i64),
+}
+
+impl<'a> CountsReader<'a> {
+    /// Opens `path` and checks its header.
+    pub fn open(path: &Path, catalog: &'a Catalog, bucket: BucketWidth) -> anyhow::Result<Self> {
+        let file_name = path.display().to_string();
+        let file = File::open(path).with_context(|| format!("{file_name}: cannot open"))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut reader = Self {
+            reader: BufReader::with_capacity(1 << 20, file),
+            catalog,
+            bucket,
+            file_name,
+            size,
+            read: 0,
+            line_no: 0,
+            line: String::new(),
+            last_timestamp: (String::new(), 0),
+        };
+        if !reader.read_line()? {
+            bail!("{}: empty file; expected the header {HEADER:?}", reader.file_name);
+        }
+        let row = reader.line.trim_end_matches(['\n', '\r']);
+        if row.trim_start_matches('\u{feff}') != HEADER {
+            bail!("{}:1: expected the header {HEADER:?}, found {row:?}", reader.file_name);
+        }
+        Ok(reader)
+    }
+
+    fn read_line(&mut self) -> anyhow::Result<bool> {
+        self.line.clear();
+        let n = self
+            .reader
+            .read_line(&mut self.line)
+            .with_context(|| format!("{}:{}: cannot read", self.file_name, self.line_no + 1))?;
+        if n > 0 {
+            self.line_no += 1;
+            self.read += n as u64;
+        }
+        Ok(n > 0)
+    }
+
+    /// The next data row, or `None` at the end of the file.
+    pub fn next_row(&mut self) -> anyhow::Result<Option<HistoryCount>> {
+        loop {
+            if !self.read_line()? {
+                return Ok(None);
+            }
+            let row = self.line.trim_end_matches(['\n', '\r']);
+            if row.is_empty() {
+                continue;
+            }
+            return parse_row(row, self.catalog, self.bucket, &mut self.last_timestamp)
+                .map(Some)
+                .map_err(|message| anyhow::anyhow!("{}:{}: {message}", self.file_name, self.line_no));
+        }
+    }
 }
 
 /// Writes the batch of lines `from..=to`. A failure may leave part of it written (the store
@@ -148,7 +194,12 @@ async fn write(
 }
 
 /// Parses one data row: `2026-10-01T00:00:00Z,tiktok,US,login,3`.
-fn parse_row(row: &str, catalog: &Catalog, bucket: BucketWidth) -> Result<HistoryCount, String> {
+fn parse_row(
+    row: &str,
+    catalog: &Catalog,
+    bucket: BucketWidth,
+    last: &mut (String, i64),
+) -> Result<HistoryCount, String> {
     let fields: Vec<&str> = row.split(',').collect();
     let [timestamp, service, region, problem, count] = fields[..] else {
         return Err(format!(
@@ -156,16 +207,22 @@ fn parse_row(row: &str, catalog: &Catalog, bucket: BucketWidth) -> Result<Histor
             fields.len()
         ));
     };
-    let at = OffsetDateTime::parse(timestamp, &Rfc3339)
-        .map_err(|e| format!("timestamp {timestamp:?} is not RFC 3339: {e}"))?;
-    let start = at.unix_timestamp();
-    if at.nanosecond() != 0 || bucket.start_of(at) != start {
-        return Err(format!(
-            "timestamp {timestamp} is not the start of a {}s bucket; pass the --bucket the \
-             file was written with (and the server runs with)",
-            bucket.secs()
-        ));
-    }
+    let start = if last.0 == timestamp {
+        last.1
+    } else {
+        let at = OffsetDateTime::parse(timestamp, &Rfc3339)
+            .map_err(|e| format!("timestamp {timestamp:?} is not RFC 3339: {e}"))?;
+        let start = at.unix_timestamp();
+        if at.nanosecond() != 0 || bucket.start_of(at) != start {
+            return Err(format!(
+                "timestamp {timestamp} is not the start of a {}s bucket; pass the --bucket \
+                 the file was written with (and the server runs with)",
+                bucket.secs()
+            ));
+        }
+        *last = (timestamp.to_owned(), start);
+        start
+    };
     let service = catalog
         .get(service)
         .ok_or_else(|| format!("unknown service {service:?}"))?;
@@ -235,7 +292,7 @@ mod tests {
     use super::*;
 
     fn parse(row: &str) -> Result<HistoryCount, String> {
-        parse_row(row, &Catalog::builtin(), BucketWidth::ONE_MINUTE)
+        parse_row(row, &Catalog::builtin(), BucketWidth::ONE_MINUTE, &mut (String::new(), 0))
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! - [`import`]: recorded counts (the backtest CSV) into a store, as history.
 
 pub mod api;
+pub mod backtest;
 pub mod buckets;
 pub mod catalog;
 pub mod clock;

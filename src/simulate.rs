@@ -251,7 +251,7 @@ pub struct Params {
 }
 
 /// How many reports a service gets at baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeClass {
     /// Below 0.5 reports per minute.
@@ -286,7 +286,7 @@ impl VolumeClass {
 }
 
 /// The kind of an injected outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Every region and problem of the service.
@@ -312,7 +312,7 @@ impl Kind {
 }
 
 /// Whether an outage is seen everywhere or in some regions (the event contract's `scope`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Global,
@@ -809,7 +809,7 @@ impl Scenario {
 }
 
 /// The truth file: what was simulated, and every injected outage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Truth {
     pub seed: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -824,7 +824,7 @@ pub struct Truth {
 }
 
 /// A simulated service in the truth file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TruthService {
     pub id: ServiceId,
     pub class: VolumeClass,
@@ -841,7 +841,7 @@ pub struct TruthService {
 }
 
 /// An injected outage in the truth file; the fields mirror the incident event contract.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TruthOutage {
     /// `o1`, `o2`, … in order of start.
     pub id: String,

@@ -1,5 +1,419 @@
 //! The outage detector: report counts in, incidents out.
+//!
+//! One implementation, driven by a clock: [`Engine::tick`] processes every bucket that has
+//! closed since the last tick, reading counts from a [`CountSource`]. The live server ticks
+//! it every few seconds with the system clock and the store as source (`live`); `downradar
+//! backtest` ticks it bucket by bucket over a recorded file. Both run the same
+//! [`Detector::step`] on the same counts, so they decide the same incidents.
+//!
+//! The statistics are in `baseline` (what to expect), `stats` (exact tails and the
+//! false-alarm arithmetic) and `service` (the tests, the incident state machine and
+//! attribution); `shared/research/detection.md` explains the choices. This module adds what
+//! spans services: the population prior for new services and cascades (`caused_by`).
 
+mod baseline;
 pub mod event;
+pub mod service;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
 
 pub use event::{EventType, Incident, IncidentEvent, IncidentStatus, Scope};
+pub use service::Level;
+use service::{Change, Open, ServiceState, Thresholds, Tuning};
+
+use crate::buckets::BucketWidth;
+use crate::catalog::{Catalog, ServiceId};
+use crate::store::{BucketCounts, Cell, Granularity, Store, StoreError};
+
+/// How the detector decides. The defaults are the fixed configuration every benchmark in the
+/// README was measured with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorConfig {
+    /// Width of the buckets it reads.
+    pub bucket: BucketWidth,
+    /// False incidents allowed per service per 30 days of ordinary traffic: sets every
+    /// threshold (see [`stats::threshold`]).
+    pub false_alarm_budget: f64,
+    /// Fewest distinct reporters in the evidence before anything opens.
+    pub min_reporters: u32,
+    /// Fewest times the expected count before anything opens: however significant, a
+    /// smaller rise (a sympathetic bump, a busy service's wobble) is not an outage.
+    pub min_ratio: f64,
+    /// How long counts must stay near the baseline before an incident resolves.
+    pub resolve_after: Duration,
+    /// An upstream incident that started at most this long after this one's start still
+    /// counts as its cause.
+    pub cascade_window: Duration,
+    /// Reports per minute expected of a service with no history while no other service has a
+    /// day of history either (otherwise the median of those services is the prior).
+    pub prior_per_min: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            bucket: BucketWidth::ONE_MINUTE,
+            false_alarm_budget: 1.0,
+            min_reporters: 5,
+            min_ratio: 3.0,
+            resolve_after: Duration::from_secs(15 * 60),
+            cascade_window: Duration::from_secs(5 * 60),
+            prior_per_min: 0.2,
+        }
+    }
+}
+
+impl DetectorConfig {
+    fn tuning(&self) -> Tuning {
+        let width = self.bucket.secs();
+        // Windows of one bucket, five minutes and fifteen minutes (deduplicated when buckets
+        // are wide).
+        let mut windows: Vec<usize> = [width, 300, 900]
+            .iter()
+            .map(|&secs| (secs as f64 / width as f64).ceil().max(1.0) as usize)
+            .collect();
+        windows.dedup();
+        let buckets_30d = 30.0 * 86_400.0 / width as f64;
+        Tuning {
+            width,
+            min_reporters: f64::from(self.min_reporters),
+            min_ratio: self.min_ratio,
+            resolve_after: (self.resolve_after.as_secs() as f64 / width as f64).ceil().max(1.0)
+                as usize,
+            thresholds: Thresholds {
+                buckets_per_false_alarm: buckets_30d / self.false_alarm_budget.max(1e-6),
+                tests: windows.len() as f64 + 1.0,
+            },
+            windows,
+        }
+    }
+}
+
+/// One watched service.
+#[derive(Debug, Clone)]
+struct Tracked {
+    id: ServiceId,
+    depends_on: Vec<usize>,
+    state: ServiceState,
+}
+
+/// The detector of every service in a catalog.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    config: DetectorConfig,
+    tuning: Tuning,
+    services: Vec<Tracked>,
+    index: HashMap<ServiceId, usize>,
+}
+
+/// Why a persisted service state was not used.
+#[derive(Debug, thiserror::Error)]
+#[error("service {service}: cannot decode the saved detector state ({source}); starting it afresh")]
+pub struct RestoreError {
+    pub service: ServiceId,
+    #[source]
+    pub source: postcard::Error,
+}
+
+impl Detector {
+    /// A detector with no history for every service of `catalog`.
+    pub fn new(catalog: &Catalog, config: DetectorConfig) -> Self {
+        Self::restore(catalog, config, &[]).0
+    }
+
+    /// A detector that continues from saved states (see [`Detector::encode`]); services
+    /// without one (new in the catalog) start afresh with the population prior. States of
+    /// services no longer in the catalog are dropped; states that do not decode are reported
+    /// and started afresh.
+    pub fn restore(
+        catalog: &Catalog,
+        config: DetectorConfig,
+        saved: &[(ServiceId, Vec<u8>)],
+    ) -> (Self, Vec<RestoreError>) {
+        let tuning = config.tuning();
+        let mut errors = Vec::new();
+        let mut restored: HashMap<&ServiceId, ServiceState> = HashMap::new();
+        for (id, bytes) in saved {
+            match postcard::from_bytes::<ServiceState>(bytes) {
+                Ok(state) => {
+                    restored.insert(id, state);
+                }
+                Err(source) => errors.push(RestoreError {
+                    service: id.clone(),
+                    source,
+                }),
+            }
+        }
+        let index: HashMap<ServiceId, usize> = catalog
+            .services()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let prior = population_prior(restored.values(), &config);
+        let services = catalog
+            .services()
+            .iter()
+            .map(|s| Tracked {
+                id: s.id.clone(),
+                depends_on: s.depends_on.iter().filter_map(|d| index.get(d).copied()).collect(),
+                state: restored
+                    .remove(&s.id)
+                    .unwrap_or_else(|| ServiceState::new(s.problems.clone(), &tuning, prior)),
+            })
+            .collect();
+        (
+            Self {
+                config,
+                tuning,
+                services,
+                index,
+            },
+            errors,
+        )
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// The services, in catalog order.
+    pub fn service_ids(&self) -> impl Iterator<Item = &ServiceId> {
+        self.services.iter().map(|s| &s.id)
+    }
+
+    /// The state of `service`, encoded for the store.
+    pub fn encode(&self, service: &ServiceId) -> Option<Vec<u8>> {
+        let i = *self.index.get(service)?;
+        postcard::to_stdvec(&self.services[i].state).ok()
+    }
+
+    /// Every service's state, encoded for the store.
+    pub fn encode_all(&self) -> Vec<(ServiceId, Vec<u8>)> {
+        self.services
+            .iter()
+            .filter_map(|s| Some((s.id.clone(), postcard::to_stdvec(&s.state).ok()?)))
+            .collect()
+    }
+
+    /// The level of `service` and of each region it has reports from.
+    pub fn levels(&self, service: &ServiceId) -> Option<(Level, Vec<(crate::regions::RegionCode, Level)>)> {
+        let s = &self.services[*self.index.get(service)?].state;
+        Some((s.level, s.region_levels.clone()))
+    }
+
+    /// The open incidents, in catalog order.
+    pub fn open_incidents(&self) -> Vec<Incident> {
+        self.services
+            .iter()
+            .filter_map(|s| Some(self.incident(s, s.state.open.as_ref()?, None)))
+            .collect()
+    }
+
+    /// Processes the bucket starting at `t`: `counts[i]` holds the cells of the `i`-th
+    /// service in catalog order. Returns the events decided, in service order, each at the
+    /// end of the bucket.
+    pub fn step(&mut self, t: i64, counts: &[&[(Cell, u64)]]) -> Vec<IncidentEvent> {
+        let mut changes: Vec<(usize, Change)> = Vec::new();
+        for (i, tracked) in self.services.iter_mut().enumerate() {
+            let cells = counts.get(i).copied().unwrap_or(&[]);
+            if let Some(change) = tracked.state.observe(t, cells, &self.tuning) {
+                changes.push((i, change));
+            }
+        }
+        // Cascades: an upstream incident that started before this one, or within the window
+        // after it. Causes are kept once found.
+        let window = i64::try_from(self.config.cascade_window.as_secs()).unwrap_or(i64::MAX);
+        let mut caused: Vec<(usize, Vec<ServiceId>)> = Vec::new();
+        for (i, tracked) in self.services.iter().enumerate() {
+            let Some(open) = &tracked.state.open else { continue };
+            let mut causes = open.caused_by.clone();
+            for &j in &tracked.depends_on {
+                let upstream = &self.services[j];
+                if let Some(up) = &upstream.state.open
+                    && up.started_at <= open.started_at + window
+                    && !causes.contains(&upstream.id)
+                {
+                    causes.push(upstream.id.clone());
+                }
+            }
+            if causes.len() != open.caused_by.len() {
+                causes.sort();
+                caused.push((i, causes));
+            }
+        }
+        for (i, causes) in caused {
+            if let Some(open) = &mut self.services[i].state.open {
+                open.caused_by = causes;
+            }
+            if !changes.iter().any(|(j, _)| *j == i) {
+                changes.push((i, Change::Updated));
+            }
+        }
+        changes.sort_by_key(|(i, _)| *i);
+
+        let at = OffsetDateTime::from_unix_timestamp(t + self.tuning.width)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let mut events = Vec::with_capacity(changes.len());
+        for (i, change) in changes {
+            let tracked = &self.services[i];
+            let Some(open) = tracked.state.open.as_ref() else { continue };
+            let (kind, resolved_at) = match change {
+                Change::Opened => (EventType::Opened, None),
+                Change::Updated => (EventType::Updated, None),
+                Change::Resolved { at } => (EventType::Resolved, Some(at)),
+            };
+            let incident = self.incident(tracked, open, resolved_at);
+            events.push(IncidentEvent {
+                kind,
+                at,
+                incident,
+            });
+            if resolved_at.is_some() {
+                self.services[i].state.close();
+            }
+        }
+        events
+    }
+
+    fn incident(&self, tracked: &Tracked, open: &Open, resolved_at: Option<i64>) -> Incident {
+        let (observed, expected) = open.per_min(self.tuning.width);
+        let ts = |t: i64| OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Incident {
+            id: Incident::id_for(&tracked.id, open.started_at),
+            service: tracked.id.clone(),
+            status: if resolved_at.is_some() {
+                IncidentStatus::Resolved
+            } else {
+                IncidentStatus::Open
+            },
+            scope: open.attribution.scope,
+            regions: open.attribution.regions.clone(),
+            partial: open.attribution.partial,
+            problems: open.attribution.problems.clone(),
+            caused_by: open.caused_by.clone(),
+            started_at: ts(open.started_at),
+            resolved_at: resolved_at.map(ts),
+            expected_per_min: round2(expected),
+            observed_per_min: round2(observed),
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The prior rate (reports per bucket) of a new service: the median rate of the services
+/// with at least a day of history, or the configured prior.
+fn population_prior<'a>(states: impl Iterator<Item = &'a ServiceState>, config: &DetectorConfig) -> f64 {
+    let mut rates: Vec<f64> = states.filter_map(|s| s.rate(0)).collect();
+    if rates.is_empty() {
+        return config.prior_per_min * config.bucket.secs() as f64 / 60.0;
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// Where the engine reads counts: the store, or a recorded file.
+#[async_trait]
+pub trait CountSource: Send + Sync {
+    /// Fine-bucket counts of `service` with starts in `[from, until)`, in time order.
+    async fn counts(
+        &self,
+        service: &ServiceId,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<BucketCounts>, StoreError>;
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> CountSource for S {
+    async fn counts(
+        &self,
+        service: &ServiceId,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<BucketCounts>, StoreError> {
+        Store::counts(self, service, Granularity::Fine, from, until).await
+    }
+}
+
+/// A bucket is processed this long after it ends, so reports accepted just before its end
+/// have been written.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// Most buckets read from the source in one go while catching up.
+const CATCH_UP_CHUNK: i64 = 720;
+
+/// The detector with its position in time.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    detector: Detector,
+    /// Start of the next bucket to process.
+    cursor: i64,
+}
+
+impl Engine {
+    /// An engine whose next bucket starts at `cursor`.
+    pub fn new(detector: Detector, cursor: i64) -> Self {
+        Self { detector, cursor }
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Start of the next bucket to process.
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+
+    /// Processes every bucket that has closed by `now` (Unix seconds; a bucket closes
+    /// [`SETTLE`] after its end), reading counts from `source`, and returns the events in
+    /// order. On a source error nothing is lost: the buckets already processed stay
+    /// processed and the next tick continues from the first one that was not.
+    pub async fn tick(
+        &mut self,
+        now: i64,
+        source: &dyn CountSource,
+        events: &mut Vec<IncidentEvent>,
+    ) -> Result<(), StoreError> {
+        let width = self.detector.tuning.width;
+        let settle = SETTLE.as_secs() as i64;
+        let closed_until = crate::buckets::align(now - settle, width);
+        while self.cursor < closed_until {
+            let until = closed_until.min(self.cursor + CATCH_UP_CHUNK * width);
+            let mut series = Vec::with_capacity(self.detector.services.len());
+            for tracked in &self.detector.services {
+                series.push(source.counts(&tracked.id, self.cursor, until).await?);
+            }
+            let mut next = vec![0usize; series.len()];
+            let empty: Vec<(Cell, u64)> = Vec::new();
+            for t in (self.cursor..until).step_by(width as usize) {
+                let counts: Vec<&[(Cell, u64)]> = series
+                    .iter()
+                    .zip(next.iter_mut())
+                    .map(|(buckets, pos)| {
+                        while *pos < buckets.len() && buckets[*pos].start < t {
+                            *pos += 1;
+                        }
+                        match buckets.get(*pos) {
+                            Some(b) if b.start == t => b.cells.as_slice(),
+                            _ => empty.as_slice(),
+                        }
+                    })
+                    .collect();
+                events.extend(self.detector.step(t, &counts));
+                self.cursor = t + width;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,293 @@
+//! Scoring a backtest against the truth of `downradar simulate`: recall, precision, false
+//! incidents, detection delay and attribution, per volume class and per kind of outage.
+//!
+//! Rules:
+//! - An incident *detects* an outage of its service when it opens between two minutes before
+//!   the outage's start and fifteen minutes after its injected end. The first such incident
+//!   is the detection; any further one is a *split* (one outage should give one incident)
+//!   and counts as a false incident.
+//! - Every other incident is *false*. False incidents are counted per service-week.
+//! - Delay: from the outage's start to the `at` of the `incident.opened` event.
+//! - Attribution is judged on the incident's last state (its last event): the scope; for a
+//!   regional outage the exact set of regions; `partial`; for a partial outage the exact set
+//!   of problems; `caused_by` exactly. It is *exact* when all of them are right.
+//! - The first `warmup` of the file is not scored: the backtest starts with no history, as a
+//!   new deployment does without `downradar import`.
+//! - The headline class is what the targets name: outages of at least 5× the
+//!   baseline on services with at least one report per minute.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::detector::{IncidentEvent, Scope};
+use crate::simulate::{self, Kind, Truth, TruthOutage, VolumeClass};
+
+/// Minutes before an outage's start, and after its end, in which an opening still detects it.
+const EARLY_MIN: i64 = 2;
+const LATE_MIN: i64 = 15;
+
+/// Scores of one group of outages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row {
+    pub outages: usize,
+    pub detected: usize,
+    /// Delays of the detections, seconds, sorted.
+    pub delays: Vec<i64>,
+    pub exact: usize,
+    pub scope: usize,
+    pub regions: usize,
+    pub partial: usize,
+    pub problems: usize,
+    pub cause: usize,
+}
+
+impl Row {
+    pub fn recall(&self) -> f64 {
+        ratio(self.detected, self.outages)
+    }
+
+    pub fn exact_share(&self) -> f64 {
+        ratio(self.exact, self.detected)
+    }
+
+    /// The `q`-quantile of the delays, minutes.
+    pub fn delay_min(&self, q: f64) -> Option<f64> {
+        if self.delays.is_empty() {
+            return None;
+        }
+        let i = ((self.delays.len() - 1) as f64 * q).round() as usize;
+        Some(self.delays[i] as f64 / 60.0)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { f64::NAN } else { a as f64 / b as f64 }
+}
+
+/// The whole score.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub all: Row,
+    /// Outages of at least 5× on services with at least 1 report per minute.
+    pub headline: Row,
+    pub by_class: BTreeMap<&'static str, Row>,
+    pub by_kind: BTreeMap<&'static str, Row>,
+    /// Incidents opened in the scored period, and how many of them were false or splits.
+    pub incidents: usize,
+    pub false_incidents: usize,
+    pub splits: usize,
+    pub false_by_class: BTreeMap<&'static str, usize>,
+    pub service_weeks: f64,
+    pub weeks_by_class: BTreeMap<&'static str, f64>,
+}
+
+impl Report {
+    pub fn precision(&self) -> f64 {
+        ratio(self.incidents - self.false_incidents, self.incidents)
+    }
+
+    pub fn false_per_service_week(&self) -> f64 {
+        self.false_incidents as f64 / self.service_weeks
+    }
+}
+
+fn class_name(c: VolumeClass) -> &'static str {
+    match c {
+        VolumeClass::Sparse => "sparse (<0.5/min)",
+        VolumeClass::Low => "low (0.5-5/min)",
+        VolumeClass::High => "high (>=5/min)",
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Global => "global",
+        Kind::Regional => "regional",
+        Kind::Partial => "partial",
+        Kind::Cascading => "cascading",
+        Kind::Ramp => "ramp",
+    }
+}
+
+/// An incident as the score sees it: its opening and its last state.
+struct Seen<'a> {
+    opened: OffsetDateTime,
+    last: &'a IncidentEvent,
+}
+
+/// Scores `events` (a backtest's output, in order) against `truth`.
+pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Report {
+    let scored_from = truth.start + warmup;
+    let mut incidents: Vec<Seen<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for event in events {
+        match index.get(event.incident.id.as_str()) {
+            Some(&i) => incidents[i].last = event,
+            None => {
+                index.insert(&event.incident.id, incidents.len());
+                incidents.push(Seen {
+                    opened: event.at,
+                    last: event,
+                });
+            }
+        }
+    }
+    incidents.retain(|s| s.opened >= scored_from);
+
+    let class_of: HashMap<&str, (VolumeClass, f64)> = truth
+        .services
+        .iter()
+        .map(|s| (s.id.as_str(), (s.class, s.base_per_min)))
+        .collect();
+    let mut report = Report::default();
+    let weeks = (truth.end - scored_from).as_seconds_f64() / (7.0 * 86_400.0);
+    report.service_weeks = weeks * truth.services.len() as f64;
+    for s in &truth.services {
+        *report.weeks_by_class.entry(class_name(s.class)).or_default() += weeks;
+    }
+
+    // Match: outages in start order; each takes the first unmatched incident of its service
+    // that opened within its span.
+    let mut matched = vec![false; incidents.len()];
+    let mut detection: Vec<Option<usize>> = Vec::new();
+    let outages: Vec<&TruthOutage> = truth.outages.iter().filter(|o| o.start >= scored_from).collect();
+    for outage in &outages {
+        let from = outage.start - time::Duration::minutes(EARLY_MIN);
+        let to = outage.end + time::Duration::minutes(LATE_MIN);
+        let hit = (0..incidents.len()).find(|&i| {
+            !matched[i]
+                && incidents[i].last.incident.service == outage.service
+                && incidents[i].opened >= from
+                && incidents[i].opened <= to
+        });
+        if let Some(i) = hit {
+            matched[i] = true;
+        }
+        detection.push(hit);
+    }
+    // Splits: further incidents opening within an outage's span.
+    for (i, seen) in incidents.iter().enumerate() {
+        report.incidents += 1;
+        if matched[i] {
+            continue;
+        }
+        report.false_incidents += 1;
+        let split = outages.iter().any(|o| {
+            o.service == seen.last.incident.service
+                && seen.opened >= o.start - time::Duration::minutes(EARLY_MIN)
+                && seen.opened <= o.end + time::Duration::minutes(LATE_MIN)
+        });
+        if split {
+            report.splits += 1;
+        }
+        let class = class_of
+            .get(seen.last.incident.service.as_str())
+            .map_or("unknown", |(c, _)| class_name(*c));
+        *report.false_by_class.entry(class).or_default() += 1;
+    }
+
+    for (outage, hit) in outages.iter().zip(detection) {
+        let (class, base) = class_of
+            .get(outage.service.as_str())
+            .copied()
+            .unwrap_or((VolumeClass::Sparse, 0.0));
+        let headline = outage.peak_ratio >= 5.0 && base >= 1.0;
+        // Collect into the groups this outage belongs to.
+        let add = |row: &mut Row| {
+            row.outages += 1;
+            if let Some(i) = hit {
+                let seen = &incidents[i];
+                judge(row, outage, seen);
+            }
+        };
+        add(&mut report.all);
+        if headline {
+            add(&mut report.headline);
+        }
+        add(report.by_class.entry(class_name(class)).or_default());
+        add(report.by_kind.entry(kind_name(outage.kind)).or_default());
+    }
+    for row in [&mut report.all, &mut report.headline]
+        .into_iter()
+        .chain(report.by_class.values_mut())
+        .chain(report.by_kind.values_mut())
+    {
+        row.delays.sort_unstable();
+    }
+    report
+}
+
+fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>) {
+    row.detected += 1;
+    row.delays.push((seen.opened - outage.start).whole_seconds());
+    let got = &seen.last.incident;
+    let scope = matches!(
+        (outage.scope, got.scope),
+        (simulate::Scope::Global, Scope::Global) | (simulate::Scope::Regional, Scope::Regional)
+    );
+    let regions = outage.scope == simulate::Scope::Global || got.regions == outage.regions;
+    let partial = got.partial == outage.partial;
+    let problems = !outage.partial || got.problems == outage.problems;
+    let cause = got.caused_by == outage.caused_by;
+    row.scope += usize::from(scope);
+    row.regions += usize::from(scope && regions);
+    row.partial += usize::from(partial);
+    row.problems += usize::from(partial && problems);
+    row.cause += usize::from(cause);
+    row.exact += usize::from(scope && regions && partial && problems && cause);
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = |x: f64| if x.is_nan() { "-".to_owned() } else { format!("{:.1}%", 100.0 * x) };
+        let mins = |x: Option<f64>| x.map_or("-".to_owned(), |m| format!("{m:.1}"));
+        writeln!(
+            f,
+            "| outages | n | recall | median delay (min) | p90 delay (min) | exact attribution | scope | regions | partial | problems | cause |"
+        )?;
+        writeln!(f, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+        let mut line = |name: &str, r: &Row| {
+            writeln!(
+                f,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.outages,
+                pct(r.recall()),
+                mins(r.delay_min(0.5)),
+                mins(r.delay_min(0.9)),
+                pct(r.exact_share()),
+                pct(ratio(r.scope, r.detected)),
+                pct(ratio(r.regions, r.detected)),
+                pct(ratio(r.partial, r.detected)),
+                pct(ratio(r.problems, r.detected)),
+                pct(ratio(r.cause, r.detected)),
+            )
+        };
+        line("≥5× on ≥1/min services", &self.headline)?;
+        for (name, row) in &self.by_class {
+            line(name, row)?;
+        }
+        for (name, row) in &self.by_kind {
+            line(name, row)?;
+        }
+        line("all", &self.all)?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "incidents: {}, precision {}, false {} ({} splits): {:.3} per service-week ({:.2} per service per 30 days)",
+            self.incidents,
+            pct(self.precision()),
+            self.false_incidents,
+            self.splits,
+            self.false_per_service_week(),
+            self.false_per_service_week() * 30.0 / 7.0,
+        )?;
+        for (class, weeks) in &self.weeks_by_class {
+            let n = self.false_by_class.get(class).copied().unwrap_or(0);
+            writeln!(f, "  false in {class}: {n} ({:.3} per service-week)", n as f64 / weeks)?;
+        }
+        Ok(())
+    }
+}

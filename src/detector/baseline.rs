@@ -1,0 +1,289 @@
+//! The expected count of a service's next bucket: a seasonal profile (time of day × day of
+//! week) times a short-term level, shrunk towards a flat rate and a population prior while
+//! history is short (detection.md §4.5, §4.6).
+//!
+//! - **Profile.** Running means of the count per bucket in each 15-minute slot of the UTC day
+//!   (96 slots) and of the week (672 slots), with a memory of about a week (day slots) and four
+//!   weeks (week slots). The week profile weighs in as weeks accumulate, `n / (n + 1)` for n
+//!   weeks seen; a day slot with less than a day of data leans on the flat rate. Expected
+//!   values are interpolated between slot centres, so the baseline has no steps. A service's
+//!   total is the sum of its countries' local-time curves, so a profile on the UTC clock is
+//!   exactly what the total needs; regions get their own time-of-day shares (see `service`).
+//! - **Level.** The ratio of recent counts to the profile over about two hours, shrunk to 1 by
+//!   a pseudo-count, so the baseline follows growth and unusual days.
+//! - **Flat rate.** A running mean of all counts (memory about a day), starting from the
+//!   population prior with the weight of ten minutes of data: a new service is judged against
+//!   the prior at first, then against itself.
+//! - **Dispersion.** `1/k` per test window, by the method of moments on de-seasonalised
+//!   residuals (the residual of the window sum against the window's expected sum), so daily
+//!   cycles do not pass for overdispersion.
+//!
+//! Updates take a winsorised count and stop altogether while an incident is open, so
+//! outages do not inflate the baseline.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds in a profile slot (or the bucket width when that is longer).
+const SLOT_SECS: i64 = 900;
+const DAY_SECS: i64 = 86_400;
+const WEEK_SECS: i64 = 7 * DAY_SECS;
+/// Memory of the day profile and of the week profile, in days.
+const DAY_MEMORY_DAYS: f64 = 7.0;
+const WEEK_MEMORY_WEEKS: f64 = 4.0;
+/// Time constant of the short-term level, seconds.
+const LEVEL_SECS: f64 = 2.0 * 3600.0;
+/// Pseudo-count (reports) shrinking the level towards 1.
+const LEVEL_PSEUDO: f64 = 10.0;
+/// Memory of the flat rate, seconds; and the weight of the prior in it, seconds of data.
+const FLAT_SECS: f64 = DAY_SECS as f64;
+const PRIOR_SECS: f64 = 600.0;
+/// Memory of the dispersion estimate, seconds; its prior `1/k` and that prior's weight.
+const DISPERSION_SECS: f64 = 3.0 * DAY_SECS as f64;
+const PRIOR_INV_K: f64 = 0.5;
+const PRIOR_DISPERSION_WEIGHT: f64 = 30.0;
+/// Bounds of `1/k`: from nearly Poisson to very overdispersed.
+const MIN_INV_K: f64 = 0.005;
+const MAX_INV_K: f64 = 4.0;
+/// No bucket is expected to hold fewer reports than this: a slot that never saw a report
+/// must not make one report look impossible.
+const MIN_EXPECTED: f64 = 1e-3;
+
+/// The seasonal baseline of one series of counts (a service's total).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Bucket width, seconds.
+    width: i64,
+    day: Vec<f32>,
+    day_n: Vec<f32>,
+    week: Vec<f32>,
+    week_n: Vec<f32>,
+    /// Exponentially weighted sums of recent counts and of the profile at those buckets.
+    level_counts: f64,
+    level_profile: f64,
+    flat: f64,
+    flat_n: f64,
+    /// Dispersion of the total, per test window.
+    pub dispersion: Dispersion,
+    /// Buckets observed (not counting frozen ones).
+    pub age: u64,
+}
+
+impl Baseline {
+    /// A baseline with no history for buckets of `width` seconds, `windows` test windows, and
+    /// a prior rate of `prior` reports per bucket.
+    pub fn new(width: i64, windows: usize, prior: f64) -> Self {
+        let slot = slot_secs(width);
+        let (day_slots, week_slots) = ((DAY_SECS / slot) as usize, (WEEK_SECS / slot) as usize);
+        let prior = prior.max(MIN_EXPECTED);
+        let prior_n = PRIOR_SECS / width as f64;
+        Self {
+            width,
+            day: vec![0.0; day_slots],
+            day_n: vec![0.0; day_slots],
+            week: vec![0.0; week_slots],
+            week_n: vec![0.0; week_slots],
+            level_counts: 0.0,
+            level_profile: 0.0,
+            flat: prior,
+            flat_n: prior_n,
+            dispersion: Dispersion::new(windows),
+            age: 0,
+        }
+    }
+
+    fn per_slot(&self) -> f64 {
+        (slot_secs(self.width) / self.width) as f64
+    }
+
+    /// The seasonal profile at bucket start `t` (reports per bucket), before the level.
+    fn profile(&self, t: i64) -> f64 {
+        let slot = slot_secs(self.width);
+        // Interpolate between the centres of the two nearest slots.
+        let centre = t + self.width / 2 - slot / 2;
+        let pos = centre.rem_euclid(WEEK_SECS) as f64 / slot as f64;
+        let i0 = pos.floor() as usize;
+        let frac = pos - i0 as f64;
+        let wn = self.week.len();
+        let (a, b) = (i0 % wn, (i0 + 1) % wn);
+        self.slot_value(a) * (1.0 - frac) + self.slot_value(b) * frac
+    }
+
+    /// The profile value of week slot `w`: the week slot, the day slot and the flat rate,
+    /// each weighted by how much data it has.
+    fn slot_value(&self, w: usize) -> f64 {
+        let per_slot = self.per_slot();
+        let d = w % self.day.len();
+        // The day slot, shrunk to the flat rate with the weight of half a day's data.
+        let dn = f64::from(self.day_n[d]);
+        let shrink = per_slot / 2.0;
+        let day = (dn * f64::from(self.day[d]) + shrink * self.flat) / (dn + shrink);
+        // The week slot weighs in as weeks of data accumulate.
+        let weeks = f64::from(self.week_n[w]) / per_slot;
+        let ww = weeks / (weeks + 1.0);
+        day * (1.0 - ww) + f64::from(self.week[w]) * ww
+    }
+
+    /// How uncertain the expectation at `t` is, as an extra `1/k`: the profile rests on a
+    /// limited number of reports, so the predictive distribution of a count is wider than
+    /// the sampling noise alone (a gamma-distributed rate estimated from n reports adds
+    /// `1/n` to `1/k`). Large while history is short, negligible once it is long.
+    pub fn uncertainty(&self, t: i64) -> f64 {
+        let slot = slot_secs(self.width);
+        let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
+        let d = w % self.day.len();
+        let per_slot = self.per_slot();
+        let reports = (f64::from(self.day_n[d]) + f64::from(self.week_n[w]) + per_slot / 2.0)
+            * self.slot_value(w)
+            + self.flat_n.min(per_slot) * self.flat;
+        1.0 / reports.max(1.0)
+    }
+
+    fn level(&self) -> f64 {
+        (self.level_counts + LEVEL_PSEUDO) / (self.level_profile + LEVEL_PSEUDO)
+    }
+
+    /// Expected reports in the bucket starting at `t`.
+    pub fn expected(&self, t: i64) -> f64 {
+        (self.profile(t) * self.level()).max(MIN_EXPECTED)
+    }
+
+    /// Number of test windows tracked.
+    pub fn windows(&self) -> usize {
+        self.dispersion.num.len()
+    }
+
+    /// Dispersion `k` of the total's sum over test window `window`.
+    pub fn dispersion(&self, window: usize) -> f64 {
+        self.dispersion.k(window)
+    }
+
+    /// Learns from the bucket at `t` holding `count` reports (already winsorised by the
+    /// caller), which had been expected to hold `expected`. `windows` gives, per test window,
+    /// the window's observed and expected sums ending with this bucket (unwinsorised
+    /// residuals are capped here).
+    pub fn learn(&mut self, t: i64, count: f64, expected: f64, windows: &[(f64, f64)]) {
+        let width = self.width as f64;
+        let slot = slot_secs(self.width);
+        let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
+        let d = w % self.day.len();
+        let per_slot = self.per_slot();
+        let profile = self.profile(t);
+
+        let day_cap = (DAY_MEMORY_DAYS * per_slot) as f32;
+        self.day_n[d] = (self.day_n[d] + 1.0).min(day_cap);
+        self.day[d] += (count as f32 - self.day[d]) / self.day_n[d];
+        let week_cap = (WEEK_MEMORY_WEEKS * per_slot) as f32;
+        self.week_n[w] = (self.week_n[w] + 1.0).min(week_cap);
+        self.week[w] += (count as f32 - self.week[w]) / self.week_n[w];
+
+        let decay = (-width / LEVEL_SECS).exp();
+        self.level_counts = self.level_counts * decay + count;
+        self.level_profile = self.level_profile * decay + profile;
+
+        self.flat_n = (self.flat_n + 1.0).min(FLAT_SECS / width);
+        self.flat += (count - self.flat) / self.flat_n;
+
+        self.dispersion.decay(self.width);
+        self.dispersion.learn(windows);
+        let _ = expected;
+        self.age += 1;
+    }
+}
+
+/// The dispersion `1/k` of a family of series, per test window, by the method of moments
+/// on residuals against the expectation: `E[(x - m)² - m] = m² / k`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dispersion {
+    /// Per test window: weighted sums of `residual² - expected` and of `expected²`.
+    num: Vec<f64>,
+    den: Vec<f64>,
+}
+
+impl Dispersion {
+    /// A prior of `1/k` = 0.5 with the weight of a few observations.
+    pub fn new(windows: usize) -> Self {
+        Self {
+            num: vec![PRIOR_INV_K * PRIOR_DISPERSION_WEIGHT; windows],
+            den: vec![PRIOR_DISPERSION_WEIGHT; windows],
+        }
+    }
+
+    /// `k` of a sum over test window `window`.
+    pub fn k(&self, window: usize) -> f64 {
+        1.0 / (self.num[window] / self.den[window]).clamp(MIN_INV_K, MAX_INV_K)
+    }
+
+    /// Forgets a bucket's worth of the past (memory about three days).
+    pub fn decay(&mut self, width: i64) {
+        let keep = 1.0 - width as f64 / DISPERSION_SECS;
+        for v in self.num.iter_mut().chain(self.den.iter_mut()) {
+            *v *= keep;
+        }
+    }
+
+    /// Adds one series' (observed, expected) sums per window.
+    pub fn learn(&mut self, windows: &[(f64, f64)]) {
+        for (i, &(observed, expected)) in windows.iter().enumerate() {
+            let var = expected + expected * expected / self.k(i);
+            // Cap residuals at 6 standard deviations: one burst must not make every later
+            // burst look ordinary.
+            let residual = (observed - expected).clamp(-6.0 * var.sqrt(), 6.0 * var.sqrt());
+            self.num[i] += residual * residual - expected;
+            self.den[i] += expected * expected;
+        }
+    }
+}
+
+fn slot_secs(width: i64) -> i64 {
+    SLOT_SECS.max(width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic diurnal series: mean 10 per minute, from 2 at night to 18 by day.
+    fn diurnal(t: i64) -> f64 {
+        let hour = (t.rem_euclid(DAY_SECS)) as f64 / 3600.0;
+        10.0 - 8.0 * (std::f64::consts::TAU * hour / 24.0).cos()
+    }
+
+    #[test]
+    fn a_new_baseline_expects_the_prior() {
+        let b = Baseline::new(60, 3, 0.5);
+        assert!((b.expected(0) - 0.5).abs() < 1e-9);
+        assert!((b.expected(123_456_780) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn it_learns_a_daily_cycle() {
+        let mut b = Baseline::new(60, 1, 1.0);
+        for i in 0..(14 * 1440) {
+            let t = i * 60;
+            let x = diurnal(t);
+            let e = b.expected(t);
+            b.learn(t, x, e, &[(x, e)]);
+        }
+        for hour in [3, 9, 12, 18] {
+            let t = 14 * DAY_SECS + hour * 3600;
+            let rel = b.expected(t) / diurnal(t);
+            assert!((0.9..1.1).contains(&rel), "hour {hour}: {rel}");
+        }
+        // A noiseless series is nearly Poisson-free of extra variance: k is large.
+        assert!(b.dispersion(0) > 20.0, "{}", b.dispersion(0));
+    }
+
+    #[test]
+    fn the_level_follows_growth() {
+        let mut b = Baseline::new(60, 1, 1.0);
+        for i in 0..(10 * 1440) {
+            let t = i * 60;
+            let x = diurnal(t) * if i > 9 * 1440 { 2.0 } else { 1.0 };
+            let e = b.expected(t);
+            b.learn(t, x, e, &[(x, e)]);
+        }
+        let t = 10 * DAY_SECS + 12 * 3600;
+        let rel = b.expected(t) / (2.0 * diurnal(t));
+        assert!((0.8..1.2).contains(&rel), "{rel}");
+    }
+}

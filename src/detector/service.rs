@@ -1,0 +1,740 @@
+//! One service's detector: its baseline, its tests, its incident state machine and the
+//! attribution of an open incident to regions and problems.
+//!
+//! Every bucket, three families of series are tested (detection.md §5): the service total,
+//! each region, and each problem category. Region and problem expectations are the total's
+//! expectation times the series' share (regions by UTC hour of day, since the regional mix
+//! follows the time zones; problems overall). Each series runs exact negative-binomial tail
+//! tests over several windows plus a CUSUM for a four-fold rise; a family fires when any of
+//! its tests passes the family's threshold (see [`Thresholds`]) with at least
+//! `min_reporters` reports and at least `min_ratio` times the expected count. The size rule
+//! is what keeps a small sympathetic bump, or a busy service's ordinary wobble, from becoming
+//! an incident however significant it is statistically.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::baseline::{Baseline, Dispersion};
+use super::event::Scope;
+use super::stats::{lower_score, threshold, upper_score};
+use crate::catalog::Problem;
+use crate::regions::RegionCode;
+use crate::store::Cell;
+
+/// Downdetector's three levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub enum Level {
+    #[default]
+    Operational,
+    /// Moderate evidence: more reports than usual, not (yet) an outage.
+    Possible,
+    /// An open incident.
+    Outage,
+}
+
+/// How the detector decides; see [`super::DetectorConfig`] for the meaning of each field.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub width: i64,
+    pub min_reporters: f64,
+    pub min_ratio: f64,
+    pub resolve_after: usize,
+    pub thresholds: Thresholds,
+    /// Test windows, in buckets, shortest first.
+    pub windows: Vec<usize>,
+}
+
+/// Evidence thresholds in nats, from the false-alarm budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Buckets in the budget's period divided by the budget (false alarms allowed).
+    pub buckets_per_false_alarm: f64,
+    /// Tests per series and bucket: the windows and the CUSUM.
+    pub tests: f64,
+}
+
+/// Families of series share the budget equally.
+const FAMILIES: f64 = 3.0;
+/// "Possible problems" needs half the evidence of an outage and a doubling.
+const POSSIBLE_FRACTION: f64 = 0.5;
+const POSSIBLE_RATIO: f64 = 2.0;
+const POSSIBLE_MIN_REPORTS: f64 = 3.0;
+/// CUSUM design shift: a four-fold rise.
+const CUSUM_RATIO: f64 = 4.0;
+/// A bucket counts towards an outage's onset when above this multiple of its expectation.
+const ONSET_RATIO: f64 = 1.5;
+/// Buckets kept for the windows, the onset and the resolution test.
+pub const RING: usize = 60;
+/// Resolution: the recent counts must favour the baseline over the incident's rate by this
+/// likelihood ratio, over a window long enough that the incident's rate would have produced
+/// at least `RESOLVE_EVIDENCE` extra reports.
+const RESOLVE_LLR: f64 = 3.0;
+const RESOLVE_EVIDENCE: f64 = 6.0;
+/// Attribution: a region or problem is elevated when its count since the onset has a
+/// p-value below 0.05 / (number of series), is at least double and at least this many.
+const ELEVATED_ALPHA: f64 = 0.05;
+const ELEVATED_RATIO: f64 = 2.0;
+const ELEVATED_MIN: f64 = 3.0;
+/// The excess is concentrated (regional, or partial) when the other series fall short of
+/// the incident's overall factor with a p-value below this.
+const CONCENTRATED_ALPHA: f64 = 1e-3;
+/// Memory of the region and problem shares, in days; pseudo-count of the hourly shares.
+const SHARE_MEMORY_DAYS: f64 = 7.0;
+const SHARE_PSEUDO: f64 = 20.0;
+
+impl Thresholds {
+    /// The threshold of a family of `series` series.
+    pub fn family(&self, series: usize) -> f64 {
+        threshold(
+            1.0,
+            self.buckets_per_false_alarm * FAMILIES,
+            self.tests * series.max(1) as f64,
+        )
+    }
+}
+
+/// One bucket as the tests see it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Slot {
+    /// Bucket start.
+    t: i64,
+    x: f32,
+    mu: f32,
+    region_x: Vec<f32>,
+    region_mu: Vec<f32>,
+    problem_x: Vec<f32>,
+}
+
+/// A CUSUM for a four-fold rise, with the sums of its current run.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Cusum {
+    s: f32,
+    x: f32,
+    mu: f32,
+}
+
+impl Cusum {
+    fn update(&mut self, x: f64, mu: f64, inv_k: f64) {
+        // Poisson log-likelihood ratio, deflated by the variance inflation of the negative
+        // binomial (a quasi-likelihood), so overdispersed series do not drift up.
+        let llr = (x * CUSUM_RATIO.ln() - mu * (CUSUM_RATIO - 1.0)) / (1.0 + mu * inv_k);
+        let s = f64::from(self.s) + llr;
+        if s <= 0.0 {
+            *self = Self::default();
+        } else {
+            self.s = s as f32;
+            self.x += x as f32;
+            self.mu += mu as f32;
+        }
+    }
+}
+
+/// What the tests say about one series this bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Verdict {
+    strong: bool,
+    possible: bool,
+}
+
+/// Attribution of an open incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    pub scope: Scope,
+    pub regions: Vec<RegionCode>,
+    pub partial: bool,
+    pub problems: Vec<Problem>,
+}
+
+/// An open incident's running sums since its onset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Open {
+    pub started_at: i64,
+    pub opened_at: i64,
+    x: f64,
+    mu: f64,
+    region_x: Vec<f64>,
+    region_mu: Vec<f64>,
+    problem_x: Vec<f64>,
+    problem_mu: Vec<f64>,
+    buckets: u64,
+    pub attribution: Attribution,
+    pub caused_by: Vec<crate::catalog::ServiceId>,
+}
+
+impl Open {
+    /// Reports per minute observed and expected since the onset.
+    pub fn per_min(&self, width: i64) -> (f64, f64) {
+        let minutes = (self.buckets.max(1) * width as u64) as f64 / 60.0;
+        (self.x / minutes, self.mu / minutes)
+    }
+}
+
+/// What a bucket changed about the service's incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Opened,
+    Updated,
+    /// Resolved; the incident's last elevated bucket ended at this Unix second.
+    Resolved { at: i64 },
+}
+
+/// The detector state of one service; persisted between ticks and across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceState {
+    baseline: Baseline,
+    regions: Vec<RegionCode>,
+    /// Per region, exponentially weighted reports in each UTC hour of the day (24 each).
+    region_hours: Vec<f32>,
+    region_totals: Vec<f32>,
+    hour_totals: Vec<f32>,
+    problems: Vec<Problem>,
+    problem_totals: Vec<f32>,
+    /// Dispersion of the region series and of the problem series (pooled per family):
+    /// smaller series wobble more, relative to their mean, than the total.
+    region_dispersion: Dispersion,
+    problem_dispersion: Dispersion,
+    ring: VecDeque<Slot>,
+    cusum: Cusum,
+    region_cusums: Vec<Cusum>,
+    problem_cusums: Vec<Cusum>,
+    pub open: Option<Open>,
+    pub level: Level,
+    pub region_levels: Vec<(RegionCode, Level)>,
+}
+
+impl ServiceState {
+    /// A service with no history: `problems` from the catalog, `prior` reports per bucket.
+    pub fn new(problems: Vec<Problem>, tuning: &Tuning, prior: f64) -> Self {
+        let np = problems.len();
+        Self {
+            baseline: Baseline::new(tuning.width, tuning.windows.len(), prior),
+            regions: Vec::new(),
+            region_hours: Vec::new(),
+            region_totals: Vec::new(),
+            hour_totals: vec![0.0; 24],
+            problem_totals: vec![0.0; np],
+            region_dispersion: Dispersion::new(tuning.windows.len()),
+            problem_dispersion: Dispersion::new(tuning.windows.len()),
+            problem_cusums: vec![Cusum::default(); np],
+            problems,
+            ring: VecDeque::with_capacity(RING),
+            cusum: Cusum::default(),
+            region_cusums: Vec::new(),
+            open: None,
+            level: Level::Operational,
+            region_levels: Vec::new(),
+        }
+    }
+
+    /// The service's flat rate, for the population prior of new services.
+    pub fn rate(&self, t: i64) -> Option<f64> {
+        (self.baseline.age >= 1440).then(|| self.baseline.expected(t))
+    }
+
+    fn region_index(&mut self, code: RegionCode) -> usize {
+        if let Some(i) = self.regions.iter().position(|&r| r == code) {
+            return i;
+        }
+        self.regions.push(code);
+        self.region_hours.extend([0.0; 24]);
+        self.region_totals.push(0.0);
+        self.region_cusums.push(Cusum::default());
+        for slot in &mut self.ring {
+            slot.region_x.push(0.0);
+            slot.region_mu.push(0.0);
+        }
+        if let Some(open) = &mut self.open {
+            open.region_x.push(0.0);
+            open.region_mu.push(0.0);
+        }
+        self.regions.len() - 1
+    }
+
+    /// Expected share of region `r` in UTC hour `h`: its hourly share, shrunk to its share over
+    /// the whole day, which is shrunk (add one half) so unseen regions get a small share.
+    fn region_share(&self, r: usize, h: usize) -> f64 {
+        let all: f64 = self.region_totals.iter().map(|&v| f64::from(v)).sum();
+        let day = (f64::from(self.region_totals[r]) + 0.5) / (all + 0.5 * (self.regions.len() + 1) as f64);
+        (f64::from(self.region_hours[r * 24 + h]) + SHARE_PSEUDO * day)
+            / (f64::from(self.hour_totals[h]) + SHARE_PSEUDO)
+    }
+
+    /// The number of reports the hourly share of region `r` rests on.
+    fn region_share_reports(&self, r: usize, h: usize) -> f64 {
+        let all: f64 = self.region_totals.iter().map(|&v| f64::from(v)).sum();
+        let day = (f64::from(self.region_totals[r]) + 0.5) / (all + 0.5 * (self.regions.len() + 1) as f64);
+        f64::from(self.region_hours[r * 24 + h]) + SHARE_PSEUDO * day
+    }
+
+    fn problem_share(&self, p: usize) -> f64 {
+        let all: f64 = self.problem_totals.iter().map(|&v| f64::from(v)).sum();
+        (f64::from(self.problem_totals[p]) + 0.5) / (all + 0.5 * self.problems.len() as f64)
+    }
+
+    /// Processes the bucket starting at `t` with its `cells`; returns what changed.
+    pub fn observe(&mut self, t: i64, cells: &[(Cell, u64)], tuning: &Tuning) -> Option<Change> {
+        let hour = (t.rem_euclid(86_400) / 3600) as usize;
+        let mu = self.baseline.expected(t);
+
+        // The bucket's marginals.
+        let mut slot = if self.ring.len() == RING {
+            self.ring.pop_front().unwrap_or_default()
+        } else {
+            Slot::default()
+        };
+        slot.t = t;
+        slot.x = 0.0;
+        slot.mu = mu as f32;
+        slot.problem_x.clear();
+        slot.problem_x.resize(self.problems.len(), 0.0);
+        let mut region_x = std::mem::take(&mut slot.region_x);
+        region_x.clear();
+        region_x.resize(self.regions.len(), 0.0);
+        for (cell, count) in cells {
+            let count = *count as f32;
+            let r = self.region_index(cell.region);
+            if region_x.len() < self.regions.len() {
+                region_x.resize(self.regions.len(), 0.0);
+            }
+            region_x[r] += count;
+            if let Some(p) = self.problems.iter().position(|p| *p == cell.problem) {
+                slot.problem_x[p] += count;
+            }
+            slot.x += count;
+        }
+        slot.region_x = region_x;
+        slot.region_mu = (0..self.regions.len())
+            .map(|r| (mu * self.region_share(r, hour)) as f32)
+            .collect();
+        self.ring.push_back(slot);
+
+        // Tests.
+        let inv_k_1 = 1.0 / self.baseline.dispersion(0);
+        let extra = self.baseline.uncertainty(t);
+        let verdict_total = self.test_total(tuning, inv_k_1, extra);
+        let (verdict_regions, region_verdicts) = self.test_regions(tuning, extra, hour);
+        let verdict_problems = self.test_problems(tuning, extra);
+        // Nothing opens before the service has been watched for the longest window: a
+        // service first seen mid-stream is busy, not flooding. After that, its own counts
+        // outweigh the population prior within minutes.
+        let watched = self.baseline.age as usize >= tuning.windows.last().copied().unwrap_or(1);
+        let strong = watched
+            && (verdict_total.strong || verdict_regions.strong || verdict_problems.strong);
+        let possible = verdict_total.possible || verdict_regions.possible || verdict_problems.possible;
+
+        let change = match self.open.take() {
+            None if strong => {
+                let open = self.open_incident(t, tuning);
+                self.open = Some(open);
+                Some(Change::Opened)
+            }
+            None => {
+                self.learn(t, mu, possible, tuning);
+                None
+            }
+            Some(mut open) => {
+                self.accumulate(&mut open);
+                if let Some(end) = self.resolution(&open, tuning) {
+                    self.cusum = Cusum::default();
+                    self.region_cusums.fill(Cusum::default());
+                    self.problem_cusums.fill(Cusum::default());
+                    self.open = Some(open);
+                    Some(Change::Resolved { at: end })
+                } else {
+                    let attribution = self.attribute(&open);
+                    let changed = attribution != open.attribution;
+                    open.attribution = attribution;
+                    self.open = Some(open);
+                    changed.then_some(Change::Updated)
+                }
+            }
+        };
+
+        self.level = match (&self.open, change) {
+            (_, Some(Change::Resolved { .. })) => Level::Operational,
+            (Some(_), _) => Level::Outage,
+            (None, _) if possible => Level::Possible,
+            (None, _) => Level::Operational,
+        };
+        let affected = self.open.as_ref().filter(|_| self.level == Level::Outage);
+        self.region_levels = self
+            .regions
+            .iter()
+            .zip(region_verdicts)
+            .map(|(&code, v)| {
+                let level = if affected.is_some_and(|o| o.attribution.regions.contains(&code)) {
+                    Level::Outage
+                } else if v.possible || v.strong {
+                    Level::Possible
+                } else {
+                    Level::Operational
+                };
+                (code, level)
+            })
+            .collect();
+        change
+    }
+
+    /// Takes the incident off the service after [`Change::Resolved`].
+    pub fn close(&mut self) -> Option<Open> {
+        self.open.take()
+    }
+
+    /// Sums over the last `w` buckets of a series given by `f` (observed, expected).
+    fn window(&self, w: usize, f: impl Fn(&Slot) -> (f64, f64)) -> (f64, f64) {
+        self.ring.iter().rev().take(w).fold((0.0, 0.0), |(x, m), s| {
+            let (a, b) = f(s);
+            (x + a, m + b)
+        })
+    }
+
+    fn verdict(
+        &self,
+        tuning: &Tuning,
+        h: f64,
+        dispersion: &Dispersion,
+        extra_inv_k: f64,
+        cusum: Cusum,
+        f: impl Fn(&Slot) -> (f64, f64) + Copy,
+    ) -> Verdict {
+        let mut v = Verdict::default();
+        let mut consider = |x: f64, m: f64, score: &dyn Fn() -> f64| {
+            if x >= POSSIBLE_MIN_REPORTS.min(tuning.min_reporters) && x >= POSSIBLE_RATIO * m {
+                let s = score();
+                if s >= h && x >= tuning.min_reporters && x >= tuning.min_ratio * m {
+                    v.strong = true;
+                }
+                if s >= h * POSSIBLE_FRACTION {
+                    v.possible = true;
+                }
+            }
+        };
+        for (i, &w) in tuning.windows.iter().enumerate() {
+            let (x, m) = self.window(w, f);
+            let k = 1.0 / (1.0 / dispersion.k(i) + extra_inv_k);
+            consider(x, m, &|| upper_score(x, m, k));
+        }
+        let (x, m) = (f64::from(cusum.x), f64::from(cusum.mu));
+        consider(x, m, &|| f64::from(cusum.s));
+        v
+    }
+
+    fn test_total(&mut self, tuning: &Tuning, inv_k: f64, extra: f64) -> Verdict {
+        let last = self.ring.back().cloned().unwrap_or_default();
+        self.cusum
+            .update(f64::from(last.x), f64::from(last.mu), inv_k + extra);
+        let h = tuning.thresholds.family(1);
+        self.verdict(tuning, h, &self.baseline.dispersion, extra, self.cusum, |s| {
+            (f64::from(s.x), f64::from(s.mu))
+        })
+    }
+
+    fn test_regions(&mut self, tuning: &Tuning, extra: f64, hour: usize) -> (Verdict, Vec<Verdict>) {
+        let h = tuning.thresholds.family(self.regions.len());
+        let mut all = Verdict::default();
+        let mut each = Vec::with_capacity(self.regions.len());
+        for r in 0..self.regions.len() {
+            let (x, mu) = self
+                .ring
+                .back()
+                .map_or((0.0, 0.0), |s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r])));
+            // The share, too, is an estimate from a limited number of reports.
+            let extra = extra + 1.0 / (self.region_share_reports(r, hour)).max(1.0);
+            let inv_k = 1.0 / self.region_dispersion.k(0);
+            self.region_cusums[r].update(x, mu, inv_k + extra);
+            let v = self.verdict(tuning, h, &self.region_dispersion, extra, self.region_cusums[r], |s| {
+                (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))
+            });
+            all.strong |= v.strong;
+            all.possible |= v.possible;
+            each.push(v);
+        }
+        (all, each)
+    }
+
+    fn test_problems(&mut self, tuning: &Tuning, extra: f64) -> Verdict {
+        if self.problems.len() < 2 {
+            return Verdict::default();
+        }
+        let h = tuning.thresholds.family(self.problems.len());
+        let mut all = Verdict::default();
+        for p in 0..self.problems.len() {
+            let share = self.problem_share(p);
+            let (x, mu) = self
+                .ring
+                .back()
+                .map_or((0.0, 0.0), |s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share));
+            let extra = extra + 1.0 / (f64::from(self.problem_totals[p]) + 0.5);
+            let inv_k = 1.0 / self.problem_dispersion.k(0);
+            self.problem_cusums[p].update(x, mu, inv_k + extra);
+            let v = self.verdict(tuning, h, &self.problem_dispersion, extra, self.problem_cusums[p], |s| {
+                (f64::from(s.problem_x[p]), f64::from(s.mu) * share)
+            });
+            all.strong |= v.strong;
+            all.possible |= v.possible;
+        }
+        all
+    }
+
+    /// Learns from a bucket with no incident open; the count is winsorised, more so when
+    /// the bucket already looked like possible problems.
+    fn learn(&mut self, t: i64, mu: f64, possible: bool, tuning: &Tuning) {
+        let Some(slot) = self.ring.back() else { return };
+        let x = f64::from(slot.x);
+        let k = self.baseline.dispersion(0);
+        let cap = if possible {
+            1.5 * mu + 1.0
+        } else {
+            mu + 4.0 * (mu + mu * mu / k).sqrt() + 1.0
+        };
+        let windows: Vec<(f64, f64)> = tuning
+            .windows
+            .iter()
+            .map(|&w| self.window(w, |s| (f64::from(s.x), f64::from(s.mu))))
+            .collect();
+        self.baseline.learn(t, x.min(cap), mu, &windows);
+        if possible {
+            return;
+        }
+        // Shares and the families' dispersions learn from ordinary buckets only.
+        self.region_dispersion.decay(tuning.width);
+        for r in 0..self.regions.len() {
+            let sums: Vec<(f64, f64)> = tuning
+                .windows
+                .iter()
+                .map(|&w| self.window(w, |s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))))
+                .collect();
+            self.region_dispersion.learn(&sums);
+        }
+        self.problem_dispersion.decay(tuning.width);
+        for p in 0..self.problems.len() {
+            let share = self.problem_share(p);
+            let sums: Vec<(f64, f64)> = tuning
+                .windows
+                .iter()
+                .map(|&w| self.window(w, |s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share)))
+                .collect();
+            self.problem_dispersion.learn(&sums);
+        }
+        let hour = (t.rem_euclid(86_400) / 3600) as usize;
+        let width = tuning.width as f64;
+        let keep_all = 1.0 - width / (SHARE_MEMORY_DAYS * 86_400.0);
+        let keep_hour = 1.0 - width / (SHARE_MEMORY_DAYS * 3600.0);
+        let slot = self.ring.back().cloned().unwrap_or_default();
+        for r in 0..self.regions.len() {
+            let xr = slot.region_x.get(r).copied().unwrap_or(0.0);
+            let i = r * 24 + hour;
+            self.region_hours[i] = self.region_hours[i] * keep_hour as f32 + xr;
+            self.region_totals[r] = self.region_totals[r] * keep_all as f32 + xr;
+        }
+        self.hour_totals[hour] = self.hour_totals[hour] * keep_hour as f32 + slot.x;
+        for (p, total) in self.problem_totals.iter_mut().enumerate() {
+            *total = *total * keep_all as f32 + slot.problem_x[p];
+        }
+    }
+
+    fn open_incident(&mut self, t: i64, tuning: &Tuning) -> Open {
+        // The onset: the earliest of the consecutive elevated buckets ending now, within the
+        // longest test window.
+        let longest = tuning.windows.last().copied().unwrap_or(1);
+        let mut onset = t;
+        let mut from = self.ring.len() - 1;
+        for (i, s) in self.ring.iter().enumerate().rev().take(longest) {
+            let elevated = f64::from(s.x) > ONSET_RATIO * f64::from(s.mu) && s.x > 0.0
+                || s.region_x.iter().zip(&s.region_mu).any(|(x, m)| {
+                    *x >= 2.0 && f64::from(*x) > 2.0 * ONSET_RATIO * f64::from(*m)
+                });
+            if !elevated && s.t != t {
+                break;
+            }
+            onset = s.t;
+            from = i;
+        }
+        let np = self.problems.len();
+        let mut open = Open {
+            started_at: onset,
+            opened_at: t,
+            x: 0.0,
+            mu: 0.0,
+            region_x: vec![0.0; self.regions.len()],
+            region_mu: vec![0.0; self.regions.len()],
+            problem_x: vec![0.0; np],
+            problem_mu: vec![0.0; np],
+            buckets: 0,
+            attribution: Attribution {
+                scope: Scope::Global,
+                regions: Vec::new(),
+                partial: false,
+                problems: Vec::new(),
+            },
+            caused_by: Vec::new(),
+        };
+        let shares: Vec<f64> = (0..np).map(|p| self.problem_share(p)).collect();
+        for s in self.ring.iter().skip(from) {
+            add_slot(&mut open, s, &shares);
+        }
+        open.attribution = self.attribute(&open);
+        open
+    }
+
+    fn accumulate(&self, open: &mut Open) {
+        let shares: Vec<f64> = (0..self.problems.len()).map(|p| self.problem_share(p)).collect();
+        if let Some(s) = self.ring.back() {
+            add_slot(open, s, &shares);
+        }
+    }
+
+    /// When the incident is over, the end of its last elevated bucket.
+    fn resolution(&self, open: &Open, tuning: &Tuning) -> Option<i64> {
+        // The series the incident is about: its regions, or its problems, or the total.
+        let regions: Vec<usize> = if open.attribution.scope == Scope::Regional {
+            open.attribution
+                .regions
+                .iter()
+                .filter_map(|c| self.regions.iter().position(|r| r == c))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let problems: Vec<usize> = if open.attribution.partial {
+            open.attribution
+                .problems
+                .iter()
+                .filter_map(|c| self.problems.iter().position(|p| p == c))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let shares: f64 = problems.iter().map(|&p| self.problem_share(p)).sum();
+        let series = |s: &Slot| -> (f64, f64) {
+            if !regions.is_empty() {
+                regions.iter().fold((0.0, 0.0), |(x, m), &r| {
+                    (x + f64::from(s.region_x[r]), m + f64::from(s.region_mu[r]))
+                })
+            } else if !problems.is_empty() {
+                let x = problems.iter().map(|&p| f64::from(s.problem_x[p])).sum();
+                (x, f64::from(s.mu) * shares)
+            } else {
+                (f64::from(s.x), f64::from(s.mu))
+            }
+        };
+        let (ix, im) = if !regions.is_empty() {
+            regions.iter().fold((0.0, 0.0), |(x, m), &r| (x + open.region_x[r], m + open.region_mu[r]))
+        } else if !problems.is_empty() {
+            problems.iter().fold((0.0, 0.0), |(x, m), &p| (x + open.problem_x[p], m + open.problem_mu[p]))
+        } else {
+            (open.x, open.mu)
+        };
+        let rho = (ix / im.max(1e-9)).max(tuning.min_ratio);
+        let (mut x, mut m, mut n) = (0.0, 0.0, 0usize);
+        for s in self.ring.iter().rev() {
+            if s.t < open.started_at {
+                return None;
+            }
+            let (a, b) = series(s);
+            x += a;
+            m += b;
+            n += 1;
+            if n >= tuning.resolve_after && m * (rho - 1.0) >= RESOLVE_EVIDENCE {
+                break;
+            }
+        }
+        if n < tuning.resolve_after {
+            return None;
+        }
+        // log L(baseline) - log L(incident rate) over the window.
+        let llr = m * (rho - 1.0) - x * rho.ln();
+        let quiet = llr >= RESOLVE_LLR && x <= ONSET_RATIO * m.max(1.0) + 2.0;
+        quiet.then(|| {
+            // The end of the last elevated bucket in the quiet stretch, or its start.
+            let first = self.ring.len() - n;
+            let stretch = self.ring.iter().skip(first);
+            let mut end = self.ring[first].t;
+            for s in stretch {
+                let (a, b) = series(s);
+                if a > ONSET_RATIO * b && a >= 1.0 {
+                    end = s.t + tuning.width;
+                }
+            }
+            end.max(open.started_at + tuning.width)
+        })
+    }
+
+    /// Global or regional, partial or not, from the sums since the onset.
+    fn attribute(&self, open: &Open) -> Attribution {
+        let k = self.baseline.dispersion(self.baseline.windows() - 1);
+        let rho = open.x / open.mu.max(1e-9);
+        let (scope, regions) = match concentrated(&open.region_x, &open.region_mu, rho, k) {
+            Some(elevated) => (
+                Scope::Regional,
+                sorted(elevated.into_iter().map(|i| self.regions[i])),
+            ),
+            None => (
+                Scope::Global,
+                sorted(elevated(&open.region_x, &open.region_mu, k).into_iter().map(|i| self.regions[i])),
+            ),
+        };
+        let (partial, problems) = match concentrated(&open.problem_x, &open.problem_mu, rho, k) {
+            Some(elevated) if self.problems.len() > 1 => (
+                true,
+                sorted(elevated.into_iter().map(|i| self.problems[i].clone())),
+            ),
+            _ => (false, sorted(self.problems.iter().cloned())),
+        };
+        Attribution {
+            scope,
+            regions,
+            partial,
+            problems,
+        }
+    }
+}
+
+fn add_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
+    open.x += f64::from(s.x);
+    open.mu += f64::from(s.mu);
+    open.region_x.resize(s.region_x.len().max(open.region_x.len()), 0.0);
+    open.region_mu.resize(open.region_x.len(), 0.0);
+    for (r, (&x, &m)) in s.region_x.iter().zip(&s.region_mu).enumerate() {
+        open.region_x[r] += f64::from(x);
+        open.region_mu[r] += f64::from(m);
+    }
+    for (p, &x) in s.problem_x.iter().enumerate() {
+        open.problem_x[p] += f64::from(x);
+        open.problem_mu[p] += f64::from(s.mu) * problem_shares[p];
+    }
+    open.buckets += 1;
+}
+
+/// Indices of the series whose count is elevated above its expectation.
+fn elevated(x: &[f64], mu: &[f64], k: f64) -> Vec<usize> {
+    let h = -(ELEVATED_ALPHA / x.len().max(1) as f64).ln();
+    (0..x.len())
+        .filter(|&i| {
+            x[i] >= ELEVATED_MIN && x[i] >= ELEVATED_RATIO * mu[i] && upper_score(x[i], mu[i], k) >= h
+        })
+        .collect()
+}
+
+/// The elevated series when the excess is concentrated in them: the others together fall
+/// significantly short of the incident's overall factor `rho`. `None`: the excess is spread.
+fn concentrated(x: &[f64], mu: &[f64], rho: f64, k: f64) -> Option<Vec<usize>> {
+    let up = elevated(x, mu, k);
+    if up.is_empty() || up.len() == x.len() {
+        return None;
+    }
+    let (mut rest_x, mut rest_mu) = (0.0, 0.0);
+    for i in (0..x.len()).filter(|i| !up.contains(i)) {
+        rest_x += x[i];
+        rest_mu += mu[i];
+    }
+    (lower_score(rest_x, rho * rest_mu, k) >= -CONCENTRATED_ALPHA.ln()).then_some(up)
+}
+
+fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = items.collect();
+    v.sort();
+    v.dedup();
+    v
+}

@@ -1,0 +1,102 @@
+//! The statistics the detector rests on: exact negative-binomial tails, and the false-alarm
+//! arithmetic that turns a budget into thresholds.
+
+use statrs::distribution::{DiscreteCDF, NegativeBinomial, Poisson};
+
+/// Largest evidence score, in nats: a p-value that underflows is "certain", not infinite.
+pub const MAX_SCORE: f64 = 700.0;
+
+/// Above this dispersion k a negative binomial is a Poisson for every purpose here.
+const POISSON_ABOVE_K: f64 = 1e6;
+
+/// `-ln P(X >= x)` for `X` negative binomial with mean `mean` and dispersion `k` (variance
+/// `mean + mean² / k`): the evidence, in nats, that `x` is too many.
+pub fn upper_score(x: f64, mean: f64, k: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    let mean = mean.max(1e-9);
+    // sf(x - 1) = P(X > x - 1) = P(X >= x) for integer x (STACK.md: statrs sf is strict).
+    let x = x.round() as u64;
+    let p = if k >= POISSON_ABOVE_K {
+        Poisson::new(mean).map(|d| d.sf(x - 1)).unwrap_or(0.0)
+    } else {
+        NegativeBinomial::new(k, k / (k + mean))
+            .map(|d| d.sf(x - 1))
+            .unwrap_or(0.0)
+    };
+    score_of(p)
+}
+
+/// `-ln P(X <= x)` for the same distribution: the evidence that `x` is too few.
+pub fn lower_score(x: f64, mean: f64, k: f64) -> f64 {
+    let mean = mean.max(1e-9);
+    let x = x.max(0.0).round() as u64;
+    let p = if k >= POISSON_ABOVE_K {
+        Poisson::new(mean).map(|d| d.cdf(x)).unwrap_or(1.0)
+    } else {
+        NegativeBinomial::new(k, k / (k + mean))
+            .map(|d| d.cdf(x))
+            .unwrap_or(1.0)
+    };
+    score_of(p)
+}
+
+fn score_of(p: f64) -> f64 {
+    if p > 0.0 {
+        (-p.ln()).clamp(0.0, MAX_SCORE)
+    } else {
+        MAX_SCORE
+    }
+}
+
+/// The threshold, in nats, that holds a family of `tests` tests run every bucket to at most
+/// `false_alarms` false alarms in `buckets` buckets: the union (Bonferroni) bound
+/// `P(one test fires) <= false_alarms / (buckets * tests)`.
+///
+/// For a CUSUM the same number is its decision interval h: Wald's bound gives an average run
+/// length of at least `e^h` buckets between false alarms, so the same arithmetic applies.
+/// Tests on consecutive buckets are strongly correlated, so the true false-alarm rate under
+/// the model is well below the budget; the margin absorbs model error.
+pub fn threshold(false_alarms: f64, buckets: f64, tests: f64) -> f64 {
+    (buckets * tests / false_alarms.max(1e-9)).ln().max(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_tail_matches_hand_computation() {
+        // P(X >= 3 | Poisson 1) = 1 - e^-1 (1 + 1 + 1/2)
+        let p = 1.0 - (-1.0f64).exp() * 2.5;
+        assert!((upper_score(3.0, 1.0, 1e9) + p.ln()).abs() < 1e-9);
+        assert_eq!(upper_score(0.0, 1.0, 1e9), 0.0);
+    }
+
+    #[test]
+    fn overdispersion_weakens_evidence() {
+        let poisson = upper_score(30.0, 10.0, 1e9);
+        let nb = upper_score(30.0, 10.0, 2.0);
+        assert!(poisson > nb * 2.0, "poisson {poisson} nb {nb}");
+        // Negative binomial with k=1 is geometric: P(X >= x) = (m/(1+m))^x.
+        let m: f64 = 4.0;
+        assert!((upper_score(5.0, m, 1.0) + 5.0 * (m / (1.0 + m)).ln()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn impossible_counts_are_capped_not_infinite() {
+        assert_eq!(upper_score(10_000.0, 1e-6, 1e9), MAX_SCORE);
+        assert!(lower_score(0.0, 10_000.0, 1e9) > 100.0);
+        assert!(lower_score(10.0, 10.0, 5.0) < 1.0);
+    }
+
+    #[test]
+    fn thresholds_grow_with_the_log_of_the_budget() {
+        let month = 30.0 * 1440.0;
+        let h1 = threshold(1.0, month, 4.0);
+        let h2 = threshold(0.5, month, 4.0);
+        assert!((h2 - h1 - 2f64.ln()).abs() < 1e-12);
+        assert!((h1 - (month * 4.0).ln()).abs() < 1e-12);
+    }
+}
