@@ -142,6 +142,11 @@ pub struct BucketArgs {
     /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d).
     #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub rollup_retention: Duration,
+
+    /// How long incident events stay on the event stream, for clients resuming a feed with
+    /// Last-Event-ID (1m to 30d). Incidents themselves are kept as long as the roll-ups.
+    #[arg(long, env = "DOWNRADAR_EVENT_RETENTION", default_value = "24h", value_parser = parse_event_retention)]
+    pub event_retention: Duration,
 }
 
 impl BucketArgs {
@@ -157,6 +162,7 @@ impl BucketArgs {
             rollup_retention: self.rollup_retention,
             dedup_window,
             max_reporters_per_address,
+            event_retention: self.event_retention,
         }
     }
 }
@@ -347,6 +353,10 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
     duration_between(s, HOUR, 3650 * DAY)
 }
 
+fn parse_event_retention(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_secs(60), 30 * DAY)
+}
+
 /// The dedup window also bounds how late a revocation can still undo a count (it needs the
 /// dedup marker), so it may not be shorter than a minute.
 fn parse_dedup_window(s: &str) -> Result<Duration, String> {
@@ -458,6 +468,10 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.buckets.bucket.secs(), 300);
         assert_eq!(cli.serve.dedup_window, Duration::from_secs(3600));
+        assert_eq!(
+            cli.serve.buckets.event_retention,
+            Duration::from_secs(86_400)
+        );
         assert!(
             cli.serve
                 .trusted_proxies
@@ -474,6 +488,21 @@ mod tests {
         assert!(Cli::try_parse_from(["downradar", "--bucket", "18446744073709548016s"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--dedup-window", "1ns"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--retention", "1000000000years"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--event-retention", "59s"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--event-retention", "31d"]).is_err());
+    }
+
+    #[test]
+    fn event_retention_reaches_the_store_settings() {
+        let cli = Cli::try_parse_from(["downradar", "--event-retention", "90m"]).unwrap();
+        let settings = cli
+            .serve
+            .buckets
+            .store_settings(Duration::from_secs(900), None);
+        assert_eq!(settings.event_retention, Duration::from_secs(5400));
+        for edge in ["1m", "30d"] {
+            assert!(Cli::try_parse_from(["downradar", "--event-retention", edge]).is_ok());
+        }
     }
 
     #[test]

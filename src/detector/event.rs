@@ -129,7 +129,10 @@ mod tests {
                 service: ServiceId::parse("tiktok").unwrap(),
                 status: IncidentStatus::Open,
                 scope: Scope::Regional,
-                regions: vec![RegionCode::parse("CA").unwrap(), RegionCode::parse("US").unwrap()],
+                regions: vec![
+                    RegionCode::parse("CA").unwrap(),
+                    RegionCode::parse("US").unwrap(),
+                ],
                 partial: true,
                 problems: vec![Problem::parse("login").unwrap()],
                 caused_by: vec![],

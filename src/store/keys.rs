@@ -10,12 +10,36 @@
 //! | `dr:{svc}:seen:<fingerprint>`         | string | token of the report that counted this reporter | dedup window (`PX`)          |
 //! | `dr:{svc}:addr:<fingerprint>`         | string | reporters counted from one address (only with `--max-reporters-per-address`) | dedup window from the first (`PX`) |
 //! | `dr:{svc}:revoked:<period>`           | hash   | field `<token>` → 1 for each report revoked in the period | 2 periods of 10 minutes |
+//! | `dr:detector:lease`                   | string | the detector leader lease: its holder's id (`SET NX PX`, renewed by the holder) | the lease ttl (`PX`) |
+//! | `dr:detector:cursor`                  | string | start (Unix seconds) of the next bucket the detector has not processed | none |
+//! | `dr:detector:services`                | set    | ids of the services that have a detector state | none |
+//! | `dr:{svc}:detector`                   | string | the service's detector state (opaque binary blob) | none |
+//! | `dr:events`                           | stream | one entry per incident event, field `event` = the event JSON | trimmed to `--event-retention` (`XADD MINID ~`) |
+//! | `dr:incidents`                        | zset   | every incident id, score = its start (Unix seconds) | members trimmed at start + roll-up retention |
+//! | `dr:incidents:active`                 | zset   | ids of the open incidents, score = start | removed when resolved; trimmed like `dr:incidents` |
+//! | `dr:{svc}:incidents`                  | zset   | the service's incident ids, score = start | trimmed like `dr:incidents`; the key at its newest start + roll-up retention |
+//! | `dr:{svc}:incident:<start>`           | string | the incident's latest JSON            | start + roll-up retention (`EXPIREAT`) |
+//! | `dr:{svc}:incident:<start>:events`    | list   | the JSON of each of the incident's events, oldest first | start + roll-up retention (`EXPIREAT`) |
 //!
 //! `<width>` and `<start>` are seconds (`start` a Unix time aligned to `width`), so changing
 //! `--bucket` never mixes buckets of different widths. `<fingerprint>` and `<token>` are
 //! lower-case hex (128 bits each). Revocations are rare (they follow store failures), so
 //! the `revoked` hashes normally do not exist and cost a report nothing. `<period>` is Unix
-//! time divided by 10 minutes; a write is checked against the periods before, at and after its own. A report counts once per service and dedup window.
+//! time divided by 10 minutes; a write is checked against the periods before, at and after its
+//! own. A report counts once per service and dedup window.
+//!
+//! # The detector's keys
+//!
+//! An incident id is `<service>-<start>` (`Incident::id_for`), so `<start>` in the incident
+//! keys is the Unix second the incident started. `dr:{svc}:incidents` lists one service's
+//! incidents without scanning everyone's; open incidents are few, so a listing of one
+//! service's open incidents filters `dr:incidents:active` by the id's service part instead.
+//!
+//! The lease, the cursor, the service set, the event stream and the incident indexes are
+//! cross-service keys, and one detector commit (a single Lua script) writes them together with
+//! the per-service state and incident keys of every service it touches. That script therefore
+//! needs all of its keys on one node: **the detector commit works on a single Redis instance
+//! only, not on a Redis Cluster** (the report keys above stay cluster-ready).
 
 use crate::catalog::ServiceId;
 use crate::reporter::Fingerprint;
@@ -43,6 +67,56 @@ pub fn revoked(service: &ServiceId, period: u64) -> String {
     format!("{PREFIX}:{{{service}}}:revoked:{period}")
 }
 
+/// The detector leader lease: the holder's id.
+pub fn detector_lease() -> String {
+    format!("{PREFIX}:detector:lease")
+}
+
+/// The detector's cursor: the start of the next bucket it has not processed.
+pub fn detector_cursor() -> String {
+    format!("{PREFIX}:detector:cursor")
+}
+
+/// The set of services that have a detector state.
+pub fn detector_services() -> String {
+    format!("{PREFIX}:detector:services")
+}
+
+/// The detector state of one service.
+pub fn detector_state(service: &ServiceId) -> String {
+    format!("{PREFIX}:{{{service}}}:detector")
+}
+
+/// The stream of incident events.
+pub fn events() -> String {
+    format!("{PREFIX}:events")
+}
+
+/// Every incident, by start.
+pub fn incidents() -> String {
+    format!("{PREFIX}:incidents")
+}
+
+/// The open incidents, by start.
+pub fn active_incidents() -> String {
+    format!("{PREFIX}:incidents:active")
+}
+
+/// One service's incidents, by start.
+pub fn service_incidents(service: &ServiceId) -> String {
+    format!("{PREFIX}:{{{service}}}:incidents")
+}
+
+/// The latest JSON of the incident of `service` that started at `start` (Unix seconds).
+pub fn incident(service: &ServiceId, start: i64) -> String {
+    format!("{PREFIX}:{{{service}}}:incident:{start}")
+}
+
+/// The events of the incident of `service` that started at `start`, oldest first.
+pub fn incident_events(service: &ServiceId, start: i64) -> String {
+    format!("{PREFIX}:{{{service}}}:incident:{start}:events")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +135,25 @@ mod tests {
         );
         assert!(seen.starts_with("dr:{tiktok}:seen:"), "{seen}");
         assert_eq!(revoked(&svc, 2_983_333), "dr:{tiktok}:revoked:2983333");
+        assert_eq!(detector_state(&svc), "dr:{tiktok}:detector");
+        assert_eq!(service_incidents(&svc), "dr:{tiktok}:incidents");
+        assert_eq!(
+            incident(&svc, 1_790_000_000),
+            "dr:{tiktok}:incident:1790000000"
+        );
+        assert_eq!(
+            incident_events(&svc, 1_790_000_000),
+            "dr:{tiktok}:incident:1790000000:events"
+        );
+    }
+
+    #[test]
+    fn cross_service_keys_are_fixed() {
+        assert_eq!(detector_lease(), "dr:detector:lease");
+        assert_eq!(detector_cursor(), "dr:detector:cursor");
+        assert_eq!(detector_services(), "dr:detector:services");
+        assert_eq!(events(), "dr:events");
+        assert_eq!(incidents(), "dr:incidents");
+        assert_eq!(active_incidents(), "dr:incidents:active");
     }
 }

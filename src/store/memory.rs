@@ -3,19 +3,24 @@
 //! It is the default so that `cargo run` works on a fresh machine; it keeps nothing across
 //! restarts and serves one process only. Expiry follows the injected [`Clock`], so tests can
 //! move time instead of waiting for it; expired entries are ignored at once and swept out
-//! once a minute of clock time.
+//! once a minute of clock time. The detector's lease, stream ids (`<ms>-<seq>`, made as Redis
+//! makes them) and incident retention follow the same clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::{
-    BucketCounts, Cell, Granularity, HistoryCount, Recorded, Report, ReportToken, Store,
-    StoreError, StoreSettings,
+    BucketCounts, Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery,
+    IncidentRecord, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamEvent,
+    incident_service, lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json,
+    whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
+use crate::detector::{Incident, IncidentStatus};
 use crate::reporter::Fingerprint;
 
 /// How often (in clock milliseconds) expired entries are swept out.
@@ -40,6 +45,65 @@ struct Inner {
     /// the first of them, as in Redis.
     addresses: HashMap<(ServiceId, Fingerprint), (u32, i64)>,
     next_sweep_ms: i64,
+    detector: Detector,
+}
+
+/// The detector's lease, state, event stream and incidents, kept as the Redis store keeps
+/// them (see `keys`): events and incidents are stored as their JSON, like there.
+#[derive(Default)]
+struct Detector {
+    /// The holder and when the lease expires (ms).
+    lease: Option<(String, i64)>,
+    cursor: Option<i64>,
+    states: BTreeMap<ServiceId, Vec<u8>>,
+    /// Event JSON by stream id (ms, seq), oldest first.
+    stream: VecDeque<((u64, u64), String)>,
+    /// The last stream id handed out: ids never go back, whatever the clock does.
+    last_id: (u64, u64),
+    /// Incident records by id.
+    incidents: HashMap<String, IncidentEntry>,
+    /// Every incident, as (start, id): newest first is `.rev()`, ties by id descending.
+    all: BTreeSet<(i64, String)>,
+    /// The open incidents, as (start, id).
+    active: BTreeSet<(i64, String)>,
+}
+
+struct IncidentEntry {
+    /// The latest incident JSON.
+    incident: String,
+    /// The JSON of its events, oldest first.
+    events: Vec<String>,
+    /// Unix second at which the record expires.
+    expires_at: i64,
+}
+
+impl Detector {
+    /// Whether `holder` holds the lease at `now_ms`.
+    fn holds(&self, holder: &str, now_ms: i64) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|(h, expires)| h == holder && *expires > now_ms)
+    }
+
+    /// The next stream id, made as Redis makes `XADD *` ids: the clock's milliseconds, or
+    /// the last id's sequence plus one when the clock has not moved past the last id.
+    fn next_stream_id(&mut self, now_ms: i64) -> (u64, u64) {
+        let now = u64::try_from(now_ms).unwrap_or(0);
+        let (last_ms, last_seq) = self.last_id;
+        self.last_id = if now > last_ms {
+            (now, 0)
+        } else if last_seq < u64::MAX {
+            (last_ms, last_seq + 1)
+        } else {
+            (last_ms + 1, 0)
+        };
+        self.last_id
+    }
+
+    /// The record of `id` unless it has expired at `now_s`.
+    fn record(&self, id: &str, now_s: i64) -> Option<&IncidentEntry> {
+        self.incidents.get(id).filter(|r| r.expires_at > now_s)
+    }
 }
 
 struct Bucket {
@@ -136,6 +200,15 @@ impl MemoryStore {
             series.retain(|_, b| b.expires_at > now_s && !b.cells.is_empty());
             !series.is_empty()
         });
+    }
+
+    /// Forgets incidents past their retention at `now_s`, as the Redis store's commit trims
+    /// its indexes and Redis expires the records.
+    fn trim_incidents(&self, detector: &mut Detector, now_s: i64) {
+        let oldest = now_s.saturating_sub(whole_secs(self.settings.rollup_retention));
+        detector.all.retain(|(start, _)| *start > oldest);
+        detector.active.retain(|(start, _)| *start > oldest);
+        detector.incidents.retain(|_, r| r.expires_at > now_s);
     }
 }
 
@@ -271,5 +344,173 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        let lease = &mut inner.detector.lease;
+        if lease
+            .as_ref()
+            .is_some_and(|(h, expires)| h != holder && *expires > now)
+        {
+            return Ok(false);
+        }
+        *lease = Some((holder.to_owned(), now.saturating_add(lease_millis(ttl))));
+        Ok(true)
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let lease = &mut inner.detector.lease;
+        if lease.as_ref().is_some_and(|(h, _)| h == holder) {
+            *lease = None;
+        }
+        Ok(())
+    }
+
+    async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError> {
+        let inner = self.lock();
+        let detector = &inner.detector;
+        Ok(detector.cursor.map(|cursor| DetectorSnapshot {
+            cursor,
+            services: detector
+                .states
+                .iter()
+                .map(|(service, state)| (service.clone(), state.clone()))
+                .collect(),
+        }))
+    }
+
+    async fn commit_detector(&self, commit: DetectorCommit<'_>) -> Result<Vec<String>, StoreError> {
+        let now_ms = self.now_ms();
+        let now_s = now_ms.div_euclid(1000);
+        let encoded = commit
+            .events
+            .iter()
+            .map(to_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        let keep_events_ms =
+            i64::try_from(self.settings.event_retention.as_millis()).unwrap_or(i64::MAX / 4);
+        let min_ms = u64::try_from(now_ms.saturating_sub(keep_events_ms)).unwrap_or(0);
+        let keep_incidents = whole_secs(self.settings.rollup_retention);
+
+        let mut inner = self.lock();
+        let detector = &mut inner.detector;
+        if !detector.holds(commit.holder, now_ms) {
+            return Err(StoreError::LeaseLost);
+        }
+        detector.cursor = Some(commit.cursor);
+        for (service, state) in commit.states {
+            detector.states.insert(service.clone(), state.clone());
+        }
+        let mut ids = Vec::with_capacity(commit.events.len());
+        for (event, (event_json, incident_json)) in commit.events.iter().zip(encoded) {
+            let id = detector.next_stream_id(now_ms);
+            detector.stream.push_back((id, event_json.clone()));
+            while detector.stream.front().is_some_and(|(id, _)| id.0 < min_ms) {
+                detector.stream.pop_front();
+            }
+            ids.push(format!("{}-{}", id.0, id.1));
+
+            let incident = &event.incident;
+            let start = incident.started_at.unix_timestamp();
+            let incident_id = Incident::id_for(&incident.service, start);
+            let expires_at = start.saturating_add(keep_incidents);
+            let record = detector
+                .incidents
+                .entry(incident_id.clone())
+                .or_insert_with(|| IncidentEntry {
+                    incident: String::new(),
+                    events: Vec::new(),
+                    expires_at,
+                });
+            if record.expires_at <= now_s {
+                // Expired: Redis would have deleted the event list too.
+                record.events.clear();
+            }
+            record.incident = incident_json;
+            record.events.push(event_json);
+            record.expires_at = expires_at;
+            detector.all.insert((start, incident_id.clone()));
+            if incident.status == IncidentStatus::Resolved {
+                detector.active.remove(&(start, incident_id));
+            } else {
+                detector.active.insert((start, incident_id));
+            }
+        }
+        self.trim_incidents(detector, now_s);
+        Ok(ids)
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
+        let now_s = self.now_ms().div_euclid(1000);
+        let inner = self.lock();
+        let detector = &inner.detector;
+        let index = if query.active_only {
+            &detector.active
+        } else {
+            &detector.all
+        };
+        let newest_first: Box<dyn Iterator<Item = &(i64, String)>> = match query.started_before {
+            Some(before) => Box::new(index.range(..(before, String::new())).rev()),
+            None => Box::new(index.iter().rev()),
+        };
+        Ok(newest_first
+            .filter(|(_, id)| {
+                query
+                    .service
+                    .as_ref()
+                    .is_none_or(|s| incident_service(id) == Some(s.as_str()))
+            })
+            .filter_map(|(_, id)| {
+                let record = detector.record(id, now_s)?;
+                parse_json::<Incident>(&record.incident, id)
+            })
+            .take(query.limit)
+            .collect())
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
+        if parse_incident_id(id).is_none() {
+            return Ok(None);
+        }
+        let now_s = self.now_ms().div_euclid(1000);
+        let inner = self.lock();
+        let Some(record) = inner.detector.record(id, now_s) else {
+            return Ok(None);
+        };
+        let Some(incident) = parse_json::<Incident>(&record.incident, id) else {
+            return Ok(None);
+        };
+        Ok(Some(IncidentRecord {
+            incident,
+            events: record
+                .events
+                .iter()
+                .filter_map(|json| parse_json(json, id))
+                .collect(),
+        }))
+    }
+
+    async fn events_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let Some(after) = parse_stream_id(after) else {
+            return Ok(Vec::new());
+        };
+        let inner = self.lock();
+        let stream = &inner.detector.stream;
+        let first = stream.partition_point(|(id, _)| *id <= after);
+        Ok(stream
+            .range(first..)
+            .filter_map(|((ms, seq), json)| {
+                let id = format!("{ms}-{seq}");
+                let event = parse_json(json, &id)?;
+                Some(StreamEvent { id, event })
+            })
+            .take(limit)
+            .collect())
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! Both keep, per service, one counter map per time bucket (field = region + problem, value =
 //! distinct reporters), an hourly roll-up of the same, and one dedup marker per reporter that
-//! holds the token of the report that counted it.
+//! holds the token of the report that counted it. For the detector they also keep its leader
+//! lease, its persisted state, the stream of incident events and a record of each incident.
 //!
 //! # Exactly-once acknowledgement
 //!
@@ -154,6 +155,10 @@ pub struct StoreSettings {
     /// Most reporters counted per address (IPv4 address or IPv6 /64) per service within the
     /// dedup window; `None`: no limit. Reporters behind one address differ by `client_id`.
     pub max_reporters_per_address: Option<NonZeroU32>,
+    /// How long incident events stay on the event stream (for SSE clients resuming with
+    /// `Last-Event-ID`); older ones are trimmed when new events are added. Incident records
+    /// are kept for `rollup_retention` after the incident's start.
+    pub event_retention: Duration,
 }
 
 impl StoreSettings {
@@ -163,7 +168,7 @@ impl StoreSettings {
     /// Unix second at which a bucket of `granularity` starting at `start` expires. With
     /// one-hour buckets the fine bucket is the roll-up, and it is kept as long as either says.
     pub fn expires_at(&self, granularity: Granularity, start: i64) -> i64 {
-        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+        let secs = whole_secs;
         let rollup = start + crate::buckets::ROLLUP_SECS + secs(self.rollup_retention);
         match granularity {
             Granularity::Fine if self.bucket.secs() == crate::buckets::ROLLUP_SECS => {
@@ -232,6 +237,68 @@ pub struct IncidentRecord {
 pub struct StreamEvent {
     pub id: String,
     pub event: IncidentEvent,
+}
+
+/// The service and start (Unix seconds) of the incident id `<service>-<start>`, when `id` is
+/// exactly what [`Incident::id_for`] writes for them; `None` for anything else.
+pub(crate) fn parse_incident_id(id: &str) -> Option<(ServiceId, i64)> {
+    let (service, start) = id.rsplit_once('-')?;
+    let service = ServiceId::parse(service).ok()?;
+    let start: i64 = start.parse().ok()?;
+    (Incident::id_for(&service, start) == id).then_some((service, start))
+}
+
+/// The service part of an incident id (everything before the last `-`).
+pub(crate) fn incident_service(id: &str) -> Option<&str> {
+    id.rsplit_once('-').map(|(service, _)| service)
+}
+
+/// A stream id as (milliseconds, sequence): `<ms>-<seq>`, or `<ms>` for `<ms>-0` (as Redis
+/// reads an incomplete start id), so `0` is the position before every event. `None` when it
+/// is neither.
+pub(crate) fn parse_stream_id(s: &str) -> Option<(u64, u64)> {
+    let number = |part: &str| {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        part.parse::<u64>().ok()
+    };
+    match s.split_once('-') {
+        Some((ms, seq)) => Some((number(ms)?, number(seq)?)),
+        None => Some((number(s)?, 0)),
+    }
+}
+
+/// A lease time to live in milliseconds, as both stores apply it: at least 1 ms (Redis refuses
+/// `PX 0`) and at most about 34 years.
+pub(crate) fn lease_millis(ttl: Duration) -> i64 {
+    ttl.as_millis().clamp(1, 1 << 40) as i64
+}
+
+/// Whole seconds of `d`, saturating.
+pub(crate) fn whole_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// The JSON of an event and of its incident, as both stores keep them.
+pub(crate) fn to_json(event: &IncidentEvent) -> Result<(String, String), StoreError> {
+    let json = |r: serde_json::Result<String>| {
+        r.map_err(|e| StoreError::Backend(format!("cannot encode an incident event: {e}")))
+    };
+    Ok((
+        json(serde_json::to_string(event))?,
+        json(serde_json::to_string(&event.incident))?,
+    ))
+}
+
+/// Stored JSON read back; what does not parse (only a bug or a foreign writer could store
+/// it) is logged and left out.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Option<T> {
+    serde_json::from_str(json)
+        .inspect_err(
+            |e| tracing::warn!(what, error = %e, "ignoring a stored record that does not parse"),
+        )
+        .ok()
 }
 
 /// A store failure. Callers answer 503: the store may be back in a moment.
@@ -310,4 +377,63 @@ pub trait Store: Send + Sync + 'static {
     /// first, at most `limit`.
     async fn events_after(&self, after: &str, limit: usize)
     -> Result<Vec<StreamEvent>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_ids_parse_only_as_written() {
+        let tiktok = ServiceId::parse("tiktok").unwrap();
+        assert_eq!(
+            parse_incident_id("tiktok-1795262460"),
+            Some((tiktok, 1_795_262_460))
+        );
+        assert_eq!(
+            parse_incident_id("aws-cloudfront-60"),
+            Some((ServiceId::parse("aws-cloudfront").unwrap(), 60))
+        );
+        for bad in [
+            "tiktok",
+            "tiktok-",
+            "-5",
+            "tiktok-+5",
+            "tiktok-05",
+            "Tik-5",
+            "tiktok-x",
+        ] {
+            assert_eq!(parse_incident_id(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            incident_service("aws-cloudfront-60"),
+            Some("aws-cloudfront")
+        );
+    }
+
+    #[test]
+    fn stream_ids_parse_as_redis_reads_a_start() {
+        assert_eq!(parse_stream_id("0"), Some((0, 0)));
+        assert_eq!(
+            parse_stream_id("1795262460000-3"),
+            Some((1_795_262_460_000, 3))
+        );
+        assert_eq!(
+            parse_stream_id("1795262460000"),
+            Some((1_795_262_460_000, 0))
+        );
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1-2-3",
+            "+1",
+            "1.5",
+            "a-1",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_stream_id(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -13,6 +13,12 @@
 //! Scripts are sent by hash (`EVALSHA`); a Redis that lost its script cache (a restart) answers
 //! `NOSCRIPT` to the whole pipeline, having run none of it, and the pipeline is sent again
 //! after `SCRIPT LOAD`.
+//!
+//! The detector's writes are scripts too, on the write connection: `LEASE` and `RELEASE` take,
+//! renew and give up the leader lease; `COMMIT` writes one detector step (cursor, states,
+//! events, incident records) atomically, fenced by the lease. Its keys span services, so it
+//! needs a single Redis instance (see [`keys`]). A commit that times out may or may not have
+//! been applied; the detector reloads its state before trying again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,10 +28,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use super::{
-    BucketCounts, Cell, Granularity, HistoryCount, Recorded, Report, Store, StoreError,
-    StoreSettings, keys,
+    BucketCounts, Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery,
+    IncidentRecord, Recorded, Report, Store, StoreError, StoreSettings, StreamEvent,
+    incident_service, keys, lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json,
+    whole_secs,
 };
 use crate::catalog::ServiceId;
+use crate::detector::{Incident, IncidentStatus};
 
 /// Records the reports of one service. KEYS[1] to KEYS[3] are the service's revocation
 /// hashes of the previous, the current and the next period (a write may be delayed past a
@@ -109,6 +118,78 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 ";
 
+/// Takes or renews the detector lease. KEYS[1] the lease; ARGV[1] the holder, ARGV[2] the
+/// time to live in milliseconds. Returns 1 when the holder has the lease, 0 when another does.
+const LEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+elseif redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+";
+
+/// Gives the detector lease up. KEYS[1] the lease; ARGV[1] the holder. Deletes the lease only
+/// when the holder has it.
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Writes one detector step, only while ARGV[1] holds the lease (else returns 0 having
+/// written nothing). KEYS[1..6]: lease, cursor, service set, event stream, all incidents,
+/// open incidents; then the state key of each changed service; then per event: incident
+/// record, incident event list, the service's incident index. ARGV[2] the cursor, ARGV[3] the
+/// event retention in ms, ARGV[4] the incident retention in seconds, ARGV[5] the number of
+/// states; then per state: service id, blob; then per event: event JSON, incident JSON,
+/// incident id, start, record expire-at, 1 if the incident is resolved else 0. Returns the
+/// stream ids of the events, in order.
+///
+/// Redis's own clock (`TIME`) trims the stream, as it also makes the `XADD *` ids; the
+/// incident indexes are trimmed to the same horizon at which their records expire.
+const COMMIT_LUA: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local keep_ms, keep_s, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local time = redis.call('TIME')
+local now_s = tonumber(time[1])
+local now_ms = now_s * 1000 + math.floor(tonumber(time[2]) / 1000)
+local min_id = string.format('%.0f', math.max(0, now_ms - keep_ms))
+local oldest = string.format('%.0f', now_s - keep_s)
+redis.call('SET', KEYS[2], ARGV[2])
+for i = 1, n do
+  redis.call('SADD', KEYS[3], ARGV[4 + 2 * i])
+  redis.call('SET', KEYS[6 + i], ARGV[5 + 2 * i])
+end
+local ids = {}
+for i = 1, (#KEYS - 6 - n) / 3 do
+  local k, a = 6 + n + 3 * (i - 1), 5 + 2 * n + 6 * (i - 1)
+  local record, list, by_service = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local event, incident, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local start, expires = ARGV[a + 4], ARGV[a + 5]
+  ids[i] = redis.call('XADD', KEYS[4], 'MINID', '~', min_id, '*', 'event', event)
+  redis.call('SET', record, incident)
+  redis.call('RPUSH', list, event)
+  redis.call('EXPIREAT', record, expires)
+  redis.call('EXPIREAT', list, expires)
+  redis.call('ZADD', KEYS[5], start, id)
+  redis.call('ZADD', by_service, start, id)
+  redis.call('EXPIREAT', by_service, expires, 'NX')
+  redis.call('EXPIREAT', by_service, expires, 'GT')
+  redis.call('ZREMRANGEBYSCORE', by_service, '-inf', oldest)
+  if ARGV[a + 6] == '1' then
+    redis.call('ZREM', KEYS[6], id)
+  else
+    redis.call('ZADD', KEYS[6], start, id)
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', oldest)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', oldest)
+return ids
+";
+
 /// Longest any single Redis call may take before the caller gets [`StoreError::Timeout`].
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -124,6 +205,9 @@ pub struct RedisStore {
     settings: StoreSettings,
     record: Script,
     revoke: Script,
+    lease: Script,
+    release: Script,
+    commit: Script,
 }
 
 impl RedisStore {
@@ -148,6 +232,9 @@ impl RedisStore {
             settings,
             record: Script::new(RECORD_LUA),
             revoke: Script::new(REVOKE_LUA),
+            lease: Script::new(LEASE_LUA),
+            release: Script::new(RELEASE_LUA),
+            commit: Script::new(COMMIT_LUA),
         })
     }
 
@@ -175,6 +262,47 @@ impl RedisStore {
             }
             result => result.map_err(backend_error),
         }
+    }
+
+    /// Runs one call of `script` on the write connection and returns its reply.
+    async fn run_script(
+        &self,
+        script: &Script,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<Value, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(call);
+        let mut replies: Vec<Value> = self.query_script(script, &pipe).await?;
+        match (replies.pop(), replies.is_empty()) {
+            (Some(reply), true) => Ok(reply),
+            _ => Err(StoreError::Backend("a script call lost its reply".into())),
+        }
+    }
+
+    /// Reads the incidents of `ids`: the records of those that still exist, in the order
+    /// given.
+    async fn incident_records(&self, ids: &[String]) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        let parsed: Vec<(&String, ServiceId, i64)> = ids
+            .iter()
+            .filter_map(|id| {
+                let (service, start) = parse_incident_id(id)?;
+                Some((id, service, start))
+            })
+            .collect();
+        for chunk in parsed.chunks(READ_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (_, service, start) in chunk {
+                pipe.get(keys::incident(service, *start));
+            }
+            let records: Vec<Option<String>> = Self::query(&self.reads, &pipe).await?;
+            for ((id, _, _), record) in chunk.iter().zip(records) {
+                if let Some(incident) = record.and_then(|json| parse_json(&json, id)) {
+                    out.push(incident);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`], keeping Redis's own error for the
@@ -218,6 +346,35 @@ impl RedisStore {
             .max_reporters_per_address
             .map_or(0, |n| n.get())
     }
+}
+
+/// A reply that does not have the expected shape, as a store error.
+fn parse_error(e: redis::ParsingError) -> StoreError {
+    StoreError::Backend(format!("unexpected reply: {e}"))
+}
+
+/// The entries of an `XRANGE` reply as (id, value of the field `event`).
+fn stream_entries(reply: Value) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    let Value::Array(entries) = reply else {
+        return Err(StoreError::Backend(format!(
+            "unexpected XRANGE reply {reply:?}"
+        )));
+    };
+    entries
+        .into_iter()
+        .map(|entry| {
+            let (id, fields): (String, Vec<Value>) =
+                redis::from_redis_value(entry).map_err(parse_error)?;
+            let event = fields
+                .chunks(2)
+                .find(|pair| {
+                    matches!(&pair[0], Value::BulkString(name) if name.as_slice() == b"event")
+                })
+                .and_then(|pair| pair.get(1))
+                .and_then(|value| redis::from_redis_value_ref::<String>(value).ok());
+            Ok((id, event))
+        })
+        .collect()
 }
 
 /// The current revocation period: revoked tokens are kept in one hash per period of
@@ -426,5 +583,233 @@ impl Store for RedisStore {
                 "unexpected PING reply {other:?}"
             ))),
         }
+    }
+
+    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut call = self.lease.prepare_invoke();
+        call.key(keys::detector_lease())
+            .arg(holder)
+            .arg(lease_millis(ttl));
+        let reply = self.run_script(&self.lease, &call).await?;
+        Ok(redis::from_redis_value::<i64>(reply).map_err(parse_error)? == 1)
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        let mut call = self.release.prepare_invoke();
+        call.key(keys::detector_lease()).arg(holder);
+        self.run_script(&self.release, &call).await?;
+        Ok(())
+    }
+
+    async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .get(keys::detector_cursor())
+            .smembers(keys::detector_services());
+        let (cursor, members): (Option<i64>, Vec<String>) = Self::query(&self.reads, &pipe).await?;
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
+        let mut services: Vec<ServiceId> = members
+            .iter()
+            .filter_map(|s| {
+                let service = ServiceId::parse(s).ok();
+                if service.is_none() {
+                    tracing::warn!(
+                        member = s,
+                        "ignoring a detector service that is not a service id"
+                    );
+                }
+                service
+            })
+            .collect();
+        services.sort();
+        let mut states = Vec::with_capacity(services.len());
+        for chunk in services.chunks(READ_CHUNK) {
+            let mut pipe = redis::pipe();
+            for service in chunk {
+                pipe.get(keys::detector_state(service));
+            }
+            let blobs: Vec<Option<Vec<u8>>> = Self::query(&self.reads, &pipe).await?;
+            for (service, blob) in chunk.iter().zip(blobs) {
+                if let Some(blob) = blob {
+                    states.push((service.clone(), blob));
+                }
+            }
+        }
+        Ok(Some(DetectorSnapshot {
+            cursor,
+            services: states,
+        }))
+    }
+
+    async fn commit_detector(&self, commit: DetectorCommit<'_>) -> Result<Vec<String>, StoreError> {
+        let keep_incidents = whole_secs(self.settings.rollup_retention);
+        let mut call = self.commit.prepare_invoke();
+        call.key(keys::detector_lease())
+            .key(keys::detector_cursor())
+            .key(keys::detector_services())
+            .key(keys::events())
+            .key(keys::incidents())
+            .key(keys::active_incidents())
+            .arg(commit.holder)
+            .arg(commit.cursor)
+            .arg(self.settings.event_retention.as_millis() as u64)
+            .arg(keep_incidents)
+            .arg(commit.states.len());
+        for (service, state) in commit.states {
+            call.key(keys::detector_state(service))
+                .arg(service.as_str())
+                .arg(state.as_slice());
+        }
+        // An incident's keys and index member come from its service and start, which is what
+        // its id says (`Incident::id_for`).
+        for event in commit.events {
+            let (event_json, incident_json) = to_json(event)?;
+            let incident = &event.incident;
+            let start = incident.started_at.unix_timestamp();
+            call.key(keys::incident(&incident.service, start))
+                .key(keys::incident_events(&incident.service, start))
+                .key(keys::service_incidents(&incident.service))
+                .arg(event_json)
+                .arg(incident_json)
+                .arg(Incident::id_for(&incident.service, start))
+                .arg(start)
+                .arg(start.saturating_add(keep_incidents))
+                .arg(u8::from(incident.status == IncidentStatus::Resolved));
+        }
+        match self.run_script(&self.commit, &call).await? {
+            Value::Int(0) => Err(StoreError::LeaseLost),
+            reply => {
+                let ids: Vec<String> = redis::from_redis_value(reply).map_err(parse_error)?;
+                if ids.len() != commit.events.len() {
+                    return Err(StoreError::Backend(format!(
+                        "the commit script answered {} stream ids for {} events",
+                        ids.len(),
+                        commit.events.len()
+                    )));
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One service's incidents have their own index; its open ones are found among all
+        // open ones (few), by the service part of their ids.
+        let (index, filter) = match (&query.service, query.active_only) {
+            (Some(service), false) => (keys::service_incidents(service), None),
+            (service, true) => (keys::active_incidents(), service.as_ref()),
+            (None, false) => (keys::incidents(), None),
+        };
+        let max = query
+            .started_before
+            .map_or_else(|| "+inf".to_owned(), |before| format!("({before}"));
+        // A page a little larger than the limit, since records may have expired (or belong to
+        // other services) and are skipped. Pages are read by offset, so an incident committed
+        // between two pages may be listed twice or missed; one call rarely needs two pages.
+        let page = query.limit.saturating_add(8).min(READ_CHUNK);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZREVRANGEBYSCORE")
+                .arg(&index)
+                .arg(&max)
+                .arg("-inf")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(page);
+            let (ids,): (Vec<String>,) = Self::query(&self.reads, &pipe).await?;
+            offset += ids.len();
+            let exhausted = ids.len() < page;
+            let wanted: Vec<String> = ids
+                .into_iter()
+                .filter(|id| filter.is_none_or(|s| incident_service(id) == Some(s.as_str())))
+                .collect();
+            for incident in self.incident_records(&wanted).await? {
+                out.push(incident);
+                if out.len() == query.limit {
+                    return Ok(out);
+                }
+            }
+            if exhausted {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
+        let Some((service, start)) = parse_incident_id(id) else {
+            return Ok(None);
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(keys::incident(&service, start)).lrange(
+            keys::incident_events(&service, start),
+            0,
+            -1,
+        );
+        let (record, events): (Option<String>, Vec<String>) =
+            Self::query(&self.reads, &pipe).await?;
+        let Some(incident) = record.and_then(|json| parse_json(&json, id)) else {
+            return Ok(None);
+        };
+        Ok(Some(IncidentRecord {
+            incident,
+            events: events
+                .iter()
+                .filter_map(|json| parse_json(json, id))
+                .collect(),
+        }))
+    }
+
+    async fn events_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let Some(mut after) = parse_stream_id(after) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        // Entries that do not parse are skipped, so read on until `limit` events or the end.
+        while out.len() < limit && after != (u64::MAX, u64::MAX) {
+            let count = (limit - out.len()).min(READ_CHUNK);
+            let start = match after {
+                (0, 0) => "-".to_owned(),
+                (ms, seq) => format!("({ms}-{seq}"),
+            };
+            let mut pipe = redis::pipe();
+            pipe.cmd("XRANGE")
+                .arg(keys::events())
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(count);
+            let (reply,): (Value,) = Self::query(&self.reads, &pipe).await?;
+            let entries = stream_entries(reply)?;
+            let exhausted = entries.len() < count;
+            for (id, json) in entries {
+                after = parse_stream_id(&id)
+                    .ok_or_else(|| StoreError::Backend(format!("unexpected stream id {id:?}")))?;
+                let event = match json {
+                    Some(json) => parse_json(&json, &id),
+                    None => {
+                        tracing::warn!(id, "ignoring a stream entry without an event field");
+                        None
+                    }
+                };
+                if let Some(event) = event {
+                    out.push(StreamEvent { id, event });
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(out)
     }
 }

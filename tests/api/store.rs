@@ -1,5 +1,6 @@
 //! The store contract, run against both implementations: dedup, revocation in either order,
-//! idempotence, the hourly roll-up and range reads.
+//! idempotence, the hourly roll-up and range reads; and the detector's side: the leader lease,
+//! fenced commits, the event stream and incident records.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -8,13 +9,16 @@ use std::time::Duration;
 use downradar::buckets::BucketWidth;
 use downradar::catalog::{Problem, ServiceId};
 use downradar::clock::ManualClock;
+use downradar::detector::{EventType, Incident, IncidentEvent, IncidentStatus, Scope};
 use downradar::regions::RegionCode;
 use downradar::reporter::ReporterSecret;
 use downradar::store::memory::MemoryStore;
 use downradar::store::redis::RedisStore;
 use downradar::store::{
-    Cell, Granularity, HistoryCount, Recorded, Report, ReportToken, Store, StoreSettings,
+    Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery, Recorded,
+    Report, ReportToken, Store, StoreError, StoreSettings,
 };
+use time::OffsetDateTime;
 
 use crate::helpers::{Backend, RedisServer, test_epoch};
 
@@ -25,20 +29,33 @@ fn settings(max_reporters_per_address: u32) -> StoreSettings {
         rollup_retention: Duration::from_secs(90 * 86_400),
         dedup_window: Duration::from_secs(900),
         max_reporters_per_address: NonZeroU32::new(max_reporters_per_address),
+        event_retention: Duration::from_secs(86_400),
     }
 }
 
 /// A store of the given kind (and the Redis it runs on, kept alive by the caller).
 fn store(backend: Backend, settings: StoreSettings) -> (Arc<dyn Store>, Option<RedisServer>) {
+    let (store, _clock, redis) = store_with_clock(backend, settings);
+    (store, redis)
+}
+
+/// A store of the given kind, the clock it runs on (only the memory store follows it; Redis
+/// keeps its own time), and its Redis.
+fn store_with_clock(
+    backend: Backend,
+    settings: StoreSettings,
+) -> (Arc<dyn Store>, Arc<ManualClock>, Option<RedisServer>) {
+    let clock = Arc::new(ManualClock::new(test_epoch()));
     match backend {
-        Backend::Memory => {
-            let clock = Arc::new(ManualClock::new(test_epoch()));
-            (Arc::new(MemoryStore::new(settings, clock)), None)
-        }
+        Backend::Memory => (
+            Arc::new(MemoryStore::new(settings, clock.clone())),
+            clock,
+            None,
+        ),
         Backend::Redis => {
             let redis = RedisServer::start();
             let store = RedisStore::connect(&redis.url(), settings).expect("connect");
-            (Arc::new(store), Some(redis))
+            (Arc::new(store), clock, Some(redis))
         }
     }
 }
@@ -241,6 +258,831 @@ async fn history(backend: Backend) {
         store.add_history(&[at(-200 * 24 * 60, 5)]).await.unwrap(),
         0
     );
+}
+
+/// Lets `by` pass for the store: the memory store's clock moves, while Redis expires keys by
+/// its own wall clock, so the test waits.
+async fn let_pass(backend: Backend, clock: &ManualClock, by: Duration) {
+    match backend {
+        Backend::Memory => clock.advance(by),
+        Backend::Redis => tokio::time::sleep(by).await,
+    }
+}
+
+fn service(id: &str) -> ServiceId {
+    ServiceId::parse(id).unwrap()
+}
+
+/// An event of the incident of `svc` that started at `start`, affecting `regions`; a
+/// `Resolved` event resolves it.
+fn event(kind: EventType, svc: &str, start: i64, regions: &[&str]) -> IncidentEvent {
+    let svc = service(svc);
+    let started_at = OffsetDateTime::from_unix_timestamp(start).unwrap();
+    let resolved = kind == EventType::Resolved;
+    IncidentEvent {
+        kind,
+        at: started_at + Duration::from_secs(120),
+        incident: Incident {
+            id: Incident::id_for(&svc, start),
+            service: svc,
+            status: if resolved {
+                IncidentStatus::Resolved
+            } else {
+                IncidentStatus::Open
+            },
+            scope: Scope::Regional,
+            regions: regions
+                .iter()
+                .map(|r| RegionCode::parse(r).unwrap())
+                .collect(),
+            partial: true,
+            problems: vec![Problem::parse("login").unwrap()],
+            caused_by: vec![],
+            started_at,
+            resolved_at: resolved.then(|| started_at + Duration::from_secs(600)),
+            expected_per_min: 1.5,
+            observed_per_min: 42.25,
+        },
+    }
+}
+
+/// Commits `events` as holder `holder`, keeping the states and cursor as they are (cursor 0).
+async fn commit_events(
+    store: &dyn Store,
+    holder: &str,
+    events: &[IncidentEvent],
+) -> Result<Vec<String>, StoreError> {
+    store
+        .commit_detector(DetectorCommit {
+            holder,
+            cursor: 0,
+            states: &[],
+            events,
+        })
+        .await
+}
+
+/// A stream id as (ms, seq).
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("not <ms>-<seq>: {id}"));
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
+fn ids(incidents: &[Incident]) -> Vec<String> {
+    incidents.iter().map(|i| i.id.clone()).collect()
+}
+
+fn query(
+    active_only: bool,
+    svc: Option<&str>,
+    started_before: Option<i64>,
+    limit: usize,
+) -> IncidentQuery {
+    IncidentQuery {
+        active_only,
+        service: svc.map(service),
+        started_before,
+        limit,
+    }
+}
+
+const LONG: Duration = Duration::from_secs(3600);
+
+/// One holder at a time: renewals keep the lease, a release by anyone else changes nothing,
+/// and a lease that is not renewed runs out.
+async fn lease(backend: Backend) {
+    let (store, clock, _redis) = store_with_clock(backend, settings(0));
+    let store = store.as_ref();
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    assert!(
+        store.acquire_lease("a", LONG).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store.acquire_lease("b", LONG).await.unwrap(),
+        "another is refused"
+    );
+    store.release_lease("b").await.unwrap();
+    assert!(
+        !store.acquire_lease("b", LONG).await.unwrap(),
+        "a release by a non-holder is a no-op"
+    );
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    store.release_lease("a").await.unwrap();
+    assert!(
+        store.acquire_lease("b", LONG).await.unwrap(),
+        "a released lease is free at once"
+    );
+    assert!(!store.acquire_lease("a", LONG).await.unwrap());
+
+    // A renewal extends the lease from now: 1.2 s after b's first 1-second lease, the renewed
+    // one still holds.
+    let second = Duration::from_secs(1);
+    assert!(store.acquire_lease("b", second).await.unwrap());
+    let_pass(backend, &clock, Duration::from_millis(600)).await;
+    assert!(store.acquire_lease("b", second).await.unwrap());
+    let_pass(backend, &clock, Duration::from_millis(600)).await;
+    assert!(
+        !store.acquire_lease("a", LONG).await.unwrap(),
+        "the renewal extended b's lease"
+    );
+
+    // Not renewed, a short lease runs out and another replica takes over.
+    assert!(
+        store
+            .acquire_lease("b", Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    if backend == Backend::Memory {
+        let_pass(backend, &clock, Duration::from_millis(150)).await;
+        assert!(!store.acquire_lease("a", LONG).await.unwrap());
+        let_pass(backend, &clock, Duration::from_millis(100)).await;
+    } else {
+        let_pass(backend, &clock, Duration::from_millis(400)).await;
+    }
+    assert!(
+        store.acquire_lease("a", LONG).await.unwrap(),
+        "b's lease ran out"
+    );
+    assert!(!store.acquire_lease("b", LONG).await.unwrap());
+
+    // The former holder's commits are refused; the new holder's are not.
+    let opened = event(
+        EventType::Opened,
+        "tiktok",
+        test_epoch().unix_timestamp(),
+        &["DE"],
+    );
+    assert!(matches!(
+        commit_events(store, "b", std::slice::from_ref(&opened)).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(commit_events(store, "a", &[opened]).await.unwrap().len(), 1);
+    // Releasing a lease one does not hold (any more) leaves the holder's alone.
+    store.release_lease("b").await.unwrap();
+    assert!(!store.acquire_lease("b", LONG).await.unwrap());
+}
+
+/// Commits are fenced by the lease and written whole; the snapshot gives back the cursor and
+/// every service's latest state, byte for byte.
+async fn detector_commit(backend: Backend) {
+    let (store, _clock, _redis) = store_with_clock(backend, settings(0));
+    let store = store.as_ref();
+    let epoch = test_epoch().unix_timestamp();
+    let opened = event(EventType::Opened, "tiktok", epoch - 300, &["DE"]);
+    let (tiktok, netflix, aws) = (
+        service("tiktok"),
+        service("netflix"),
+        service("aws-cloudfront"),
+    );
+    // Zero bytes and bytes that are not UTF-8.
+    let blob: Vec<u8> = vec![0, 159, 146, 150, 0, 0xff, 0xfe, b'x', 0];
+    let states = vec![
+        (tiktok.clone(), blob.clone()),
+        (netflix.clone(), b"netflix state".to_vec()),
+    ];
+    let first = |holder| DetectorCommit {
+        holder,
+        cursor: epoch,
+        states: &states,
+        events: std::slice::from_ref(&opened),
+    };
+
+    assert_eq!(store.load_detector().await.unwrap(), None);
+    // Nobody holds the lease, or another does: refused, and nothing written.
+    assert!(matches!(
+        store.commit_detector(first("a")).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(store.acquire_lease("b", LONG).await.unwrap());
+    assert!(matches!(
+        store.commit_detector(first("a")).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.load_detector().await.unwrap(), None);
+    assert!(store.events_after("0", 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .incidents(&query(false, None, None, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.incident(&opened.incident.id).await.unwrap().is_none());
+
+    store.release_lease("b").await.unwrap();
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    let ids = store.commit_detector(first("a")).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        store.load_detector().await.unwrap(),
+        Some(DetectorSnapshot {
+            cursor: epoch,
+            services: vec![
+                (netflix.clone(), b"netflix state".to_vec()),
+                (tiktok.clone(), blob.clone()),
+            ],
+        }),
+        "sorted by service"
+    );
+
+    // A step with no events: the cursor moves, the changed states are replaced (an empty one
+    // too), the others stay.
+    let changed = vec![(tiktok.clone(), vec![0xff; 3]), (aws.clone(), Vec::new())];
+    let ids = store
+        .commit_detector(DetectorCommit {
+            holder: "a",
+            cursor: epoch + 60,
+            states: &changed,
+            events: &[],
+        })
+        .await
+        .unwrap();
+    assert!(ids.is_empty());
+    let expected = DetectorSnapshot {
+        cursor: epoch + 60,
+        services: vec![
+            (aws.clone(), Vec::new()),
+            (netflix.clone(), b"netflix state".to_vec()),
+            (tiktok.clone(), vec![0xff; 3]),
+        ],
+    };
+    assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
+
+    // Once another replica has the lease, the old leader writes nothing more.
+    store.release_lease("a").await.unwrap();
+    assert!(store.acquire_lease("b", LONG).await.unwrap());
+    let late = vec![(netflix.clone(), b"stale".to_vec())];
+    let resolved = event(EventType::Resolved, "tiktok", epoch - 300, &["DE"]);
+    assert!(matches!(
+        store
+            .commit_detector(DetectorCommit {
+                holder: "a",
+                cursor: epoch + 120,
+                states: &late,
+                events: std::slice::from_ref(&resolved),
+            })
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.load_detector().await.unwrap(), Some(expected));
+    assert_eq!(store.events_after("0", 10).await.unwrap().len(), 1);
+    let record = store.incident(&opened.incident.id).await.unwrap().unwrap();
+    assert_eq!(record.events, std::slice::from_ref(&opened));
+    assert_eq!(
+        ids_of_active(store).await,
+        std::slice::from_ref(&opened.incident.id),
+        "still open"
+    );
+}
+
+async fn ids_of_active(store: &dyn Store) -> Vec<String> {
+    ids(&store
+        .incidents(&query(true, None, None, 100))
+        .await
+        .unwrap())
+}
+
+/// Events come back in order with increasing ids; reading on from any id gives exactly the
+/// events after it.
+async fn event_stream(backend: Backend) {
+    let (store, clock, _redis) = store_with_clock(backend, settings(0));
+    let store = store.as_ref();
+    let start = test_epoch().unix_timestamp() - 600;
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    let first = vec![
+        event(EventType::Opened, "tiktok", start, &["DE"]),
+        event(EventType::Opened, "netflix", start + 60, &["US"]),
+        event(EventType::Updated, "tiktok", start, &["DE", "FR"]),
+    ];
+    let mut ids = commit_events(store, "a", &first).await.unwrap();
+    // Stream ids never go back, even when the clock does (the memory store's follows it).
+    clock.set(test_epoch() - Duration::from_secs(3600));
+    let second = vec![
+        event(EventType::Resolved, "netflix", start + 60, &["US"]),
+        event(EventType::Opened, "aws-cloudfront", start + 120, &["JP"]),
+    ];
+    ids.extend(commit_events(store, "a", &second).await.unwrap());
+    let events: Vec<IncidentEvent> = first.into_iter().chain(second).collect();
+    assert_eq!(ids.len(), 5);
+    for pair in ids.windows(2) {
+        assert!(
+            stream_id(&pair[0]) < stream_id(&pair[1]),
+            "ids increase: {ids:?}"
+        );
+    }
+
+    let all = store.events_after("0", 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        all.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        events
+    );
+    assert_eq!(store.events_after("0-0", 100).await.unwrap(), all);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            store.events_after(id, 100).await.unwrap(),
+            all[i + 1..],
+            "after {id}"
+        );
+    }
+    // Paging two at a time from the last id seen: every event once, in order.
+    let mut paged = Vec::new();
+    let mut after = "0".to_owned();
+    loop {
+        let page = store.events_after(&after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    assert_eq!(store.events_after(&ids[1], 2).await.unwrap(), all[2..4]);
+    // An id of milliseconds alone means `<ms>-0`.
+    let (first_ms, _) = stream_id(&ids[0]);
+    assert_eq!(
+        store
+            .events_after(&(first_ms - 1).to_string(), 100)
+            .await
+            .unwrap(),
+        all
+    );
+    assert!(store.events_after("0", 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .events_after("18446744073709551615-18446744073709551615", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Ids that are not stream ids give nothing (the API checks them before asking).
+    for bad in ["", "abc", "1-", "-1", "1-2-3", "+1", "1.5", " 1"] {
+        assert!(
+            store.events_after(bad, 10).await.unwrap().is_empty(),
+            "{bad:?}"
+        );
+    }
+}
+
+/// Each incident keeps its latest state and every event it went through; incidents older
+/// than the incident retention are not kept.
+async fn incident_records(backend: Backend) {
+    let (store, _clock, _redis) = store_with_clock(backend, settings(0));
+    let store = store.as_ref();
+    let start = test_epoch().unix_timestamp() - 600;
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    let opened = event(EventType::Opened, "tiktok", start, &["DE"]);
+    let updated = event(EventType::Updated, "tiktok", start, &["DE", "FR"]);
+    let resolved = event(EventType::Resolved, "tiktok", start, &["DE", "FR"]);
+    let other = event(EventType::Opened, "netflix", start + 60, &["US"]);
+    commit_events(store, "a", std::slice::from_ref(&opened))
+        .await
+        .unwrap();
+    let id = format!("tiktok-{start}");
+    let record = store.incident(&id).await.unwrap().unwrap();
+    assert_eq!(record.incident, opened.incident);
+    assert_eq!(record.events, std::slice::from_ref(&opened));
+
+    commit_events(store, "a", &[updated.clone(), other.clone()])
+        .await
+        .unwrap();
+    commit_events(store, "a", std::slice::from_ref(&resolved))
+        .await
+        .unwrap();
+    let record = store.incident(&id).await.unwrap().unwrap();
+    assert_eq!(record.incident, resolved.incident, "the latest state");
+    assert_eq!(record.incident.status, IncidentStatus::Resolved);
+    assert_eq!(record.events, [opened, updated, resolved]);
+    let record = store
+        .incident(&format!("netflix-{}", start + 60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.incident, other.incident);
+    assert_eq!(record.events, [other]);
+
+    for missing in [
+        format!("tiktok-{}", start + 1),
+        format!("netflix-{start}"),
+        format!("myspace-{start}"),
+        format!("TikTok-{start}"),
+        format!("tiktok-+{start}"),
+        format!("tiktok-0{start}"),
+        format!("tiktok_{start}"),
+        "tiktok".into(),
+        "tiktok-".into(),
+        format!("-{start}"),
+        "tiktok-abc".into(),
+        String::new(),
+    ] {
+        assert!(
+            store.incident(&missing).await.unwrap().is_none(),
+            "{missing:?}"
+        );
+    }
+
+    // Incidents are kept for the roll-up retention (90 days here) after their start: one
+    // that started 100 days ago goes on the stream but is not kept.
+    let ancient = event(EventType::Opened, "tiktok", start - 100 * 86_400, &["DE"]);
+    commit_events(store, "a", std::slice::from_ref(&ancient))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .incident(&ancient.incident.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !ids(&store
+            .incidents(&query(false, None, None, 100))
+            .await
+            .unwrap())
+        .contains(&ancient.incident.id)
+    );
+    assert!(
+        !ids_of_active(store).await.contains(&ancient.incident.id),
+        "nor listed as open"
+    );
+    let stream = store.events_after("0", 100).await.unwrap();
+    assert_eq!(stream.last().unwrap().event, ancient);
+}
+
+/// Listing: newest start first (ties by id, descending), open ones only, one service's
+/// (even when other services' incidents are far more numerous and newer), before a start,
+/// at most a limit.
+async fn incident_listing(backend: Backend) {
+    let (store, _clock, _redis) = store_with_clock(backend, settings(0));
+    let store = store.as_ref();
+    let base = test_epoch().unix_timestamp() - 7200;
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    let open = |svc: &str, at: i64| event(EventType::Opened, svc, base + at, &["DE"]);
+    let resolved = |svc: &str, at: i64| event(EventType::Resolved, svc, base + at, &["DE"]);
+    commit_events(
+        store,
+        "a",
+        &[
+            open("tiktok", 0),
+            open("netflix", 600),
+            open("tiktok", 600),
+            open("aws", 900),
+            open("aws-cloudfront", 1200),
+        ],
+    )
+    .await
+    .unwrap();
+    commit_events(
+        store,
+        "a",
+        &[
+            resolved("tiktok", 0),
+            open("aws", 1800),
+            resolved("aws", 900),
+        ],
+    )
+    .await
+    .unwrap();
+    let id = |svc: &str, at: i64| format!("{svc}-{}", base + at);
+    let list = |q: IncidentQuery| async move { ids(&store.incidents(&q).await.unwrap()) };
+
+    let everything = store
+        .incidents(&query(false, None, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&everything),
+        [
+            id("aws", 1800),
+            id("aws-cloudfront", 1200),
+            id("aws", 900),
+            id("tiktok", 600),
+            id("netflix", 600),
+            id("tiktok", 0),
+        ]
+    );
+    assert_eq!(
+        everything[5],
+        resolved("tiktok", 0).incident,
+        "the latest state"
+    );
+    assert_eq!(everything[0], open("aws", 1800).incident);
+    assert_eq!(
+        list(query(true, None, None, 100)).await,
+        [
+            id("aws", 1800),
+            id("aws-cloudfront", 1200),
+            id("tiktok", 600),
+            id("netflix", 600),
+        ]
+    );
+    // One service's: `aws` is not `aws-cloudfront`.
+    assert_eq!(
+        list(query(false, Some("aws"), None, 100)).await,
+        [id("aws", 1800), id("aws", 900)]
+    );
+    assert_eq!(
+        list(query(true, Some("aws"), None, 100)).await,
+        [id("aws", 1800)]
+    );
+    assert_eq!(
+        list(query(false, Some("aws-cloudfront"), None, 100)).await,
+        [id("aws-cloudfront", 1200)]
+    );
+    assert_eq!(
+        list(query(false, Some("tiktok"), None, 100)).await,
+        [id("tiktok", 600), id("tiktok", 0)]
+    );
+    assert_eq!(
+        list(query(true, Some("tiktok"), None, 100)).await,
+        [id("tiktok", 600)]
+    );
+    assert!(
+        list(query(false, Some("myspace"), None, 100))
+            .await
+            .is_empty()
+    );
+
+    // Pages: at most `limit`, then the next ones strictly before the last start seen.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .incidents(&query(false, None, before, 3))
+            .await
+            .unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        before = Some(last.started_at.unix_timestamp());
+        pages.push(ids(&page));
+    }
+    assert_eq!(
+        pages,
+        [
+            vec![id("aws", 1800), id("aws-cloudfront", 1200), id("aws", 900)],
+            vec![id("tiktok", 600), id("netflix", 600), id("tiktok", 0)],
+        ]
+    );
+    assert_eq!(
+        list(query(false, None, Some(base + 600), 100)).await,
+        [id("tiktok", 0)],
+        "started_before is exclusive"
+    );
+    assert_eq!(
+        list(query(true, None, Some(base + 1200), 100)).await,
+        [id("tiktok", 600), id("netflix", 600)]
+    );
+    assert_eq!(
+        list(query(false, Some("tiktok"), Some(base + 600), 100)).await,
+        [id("tiktok", 0)]
+    );
+    assert_eq!(list(query(false, None, None, 1)).await, [id("aws", 1800)]);
+    assert!(list(query(false, None, None, 0)).await.is_empty());
+
+    // Thirty newer open incidents of other services: one service's newest is still found.
+    let crowd: Vec<IncidentEvent> = (0..30)
+        .map(|i| open(&format!("svc-{i}"), 3000 + i))
+        .collect();
+    commit_events(store, "a", &crowd).await.unwrap();
+    assert_eq!(
+        list(query(true, Some("tiktok"), None, 1)).await,
+        [id("tiktok", 600)]
+    );
+    assert_eq!(
+        list(query(false, Some("netflix"), None, 1)).await,
+        [id("netflix", 600)]
+    );
+    assert_eq!(
+        list(query(true, Some("aws"), None, 5)).await,
+        [id("aws", 1800)]
+    );
+    let newest = list(query(false, None, None, 31)).await;
+    assert_eq!(newest.len(), 31);
+    assert_eq!(newest[0], id("svc-29", 3029));
+    assert_eq!(newest[30], id("aws", 1800));
+}
+
+/// The memory store trims events past the event retention when it adds new ones (Redis
+/// trims too, but approximately, in whole stream nodes, so only the memory store is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_trims_old_events() {
+    let mut settings = settings(0);
+    settings.event_retention = Duration::from_secs(3600);
+    let (store, clock, _) = store_with_clock(Backend::Memory, settings);
+    let store = store.as_ref();
+    let start = test_epoch().unix_timestamp();
+    assert!(
+        store
+            .acquire_lease("a", Duration::from_secs(86_400))
+            .await
+            .unwrap()
+    );
+    let old = event(EventType::Opened, "tiktok", start, &["DE"]);
+    let ids = commit_events(store, "a", std::slice::from_ref(&old))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        [format!("{}-0", test_epoch().unix_timestamp() * 1000)],
+        "ids are the clock's milliseconds"
+    );
+    clock.advance(Duration::from_secs(1800));
+    let newer = event(EventType::Updated, "tiktok", start, &["DE", "FR"]);
+    commit_events(store, "a", std::slice::from_ref(&newer))
+        .await
+        .unwrap();
+    assert_eq!(store.events_after("0", 10).await.unwrap().len(), 2);
+    clock.advance(Duration::from_secs(2400));
+    let newest = event(EventType::Resolved, "tiktok", start, &["DE", "FR"]);
+    commit_events(store, "a", std::slice::from_ref(&newest))
+        .await
+        .unwrap();
+    let left: Vec<IncidentEvent> = store
+        .events_after("0", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        left,
+        [newer, newest],
+        "the event older than an hour is gone"
+    );
+    // The incident record keeps every event.
+    let record = store.incident(&old.incident.id).await.unwrap().unwrap();
+    assert_eq!(record.events.len(), 3);
+}
+
+/// The detector's Redis keys are a contract (other tools read them): names, types, values and
+/// expiries as `store::keys` documents them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_writes_the_documented_detector_keys() {
+    let (store, _clock, redis) = store_with_clock(Backend::Redis, settings(0));
+    let store = store.as_ref();
+    let mut conn = redis.as_ref().unwrap().connection().unwrap();
+    let mut cmd = |args: &[&str]| {
+        let mut c = redis::cmd(args[0]);
+        for a in &args[1..] {
+            c.arg(*a);
+        }
+        c.query::<redis::Value>(&mut conn).unwrap()
+    };
+    let text = |v: redis::Value| redis::from_redis_value::<String>(v).unwrap();
+    let int = |v: redis::Value| redis::from_redis_value::<i64>(v).unwrap();
+
+    assert!(store.acquire_lease("replica-1", LONG).await.unwrap());
+    assert_eq!(text(cmd(&["GET", "dr:detector:lease"])), "replica-1");
+    let ttl = int(cmd(&["PTTL", "dr:detector:lease"]));
+    assert!(ttl > 3_590_000 && ttl <= 3_600_000, "{ttl}");
+
+    let start = test_epoch().unix_timestamp() - 600;
+    let blob = vec![0u8, 0xff, 7];
+    let events = [
+        event(EventType::Opened, "tiktok", start, &["DE"]),
+        event(EventType::Opened, "netflix", start + 60, &["US"]),
+        event(EventType::Resolved, "netflix", start + 60, &["US"]),
+    ];
+    let ids = store
+        .commit_detector(DetectorCommit {
+            holder: "replica-1",
+            cursor: 123,
+            states: &[(service("tiktok"), blob.clone())],
+            events: &events,
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(text(cmd(&["GET", "dr:detector:cursor"])), "123");
+    assert_eq!(
+        redis::from_redis_value::<Vec<String>>(cmd(&["SMEMBERS", "dr:detector:services"])).unwrap(),
+        ["tiktok"]
+    );
+    assert_eq!(
+        redis::from_redis_value::<Vec<u8>>(cmd(&["GET", "dr:{tiktok}:detector"])).unwrap(),
+        blob
+    );
+    assert_eq!(int(cmd(&["TTL", "dr:{tiktok}:detector"])), -1);
+
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::from_redis_value(cmd(&["XRANGE", "dr:events", "-", "+"])).unwrap();
+    assert_eq!(entries.len(), 3);
+    for ((entry, id), event) in entries.iter().zip(&ids).zip(&events) {
+        assert_eq!(&entry.0, id);
+        assert_eq!(
+            entry.1,
+            [("event".to_owned(), serde_json::to_string(event).unwrap())]
+        );
+    }
+
+    let (tiktok_id, netflix_id) = (format!("tiktok-{start}"), format!("netflix-{}", start + 60));
+    let zset = |cmd: &mut dyn FnMut(&[&str]) -> redis::Value, key: &str| {
+        redis::from_redis_value::<Vec<(String, i64)>>(cmd(&[
+            "ZRANGE",
+            key,
+            "0",
+            "-1",
+            "WITHSCORES",
+        ]))
+        .unwrap()
+    };
+    assert_eq!(
+        zset(&mut cmd, "dr:incidents"),
+        [(tiktok_id.clone(), start), (netflix_id.clone(), start + 60)]
+    );
+    assert_eq!(
+        zset(&mut cmd, "dr:incidents:active"),
+        [(tiktok_id.clone(), start)]
+    );
+    assert_eq!(
+        zset(&mut cmd, "dr:{netflix}:incidents"),
+        [(netflix_id.clone(), start + 60)]
+    );
+    let netflix_record = format!("dr:{{netflix}}:incident:{}", start + 60);
+    assert_eq!(
+        text(cmd(&["GET", &netflix_record])),
+        serde_json::to_string(&events[2].incident).unwrap()
+    );
+    let list = format!("{netflix_record}:events");
+    assert_eq!(
+        redis::from_redis_value::<Vec<String>>(cmd(&["LRANGE", &list, "0", "-1"])).unwrap(),
+        [
+            serde_json::to_string(&events[1]).unwrap(),
+            serde_json::to_string(&events[2]).unwrap()
+        ]
+    );
+    let expires = start + 60 + 90 * 86_400;
+    for key in [netflix_record.as_str(), &list, "dr:{netflix}:incidents"] {
+        assert_eq!(int(cmd(&["EXPIRETIME", key])), expires, "{key}");
+    }
+
+    // A Redis that lost its scripts (a restart) gets them again.
+    cmd(&["SCRIPT", "FLUSH"]);
+    assert!(store.acquire_lease("replica-1", LONG).await.unwrap());
+    let no_events = DetectorCommit {
+        holder: "replica-1",
+        cursor: 124,
+        states: &[],
+        events: &[],
+    };
+    assert!(store.commit_detector(no_events).await.unwrap().is_empty());
+    assert_eq!(text(cmd(&["GET", "dr:detector:cursor"])), "124");
+    cmd(&["SCRIPT", "FLUSH"]);
+    store.release_lease("replica-1").await.unwrap();
+    assert_eq!(int(cmd(&["EXISTS", "dr:detector:lease"])), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_leases_the_detector() {
+    lease(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_leases_the_detector() {
+    lease(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_commits_detector_steps() {
+    detector_commit(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_commits_detector_steps() {
+    detector_commit(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_streams_events() {
+    event_stream(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_streams_events() {
+    event_stream(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_keeps_incident_records() {
+    incident_records(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_keeps_incident_records() {
+    incident_records(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_lists_incidents() {
+    incident_listing(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_lists_incidents() {
+    incident_listing(Backend::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
