@@ -126,6 +126,21 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "DOWNRADAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub detector: DetectorArgs,
+
+    /// How often the detector runs (1s to 1m). Every replica ticks; the one holding the lease
+    /// in the store detects, and the lease lasts three ticks, so another replica takes over
+    /// within four ticks of its holder's death.
+    #[arg(long, env = "DOWNRADAR_DETECTOR_INTERVAL", default_value = "10s", value_parser = parse_detector_interval)]
+    pub detector_interval: Duration,
+
+    /// On its very first start (no saved detector state), the detector learns from this much
+    /// of the stored history, e.g. imported with `downradar import` (0s to 30d; at most the
+    /// --retention is there to learn from).
+    #[arg(long, env = "DOWNRADAR_DETECTOR_WARMUP", default_value = "7d", value_parser = parse_detector_warmup)]
+    pub detector_warmup: Duration,
 }
 
 /// How counts are bucketed and kept: shared by `serve` and `import`, which must agree.
@@ -329,6 +344,14 @@ fn parse_resolve_after(s: &str) -> Result<Duration, String> {
 
 fn parse_cascade_window(s: &str) -> Result<Duration, String> {
     duration_between(s, Duration::ZERO, HOUR)
+}
+
+fn parse_detector_interval(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_secs(1), Duration::from_secs(60))
+}
+
+fn parse_detector_warmup(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::ZERO, 30 * DAY)
 }
 
 fn parse_warmup(s: &str) -> Result<Duration, String> {

@@ -136,11 +136,17 @@ impl<'a> CountsReader<'a> {
             last_timestamp: (String::new(), 0),
         };
         if !reader.read_line()? {
-            bail!("{}: empty file; expected the header {HEADER:?}", reader.file_name);
+            bail!(
+                "{}: empty file; expected the header {HEADER:?}",
+                reader.file_name
+            );
         }
         let row = reader.line.trim_end_matches(['\n', '\r']);
         if row.trim_start_matches('\u{feff}') != HEADER {
-            bail!("{}:1: expected the header {HEADER:?}, found {row:?}", reader.file_name);
+            bail!(
+                "{}:1: expected the header {HEADER:?}, found {row:?}",
+                reader.file_name
+            );
         }
         Ok(reader)
     }
@@ -170,7 +176,9 @@ impl<'a> CountsReader<'a> {
             }
             return parse_row(row, self.catalog, self.bucket, &mut self.last_timestamp)
                 .map(Some)
-                .map_err(|message| anyhow::anyhow!("{}:{}: {message}", self.file_name, self.line_no));
+                .map_err(|message| {
+                    anyhow::anyhow!("{}:{}: {message}", self.file_name, self.line_no)
+                });
         }
     }
 }
@@ -292,7 +300,12 @@ mod tests {
     use super::*;
 
     fn parse(row: &str) -> Result<HistoryCount, String> {
-        parse_row(row, &Catalog::builtin(), BucketWidth::ONE_MINUTE, &mut (String::new(), 0))
+        parse_row(
+            row,
+            &Catalog::builtin(),
+            BucketWidth::ONE_MINUTE,
+            &mut (String::new(), 0),
+        )
     }
 
     #[test]

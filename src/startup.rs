@@ -17,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
+use crate::detector::live::LiveDetector;
 use crate::ingest::{Doubts, Ingestor};
 use crate::reporter::ReporterSecret;
 use crate::store::Store;
@@ -32,6 +33,7 @@ pub struct Application {
     server: Server,
     store: Arc<dyn Store>,
     doubts: Arc<Doubts>,
+    detector: Option<(LiveDetector, Duration)>,
 }
 
 impl Application {
@@ -40,8 +42,9 @@ impl Application {
         Self::build_with_clock(args, Arc::new(SystemClock)).await
     }
 
-    /// Builds the application on `clock`: the store, the HTTP server bound to `--listen`, and
-    /// (on each worker thread, once the server runs) an ingest writer.
+    /// Builds the application on `clock`: the store, the HTTP server bound to `--listen`,
+    /// (on each worker thread, once the server runs) an ingest writer, and the detector task
+    /// that [`Application::run_until_stopped`] runs beside the server.
     pub async fn build_with_clock(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
         let settings = args.buckets.store_settings(
@@ -82,6 +85,14 @@ impl Application {
         );
         let queue_per_worker = (args.queue_capacity as usize).div_ceil(workers);
         let doubts = Arc::new(Doubts::default());
+        let detector = LiveDetector::new(
+            store.clone(),
+            clock.clone(),
+            catalog.clone(),
+            args.detector.config(args.buckets.bucket),
+            args.detector_interval * 3,
+            args.detector_warmup.min(args.buckets.retention),
+        );
         let state = web::Data::new(AppState {
             catalog,
             store: store.clone(),
@@ -114,12 +125,19 @@ impl Application {
             server: server.run(),
             store,
             doubts,
+            detector: Some((detector, args.detector_interval)),
         })
     }
 
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Takes the live detector out, so the caller ticks it (tests, on a manual clock) instead
+    /// of the background task.
+    pub fn take_detector(&mut self) -> Option<LiveDetector> {
+        self.detector.take().map(|(d, _)| d)
     }
 
     /// A handle to stop the server gracefully (what SIGTERM does).
@@ -153,8 +171,17 @@ impl Application {
     /// finishes only once its report
     /// is written, so every accepted report is flushed; reports answered 503 that the store
     /// may still apply are revoked before this returns (retrying for up to 10 s).
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let detector = self
+            .detector
+            .take()
+            .map(|(detector, interval)| tokio::spawn(detector.run(interval, stopped)));
         self.server.await.context("HTTP server failed")?;
+        let _ = stop.send(true);
+        if let Some(task) = detector {
+            let _ = task.await;
+        }
         let left = self
             .doubts
             .settle(self.store.as_ref(), SHUTDOWN_GRACE)

@@ -163,6 +163,15 @@ impl ApiError {
         )
     }
 
+    /// 404 `unknown_incident`: no incident with that id (or it has expired).
+    pub fn unknown_incident(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_incident",
+            format!("unknown incident {id:?}"),
+        )
+    }
+
     /// 503 `unavailable`: the store failed or was too slow.
     pub fn unavailable() -> Self {
         Self::new(

@@ -7,6 +7,7 @@
 //! and Swagger UI at `/docs`.
 
 pub mod error;
+pub mod incidents;
 pub mod ops;
 pub mod regions;
 pub mod reports;
@@ -53,13 +54,16 @@ impl AppState {
         title = "downradar",
         description = "Crowd-sourced outage detection. People (or apps and bots on their behalf) report \
 that a service is not working for them, with a problem category and a country; downradar counts \
-distinct reporters per service, country and problem in time buckets.\n\nEvery error has the same \
+distinct reporters per service, country and problem in time buckets, compares them with \
+seasonal baselines and declares incidents: global or regional, partial or not, and caused by an \
+upstream service's outage or not.\n\nEvery error has the same \
 JSON shape, `ErrorBody`, with a stable `code`. A 503 carries `Retry-After`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(
         (name = "reports", description = "Submit reports and read their counts."),
         (name = "services", description = "The catalog of watched services."),
+        (name = "incidents", description = "Outages the detector declared, and each service's status."),
         (name = "regions", description = "The countries reports are counted in."),
         (name = "operations", description = "Health, readiness and metrics."),
     ),
@@ -73,6 +77,9 @@ fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(reports::read_reports)
         .service(services::list_services)
         .service(services::get_service)
+        .service(incidents::service_status)
+        .service(incidents::list_incidents)
+        .service(incidents::get_incident)
         .service(regions::list_regions)
         .service(ops::healthz)
         .service(ops::readyz)

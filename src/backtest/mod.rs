@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use crate::buckets::BucketWidth;
 use crate::catalog::{Catalog, ServiceId};
 use crate::config::BacktestArgs;
-use crate::detector::{CountSource, Detector, DetectorConfig, Engine, EventType, IncidentEvent, SETTLE};
+use crate::detector::{
+    CountSource, Detector, DetectorConfig, Engine, EventType, IncidentEvent, SETTLE,
+};
 use crate::import::CountsReader;
 use crate::store::{BucketCounts, StoreError};
 
@@ -186,9 +188,14 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
 }
 
 fn read_truth(path: &Path) -> anyhow::Result<crate::simulate::Truth> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    serde_json::from_reader(io::BufReader::new(file))
-        .with_context(|| format!("{}: not a truth file of `downradar simulate`", path.display()))
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    serde_json::from_reader(io::BufReader::new(file)).with_context(|| {
+        format!(
+            "{}: not a truth file of `downradar simulate`",
+            path.display()
+        )
+    })
 }
 
 /// Progress on stderr, at most once a second.
@@ -214,7 +221,11 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
-        let percent = if total == 0 { 100.0 } else { 100.0 * done as f64 / total as f64 };
+        let percent = if total == 0 {
+            100.0
+        } else {
+            100.0 * done as f64 / total as f64
+        };
         let end = if self.terminal { "\r" } else { "\n" };
         eprint!("backtest: {} {percent:5.1}%{end}", self.what);
         self.shown = true;

@@ -64,7 +64,11 @@ impl Row {
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
-    if b == 0 { f64::NAN } else { a as f64 / b as f64 }
+    if b == 0 {
+        f64::NAN
+    } else {
+        a as f64 / b as f64
+    }
 }
 
 /// The whole score.
@@ -146,14 +150,21 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
     let weeks = (truth.end - scored_from).as_seconds_f64() / (7.0 * 86_400.0);
     report.service_weeks = weeks * truth.services.len() as f64;
     for s in &truth.services {
-        *report.weeks_by_class.entry(class_name(s.class)).or_default() += weeks;
+        *report
+            .weeks_by_class
+            .entry(class_name(s.class))
+            .or_default() += weeks;
     }
 
     // Match: outages in start order; each takes the first unmatched incident of its service
     // that opened within its span.
     let mut matched = vec![false; incidents.len()];
     let mut detection: Vec<Option<usize>> = Vec::new();
-    let outages: Vec<&TruthOutage> = truth.outages.iter().filter(|o| o.start >= scored_from).collect();
+    let outages: Vec<&TruthOutage> = truth
+        .outages
+        .iter()
+        .filter(|o| o.start >= scored_from)
+        .collect();
     for outage in &outages {
         let from = outage.start - time::Duration::minutes(EARLY_MIN);
         let to = outage.end + time::Duration::minutes(LATE_MIN);
@@ -222,7 +233,8 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
 
 fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>) {
     row.detected += 1;
-    row.delays.push((seen.opened - outage.start).whole_seconds());
+    row.delays
+        .push((seen.opened - outage.start).whole_seconds());
     let got = &seen.last.incident;
     let scope = matches!(
         (outage.scope, got.scope),
@@ -242,7 +254,13 @@ fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>) {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pct = |x: f64| if x.is_nan() { "-".to_owned() } else { format!("{:.1}%", 100.0 * x) };
+        let pct = |x: f64| {
+            if x.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{:.1}%", 100.0 * x)
+            }
+        };
         let mins = |x: Option<f64>| x.map_or("-".to_owned(), |m| format!("{m:.1}"));
         writeln!(
             f,
@@ -286,7 +304,11 @@ impl fmt::Display for Report {
         )?;
         for (class, weeks) in &self.weeks_by_class {
             let n = self.false_by_class.get(class).copied().unwrap_or(0);
-            writeln!(f, "  false in {class}: {n} ({:.3} per service-week)", n as f64 / weeks)?;
+            writeln!(
+                f,
+                "  false in {class}: {n} ({:.3} per service-week)",
+                n as f64 / weeks
+            )?;
         }
         Ok(())
     }

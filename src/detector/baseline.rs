@@ -34,6 +34,10 @@ const WEEK_MEMORY_WEEKS: f64 = 4.0;
 const LEVEL_SECS: f64 = 2.0 * 3600.0;
 /// Pseudo-count (reports) shrinking the level towards 1.
 const LEVEL_PSEUDO: f64 = 10.0;
+/// The level stays within this factor of the profile: an hour's gap in reports must not
+/// drag the baseline to nothing (nor a burst lift it), and lasting changes are the
+/// profile's to learn.
+const MAX_LEVEL: f64 = 3.0;
 /// Memory of the flat rate, seconds; and the weight of the prior in it, seconds of data.
 const FLAT_SECS: f64 = DAY_SECS as f64;
 const PRIOR_SECS: f64 = 600.0;
@@ -44,6 +48,8 @@ const PRIOR_DISPERSION_WEIGHT: f64 = 30.0;
 /// Bounds of `1/k`: from nearly Poisson to very overdispersed.
 const MIN_INV_K: f64 = 0.005;
 const MAX_INV_K: f64 = 4.0;
+/// Residuals are capped at this many standard deviations when learning the dispersion.
+const CAP_SD: f64 = 20.0;
 /// No bucket is expected to hold fewer reports than this: a slot that never saw a report
 /// must not make one report look impossible.
 const MIN_EXPECTED: f64 = 1e-3;
@@ -139,7 +145,20 @@ impl Baseline {
     }
 
     fn level(&self) -> f64 {
-        (self.level_counts + LEVEL_PSEUDO) / (self.level_profile + LEVEL_PSEUDO)
+        ((self.level_counts + LEVEL_PSEUDO) / (self.level_profile + LEVEL_PSEUDO))
+            .clamp(1.0 / MAX_LEVEL, MAX_LEVEL)
+    }
+
+    /// Forgets the seasonal profile and the level and starts again from a flat `rate`
+    /// (reports per bucket), as a new service would; the dispersion is kept.
+    pub fn rebase(&mut self, rate: f64) {
+        self.day_n.fill(0.0);
+        self.week_n.fill(0.0);
+        self.level_counts = 0.0;
+        self.level_profile = 0.0;
+        self.flat = rate.max(MIN_EXPECTED);
+        self.flat_n = PRIOR_SECS / self.width as f64;
+        self.age = 0;
     }
 
     /// Expected reports in the bucket starting at `t`.
@@ -227,7 +246,7 @@ impl Dispersion {
             let var = expected + expected * expected / self.k(i);
             // Cap residuals at 6 standard deviations: one burst must not make every later
             // burst look ordinary.
-            let residual = (observed - expected).clamp(-6.0 * var.sqrt(), 6.0 * var.sqrt());
+            let residual = (observed - expected).clamp(-CAP_SD * var.sqrt(), CAP_SD * var.sqrt());
             self.num[i] += residual * residual - expected;
             self.den[i] += expected * expected;
         }

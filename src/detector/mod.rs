@@ -13,6 +13,7 @@
 
 mod baseline;
 pub mod event;
+pub mod live;
 pub mod service;
 pub mod stats;
 
@@ -83,8 +84,9 @@ impl DetectorConfig {
             width,
             min_reporters: f64::from(self.min_reporters),
             min_ratio: self.min_ratio,
-            resolve_after: (self.resolve_after.as_secs() as f64 / width as f64).ceil().max(1.0)
-                as usize,
+            resolve_after: (self.resolve_after.as_secs() as f64 / width as f64)
+                .ceil()
+                .max(1.0) as usize,
             thresholds: Thresholds {
                 buckets_per_false_alarm: buckets_30d / self.false_alarm_budget.max(1e-6),
                 tests: windows.len() as f64 + 1.0,
@@ -161,7 +163,11 @@ impl Detector {
             .iter()
             .map(|s| Tracked {
                 id: s.id.clone(),
-                depends_on: s.depends_on.iter().filter_map(|d| index.get(d).copied()).collect(),
+                depends_on: s
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| index.get(d).copied())
+                    .collect(),
                 state: restored
                     .remove(&s.id)
                     .unwrap_or_else(|| ServiceState::new(s.problems.clone(), &tuning, prior)),
@@ -203,7 +209,10 @@ impl Detector {
     }
 
     /// The level of `service` and of each region it has reports from.
-    pub fn levels(&self, service: &ServiceId) -> Option<(Level, Vec<(crate::regions::RegionCode, Level)>)> {
+    pub fn levels(
+        &self,
+        service: &ServiceId,
+    ) -> Option<(Level, Vec<(crate::regions::RegionCode, Level)>)> {
         let s = &self.services[*self.index.get(service)?].state;
         Some((s.level, s.region_levels.clone()))
     }
@@ -232,7 +241,9 @@ impl Detector {
         let window = i64::try_from(self.config.cascade_window.as_secs()).unwrap_or(i64::MAX);
         let mut caused: Vec<(usize, Vec<ServiceId>)> = Vec::new();
         for (i, tracked) in self.services.iter().enumerate() {
-            let Some(open) = &tracked.state.open else { continue };
+            let Some(open) = &tracked.state.open else {
+                continue;
+            };
             let mut causes = open.caused_by.clone();
             for &j in &tracked.depends_on {
                 let upstream = &self.services[j];
@@ -263,18 +274,16 @@ impl Detector {
         let mut events = Vec::with_capacity(changes.len());
         for (i, change) in changes {
             let tracked = &self.services[i];
-            let Some(open) = tracked.state.open.as_ref() else { continue };
+            let Some(open) = tracked.state.open.as_ref() else {
+                continue;
+            };
             let (kind, resolved_at) = match change {
                 Change::Opened => (EventType::Opened, None),
                 Change::Updated => (EventType::Updated, None),
                 Change::Resolved { at } => (EventType::Resolved, Some(at)),
             };
             let incident = self.incident(tracked, open, resolved_at);
-            events.push(IncidentEvent {
-                kind,
-                at,
-                incident,
-            });
+            events.push(IncidentEvent { kind, at, incident });
             if resolved_at.is_some() {
                 self.services[i].state.close();
             }
@@ -284,7 +293,8 @@ impl Detector {
 
     fn incident(&self, tracked: &Tracked, open: &Open, resolved_at: Option<i64>) -> Incident {
         let (observed, expected) = open.per_min(self.tuning.width);
-        let ts = |t: i64| OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let ts =
+            |t: i64| OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Incident {
             id: Incident::id_for(&tracked.id, open.started_at),
             service: tracked.id.clone(),
@@ -312,7 +322,10 @@ fn round2(x: f64) -> f64 {
 
 /// The prior rate (reports per bucket) of a new service: the median rate of the services
 /// with at least a day of history, or the configured prior.
-fn population_prior<'a>(states: impl Iterator<Item = &'a ServiceState>, config: &DetectorConfig) -> f64 {
+fn population_prior<'a>(
+    states: impl Iterator<Item = &'a ServiceState>,
+    config: &DetectorConfig,
+) -> f64 {
     let mut rates: Vec<f64> = states.filter_map(|s| s.rate(0)).collect();
     if rates.is_empty() {
         return config.prior_per_min * config.bucket.secs() as f64 / 60.0;
@@ -382,7 +395,7 @@ impl Engine {
     pub async fn tick(
         &mut self,
         now: i64,
-        source: &dyn CountSource,
+        source: &(impl CountSource + ?Sized),
         events: &mut Vec<IncidentEvent>,
     ) -> Result<(), StoreError> {
         let width = self.detector.tuning.width;
@@ -415,5 +428,162 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Problem;
+    use crate::regions::RegionCode;
+
+    fn catalog() -> Catalog {
+        Catalog::parse(
+            "test.toml",
+            r#"
+            [[service]]
+            id = "up"
+            name = "Up"
+            problems = ["login", "app"]
+            [[service]]
+            id = "down"
+            name = "Down"
+            problems = ["login", "app"]
+            depends_on = ["up"]
+            [[service]]
+            id = "other"
+            name = "Other"
+            problems = ["login", "app"]
+            "#,
+        )
+        .unwrap()
+    }
+
+    fn cells(us: u64, de: u64) -> Vec<(Cell, u64)> {
+        let cell = |region: &str, n: u64| {
+            (
+                Cell {
+                    region: RegionCode::parse(region).unwrap(),
+                    problem: Problem::parse("login").unwrap(),
+                },
+                n,
+            )
+        };
+        [cell("US", us), cell("DE", de)]
+            .into_iter()
+            .filter(|c| c.1 > 0)
+            .collect()
+    }
+
+    /// A deterministic wobble around `mean`: 0.6, 1.0 and 1.4 times it in turn.
+    fn wobble(mean: f64, i: i64) -> u64 {
+        (mean * [0.6, 1.0, 1.4][(i % 3) as usize]).round() as u64
+    }
+
+    #[test]
+    fn a_new_service_is_caught_when_reports_flood_in_from_nothing() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 60;
+        let mut events = Vec::new();
+        // Thirty quiet minutes, then 50 distinct reporters in five minutes.
+        for i in 0..40 {
+            let flood = if (30..35).contains(&i) {
+                cells(10, 0)
+            } else {
+                Vec::new()
+            };
+            events.extend(detector.step(t0 + i * 60, &[&[], &[], &flood]));
+        }
+        let opened: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == EventType::Opened)
+            .collect();
+        assert_eq!(opened.len(), 1, "{events:?}");
+        assert_eq!(opened[0].incident.service.as_str(), "other");
+        assert!(
+            opened[0].at.unix_timestamp() <= t0 + 33 * 60,
+            "{:?}",
+            opened[0]
+        );
+    }
+
+    #[test]
+    fn a_sympathetic_bump_is_not_an_incident_and_a_cascade_names_its_cause() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 60;
+        let mut events = Vec::new();
+        let days = 3 * 1440;
+        for i in 0..days + 120 {
+            let outage = (days..days + 60).contains(&i);
+            // "up" goes down hard; "down" follows two minutes later; "other" (unrelated,
+            // busy) gets 1.6 times its usual reports from confused users.
+            let up = if outage {
+                cells(wobble(40.0, i) * 20, 40)
+            } else {
+                cells(wobble(40.0, i), wobble(5.0, i))
+            };
+            let down = if outage && i >= days + 2 {
+                cells(wobble(3.0, i) * 10, wobble(1.0, i) * 10)
+            } else {
+                cells(wobble(3.0, i), wobble(1.0, i))
+            };
+            let other = cells(
+                (wobble(60.0, i) as f64 * if outage { 1.6 } else { 1.0 }) as u64,
+                wobble(10.0, i),
+            );
+            events.extend(detector.step(t0 + i * 60, &[&up, &down, &other]));
+        }
+        let scored: Vec<_> = events
+            .iter()
+            .filter(|e| e.at.unix_timestamp() > t0 + 86_400)
+            .collect();
+        let opened: Vec<_> = scored
+            .iter()
+            .filter(|e| e.kind == EventType::Opened)
+            .collect();
+        let services: Vec<&str> = opened.iter().map(|e| e.incident.service.as_str()).collect();
+        assert_eq!(services, ["up", "down"], "{scored:#?}");
+        let down_last = scored
+            .iter()
+            .rev()
+            .find(|e| e.incident.service.as_str() == "down")
+            .unwrap();
+        assert_eq!(
+            down_last.incident.caused_by,
+            [ServiceId::parse("up").unwrap()]
+        );
+        // Both resolve once the outage is over, each exactly once.
+        let resolved = scored
+            .iter()
+            .filter(|e| e.kind == EventType::Resolved)
+            .count();
+        assert_eq!(resolved, 2, "{scored:#?}");
+        // Both of its regions rose (US 20×, DE 8×): the outage is global.
+        assert_eq!(opened[0].incident.scope, Scope::Global);
+    }
+
+    #[test]
+    fn state_round_trips_through_the_store_encoding() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 60;
+        for i in 0..600 {
+            detector.step(t0 + i * 60, &[&cells(wobble(10.0, i), 2), &[], &[]]);
+        }
+        let (mut restored, errors) =
+            Detector::restore(&catalog, DetectorConfig::default(), &detector.encode_all());
+        assert!(errors.is_empty());
+        for i in 600..700 {
+            let c = cells(wobble(10.0, i) * if i > 650 { 10 } else { 1 }, 2);
+            assert_eq!(
+                detector.step(t0 + i * 60, &[&c, &[], &[]]),
+                restored.step(t0 + i * 60, &[&c, &[], &[]])
+            );
+        }
+        let garbage = vec![(ServiceId::parse("up").unwrap(), vec![1, 2, 3])];
+        let (_, errors) = Detector::restore(&catalog, DetectorConfig::default(), &garbage);
+        assert_eq!(errors.len(), 1);
     }
 }

@@ -79,6 +79,13 @@ const ELEVATED_MIN: f64 = 3.0;
 /// The excess is concentrated (regional, or partial) when the other series fall short of
 /// the incident's overall factor with a p-value below this.
 const CONCENTRATED_ALPHA: f64 = 1e-3;
+/// After a resolution, opening again needs this much more evidence for this long.
+const REFRACTORY_SECS: i64 = 3600;
+const REFRACTORY_BOOST: f64 = 1.5;
+/// An incident open this long is a new normal, not an outage (see `observe`).
+const MAX_OPEN_SECS: i64 = 86_400;
+/// For its first hour a service's counts are learned as they are, unwinsorised.
+const COLD_SECS: f64 = 3600.0;
 /// Memory of the region and problem shares, in days; pseudo-count of the hourly shares.
 const SHARE_MEMORY_DAYS: f64 = 7.0;
 const SHARE_PSEUDO: f64 = 20.0;
@@ -176,7 +183,9 @@ pub enum Change {
     Opened,
     Updated,
     /// Resolved; the incident's last elevated bucket ended at this Unix second.
-    Resolved { at: i64 },
+    Resolved {
+        at: i64,
+    },
 }
 
 /// The detector state of one service; persisted between ticks and across restarts.
@@ -199,6 +208,8 @@ pub struct ServiceState {
     region_cusums: Vec<Cusum>,
     problem_cusums: Vec<Cusum>,
     pub open: Option<Open>,
+    /// When the last incident resolved (the end of its decision bucket).
+    resolved_at: Option<i64>,
     pub level: Level,
     pub region_levels: Vec<(RegionCode, Level)>,
 }
@@ -222,6 +233,7 @@ impl ServiceState {
             cusum: Cusum::default(),
             region_cusums: Vec::new(),
             open: None,
+            resolved_at: None,
             level: Level::Operational,
             region_levels: Vec::new(),
         }
@@ -255,7 +267,8 @@ impl ServiceState {
     /// the whole day, which is shrunk (add one half) so unseen regions get a small share.
     fn region_share(&self, r: usize, h: usize) -> f64 {
         let all: f64 = self.region_totals.iter().map(|&v| f64::from(v)).sum();
-        let day = (f64::from(self.region_totals[r]) + 0.5) / (all + 0.5 * (self.regions.len() + 1) as f64);
+        let day = (f64::from(self.region_totals[r]) + 0.5)
+            / (all + 0.5 * (self.regions.len() + 1) as f64);
         (f64::from(self.region_hours[r * 24 + h]) + SHARE_PSEUDO * day)
             / (f64::from(self.hour_totals[h]) + SHARE_PSEUDO)
     }
@@ -263,7 +276,8 @@ impl ServiceState {
     /// The number of reports the hourly share of region `r` rests on.
     fn region_share_reports(&self, r: usize, h: usize) -> f64 {
         let all: f64 = self.region_totals.iter().map(|&v| f64::from(v)).sum();
-        let day = (f64::from(self.region_totals[r]) + 0.5) / (all + 0.5 * (self.regions.len() + 1) as f64);
+        let day = (f64::from(self.region_totals[r]) + 0.5)
+            / (all + 0.5 * (self.regions.len() + 1) as f64);
         f64::from(self.region_hours[r * 24 + h]) + SHARE_PSEUDO * day
     }
 
@@ -312,16 +326,23 @@ impl ServiceState {
         // Tests.
         let inv_k_1 = 1.0 / self.baseline.dispersion(0);
         let extra = self.baseline.uncertainty(t);
-        let verdict_total = self.test_total(tuning, inv_k_1, extra);
-        let (verdict_regions, region_verdicts) = self.test_regions(tuning, extra, hour);
-        let verdict_problems = self.test_problems(tuning, extra);
+        // Hysteresis: for a while after an incident resolved, opening another takes more
+        // evidence, so one outage with a lull does not become two incidents.
+        let boost = match self.resolved_at {
+            Some(end) if t - end < REFRACTORY_SECS => REFRACTORY_BOOST,
+            _ => 1.0,
+        };
+        let verdict_total = self.test_total(tuning, inv_k_1, extra, boost);
+        let (verdict_regions, region_verdicts) = self.test_regions(tuning, extra, hour, boost);
+        let verdict_problems = self.test_problems(tuning, extra, boost);
         // Nothing opens before the service has been watched for the longest window: a
         // service first seen mid-stream is busy, not flooding. After that, its own counts
         // outweigh the population prior within minutes.
         let watched = self.baseline.age as usize >= tuning.windows.last().copied().unwrap_or(1);
-        let strong = watched
-            && (verdict_total.strong || verdict_regions.strong || verdict_problems.strong);
-        let possible = verdict_total.possible || verdict_regions.possible || verdict_problems.possible;
+        let strong =
+            watched && (verdict_total.strong || verdict_regions.strong || verdict_problems.strong);
+        let possible =
+            verdict_total.possible || verdict_regions.possible || verdict_problems.possible;
 
         let change = match self.open.take() {
             None if strong => {
@@ -333,12 +354,25 @@ impl ServiceState {
                 self.learn(t, mu, possible, tuning);
                 None
             }
+            Some(mut open) if t - open.started_at >= MAX_OPEN_SECS => {
+                // Open for a day: not an outage but a new normal (or a baseline that was
+                // wrong from the start). Resolve it and learn the service afresh from here.
+                self.accumulate(&mut open);
+                let recent =
+                    self.window(RING, |s| (f64::from(s.x), 0.0)).0 / self.ring.len().max(1) as f64;
+                self.baseline.rebase(recent);
+                self.reset_cusums();
+                self.resolved_at = Some(t + tuning.width);
+                self.open = Some(open);
+                Some(Change::Resolved {
+                    at: t + tuning.width,
+                })
+            }
             Some(mut open) => {
                 self.accumulate(&mut open);
                 if let Some(end) = self.resolution(&open, tuning) {
-                    self.cusum = Cusum::default();
-                    self.region_cusums.fill(Cusum::default());
-                    self.problem_cusums.fill(Cusum::default());
+                    self.resolved_at = Some(t + tuning.width);
+                    self.reset_cusums();
                     self.open = Some(open);
                     Some(Change::Resolved { at: end })
                 } else {
@@ -376,6 +410,12 @@ impl ServiceState {
         change
     }
 
+    fn reset_cusums(&mut self) {
+        self.cusum = Cusum::default();
+        self.region_cusums.fill(Cusum::default());
+        self.problem_cusums.fill(Cusum::default());
+    }
+
     /// Takes the incident off the service after [`Change::Resolved`].
     pub fn close(&mut self) -> Option<Open> {
         self.open.take()
@@ -383,10 +423,14 @@ impl ServiceState {
 
     /// Sums over the last `w` buckets of a series given by `f` (observed, expected).
     fn window(&self, w: usize, f: impl Fn(&Slot) -> (f64, f64)) -> (f64, f64) {
-        self.ring.iter().rev().take(w).fold((0.0, 0.0), |(x, m), s| {
-            let (a, b) = f(s);
-            (x + a, m + b)
-        })
+        self.ring
+            .iter()
+            .rev()
+            .take(w)
+            .fold((0.0, 0.0), |(x, m), s| {
+                let (a, b) = f(s);
+                (x + a, m + b)
+            })
     }
 
     fn verdict(
@@ -420,32 +464,47 @@ impl ServiceState {
         v
     }
 
-    fn test_total(&mut self, tuning: &Tuning, inv_k: f64, extra: f64) -> Verdict {
+    fn test_total(&mut self, tuning: &Tuning, inv_k: f64, extra: f64, boost: f64) -> Verdict {
         let last = self.ring.back().cloned().unwrap_or_default();
         self.cusum
             .update(f64::from(last.x), f64::from(last.mu), inv_k + extra);
-        let h = tuning.thresholds.family(1);
-        self.verdict(tuning, h, &self.baseline.dispersion, extra, self.cusum, |s| {
-            (f64::from(s.x), f64::from(s.mu))
-        })
+        let h = tuning.thresholds.family(1) * boost;
+        self.verdict(
+            tuning,
+            h,
+            &self.baseline.dispersion,
+            extra,
+            self.cusum,
+            |s| (f64::from(s.x), f64::from(s.mu)),
+        )
     }
 
-    fn test_regions(&mut self, tuning: &Tuning, extra: f64, hour: usize) -> (Verdict, Vec<Verdict>) {
-        let h = tuning.thresholds.family(self.regions.len());
+    fn test_regions(
+        &mut self,
+        tuning: &Tuning,
+        extra: f64,
+        hour: usize,
+        boost: f64,
+    ) -> (Verdict, Vec<Verdict>) {
+        let h = tuning.thresholds.family(self.regions.len()) * boost;
         let mut all = Verdict::default();
         let mut each = Vec::with_capacity(self.regions.len());
         for r in 0..self.regions.len() {
-            let (x, mu) = self
-                .ring
-                .back()
-                .map_or((0.0, 0.0), |s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r])));
+            let (x, mu) = self.ring.back().map_or((0.0, 0.0), |s| {
+                (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))
+            });
             // The share, too, is an estimate from a limited number of reports.
             let extra = extra + 1.0 / (self.region_share_reports(r, hour)).max(1.0);
             let inv_k = 1.0 / self.region_dispersion.k(0);
             self.region_cusums[r].update(x, mu, inv_k + extra);
-            let v = self.verdict(tuning, h, &self.region_dispersion, extra, self.region_cusums[r], |s| {
-                (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))
-            });
+            let v = self.verdict(
+                tuning,
+                h,
+                &self.region_dispersion,
+                extra,
+                self.region_cusums[r],
+                |s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r])),
+            );
             all.strong |= v.strong;
             all.possible |= v.possible;
             each.push(v);
@@ -453,24 +512,28 @@ impl ServiceState {
         (all, each)
     }
 
-    fn test_problems(&mut self, tuning: &Tuning, extra: f64) -> Verdict {
+    fn test_problems(&mut self, tuning: &Tuning, extra: f64, boost: f64) -> Verdict {
         if self.problems.len() < 2 {
             return Verdict::default();
         }
-        let h = tuning.thresholds.family(self.problems.len());
+        let h = tuning.thresholds.family(self.problems.len()) * boost;
         let mut all = Verdict::default();
         for p in 0..self.problems.len() {
             let share = self.problem_share(p);
-            let (x, mu) = self
-                .ring
-                .back()
-                .map_or((0.0, 0.0), |s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share));
+            let (x, mu) = self.ring.back().map_or((0.0, 0.0), |s| {
+                (f64::from(s.problem_x[p]), f64::from(s.mu) * share)
+            });
             let extra = extra + 1.0 / (f64::from(self.problem_totals[p]) + 0.5);
             let inv_k = 1.0 / self.problem_dispersion.k(0);
             self.problem_cusums[p].update(x, mu, inv_k + extra);
-            let v = self.verdict(tuning, h, &self.problem_dispersion, extra, self.problem_cusums[p], |s| {
-                (f64::from(s.problem_x[p]), f64::from(s.mu) * share)
-            });
+            let v = self.verdict(
+                tuning,
+                h,
+                &self.problem_dispersion,
+                extra,
+                self.problem_cusums[p],
+                |s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share),
+            );
             all.strong |= v.strong;
             all.possible |= v.possible;
         }
@@ -483,7 +546,11 @@ impl ServiceState {
         let Some(slot) = self.ring.back() else { return };
         let x = f64::from(slot.x);
         let k = self.baseline.dispersion(0);
-        let cap = if possible {
+        let cold = self.baseline.age as f64 * tuning.width as f64 <= COLD_SECS;
+        let cap = if cold {
+            // Nothing to judge against yet: learn the service as it is.
+            f64::INFINITY
+        } else if possible {
             1.5 * mu + 1.0
         } else {
             mu + 4.0 * (mu + mu * mu / k).sqrt() + 1.0
@@ -542,9 +609,10 @@ impl ServiceState {
         let mut from = self.ring.len() - 1;
         for (i, s) in self.ring.iter().enumerate().rev().take(longest) {
             let elevated = f64::from(s.x) > ONSET_RATIO * f64::from(s.mu) && s.x > 0.0
-                || s.region_x.iter().zip(&s.region_mu).any(|(x, m)| {
-                    *x >= 2.0 && f64::from(*x) > 2.0 * ONSET_RATIO * f64::from(*m)
-                });
+                || s.region_x
+                    .iter()
+                    .zip(&s.region_mu)
+                    .any(|(x, m)| *x >= 2.0 && f64::from(*x) > 2.0 * ONSET_RATIO * f64::from(*m));
             if !elevated && s.t != t {
                 break;
             }
@@ -579,7 +647,9 @@ impl ServiceState {
     }
 
     fn accumulate(&self, open: &mut Open) {
-        let shares: Vec<f64> = (0..self.problems.len()).map(|p| self.problem_share(p)).collect();
+        let shares: Vec<f64> = (0..self.problems.len())
+            .map(|p| self.problem_share(p))
+            .collect();
         if let Some(s) = self.ring.back() {
             add_slot(open, s, &shares);
         }
@@ -620,9 +690,13 @@ impl ServiceState {
             }
         };
         let (ix, im) = if !regions.is_empty() {
-            regions.iter().fold((0.0, 0.0), |(x, m), &r| (x + open.region_x[r], m + open.region_mu[r]))
+            regions.iter().fold((0.0, 0.0), |(x, m), &r| {
+                (x + open.region_x[r], m + open.region_mu[r])
+            })
         } else if !problems.is_empty() {
-            problems.iter().fold((0.0, 0.0), |(x, m), &p| (x + open.problem_x[p], m + open.problem_mu[p]))
+            problems.iter().fold((0.0, 0.0), |(x, m), &p| {
+                (x + open.problem_x[p], m + open.problem_mu[p])
+            })
         } else {
             (open.x, open.mu)
         };
@@ -672,7 +746,11 @@ impl ServiceState {
             ),
             None => (
                 Scope::Global,
-                sorted(elevated(&open.region_x, &open.region_mu, k).into_iter().map(|i| self.regions[i])),
+                sorted(
+                    elevated(&open.region_x, &open.region_mu, k)
+                        .into_iter()
+                        .map(|i| self.regions[i]),
+                ),
             ),
         };
         let (partial, problems) = match concentrated(&open.problem_x, &open.problem_mu, rho, k) {
@@ -694,7 +772,8 @@ impl ServiceState {
 fn add_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
     open.x += f64::from(s.x);
     open.mu += f64::from(s.mu);
-    open.region_x.resize(s.region_x.len().max(open.region_x.len()), 0.0);
+    open.region_x
+        .resize(s.region_x.len().max(open.region_x.len()), 0.0);
     open.region_mu.resize(open.region_x.len(), 0.0);
     for (r, (&x, &m)) in s.region_x.iter().zip(&s.region_mu).enumerate() {
         open.region_x[r] += f64::from(x);
@@ -712,7 +791,9 @@ fn elevated(x: &[f64], mu: &[f64], k: f64) -> Vec<usize> {
     let h = -(ELEVATED_ALPHA / x.len().max(1) as f64).ln();
     (0..x.len())
         .filter(|&i| {
-            x[i] >= ELEVATED_MIN && x[i] >= ELEVATED_RATIO * mu[i] && upper_score(x[i], mu[i], k) >= h
+            x[i] >= ELEVATED_MIN
+                && x[i] >= ELEVATED_RATIO * mu[i]
+                && upper_score(x[i], mu[i], k) >= h
         })
         .collect()
 }

@@ -166,6 +166,9 @@ pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
         "127.0.0.1:0",
         "--reporter-secret",
         "test-secret",
+        // A fresh store has no history to learn from: skip the week-long warm-up replay.
+        "--detector-warmup",
+        "1h",
     ];
     let url = redis.as_ref().map(RedisServer::url);
     if let Some(url) = &url {

@@ -1,0 +1,196 @@
+//! The detector in the server: one leader at a time ticks the [`Engine`] over the store.
+//!
+//! Every replica runs this task; each tick it tries to take or renew the lease in the store
+//! (`SET NX PX`). The holder continues from the state of the last commit (so a restart or a
+//! new leader does not relearn), ticks the engine with the store as count source, and
+//! commits the new state with the events atomically and fenced by the lease: a leader that
+//! lost its lease cannot write, so a takeover never duplicates an incident. A replica that
+//! is not the holder drops its copy of the state and reloads it when it becomes the holder.
+//!
+//! With no saved state at all (a new deployment), the leader first replays the history the
+//! store holds (`warmup`, e.g. imported with `downradar import`) with its events muted, then
+//! announces the incidents still open at that point.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::buckets::align;
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::store::{DetectorCommit, Store, StoreError};
+
+use super::{Detector, DetectorConfig, Engine, EventType, IncidentEvent};
+
+/// The live detector of one replica.
+pub struct LiveDetector {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    catalog: Catalog,
+    config: DetectorConfig,
+    /// This replica's lease identity.
+    holder: String,
+    lease: Duration,
+    warmup: Duration,
+    /// The engine while this replica leads.
+    engine: Option<Engine>,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TickOutcome {
+    /// Another replica holds the lease.
+    Follower,
+    /// This replica leads; the events committed this tick.
+    Leader(Vec<IncidentEvent>),
+}
+
+impl LiveDetector {
+    /// A detector for `catalog` over `store`; `lease` is how long the lease lasts without
+    /// renewal (tick at most a third of it), `warmup` how much history a first start replays.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        catalog: Catalog,
+        config: DetectorConfig,
+        lease: Duration,
+        warmup: Duration,
+    ) -> Self {
+        let mut id = [0u8; 8];
+        let _ = getrandom::fill(&mut id);
+        Self {
+            store,
+            clock,
+            catalog,
+            config,
+            holder: format!("{}-{}", std::process::id(), crate::reporter::hex(&id)),
+            lease,
+            warmup,
+            engine: None,
+        }
+    }
+
+    /// This replica's lease identity.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// One tick: lease, catch up on closed buckets, commit.
+    pub async fn tick(&mut self) -> Result<TickOutcome, StoreError> {
+        if !self.store.acquire_lease(&self.holder, self.lease).await? {
+            if self.engine.take().is_some() {
+                tracing::info!(holder = %self.holder, "lost the detector lease");
+            }
+            return Ok(TickOutcome::Follower);
+        }
+        let now = self.clock.now().unix_timestamp();
+        let mut announce = Vec::new();
+        if self.engine.is_none() {
+            let engine = self.resume(now, &mut announce).await?;
+            self.engine = Some(engine);
+        }
+        let Some(engine) = self.engine.as_mut() else {
+            return Ok(TickOutcome::Follower);
+        };
+        let before = engine.cursor();
+        let mut events = announce;
+        if let Err(e) = engine.tick(now, self.store.as_ref(), &mut events).await {
+            // The engine may have advanced past buckets whose events are not committed:
+            // start again from the last commit.
+            self.engine = None;
+            return Err(e);
+        }
+        if engine.cursor() == before && events.is_empty() {
+            return Ok(TickOutcome::Leader(events));
+        }
+        let states = engine.detector().encode_all();
+        let commit = DetectorCommit {
+            holder: &self.holder,
+            cursor: engine.cursor(),
+            states: &states,
+            events: &events,
+        };
+        match self.store.commit_detector(commit).await {
+            Ok(_) => {
+                for event in &events {
+                    tracing::info!(
+                        kind = event.kind.as_str(),
+                        incident = %event.incident.id,
+                        scope = ?event.incident.scope,
+                        "incident event"
+                    );
+                }
+                Ok(TickOutcome::Leader(events))
+            }
+            Err(e) => {
+                // Not committed (or not known to be): reload from the store next time.
+                self.engine = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The engine of a new leader: from the last commit, or warmed up on the store's history.
+    async fn resume(
+        &self,
+        now: i64,
+        announce: &mut Vec<IncidentEvent>,
+    ) -> Result<Engine, StoreError> {
+        if let Some(snapshot) = self.store.load_detector().await? {
+            let (detector, errors) =
+                Detector::restore(&self.catalog, self.config, &snapshot.services);
+            for error in errors {
+                tracing::warn!(%error, "detector state");
+            }
+            tracing::info!(holder = %self.holder, cursor = snapshot.cursor, "leading the detector, continuing from the saved state");
+            return Ok(Engine::new(detector, snapshot.cursor));
+        }
+        let width = self.config.bucket.secs();
+        let warmup = i64::try_from(self.warmup.as_secs()).unwrap_or(0);
+        let start = align(now - warmup, width);
+        let mut engine = Engine::new(Detector::new(&self.catalog, self.config), start);
+        tracing::info!(
+            holder = %self.holder,
+            warmup = %humantime::format_duration(self.warmup),
+            "leading the detector with no saved state: learning from the stored history"
+        );
+        let mut muted = Vec::new();
+        engine.tick(now, self.store.as_ref(), &mut muted).await?;
+        let at = self.clock.now();
+        announce.extend(
+            engine
+                .detector()
+                .open_incidents()
+                .into_iter()
+                .map(|incident| IncidentEvent {
+                    kind: EventType::Opened,
+                    at,
+                    incident,
+                }),
+        );
+        Ok(engine)
+    }
+
+    /// Gives the lease up (on shutdown), so another replica takes over at once.
+    pub async fn release(&mut self) {
+        self.engine = None;
+        if let Err(e) = self.store.release_lease(&self.holder).await {
+            tracing::warn!(error = %e, "could not release the detector lease");
+        }
+    }
+
+    /// Ticks every `interval` until `stop` fires, then releases the lease.
+    pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "detector tick failed; retrying next tick");
+            }
+        }
+        self.release().await;
+    }
+}
