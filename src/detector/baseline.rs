@@ -216,6 +216,40 @@ pub struct Dispersion {
     /// Per test window: weighted sums of `residual² - expected` and of `expected²`.
     num: Vec<f64>,
     den: Vec<f64>,
+    /// Per test window: the tail of the evidence scores in ordinary buckets.
+    tails: Vec<Tail>,
+}
+
+/// Evidence scores in ordinary buckets above [`TAIL_U`] nats, to calibrate the model's
+/// p-values per series family (peaks over a threshold, detection.md §5: "calibrated per
+/// series"). Under a right model, a score exceeds `TAIL_U` in at most 1% of buckets and its
+/// excess over `TAIL_U` is exponential with mean 1 (a p-value is uniform). Heavier tails
+/// than the negative binomial's (bursty crowds) show as a mean excess λ above 1 or as more
+/// exceedances; a score is then deflated to what the model's would be at the same
+/// empirical tail probability.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Tail {
+    buckets: f64,
+    exceed: f64,
+    excess: f64,
+}
+
+/// Where the score tail is measured: p = 0.01.
+const TAIL_U: f64 = 4.605_170_185_988_091;
+/// Prior: this many exceedances at the nominal rate with mean excess 1.
+const TAIL_PRIOR: f64 = 5.0;
+/// Memory of the tail, seconds (30 days: the budget's period).
+const TAIL_SECS: f64 = 30.0 * DAY_SECS as f64;
+
+impl Tail {
+    fn calibrate(&self, score: f64) -> f64 {
+        if score <= TAIL_U {
+            return score;
+        }
+        let lambda = ((self.excess + TAIL_PRIOR) / (self.exceed + TAIL_PRIOR)).max(1.0);
+        let rate = (self.exceed + TAIL_PRIOR) / (self.buckets + TAIL_PRIOR * 100.0);
+        TAIL_U + (score - TAIL_U) / lambda - (rate * 100.0).ln().max(0.0)
+    }
 }
 
 impl Dispersion {
@@ -224,6 +258,7 @@ impl Dispersion {
         Self {
             num: vec![PRIOR_INV_K * PRIOR_DISPERSION_WEIGHT; windows],
             den: vec![PRIOR_DISPERSION_WEIGHT; windows],
+            tails: vec![Tail::default(); windows],
         }
     }
 
@@ -232,11 +267,34 @@ impl Dispersion {
         1.0 / (self.num[window] / self.den[window]).clamp(MIN_INV_K, MAX_INV_K)
     }
 
-    /// Forgets a bucket's worth of the past (memory about three days).
+    /// Forgets a bucket's worth of the past (memory about three days for the moments,
+    /// thirty for the tail).
     pub fn decay(&mut self, width: i64) {
         let keep = 1.0 - width as f64 / DISPERSION_SECS;
         for v in self.num.iter_mut().chain(self.den.iter_mut()) {
             *v *= keep;
+        }
+        let keep = 1.0 - width as f64 / TAIL_SECS;
+        for tail in &mut self.tails {
+            tail.buckets *= keep;
+            tail.exceed *= keep;
+            tail.excess *= keep;
+        }
+    }
+
+    /// The evidence score of test window `window` calibrated to this family's tail.
+    pub fn calibrate(&self, window: usize, score: f64) -> f64 {
+        self.tails[window].calibrate(score)
+    }
+
+    /// Records the score of an ordinary bucket's test window `window` (0 when too small to
+    /// compute).
+    pub fn learn_score(&mut self, window: usize, score: f64) {
+        let tail = &mut self.tails[window];
+        tail.buckets += 1.0;
+        if score > TAIL_U {
+            tail.exceed += 1.0;
+            tail.excess += score - TAIL_U;
         }
     }
 

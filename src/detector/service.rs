@@ -79,6 +79,8 @@ const ELEVATED_MIN: f64 = 3.0;
 /// The excess is concentrated (regional, or partial) when the other series fall short of
 /// the incident's overall factor with a p-value below this.
 const CONCENTRATED_ALPHA: f64 = 1e-3;
+const CONCENTRATED_MIN_EXPECTED: f64 = 20.0;
+const CONCENTRATED_SHARE: f64 = 0.25;
 /// After a resolution, opening again needs this much more evidence for this long.
 const REFRACTORY_SECS: i64 = 3600;
 const REFRACTORY_BOOST: f64 = 1.5;
@@ -457,10 +459,12 @@ impl ServiceState {
         for (i, &w) in tuning.windows.iter().enumerate() {
             let (x, m) = self.window(w, f);
             let k = 1.0 / (1.0 / dispersion.k(i) + extra_inv_k);
-            consider(x, m, &|| upper_score(x, m, k));
+            consider(x, m, &|| dispersion.calibrate(i, upper_score(x, m, k)));
         }
+        // The CUSUM's log-likelihood ratio is deflated like the longest window's scores.
         let (x, m) = (f64::from(cusum.x), f64::from(cusum.mu));
-        consider(x, m, &|| f64::from(cusum.s));
+        let last = tuning.windows.len() - 1;
+        consider(x, m, &|| dispersion.calibrate(last, f64::from(cusum.s)));
         v
     }
 
@@ -561,10 +565,10 @@ impl ServiceState {
             .map(|&w| self.window(w, |s| (f64::from(s.x), f64::from(s.mu))))
             .collect();
         self.baseline.learn(t, x.min(cap), mu, &windows);
-        if possible {
-            return;
-        }
-        // Shares and the families' dispersions learn from ordinary buckets only.
+        // The score tails learn from every bucket without an incident.
+        let extra = self.baseline.uncertainty(t);
+        learn_scores(&mut self.baseline.dispersion, &windows, extra);
+        // So do the region and problem families' dispersions.
         self.region_dispersion.decay(tuning.width);
         for r in 0..self.regions.len() {
             let sums: Vec<(f64, f64)> = tuning
@@ -573,6 +577,7 @@ impl ServiceState {
                 .map(|&w| self.window(w, |s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))))
                 .collect();
             self.region_dispersion.learn(&sums);
+            learn_scores(&mut self.region_dispersion, &sums, extra);
         }
         self.problem_dispersion.decay(tuning.width);
         for p in 0..self.problems.len() {
@@ -583,6 +588,11 @@ impl ServiceState {
                 .map(|&w| self.window(w, |s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share)))
                 .collect();
             self.problem_dispersion.learn(&sums);
+            learn_scores(&mut self.problem_dispersion, &sums, extra);
+        }
+        // Shares learn from ordinary buckets only.
+        if possible {
+            return;
         }
         let hour = (t.rem_euclid(86_400) / 3600) as usize;
         let width = tuning.width as f64;
@@ -657,16 +667,14 @@ impl ServiceState {
 
     /// When the incident is over, the end of its last elevated bucket.
     fn resolution(&self, open: &Open, tuning: &Tuning) -> Option<i64> {
-        // The series the incident is about: its regions, or its problems, or the total.
-        let regions: Vec<usize> = if open.attribution.scope == Scope::Regional {
-            open.attribution
-                .regions
-                .iter()
-                .filter_map(|c| self.regions.iter().position(|r| r == c))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // The series the incident is about: its elevated regions (regional, or the countries
+        // a global outage shows in), else its problems when partial, else the total.
+        let regions: Vec<usize> = open
+            .attribution
+            .regions
+            .iter()
+            .filter_map(|c| self.regions.iter().position(|r| r == c))
+            .collect();
         let problems: Vec<usize> = if open.attribution.partial {
             open.attribution
                 .problems
@@ -769,6 +777,19 @@ impl ServiceState {
     }
 }
 
+/// Feeds a bucket's window scores to a family's tail. Scores are computed only for windows
+/// well above their expectation; the rest cannot reach the tail.
+fn learn_scores(dispersion: &mut Dispersion, windows: &[(f64, f64)], extra_inv_k: f64) {
+    for (i, &(x, m)) in windows.iter().enumerate() {
+        let score = if x >= 3.0 && x >= 1.5 * m {
+            upper_score(x, m, 1.0 / (1.0 / dispersion.k(i) + extra_inv_k))
+        } else {
+            0.0
+        };
+        dispersion.learn_score(i, score);
+    }
+}
+
 fn add_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
     open.x += f64::from(s.x);
     open.mu += f64::from(s.mu);
@@ -810,7 +831,13 @@ fn concentrated(x: &[f64], mu: &[f64], rho: f64, k: f64) -> Option<Vec<usize>> {
         rest_x += x[i];
         rest_mu += mu[i];
     }
-    (lower_score(rest_x, rho * rest_mu, k) >= -CONCENTRATED_ALPHA.ln()).then_some(up)
+    // Significantly short of the overall factor; or, with enough counts to measure it, risen
+    // by less than a quarter of the overall rise (a long incident's sums are large, and the
+    // rest's own wobble then hides a small shortfall from the exact test).
+    let short = lower_score(rest_x, rho * rest_mu, k) >= -CONCENTRATED_ALPHA.ln();
+    let flat = rest_mu >= CONCENTRATED_MIN_EXPECTED
+        && rest_x / rest_mu - 1.0 <= CONCENTRATED_SHARE * (rho - 1.0);
+    (short || flat).then_some(up)
 }
 
 fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
