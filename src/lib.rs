@@ -3,8 +3,10 @@
 //! People (or apps and bots on their behalf) report "service X isn't working for me" with a
 //! problem category and a country or a location. downradar resolves the location to a
 //! country, deduplicates reporters by a keyed fingerprint, and counts distinct reporters per
-//! service, country and problem in time buckets, in Redis or in an embedded store. A REST API,
-//! documented by a generated OpenAPI spec, takes reports and serves the counts.
+//! service, country and problem in time buckets, in Redis or in an embedded store. A detector
+//! compares the counts with seasonal baselines and declares incidents (global or regional,
+//! partial or not, cascading or not). A REST API, documented by a generated OpenAPI spec,
+//! takes reports and serves the counts, the incidents and each service's status.
 //!
 //! # Layout
 //!
@@ -19,11 +21,14 @@
 //! - [`ingest`]: group commit: per worker thread, a bounded queue and a writer that flushes
 //!   batches; reports in doubt are revoked.
 //! - [`store`]: the `Store` trait; the embedded and the Redis implementations; the Redis key layout.
+//! - [`detector`]: baselines, tests, the incident state machine and attribution, ticked on a
+//!   clock; the live, lease-holding detector task; the incident event contract.
 //! - [`api`]: HTTP routes, the one error shape, and the OpenAPI spec built from the routes.
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
 //! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.
 //! - [`import`]: recorded counts (the backtest CSV) into a store, as history.
+//! - [`backtest`]: the detector over recorded counts, and its score against a simulation's truth.
 
 pub mod api;
 pub mod backtest;

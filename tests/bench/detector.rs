@@ -26,11 +26,12 @@
 //!
 //! Throughput is reported in services (elements): one over it is the time per service.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use downradar::catalog::Catalog;
+use downradar::catalog::{Catalog, ServiceId};
 use downradar::detector::{Detector, DetectorConfig};
 use downradar::regions::RegionCode;
 use downradar::store::Cell;
@@ -108,6 +109,8 @@ struct Traffic {
     profiles: Vec<Profile>,
     /// Per service, its 40 cells (region-major), cloned into the bucket's counts.
     cells: Vec<Vec<Cell>>,
+    /// Catalog position of each service.
+    index: HashMap<ServiceId, usize>,
     rng: SplitMix,
     /// The current bucket: per service, its non-zero cells.
     counts: Vec<Vec<(Cell, u64)>>,
@@ -151,6 +154,12 @@ impl Traffic {
         Self {
             profiles,
             cells,
+            index: catalog
+                .services()
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect(),
             rng,
             counts: vec![Vec::new(); SERVICES],
         }
@@ -238,6 +247,31 @@ impl Run {
     fn open(&self) -> usize {
         self.detector.open_incidents().len()
     }
+
+    /// Open incidents by the volume of their service: below 0.5, below 5, and at least 5
+    /// reports per minute; of the services in an outage only, or of all.
+    fn open_by_volume(&self, outage_only: bool) -> [usize; 3] {
+        let mut by = [0; 3];
+        for incident in self.detector.open_incidents() {
+            let i = self.traffic.index[&incident.service];
+            if outage_only && i % OUTAGE_EVERY != 0 {
+                continue;
+            }
+            let per_min = self.traffic.profiles[i].rate * 60.0 / WIDTH as f64;
+            by[usize::from(per_min >= 0.5) + usize::from(per_min >= 5.0)] += 1;
+        }
+        by
+    }
+
+    /// The services in an outage, by volume as in [`Run::open_by_volume`].
+    fn outage_services_by_volume(&self) -> [usize; 3] {
+        let mut by = [0; 3];
+        for profile in self.traffic.profiles.iter().step_by(OUTAGE_EVERY) {
+            let per_min = profile.rate * 60.0 / WIDTH as f64;
+            by[usize::from(per_min >= 0.5) + usize::from(per_min >= 5.0)] += 1;
+        }
+        by
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -256,12 +290,14 @@ fn bench(c: &mut Criterion) {
         warm += steady.advance();
     }
     eprintln!(
-        "warm-up: {WARMUP_BUCKETS} buckets in {:.1?} ({:.1?} in step, {:.1?}/tick), {} events, {} incidents open",
+        "warm-up: {WARMUP_BUCKETS} buckets in {:.1?} ({:.1?} in step, {:.1?}/tick), {} events, \
+         {} incidents open (by volume <0.5/0.5-5/>=5 per min: {:?})",
         started.elapsed(),
         warm,
         warm / WARMUP_BUCKETS as u32,
         steady.events,
-        steady.open()
+        steady.open(),
+        steady.open_by_volume(false)
     );
 
     // The outage case continues from a copy of the warmed-up detector and traffic.
@@ -270,6 +306,7 @@ fn bench(c: &mut Criterion) {
         traffic: Traffic {
             profiles: steady.traffic.profiles.clone(),
             cells: steady.traffic.cells.clone(),
+            index: steady.traffic.index.clone(),
             rng: SplitMix(0x5eed_0002),
             counts: vec![Vec::new(); SERVICES],
         },
@@ -283,10 +320,13 @@ fn bench(c: &mut Criterion) {
     }
     eprintln!(
         "outage pre-roll: {OUTAGE_PREROLL} buckets with {} services at {OUTAGE_FACTOR}x: \
-         {} incidents open (were {before}), {} events",
+         {} incidents open (were {before}), {} events; of the services in outage, open by \
+         volume: {:?} (of {:?})",
         SERVICES / OUTAGE_EVERY,
         outage.open(),
-        outage.events
+        outage.events,
+        outage.open_by_volume(true),
+        outage.outage_services_by_volume()
     );
 
     let mut group = c.benchmark_group("detector-tick");
@@ -303,9 +343,11 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     eprintln!(
-        "after measuring: steady {} incidents open, outage case {} open",
+        "after measuring: steady {} incidents open {:?}, outage case {} open {:?} (by volume)",
         steady.open(),
-        outage.open()
+        steady.open_by_volume(false),
+        outage.open(),
+        outage.open_by_volume(false)
     );
 }
 
