@@ -254,7 +254,7 @@ impl Run {
         let mut by = [0; 3];
         for incident in self.detector.open_incidents() {
             let i = self.traffic.index[&incident.service];
-            if outage_only && i % OUTAGE_EVERY != 0 {
+            if outage_only && !i.is_multiple_of(OUTAGE_EVERY) {
                 continue;
             }
             let per_min = self.traffic.profiles[i].rate * 60.0 / WIDTH as f64;
