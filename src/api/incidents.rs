@@ -97,15 +97,34 @@ pub async fn list_incidents(
         })
         .await
         .map_err(|e| unavailable("incidents", &e))?;
-    let mut incidents = incidents;
-    let next_before = (incidents.len() > limit).then(|| {
-        incidents.truncate(limit);
-        incidents.last().map(|i| i.started_at.unix_timestamp())
-    });
+    let (incidents, next_before) = page(incidents, limit);
     Ok(HttpResponse::Ok().json(IncidentList {
         incidents,
-        next_before: next_before.flatten(),
+        next_before,
     }))
+}
+
+/// Cuts `incidents` (newest start first, up to `limit + 1` of them) to a page, and gives the
+/// `before` of the next page. A page ends between two start seconds, so `before` (exclusive)
+/// neither repeats nor skips an incident: incidents sharing the boundary's second all go to
+/// the next page. Only when more than a page started in one second (a vast cascade) is the
+/// rest of that second out of reach.
+fn page(mut incidents: Vec<Incident>, limit: usize) -> (Vec<Incident>, Option<i64>) {
+    if incidents.len() <= limit {
+        return (incidents, None);
+    }
+    let boundary = incidents[limit].started_at.unix_timestamp();
+    let keep = incidents[..limit]
+        .iter()
+        .position(|i| i.started_at.unix_timestamp() == boundary)
+        .unwrap_or(limit);
+    if keep > 0 {
+        incidents.truncate(keep);
+        (incidents, Some(boundary + 1))
+    } else {
+        incidents.truncate(limit);
+        (incidents, Some(boundary))
+    }
 }
 
 /// An incident with its timeline.
@@ -260,4 +279,60 @@ pub async fn service_status(
         active_incident: active,
         regions,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{IncidentStatus, Scope};
+
+    fn incident(service: &str, start: i64) -> Incident {
+        Incident {
+            id: format!("{service}-{start}"),
+            service: ServiceId::parse(service).unwrap(),
+            status: IncidentStatus::Open,
+            scope: Scope::Global,
+            regions: vec![],
+            partial: false,
+            problems: vec![],
+            caused_by: vec![],
+            started_at: time::OffsetDateTime::from_unix_timestamp(start).unwrap(),
+            resolved_at: None,
+            expected_per_min: 1.0,
+            observed_per_min: 9.0,
+        }
+    }
+
+    #[test]
+    fn pages_end_between_start_seconds() {
+        // Newest first; b, c and d started in the same second.
+        let all = vec![
+            incident("a", 500),
+            incident("b", 400),
+            incident("c", 400),
+            incident("d", 400),
+            incident("e", 300),
+        ];
+        let (first, next) = page(all[..3].to_vec(), 2);
+        assert_eq!(
+            first.iter().map(|i| i.service.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(next, Some(401));
+        // The next page (started before 401) starts with the whole group.
+        let rest: Vec<Incident> = all
+            .iter()
+            .filter(|i| i.started_at.unix_timestamp() < 401)
+            .cloned()
+            .collect();
+        let (second, next) = page(rest[..3].to_vec(), 2);
+        assert_eq!(second.len(), 2);
+        assert_eq!(
+            next,
+            Some(400),
+            "a group larger than a page is cut, and said so"
+        );
+        let (last, next) = page(all[4..].to_vec(), 2);
+        assert_eq!((last.len(), next), (1, None));
+    }
 }
