@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn pages_end_between_start_seconds() {
         // Newest first; b, c and d started in the same second.
-        let all = vec![
+        let all = [
             incident("a", 500),
             incident("b", 400),
             incident("c", 400),
