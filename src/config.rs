@@ -339,7 +339,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn parse_resolve_after(s: &str) -> Result<Duration, String> {
-    duration_between(s, Duration::from_secs(60), DAY)
+    duration_between(s, Duration::from_secs(60), 2 * HOUR)
 }
 
 fn parse_cascade_window(s: &str) -> Result<Duration, String> {
@@ -408,7 +408,7 @@ pub struct DetectorArgs {
     #[arg(long, env = "DOWNRADAR_MIN_RATIO", default_value = "3", value_parser = parse_min_ratio)]
     pub min_ratio: f64,
 
-    /// How long reports must stay near the baseline before an incident resolves (1m to 1d).
+    /// How long reports must stay near the baseline before an incident resolves (1m to 2h).
     #[arg(long, env = "DOWNRADAR_RESOLVE_AFTER", default_value = "15m", value_parser = parse_resolve_after)]
     pub resolve_after: Duration,
 

@@ -179,8 +179,10 @@ impl Application {
             .map(|(detector, interval)| tokio::spawn(detector.run(interval, stopped)));
         self.server.await.context("HTTP server failed")?;
         let _ = stop.send(true);
-        if let Some(task) = detector {
-            let _ = task.await;
+        if let Some(task) = detector
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "the detector task failed");
         }
         let left = self
             .doubts

@@ -18,6 +18,8 @@ use crate::store::IncidentQuery;
 /// Most incidents in one page.
 const MAX_LIMIT: usize = 200;
 const DEFAULT_LIMIT: usize = 50;
+/// Most incidents of one start second returned as one page.
+const MAX_GROUP: usize = 10_000;
 
 fn unavailable(what: &'static str, e: &crate::store::StoreError) -> ApiError {
     crate::ingest::store_error(what, e);
@@ -43,7 +45,8 @@ pub struct IncidentsQuery {
     pub before: Option<i64>,
 }
 
-/// A page of incidents, newest start first.
+/// A page of incidents, newest start first. A page holds at most `limit` incidents, except
+/// when more than `limit` started in the same second: then the page is all of them.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IncidentList {
     pub incidents: Vec<Incident>,
@@ -97,7 +100,32 @@ pub async fn list_incidents(
         })
         .await
         .map_err(|e| unavailable("incidents", &e))?;
-    let (incidents, next_before) = page(incidents, limit);
+    let (mut incidents, next_before) = page(incidents, limit);
+    if let Some(before) = next_before
+        && incidents.len() == limit
+        && incidents
+            .iter()
+            .all(|i| i.started_at.unix_timestamp() == before)
+    {
+        // More than a page started in one second (a vast cascade): the page is that whole
+        // second, since `before` cannot point inside it.
+        incidents = state
+            .store
+            .incidents(&IncidentQuery {
+                active_only: query.active.unwrap_or(false),
+                service: query
+                    .service
+                    .as_deref()
+                    .and_then(|s| ServiceId::parse(s).ok()),
+                started_before: Some(before + 1),
+                limit: MAX_GROUP,
+            })
+            .await
+            .map_err(|e| unavailable("incidents", &e))?
+            .into_iter()
+            .take_while(|i| i.started_at.unix_timestamp() == before)
+            .collect();
+    }
     Ok(HttpResponse::Ok().json(IncidentList {
         incidents,
         next_before,
@@ -107,8 +135,8 @@ pub async fn list_incidents(
 /// Cuts `incidents` (newest start first, up to `limit + 1` of them) to a page, and gives the
 /// `before` of the next page. A page ends between two start seconds, so `before` (exclusive)
 /// neither repeats nor skips an incident: incidents sharing the boundary's second all go to
-/// the next page. Only when more than a page started in one second (a vast cascade) is the
-/// rest of that second out of reach.
+/// the next page. When more than a page started in one second, the page is cut at `limit`
+/// and `before` is that second (the caller then widens the page to the whole second).
 fn page(mut incidents: Vec<Incident>, limit: usize) -> (Vec<Incident>, Option<i64>) {
     if incidents.len() <= limit {
         return (incidents, None);

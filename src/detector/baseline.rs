@@ -166,6 +166,11 @@ impl Baseline {
         (self.profile(t) * self.level()).max(MIN_EXPECTED)
     }
 
+    /// Bucket width, seconds.
+    pub fn width(&self) -> i64 {
+        self.width
+    }
+
     /// Number of test windows tracked.
     pub fn windows(&self) -> usize {
         self.dispersion.num.len()

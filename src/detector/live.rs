@@ -21,6 +21,9 @@ use crate::store::{DetectorCommit, Store, StoreError};
 
 use super::{Detector, DetectorConfig, Engine, EventType, IncidentEvent};
 
+/// Buckets processed between two lease renewals (and commits) while catching up.
+const STEP_BUCKETS: i64 = 60;
+
 /// The live detector of one replica.
 pub struct LiveDetector {
     store: Arc<dyn Store>,
@@ -74,44 +77,74 @@ impl LiveDetector {
         &self.holder
     }
 
-    /// One tick: lease, catch up on closed buckets, commit.
+    /// One tick: lease, catch up on closed buckets, commit. A long catch-up (after downtime)
+    /// goes in steps of [`STEP_BUCKETS`], each committed and each after renewing the lease,
+    /// so it never outlasts the lease and yields to the runtime in between.
     pub async fn tick(&mut self) -> Result<TickOutcome, StoreError> {
-        if !self.store.acquire_lease(&self.holder, self.lease).await? {
-            if self.engine.take().is_some() {
-                tracing::info!(holder = %self.holder, "lost the detector lease");
+        let mut committed = Vec::new();
+        loop {
+            if !self.store.acquire_lease(&self.holder, self.lease).await? {
+                if self.engine.take().is_some() {
+                    tracing::info!(holder = %self.holder, "lost the detector lease");
+                }
+                return Ok(if committed.is_empty() {
+                    TickOutcome::Follower
+                } else {
+                    TickOutcome::Leader(committed)
+                });
             }
-            return Ok(TickOutcome::Follower);
+            let now = self.clock.now().unix_timestamp();
+            let mut events = Vec::new();
+            if self.engine.is_none() {
+                let engine = self.resume(now, &mut events).await?;
+                self.engine = Some(engine);
+            }
+            let Some(engine) = self.engine.as_mut() else {
+                return Ok(TickOutcome::Follower);
+            };
+            let width = self.config.bucket.secs();
+            let settle = super::SETTLE.as_secs() as i64;
+            let before = engine.cursor();
+            let step_now = now.min(before + STEP_BUCKETS * width + width + settle);
+            if let Err(e) = engine
+                .tick(step_now, self.store.as_ref(), &mut events)
+                .await
+            {
+                // The engine may have advanced past buckets whose events are not committed:
+                // start again from the last commit.
+                self.engine = None;
+                return Err(e);
+            }
+            if engine.cursor() != before || !events.is_empty() {
+                self.commit(&events).await?;
+                committed.extend(events);
+            }
+            let caught_up = self
+                .engine
+                .as_ref()
+                .is_none_or(|e| e.cursor() >= align(now - settle, width));
+            if caught_up {
+                return Ok(TickOutcome::Leader(committed));
+            }
+            tokio::task::yield_now().await;
         }
-        let now = self.clock.now().unix_timestamp();
-        let mut announce = Vec::new();
-        if self.engine.is_none() {
-            let engine = self.resume(now, &mut announce).await?;
-            self.engine = Some(engine);
-        }
-        let Some(engine) = self.engine.as_mut() else {
-            return Ok(TickOutcome::Follower);
+    }
+
+    /// Commits the engine's state and `events`, fenced by the lease.
+    async fn commit(&mut self, events: &[IncidentEvent]) -> Result<(), StoreError> {
+        let Some(engine) = self.engine.as_ref() else {
+            return Ok(());
         };
-        let before = engine.cursor();
-        let mut events = announce;
-        if let Err(e) = engine.tick(now, self.store.as_ref(), &mut events).await {
-            // The engine may have advanced past buckets whose events are not committed:
-            // start again from the last commit.
-            self.engine = None;
-            return Err(e);
-        }
-        if engine.cursor() == before && events.is_empty() {
-            return Ok(TickOutcome::Leader(events));
-        }
         let states = engine.detector().encode_all();
         let commit = DetectorCommit {
             holder: &self.holder,
             cursor: engine.cursor(),
             states: &states,
-            events: &events,
+            events,
         };
         match self.store.commit_detector(commit).await {
             Ok(_) => {
-                for event in &events {
+                for event in events {
                     tracing::info!(
                         kind = event.kind.as_str(),
                         incident = %event.incident.id,
@@ -119,7 +152,7 @@ impl LiveDetector {
                         "incident event"
                     );
                 }
-                Ok(TickOutcome::Leader(events))
+                Ok(())
             }
             Err(e) => {
                 // Not committed (or not known to be): reload from the store next time.
@@ -129,7 +162,8 @@ impl LiveDetector {
         }
     }
 
-    /// The engine of a new leader: from the last commit, or warmed up on the store's history.
+    /// The engine of a new leader: from the last commit, or warmed up on the store's history
+    /// (in steps, renewing the lease between them).
     async fn resume(
         &self,
         now: i64,
@@ -145,16 +179,29 @@ impl LiveDetector {
             return Ok(Engine::new(detector, snapshot.cursor));
         }
         let width = self.config.bucket.secs();
+        let settle = super::SETTLE.as_secs() as i64;
         let warmup = i64::try_from(self.warmup.as_secs()).unwrap_or(0);
-        let start = align(now - warmup, width);
-        let mut engine = Engine::new(Detector::new(&self.catalog, self.config), start);
+        let mut engine = Engine::new(
+            Detector::new(&self.catalog, self.config),
+            align(now - warmup, width),
+        );
         tracing::info!(
             holder = %self.holder,
             warmup = %humantime::format_duration(self.warmup),
             "leading the detector with no saved state: learning from the stored history"
         );
         let mut muted = Vec::new();
-        engine.tick(now, self.store.as_ref(), &mut muted).await?;
+        while engine.cursor() < align(now - settle, width) {
+            let step_now = now.min(engine.cursor() + STEP_BUCKETS * width + width + settle);
+            engine
+                .tick(step_now, self.store.as_ref(), &mut muted)
+                .await?;
+            muted.clear();
+            if !self.store.acquire_lease(&self.holder, self.lease).await? {
+                return Err(StoreError::LeaseLost);
+            }
+            tokio::task::yield_now().await;
+        }
         let at = self.clock.now();
         announce.extend(
             engine

@@ -80,7 +80,13 @@ impl DetectorConfig {
             .collect();
         windows.dedup();
         let buckets_30d = 30.0 * 86_400.0 / width as f64;
+        let resolve_after = (self.resolve_after.as_secs() as f64 / width as f64)
+            .ceil()
+            .max(1.0) as usize;
         Tuning {
+            ring: service::MIN_RING
+                .max(resolve_after + 1)
+                .max(windows.last().copied().unwrap_or(1)),
             width,
             min_reporters: f64::from(self.min_reporters),
             min_ratio: self.min_ratio,
@@ -170,6 +176,17 @@ impl Detector {
                     .collect(),
                 state: restored
                     .remove(&s.id)
+                    .filter(|state| {
+                        let fits = state.fits(&s.problems, &tuning);
+                        if !fits {
+                            tracing::warn!(
+                                service = %s.id,
+                                "the saved detector state was made with another bucket width \
+                                 or other problems; learning this service afresh"
+                            );
+                        }
+                        fits
+                    })
                     .unwrap_or_else(|| ServiceState::new(s.problems.clone(), &tuning, prior)),
             })
             .collect();
@@ -585,5 +602,54 @@ mod tests {
         let garbage = vec![(ServiceId::parse("up").unwrap(), vec![1, 2, 3])];
         let (_, errors) = Detector::restore(&catalog, DetectorConfig::default(), &garbage);
         assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn incidents_resolve_with_ten_second_buckets() {
+        // 15 minutes to resolve is 90 buckets of 10 s: more than the minimum history kept.
+        let catalog = catalog();
+        let config = DetectorConfig {
+            bucket: BucketWidth::new(Duration::from_secs(10)).unwrap(),
+            ..DetectorConfig::default()
+        };
+        let mut detector = Detector::new(&catalog, config);
+        let t0 = 1_790_000_000 - 1_790_000_000 % 3600;
+        let mut events = Vec::new();
+        for i in 0..(6 * 360) {
+            let outage = (360..420).contains(&i);
+            let c = cells(if outage { 20 } else { wobble(0.5, i) }, 0);
+            events.extend(detector.step(t0 + i * 10, &[&[], &[], &c]));
+        }
+        let kinds: Vec<EventType> = events
+            .iter()
+            .map(|e| e.kind)
+            .filter(|k| *k != EventType::Updated)
+            .collect();
+        assert_eq!(
+            kinds,
+            [EventType::Opened, EventType::Resolved],
+            "{events:#?}"
+        );
+    }
+
+    #[test]
+    fn a_state_saved_with_another_bucket_width_is_learned_afresh() {
+        let catalog = catalog();
+        let five = DetectorConfig {
+            bucket: BucketWidth::new(Duration::from_secs(300)).unwrap(),
+            ..DetectorConfig::default()
+        };
+        let mut detector = Detector::new(&catalog, five);
+        let t0 = 1_790_000_000 - 1_790_000_000 % 3600;
+        for i in 0..100 {
+            detector.step(t0 + i * 300, &[&cells(wobble(10.0, i), 1), &[], &[]]);
+        }
+        let (mut restored, errors) =
+            Detector::restore(&catalog, DetectorConfig::default(), &detector.encode_all());
+        assert!(errors.is_empty());
+        // Stepping on one-minute buckets must not trip over five-minute state.
+        for i in 0..100 {
+            restored.step(t0 + 30_000 + i * 60, &[&cells(wobble(2.0, i), 1), &[], &[]]);
+        }
     }
 }

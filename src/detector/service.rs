@@ -43,6 +43,8 @@ pub struct Tuning {
     pub thresholds: Thresholds,
     /// Test windows, in buckets, shortest first.
     pub windows: Vec<usize>,
+    /// Buckets of history kept per service.
+    pub ring: usize,
 }
 
 /// Evidence thresholds in nats, from the false-alarm budget.
@@ -64,8 +66,9 @@ const POSSIBLE_MIN_REPORTS: f64 = 3.0;
 const CUSUM_RATIO: f64 = 4.0;
 /// A bucket counts towards an outage's onset when above this multiple of its expectation.
 const ONSET_RATIO: f64 = 1.5;
-/// Buckets kept for the windows, the onset and the resolution test.
-pub const RING: usize = 60;
+/// Buckets kept for the windows, the onset and the resolution test: at least this many,
+/// and always the resolution time and the longest window (see [`Tuning::ring`]).
+pub const MIN_RING: usize = 60;
 /// Resolution: the recent counts must favour the baseline over the incident's rate by this
 /// likelihood ratio, over a window long enough that the incident's rate would have produced
 /// at least `RESOLVE_EVIDENCE` extra reports.
@@ -231,7 +234,7 @@ impl ServiceState {
             problem_dispersion: Dispersion::new(tuning.windows.len()),
             problem_cusums: vec![Cusum::default(); np],
             problems,
-            ring: VecDeque::with_capacity(RING),
+            ring: VecDeque::with_capacity(tuning.ring),
             cusum: Cusum::default(),
             region_cusums: Vec::new(),
             open: None,
@@ -239,6 +242,14 @@ impl ServiceState {
             level: Level::Operational,
             region_levels: Vec::new(),
         }
+    }
+
+    /// Whether a saved state fits the current configuration and catalog entry: the same
+    /// bucket width, test windows and problems. A state that does not is started afresh.
+    pub fn fits(&self, problems: &[Problem], tuning: &Tuning) -> bool {
+        self.baseline.width() == tuning.width
+            && self.baseline.windows() == tuning.windows.len()
+            && self.problems == problems
     }
 
     /// The service's flat rate, for the population prior of new services.
@@ -294,7 +305,7 @@ impl ServiceState {
         let mu = self.baseline.expected(t);
 
         // The bucket's marginals.
-        let mut slot = if self.ring.len() == RING {
+        let mut slot = if self.ring.len() >= tuning.ring {
             self.ring.pop_front().unwrap_or_default()
         } else {
             Slot::default()
@@ -360,8 +371,8 @@ impl ServiceState {
                 // Open for a day: not an outage but a new normal (or a baseline that was
                 // wrong from the start). Resolve it and learn the service afresh from here.
                 self.accumulate(&mut open);
-                let recent =
-                    self.window(RING, |s| (f64::from(s.x), 0.0)).0 / self.ring.len().max(1) as f64;
+                let recent = self.window(tuning.ring, |s| (f64::from(s.x), 0.0)).0
+                    / self.ring.len().max(1) as f64;
                 self.baseline.rebase(recent);
                 self.reset_cusums();
                 self.resolved_at = Some(t + tuning.width);
@@ -617,7 +628,12 @@ impl ServiceState {
         let longest = tuning.windows.last().copied().unwrap_or(1);
         let mut onset = t;
         let mut from = self.ring.len() - 1;
+        // Never reaching back into the previous incident: ids (service and start) stay unique.
+        let floor = self.resolved_at.unwrap_or(i64::MIN);
         for (i, s) in self.ring.iter().enumerate().rev().take(longest) {
+            if s.t < floor {
+                break;
+            }
             let elevated = f64::from(s.x) > ONSET_RATIO * f64::from(s.mu) && s.x > 0.0
                 || s.region_x
                     .iter()
