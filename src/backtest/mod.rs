@@ -43,7 +43,7 @@ impl RecordedCounts {
     /// Reads a counts file, which must be sorted by time.
     pub fn read(reader: &mut CountsReader<'_>) -> anyhow::Result<Self> {
         let mut recorded = Self::default();
-        let mut progress = Progress::new("reading", reader.size);
+        let mut progress = Progress::new("reading");
         while let Some(row) = reader.next_row()? {
             recorded.rows += 1;
             if recorded.last.is_some_and(|last| row.bucket < last) {
@@ -121,7 +121,7 @@ pub async fn replay(
     let mut engine = Engine::new(Detector::new(catalog, config), first);
     let mut summary = Summary::default();
     let mut events = Vec::new();
-    let mut progress = Progress::new("detecting", (last - first) as u64);
+    let mut progress = Progress::new("detecting");
     let settle = SETTLE.as_secs() as i64;
     let end = last + width;
     while engine.cursor() < end {
@@ -207,7 +207,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(what: &'static str, _total: u64) -> Self {
+    fn new(what: &'static str) -> Self {
         Self {
             what,
             last: Instant::now(),

@@ -182,10 +182,9 @@ impl Baseline {
     }
 
     /// Learns from the bucket at `t` holding `count` reports (already winsorised by the
-    /// caller), which had been expected to hold `expected`. `windows` gives, per test window,
-    /// the window's observed and expected sums ending with this bucket (unwinsorised
-    /// residuals are capped here).
-    pub fn learn(&mut self, t: i64, count: f64, expected: f64, windows: &[(f64, f64)]) {
+    /// caller). `windows` gives, per test window, the window's observed and expected sums
+    /// ending with this bucket (residuals are capped when the dispersion learns them).
+    pub fn learn(&mut self, t: i64, count: f64, windows: &[(f64, f64)]) {
         let width = self.width as f64;
         let slot = slot_secs(self.width);
         let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
@@ -209,7 +208,6 @@ impl Baseline {
 
         self.dispersion.decay(self.width);
         self.dispersion.learn(windows);
-        let _ = expected;
         self.age += 1;
     }
 }
@@ -344,7 +342,7 @@ mod tests {
             let t = i * 60;
             let x = diurnal(t);
             let e = b.expected(t);
-            b.learn(t, x, e, &[(x, e)]);
+            b.learn(t, x, &[(x, e)]);
         }
         for hour in [3, 9, 12, 18] {
             let t = 14 * DAY_SECS + hour * 3600;
@@ -362,7 +360,7 @@ mod tests {
             let t = i * 60;
             let x = diurnal(t) * if i > 9 * 1440 { 2.0 } else { 1.0 };
             let e = b.expected(t);
-            b.learn(t, x, e, &[(x, e)]);
+            b.learn(t, x, &[(x, e)]);
         }
         let t = 10 * DAY_SECS + 12 * 3600;
         let rel = b.expected(t) / (2.0 * diurnal(t));

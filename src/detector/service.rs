@@ -575,7 +575,7 @@ impl ServiceState {
             .iter()
             .map(|&w| self.window(w, |s| (f64::from(s.x), f64::from(s.mu))))
             .collect();
-        self.baseline.learn(t, x.min(cap), mu, &windows);
+        self.baseline.learn(t, x.min(cap), &windows);
         // The score tails learn from every bucket without an incident.
         let extra = self.baseline.uncertainty(t);
         learn_scores(&mut self.baseline.dispersion, &windows, extra);
