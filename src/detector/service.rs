@@ -142,6 +142,13 @@ impl Cusum {
     }
 }
 
+/// Per test window, (observed, expected) sums of each series; see `window_sums`.
+struct WindowSums {
+    total: Vec<(f64, f64)>,
+    regions: Vec<Vec<(f64, f64)>>,
+    problems: Vec<Vec<(f64, f64)>>,
+}
+
 /// What the tests say about one series this bucket.
 #[derive(Debug, Clone, Copy, Default)]
 struct Verdict {
@@ -276,22 +283,24 @@ impl ServiceState {
         self.regions.len() - 1
     }
 
-    /// Expected share of region `r` in UTC hour `h`: its hourly share, shrunk to its share over
-    /// the whole day, which is shrunk (add one half) so unseen regions get a small share.
-    fn region_share(&self, r: usize, h: usize) -> f64 {
-        let all: f64 = self.region_totals.iter().map(|&v| f64::from(v)).sum();
-        let day = (f64::from(self.region_totals[r]) + 0.5)
-            / (all + 0.5 * (self.regions.len() + 1) as f64);
-        (f64::from(self.region_hours[r * 24 + h]) + SHARE_PSEUDO * day)
-            / (f64::from(self.hour_totals[h]) + SHARE_PSEUDO)
+    /// Reports from all regions, as the region shares weigh them.
+    fn region_reports(&self) -> f64 {
+        self.region_totals.iter().map(|&v| f64::from(v)).sum()
     }
 
-    /// The number of reports the hourly share of region `r` rests on.
-    fn region_share_reports(&self, r: usize, h: usize) -> f64 {
-        let all: f64 = self.region_totals.iter().map(|&v| f64::from(v)).sum();
+    /// The number of reports the hourly share of region `r` in UTC hour `h` rests on: its
+    /// reports in that hour plus a pseudo-count at its share over the whole day, which is
+    /// shrunk (add one half) so unseen regions get a small share. `all` is
+    /// [`region_reports`](Self::region_reports).
+    fn region_share_reports(&self, r: usize, h: usize, all: f64) -> f64 {
         let day = (f64::from(self.region_totals[r]) + 0.5)
             / (all + 0.5 * (self.regions.len() + 1) as f64);
         f64::from(self.region_hours[r * 24 + h]) + SHARE_PSEUDO * day
+    }
+
+    /// Expected share of region `r` in UTC hour `h` (see `region_share_reports`).
+    fn region_share(&self, r: usize, h: usize, all: f64) -> f64 {
+        self.region_share_reports(r, h, all) / (f64::from(self.hour_totals[h]) + SHARE_PSEUDO)
     }
 
     fn problem_share(&self, p: usize) -> f64 {
@@ -331,10 +340,12 @@ impl ServiceState {
             slot.x += count;
         }
         slot.region_x = region_x;
+        let all = self.region_reports();
         slot.region_mu = (0..self.regions.len())
-            .map(|r| (mu * self.region_share(r, hour)) as f32)
+            .map(|r| (mu * self.region_share(r, hour, all)) as f32)
             .collect();
         self.ring.push_back(slot);
+        let sums = self.window_sums(tuning);
 
         // Tests.
         let inv_k_1 = 1.0 / self.baseline.dispersion(0);
@@ -345,9 +356,10 @@ impl ServiceState {
             Some(end) if t - end < REFRACTORY_SECS => REFRACTORY_BOOST,
             _ => 1.0,
         };
-        let verdict_total = self.test_total(tuning, inv_k_1, extra, boost);
-        let (verdict_regions, region_verdicts) = self.test_regions(tuning, extra, hour, boost);
-        let verdict_problems = self.test_problems(tuning, extra, boost);
+        let verdict_total = self.test_total(tuning, &sums, inv_k_1, extra, boost);
+        let (verdict_regions, region_verdicts) =
+            self.test_regions(tuning, &sums, extra, hour, boost);
+        let verdict_problems = self.test_problems(tuning, &sums, extra, boost);
         // Nothing opens before the service has been watched for the longest window: a
         // service first seen mid-stream is busy, not flooding. After that, its own counts
         // outweigh the population prior within minutes.
@@ -364,7 +376,7 @@ impl ServiceState {
                 Some(Change::Opened)
             }
             None => {
-                self.learn(t, mu, possible, tuning);
+                self.learn(t, mu, possible, tuning, &sums);
                 None
             }
             Some(mut open) if t - open.started_at >= MAX_OPEN_SECS => {
@@ -446,6 +458,27 @@ impl ServiceState {
             })
     }
 
+    /// The observed and expected sums over each test window, ending with the newest bucket,
+    /// of the total, each region and each problem: what both the tests and the learning
+    /// read, computed once per bucket.
+    fn window_sums(&self, tuning: &Tuning) -> WindowSums {
+        let sums = |f: &dyn Fn(&Slot) -> (f64, f64)| -> Vec<(f64, f64)> {
+            tuning.windows.iter().map(|&w| self.window(w, f)).collect()
+        };
+        WindowSums {
+            total: sums(&|s| (f64::from(s.x), f64::from(s.mu))),
+            regions: (0..self.regions.len())
+                .map(|r| sums(&|s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))))
+                .collect(),
+            problems: (0..self.problems.len())
+                .map(|p| {
+                    let share = self.problem_share(p);
+                    sums(&|s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share))
+                })
+                .collect(),
+        }
+    }
+
     fn verdict(
         &self,
         tuning: &Tuning,
@@ -453,7 +486,7 @@ impl ServiceState {
         dispersion: &Dispersion,
         extra_inv_k: f64,
         cusum: Cusum,
-        f: impl Fn(&Slot) -> (f64, f64) + Copy,
+        sums: &[(f64, f64)],
     ) -> Verdict {
         let mut v = Verdict::default();
         let mut consider = |x: f64, m: f64, score: &dyn Fn() -> f64| {
@@ -467,8 +500,7 @@ impl ServiceState {
                 }
             }
         };
-        for (i, &w) in tuning.windows.iter().enumerate() {
-            let (x, m) = self.window(w, f);
+        for (i, &(x, m)) in sums.iter().enumerate() {
             let k = 1.0 / (1.0 / dispersion.k(i) + extra_inv_k);
             consider(x, m, &|| dispersion.calibrate(i, upper_score(x, m, k)));
         }
@@ -479,7 +511,14 @@ impl ServiceState {
         v
     }
 
-    fn test_total(&mut self, tuning: &Tuning, inv_k: f64, extra: f64, boost: f64) -> Verdict {
+    fn test_total(
+        &mut self,
+        tuning: &Tuning,
+        sums: &WindowSums,
+        inv_k: f64,
+        extra: f64,
+        boost: f64,
+    ) -> Verdict {
         let last = self.ring.back().cloned().unwrap_or_default();
         self.cusum
             .update(f64::from(last.x), f64::from(last.mu), inv_k + extra);
@@ -490,13 +529,14 @@ impl ServiceState {
             &self.baseline.dispersion,
             extra,
             self.cusum,
-            |s| (f64::from(s.x), f64::from(s.mu)),
+            &sums.total,
         )
     }
 
     fn test_regions(
         &mut self,
         tuning: &Tuning,
+        sums: &WindowSums,
         extra: f64,
         hour: usize,
         boost: f64,
@@ -504,12 +544,13 @@ impl ServiceState {
         let h = tuning.thresholds.family(self.regions.len()) * boost;
         let mut all = Verdict::default();
         let mut each = Vec::with_capacity(self.regions.len());
+        let all_reports = self.region_reports();
         for r in 0..self.regions.len() {
             let (x, mu) = self.ring.back().map_or((0.0, 0.0), |s| {
                 (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))
             });
             // The share, too, is an estimate from a limited number of reports.
-            let extra = extra + 1.0 / (self.region_share_reports(r, hour)).max(1.0);
+            let extra = extra + 1.0 / self.region_share_reports(r, hour, all_reports).max(1.0);
             let inv_k = 1.0 / self.region_dispersion.k(0);
             self.region_cusums[r].update(x, mu, inv_k + extra);
             let v = self.verdict(
@@ -518,7 +559,7 @@ impl ServiceState {
                 &self.region_dispersion,
                 extra,
                 self.region_cusums[r],
-                |s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r])),
+                &sums.regions[r],
             );
             all.strong |= v.strong;
             all.possible |= v.possible;
@@ -527,7 +568,13 @@ impl ServiceState {
         (all, each)
     }
 
-    fn test_problems(&mut self, tuning: &Tuning, extra: f64, boost: f64) -> Verdict {
+    fn test_problems(
+        &mut self,
+        tuning: &Tuning,
+        sums: &WindowSums,
+        extra: f64,
+        boost: f64,
+    ) -> Verdict {
         if self.problems.len() < 2 {
             return Verdict::default();
         }
@@ -547,7 +594,7 @@ impl ServiceState {
                 &self.problem_dispersion,
                 extra,
                 self.problem_cusums[p],
-                |s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share),
+                &sums.problems[p],
             );
             all.strong |= v.strong;
             all.possible |= v.possible;
@@ -557,7 +604,7 @@ impl ServiceState {
 
     /// Learns from a bucket with no incident open; the count is winsorised, more so when
     /// the bucket already looked like possible problems.
-    fn learn(&mut self, t: i64, mu: f64, possible: bool, tuning: &Tuning) {
+    fn learn(&mut self, t: i64, mu: f64, possible: bool, tuning: &Tuning, sums: &WindowSums) {
         let Some(slot) = self.ring.back() else { return };
         let x = f64::from(slot.x);
         let k = self.baseline.dispersion(0);
@@ -570,36 +617,20 @@ impl ServiceState {
         } else {
             mu + 4.0 * (mu + mu * mu / k).sqrt() + 1.0
         };
-        let windows: Vec<(f64, f64)> = tuning
-            .windows
-            .iter()
-            .map(|&w| self.window(w, |s| (f64::from(s.x), f64::from(s.mu))))
-            .collect();
-        self.baseline.learn(t, x.min(cap), &windows);
+        self.baseline.learn(t, x.min(cap), &sums.total);
         // The score tails learn from every bucket without an incident.
         let extra = self.baseline.uncertainty(t);
-        learn_scores(&mut self.baseline.dispersion, &windows, extra);
+        learn_scores(&mut self.baseline.dispersion, &sums.total, extra);
         // So do the region and problem families' dispersions.
         self.region_dispersion.decay(tuning.width);
-        for r in 0..self.regions.len() {
-            let sums: Vec<(f64, f64)> = tuning
-                .windows
-                .iter()
-                .map(|&w| self.window(w, |s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))))
-                .collect();
-            self.region_dispersion.learn(&sums);
-            learn_scores(&mut self.region_dispersion, &sums, extra);
+        for region in &sums.regions {
+            self.region_dispersion.learn(region);
+            learn_scores(&mut self.region_dispersion, region, extra);
         }
         self.problem_dispersion.decay(tuning.width);
-        for p in 0..self.problems.len() {
-            let share = self.problem_share(p);
-            let sums: Vec<(f64, f64)> = tuning
-                .windows
-                .iter()
-                .map(|&w| self.window(w, |s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share)))
-                .collect();
-            self.problem_dispersion.learn(&sums);
-            learn_scores(&mut self.problem_dispersion, &sums, extra);
+        for problem in &sums.problems {
+            self.problem_dispersion.learn(problem);
+            learn_scores(&mut self.problem_dispersion, problem, extra);
         }
         // Shares learn from ordinary buckets only.
         if possible {
