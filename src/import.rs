@@ -7,7 +7,7 @@
 //! loading a file twice counts it twice.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::buckets::BucketWidth;
 use crate::catalog::{Catalog, Problem};
 use crate::config::ImportArgs;
+use crate::progress::Progress;
 use crate::regions::RegionCode;
 use crate::store::redis::RedisStore;
 use crate::store::{Cell, HistoryCount, Store};
@@ -76,7 +77,7 @@ pub async fn load(
     path: &Path,
 ) -> anyhow::Result<ImportSummary> {
     let mut reader = CountsReader::open(path, catalog, bucket)?;
-    let mut progress = Progress::new(reader.size);
+    let mut progress = Progress::new();
     let mut summary = ImportSummary::default();
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     // First line of the batch being built: what a failed write may have partly applied.
@@ -92,12 +93,16 @@ pub async fn load(
             summary.added += write(store, &batch, &reader.file_name, batch_from, line).await?;
             batch.clear();
             batch_from = line + 1;
-            progress.show(reader.read, summary.rows);
+            let (read, size, rows) = (reader.read, reader.size, summary.rows);
+            progress.show(|| {
+                let percent = (read * 100).checked_div(size).unwrap_or(0);
+                format!("import: {percent}% ({rows} rows)")
+            });
         }
     }
     let line = reader.line_no;
     summary.added += write(store, &batch, &reader.file_name, batch_from, line).await?;
-    progress.finish(summary.rows);
+    progress.finish(Some(format!("import: 100% ({} rows)", summary.rows)));
     Ok(summary)
 }
 
@@ -259,40 +264,6 @@ fn parse_row(
         },
         count,
     })
-}
-
-/// Progress on stderr, at most once a second (a single updating line on a terminal).
-struct Progress {
-    size: u64,
-    last: Instant,
-    terminal: bool,
-}
-
-impl Progress {
-    fn new(size: u64) -> Self {
-        Self {
-            size,
-            last: Instant::now(),
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn show(&mut self, read: u64, rows: u64) {
-        if self.last.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.last = Instant::now();
-        let percent = (read * 100).checked_div(self.size).unwrap_or(0);
-        let end = if self.terminal { "\r" } else { "\n" };
-        eprint!("import: {percent}% ({rows} rows){end}");
-        let _ = std::io::stderr().flush();
-    }
-
-    fn finish(&self, rows: u64) {
-        if self.terminal {
-            eprintln!("import: 100% ({rows} rows)");
-        }
-    }
 }
 
 #[cfg(test)]

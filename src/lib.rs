@@ -29,6 +29,7 @@
 //! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.
 //! - [`import`]: recorded counts (the backtest CSV) into a store, as history.
 //! - [`backtest`]: the detector over recorded counts, and its score against a simulation's truth.
+//! - [`progress`]: the progress line of the long offline commands.
 
 pub mod api;
 pub mod backtest;
@@ -39,6 +40,7 @@ pub mod config;
 pub mod detector;
 pub mod import;
 pub mod ingest;
+pub mod progress;
 pub mod regions;
 pub mod reporter;
 pub mod simulate;

@@ -134,12 +134,6 @@ impl Application {
         self.port
     }
 
-    /// Takes the live detector out, so the caller ticks it (tests, on a manual clock) instead
-    /// of the background task.
-    pub fn take_detector(&mut self) -> Option<LiveDetector> {
-        self.detector.take().map(|(d, _)| d)
-    }
-
     /// A handle to stop the server gracefully (what SIGTERM does).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()

@@ -8,7 +8,7 @@
 pub mod score;
 
 use std::collections::HashMap;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -22,6 +22,7 @@ use crate::detector::{
     CountSource, Detector, DetectorConfig, Engine, EventType, IncidentEvent, SETTLE,
 };
 use crate::import::CountsReader;
+use crate::progress::Progress;
 use crate::store::{BucketCounts, StoreError};
 
 /// Buckets per tick: an hour at one-minute buckets. Ticking less often changes nothing the
@@ -43,7 +44,7 @@ impl RecordedCounts {
     /// Reads a counts file, which must be sorted by time.
     pub fn read(reader: &mut CountsReader<'_>) -> anyhow::Result<Self> {
         let mut recorded = Self::default();
-        let mut progress = Progress::new("reading");
+        let mut progress = Progress::new();
         while let Some(row) = reader.next_row()? {
             recorded.rows += 1;
             if recorded.last.is_some_and(|last| row.bucket < last) {
@@ -72,10 +73,10 @@ impl RecordedCounts {
                 }),
             }
             if recorded.rows % 65_536 == 0 {
-                progress.show(reader.read, reader.size);
+                progress.show(|| percent("reading", reader.read, reader.size));
             }
         }
-        progress.done();
+        progress.finish(None);
         Ok(recorded)
     }
 }
@@ -121,7 +122,7 @@ pub async fn replay(
     let mut engine = Engine::new(Detector::new(catalog, config), first);
     let mut summary = Summary::default();
     let mut events = Vec::new();
-    let mut progress = Progress::new("detecting");
+    let mut progress = Progress::new();
     let settle = SETTLE.as_secs() as i64;
     let end = last + width;
     while engine.cursor() < end {
@@ -135,9 +136,10 @@ pub async fn replay(
             }
             emit(&event)?;
         }
-        progress.show((engine.cursor() - first) as u64, (last - first) as u64);
+        let done = (engine.cursor() - first) as u64;
+        progress.show(|| percent("detecting", done, (last - first) as u64));
     }
-    progress.done();
+    progress.finish(None);
     summary.buckets = ((end - first) / width) as u64;
     Ok(summary)
 }
@@ -198,42 +200,12 @@ fn read_truth(path: &Path) -> anyhow::Result<crate::simulate::Truth> {
     })
 }
 
-/// Progress on stderr, at most once a second.
-struct Progress {
-    what: &'static str,
-    last: Instant,
-    terminal: bool,
-    shown: bool,
-}
-
-impl Progress {
-    fn new(what: &'static str) -> Self {
-        Self {
-            what,
-            last: Instant::now(),
-            terminal: io::stderr().is_terminal(),
-            shown: false,
-        }
-    }
-
-    fn show(&mut self, done: u64, total: u64) {
-        if self.last.elapsed().as_secs_f64() < 1.0 {
-            return;
-        }
-        self.last = Instant::now();
-        let percent = if total == 0 {
-            100.0
-        } else {
-            100.0 * done as f64 / total as f64
-        };
-        let end = if self.terminal { "\r" } else { "\n" };
-        eprint!("backtest: {} {percent:5.1}%{end}", self.what);
-        self.shown = true;
-    }
-
-    fn done(&self) {
-        if self.shown && self.terminal {
-            eprintln!();
-        }
-    }
+/// A progress line: `backtest: reading  42.0%`.
+fn percent(what: &str, done: u64, total: u64) -> String {
+    let percent = if total == 0 {
+        100.0
+    } else {
+        100.0 * done as f64 / total as f64
+    };
+    format!("backtest: {what} {percent:5.1}%")
 }

@@ -116,7 +116,6 @@ pub struct Detector {
     config: DetectorConfig,
     tuning: Tuning,
     services: Vec<Tracked>,
-    index: HashMap<ServiceId, usize>,
 }
 
 /// Why a persisted service state was not used.
@@ -195,26 +194,9 @@ impl Detector {
                 config,
                 tuning,
                 services,
-                index,
             },
             errors,
         )
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &DetectorConfig {
-        &self.config
-    }
-
-    /// The services, in catalog order.
-    pub fn service_ids(&self) -> impl Iterator<Item = &ServiceId> {
-        self.services.iter().map(|s| &s.id)
-    }
-
-    /// The state of `service`, encoded for the store.
-    pub fn encode(&self, service: &ServiceId) -> Option<Vec<u8>> {
-        let i = *self.index.get(service)?;
-        postcard::to_stdvec(&self.services[i].state).ok()
     }
 
     /// Every service's state, encoded for the store.
@@ -223,15 +205,6 @@ impl Detector {
             .iter()
             .filter_map(|s| Some((s.id.clone(), postcard::to_stdvec(&s.state).ok()?)))
             .collect()
-    }
-
-    /// The level of `service` and of each region it has reports from.
-    pub fn levels(
-        &self,
-        service: &ServiceId,
-    ) -> Option<(Level, Vec<(crate::regions::RegionCode, Level)>)> {
-        let s = &self.services[*self.index.get(service)?].state;
-        Some((s.level, s.region_levels.clone()))
     }
 
     /// The open incidents, in catalog order.

@@ -479,17 +479,11 @@ impl Store for MemoryStore {
         let Some(record) = inner.detector.record(id, now_s) else {
             return Ok(None);
         };
-        let Some(incident) = parse_json::<Incident>(&record.incident, id) else {
-            return Ok(None);
-        };
-        Ok(Some(IncidentRecord {
-            incident,
-            events: record
-                .events
-                .iter()
-                .filter_map(|json| parse_json(json, id))
-                .collect(),
-        }))
+        Ok(IncidentRecord::from_json(
+            id,
+            &record.incident,
+            &record.events,
+        ))
     }
 
     async fn events_after(

@@ -301,6 +301,20 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str)
         .ok()
 }
 
+impl IncidentRecord {
+    /// The record of incident `id` from its stored JSON (the incident and its events);
+    /// `None` when the incident does not parse, and events that do not parse are skipped.
+    pub(crate) fn from_json(id: &str, incident: &str, events: &[String]) -> Option<Self> {
+        Some(Self {
+            incident: parse_json(incident, id)?,
+            events: events
+                .iter()
+                .filter_map(|json| parse_json(json, id))
+                .collect(),
+        })
+    }
+}
+
 /// A store failure. Callers answer 503: the store may be back in a moment.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -754,16 +754,7 @@ impl Store for RedisStore {
         );
         let (record, events): (Option<String>, Vec<String>) =
             Self::query(&self.reads, &pipe).await?;
-        let Some(incident) = record.and_then(|json| parse_json(&json, id)) else {
-            return Ok(None);
-        };
-        Ok(Some(IncidentRecord {
-            incident,
-            events: events
-                .iter()
-                .filter_map(|json| parse_json(json, id))
-                .collect(),
-        }))
+        Ok(record.and_then(|json| IncidentRecord::from_json(id, &json, &events)))
     }
 
     async fn events_after(
