@@ -11,17 +11,15 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::catalog::ServiceId;
 use crate::detector::service::ServiceState;
-use crate::detector::{Incident, IncidentEvent, Level};
+use crate::detector::{Incident, IncidentEvent, IncidentStatus, Level, Scope};
 use crate::regions::RegionCode;
-use crate::store::IncidentQuery;
+use crate::store::{Granularity, IncidentFilter, IncidentQuery};
 
 /// Most incidents in one page.
 const MAX_LIMIT: usize = 200;
 const DEFAULT_LIMIT: usize = 50;
-/// Most incidents of one start second returned as one page.
-const MAX_GROUP: usize = 10_000;
 
-fn unavailable(what: &'static str, e: &crate::store::StoreError) -> ApiError {
+pub(crate) fn unavailable(what: &'static str, e: &crate::store::StoreError) -> ApiError {
     crate::ingest::store_error(what, e);
     ApiError::unavailable()
 }
@@ -30,42 +28,59 @@ fn unavailable(what: &'static str, e: &crate::store::StoreError) -> ApiError {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct IncidentsQuery {
-    /// `true`: only open incidents.
+    /// `true`: only open incidents; `false`: only resolved ones. Default: both.
     #[param(example = true)]
     pub active: Option<bool>,
     /// Only incidents of this service.
     #[param(value_type = Option<String>, example = "tiktok")]
     pub service: Option<String>,
+    /// Only incidents affecting this country (ISO 3166-1 alpha-2).
+    #[param(value_type = Option<String>, example = "US")]
+    pub region: Option<String>,
+    /// Only `global` or only `regional` incidents.
+    #[param(value_type = Option<Scope>, example = "regional")]
+    pub scope: Option<Scope>,
+    /// `true`: only partial outages (some problems elevated); `false`: only full ones.
+    #[param(example = false)]
+    pub partial: Option<bool>,
+    /// Only incidents that started at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-20T00:00:00Z")]
+    pub since: Option<String>,
+    /// Only incidents that started before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-22T00:00:00Z")]
+    pub until: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(example = 50, minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
-    /// Only incidents that started before this Unix second: pass the previous page's
-    /// `next_before` for the next page.
-    #[param(example = 1795262460)]
-    pub before: Option<i64>,
+    /// Where the page starts: the previous page's `next_cursor` (the id of its last
+    /// incident). Absent: the newest incidents.
+    #[param(value_type = Option<String>, example = "tiktok-1795262460")]
+    pub cursor: Option<String>,
 }
 
-/// A page of incidents, newest start first. A page holds at most `limit` incidents, except
-/// when more than `limit` started in the same second: then the page is all of them.
+/// A page of incidents, newest first (by start; by id among incidents that started in the
+/// same second).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IncidentList {
     pub incidents: Vec<Incident>,
-    /// The `before` of the next page; absent on the last page.
+    /// The `cursor` of the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_before: Option<i64>,
+    #[schema(example = "tiktok-1795262460")]
+    pub next_cursor: Option<String>,
 }
 
 /// List incidents.
 ///
-/// Incidents the detector opened, newest start first, optionally only the open ones or one
-/// service's. Paginate with `before`.
+/// Incidents the detector declared, newest first, filtered by service, country, scope,
+/// partiality, state and start time. Paginate by passing `next_cursor` back as `cursor`: pages
+/// neither repeat nor skip incidents, however many start in the same second.
 #[utoipa::path(
     tag = "incidents",
     params(IncidentsQuery),
     responses(
         (status = 200, description = "A page of incidents.", body = IncidentList,
-            example = json!({"incidents": [{"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}]})),
-        (status = 400, description = "`invalid_query`: a bad parameter or limit.", body = ErrorBody,
+            example = json!({"incidents": [{"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}], "next_cursor": "tiktok-1795262460"})),
+        (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
@@ -86,73 +101,73 @@ pub async fn list_incidents(
             "limit must be from 1 to {MAX_LIMIT}"
         )));
     }
+    let mut store_query = incident_query(&state, &query)?;
+    store_query.limit = limit + 1;
+    let mut incidents = state
+        .store
+        .incidents(&store_query)
+        .await
+        .map_err(|e| unavailable("incidents", &e))?;
+    let next_cursor = (incidents.len() > limit).then(|| {
+        incidents.truncate(limit);
+        incidents[limit - 1].id.clone()
+    });
+    Ok(HttpResponse::Ok().json(IncidentList {
+        incidents,
+        next_cursor,
+    }))
+}
+
+/// The store query of an incident list's filters (without its limit).
+pub(crate) fn incident_query(
+    state: &AppState,
+    query: &IncidentsQuery,
+) -> Result<IncidentQuery, ApiError> {
     let service = match &query.service {
         Some(id) => Some(state.service(id)?.id.clone()),
         None => None,
     };
-    let incidents = state
-        .store
-        .incidents(&IncidentQuery {
-            active_only: query.active.unwrap_or(false),
-            service,
-            started_before: query.before,
-            limit: limit + 1,
+    let region = query
+        .region
+        .as_deref()
+        .map(RegionCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_query(e.to_string()))?;
+    let time = |name: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| super::reports::parse_time(name, v))
+            .transpose()
+    };
+    let since = time("since", &query.since)?;
+    let until = time("until", &query.until)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            crate::store::parse_incident_id(cursor)
+                .map(|(_, start)| (start, cursor.to_owned()))
+                .ok_or_else(|| {
+                    ApiError::invalid_query(format!(
+                        "cursor {cursor:?} is not an incident id; pass a page's next_cursor"
+                    ))
+                })
         })
-        .await
-        .map_err(|e| unavailable("incidents", &e))?;
-    let (mut incidents, next_before) = page(incidents, limit);
-    if let Some(before) = next_before
-        && incidents.len() == limit
-        && incidents
-            .iter()
-            .all(|i| i.started_at.unix_timestamp() == before)
-    {
-        // More than a page started in one second (a vast cascade): the page is that whole
-        // second, since `before` cannot point inside it.
-        incidents = state
-            .store
-            .incidents(&IncidentQuery {
-                active_only: query.active.unwrap_or(false),
-                service: query
-                    .service
-                    .as_deref()
-                    .and_then(|s| ServiceId::parse(s).ok()),
-                started_before: Some(before + 1),
-                limit: MAX_GROUP,
-            })
-            .await
-            .map_err(|e| unavailable("incidents", &e))?
-            .into_iter()
-            .take_while(|i| i.started_at.unix_timestamp() == before)
-            .collect();
-    }
-    Ok(HttpResponse::Ok().json(IncidentList {
-        incidents,
-        next_before,
-    }))
-}
-
-/// Cuts `incidents` (newest start first, up to `limit + 1` of them) to a page, and gives the
-/// `before` of the next page. A page ends between two start seconds, so `before` (exclusive)
-/// neither repeats nor skips an incident: incidents sharing the boundary's second all go to
-/// the next page. When more than a page started in one second, the page is cut at `limit`
-/// and `before` is that second (the caller then widens the page to the whole second).
-fn page(mut incidents: Vec<Incident>, limit: usize) -> (Vec<Incident>, Option<i64>) {
-    if incidents.len() <= limit {
-        return (incidents, None);
-    }
-    let boundary = incidents[limit].started_at.unix_timestamp();
-    let keep = incidents[..limit]
-        .iter()
-        .position(|i| i.started_at.unix_timestamp() == boundary)
-        .unwrap_or(limit);
-    if keep > 0 {
-        incidents.truncate(keep);
-        (incidents, Some(boundary + 1))
-    } else {
-        incidents.truncate(limit);
-        (incidents, Some(boundary))
-    }
+        .transpose()?;
+    Ok(IncidentQuery {
+        active_only: query.active == Some(true),
+        service,
+        since,
+        until,
+        after,
+        filter: IncidentFilter {
+            region,
+            scope: query.scope,
+            partial: query.partial,
+            status: (query.active == Some(false)).then_some(IncidentStatus::Resolved),
+        },
+        limit: 0,
+    })
 }
 
 /// An incident with its timeline.
@@ -237,6 +252,9 @@ pub struct ServiceStatus {
     pub active_incident: Option<Incident>,
     /// Per region the service has reports from, its level; sorted by region.
     pub regions: Vec<RegionStatus>,
+    /// Distinct reporters counted in the last 24 hours.
+    #[schema(example = 1342)]
+    pub reports_24h: u64,
 }
 
 /// Get a service's status.
@@ -248,7 +266,7 @@ pub struct ServiceStatus {
     params(("id" = String, Path, description = "Service id", example = "tiktok")),
     responses(
         (status = 200, description = "The status.", body = ServiceStatus,
-            example = json!({"service": "tiktok", "level": "outage", "active_incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}, "regions": [{"region": "DE", "level": "operational"}, {"region": "US", "level": "outage"}]})),
+            example = json!({"service": "tiktok", "level": "outage", "active_incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}, "regions": [{"region": "DE", "level": "operational"}, {"region": "US", "level": "outage"}], "reports_24h": 1342})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
         (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
@@ -262,21 +280,24 @@ pub async fn service_status(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let service = state.service(&id)?.id.clone();
-    let snapshot = state
+    Ok(HttpResponse::Ok().json(status_of(&state, service).await?))
+}
+
+/// The status of `service` (a catalog id), read from the store.
+pub async fn status_of(state: &AppState, service: ServiceId) -> Result<ServiceStatus, ApiError> {
+    let saved = state
         .store
-        .load_detector()
+        .detector_state(&service)
         .await
-        .map_err(|e| unavailable("status", &e))?;
-    let saved = snapshot
-        .and_then(|s| s.services.into_iter().find(|(id, _)| *id == service))
-        .and_then(|(_, bytes)| postcard::from_bytes::<ServiceState>(&bytes).ok());
+        .map_err(|e| unavailable("status", &e))?
+        .and_then(|bytes| postcard::from_bytes::<ServiceState>(&bytes).ok());
     let active = state
         .store
         .incidents(&IncidentQuery {
             active_only: true,
             service: Some(service.clone()),
-            started_before: None,
             limit: 1,
+            ..IncidentQuery::default()
         })
         .await
         .map_err(|e| unavailable("status", &e))?
@@ -301,66 +322,52 @@ pub async fn service_status(
         level
     };
     regions.sort_by_key(|r: &RegionStatus| r.region);
-    Ok(HttpResponse::Ok().json(ServiceStatus {
+    let reports_24h = reports_in_last_day(state, &service).await?;
+    Ok(ServiceStatus {
         service,
         level,
         active_incident: active,
         regions,
-    }))
+        reports_24h,
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::detector::{IncidentStatus, Scope};
-
-    fn incident(service: &str, start: i64) -> Incident {
-        Incident {
-            id: format!("{service}-{start}"),
-            service: ServiceId::parse(service).unwrap(),
-            status: IncidentStatus::Open,
-            scope: Scope::Global,
-            regions: vec![],
-            partial: false,
-            problems: vec![],
-            caused_by: vec![],
-            started_at: time::OffsetDateTime::from_unix_timestamp(start).unwrap(),
-            resolved_at: None,
-            expected_per_min: 1.0,
-            observed_per_min: 9.0,
+/// Distinct reporters counted for `service` in the 24 hours up to now: whole hours from the
+/// hourly roll-up and the hour fractions at either end from the fine buckets (so at most
+/// about 25 + 2 × 60 reads with one-minute buckets). When the fine buckets are not kept a day,
+/// it is the last 24 whole hours of the roll-up, the current one included.
+async fn reports_in_last_day(state: &AppState, service: &ServiceId) -> Result<u64, ApiError> {
+    use crate::buckets::{ROLLUP_SECS, align};
+    const DAY: i64 = 86_400;
+    let fine = state.settings.width(Granularity::Fine);
+    let now = state.clock.now().unix_timestamp();
+    let until = align(now, fine) + fine;
+    let since = until - DAY;
+    let mut ranges = Vec::with_capacity(3);
+    if crate::store::whole_secs(state.settings.retention) >= DAY && fine < ROLLUP_SECS {
+        let first_hour = align(since + ROLLUP_SECS - 1, ROLLUP_SECS);
+        let last_hour = align(until, ROLLUP_SECS);
+        ranges.push((Granularity::Fine, since, first_hour));
+        ranges.push((Granularity::Hourly, first_hour, last_hour));
+        ranges.push((Granularity::Fine, last_hour, until));
+    } else {
+        let until = align(now, ROLLUP_SECS) + ROLLUP_SECS;
+        ranges.push((Granularity::Hourly, until - DAY, until));
+    }
+    let mut total = 0;
+    for (granularity, from, to) in ranges {
+        if from >= to {
+            continue;
         }
-    }
-
-    #[test]
-    fn pages_end_between_start_seconds() {
-        // Newest first; b, c and d started in the same second.
-        let all = [
-            incident("a", 500),
-            incident("b", 400),
-            incident("c", 400),
-            incident("d", 400),
-            incident("e", 300),
-        ];
-        let (first, next) = page(all[..3].to_vec(), 2);
-        assert_eq!(
-            first.iter().map(|i| i.service.as_str()).collect::<Vec<_>>(),
-            ["a"]
-        );
-        assert_eq!(next, Some(401));
-        // The next page (started before 401) starts with the whole group.
-        let rest: Vec<Incident> = all
+        let buckets = state
+            .store
+            .counts(service, granularity, from, to)
+            .await
+            .map_err(|e| unavailable("status", &e))?;
+        total += buckets
             .iter()
-            .filter(|i| i.started_at.unix_timestamp() < 401)
-            .cloned()
-            .collect();
-        let (second, next) = page(rest[..3].to_vec(), 2);
-        assert_eq!(second.len(), 2);
-        assert_eq!(
-            next,
-            Some(400),
-            "a group larger than a page is cut, and said so"
-        );
-        let (last, next) = page(all[4..].to_vec(), 2);
-        assert_eq!((last.len(), next), (1, None));
+            .flat_map(|b| b.cells.iter().map(|(_, n)| n))
+            .sum::<u64>();
     }
+    Ok(total)
 }

@@ -466,7 +466,7 @@ pub async fn read_reports(
     Ok(HttpResponse::Ok().json(series))
 }
 
-fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|e| {

@@ -14,9 +14,9 @@ use async_trait::async_trait;
 
 use super::{
     BucketCounts, Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery,
-    IncidentRecord, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamEvent,
-    incident_service, lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json,
-    whole_secs,
+    IncidentRecord, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamBounds,
+    StreamEvent, incident_service, lease_millis, parse_incident_id, parse_json, parse_stream_id,
+    to_json, whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
@@ -31,6 +31,8 @@ pub struct MemoryStore {
     settings: StoreSettings,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
+    /// Signalled after events are added to the stream (wakes [`Store::wait_events`]).
+    added: tokio::sync::watch::Sender<()>,
 }
 
 #[derive(Default)]
@@ -60,6 +62,8 @@ struct Detector {
     stream: VecDeque<((u64, u64), String)>,
     /// The last stream id handed out: ids never go back, whatever the clock does.
     last_id: (u64, u64),
+    /// The newest id trimmed off the stream.
+    trimmed_through: (u64, u64),
     /// Incident records by id.
     incidents: HashMap<String, IncidentEntry>,
     /// Every incident, as (start, id): newest first is `.rev()`, ties by id descending.
@@ -100,6 +104,20 @@ impl Detector {
         self.last_id
     }
 
+    /// Up to `limit` events after the stream id `after`, oldest first.
+    fn events_after(&self, after: (u64, u64), limit: usize) -> Vec<StreamEvent> {
+        let first = self.stream.partition_point(|(id, _)| *id <= after);
+        self.stream
+            .range(first..)
+            .filter_map(|((ms, seq), json)| {
+                let id = format!("{ms}-{seq}");
+                let event = parse_json(json, &id)?;
+                Some(StreamEvent { id, event })
+            })
+            .take(limit)
+            .collect()
+    }
+
     /// The record of `id` unless it has expired at `now_s`.
     fn record(&self, id: &str, now_s: i64) -> Option<&IncidentEntry> {
         self.incidents.get(id).filter(|r| r.expires_at > now_s)
@@ -119,6 +137,7 @@ impl MemoryStore {
             settings,
             clock,
             inner: Mutex::new(Inner::default()),
+            added: tokio::sync::watch::channel(()).0,
         }
     }
 
@@ -368,6 +387,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().detector.states.get(service).cloned())
+    }
+
     async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError> {
         let inner = self.lock();
         let detector = &inner.detector;
@@ -408,7 +431,9 @@ impl Store for MemoryStore {
             let id = detector.next_stream_id(now_ms);
             detector.stream.push_back((id, event_json.clone()));
             while detector.stream.front().is_some_and(|(id, _)| id.0 < min_ms) {
-                detector.stream.pop_front();
+                if let Some((trimmed, _)) = detector.stream.pop_front() {
+                    detector.trimmed_through = trimmed;
+                }
             }
             ids.push(format!("{}-{}", id.0, id.1));
 
@@ -439,6 +464,10 @@ impl Store for MemoryStore {
             }
         }
         self.trim_incidents(detector, now_s);
+        drop(inner);
+        if !ids.is_empty() {
+            self.added.send_replace(());
+        }
         Ok(ids)
     }
 
@@ -451,21 +480,21 @@ impl Store for MemoryStore {
         } else {
             &detector.all
         };
-        let newest_first: Box<dyn Iterator<Item = &(i64, String)>> = match query.started_before {
-            Some(before) => Box::new(index.range(..(before, String::new())).rev()),
-            None => Box::new(index.iter().rev()),
-        };
-        Ok(newest_first
-            .filter(|(_, id)| {
-                query
-                    .service
-                    .as_ref()
-                    .is_none_or(|s| incident_service(id) == Some(s.as_str()))
+        Ok(index
+            .iter()
+            .rev()
+            .filter(|(start, id)| {
+                query.in_range(*start, id)
+                    && query
+                        .service
+                        .as_ref()
+                        .is_none_or(|s| incident_service(id) == Some(s.as_str()))
             })
             .filter_map(|(_, id)| {
                 let record = detector.record(id, now_s)?;
                 parse_json::<Incident>(&record.incident, id)
             })
+            .filter(|incident| query.filter.matches(incident))
             .take(query.limit)
             .collect())
     }
@@ -494,17 +523,39 @@ impl Store for MemoryStore {
         let Some(after) = parse_stream_id(after) else {
             return Ok(Vec::new());
         };
+        Ok(self.lock().detector.events_after(after, limit))
+    }
+
+    async fn wait_events(
+        &self,
+        after: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let Some(after) = parse_stream_id(after) else {
+            return Ok(Vec::new());
+        };
+        // Subscribe before looking, so an event added in between still wakes this call.
+        let mut added = self.added.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let events = self.lock().detector.events_after(after, limit);
+            if !events.is_empty() {
+                return Ok(events);
+            }
+            match tokio::time::timeout_at(deadline, added.changed()).await {
+                Ok(Ok(())) => continue,
+                // The sender lives as long as the store.
+                Ok(Err(_)) | Err(_) => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {
         let inner = self.lock();
-        let stream = &inner.detector.stream;
-        let first = stream.partition_point(|(id, _)| *id <= after);
-        Ok(stream
-            .range(first..)
-            .filter_map(|((ms, seq), json)| {
-                let id = format!("{ms}-{seq}");
-                let event = parse_json(json, &id)?;
-                Some(StreamEvent { id, event })
-            })
-            .take(limit)
-            .collect())
+        Ok(StreamBounds {
+            last: inner.detector.last_id,
+            trimmed_through: inner.detector.trimmed_through,
+        })
     }
 }

@@ -212,17 +212,75 @@ pub struct DetectorCommit<'a> {
     pub events: &'a [IncidentEvent],
 }
 
-/// Which incidents to list, newest start first.
+/// Which incidents to list, newest first: by start, and by id (descending) among incidents
+/// that started in the same second.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentQuery {
     /// Only open incidents.
     pub active_only: bool,
     /// Only incidents of this service.
     pub service: Option<ServiceId>,
-    /// Only incidents that started before this Unix second (a pagination cursor).
-    pub started_before: Option<i64>,
+    /// Only incidents that started at or after this Unix second.
+    pub since: Option<i64>,
+    /// Only incidents that started before this Unix second.
+    pub until: Option<i64>,
+    /// Only incidents after this one in the listing order, given as its (start, id): the
+    /// last incident of the previous page (a pagination cursor).
+    pub after: Option<(i64, String)>,
+    /// Only incidents whose record also matches these.
+    pub filter: IncidentFilter,
     /// At most this many.
     pub limit: usize,
+}
+
+/// Conditions on an incident's record (its attribution).
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    /// Only incidents affecting this region.
+    pub region: Option<crate::regions::RegionCode>,
+    /// Only incidents of this scope.
+    pub scope: Option<crate::detector::Scope>,
+    /// Only partial (`true`) or only full (`false`) outages.
+    pub partial: Option<bool>,
+    /// Only incidents in this state.
+    pub status: Option<crate::detector::IncidentStatus>,
+}
+
+impl IncidentFilter {
+    /// Whether `incident` meets every condition.
+    pub fn matches(&self, incident: &Incident) -> bool {
+        self.region.is_none_or(|r| incident.regions.contains(&r))
+            && self.scope.is_none_or(|s| incident.scope == s)
+            && self.partial.is_none_or(|p| incident.partial == p)
+            && self.status.is_none_or(|s| incident.status == s)
+    }
+}
+
+impl IncidentQuery {
+    /// Whether the incident `id` that started at `start` is in the query's range of starts
+    /// and after its cursor (its record's conditions are [`IncidentQuery::filter`]'s).
+    pub(crate) fn in_range(&self, start: i64, id: &str) -> bool {
+        self.since.is_none_or(|since| start >= since)
+            && self.until.is_none_or(|until| start < until)
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|(s, i)| (start, id) < (*s, i.as_str()))
+    }
+}
+
+/// A stream id `<ms>-<seq>` as (milliseconds, sequence).
+pub type StreamId = (u64, u64);
+
+/// Where the event stream stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamBounds {
+    /// The id of the last event ever added (`(0, 0)`: none yet).
+    pub last: StreamId,
+    /// Events up to this id may have been trimmed away (`(0, 0)`: none was); every event
+    /// after it is still there. A reader that last saw an id before this one may have missed
+    /// events.
+    pub trimmed_through: StreamId,
 }
 
 /// An incident with every event it went through, oldest first.
@@ -376,6 +434,9 @@ pub trait Store: Send + Sync + 'static {
     /// The detector state of the last commit, if any.
     async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError>;
 
+    /// One service's detector state from the last commit, if it has one.
+    async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Writes one detector step atomically: the cursor, the changed states, the events on the
     /// stream and the incident records. [`StoreError::LeaseLost`] (and nothing written) when
     /// `holder` does not hold the lease. Returns the stream ids of the events, in order.
@@ -391,6 +452,19 @@ pub trait Store: Send + Sync + 'static {
     /// first, at most `limit`.
     async fn events_after(&self, after: &str, limit: usize)
     -> Result<Vec<StreamEvent>, StoreError>;
+
+    /// Like [`Store::events_after`], but when there is no such event yet, waits up to `wait`
+    /// for one to be added (and then returns what was added). One caller per process (the
+    /// event fan-out) uses it: in Redis it blocks a connection of its own.
+    async fn wait_events(
+        &self,
+        after: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<StreamEvent>, StoreError>;
+
+    /// The last event id and how far the stream has been trimmed.
+    async fn stream_bounds(&self) -> Result<StreamBounds, StoreError>;
 }
 
 #[cfg(test)]

@@ -24,14 +24,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{Script, Value};
 
 use super::{
     BucketCounts, Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery,
-    IncidentRecord, Recorded, Report, Store, StoreError, StoreSettings, StreamEvent,
-    incident_service, keys, lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json,
-    whole_secs,
+    IncidentRecord, Recorded, Report, Store, StoreError, StoreSettings, StreamBounds, StreamEvent,
+    StreamId, incident_service, keys, lease_millis, parse_incident_id, parse_json, parse_stream_id,
+    to_json, whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::detector::{Incident, IncidentStatus};
@@ -208,6 +208,10 @@ pub struct RedisStore {
     lease: Script,
     release: Script,
     commit: Script,
+    client: redis::Client,
+    /// The connection [`Store::wait_events`] blocks (`XREAD BLOCK`), made when first needed
+    /// and dropped after a failure, so it never holds up the shared connections.
+    blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
 }
 
 impl RedisStore {
@@ -235,6 +239,8 @@ impl RedisStore {
             lease: Script::new(LEASE_LUA),
             release: Script::new(RELEASE_LUA),
             commit: Script::new(COMMIT_LUA),
+            client,
+            blocking: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -375,6 +381,55 @@ fn stream_entries(reply: Value) -> Result<Vec<(String, Option<String>)>, StoreEr
             Ok((id, event))
         })
         .collect()
+}
+
+/// The events of stream entries; entries without a parsable event are logged and skipped.
+/// Also returns the id of the last entry, parsed.
+fn stream_events(
+    entries: Vec<(String, Option<String>)>,
+) -> Result<(Vec<StreamEvent>, Option<StreamId>), StoreError> {
+    let mut last = None;
+    let mut out = Vec::with_capacity(entries.len());
+    for (id, json) in entries {
+        last = Some(
+            parse_stream_id(&id)
+                .ok_or_else(|| StoreError::Backend(format!("unexpected stream id {id:?}")))?,
+        );
+        let event = match json {
+            Some(json) => parse_json(&json, &id),
+            None => {
+                tracing::warn!(id, "ignoring a stream entry without an event field");
+                None
+            }
+        };
+        if let Some(event) = event {
+            out.push(StreamEvent { id, event });
+        }
+    }
+    Ok((out, last))
+}
+
+/// A field of an `XINFO STREAM` reply (a map, or a flat list of names and values).
+fn info_field<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
+    let is_name = |v: &Value| match v {
+        Value::BulkString(b) => b.as_slice() == name.as_bytes(),
+        Value::SimpleString(s) => s == name,
+        _ => false,
+    };
+    match reply {
+        Value::Map(pairs) => pairs.iter().find(|(k, _)| is_name(k)).map(|(_, v)| v),
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|pair| is_name(&pair[0]))
+            .and_then(|pair| pair.get(1)),
+        _ => None,
+    }
+}
+
+/// A stream id in a reply, parsed.
+fn reply_stream_id(value: Option<&Value>) -> Option<(u64, u64)> {
+    let id: String = redis::from_redis_value_ref(value?).ok()?;
+    parse_stream_id(&id)
 }
 
 /// The current revocation period: revoked tokens are kept in one hash per period of
@@ -601,6 +656,13 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.get(keys::detector_state(service));
+        let (state,): (Option<Vec<u8>>,) = Self::query(&self.reads, &pipe).await?;
+        Ok(state)
+    }
+
     async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -705,9 +767,18 @@ impl Store for RedisStore {
             (service, true) => (keys::active_incidents(), service.as_ref()),
             (None, false) => (keys::incidents(), None),
         };
-        let max = query
-            .started_before
-            .map_or_else(|| "+inf".to_owned(), |before| format!("({before}"));
+        // Scores are whole seconds, so inclusive bounds are exact.
+        let max = [
+            query.until.map(|until| until.saturating_sub(1)),
+            query.after.as_ref().map(|(start, _)| *start),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or_else(|| "+inf".to_owned(), |max| max.to_string());
+        let min = query
+            .since
+            .map_or_else(|| "-inf".to_owned(), |since| since.to_string());
         // A page a little larger than the limit, since records may have expired (or belong to
         // other services) and are skipped. Pages are read by offset, so an incident committed
         // between two pages may be listed twice or missed; one call rarely needs two pages.
@@ -719,18 +790,24 @@ impl Store for RedisStore {
             pipe.cmd("ZREVRANGEBYSCORE")
                 .arg(&index)
                 .arg(&max)
-                .arg("-inf")
+                .arg(&min)
+                .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(offset)
                 .arg(page);
-            let (ids,): (Vec<String>,) = Self::query(&self.reads, &pipe).await?;
+            let (ids,): (Vec<(String, i64)>,) = Self::query(&self.reads, &pipe).await?;
             offset += ids.len();
             let exhausted = ids.len() < page;
             let wanted: Vec<String> = ids
                 .into_iter()
-                .filter(|id| filter.is_none_or(|s| incident_service(id) == Some(s.as_str())))
+                .filter(|(id, start)| {
+                    query.in_range(*start, id)
+                        && filter.is_none_or(|s| incident_service(id) == Some(s.as_str()))
+                })
+                .map(|(id, _)| id)
                 .collect();
-            for incident in self.incident_records(&wanted).await? {
+            let records = self.incident_records(&wanted).await?;
+            for incident in records.into_iter().filter(|i| query.filter.matches(i)) {
                 out.push(incident);
                 if out.len() == query.limit {
                     return Ok(out);
@@ -783,24 +860,105 @@ impl Store for RedisStore {
             let (reply,): (Value,) = Self::query(&self.reads, &pipe).await?;
             let entries = stream_entries(reply)?;
             let exhausted = entries.len() < count;
-            for (id, json) in entries {
-                after = parse_stream_id(&id)
-                    .ok_or_else(|| StoreError::Backend(format!("unexpected stream id {id:?}")))?;
-                let event = match json {
-                    Some(json) => parse_json(&json, &id),
-                    None => {
-                        tracing::warn!(id, "ignoring a stream entry without an event field");
-                        None
-                    }
-                };
-                if let Some(event) = event {
-                    out.push(StreamEvent { id, event });
-                }
+            let (events, last) = stream_events(entries)?;
+            out.extend(events);
+            if let Some(last) = last {
+                after = last;
             }
             if exhausted {
                 break;
             }
         }
         Ok(out)
+    }
+
+    async fn wait_events(
+        &self,
+        after: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let Some((ms, seq)) = parse_stream_id(after) else {
+            return Ok(Vec::new());
+        };
+        let mut slot = self.blocking.lock().await;
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CALL_TIMEOUT))
+                    .set_response_timeout(Some(wait + CALL_TIMEOUT));
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(backend_error)?
+            }
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(limit.clamp(1, READ_CHUNK))
+            .arg("BLOCK")
+            .arg(wait.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(keys::events())
+            .arg(format!("{ms}-{seq}"));
+        // A failed connection is dropped (and re-made by the next call).
+        let reply: Value = cmd.query_async(&mut conn).await.map_err(backend_error)?;
+        *slot = Some(conn);
+        drop(slot);
+        let entries = match reply {
+            Value::Nil => return Ok(Vec::new()),
+            Value::Array(mut streams) if streams.len() == 1 => {
+                let (_, entries): (String, Value) =
+                    redis::from_redis_value(streams.remove(0)).map_err(parse_error)?;
+                stream_entries(entries)?
+            }
+            Value::Map(mut streams) if streams.len() == 1 => stream_entries(streams.remove(0).1)?,
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "unexpected XREAD reply {other:?}"
+                )));
+            }
+        };
+        Ok(stream_events(entries)?.0)
+    }
+
+    async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.exists(keys::events());
+        let (exists,): (bool,) = Self::query(&self.reads, &pipe).await?;
+        if !exists {
+            return Ok(StreamBounds::default());
+        }
+        // The stream key is never deleted once made (trimming leaves it, empty).
+        let mut pipe = redis::pipe();
+        pipe.cmd("XINFO").arg("STREAM").arg(keys::events());
+        let (info,): (Value,) = Self::query(&self.reads, &pipe).await?;
+        let last = reply_stream_id(info_field(&info, "last-generated-id")).unwrap_or_default();
+        // Everything before the first entry left has been trimmed, if anything was: Redis 7
+        // counts the entries ever added (an older Redis does not, and then an id before the
+        // first entry counts as trimmed: clients refetch, perhaps needlessly).
+        let number = |name: &str| {
+            info_field(&info, name).and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+        };
+        let removed = match (number("entries-added"), number("length")) {
+            (Some(added), Some(length)) => added > length,
+            _ => true,
+        };
+        let first = match info_field(&info, "first-entry") {
+            Some(Value::Array(entry)) => reply_stream_id(entry.first()),
+            _ => None,
+        };
+        let trimmed_through = match (removed, first) {
+            (false, _) => (0, 0),
+            (true, None) => last,
+            (true, Some((0, 0))) => (0, 0),
+            (true, Some((ms, 0))) => (ms - 1, u64::MAX),
+            (true, Some((ms, seq))) => (ms, seq - 1),
+        };
+        Ok(StreamBounds {
+            last,
+            trimmed_through,
+        })
     }
 }

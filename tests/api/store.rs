@@ -15,8 +15,8 @@ use downradar::reporter::ReporterSecret;
 use downradar::store::memory::MemoryStore;
 use downradar::store::redis::RedisStore;
 use downradar::store::{
-    Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery, Recorded,
-    Report, ReportToken, Store, StoreError, StoreSettings,
+    Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentFilter,
+    IncidentQuery, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamBounds,
 };
 use time::OffsetDateTime;
 
@@ -334,17 +334,13 @@ fn ids(incidents: &[Incident]) -> Vec<String> {
     incidents.iter().map(|i| i.id.clone()).collect()
 }
 
-fn query(
-    active_only: bool,
-    svc: Option<&str>,
-    started_before: Option<i64>,
-    limit: usize,
-) -> IncidentQuery {
+fn query(active_only: bool, svc: Option<&str>, until: Option<i64>, limit: usize) -> IncidentQuery {
     IncidentQuery {
         active_only,
         service: svc.map(service),
-        started_before,
+        until,
         limit,
+        ..IncidentQuery::default()
     }
 }
 
@@ -727,7 +723,7 @@ async fn incident_listing(backend: Backend) {
         "a",
         &[
             open("tiktok", 0),
-            open("netflix", 600),
+            event(EventType::Opened, "netflix", base + 600, &["US"]),
             open("tiktok", 600),
             open("aws", 900),
             open("aws-cloudfront", 1200),
@@ -806,30 +802,84 @@ async fn incident_listing(backend: Backend) {
             .is_empty()
     );
 
-    // Pages: at most `limit`, then the next ones strictly before the last start seen.
-    let mut pages = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .incidents(&query(false, None, before, 3))
-            .await
-            .unwrap();
-        assert!(page.len() <= 3);
-        let Some(last) = page.last() else { break };
-        before = Some(last.started_at.unix_timestamp());
-        pages.push(ids(&page));
+    // Pages: at most `limit`, then the ones after the last seen, even within one second.
+    for size in [1, 2, 3, 4] {
+        let mut pages = Vec::new();
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let page = store
+                .incidents(&IncidentQuery {
+                    after: after.clone(),
+                    limit: size,
+                    ..IncidentQuery::default()
+                })
+                .await
+                .unwrap();
+            assert!(page.len() <= size);
+            let Some(last) = page.last() else { break };
+            after = Some((last.started_at.unix_timestamp(), last.id.clone()));
+            pages.extend(ids(&page));
+        }
+        assert_eq!(pages, ids(&everything), "pages of {size}");
     }
-    assert_eq!(
-        pages,
-        [
-            vec![id("aws", 1800), id("aws-cloudfront", 1200), id("aws", 900)],
-            vec![id("tiktok", 600), id("netflix", 600), id("tiktok", 0)],
-        ]
-    );
     assert_eq!(
         list(query(false, None, Some(base + 600), 100)).await,
         [id("tiktok", 0)],
-        "started_before is exclusive"
+        "until is exclusive"
+    );
+    assert_eq!(
+        list(IncidentQuery {
+            since: Some(base + 600),
+            until: Some(base + 1200),
+            limit: 100,
+            ..IncidentQuery::default()
+        })
+        .await,
+        [id("aws", 900), id("tiktok", 600), id("netflix", 600)],
+        "since is inclusive"
+    );
+    // Conditions on the record: region and state.
+    assert_eq!(
+        list(IncidentQuery {
+            filter: IncidentFilter {
+                region: Some(RegionCode::parse("DE").unwrap()),
+                ..IncidentFilter::default()
+            },
+            limit: 100,
+            ..IncidentQuery::default()
+        })
+        .await,
+        [
+            id("aws", 1800),
+            id("aws-cloudfront", 1200),
+            id("aws", 900),
+            id("tiktok", 600),
+            id("tiktok", 0),
+        ]
+    );
+    assert_eq!(
+        list(IncidentQuery {
+            filter: IncidentFilter {
+                status: Some(IncidentStatus::Resolved),
+                ..IncidentFilter::default()
+            },
+            limit: 100,
+            ..IncidentQuery::default()
+        })
+        .await,
+        [id("aws", 900), id("tiktok", 0)]
+    );
+    assert!(
+        list(IncidentQuery {
+            filter: IncidentFilter {
+                scope: Some(Scope::Global),
+                ..IncidentFilter::default()
+            },
+            limit: 100,
+            ..IncidentQuery::default()
+        })
+        .await
+        .is_empty()
     );
     assert_eq!(
         list(query(true, None, Some(base + 1200), 100)).await,
@@ -863,6 +913,97 @@ async fn incident_listing(backend: Backend) {
     assert_eq!(newest.len(), 31);
     assert_eq!(newest[0], id("svc-29", 3029));
     assert_eq!(newest[30], id("aws", 1800));
+}
+
+/// Where the stream stands, waiting for events, and one service's state.
+async fn stream_waits(backend: Backend) {
+    let (store, _clock, redis) = store_with_clock(backend, settings(0));
+    let store: Arc<dyn Store> = store;
+    assert_eq!(
+        store.stream_bounds().await.unwrap(),
+        StreamBounds::default()
+    );
+    let started = std::time::Instant::now();
+    let none = store
+        .wait_events("0", 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(150), "it waited");
+
+    // A waiter wakes when a commit adds events, long before its wait is over.
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let events = store
+                .wait_events("0", 10, Duration::from_secs(20))
+                .await
+                .unwrap();
+            (events, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    let start = test_epoch().unix_timestamp();
+    let events = [
+        event(EventType::Opened, "tiktok", start, &["DE"]),
+        event(EventType::Updated, "tiktok", start, &["DE", "FR"]),
+        event(EventType::Resolved, "tiktok", start, &["DE", "FR"]),
+    ];
+    let state = vec![1u8, 2, 3];
+    let ids = store
+        .commit_detector(DetectorCommit {
+            holder: "a",
+            cursor: 60,
+            states: &[(service("tiktok"), state.clone())],
+            events: &events,
+        })
+        .await
+        .unwrap();
+    let (woken, waited) = waiter.await.unwrap();
+    assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    assert_eq!(woken.len(), 3, "{woken:?}");
+    assert_eq!(woken[0].id, ids[0]);
+    // Waiting after the last event returns what comes after it, or nothing.
+    let after = store
+        .wait_events(&ids[1], 10, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, ids[2]);
+    assert_eq!(
+        store.stream_bounds().await.unwrap(),
+        StreamBounds {
+            last: stream_id(&ids[2]),
+            trimmed_through: (0, 0)
+        }
+    );
+    assert_eq!(
+        store.detector_state(&service("tiktok")).await.unwrap(),
+        Some(state)
+    );
+    assert_eq!(
+        store.detector_state(&service("netflix")).await.unwrap(),
+        None
+    );
+    // Trimming is remembered.
+    if let Some(redis) = &redis {
+        let mut conn = redis.connection().unwrap();
+        let (ms, seq) = stream_id(&ids[1]);
+        let _: i64 = redis::cmd("XTRIM")
+            .arg("dr:events")
+            .arg("MINID")
+            .arg("=")
+            .arg(format!("{ms}-{}", seq + 1))
+            .query(&mut conn)
+            .unwrap();
+        let trimmed = store.stream_bounds().await.unwrap().trimmed_through;
+        assert!(
+            trimmed >= stream_id(&ids[1]) && trimmed < stream_id(&ids[2]),
+            "{trimmed:?}"
+        );
+    }
 }
 
 /// The memory store trims events past the event retention when it adds new ones (Redis
@@ -907,6 +1048,11 @@ async fn memory_store_trims_old_events() {
         .into_iter()
         .map(|e| e.event)
         .collect();
+    assert_eq!(
+        store.stream_bounds().await.unwrap().trimmed_through,
+        stream_id(&ids[0]),
+        "and the trimming is remembered"
+    );
     assert_eq!(
         left,
         [newer, newest],
@@ -1073,6 +1219,16 @@ async fn memory_store_keeps_incident_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_keeps_incident_records() {
     incident_records(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_waits_for_events() {
+    stream_waits(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_waits_for_events() {
+    stream_waits(Backend::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
