@@ -130,6 +130,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub detector: DetectorArgs,
 
+    /// Never run the detector in this process: it serves reports, incidents and events while
+    /// other replicas detect (without this, every replica stands ready to take over).
+    #[arg(long, env = "DOWNRADAR_NO_DETECTOR")]
+    pub no_detector: bool,
+
     /// How often the detector runs (1s to 1m). Every replica ticks; the one holding the lease
     /// in the store detects, and the lease lasts three ticks, so another replica takes over
     /// within four ticks of its holder's death.
@@ -141,6 +146,16 @@ pub struct ServeArgs {
     /// --retention is there to learn from).
     #[arg(long, env = "DOWNRADAR_DETECTOR_WARMUP", default_value = "7d", value_parser = parse_detector_warmup)]
     pub detector_warmup: Duration,
+
+    /// Most clients following GET /v1/events at once on this process (1 to 1000000); more are
+    /// answered 503 too_many_subscribers.
+    #[arg(long, env = "DOWNRADAR_MAX_SUBSCRIBERS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_subscribers: u32,
+
+    /// How often an idle GET /v1/events stream gets a heartbeat comment (1s to 5m); keep it
+    /// under the idle timeout of any proxy in front.
+    #[arg(long, env = "DOWNRADAR_SSE_HEARTBEAT", default_value = "15s", value_parser = parse_sse_heartbeat)]
+    pub sse_heartbeat: Duration,
 }
 
 /// How counts are bucketed and kept: shared by `serve` and `import`, which must agree.
@@ -374,6 +389,10 @@ fn parse_min_ratio(s: &str) -> Result<f64, String> {
 
 fn parse_retention(s: &str) -> Result<Duration, String> {
     duration_between(s, HOUR, 3650 * DAY)
+}
+
+fn parse_sse_heartbeat(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_secs(1), Duration::from_secs(300))
 }
 
 fn parse_event_retention(s: &str) -> Result<Duration, String> {

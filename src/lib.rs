@@ -23,6 +23,8 @@
 //! - [`store`]: the `Store` trait; the embedded and the Redis implementations; the Redis key layout.
 //! - [`detector`]: baselines, tests, the incident state machine and attribution, ticked on a
 //!   clock; the live, lease-holding detector task; the incident event contract.
+//! - [`fanout`]: one reader of the incident event stream per process, broadcast to the SSE
+//!   subscribers of `GET /v1/events`.
 //! - [`api`]: HTTP routes, the one error shape, and the OpenAPI spec built from the routes.
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
@@ -38,6 +40,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod detector;
+pub mod fanout;
 pub mod import;
 pub mod ingest;
 pub mod progress;

@@ -18,6 +18,7 @@ use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
 use crate::detector::live::LiveDetector;
+use crate::fanout::Fanout;
 use crate::ingest::{Doubts, Ingestor};
 use crate::reporter::ReporterSecret;
 use crate::store::Store;
@@ -27,6 +28,25 @@ use crate::store::redis::RedisStore;
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How far (in events) an event-stream subscriber may fall behind before it is disconnected.
+const FANOUT_RING: usize = 1024;
+
+/// Stops a running [`Application`] gracefully.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    fanout: Arc<Fanout>,
+}
+
+impl StopHandle {
+    /// Ends the event streams (they never end by themselves), stops accepting connections and
+    /// lets in-flight requests finish (up to 10 s); returns when the server has stopped.
+    pub async fn stop(&self) {
+        self.fanout.close();
+        self.server.stop(true).await;
+    }
+}
+
 /// A built server, bound and ready to run.
 pub struct Application {
     port: u16,
@@ -34,6 +54,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     doubts: Arc<Doubts>,
     detector: Option<(LiveDetector, Duration)>,
+    fanout: Arc<Fanout>,
 }
 
 impl Application {
@@ -93,6 +114,11 @@ impl Application {
             args.detector_interval * 3,
             args.detector_warmup.min(args.buckets.retention),
         );
+        let fanout = Fanout::new(
+            FANOUT_RING,
+            args.max_subscribers as usize,
+            args.sse_heartbeat,
+        );
         let state = web::Data::new(AppState {
             catalog,
             store: store.clone(),
@@ -100,6 +126,7 @@ impl Application {
             secret,
             trusted_proxies: args.trusted_proxies.clone(),
             settings,
+            fanout: fanout.clone(),
         });
 
         let listener = TcpListener::bind(args.listen)
@@ -120,13 +147,22 @@ impl Application {
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)?;
         tracing::info!(listen = %args.listen, port, workers, "serving HTTP");
+        if args.no_detector {
+            tracing::info!("--no-detector: another replica must run the detector");
+        }
         Ok(Self {
             port,
             server: server.run(),
             store,
             doubts,
-            detector: Some((detector, args.detector_interval)),
+            detector: (!args.no_detector).then_some((detector, args.detector_interval)),
+            fanout,
         })
+    }
+
+    /// The store it serves from.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// The bound port.
@@ -135,8 +171,11 @@ impl Application {
     }
 
     /// A handle to stop the server gracefully (what SIGTERM does).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            fanout: self.fanout.clone(),
+        }
     }
 
     /// Stops the server gracefully on SIGTERM or SIGINT (Ctrl-C) alike: both drain. Call it
@@ -155,7 +194,7 @@ impl Application {
                 signal = name,
                 "stopping: no new connections, draining the rest"
             );
-            handle.stop(true).await;
+            handle.stop().await;
         });
         Ok(())
     }
@@ -170,9 +209,14 @@ impl Application {
         let detector = self
             .detector
             .take()
-            .map(|(detector, interval)| tokio::spawn(detector.run(interval, stopped)));
+            .map(|(detector, interval)| tokio::spawn(detector.run(interval, stopped.clone())));
+        let fanout = tokio::spawn(self.fanout.clone().run(self.store.clone(), stopped));
         self.server.await.context("HTTP server failed")?;
+        self.fanout.close();
         let _ = stop.send(true);
+        if let Err(e) = fanout.await {
+            tracing::error!(error = %e, "the event fan-out task failed");
+        }
         if let Some(task) = detector
             && let Err(e) = task.await
         {

@@ -172,6 +172,27 @@ impl ApiError {
         )
     }
 
+    /// 400 `invalid_last_event_id`: a `Last-Event-ID` that is not a stream id.
+    pub fn invalid_last_event_id(value: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_last_event_id",
+            format!(
+                "Last-Event-ID {value:?} is not an event id (<milliseconds>-<sequence>, as sent \
+                 in each event's id: field, or 0 for every retained event)"
+            ),
+        )
+    }
+
+    /// 503 `too_many_subscribers`: the process serves as many event streams as it allows.
+    pub fn too_many_subscribers(max: usize) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscribers",
+            format!("this server already streams events to {max} subscribers; retry shortly"),
+        )
+    }
+
     /// 503 `unavailable`: the store failed or was too slow.
     pub fn unavailable() -> Self {
         Self::new(

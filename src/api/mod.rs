@@ -7,6 +7,7 @@
 //! and Swagger UI at `/docs`.
 
 pub mod error;
+pub mod events;
 pub mod incidents;
 pub mod ops;
 pub mod regions;
@@ -23,6 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::catalog::{Catalog, Service};
 use crate::clock::Clock;
+use crate::fanout::Fanout;
 use crate::ingest::Ingestor;
 use crate::reporter::{ReporterSecret, TrustedProxies};
 use crate::store::{Store, StoreSettings};
@@ -37,6 +39,8 @@ pub struct AppState {
     pub secret: ReporterSecret,
     pub trusted_proxies: TrustedProxies,
     pub settings: StoreSettings,
+    /// This process's incident event fan-out (for `GET /v1/events`).
+    pub fanout: Arc<Fanout>,
 }
 
 impl AppState {
@@ -80,6 +84,7 @@ fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(incidents::service_status)
         .service(incidents::list_incidents)
         .service(incidents::get_incident)
+        .service(events::events)
         .service(regions::list_regions)
         .service(ops::healthz)
         .service(ops::readyz)

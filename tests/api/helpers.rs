@@ -148,6 +148,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub redis: Option<RedisServer>,
     pub clock: Arc<ManualClock>,
+    /// The app's store, for tests that write what the detector would.
+    pub store: Arc<dyn downradar::store::Store>,
 }
 
 /// The moment test apps start at: 30 minutes into the current hour, so a test's reports stay
@@ -155,6 +157,37 @@ pub struct TestApp {
 pub fn test_epoch() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     OffsetDateTime::from_unix_timestamp(now - now.rem_euclid(3600) + 1800).expect("valid time")
+}
+
+/// Starts the real binary on `redis` with extra flags; returns the process and its base URL
+/// once it answers.
+pub async fn start_binary(redis: &RedisServer, flags: &[&str]) -> (std::process::Child, String) {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--redis-url",
+            &redis.url(),
+        ])
+        .args(flags)
+        .env("DOWNRADAR_REPORTER_SECRET", "s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start downradar");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
 }
 
 /// Starts the app on a free port with the given store and extra command-line flags.
@@ -183,6 +216,7 @@ pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -193,6 +227,7 @@ pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
         backend,
         redis,
         clock,
+        store,
     }
 }
 
@@ -298,7 +333,8 @@ impl TestApp {
 /// `async fn name(app, "--dedup-window", "1h") { ... }`.
 #[macro_export]
 macro_rules! on_both_stores {
-    ($(async fn $name:ident($app:ident $(, $($flag:literal),+)?) $body:block)*) => {$(
+    ($($(#[doc = $doc:literal])* async fn $name:ident($app:ident $(, $($flag:literal),+)?) $body:block)*) => {$(
+        $(#[doc = $doc])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;

@@ -3,6 +3,7 @@
 //! `redis-server` on a free loopback port.
 
 mod detector;
+mod events;
 mod faults;
 mod helpers;
 mod ingest;

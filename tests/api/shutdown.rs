@@ -1,39 +1,13 @@
 //! SIGTERM: the real binary stops accepting, flushes what is queued and exits 0.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{RedisServer, free_port};
-
-/// Starts the real binary on `redis`; returns the process and its base URL once it answers.
-async fn start_binary(redis: &RedisServer) -> (Child, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_downradar"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--redis-url",
-            &redis.url(),
-        ])
-        .env("DOWNRADAR_REPORTER_SECRET", "s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start downradar");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, base)
-}
+use crate::helpers::{RedisServer, start_binary};
 
 fn send(signal: &str, child: &Child) {
     let status = Command::new("kill")
@@ -55,7 +29,7 @@ async fn exit_code(mut child: Child) -> Option<i32> {
 /// stored, and it exits 0.
 async fn drains_on(signal: &str) {
     let redis = RedisServer::start();
-    let (child, base) = start_binary(&redis).await;
+    let (child, base) = start_binary(&redis, &[]).await;
     let client = reqwest::Client::new();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -113,7 +87,7 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
 /// drains like SIGTERM instead of dropping connections.
 async fn answers_the_request_in_flight_on(signal: &str) {
     let redis = RedisServer::start();
-    let (child, base) = start_binary(&redis).await;
+    let (child, base) = start_binary(&redis, &[]).await;
     redis.freeze();
     let in_flight = tokio::spawn(async move {
         let body = json!({"problem": "login", "region": "DE", "client_id": "in-flight"});
@@ -150,7 +124,7 @@ async fn sigterm_drains_the_request_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_settles_reports_answered_503_before_exiting() {
     let redis = RedisServer::start();
-    let (child, base) = start_binary(&redis).await;
+    let (child, base) = start_binary(&redis, &[]).await;
     let client = reqwest::Client::new();
     let post = |id: String| {
         let (client, base) = (client.clone(), base.clone());

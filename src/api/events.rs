@@ -1,0 +1,321 @@
+//! `GET /v1/events`: the live incident feed as Server-Sent Events.
+//!
+//! Each incident event goes out exactly as the contract of DESIGN.md says, as the `data:` of
+//! an SSE message whose `event:` is the event type and whose `id:` is its id on the store's
+//! event stream. A client that reconnects with `Last-Event-ID` (browsers' `EventSource` does
+//! so by itself) gets every event after that id from the stream, then the live ones, with no
+//! gap and no duplicate; an id the stream no longer covers gets an `event: resync` instead,
+//! telling the client to refetch the current state. Comments keep idle connections alive.
+//!
+//! Live events come from this process's [`Fanout`](crate::fanout::Fanout); replays read the
+//! store directly.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::catalog::ServiceId;
+use crate::detector::{EventType, IncidentEvent};
+use crate::fanout::{Next, Published, Subscription};
+use crate::regions::RegionCode;
+use crate::store::{Store, StreamId, parse_stream_id};
+
+/// The reconnection delay suggested to clients (`retry:`), in milliseconds.
+pub const RETRY_MS: u64 = 3000;
+/// Events read from the store per replayed page.
+const REPLAY_PAGE: usize = 200;
+
+/// Filters of the event feed.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events of this service's incidents.
+    #[param(value_type = Option<String>, example = "tiktok")]
+    pub service: Option<String>,
+    /// Only events of incidents affecting this country (ISO 3166-1 alpha-2).
+    #[param(value_type = Option<String>, example = "US")]
+    pub region: Option<String>,
+    /// Only these event types, comma-separated: `incident.opened`, `incident.updated`,
+    /// `incident.resolved`.
+    #[serde(rename = "type")]
+    #[param(rename = "type", value_type = Option<String>, example = "incident.opened,incident.resolved")]
+    pub kind: Option<String>,
+    /// Where to resume, for clients that cannot send the `Last-Event-ID` header (which wins
+    /// when both are given).
+    #[param(value_type = Option<String>, example = "1795262580000-0")]
+    pub last_event_id: Option<String>,
+}
+
+/// Which events a subscriber wants.
+#[derive(Debug, Default)]
+struct Filter {
+    service: Option<ServiceId>,
+    region: Option<RegionCode>,
+    kinds: Option<BTreeSet<&'static str>>,
+}
+
+impl Filter {
+    fn parse(state: &AppState, query: &EventsQuery) -> Result<Self, ApiError> {
+        let service = match &query.service {
+            Some(id) => Some(state.service(id)?.id.clone()),
+            None => None,
+        };
+        let region = query
+            .region
+            .as_deref()
+            .map(RegionCode::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid_query(e.to_string()))?;
+        let kinds = query
+            .kind
+            .as_deref()
+            .map(|list| {
+                list.split(',')
+                    .map(|name| {
+                        [EventType::Opened, EventType::Updated, EventType::Resolved]
+                            .into_iter()
+                            .map(EventType::as_str)
+                            .find(|known| *known == name.trim())
+                            .ok_or_else(|| {
+                                ApiError::invalid_query(format!(
+                                    "unknown event type {name:?}; use incident.opened, \
+                                     incident.updated or incident.resolved, comma-separated"
+                                ))
+                            })
+                    })
+                    .collect::<Result<BTreeSet<_>, _>>()
+            })
+            .transpose()?;
+        Ok(Self {
+            service,
+            region,
+            kinds,
+        })
+    }
+
+    fn matches(&self, event: &Published) -> bool {
+        self.service.as_ref().is_none_or(|s| *s == event.service)
+            && self.region.is_none_or(|r| event.regions.contains(&r))
+            && self
+                .kinds
+                .as_ref()
+                .is_none_or(|k| k.contains(event.kind.as_str()))
+    }
+}
+
+/// Follow incident events (Server-Sent Events).
+///
+/// A `text/event-stream` of incident events, as they happen. Each message has `id:` (the
+/// event's id on the stream, `<milliseconds>-<sequence>`), `event:` (its type) and `data:` (the
+/// event JSON, the `IncidentEvent` schema). Reconnect with `Last-Event-ID` (or
+/// `?last_event_id=`) to resume after the last event received: every later event is replayed,
+/// none twice. `Last-Event-ID: 0` replays every event still retained (the server keeps them
+/// for `--event-retention`, 24 h by default). When the id is older than what is retained (or
+/// unknown to the stream), the stream starts with `event: resync` (its `data` says why): the
+/// client may have missed events and should refetch `GET /v1/incidents?active=true`; live
+/// events follow. Without an id, the stream starts with live events only.
+///
+/// The stream begins with a `retry:` hint; a comment (`: heartbeat`) comes every 15 s (`--sse-heartbeat`)
+/// when nothing else does, carrying the `id:` of the last event the filters passed over, so a
+/// resume skips them. A client that cannot keep up is disconnected and should reconnect with
+/// its `Last-Event-ID`.
+#[utoipa::path(
+    tag = "incidents",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`0`: replay everything retained).", example = "1795262580000-0"),
+    ),
+    responses(
+        (status = 200, description = "The event stream (never ends by itself). Each `data:` is an `IncidentEvent`; `event: resync` carries `{\"reason\": …, \"last_event_id\": …}`.",
+            content_type = "text/event-stream", body = IncidentEvent,
+            headers(
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream"),
+            ),
+            example = json!("retry: 3000\n: downradar incident events\n\nid: 1795262580000-0\nevent: incident.opened\ndata: {\"type\":\"incident.opened\",\"at\":\"2026-11-21T12:03:00Z\",\"incident\":{\"id\":\"tiktok-1795262460\",\"service\":\"tiktok\",\"status\":\"open\",\"scope\":\"regional\",\"regions\":[\"US\"],\"partial\":false,\"problems\":[\"app\",\"login\"],\"caused_by\":[],\"started_at\":\"2026-11-21T12:01:00Z\",\"resolved_at\":null,\"expected_per_min\":4.2,\"observed_per_min\":61.0}}\n\n: heartbeat\n\n")),
+        (status = 400, description = "`invalid_query` (a bad region or event type) or `invalid_last_event_id`.", body = ErrorBody,
+            example = json!({"code": "invalid_last_event_id", "message": "Last-Event-ID \"abc\" is not an event id (<milliseconds>-<sequence>, as sent in each event's id: field, or 0 for every retained event)"})),
+        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
+            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
+        (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`) or `too_many_subscribers`.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+            example = json!({"code": "too_many_subscribers", "message": "this server already streams events to 10000 subscribers; retry shortly"})),
+    )
+)]
+#[get("/v1/events")]
+pub async fn events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let filter = Filter::parse(&state, &query)?;
+    let resume = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned())
+        .or(query.last_event_id);
+    let resume = resume
+        .map(|id| parse_stream_id(id.trim()).ok_or_else(|| ApiError::invalid_last_event_id(&id)))
+        .transpose()?;
+    // Subscribe before looking at the stream, so that nothing added meanwhile is missed.
+    let subscription = state
+        .fanout
+        .subscribe()
+        .ok_or_else(|| ApiError::too_many_subscribers(state.fanout.max_subscribers()))?;
+    let mut head = format!("retry: {RETRY_MS}\n: downradar incident events\n\n");
+    let phase = match resume {
+        None => Phase::Live { skip_through: None },
+        Some((0, 0)) => Phase::Replay { after: (0, 0) },
+        Some(id) => {
+            let bounds = state
+                .store
+                .stream_bounds()
+                .await
+                .map_err(|e| super::incidents::unavailable("events", &e))?;
+            if id < bounds.trimmed_through || id > bounds.last {
+                let (ms, seq) = bounds.last;
+                let reason = if id > bounds.last {
+                    "the event stream does not know this id (it was reset)"
+                } else {
+                    "events after this id are no longer retained"
+                };
+                let data = serde_json::json!({
+                    "reason": format!("{reason}; refetch the state from GET /v1/incidents?active=true"),
+                    "last_event_id": format!("{}-{}", id.0, id.1),
+                });
+                head.push_str(&format!("id: {ms}-{seq}\nevent: resync\ndata: {data}\n\n"));
+                Phase::Live {
+                    skip_through: Some(bounds.last),
+                }
+            } else {
+                Phase::Replay { after: id }
+            }
+        }
+    };
+    let every = state.fanout.heartbeat();
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let feed = Feed {
+        store: state.store.clone(),
+        subscription,
+        filter,
+        phase,
+        heartbeat,
+        passed_over: None,
+    };
+    let head = futures_util::stream::once(async move { Ok(Bytes::from(head)) });
+    let body = futures_util::stream::unfold(feed, |mut feed| async move {
+        let chunk = feed.next_chunk().await?;
+        Some((Ok::<_, actix_web::Error>(chunk), feed))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures_util::StreamExt::chain(head, body)))
+}
+
+enum Phase {
+    /// Sending the stored events after `after`.
+    Replay { after: StreamId },
+    /// Sending live events, except those up to `skip_through` (already sent, or covered by a
+    /// resync).
+    Live { skip_through: Option<StreamId> },
+}
+
+/// One subscriber's stream.
+struct Feed {
+    store: Arc<dyn Store>,
+    subscription: Subscription,
+    filter: Filter,
+    phase: Phase,
+    heartbeat: tokio::time::Interval,
+    /// The newest event the filters passed over since the last message sent.
+    passed_over: Option<StreamId>,
+}
+
+impl Feed {
+    /// The next bytes to send; `None` ends the stream.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            match self.phase {
+                Phase::Replay { after } => {
+                    let from = format!("{}-{}", after.0, after.1);
+                    let page = tokio::select! {
+                        page = self.store.events_after(&from, REPLAY_PAGE) => page,
+                        () = self.subscription.closed() => return None,
+                    };
+                    let page = match page {
+                        Ok(page) => page,
+                        Err(e) => {
+                            // The client resumes from what it got.
+                            tracing::warn!(error = %e, "ending an event stream: the store failed during a replay");
+                            return None;
+                        }
+                    };
+                    let mut chunk = Vec::new();
+                    let mut last = after;
+                    for event in &page {
+                        if let Some(published) = Published::render(event) {
+                            last = published.id;
+                            if self.filter.matches(&published) {
+                                chunk.extend_from_slice(&published.frame);
+                            }
+                        }
+                    }
+                    self.phase = if page.len() < REPLAY_PAGE {
+                        Phase::Live {
+                            skip_through: Some(last),
+                        }
+                    } else {
+                        Phase::Replay { after: last }
+                    };
+                    if !chunk.is_empty() {
+                        self.passed_over = None;
+                        self.heartbeat.reset();
+                        return Some(Bytes::from(chunk));
+                    }
+                    if last > after {
+                        self.passed_over = Some(last);
+                    }
+                }
+                Phase::Live { skip_through } => {
+                    let next = tokio::select! {
+                        next = self.subscription.next() => next,
+                        _ = self.heartbeat.tick() => {
+                            return Some(match self.passed_over.take() {
+                                Some((ms, seq)) => Bytes::from(format!("id: {ms}-{seq}\n: heartbeat\n\n")),
+                                None => Bytes::from_static(b": heartbeat\n\n"),
+                            });
+                        }
+                    };
+                    match next {
+                        Next::Event(event) => {
+                            if skip_through.is_some_and(|s| event.id <= s) {
+                                continue;
+                            }
+                            if self.filter.matches(&event) {
+                                self.passed_over = None;
+                                self.heartbeat.reset();
+                                return Some(event.frame.clone());
+                            }
+                            self.passed_over = Some(event.id);
+                        }
+                        Next::Lagged => {
+                            metrics::counter!("downradar_sse_lagged_total").increment(1);
+                            return None;
+                        }
+                        Next::Closed => return None,
+                    }
+                }
+            }
+        }
+    }
+}

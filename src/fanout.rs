@@ -1,0 +1,286 @@
+//! The event fan-out: one reader of the store's event stream per process, and any number of
+//! local subscribers (the SSE connections of `GET /v1/events`).
+//!
+//! The reader follows the stream with [`Store::wait_events`] (in Redis an `XREAD BLOCK` on a
+//! connection of its own), renders each event once as an SSE frame and broadcasts it. Every
+//! replica runs its own reader, so a subscriber sees every event whichever replica leads the
+//! detector. Subscribers share one bounded ring ([`tokio::sync::broadcast`]): a subscriber
+//! that falls a whole ring behind is told so ([`Next::Lagged`]) and is disconnected by its
+//! connection (it resumes with `Last-Event-ID`), so a slow client never holds up the others
+//! and never makes the process buffer for it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use tokio::sync::{broadcast, watch};
+
+use crate::catalog::ServiceId;
+use crate::detector::{EventType, IncidentEvent};
+use crate::regions::RegionCode;
+use crate::store::{Store, StreamEvent, StreamId, parse_stream_id};
+
+/// How long one wait on the store lasts before it is renewed (it returns at once on an event).
+const WAIT: Duration = Duration::from_secs(5);
+/// Most events read from the store at once.
+const BATCH: usize = 500;
+
+/// One event as subscribers get it: what filters look at, and the rendered SSE frame.
+#[derive(Debug)]
+pub struct Published {
+    pub id: StreamId,
+    pub kind: EventType,
+    pub service: ServiceId,
+    pub regions: Vec<RegionCode>,
+    /// `id: …\nevent: …\ndata: …\n\n`.
+    pub frame: Bytes,
+}
+
+impl Published {
+    /// Renders a stream event; `None` (logged) if its id is not a stream id.
+    pub fn render(event: &StreamEvent) -> Option<Self> {
+        let Some(id) = parse_stream_id(&event.id) else {
+            tracing::warn!(
+                id = event.id,
+                "skipping an event whose id is not a stream id"
+            );
+            return None;
+        };
+        let json = match serde_json::to_string(&event.event) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(id = event.id, error = %e, "cannot encode an event");
+                return None;
+            }
+        };
+        let IncidentEvent { kind, incident, .. } = &event.event;
+        Some(Self {
+            id,
+            kind: *kind,
+            service: incident.service.clone(),
+            regions: incident.regions.clone(),
+            frame: Bytes::from(format!(
+                "id: {}\nevent: {}\ndata: {json}\n\n",
+                event.id,
+                kind.as_str()
+            )),
+        })
+    }
+}
+
+/// What a subscriber gets next.
+#[derive(Debug)]
+pub enum Next {
+    Event(Arc<Published>),
+    /// The subscriber fell too far behind and missed events.
+    Lagged,
+    /// The process is shutting down.
+    Closed,
+}
+
+/// The fan-out of one process.
+pub struct Fanout {
+    events: broadcast::Sender<Arc<Published>>,
+    closed: watch::Sender<bool>,
+    subscribers: AtomicUsize,
+    max_subscribers: usize,
+    heartbeat: Duration,
+}
+
+/// A subscription; it counts as a subscriber until dropped.
+pub struct Subscription {
+    fanout: Arc<Fanout>,
+    events: broadcast::Receiver<Arc<Published>>,
+    closed: watch::Receiver<bool>,
+}
+
+impl Fanout {
+    /// A fan-out whose subscribers may each fall `ring` events behind, for at most
+    /// `max_subscribers` subscribers at once, whose idle streams get a heartbeat every
+    /// `heartbeat`.
+    pub fn new(ring: usize, max_subscribers: usize, heartbeat: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            events: broadcast::channel(ring.max(1)).0,
+            closed: watch::channel(false).0,
+            subscribers: AtomicUsize::new(0),
+            max_subscribers,
+            heartbeat,
+        })
+    }
+
+    /// How often an idle stream gets a heartbeat.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// A new subscriber, receiving every event published from now on; `None` when the
+    /// process already serves `max_subscribers` or is shutting down.
+    pub fn subscribe(self: &Arc<Self>) -> Option<Subscription> {
+        if *self.closed.borrow() {
+            return None;
+        }
+        let taken = self
+            .subscribers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_subscribers).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return None;
+        }
+        metrics::gauge!("downradar_sse_subscribers").increment(1.0);
+        Some(Subscription {
+            fanout: self.clone(),
+            events: self.events.subscribe(),
+            closed: self.closed.subscribe(),
+        })
+    }
+
+    /// The most subscribers at once.
+    pub fn max_subscribers(&self) -> usize {
+        self.max_subscribers
+    }
+
+    /// How many subscribers there are.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::Acquire)
+    }
+
+    /// Ends every subscription (at shutdown): their connections finish.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Publishes `event` to every subscriber.
+    pub fn publish(&self, event: Arc<Published>) {
+        // No subscribers is not an error.
+        let _ = self.events.send(event);
+    }
+
+    /// Follows the store's event stream from its current end and publishes every event, until
+    /// `stop` turns true. Store failures are logged and retried with a growing pause (up
+    /// to 1.6 s); the reader then continues where it was, so nothing is skipped.
+    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::default();
+        let mut after = loop {
+            let bounds = tokio::select! {
+                bounds = store.stream_bounds() => bounds,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match bounds {
+                Ok(bounds) => break bounds.last,
+                Err(e) => {
+                    backoff.failed("cannot read where the event stream ends", &e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.pause()) => {},
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        };
+        loop {
+            let from = format!("{}-{}", after.0, after.1);
+            let read = tokio::select! {
+                read = store.wait_events(&from, BATCH, WAIT) => read,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match read {
+                Ok(events) => {
+                    backoff.succeeded();
+                    for event in &events {
+                        if let Some(published) = Published::render(event) {
+                            after = published.id;
+                            metrics::counter!("downradar_sse_events_total").increment(1);
+                            self.publish(Arc::new(published));
+                        }
+                    }
+                }
+                Err(e) => {
+                    backoff.failed("cannot read the event stream", &e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.pause()) => {},
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Subscription {
+    /// The next event, or why there is none.
+    pub async fn next(&mut self) -> Next {
+        if *self.closed.borrow() {
+            return Next::Closed;
+        }
+        tokio::select! {
+            received = self.events.recv() => match received {
+                Ok(event) => Next::Event(event),
+                Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
+                Err(broadcast::error::RecvError::Closed) => Next::Closed,
+            },
+            _ = self.closed.wait_for(|c| *c) => Next::Closed,
+        }
+    }
+
+    /// Resolves once the process is shutting down.
+    pub async fn closed(&mut self) {
+        let _ = self.closed.wait_for(|c| *c).await;
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.fanout.subscribers.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("downradar_sse_subscribers").decrement(1.0);
+    }
+}
+
+/// Pauses between failed store reads: 100 ms doubling to 1.6 s; logs the first failure of a run
+/// as a warning and the rest at debug level.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn failed(&mut self, what: &str, error: &crate::store::StoreError) {
+        if self.failures == 0 {
+            tracing::warn!(error = %error, "{what}; retrying");
+        } else {
+            tracing::debug!(error = %error, failures = self.failures, "{what}; retrying");
+        }
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("reading the event stream again");
+        }
+        self.failures = 0;
+    }
+
+    fn pause(&self) -> Duration {
+        Duration::from_millis(100 << self.failures.clamp(1, 5).saturating_sub(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_two_seconds() {
+        let mut b = Backoff::default();
+        let error = crate::store::StoreError::Backend("down".into());
+        b.failed("x", &error);
+        assert_eq!(b.pause(), Duration::from_millis(100));
+        for _ in 0..10 {
+            b.failed("x", &error);
+        }
+        assert_eq!(b.pause(), Duration::from_millis(1600));
+        b.succeeded();
+        b.failed("x", &error);
+        assert_eq!(b.pause(), Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,416 @@
+//! `GET /v1/events`: the SSE feed, read by a real HTTP client. Events are written to the store
+//! as the detector's leader writes them (a commit under the lease, or an `XADD` by another
+//! process), so the tests control exactly what is on the stream.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use downradar::catalog::{Problem, ServiceId};
+use downradar::detector::{EventType, Incident, IncidentEvent, IncidentStatus, Scope};
+use downradar::regions::RegionCode;
+use downradar::store::{DetectorCommit, Store};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::helpers::{Backend, RedisServer, spawn_app_with, start_binary, test_epoch};
+use crate::on_both_stores;
+
+/// One SSE message (the lines up to a blank line).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Message {
+    id: Option<String>,
+    event: Option<String>,
+    data: Option<String>,
+    retry: Option<u64>,
+    comments: Vec<String>,
+}
+
+impl Message {
+    fn is_event(&self) -> bool {
+        self.data.is_some()
+    }
+}
+
+type Body = Pin<Box<dyn Stream<Item = reqwest::Result<actix_web::web::Bytes>> + Send>>;
+
+/// A connected SSE client.
+struct Sse {
+    body: Body,
+    buffer: String,
+    ready: VecDeque<Message>,
+}
+
+impl Sse {
+    /// Connects; panics unless the answer is a 200 event stream with the headers that keep
+    /// proxies from buffering.
+    async fn connect(url: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("GET /v1/events");
+        assert_eq!(response.status(), 200, "{url}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+        assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
+        assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
+        let mut sse = Self {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+            ready: VecDeque::new(),
+        };
+        let first = sse
+            .next(Duration::from_secs(5))
+            .await
+            .expect("a first message");
+        assert_eq!(first.retry, Some(3000), "{first:?}");
+        sse
+    }
+
+    /// The next message within `wait`, or `None`.
+    async fn next(&mut self, wait: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                return Some(message);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .ok()??
+                .expect("stream chunk");
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut message = Message::default();
+                for line in block.lines().filter(|l| !l.is_empty()) {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        message.comments.push(comment.trim().to_owned());
+                        continue;
+                    }
+                    let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+                    match field {
+                        "id" => message.id = Some(value.to_owned()),
+                        "event" => message.event = Some(value.to_owned()),
+                        "data" => message.data = Some(value.to_owned()),
+                        "retry" => message.retry = value.parse().ok(),
+                        other => panic!("unexpected SSE field {other:?} in {block:?}"),
+                    }
+                }
+                self.ready.push_back(message);
+            }
+        }
+    }
+
+    /// The next event (skipping heartbeats) within `wait`.
+    async fn next_event(&mut self, wait: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = self.next(left).await?;
+            if message.is_event() {
+                return Some(message);
+            }
+        }
+    }
+
+    /// The next `n` events, each within 10 s.
+    async fn events(&mut self, n: usize) -> Vec<Message> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let message = self
+                .next_event(Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("event {i} of {n} did not come; got {out:?}"));
+            out.push(message);
+        }
+        out
+    }
+
+    /// Asserts that no further event comes within a short while.
+    async fn assert_quiet(&mut self) {
+        if let Some(extra) = self.next_event(Duration::from_millis(500)).await {
+            panic!("unexpected event {extra:?}");
+        }
+    }
+}
+
+fn event(kind: EventType, service: &str, start: i64, regions: &[&str]) -> IncidentEvent {
+    let started_at = OffsetDateTime::from_unix_timestamp(start).unwrap();
+    let service = ServiceId::parse(service).unwrap();
+    let resolved = kind == EventType::Resolved;
+    IncidentEvent {
+        kind,
+        at: started_at + Duration::from_secs(180),
+        incident: Incident {
+            id: Incident::id_for(&service, start),
+            service,
+            status: if resolved {
+                IncidentStatus::Resolved
+            } else {
+                IncidentStatus::Open
+            },
+            scope: Scope::Regional,
+            regions: regions
+                .iter()
+                .map(|r| RegionCode::parse(r).unwrap())
+                .collect(),
+            partial: false,
+            problems: vec![Problem::parse("app").unwrap()],
+            caused_by: vec![],
+            started_at,
+            resolved_at: resolved.then(|| started_at + Duration::from_secs(1200)),
+            expected_per_min: 2.0,
+            observed_per_min: 40.0,
+        },
+    }
+}
+
+/// Commits `events` as the detector's leader would; returns their stream ids.
+async fn commit(store: &dyn Store, events: &[IncidentEvent]) -> Vec<String> {
+    assert!(
+        store
+            .acquire_lease("test-leader", Duration::from_secs(3600))
+            .await
+            .unwrap()
+    );
+    store
+        .commit_detector(DetectorCommit {
+            holder: "test-leader",
+            cursor: 0,
+            states: &[],
+            events,
+        })
+        .await
+        .unwrap()
+}
+
+/// Asserts that `message` carries `event` with stream id `id`, exactly as the contract says.
+fn assert_carries(message: &Message, id: &str, event: &IncidentEvent) {
+    assert_eq!(message.id.as_deref(), Some(id), "{message:?}");
+    assert_eq!(message.event.as_deref(), Some(event.kind.as_str()));
+    let data: Value = serde_json::from_str(message.data.as_deref().unwrap()).unwrap();
+    assert_eq!(data, serde_json::to_value(event).unwrap());
+}
+
+on_both_stores! {
+    /// Live events, a resume with no gap and no duplicate, replays of everything, filters,
+    /// an unknown id, and the errors.
+    async fn events_are_streamed_and_resumed(app, "--no-detector") {
+        let url = app.url("/v1/events");
+        let mut live = Sse::connect(&url, None).await;
+        let start = test_epoch().unix_timestamp() - 600;
+        let first = [
+            event(EventType::Opened, "tiktok", start, &["US"]),
+            event(EventType::Updated, "tiktok", start, &["CA", "US"]),
+            event(EventType::Opened, "netflix", start + 60, &["DE"]),
+        ];
+        let ids = commit(app.store.as_ref(), &first).await;
+        for ((message, id), event) in live.events(3).await.iter().zip(&ids).zip(&first) {
+            assert_carries(message, id, event);
+        }
+
+        // Resuming after the first event replays the two after it, then goes on live.
+        let mut resumed = Sse::connect(&url, Some(&ids[0])).await;
+        let replayed = resumed.events(2).await;
+        assert_carries(&replayed[0], &ids[1], &first[1]);
+        assert_carries(&replayed[1], &ids[2], &first[2]);
+        let resolved = event(EventType::Resolved, "tiktok", start, &["CA", "US"]);
+        let last = commit(app.store.as_ref(), std::slice::from_ref(&resolved)).await;
+        assert_carries(&resumed.events(1).await[0], &last[0], &resolved);
+        assert_carries(&live.events(1).await[0], &last[0], &resolved);
+        resumed.assert_quiet().await;
+        live.assert_quiet().await;
+
+        // `0` replays everything; filters apply to replays and live events alike.
+        let mut everything = Sse::connect(&url, Some("0")).await;
+        let all: Vec<Option<String>> = everything.events(4).await.into_iter().map(|m| m.id).collect();
+        assert_eq!(all, [&ids[..], &last[..]].concat().into_iter().map(Some).collect::<Vec<_>>());
+        let mut netflix = Sse::connect(&app.url("/v1/events?service=netflix&last_event_id=0"), None).await;
+        assert_carries(&netflix.events(1).await[0], &ids[2], &first[2]);
+        netflix.assert_quiet().await;
+        let mut us_resolutions =
+            Sse::connect(&app.url("/v1/events?region=US&type=incident.resolved,incident.opened"), Some("0")).await;
+        let got: Vec<Option<String>> = us_resolutions.events(2).await.into_iter().map(|m| m.id).collect();
+        assert_eq!(got, [Some(ids[0].clone()), Some(last[0].clone())]);
+
+        // An id the stream never made: resync, then live events.
+        let mut reset = Sse::connect(&url, Some("99999999999999-0")).await;
+        let resync = reset.next_event(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(resync.event.as_deref(), Some("resync"));
+        assert_eq!(resync.id.as_deref(), Some(last[0].as_str()));
+        let data: Value = serde_json::from_str(resync.data.as_deref().unwrap()).unwrap();
+        assert_eq!(data["last_event_id"], "99999999999999-0");
+        let again = event(EventType::Opened, "tiktok", start + 1800, &["US"]);
+        let again_id = commit(app.store.as_ref(), std::slice::from_ref(&again)).await;
+        assert_carries(&reset.events(1).await[0], &again_id[0], &again);
+
+        // Errors are the JSON errors of every route.
+        let bad_id = app
+            .client
+            .get(&url)
+            .header("Last-Event-ID", "yesterday")
+            .send()
+            .await
+            .unwrap();
+        let bad_id = crate::helpers::Answer::from(bad_id).await;
+        assert_eq!((bad_id.status, bad_id.error_code().as_str()), (400, "invalid_last_event_id"));
+        let unknown = app.get("/v1/events?service=myspace").await;
+        assert_eq!((unknown.status, unknown.error_code().as_str()), (404, "unknown_service"));
+        let bad_type = app.get("/v1/events?type=incident.exploded").await;
+        assert_eq!((bad_type.status, bad_type.error_code().as_str()), (400, "invalid_query"));
+        let bad_region = app.get("/v1/events?region=XX").await;
+        assert_eq!(bad_region.status, 400);
+    }
+
+    /// Idle streams get heartbeats, which carry the id of events the filters passed over.
+    async fn idle_streams_get_heartbeats(app, "--no-detector", "--sse-heartbeat", "1s") {
+        let mut netflix = Sse::connect(&app.url("/v1/events?service=netflix"), None).await;
+        let beat = netflix.next(Duration::from_secs(3)).await.expect("a heartbeat");
+        assert_eq!((beat.comments.as_slice(), beat.id.as_deref()), (&["heartbeat".to_owned()][..], None));
+        let start = test_epoch().unix_timestamp();
+        let ids = commit(app.store.as_ref(), &[event(EventType::Opened, "tiktok", start, &["US"])]).await;
+        let beat = netflix.next(Duration::from_secs(3)).await.expect("a heartbeat");
+        assert!(!beat.is_event());
+        assert_eq!(beat.id.as_deref(), Some(ids[0].as_str()), "{beat:?}");
+    }
+
+    /// A server streams to at most --max-subscribers clients; a place frees when one leaves.
+    async fn subscribers_are_limited(app, "--no-detector", "--max-subscribers", "1", "--sse-heartbeat", "1s") {
+        let url = app.url("/v1/events");
+        let first = Sse::connect(&url, None).await;
+        let refused = app.get("/v1/events").await;
+        assert_eq!((refused.status, refused.error_code().as_str()), (503, "too_many_subscribers"));
+        assert!(refused.retry_after.is_some());
+        drop(first);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = app.client.get(&url).send().await.unwrap();
+            if response.status() == 200 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the place was not freed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An id older than what the stream retains gets a resync; the id of the last trimmed event
+/// does not (nothing after it was lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_past_the_retention_gets_a_resync() {
+    let app = spawn_app_with(
+        Backend::Memory,
+        &["--no-detector", "--event-retention", "1h"],
+    )
+    .await;
+    let start = test_epoch().unix_timestamp();
+    let old = commit(
+        app.store.as_ref(),
+        &[
+            event(EventType::Opened, "tiktok", start, &["US"]),
+            event(EventType::Updated, "tiktok", start, &["US", "CA"]),
+        ],
+    )
+    .await;
+    app.clock.advance(Duration::from_secs(7200));
+    let newer = event(EventType::Resolved, "tiktok", start, &["US", "CA"]);
+    let new = commit(app.store.as_ref(), std::slice::from_ref(&newer)).await;
+
+    let url = app.url("/v1/events");
+    let mut lost = Sse::connect(&url, Some(&old[0])).await;
+    let resync = lost.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(resync.event.as_deref(), Some("resync"));
+    assert_eq!(resync.id.as_deref(), Some(new[0].as_str()));
+    lost.assert_quiet().await;
+
+    let mut whole = Sse::connect(&url, Some(&old[1])).await;
+    assert_carries(&whole.events(1).await[0], &new[0], &newer);
+}
+
+/// Appends `event` to the event stream as a detector commit does.
+fn xadd(redis: &RedisServer, event: &IncidentEvent) -> String {
+    let mut conn = redis.connection().unwrap();
+    redis::cmd("XADD")
+        .arg("dr:events")
+        .arg("*")
+        .arg("event")
+        .arg(serde_json::to_string(event).unwrap())
+        .query(&mut conn)
+        .unwrap()
+}
+
+/// Two server processes on one Redis: a subscriber on the process that does not lead the
+/// detector gets every event; one that disconnects and resumes loses nothing and gets nothing
+/// twice; a Redis restart interrupts nothing but the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_streams_every_event() {
+    let mut redis = RedisServer::start();
+    let (mut a, url_a) = start_binary(&redis, &["--detector-interval", "1s"]).await;
+    let (mut b, url_b) = start_binary(&redis, &["--detector-interval", "1s"]).await;
+    // Which one leads: the lease holder's id starts with its process id.
+    let mut conn = redis.connection().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg("dr:detector:lease")
+            .query(&mut conn)
+            .unwrap();
+        if let Some(pid) = holder.and_then(|h| h.split('-').next().map(str::to_owned)) {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let follower = if leader == a.id().to_string() {
+        url_b.clone()
+    } else {
+        assert_eq!(leader, b.id().to_string());
+        url_a.clone()
+    };
+    let mut on_follower = Sse::connect(&format!("{follower}/v1/events"), None).await;
+
+    // The leader's commits reach the stream as entries with the event JSON; write some so.
+    let start = test_epoch().unix_timestamp();
+    let events: Vec<IncidentEvent> = (0..6)
+        .map(|i| event(EventType::Opened, "tiktok", start + i * 60, &["US"]))
+        .collect();
+    let ids: Vec<String> = events[..3].iter().map(|e| xadd(&redis, e)).collect();
+    let got = on_follower.events(3).await;
+    for ((message, id), event) in got.iter().zip(&ids).zip(&events) {
+        assert_carries(message, id, event);
+    }
+
+    // Disconnect; three more events; resume.
+    drop(on_follower);
+    let more: Vec<String> = events[3..].iter().map(|e| xadd(&redis, e)).collect();
+    let mut resumed = Sse::connect(&format!("{follower}/v1/events"), Some(&ids[2])).await;
+    for ((message, id), event) in resumed.events(3).await.iter().zip(&more).zip(&events[3..]) {
+        assert_carries(message, id, event);
+    }
+    resumed.assert_quiet().await;
+
+    // Redis dies and comes back (its data on disk): the stream goes on.
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    let after_restart = event(EventType::Resolved, "tiktok", start, &["US"]);
+    let id = xadd(&redis, &after_restart);
+    assert_carries(&resumed.events(1).await[0], &id, &after_restart);
+
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+}
