@@ -6,14 +6,14 @@
 
 use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::catalog::ServiceId;
-use crate::detector::service::ServiceState;
 use crate::detector::{Incident, IncidentEvent, IncidentStatus, Level, Scope};
 use crate::regions::RegionCode;
-use crate::store::{Granularity, IncidentFilter, IncidentQuery};
+use crate::store::{IncidentFilter, IncidentQuery};
 
 /// Most incidents in one page.
 const MAX_LIMIT: usize = 200;
@@ -170,17 +170,200 @@ pub(crate) fn incident_query(
     })
 }
 
-/// An incident with its timeline.
+/// An incident with its timeline and evidence.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IncidentDetail {
     pub incident: Incident,
     /// Every event of the incident, oldest first.
     pub events: Vec<IncidentEvent>,
+    pub evidence: Evidence,
+}
+
+/// What the incident rests on: reports against the baseline, over time and per affected
+/// region and problem. Expectations are absent while the detector has no model of the service.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Evidence {
+    /// Width of each point of `series`: `1m`, `5m`, `15m` or `1h` (the finest that keeps the
+    /// series within 2,000 points and the stored buckets).
+    #[schema(example = "1m")]
+    pub resolution: String,
+    /// Reports per minute from 30 minutes before the start to the resolution (or now).
+    pub series: Vec<EvidencePoint>,
+    /// The incident's regions over its course, most reports first.
+    pub regions: Vec<RegionEvidence>,
+    /// The incident's problems over its course, most reports first.
+    pub problems: Vec<ProblemEvidence>,
+}
+
+/// Reports per minute in one point of the evidence series.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EvidencePoint {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T12:01:00Z")]
+    pub at: OffsetDateTime,
+    #[schema(example = 58.0)]
+    pub observed_per_min: f64,
+    #[schema(example = 4.1)]
+    pub expected_per_min: Option<f64>,
+}
+
+/// Reports per minute of one region over the incident.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RegionEvidence {
+    pub region: RegionCode,
+    #[schema(example = 41.5)]
+    pub observed_per_min: f64,
+    #[schema(example = 2.2)]
+    pub expected_per_min: Option<f64>,
+}
+
+/// Reports per minute of one problem over the incident.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemEvidence {
+    #[schema(value_type = String, example = "login")]
+    pub problem: crate::catalog::Problem,
+    #[schema(example = 39.0)]
+    pub observed_per_min: f64,
+    #[schema(example = 1.3)]
+    pub expected_per_min: Option<f64>,
+}
+
+/// Most points of an evidence series.
+const MAX_EVIDENCE_POINTS: i64 = 2000;
+/// How far before its start an incident's evidence series begins.
+const EVIDENCE_LEAD: i64 = 1800;
+
+/// The evidence of `incident`, from the stored counts and the detector's model.
+async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, ApiError> {
+    use crate::buckets::{ROLLUP_SECS, Resolution, align};
+    use crate::detector::service::SeriesFilter;
+    use crate::store::Granularity;
+    use std::collections::BTreeMap;
+
+    let fine = state.settings.bucket.secs();
+    let now = state.clock.now().unix_timestamp();
+    let start = incident.started_at.unix_timestamp();
+    let end = incident
+        .resolved_at
+        .map_or(align(now, fine) + fine, |t| t.unix_timestamp())
+        .max(start + fine);
+    // The finest resolution that is whole buckets, keeps within the points allowed, and whose
+    // buckets are still stored (fine ones expire long before the roll-up).
+    let fine_kept =
+        now - crate::store::whole_secs(state.settings.retention) <= start - EVIDENCE_LEAD;
+    let resolution = Resolution::ALL
+        .into_iter()
+        .find(|r| {
+            let step = r.secs();
+            let readable = step == ROLLUP_SECS || (fine_kept && step % fine == 0);
+            readable && (end - start + EVIDENCE_LEAD) / step < MAX_EVIDENCE_POINTS
+        })
+        .unwrap_or(Resolution::OneHour);
+    let step = resolution.secs();
+    let granularity = if step == ROLLUP_SECS && !(fine_kept && fine == ROLLUP_SECS) {
+        Granularity::Hourly
+    } else {
+        Granularity::Fine
+    };
+    let since = align(start - EVIDENCE_LEAD, step);
+    let until = align(end + step - 1, step);
+    let buckets = state
+        .store
+        .counts(&incident.service, granularity, since, until)
+        .await
+        .map_err(|e| unavailable("incident evidence", &e))?;
+    let model = super::overview::service_state(state, &incident.service).await?;
+    let points = ((until - since) / step) as usize;
+    let mut observed = vec![0u64; points];
+    let mut regions: BTreeMap<RegionCode, u64> = incident.regions.iter().map(|&r| (r, 0)).collect();
+    let mut problems: BTreeMap<&str, u64> =
+        incident.problems.iter().map(|p| (p.as_str(), 0)).collect();
+    for bucket in &buckets {
+        let slot = ((bucket.start - since) / step) as usize;
+        let during =
+            bucket.start >= align(start, state.settings.width(granularity)) && bucket.start < end;
+        for (cell, n) in &bucket.cells {
+            if let Some(total) = observed.get_mut(slot) {
+                *total += n;
+            }
+            if during {
+                if let Some(r) = regions.get_mut(&cell.region) {
+                    *r += n;
+                }
+                if let Some(p) = problems.get_mut(cell.problem.as_str()) {
+                    *p += n;
+                }
+            }
+        }
+    }
+    let per_min = |count: f64, secs: i64| super::overview::round2(count * 60.0 / secs as f64);
+    let expected = |of: SeriesFilter<'_>, from: i64, to: i64| {
+        model.as_ref().map(|m| {
+            per_min(
+                super::overview::expected_between(m, of, from, to),
+                to - from,
+            )
+        })
+    };
+    let series = observed
+        .iter()
+        .enumerate()
+        .map(|(i, &count)| {
+            let at = since + i as i64 * step;
+            EvidencePoint {
+                at: OffsetDateTime::from_unix_timestamp(at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                observed_per_min: per_min(count as f64, step),
+                expected_per_min: expected(SeriesFilter::default(), at, at + step),
+            }
+        })
+        .collect();
+    let span = (end - start).max(1);
+    let mut regions: Vec<RegionEvidence> = regions
+        .into_iter()
+        .map(|(region, n)| RegionEvidence {
+            region,
+            observed_per_min: per_min(n as f64, span),
+            expected_per_min: expected(
+                SeriesFilter {
+                    region: Some(region),
+                    problem: None,
+                },
+                start,
+                end,
+            ),
+        })
+        .collect();
+    regions.sort_by(|a, b| b.observed_per_min.total_cmp(&a.observed_per_min));
+    let mut problems: Vec<ProblemEvidence> = incident
+        .problems
+        .iter()
+        .map(|problem| ProblemEvidence {
+            problem: problem.clone(),
+            observed_per_min: per_min(problems[problem.as_str()] as f64, span),
+            expected_per_min: expected(
+                SeriesFilter {
+                    region: None,
+                    problem: Some(problem.as_str()),
+                },
+                start,
+                end,
+            ),
+        })
+        .collect();
+    problems.sort_by(|a, b| b.observed_per_min.total_cmp(&a.observed_per_min));
+    Ok(Evidence {
+        resolution: resolution.to_string(),
+        series,
+        regions,
+        problems,
+    })
 }
 
 /// Get an incident.
 ///
-/// One incident as it stands, with every event it went through.
+/// One incident as it stands, with every event it went through and the evidence: reports per
+/// minute against the baseline from half an hour before it started, and per affected region
+/// and problem.
 #[utoipa::path(
     tag = "incidents",
     params(("id" = String, Path, description = "Incident id", example = "tiktok-1795262460")),
@@ -188,7 +371,10 @@ pub struct IncidentDetail {
         (status = 200, description = "The incident and its events.", body = IncidentDetail,
             example = json!({"incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "resolved", "scope": "global", "regions": ["DE", "US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": "2026-11-21T12:40:00Z", "expected_per_min": 4.2, "observed_per_min": 61.0},
                 "events": [{"type": "incident.opened", "at": "2026-11-21T12:03:00Z", "incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "global", "regions": ["DE", "US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 55.0}},
-                           {"type": "incident.resolved", "at": "2026-11-21T12:56:00Z", "incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "resolved", "scope": "global", "regions": ["DE", "US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": "2026-11-21T12:40:00Z", "expected_per_min": 4.2, "observed_per_min": 61.0}}]})),
+                           {"type": "incident.resolved", "at": "2026-11-21T12:56:00Z", "incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "resolved", "scope": "global", "regions": ["DE", "US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": "2026-11-21T12:40:00Z", "expected_per_min": 4.2, "observed_per_min": 61.0}}],
+                "evidence": {"resolution": "1m", "series": [{"at": "2026-11-21T11:31:00Z", "observed_per_min": 4.0, "expected_per_min": 4.2}, {"at": "2026-11-21T12:01:00Z", "observed_per_min": 58.0, "expected_per_min": 4.1}],
+                             "regions": [{"region": "US", "observed_per_min": 41.5, "expected_per_min": 2.2}, {"region": "DE", "observed_per_min": 12.0, "expected_per_min": 1.1}],
+                             "problems": [{"problem": "login", "observed_per_min": 39.0, "expected_per_min": 1.3}]}})),
         (status = 404, description = "`unknown_incident`: no such incident (or it has expired).", body = ErrorBody,
             example = json!({"code": "unknown_incident", "message": "unknown incident \"tiktok-1\""})),
         (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
@@ -207,9 +393,11 @@ pub async fn get_incident(
         .await
         .map_err(|e| unavailable("incident", &e))?
         .ok_or_else(|| ApiError::unknown_incident(&id))?;
+    let evidence = evidence(&state, &record.incident).await?;
     Ok(HttpResponse::Ok().json(IncidentDetail {
         incident: record.incident,
         events: record.events,
+        evidence,
     }))
 }
 
@@ -285,12 +473,7 @@ pub async fn service_status(
 
 /// The status of `service` (a catalog id), read from the store.
 pub async fn status_of(state: &AppState, service: ServiceId) -> Result<ServiceStatus, ApiError> {
-    let saved = state
-        .store
-        .detector_state(&service)
-        .await
-        .map_err(|e| unavailable("status", &e))?
-        .and_then(|bytes| postcard::from_bytes::<ServiceState>(&bytes).ok());
+    let saved = super::overview::service_state(state, &service).await?;
     let active = state
         .store
         .incidents(&IncidentQuery {
@@ -322,7 +505,13 @@ pub async fn status_of(state: &AppState, service: ServiceId) -> Result<ServiceSt
         level
     };
     regions.sort_by_key(|r: &RegionStatus| r.region);
-    let reports_24h = reports_in_last_day(state, &service).await?;
+    // The last 24 hours, to the end of the bucket that holds the present moment.
+    let width = state.settings.bucket.secs();
+    let until = crate::buckets::align(state.clock.now().unix_timestamp(), width) + width;
+    let reports_24h = super::overview::counts_between(state, &service, until - 86_400, until)
+        .await?
+        .values()
+        .sum();
     Ok(ServiceStatus {
         service,
         level,
@@ -330,44 +519,4 @@ pub async fn status_of(state: &AppState, service: ServiceId) -> Result<ServiceSt
         regions,
         reports_24h,
     })
-}
-
-/// Distinct reporters counted for `service` in the 24 hours up to now: whole hours from the
-/// hourly roll-up and the hour fractions at either end from the fine buckets (so at most
-/// about 25 + 2 × 60 reads with one-minute buckets). When the fine buckets are not kept a day,
-/// it is the last 24 whole hours of the roll-up, the current one included.
-async fn reports_in_last_day(state: &AppState, service: &ServiceId) -> Result<u64, ApiError> {
-    use crate::buckets::{ROLLUP_SECS, align};
-    const DAY: i64 = 86_400;
-    let fine = state.settings.width(Granularity::Fine);
-    let now = state.clock.now().unix_timestamp();
-    let until = align(now, fine) + fine;
-    let since = until - DAY;
-    let mut ranges = Vec::with_capacity(3);
-    if crate::store::whole_secs(state.settings.retention) >= DAY && fine < ROLLUP_SECS {
-        let first_hour = align(since + ROLLUP_SECS - 1, ROLLUP_SECS);
-        let last_hour = align(until, ROLLUP_SECS);
-        ranges.push((Granularity::Fine, since, first_hour));
-        ranges.push((Granularity::Hourly, first_hour, last_hour));
-        ranges.push((Granularity::Fine, last_hour, until));
-    } else {
-        let until = align(now, ROLLUP_SECS) + ROLLUP_SECS;
-        ranges.push((Granularity::Hourly, until - DAY, until));
-    }
-    let mut total = 0;
-    for (granularity, from, to) in ranges {
-        if from >= to {
-            continue;
-        }
-        let buckets = state
-            .store
-            .counts(service, granularity, from, to)
-            .await
-            .map_err(|e| unavailable("status", &e))?;
-        total += buckets
-            .iter()
-            .flat_map(|b| b.cells.iter().map(|(_, n)| n))
-            .sum::<u64>();
-    }
-    Ok(total)
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod incidents;
 pub mod ops;
+pub mod overview;
 pub mod regions;
 pub mod reports;
 pub mod services;
@@ -82,6 +83,9 @@ fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(services::list_services)
         .service(services::get_service)
         .service(incidents::service_status)
+        .service(overview::service_problems)
+        .service(overview::service_map)
+        .service(overview::outages_now)
         .service(incidents::list_incidents)
         .service(incidents::get_incident)
         .service(events::events)

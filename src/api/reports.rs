@@ -281,7 +281,7 @@ pub struct SeriesQuery {
     "service": "tiktok", "resolution": "5m",
     "since": "2026-11-21T11:50:00Z", "until": "2026-11-21T12:00:00Z",
     "region": "DE", "problem": null, "total": 7,
-    "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3}, {"bucket": "2026-11-21T11:55:00Z", "count": 4}]
+    "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3, "expected": 2.4, "upper": 9}, {"bucket": "2026-11-21T11:55:00Z", "count": 4, "expected": 2.5, "upper": 9}]
 }))]
 pub struct Series {
     #[schema(value_type = String, example = "tiktok")]
@@ -309,7 +309,7 @@ pub struct Series {
     pub points: Vec<Point>,
 }
 
-/// Distinct reporters in one bucket.
+/// Distinct reporters in one bucket, and what the baseline expects there.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Point {
     /// Start of the bucket.
@@ -318,19 +318,61 @@ pub struct Point {
     pub bucket: OffsetDateTime,
     /// Distinct reporters counted in it.
     pub count: u64,
+    /// Reports the baseline expects in the bucket (for the same region and problem filter):
+    /// the detector's current model of the service (seasonal profile, level and shares)
+    /// applied to the bucket's time. Absent while the detector has no model of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 2.4)]
+    pub expected: Option<f64>,
+    /// Upper edge of the usual range: a count at or above it happens by chance in fewer than
+    /// one bucket in 1,000 (negative-binomial tail of the baseline). Absent with `expected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 9)]
+    pub upper: Option<u64>,
+}
+
+/// The chance, per point, of a count reaching the upper band by chance alone.
+const BAND_P: f64 = 1e-3;
+
+/// Expected count and upper band of the point `[start, start + step)` for the series `of`.
+fn band(
+    model: &crate::detector::service::ServiceState,
+    of: crate::detector::service::SeriesFilter<'_>,
+    start: i64,
+    step: i64,
+) -> (f64, u64) {
+    // Buckets are taken as independent: the sum's variance is the sum of theirs.
+    let (mut mean, mut variance) = (0.0, 0.0);
+    for t in (start..start + step).step_by(model.width() as usize) {
+        let (mu, k) = model.expectation(t, of);
+        mean += mu;
+        variance += mu + mu * mu / k;
+    }
+    let extra = variance - mean;
+    let k = if extra > 1e-12 {
+        mean * mean / extra
+    } else {
+        1e9
+    };
+    (
+        super::overview::round2(mean),
+        crate::detector::stats::upper_quantile(BAND_P, mean, k),
+    )
 }
 
 /// Read report counts.
 ///
 /// Distinct reporters per bucket for one service, optionally for one country and one problem,
 /// at a resolution of 1m, 5m, 15m or 1h (at most 2,000 points). Empty buckets appear as zero.
+/// Once the detector has a model of the service, each point also carries the count the
+/// baseline expects and the upper edge of the usual range, for the same filters.
 /// `1h` reads the hourly roll-up, which is kept longer than the fine buckets.
 #[utoipa::path(
     tag = "reports",
     params(("id" = String, Path, description = "Service id", example = "tiktok"), SeriesQuery),
     responses(
         (status = 200, description = "The series.", body = Series,
-            example = json!({"service": "tiktok", "resolution": "5m", "since": "2026-11-21T11:50:00Z", "until": "2026-11-21T12:00:00Z", "region": "DE", "problem": null, "total": 7, "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3}, {"bucket": "2026-11-21T11:55:00Z", "count": 4}]})),
+            example = json!({"service": "tiktok", "resolution": "5m", "since": "2026-11-21T11:50:00Z", "until": "2026-11-21T12:00:00Z", "region": "DE", "problem": null, "total": 7, "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3, "expected": 2.4, "upper": 9}, {"bucket": "2026-11-21T11:55:00Z", "count": 4, "expected": 2.5, "upper": 9}]})),
         (status = 400, description = "`invalid_query`: a bad timestamp, resolution, region or problem; `since` not before `until`; a range outside 1970 to 9999; more than 2,000 points; or more than 30,000 store buckets to read.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "the range holds 2880 points at 1m; at most 2000 are allowed"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
@@ -444,21 +486,30 @@ pub async fn read_reports(
             *slot += matching;
         }
     }
+    let model = super::overview::service_state(&state, &service.id).await?;
+    let of = crate::detector::service::SeriesFilter {
+        region,
+        problem: query.problem.as_deref(),
+    };
     let series = Series {
         service: service.id.to_string(),
         resolution: resolution.to_string(),
         since: datetime(since)?,
         until: datetime(until)?,
         region: region.map(|r| r.to_string()),
-        problem: query.problem,
+        problem: query.problem.clone(),
         total: counts.iter().sum(),
         points: counts
             .into_iter()
             .enumerate()
             .map(|(i, count)| {
+                let start = since + i as i64 * step;
+                let band = model.as_ref().map(|m| band(m, of, start, step));
                 Ok(Point {
-                    bucket: datetime(since + i as i64 * step)?,
+                    bucket: datetime(start)?,
                     count,
+                    expected: band.map(|b| b.0),
+                    upper: band.map(|b| b.1),
                 })
             })
             .collect::<Result<_, ApiError>>()?,

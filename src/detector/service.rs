@@ -866,6 +866,54 @@ fn elevated(x: &[f64], mu: &[f64], k: f64) -> Vec<usize> {
         .collect()
 }
 
+/// Which of a service's series an expectation is for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeriesFilter<'a> {
+    pub region: Option<RegionCode>,
+    pub problem: Option<&'a str>,
+}
+
+impl ServiceState {
+    /// Bucket width the state was learned on, seconds.
+    pub fn width(&self) -> i64 {
+        self.baseline.width()
+    }
+
+    /// What the baseline expects in the bucket starting at `t` for the series `of`: the mean
+    /// and the negative-binomial dispersion `k` of its count (the sampling noise widened by
+    /// the baseline's own uncertainty). This is the current model applied to `t`: the
+    /// seasonal profile, today's level and the present region and problem shares.
+    pub fn expectation(&self, t: i64, of: SeriesFilter<'_>) -> (f64, f64) {
+        let mut mean = self.baseline.expected(t);
+        let mut k = self.baseline.dispersion(0);
+        if let Some(code) = of.region {
+            let hour = (t.rem_euclid(86_400) / 3600) as usize;
+            let all = self.region_reports();
+            let share = match self.regions.iter().position(|&r| r == code) {
+                Some(r) => self.region_share(r, hour, all),
+                // A region never seen: the share an unseen region gets.
+                None => {
+                    let day = 0.5 / (all + 0.5 * (self.regions.len() + 1) as f64);
+                    SHARE_PSEUDO * day / (f64::from(self.hour_totals[hour]) + SHARE_PSEUDO)
+                }
+            };
+            mean *= share;
+            k = k.min(self.region_dispersion.k(0));
+        }
+        if let Some(problem) = of.problem {
+            let share = self
+                .problems
+                .iter()
+                .position(|p| p.as_str() == problem)
+                .map_or(0.0, |p| self.problem_share(p));
+            mean *= share;
+            k = k.min(self.problem_dispersion.k(0));
+        }
+        let k = 1.0 / (1.0 / k + self.baseline.uncertainty(t));
+        (mean, k)
+    }
+}
+
 /// The elevated series when the excess is concentrated in them: the others together fall
 /// significantly short of the incident's overall factor `rho`. `None`: the excess is spread.
 fn concentrated(x: &[f64], mu: &[f64], rho: f64, k: f64) -> Option<Vec<usize>> {

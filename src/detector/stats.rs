@@ -28,6 +28,33 @@ pub fn upper_score(x: f64, mean: f64, k: f64) -> f64 {
     score_of(p)
 }
 
+/// The smallest count `x` with `P(X >= x) <= p` for `X` negative binomial with mean `mean`
+/// and dispersion `k`: counts of at least `x` are rarer than `p`.
+pub fn upper_quantile(p: f64, mean: f64, k: f64) -> u64 {
+    let target = -p.clamp(1e-300, 1.0).ln();
+    if target <= 0.0 {
+        return 0;
+    }
+    // Exponential search for an x past the quantile, then bisection.
+    let (mut lo, mut hi) = (0u64, (mean.ceil() as u64).max(1));
+    while upper_score(hi as f64, mean, k) < target {
+        lo = hi;
+        hi = hi.saturating_mul(2);
+        if hi >= 1 << 40 {
+            return hi;
+        }
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if upper_score(mid as f64, mean, k) < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
 /// `-ln P(X <= x)` for the same distribution: the evidence that `x` is too few.
 pub fn lower_score(x: f64, mean: f64, k: f64) -> f64 {
     let mean = mean.max(1e-9);
@@ -65,6 +92,28 @@ pub fn threshold(false_alarms: f64, buckets: f64, tests: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upper_quantile_is_the_first_count_rarer_than_p() {
+        for (mean, k) in [
+            (0.2, 1e9),
+            (3.0, 1e9),
+            (3.0, 2.0),
+            (40.0, 10.0),
+            (500.0, 50.0),
+        ] {
+            for p in [0.1, 1e-3, 1e-6] {
+                let x = upper_quantile(p, mean, k);
+                assert!(
+                    upper_score(x as f64, mean, k) >= -p.ln(),
+                    "{mean} {k} {p}: {x}"
+                );
+                assert!(x == 0 || upper_score((x - 1) as f64, mean, k) < -p.ln());
+            }
+        }
+        // Poisson(3): P(X >= 8) = 0.0119, P(X >= 9) = 0.0038.
+        assert_eq!(upper_quantile(0.01, 3.0, 1e9), 9);
+    }
 
     #[test]
     fn poisson_tail_matches_hand_computation() {

@@ -238,6 +238,102 @@ async fn incidents_are_served_by_the_api() {
     assert_eq!(status.status, 200);
     assert_eq!(status.json()["level"], "outage");
     assert_eq!(status.json()["active_incident"]["id"], id);
+    assert_eq!(status.json()["reports_24h"], 60);
+
+    // The evidence: reports per minute against the baseline, per region and problem.
+    let evidence = &detail.json()["evidence"];
+    assert_eq!(evidence["resolution"], "1m", "{evidence}");
+    let series = evidence["series"].as_array().unwrap();
+    assert!(series.len() >= 30, "from half an hour before: {evidence}");
+    let peak = series
+        .iter()
+        .max_by(|a, b| {
+            a["observed_per_min"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["observed_per_min"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(peak["observed_per_min"], 60.0, "{evidence}");
+    assert!(
+        peak["expected_per_min"].as_f64().unwrap() < 10.0,
+        "{evidence}"
+    );
+    assert_eq!(evidence["regions"][0]["region"], "US", "{evidence}");
+    let us = &evidence["regions"][0];
+    assert!(
+        us["observed_per_min"].as_f64().unwrap() > us["expected_per_min"].as_f64().unwrap(),
+        "{evidence}"
+    );
+    assert_eq!(evidence["problems"][0]["problem"], "login", "{evidence}");
+
+    // What is down now, the problems, the map, the series with its band.
+    let now = app.get("/v1/outages/now").await.json();
+    assert_eq!(now["outages"][0]["incident"]["id"], id, "{now}");
+    assert!(now["outages"][0]["excess_per_min"].as_f64().unwrap() > 0.0);
+    let problems = app
+        .get("/v1/services/github/problems?window=1h")
+        .await
+        .json();
+    assert_eq!(problems["total"], 60, "{problems}");
+    assert_eq!(problems["problems"][0]["problem"], "login");
+    assert_eq!(problems["problems"][0]["share"], 1.0);
+    assert_eq!(
+        problems["problems"].as_array().unwrap().len(),
+        Catalog::builtin().get("github").unwrap().problems.len()
+    );
+    let map = app.get("/v1/services/github/map").await.json();
+    let us = &map["countries"][0];
+    assert_eq!(
+        (&us["region"], &us["reports"]),
+        (&"US".into(), &60.into()),
+        "{map}"
+    );
+    assert!(us["ratio"].as_f64().unwrap() > 3.0, "{map}");
+    let (lat, lon) = (us["lat"].as_f64().unwrap(), us["lon"].as_f64().unwrap());
+    assert!(
+        (25.0..50.0).contains(&lat) && (-125.0..-65.0).contains(&lon),
+        "{map}"
+    );
+    let reports = app
+        .get("/v1/services/github/reports?resolution=1m&region=US")
+        .await
+        .json();
+    let flood = reports["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["count"] == 60)
+        .unwrap_or_else(|| panic!("{reports}"));
+    assert!(
+        flood["upper"].as_u64().unwrap() < 60,
+        "the flood is above the band: {flood}"
+    );
+    assert!(flood["expected"].as_f64().unwrap() < 10.0, "{flood}");
+    // Filters of the list.
+    let count = |path: &str| {
+        let path = path.to_owned();
+        let app = &app;
+        async move {
+            app.get(&path).await.json()["incidents"]
+                .as_array()
+                .map_or(usize::MAX, Vec::len)
+        }
+    };
+    assert_eq!(count("/v1/incidents?region=US&service=github").await, 1);
+    assert_eq!(count("/v1/incidents?region=DE").await, 0);
+    assert_eq!(count("/v1/incidents?active=false").await, 0);
+    assert_eq!(count("/v1/incidents?since=2100-01-01T00:00:00Z").await, 0);
+    assert_eq!(count("/v1/incidents?until=2000-01-01T00:00:00Z").await, 0);
+    for bad in [
+        "/v1/incidents?cursor=nope",
+        "/v1/incidents?scope=planetary",
+        "/v1/incidents?since=yesterday",
+        "/v1/services/github/map?window=9d",
+        "/v1/services/github/problems?window=0s",
+    ] {
+        assert_eq!(app.get(bad).await.error_code(), "invalid_query", "{bad}");
+    }
 
     // Quiet for the resolution time: resolved, and listed as such.
     app.clock.advance(Duration::from_secs(20 * 60));

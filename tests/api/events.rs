@@ -143,7 +143,7 @@ impl Sse {
     }
 }
 
-fn event(kind: EventType, service: &str, start: i64, regions: &[&str]) -> IncidentEvent {
+pub(crate) fn event(kind: EventType, service: &str, start: i64, regions: &[&str]) -> IncidentEvent {
     let started_at = OffsetDateTime::from_unix_timestamp(start).unwrap();
     let service = ServiceId::parse(service).unwrap();
     let resolved = kind == EventType::Resolved;
@@ -175,7 +175,7 @@ fn event(kind: EventType, service: &str, start: i64, regions: &[&str]) -> Incide
 }
 
 /// Commits `events` as the detector's leader would; returns their stream ids.
-async fn commit(store: &dyn Store, events: &[IncidentEvent]) -> Vec<String> {
+pub(crate) async fn commit(store: &dyn Store, events: &[IncidentEvent]) -> Vec<String> {
     assert!(
         store
             .acquire_lease("test-leader", Duration::from_secs(3600))

@@ -6,6 +6,7 @@ mod detector;
 mod events;
 mod faults;
 mod helpers;
+mod incidents;
 mod ingest;
 mod openapi;
 mod ops;

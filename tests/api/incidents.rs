@@ -1,0 +1,82 @@
+//! `GET /v1/incidents`: filters and cursor pages over incidents written as the detector writes
+//! them.
+
+use downradar::detector::EventType;
+use serde_json::Value;
+
+use crate::events::{commit, event};
+use crate::helpers::test_epoch;
+use crate::on_both_stores;
+
+on_both_stores! {
+    /// Pages of every size list every incident once, newest first, even when many started
+    /// in the same second; filters combine.
+    async fn incidents_page_and_filter(app, "--no-detector") {
+        let base = test_epoch().unix_timestamp() - 7200;
+        let mut events = Vec::new();
+        // Five incidents in one second, and three others.
+        for service in ["discord", "github", "netflix", "slack", "tiktok"] {
+            events.push(event(EventType::Opened, service, base + 600, &["US"]));
+        }
+        events.push(event(EventType::Opened, "tiktok", base, &["DE"]));
+        events.push(event(EventType::Opened, "github", base + 1200, &["DE", "US"]));
+        events.push(event(EventType::Resolved, "netflix", base + 600, &["US"]));
+        commit(app.store.as_ref(), &events).await;
+        let ids = |page: &Value| -> Vec<String> {
+            page["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let all = ids(&app.get("/v1/incidents").await.json());
+        let expected: Vec<String> = [
+            ("github", 1200),
+            ("tiktok", 600),
+            ("slack", 600),
+            ("netflix", 600),
+            ("github", 600),
+            ("discord", 600),
+            ("tiktok", 0),
+        ]
+        .iter()
+        .map(|(s, at)| format!("{s}-{}", base + at))
+        .collect();
+        assert_eq!(all, expected);
+        for size in 1..=4 {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/v1/incidents?limit={size}&cursor={c}"),
+                    None => format!("/v1/incidents?limit={size}"),
+                };
+                let page = app.get(&path).await.json();
+                seen.extend(ids(&page));
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+                assert!(seen.len() <= expected.len(), "pages of {size} go on: {seen:?}");
+            }
+            assert_eq!(seen, expected, "pages of {size}");
+        }
+        let filtered = |query: &str| {
+            let path = format!("/v1/incidents?{query}");
+            let app = &app;
+            async move { ids(&app.get(&path).await.json()) }
+        };
+        assert_eq!(filtered("region=DE").await, [expected[0].clone(), expected[6].clone()]);
+        assert_eq!(filtered("region=DE&service=tiktok").await, [expected[6].clone()]);
+        assert_eq!(filtered("active=false").await, [expected[3].clone()]);
+        assert_eq!(filtered("active=true&region=US").await.len(), 5);
+        assert_eq!(filtered("scope=regional").await, expected);
+        assert!(filtered("scope=global").await.is_empty());
+        assert!(filtered("partial=true").await.is_empty());
+        let since = time::OffsetDateTime::from_unix_timestamp(base + 600).unwrap();
+        let since = since.format(&time::format_description::well_known::Rfc3339).unwrap();
+        assert_eq!(filtered(&format!("since={since}")).await, expected[..6]);
+        assert_eq!(filtered(&format!("until={since}")).await, expected[6..]);
+    }
+}
