@@ -35,6 +35,13 @@ fn every_operation_documents_summary_description_and_errors() {
         "/v1/services",
         "/v1/services/{id}",
         "/v1/regions",
+        "/v1/services/{id}/status",
+        "/v1/services/{id}/problems",
+        "/v1/services/{id}/map",
+        "/v1/incidents",
+        "/v1/incidents/{id}",
+        "/v1/outages/now",
+        "/v1/events",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -67,6 +74,13 @@ fn every_operation_documents_summary_description_and_errors() {
             }
         }
     }
+    let sse = &paths["/v1/events"]["get"]["responses"]["200"]["content"];
+    assert!(
+        sse["text/event-stream"]["schema"]["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/IncidentEvent")),
+        "the SSE feed documents its event schema: {sse}"
+    );
     let post = &paths["/v1/services/{id}/reports"]["post"]["responses"];
     for status in ["202", "400", "404", "413", "415", "422", "503"] {
         assert!(

@@ -83,6 +83,43 @@ async fn sigterm_flushes_every_acknowledged_report_and_exits_zero() {
     drains_on("-TERM").await;
 }
 
+/// Open event streams never end by themselves; SIGTERM ends them, so the server exits at once
+/// rather than after its 10-second grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_event_streams() {
+    use futures_util::StreamExt;
+    let redis = RedisServer::start();
+    let (child, base) = start_binary(&redis, &[]).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let response = reqwest::get(format!("{base}/v1/events")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        // The head (retry hint) arrives at once.
+        assert!(body.next().await.is_some());
+        streams.push(body);
+    }
+    let started = std::time::Instant::now();
+    send("-TERM", &child);
+    for mut body in streams {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(chunk) = body.next().await {
+                if chunk.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "an event stream outlived the shutdown");
+    }
+    assert_eq!(exit_code(child).await, Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}
+
 /// A report in flight when the signal comes is still written and answered: SIGINT (Ctrl-C)
 /// drains like SIGTERM instead of dropping connections.
 async fn answers_the_request_in_flight_on(signal: &str) {
