@@ -7,6 +7,7 @@
 //! and Swagger UI at `/docs`.
 
 pub mod error;
+pub mod feeds;
 pub mod incidents;
 pub mod ops;
 pub mod regions;
@@ -64,6 +65,7 @@ JSON shape, `ErrorBody`, with a stable `code`. A 503 carries `Retry-After`.",
         (name = "reports", description = "Submit reports and read their counts."),
         (name = "services", description = "The catalog of watched services."),
         (name = "incidents", description = "Outages the detector declared, and each service's status."),
+        (name = "feeds", description = "Atom feeds of incidents and status badges, for feed readers and READMEs."),
         (name = "regions", description = "The countries reports are counted in."),
         (name = "operations", description = "Health, readiness and metrics."),
     ),
@@ -80,6 +82,9 @@ fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(incidents::service_status)
         .service(incidents::list_incidents)
         .service(incidents::get_incident)
+        .service(feeds::incidents_feed)
+        .service(feeds::service_feed)
+        .service(feeds::service_badge)
         .service(regions::list_regions)
         .service(ops::healthz)
         .service(ops::readyz)

@@ -4,6 +4,7 @@
 
 mod detector;
 mod faults;
+mod feeds;
 mod helpers;
 mod ingest;
 mod openapi;
