@@ -171,10 +171,10 @@ async fn feed(
         _ => "/v1/incidents.atom".to_owned(),
     };
     let page_query = |cursor: Option<&str>| canonical.query_string(limit, cursor, !in_path);
-    let next_href = more
-        .then(|| entries.last().map(|(i, _)| i.id.as_str()))
-        .flatten()
-        .map(|last| format!("{base}{path}{}", page_query(Some(last))));
+    let next_href = entries
+        .last()
+        .filter(|_| more)
+        .map(|(last, _)| format!("{base}{path}{}", page_query(Some(&last.id))));
     let cursor = store_query.after.as_ref().map(|(_, id)| id.as_str());
     let service_name = canonical.service.as_deref().map(|id| {
         state
