@@ -23,7 +23,8 @@
 //! - [`store`]: the `Store` trait; the embedded and the Redis implementations; the Redis key layout.
 //! - [`detector`]: baselines, tests, the incident state machine and attribution, ticked on a
 //!   clock; the live, lease-holding detector task; the incident event contract.
-//! - [`api`]: HTTP routes, the one error shape, and the OpenAPI spec built from the routes.
+//! - [`api`]: HTTP routes (JSON, Atom feeds, SVG status badges), the one error shape, and the
+//!   OpenAPI spec built from the routes.
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
 //! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.
