@@ -25,7 +25,8 @@
 //!   clock; the live, lease-holding detector task; the incident event contract.
 //! - [`fanout`]: one reader of the incident event stream per process, broadcast to the SSE
 //!   subscribers of `GET /v1/events`.
-//! - [`api`]: HTTP routes, the one error shape, and the OpenAPI spec built from the routes.
+//! - [`api`]: HTTP routes (JSON, Atom feeds, SVG status badges), the one error shape, and the
+//!   OpenAPI spec built from the routes.
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
 //! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.

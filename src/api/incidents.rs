@@ -16,8 +16,8 @@ use crate::regions::RegionCode;
 use crate::store::{IncidentFilter, IncidentQuery};
 
 /// Most incidents in one page.
-const MAX_LIMIT: usize = 200;
-const DEFAULT_LIMIT: usize = 50;
+pub(crate) const MAX_LIMIT: usize = 200;
+pub(crate) const DEFAULT_LIMIT: usize = 50;
 
 pub(crate) fn unavailable(what: &'static str, e: &crate::store::StoreError) -> ApiError {
     crate::ingest::store_error(what, e);

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod events;
+pub mod feeds;
 pub mod incidents;
 pub mod ops;
 pub mod overview;
@@ -69,6 +70,7 @@ JSON shape, `ErrorBody`, with a stable `code`. A 503 carries `Retry-After`.",
         (name = "reports", description = "Submit reports and read their counts."),
         (name = "services", description = "The catalog of watched services."),
         (name = "incidents", description = "Outages the detector declared, and each service's status."),
+        (name = "feeds", description = "Atom feeds of incidents and status badges, for feed readers and READMEs."),
         (name = "regions", description = "The countries reports are counted in."),
         (name = "operations", description = "Health, readiness and metrics."),
     ),
@@ -89,6 +91,9 @@ fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(incidents::list_incidents)
         .service(incidents::get_incident)
         .service(events::events)
+        .service(feeds::incidents_feed)
+        .service(feeds::service_feed)
+        .service(feeds::service_badge)
         .service(regions::list_regions)
         .service(ops::healthz)
         .service(ops::readyz)

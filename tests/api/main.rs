@@ -5,6 +5,7 @@
 mod detector;
 mod events;
 mod faults;
+mod feeds;
 mod helpers;
 mod incidents;
 mod ingest;
