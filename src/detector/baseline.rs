@@ -219,7 +219,8 @@ pub struct Dispersion {
     /// Per test window: weighted sums of `residual² - expected` and of `expected²`.
     num: Vec<f64>,
     den: Vec<f64>,
-    /// Per test window: the tail of the evidence scores in ordinary buckets.
+    /// Per test window, then the CUSUM: the tail of the evidence scores in ordinary
+    /// buckets.
     tails: Vec<Tail>,
 }
 
@@ -261,7 +262,7 @@ impl Dispersion {
         Self {
             num: vec![PRIOR_INV_K * PRIOR_DISPERSION_WEIGHT; windows],
             den: vec![PRIOR_DISPERSION_WEIGHT; windows],
-            tails: vec![Tail::default(); windows],
+            tails: vec![Tail::default(); windows + 1],
         }
     }
 
@@ -285,15 +286,23 @@ impl Dispersion {
         }
     }
 
-    /// The evidence score of test window `window` calibrated to this family's tail.
-    pub fn calibrate(&self, window: usize, score: f64) -> f64 {
-        self.tails[window].calibrate(score)
+    /// The evidence score of test `test` (a window, or the CUSUM after the windows)
+    /// calibrated to this family's tail of that test.
+    pub fn calibrate(&self, test: usize, score: f64) -> f64 {
+        // A state saved before the CUSUM had a tail of its own uses the longest window's.
+        self.tails
+            .get(test)
+            .or(self.tails.last())
+            .map_or(score, |tail| tail.calibrate(score))
     }
 
-    /// Records the score of an ordinary bucket's test window `window` (0 when too small to
-    /// compute).
-    pub fn learn_score(&mut self, window: usize, score: f64) {
-        let tail = &mut self.tails[window];
+    /// Records the score of an ordinary bucket's test `test` (0 when too small to compute).
+    pub fn learn_score(&mut self, test: usize, score: f64) {
+        if self.tails.len() <= test {
+            // A state saved before the CUSUM had a tail of its own.
+            self.tails.resize(test + 1, Tail::default());
+        }
+        let tail = &mut self.tails[test];
         tail.buckets += 1.0;
         if score > TAIL_U {
             tail.exceed += 1.0;

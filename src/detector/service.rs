@@ -504,10 +504,12 @@ impl ServiceState {
             let k = 1.0 / (1.0 / dispersion.k(i) + extra_inv_k);
             consider(x, m, &|| dispersion.calibrate(i, upper_score(x, m, k)));
         }
-        // The CUSUM's log-likelihood ratio is deflated like the longest window's scores.
+        // The CUSUM's statistic is calibrated to its own tail: it sums evidence over runs of
+        // any length, so its distribution is neither a window's nor a p-value's.
         let (x, m) = (f64::from(cusum.x), f64::from(cusum.mu));
-        let last = tuning.windows.len() - 1;
-        consider(x, m, &|| dispersion.calibrate(last, f64::from(cusum.s)));
+        consider(x, m, &|| {
+            dispersion.calibrate(sums.len(), f64::from(cusum.s))
+        });
         v
     }
 
@@ -620,17 +622,22 @@ impl ServiceState {
         self.baseline.learn(t, x.min(cap), &sums.total);
         // The score tails learn from every bucket without an incident.
         let extra = self.baseline.uncertainty(t);
-        learn_scores(&mut self.baseline.dispersion, &sums.total, extra);
+        learn_scores(
+            &mut self.baseline.dispersion,
+            &sums.total,
+            extra,
+            self.cusum,
+        );
         // So do the region and problem families' dispersions.
         self.region_dispersion.decay(tuning.width);
-        for region in &sums.regions {
+        for (region, &cusum) in sums.regions.iter().zip(&self.region_cusums) {
             self.region_dispersion.learn(region);
-            learn_scores(&mut self.region_dispersion, region, extra);
+            learn_scores(&mut self.region_dispersion, region, extra, cusum);
         }
         self.problem_dispersion.decay(tuning.width);
-        for problem in &sums.problems {
+        for (problem, &cusum) in sums.problems.iter().zip(&self.problem_cusums) {
             self.problem_dispersion.learn(problem);
-            learn_scores(&mut self.problem_dispersion, problem, extra);
+            learn_scores(&mut self.problem_dispersion, problem, extra, cusum);
         }
         // Shares learn from ordinary buckets only.
         if possible {
@@ -824,17 +831,30 @@ impl ServiceState {
     }
 }
 
-/// Feeds a bucket's window scores to a family's tail. Scores are computed only for windows
-/// well above their expectation; the rest cannot reach the tail.
-fn learn_scores(dispersion: &mut Dispersion, windows: &[(f64, f64)], extra_inv_k: f64) {
+/// Feeds a bucket's window scores and its CUSUM statistic to a family's tails (the CUSUM's
+/// is the tail after the windows'). Scores are computed only for windows well above their
+/// expectation; the rest cannot reach the tail.
+fn learn_scores(
+    dispersion: &mut Dispersion,
+    windows: &[(f64, f64)],
+    extra_inv_k: f64,
+    cusum: Cusum,
+) {
+    let big = |x: f64, m: f64| x >= 3.0 && x >= 1.5 * m;
     for (i, &(x, m)) in windows.iter().enumerate() {
-        let score = if x >= 3.0 && x >= 1.5 * m {
+        let score = if big(x, m) {
             upper_score(x, m, 1.0 / (1.0 / dispersion.k(i) + extra_inv_k))
         } else {
             0.0
         };
         dispersion.learn_score(i, score);
     }
+    let score = if big(f64::from(cusum.x), f64::from(cusum.mu)) {
+        f64::from(cusum.s)
+    } else {
+        0.0
+    };
+    dispersion.learn_score(windows.len(), score);
 }
 
 fn add_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
