@@ -499,7 +499,12 @@ fn cache_control() -> CacheControl {
 pub struct BadgeQuery {
     /// The left text, 1 to 64 characters without control characters. Default: the
     /// service's name.
-    #[param(example = "TikTok (EU)", min_length = 1, max_length = 64)]
+    #[param(
+        example = "TikTok (EU)",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub label: Option<String>,
 }
 

@@ -54,7 +54,8 @@ pub struct IncidentsQuery {
     pub limit: Option<usize>,
     /// Where the page starts: the previous page's `next_cursor` (the id of its last
     /// incident). Absent: the newest incidents.
-    #[param(value_type = Option<String>, example = "tiktok-1795262460")]
+    #[param(value_type = Option<String>, example = "tiktok-1795262460",
+        pattern = "^[a-z0-9-]{1,64}-(0|[1-9][0-9]{0,17})$")]
     pub cursor: Option<String>,
 }
 

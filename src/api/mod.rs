@@ -18,7 +18,7 @@ pub mod services;
 
 use std::sync::Arc;
 
-use actix_web::{App, HttpRequest, HttpResponse, web};
+use actix_web::{App, HttpRequest, HttpResponse, Responder, web};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -107,7 +107,50 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .openapi(ApiDoc::openapi())
         .configure(routes)
         .split_for_parts();
-    api
+    refine(api)
+}
+
+/// What the route annotations cannot say: every `region` (query parameter or report field)
+/// is one of the built-in country codes, listed as an enum (the server also takes them in
+/// lower case); the service feed takes its service from the path, not from a `service`
+/// parameter.
+fn refine(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use serde_json::{Value, json};
+    let codes: Vec<Value> = crate::regions::Regions::builtin()
+        .countries()
+        .iter()
+        .map(|c| json!(c.code.as_str()))
+        .collect();
+    let Ok(mut doc) = serde_json::to_value(&api) else {
+        return api;
+    };
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                let Some(parameters) = operation["parameters"].as_array_mut() else {
+                    continue;
+                };
+                if path == "/v1/services/{id}/incidents.atom" {
+                    parameters.retain(|p| !(p["name"] == "service" && p["in"] == "query"));
+                }
+                for parameter in parameters.iter_mut() {
+                    if parameter["name"] == "region" && parameter["in"] == "query" {
+                        parameter["schema"] = json!({"type": "string", "enum": codes});
+                    }
+                }
+            }
+        }
+    }
+    let region = &mut doc["components"]["schemas"]["NewReport"]["properties"]["region"];
+    if region.is_object() {
+        let mut nullable = codes.clone();
+        nullable.push(Value::Null);
+        region["enum"] = Value::Array(nullable);
+    }
+    serde_json::from_value(doc).unwrap_or(api)
 }
 
 /// Registers state, this worker's ingest handle, routes, docs and the JSON error handlers.
@@ -143,11 +186,58 @@ pub fn configure(
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    // A known path with the wrong method is 405, not 404.
+    // A known path with the wrong method is 405, not 404, and says which methods it takes.
     let known_path = req.resource_map().has_resource(req.path());
     if known_path {
-        Err(ApiError::method_not_allowed())
+        let allow = allowed_methods(req.path());
+        Ok(
+            actix_web::ResponseError::error_response(&ApiError::method_not_allowed())
+                .customize()
+                .insert_header((actix_web::http::header::ALLOW, allow))
+                .respond_to(&req)
+                .map_into_boxed_body(),
+        )
     } else {
         Err(ApiError::route_not_found(req.path()))
     }
+}
+
+/// The methods the documented route matching `path` takes (`GET` for the undocumented ones:
+/// the docs and the spec), as an `Allow` header value.
+fn allowed_methods(path: &str) -> String {
+    use std::sync::OnceLock;
+    static ROUTES: OnceLock<Vec<(Vec<String>, String)>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let segments = template.split('/').map(str::to_owned).collect();
+                let mut methods = Vec::new();
+                for (name, present) in [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                ] {
+                    if present {
+                        methods.push(name);
+                    }
+                }
+                (segments, methods.join(", "))
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    routes
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    *t == *s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                })
+        })
+        .map_or_else(|| "GET".to_owned(), |(_, methods)| methods.clone())
 }

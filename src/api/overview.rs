@@ -18,10 +18,6 @@ use crate::detector::service::{SeriesFilter, ServiceState};
 use crate::regions::{RegionCode, Regions};
 use crate::store::{Cell, Granularity, IncidentQuery};
 
-/// Shortest and longest `window` of the overview reads.
-const MIN_WINDOW: i64 = 60;
-const MAX_WINDOW: i64 = 7 * 86_400;
-
 /// Distinct reporters per cell of `service` in `[since, until)` (both multiples of the bucket
 /// width): whole hours from the hourly roll-up, the hour fractions at either end from the fine
 /// buckets, so a day costs at most about 25 + 2 × 60 reads with one-minute buckets. When the
@@ -109,21 +105,35 @@ pub(crate) fn expected_between(
         .sum()
 }
 
-/// A `window` query parameter in seconds: `15m`, `1h`, `24h`, … from 1 minute to 7 days.
+/// The windows the overview reads take, with their length in seconds.
+const WINDOWS: [(&str, i64); 10] = [
+    ("5m", 300),
+    ("15m", 900),
+    ("30m", 1800),
+    ("1h", 3600),
+    ("3h", 3 * 3600),
+    ("6h", 6 * 3600),
+    ("12h", 12 * 3600),
+    ("24h", 86_400),
+    ("48h", 2 * 86_400),
+    ("7d", 7 * 86_400),
+];
+
+/// A `window` query parameter in seconds: one of [`WINDOWS`].
 fn parse_window(window: Option<&str>, default: i64) -> Result<i64, ApiError> {
     let Some(text) = window else {
         return Ok(default);
     };
-    let secs = humantime::parse_duration(text)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .filter(|s| (MIN_WINDOW..=MAX_WINDOW).contains(s))
+    WINDOWS
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|&(_, secs)| secs)
         .ok_or_else(|| {
             ApiError::invalid_query(format!(
-                "window={text:?} is not a duration from 1m to 7d, such as 15m, 1h or 24h"
+                "window={text:?} is not one of {}",
+                WINDOWS.map(|(name, _)| name).join(", ")
             ))
-        })?;
-    Ok(secs)
+        })
 }
 
 /// The window `[since, until)` ending with the bucket that holds the present moment.
@@ -141,8 +151,9 @@ fn datetime(t: i64) -> OffsetDateTime {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WindowQuery {
-    /// How far back to look, ending now: 1m to 7d (`15m`, `1h`, `24h`, …).
-    #[param(value_type = Option<String>, example = "1h")]
+    /// How far back to look, ending now.
+    #[param(value_type = Option<String>, example = "1h",
+        pattern = "^(5m|15m|30m|1h|3h|6h|12h|24h|48h|7d)$")]
     pub window: Option<String>,
 }
 
@@ -189,7 +200,7 @@ pub struct ProblemList {
                 "problems": [{"problem": "login", "reports": 412, "share": 0.61}, {"problem": "app", "reports": 201, "share": 0.298},
                              {"problem": "feed", "reports": 62, "share": 0.092}, {"problem": "video-upload", "reports": 0, "share": 0.0}, {"problem": "server-connection", "reports": 0, "share": 0.0}]})),
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
-            example = json!({"code": "invalid_query", "message": "window=\"9d\" is not a duration from 1m to 7d, such as 15m, 1h or 24h"})),
+            example = json!({"code": "invalid_query", "message": "window=\"9d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
         (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
@@ -287,7 +298,7 @@ pub struct OutageMap {
                 "countries": [{"region": "US", "name": "United States of America", "reports": 220, "expected": 14.5, "ratio": 15.2, "lat": 39.5, "lon": -98.4},
                               {"region": "DE", "name": "Germany", "reports": 9, "expected": 7.1, "ratio": 1.27, "lat": 51.1, "lon": 10.4}]})),
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
-            example = json!({"code": "invalid_query", "message": "window=\"0s\" is not a duration from 1m to 7d, such as 15m, 1h or 24h"})),
+            example = json!({"code": "invalid_query", "message": "window=\"2d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
         (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,

@@ -193,6 +193,24 @@ fn main() {
             warm.await.expect("warm-up subscriber");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // The reference, measured in the same run: one subscriber, so the latency of the
+        // pipeline itself (Redis, the reader, one socket) on the machine as it is now.
+        let reference = {
+            let latencies = Arc::new(Mutex::new(Vec::new()));
+            let one = tokio::spawn(subscribe(port, Arc::default(), latencies.clone(), 50));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / EVENTS_PER_SECOND));
+            for _ in 0..50 {
+                tick.tick().await;
+                let _: String = xadd().query_async(&mut conn).await.expect("XADD");
+            }
+            one.await.expect("reference subscriber");
+            let mut latencies = std::mem::take(&mut *latencies.lock().await);
+            latencies.sort_unstable();
+            latencies
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_before = rss_kib(pid);
 
         let connected = Arc::new(AtomicUsize::new(0));
@@ -254,6 +272,11 @@ fn main() {
             percentile(&latencies, 0.9),
             percentile(&latencies, 0.99),
             latencies.last().copied().unwrap_or(0)
+        );
+        println!(
+            "  reference, 1 subscriber × 50 events in the same run: p50 {} ms, p99 {} ms",
+            percentile(&reference, 0.5),
+            percentile(&reference, 0.99),
         );
         println!(
             "  server memory: {:.1} MiB before, {:.1} MiB connected, {:.1} MiB after the events; \

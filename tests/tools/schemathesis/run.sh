@@ -7,7 +7,7 @@
 #   tests/tools/schemathesis/run.sh memory     # one store
 #
 # Schemathesis comes from PyPI into a virtual environment under target/ (made on first use).
-# The server is the debug build; Redis is a private redis-server on a free loopback port.
+# The server is the debug build (or $BIN); Redis is a private redis-server on a free loopback port.
 # GET /v1/events is left out: it is an endless stream, which a request-response fuzzer can only
 # time out on (tests/api/events.rs tests it with real SSE clients).
 set -euo pipefail
@@ -19,8 +19,12 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
 fi
-cargo build --quiet
-bin=target/debug/downradar
+# BIN: a downradar binary to fuzz instead of the debug build.
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --quiet
+  bin=${CARGO_TARGET_DIR:-target}/debug/downradar
+fi
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -62,7 +66,8 @@ fuzz() {  # store
   pids+=($!)
   wait_for "http://127.0.0.1:$port/readyz"
   echo "== schemathesis on the $store store (port $port)"
-  if ! "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  if ! "$venv/bin/schemathesis" --config-file tests/tools/schemathesis/schemathesis.toml \
+      run "http://127.0.0.1:$port/openapi.json" \
       --checks all \
       --exclude-path /v1/events \
       --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
