@@ -8,6 +8,7 @@
 #
 #   tests/bench/ingest.sh                 # defaults: 5 rounds of 10 s, 64 connections
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 tests/bench/ingest.sh
+#   BIN=/path/to/downradar tests/bench/ingest.sh   # another build (e.g. before a change)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,7 +25,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
 
 cargo build --release --quiet
-bin=target/release/downradar
+bin=${BIN:-${CARGO_TARGET_DIR:-target}/release/downradar}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
@@ -45,8 +46,8 @@ pids+=($!)
 wait_http "http://127.0.0.1:$mem_port/healthz"
 wait_http "http://127.0.0.1:$red_port/readyz"
 
-run() { # mode port -> "rps p50 p99 errors"
-  MODE=$1 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" -s tests/bench/load.lua \
+run() { # mode port -> "rps p50 p99 errors"; every run its own reporters (RUN)
+  RUN=$(date +%s%N) MODE=$1 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" -s tests/bench/load.lua \
     "http://127.0.0.1:$2" | awk '/^RESULT/ {print $2, $3, $4, $5}'
 }
 

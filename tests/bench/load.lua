@@ -1,6 +1,7 @@
 -- wrk script for tests/bench/ingest.sh.
 --   MODE=report: POST /v1/services/{id}/reports; every request is a new reporter (a unique
---                client_id), spread over services, regions and problems, so each one takes
+--                client_id, unique across runs too: RUN names the run, by default the
+--                start time), spread over services, regions and problems, so each one takes
 --                the whole counting path (dedup check, bucket and roll-up increments).
 --   MODE=healthz: GET /healthz, the ceiling of the HTTP stack on this machine.
 -- done() prints one machine-readable line: RESULT <rps> <p50 ms> <p99 ms> <errors>.
@@ -14,6 +15,7 @@ local services = {
   { "discord", { "voice", "messaging", "login" } },
 }
 local regions = { "DE", "US", "JP", "BR", "NG", "AU", "FR", "IN", "GB", "MX" }
+local run = os.getenv("RUN") or tostring(os.time())
 local threads = {}
 local counter = 0
 
@@ -29,8 +31,8 @@ function request()
   counter = counter + 1
   local s = services[counter % #services + 1]
   local body = string.format(
-    '{"problem":"%s","region":"%s","client_id":"t%d-%d"}',
-    s[2][counter % #s[2] + 1], regions[counter % #regions + 1], tid, counter)
+    '{"problem":"%s","region":"%s","client_id":"%s-%d-%d"}',
+    s[2][counter % #s[2] + 1], regions[counter % #regions + 1], run, tid, counter)
   return wrk.format("POST", "/v1/services/" .. s[1] .. "/reports",
     { ["Content-Type"] = "application/json" }, body)
 end
