@@ -12,8 +12,9 @@
 //! There is one queue and one writer per HTTP worker thread, running on that thread: handing a
 //! report to a writer on another thread, and its answer back, costs two cross-thread wake-ups
 //! (an `eventfd` write and a context switch each), which measured at about a quarter of the
-//! server's CPU per report. Same-thread hand-offs cost neither; batches still share the one
-//! store connection.
+//! server's CPU per report. Same-thread hand-offs cost neither. For the same reason each writer
+//! talks to the store through its own handle ([`Store::for_writer`]): with Redis, a connection
+//! driven from the writer's thread, so neither a batch nor its reply crosses threads.
 //!
 //! Whenever a request was told "not counted" for a report that the store may have applied
 //! (store error, timeout, or the handler gave up waiting), the writer revokes that report
@@ -190,6 +191,8 @@ impl Doubts {
 pub struct Ingestor {
     queue: mpsc::Sender<Pending>,
     doubts: Arc<Doubts>,
+    /// `downradar_ingest_queue_depth`, looked up once rather than per report.
+    queue_depth: metrics::Gauge,
 }
 
 impl Ingestor {
@@ -197,13 +200,19 @@ impl Ingestor {
     /// submit), with a queue of `capacity` reports.
     pub fn start(store: Arc<dyn Store>, doubts: Arc<Doubts>, capacity: usize) -> Self {
         let (queue, rx) = mpsc::channel(capacity);
+        let queue_depth = metrics::gauge!("downradar_ingest_queue_depth");
         let writer = Writer {
             store,
             queue: rx,
             doubts: doubts.clone(),
+            queue_depth: queue_depth.clone(),
         };
         tokio::spawn(writer.run());
-        Self { queue, doubts }
+        Self {
+            queue,
+            doubts,
+            queue_depth,
+        }
     }
 
     /// Queues `report` and waits for its outcome.
@@ -215,7 +224,7 @@ impl Ingestor {
         self.queue
             .try_send(Pending { report, reply })
             .map_err(|_| IngestError::Overloaded)?;
-        metrics::gauge!("downradar_ingest_queue_depth").increment(1.0);
+        self.queue_depth.increment(1.0);
         match tokio::time::timeout(ANSWER_TIMEOUT, &mut outcome).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(IngestError::Unavailable),
@@ -233,6 +242,7 @@ struct Writer {
     store: Arc<dyn Store>,
     queue: mpsc::Receiver<Pending>,
     doubts: Arc<Doubts>,
+    queue_depth: metrics::Gauge,
 }
 
 impl Writer {
@@ -254,7 +264,7 @@ impl Writer {
                     if received == 0 {
                         open = false;
                     } else {
-                        metrics::gauge!("downradar_ingest_queue_depth").decrement(received as f64);
+                        self.queue_depth.decrement(received as f64);
                         in_flight.push(flush(self.store.clone(), self.doubts.clone(), batch));
                     }
                 }

@@ -162,6 +162,7 @@ pub fn configure(
         let api = openapi();
         cfg.app_data(state)
             .app_data(web::Data::new(ingestor))
+            .app_data(web::Data::new(reports::ReportOutcomes::register()))
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|err, _req| ApiError::invalid_query(err.to_string()).into()),

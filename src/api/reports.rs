@@ -126,6 +126,7 @@ pub struct ReportAccepted {
 pub async fn create_report(
     state: web::Data<AppState>,
     ingestor: web::Data<Ingestor>,
+    outcomes: web::Data<ReportOutcomes>,
     req: HttpRequest,
     id: web::Path<String>,
     mut payload: web::Payload,
@@ -160,22 +161,45 @@ pub async fn create_report(
         bucket,
         token: ReportToken::next(),
     };
-    let (label, counted) = match ingestor.submit(report).await {
-        Ok(Recorded::Counted) => ("counted", Ok(true)),
-        Ok(Recorded::Duplicate) => ("duplicate", Ok(false)),
-        Ok(Recorded::Capped) => ("capped", Ok(false)),
+    let (counter, counted) = match ingestor.submit(report).await {
+        Ok(Recorded::Counted) => (&outcomes.counted, Ok(true)),
+        Ok(Recorded::Duplicate) => (&outcomes.duplicate, Ok(false)),
+        Ok(Recorded::Capped) => (&outcomes.capped, Ok(false)),
         Ok(Recorded::Revoked) | Err(IngestError::Unavailable) => {
-            ("unavailable", Err(ApiError::unavailable()))
+            (&outcomes.unavailable, Err(ApiError::unavailable()))
         }
-        Err(IngestError::Overloaded) => ("overloaded", Err(ApiError::overloaded())),
+        Err(IngestError::Overloaded) => (&outcomes.overloaded, Err(ApiError::overloaded())),
     };
-    metrics::counter!("downradar_reports_total", "outcome" => label).increment(1);
+    counter.increment(1);
     let counted = counted?;
     Ok(HttpResponse::Accepted().json(ReportAccepted {
         counted,
         region,
         bucket: datetime(bucket)?,
     }))
+}
+
+/// `downradar_reports_total` by outcome, looked up once per worker rather than per report.
+pub struct ReportOutcomes {
+    counted: metrics::Counter,
+    duplicate: metrics::Counter,
+    capped: metrics::Counter,
+    unavailable: metrics::Counter,
+    overloaded: metrics::Counter,
+}
+
+impl ReportOutcomes {
+    /// The counters, from the metrics recorder installed now.
+    pub fn register() -> Self {
+        let counter = |outcome: &'static str| metrics::counter!("downradar_reports_total", "outcome" => outcome);
+        Self {
+            counted: counter("counted"),
+            duplicate: counter("duplicate"),
+            capped: counter("capped"),
+            unavailable: counter("unavailable"),
+            overloaded: counter("overloaded"),
+        }
+    }
 }
 
 /// The body of a JSON request: `application/json`, at most [`MAX_BODY_BYTES`], arriving
