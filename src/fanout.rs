@@ -141,6 +141,11 @@ impl Fanout {
         self.max_subscribers
     }
 
+    /// Whether the process is shutting down (no new subscriptions).
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
     /// How many subscribers there are.
     pub fn subscribers(&self) -> usize {
         self.subscribers.load(Ordering::Acquire)

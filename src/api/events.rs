@@ -165,10 +165,13 @@ pub async fn events(
         .map(|id| parse_stream_id(id.trim()).ok_or_else(|| ApiError::invalid_last_event_id(&id)))
         .transpose()?;
     // Subscribe before looking at the stream, so that nothing added meanwhile is missed.
-    let subscription = state
-        .fanout
-        .subscribe()
-        .ok_or_else(|| ApiError::too_many_subscribers(state.fanout.max_subscribers()))?;
+    let subscription = state.fanout.subscribe().ok_or_else(|| {
+        if state.fanout.is_closed() {
+            ApiError::unavailable()
+        } else {
+            ApiError::too_many_subscribers(state.fanout.max_subscribers())
+        }
+    })?;
     let mut head = format!("retry: {RETRY_MS}\n: downradar incident events\n\n");
     let phase = match resume {
         None => Phase::Live { skip_through: None },
