@@ -17,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
+use crate::demo::Demo;
 use crate::detector::live::LiveDetector;
 use crate::ingest::{Doubts, Ingestor};
 use crate::reporter::ReporterSecret;
@@ -34,6 +35,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     doubts: Arc<Doubts>,
     detector: Option<(LiveDetector, Duration)>,
+    demo: Option<Demo>,
 }
 
 impl Application {
@@ -85,9 +87,13 @@ impl Application {
         );
         let queue_per_worker = (args.queue_capacity as usize).div_ceil(workers);
         let doubts = Arc::new(Doubts::default());
+        let demo = match args.demo {
+            true => Some(Demo::prepare(store.clone(), clock.clone(), &catalog, settings).await?),
+            false => None,
+        };
         let detector = LiveDetector::new(
             store.clone(),
-            clock.clone(),
+            demo.as_ref().map_or_else(|| clock.clone(), Demo::clock),
             catalog.clone(),
             args.detector.config(args.buckets.bucket),
             args.detector_interval * 3,
@@ -126,6 +132,7 @@ impl Application {
             store,
             doubts,
             detector: Some((detector, args.detector_interval)),
+            demo,
         })
     }
 
@@ -167,6 +174,7 @@ impl Application {
     /// may still apply are revoked before this returns (retrying for up to 10 s).
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let demo = self.demo.take().map(|demo| tokio::spawn(demo.run(stopped.clone())));
         let detector = self
             .detector
             .take()
@@ -177,6 +185,11 @@ impl Application {
             && let Err(e) = task.await
         {
             tracing::error!(error = %e, "the detector task failed");
+        }
+        if let Some(task) = demo
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "the demo task failed");
         }
         let left = self
             .doubts
