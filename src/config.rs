@@ -76,9 +76,6 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     mut_arg("bucket", |a| a.default_value_if("demo", "true", crate::demo::DEFAULT_BUCKET)),
-    mut_arg("resolve_after", |a| {
-        a.default_value_if("demo", "true", crate::demo::DEFAULT_RESOLVE_AFTER)
-    }),
     mut_arg("detector_interval", |a| {
         a.default_value_if("demo", "true", crate::demo::DEFAULT_DETECTOR_INTERVAL)
     }),
@@ -157,10 +154,9 @@ pub struct ServeArgs {
     /// Demo mode: fill the store with three days of SYNTHETIC report history, then generate
     /// synthetic live reports for a few real catalog services with an outage every few
     /// minutes (global, regional, partial or cascading), so incidents open, update and
-    /// resolve within minutes (watch GET /v1/incidents?active=true). The store must be empty:
-    /// a Redis that holds any counts, incidents or detector state is refused. Unless given
-    /// explicitly, --demo sets --bucket 10s, --resolve-after 1m, --detector-interval 2s and
-    /// --detector-warmup 3d.
+    /// resolve (watch GET /v1/incidents?active=true). The store must be empty: a Redis that
+    /// holds any counts, incidents or detector state is refused. Unless given explicitly,
+    /// --demo sets --bucket 10s, --detector-interval 2s and --detector-warmup 3d.
     #[arg(long, env = "DOWNRADAR_DEMO")]
     pub demo: bool,
 }
@@ -565,7 +561,7 @@ mod tests {
         };
         assert!(demo.demo);
         assert_eq!(demo.buckets.bucket.secs(), 10);
-        assert_eq!(demo.detector.resolve_after, Duration::from_secs(60));
+        assert_eq!(demo.detector.resolve_after, Duration::from_secs(900));
         assert_eq!(demo.detector_interval, Duration::from_secs(2));
         assert_eq!(demo.detector_warmup, Duration::from_secs(3 * 86_400));
 
@@ -574,8 +570,6 @@ mod tests {
             "--demo",
             "--bucket",
             "60s",
-            "--resolve-after",
-            "5m",
             "--detector-interval",
             "10s",
             "--detector-warmup",
@@ -585,7 +579,6 @@ mod tests {
         .serve;
         assert!(explicit.demo);
         assert_eq!(explicit.buckets.bucket.secs(), 60);
-        assert_eq!(explicit.detector.resolve_after, Duration::from_secs(300));
         assert_eq!(explicit.detector_interval, Duration::from_secs(10));
         assert_eq!(explicit.detector_warmup, Duration::from_secs(3600));
     }

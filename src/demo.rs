@@ -37,15 +37,11 @@ use crate::clock::Clock;
 use crate::reporter::{ClientId, ReporterSecret};
 use crate::simulate::{CountSampler, Kind, Params, Scenario, ScriptedOutage, TruthOutage};
 use crate::store::{
-    Granularity, HistoryCount, IncidentQuery, Report, ReportToken, Store, StoreError,
-    StoreSettings,
+    Granularity, HistoryCount, IncidentQuery, Report, ReportToken, Store, StoreError, StoreSettings,
 };
 
 /// `--bucket` under `--demo`: short buckets, so an outage shows within seconds.
 pub const DEFAULT_BUCKET: &str = "10s";
-/// `--resolve-after` under `--demo` (the shortest allowed), so incidents resolve soon after
-/// their outage ends.
-pub const DEFAULT_RESOLVE_AFTER: &str = "1m";
 /// `--detector-interval` under `--demo`.
 pub const DEFAULT_DETECTOR_INTERVAL: &str = "2s";
 /// `--detector-warmup` under `--demo`: the history the demo adds.
@@ -74,14 +70,16 @@ const SEED: u64 = 7;
 /// Minutes between the starts of two outages.
 const OUTAGE_EVERY_MIN: i64 = 4;
 /// Minutes a service rests after an outage of it starts: the outage (up to 4 minutes), its
-/// cascade (one more), its recovery tail (up to 15) and time to resolve.
-const REST_MIN: i64 = 30;
+/// cascade (one more), its recovery tail (up to 15) and the quiet `--resolve-after` (15 by
+/// default) before its incident resolves, so that outages never merge.
+const REST_MIN: i64 = 40;
 /// The kinds of outages, in turn.
 const ROTATION: [Kind; 4] = [Kind::Global, Kind::Cascading, Kind::Regional, Kind::Partial];
 /// How often the traffic loop wakes to write the reports that have come due.
 const PACE: Duration = Duration::from_millis(250);
-/// Rows per history write, as `downradar import` writes them.
-const HISTORY_BATCH: usize = 5_000;
+/// Rows per history write: small, so each is written well within the store's call timeout
+/// even on a busy machine.
+const HISTORY_BATCH: usize = 1_000;
 /// Most reports per live write.
 const LIVE_BATCH: usize = 2_000;
 /// The address the synthetic reporters seem to come from: TEST-NET-1 (RFC 5737), which no
@@ -262,8 +260,11 @@ impl Demo {
             let start_ms = bucket_start(&self.scenario, bucket) * 1000;
             let n = drawn.len().max(1) as i64;
             for (i, (s, cell)) in drawn.into_iter().enumerate() {
-                self.pending
-                    .push_back((start_ms + (2 * i as i64 + 1) * width_ms / (2 * n), s, cell));
+                self.pending.push_back((
+                    start_ms + (2 * i as i64 + 1) * width_ms / (2 * n),
+                    s,
+                    cell,
+                ));
             }
             self.next_bucket += 1;
         }
@@ -398,7 +399,9 @@ fn schedule(
     first: i64,
 ) -> anyhow::Result<Vec<ScriptedOutage>> {
     // The volumes depend only on the seed and the order: draw them once to pick the first.
-    let volumes = Scenario::generate(services, params.clone())?.truth().services;
+    let volumes = Scenario::generate(services, params.clone())?
+        .truth()
+        .services;
     let busiest = (0..services.len())
         .max_by(|&a, &b| volumes[a].base_per_min.total_cmp(&volumes[b].base_per_min))
         .unwrap_or(0);

@@ -755,8 +755,8 @@ impl Scenario {
                 let surge = events
                     .then(|| {
                         let own = &self.outages_by_service[s];
-                        let started = own
-                            .partition_point(|&o| self.outages[o].start as f64 <= minute);
+                        let started =
+                            own.partition_point(|&o| self.outages[o].start as f64 <= minute);
                         let last = &self.outages[*own.get(started.checked_sub(1)?)?];
                         (minute < last.tail_end() as f64).then_some(last)
                     })
@@ -1006,7 +1006,10 @@ impl<'a> Planner<'a> {
         for entry in script {
             let s = entry.service;
             let Some(svc) = self.services.get(s) else {
-                bail!("scripted outage of service #{s}: only {} services", self.services.len());
+                bail!(
+                    "scripted outage of service #{s}: only {} services",
+                    self.services.len()
+                );
             };
             if !self.can_host(s, entry.kind) {
                 bail!("{}: cannot have a {:?} outage", svc.id, entry.kind);
@@ -1055,7 +1058,7 @@ impl<'a> Planner<'a> {
                         follower.start = outage.start + 1;
                         follower.end = outage.end + 1;
                         // A busy dependent sits this one out, as in a drawn cascade.
-                        if follower.end + 1 <= self.period_min
+                        if follower.end < self.period_min
                             && self.is_apart(d, follower.start, follower.tail_end())
                         {
                             dependents.push(follower);

@@ -174,7 +174,10 @@ impl Application {
     /// may still apply are revoked before this returns (retrying for up to 10 s).
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let demo = self.demo.take().map(|demo| tokio::spawn(demo.run(stopped.clone())));
+        let demo = self
+            .demo
+            .take()
+            .map(|demo| tokio::spawn(demo.run(stopped.clone())));
         let detector = self
             .detector
             .take()

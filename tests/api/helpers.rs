@@ -160,7 +160,11 @@ pub fn test_epoch() -> OffsetDateTime {
 /// Starts the app on a free port with the given store and extra command-line flags.
 pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
     // A fresh store has no history to learn from: skip the week-long warm-up replay.
-    let flags: Vec<&str> = ["--detector-warmup", "1h"].iter().chain(flags).copied().collect();
+    let flags: Vec<&str> = ["--detector-warmup", "1h"]
+        .iter()
+        .chain(flags)
+        .copied()
+        .collect();
     spawn_app_with_only(backend, &flags).await
 }
 
