@@ -12,7 +12,8 @@
 //! 2. [`Demo::run`] then writes live reports through [`Store::record`], each a distinct
 //!    reporter, at their time on the app's [`Clock`]; tokio only paces the loop. Every few
 //!    minutes one scripted outage starts (global, cascading into dependents, regional or
-//!    partial, in turn), the first one at once; each start and end is logged.
+//!    partial, in turn), the first one in the minute the server starts (a global outage of
+//!    the busiest service, so it shows within seconds); each start and end is logged.
 //!
 //! The detector reads the time through [`Demo::clock`], which never runs ahead of the
 //! traffic written: it cannot close a bucket the demo has not finished, however the clock
