@@ -392,8 +392,9 @@ fn select(catalog: &Catalog) -> Vec<Service> {
 }
 
 /// The outages of the live part, from minute `first` on: one every [`OUTAGE_EVERY_MIN`]
-/// minutes, the kinds of [`ROTATION`] in turn, each on a service that has rested (and, for a
-/// cascade, whose dependents have); the first a global outage of the busiest service.
+/// minutes, the kinds of [`ROTATION`] in turn, each on a service that has rested, as have its
+/// upstreams (and, for a cascade, its dependents); the first a global outage of the busiest
+/// service.
 fn schedule(
     services: &[Service],
     params: &Params,
@@ -435,8 +436,14 @@ fn schedule(
             let mut candidates = std::iter::once(busiest).filter(|_| slot == 0).chain(order);
             candidates
                 .find(|&s| {
+                    // While an upstream's incident may be open, the detector would rightly
+                    // name it the cause of any outage of its dependents.
+                    let upstreams_rest = (0..services.len())
+                        .filter(|&u| dependents[u].contains(&s))
+                        .all(|u| free_from[u] <= minute);
                     can_host(s, kind)
                         && free_from[s] <= minute
+                        && upstreams_rest
                         && (kind != Kind::Cascading
                             || dependents[s].iter().all(|&d| free_from[d] <= minute))
                 })
