@@ -74,6 +74,15 @@ pub enum LogFormat {
 
 /// Options of `downradar serve`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("bucket", |a| a.default_value_if("demo", "true", crate::demo::DEFAULT_BUCKET)),
+    mut_arg("detector_interval", |a| {
+        a.default_value_if("demo", "true", crate::demo::DEFAULT_DETECTOR_INTERVAL)
+    }),
+    mut_arg("detector_warmup", |a| {
+        a.default_value_if("demo", "true", crate::demo::DEFAULT_DETECTOR_WARMUP)
+    })
+)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "DOWNRADAR_LISTEN", default_value = "127.0.0.1:8080")]
@@ -156,6 +165,15 @@ pub struct ServeArgs {
     /// under the idle timeout of any proxy in front.
     #[arg(long, env = "DOWNRADAR_SSE_HEARTBEAT", default_value = "15s", value_parser = parse_sse_heartbeat)]
     pub sse_heartbeat: Duration,
+
+    /// Demo mode: fill the store with three days of SYNTHETIC report history, then generate
+    /// synthetic live reports for a few real catalog services with an outage every few
+    /// minutes (global, regional, partial or cascading), so incidents open, update and
+    /// resolve (watch GET /v1/incidents?active=true). The store must be empty: a Redis that
+    /// holds any counts, incidents or detector state is refused. Unless given explicitly,
+    /// --demo sets --bucket 10s, --detector-interval 2s and --detector-warmup 3d.
+    #[arg(long, env = "DOWNRADAR_DEMO")]
+    pub demo: bool,
 }
 
 /// How counts are bucketed and kept: shared by `serve` and `import`, which must agree.
@@ -545,6 +563,43 @@ mod tests {
         for edge in ["1m", "30d"] {
             assert!(Cli::try_parse_from(["downradar", "--event-retention", edge]).is_ok());
         }
+    }
+
+    #[test]
+    fn demo_sets_its_defaults_and_explicit_flags_still_win() {
+        let plain = Cli::try_parse_from(["downradar"]).unwrap().serve;
+        assert!(!plain.demo);
+        assert_eq!(plain.buckets.bucket.secs(), 60);
+        assert_eq!(plain.detector.resolve_after, Duration::from_secs(900));
+        assert_eq!(plain.detector_interval, Duration::from_secs(10));
+        assert_eq!(plain.detector_warmup, Duration::from_secs(7 * 86_400));
+
+        let demo = Cli::try_parse_from(["downradar", "serve", "--demo"]).unwrap();
+        let Some(Command::Serve(demo)) = demo.command else {
+            panic!("not serve");
+        };
+        assert!(demo.demo);
+        assert_eq!(demo.buckets.bucket.secs(), 10);
+        assert_eq!(demo.detector.resolve_after, Duration::from_secs(900));
+        assert_eq!(demo.detector_interval, Duration::from_secs(2));
+        assert_eq!(demo.detector_warmup, Duration::from_secs(3 * 86_400));
+
+        let explicit = Cli::try_parse_from([
+            "downradar",
+            "--demo",
+            "--bucket",
+            "60s",
+            "--detector-interval",
+            "10s",
+            "--detector-warmup",
+            "1h",
+        ])
+        .unwrap()
+        .serve;
+        assert!(explicit.demo);
+        assert_eq!(explicit.buckets.bucket.secs(), 60);
+        assert_eq!(explicit.detector_interval, Duration::from_secs(10));
+        assert_eq!(explicit.detector_warmup, Duration::from_secs(3600));
     }
 
     #[test]

@@ -30,6 +30,8 @@
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
 //! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.
+//! - [`demo`]: `serve --demo`: synthetic history and live traffic with an outage every few
+//!   minutes, written into the store so the live detector has something to find.
 //! - [`import`]: recorded counts (the backtest CSV) into a store, as history.
 //! - [`backtest`]: the detector over recorded counts, and its score against a simulation's truth.
 //! - [`progress`]: the progress line of the long offline commands.
@@ -40,6 +42,7 @@ pub mod buckets;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod detector;
 pub mod fanout;
 pub mod import;

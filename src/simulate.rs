@@ -250,6 +250,21 @@ pub struct Params {
     pub outages_per_week: f64,
 }
 
+/// An outage at a chosen time rather than a drawn one (see [`Scenario::scripted`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedOutage {
+    /// Index of the service in the selection.
+    pub service: usize,
+    /// Any kind but [`Kind::Ramp`]'s slow rise suits a short outage. [`Kind::Cascading`]
+    /// means a global or regional outage of this service that each of its dependents in the
+    /// selection with users in the affected countries follows a minute later, for as long.
+    pub kind: Kind,
+    /// Start, in minutes from the start of the period.
+    pub start_min: i64,
+    /// Length in minutes, without the recovery tail (at least 1).
+    pub duration_min: i64,
+}
+
 /// How many reports a service gets at baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -531,10 +546,30 @@ pub struct Scenario {
 impl Scenario {
     /// Plans a simulation of `services` (a prefix of a catalog, in catalog order).
     pub fn generate(services: &[Service], params: Params) -> anyhow::Result<Self> {
+        Self::build(Self::models(services, params.seed), params)
+    }
+
+    /// Like [`Scenario::generate`], but with exactly the outages of `script` instead of
+    /// drawn ones (`params.outages_per_week` plays no part): the demo's schedule. Each
+    /// outage's regions, problems, peak, flood and recovery tail are drawn as usual.
+    /// Outages of one service must not overlap (with their recovery tails), and each must
+    /// end inside the period.
+    pub fn scripted(
+        services: &[Service],
+        params: Params,
+        script: &[ScriptedOutage],
+    ) -> anyhow::Result<Self> {
+        Self::build_with(Self::models(services, params.seed), params, |planner| {
+            planner.script(script)
+        })
+    }
+
+    /// The profiles of `services`, with their dependencies inside the selection.
+    fn models(services: &[Service], seed: u64) -> Vec<ServiceModel> {
         let mut models: Vec<ServiceModel> = services
             .iter()
             .enumerate()
-            .map(|(position, service)| ServiceModel::draw(service, position, params.seed))
+            .map(|(position, service)| ServiceModel::draw(service, position, seed))
             .collect();
         for (model, service) in models.iter_mut().zip(services) {
             // Dependencies outside the selection cannot cascade here.
@@ -544,11 +579,23 @@ impl Scenario {
                 .filter_map(|dep| services.iter().position(|s| &s.id == dep))
                 .collect();
         }
-        Self::build(models, params)
+        models
     }
 
     /// Plans outages and blips for services whose profiles are drawn already.
     fn build(services: Vec<ServiceModel>, params: Params) -> anyhow::Result<Self> {
+        Self::build_with(services, params, |planner| {
+            planner.plan();
+            Ok(())
+        })
+    }
+
+    /// Plans blips, and outages with `place`, for services whose profiles are drawn already.
+    fn build_with(
+        services: Vec<ServiceModel>,
+        params: Params,
+        place: impl FnOnce(&mut Planner) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let width = params.bucket.secs();
         if params.start.unix_timestamp() % width != 0 || params.start.nanosecond() != 0 {
             bail!(
@@ -565,7 +612,7 @@ impl Scenario {
         }
 
         let mut planner = Planner::new(&services, &params);
-        planner.plan();
+        place(&mut planner)?;
         let Planner {
             mut outages,
             dropped,
@@ -593,8 +640,31 @@ impl Scenario {
         })
     }
 
-    fn bucket_count(&self) -> u64 {
+    /// Number of buckets in the simulated period.
+    pub fn bucket_count(&self) -> u64 {
         u64::from(self.params.days) * self.buckets_per_day()
+    }
+
+    /// What was asked for.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// A sampler of this scenario's counts, from its first bucket.
+    pub fn sampler(&self) -> CountSampler {
+        CountSampler::new(self)
+    }
+
+    /// The service, region and problem of `cell` of the `service`-th simulated service, as
+    /// [`CountSampler::bucket`] numbers them.
+    pub fn cell(&self, service: usize, cell: usize) -> (&ServiceId, RegionCode, &Problem) {
+        let svc = &self.services[service];
+        let np = svc.problems.len();
+        (
+            &svc.id,
+            svc.regions[cell / np].code,
+            &svc.problems[cell % np].name,
+        )
     }
 
     fn buckets_per_day(&self) -> u64 {
@@ -630,7 +700,7 @@ impl Scenario {
                     .collect()
             })
             .collect();
-        let mut sampler = CountSampler::new(self);
+        let mut sampler = self.sampler();
         let mut summary = CountsSummary {
             rows: 0,
             reports: 0,
@@ -641,7 +711,7 @@ impl Scenario {
             let mut timestamp = at.format(&Rfc3339).map_err(io::Error::other)?;
             timestamp.push(',');
             let mut result = Ok(());
-            sampler.bucket(bucket, |s, cell, count| {
+            sampler.bucket(self, bucket, |s, cell, count| {
                 if result.is_ok() {
                     result = out
                         .write_all(timestamp.as_bytes())
@@ -680,13 +750,15 @@ impl Scenario {
             let minute = t / 60.0;
             for (s, svc) in self.services.iter().enumerate() {
                 // The active outage with its multiplier and flood per unit of share: at most
-                // one, since outages of a service never overlap.
+                // one, since outages of a service never overlap; so it is the last one that
+                // started, if its tail has not ended (the list is sorted by start).
                 let surge = events
                     .then(|| {
-                        self.outages_by_service[s]
-                            .iter()
-                            .map(|&o| &self.outages[o])
-                            .find(|o| o.start as f64 <= minute && minute < o.tail_end() as f64)
+                        let own = &self.outages_by_service[s];
+                        let started =
+                            own.partition_point(|&o| self.outages[o].start as f64 <= minute);
+                        let last = &self.outages[*own.get(started.checked_sub(1)?)?];
+                        (minute < last.tail_end() as f64).then_some(last)
                     })
                     .flatten()
                     .map(|o| {
@@ -927,6 +999,86 @@ impl<'a> Planner<'a> {
         if self.params.days >= 7 && self.services.len() >= 5 {
             self.add_missing_kinds();
         }
+    }
+
+    /// Books the outages of `script`, drawing their details (see [`Scenario::scripted`]).
+    fn script(&mut self, script: &[ScriptedOutage]) -> anyhow::Result<()> {
+        for entry in script {
+            let s = entry.service;
+            let Some(svc) = self.services.get(s) else {
+                bail!(
+                    "scripted outage of service #{s}: only {} services",
+                    self.services.len()
+                );
+            };
+            if !self.can_host(s, entry.kind) {
+                bail!("{}: cannot have a {:?} outage", svc.id, entry.kind);
+            }
+            if entry.start_min < 0
+                || entry.duration_min < 1
+                || entry.start_min + entry.duration_min + 1 > self.period_min
+            {
+                bail!(
+                    "{}: a scripted outage must lie inside the period ({} minutes), found \
+                     minutes {}..{}",
+                    svc.id,
+                    self.period_min,
+                    entry.start_min,
+                    entry.start_min + entry.duration_min
+                );
+            }
+            let kind = match entry.kind {
+                Kind::Cascading if self.can_host(s, Kind::Regional) && self.rng.chance(0.4) => {
+                    Kind::Regional
+                }
+                Kind::Cascading => Kind::Global,
+                kind => kind,
+            };
+            let mut outage = self.draw(s, kind);
+            outage.start = entry.start_min;
+            outage.end = entry.start_min + entry.duration_min;
+            if !self.is_apart(s, outage.start, outage.tail_end()) {
+                bail!(
+                    "{}: the scripted outage at minute {} overlaps another of its outages",
+                    svc.id,
+                    entry.start_min
+                );
+            }
+            let mut dependents = Vec::new();
+            if entry.kind == Kind::Cascading {
+                let codes: Vec<RegionCode> = svc
+                    .regions
+                    .iter()
+                    .zip(&outage.regions)
+                    .filter(|(_, a)| **a)
+                    .map(|(r, _)| r.code)
+                    .collect();
+                for d in self.dependents[s].clone() {
+                    if let Some(mut follower) = self.draw_dependent(d, &outage, &codes) {
+                        follower.start = outage.start + 1;
+                        follower.end = outage.end + 1;
+                        // A busy dependent sits this one out, as in a drawn cascade.
+                        if follower.end < self.period_min
+                            && self.is_apart(d, follower.start, follower.tail_end())
+                        {
+                            dependents.push(follower);
+                        }
+                    }
+                }
+            }
+            self.book(outage);
+            for follower in dependents {
+                self.book(follower);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether service `s` has no outage overlapping `start..tail_end` (no gap required).
+    fn is_apart(&self, s: usize, start: i64, tail_end: i64) -> bool {
+        self.busy[s]
+            .iter()
+            .all(|&(a, b)| tail_end <= a || start >= b)
     }
 
     /// Adds one outage of every kind that chance left out, on a random service that allows it.
@@ -1237,10 +1389,11 @@ fn round_tenth(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// Draws the counts bucket by bucket, in order: the one sampler behind both the CSV and the
-/// live traffic, so the two are the same model with the same seed.
-struct CountSampler<'a> {
-    scenario: &'a Scenario,
+/// Draws the counts bucket by bucket, in order: the one sampler behind the CSV, the live
+/// traffic of `simulate --target` and the demo (`serve --demo`), so all are the same model
+/// with the same seed. It holds the random streams only; each call takes the scenario that
+/// made it (see [`Scenario::sampler`]).
+pub struct CountSampler {
     /// Services by id, the order of the CSV rows.
     order: Vec<usize>,
     /// One stream per service: a service's counts do not depend on the others.
@@ -1248,8 +1401,8 @@ struct CountSampler<'a> {
     means: Vec<Vec<f64>>,
 }
 
-impl<'a> CountSampler<'a> {
-    fn new(scenario: &'a Scenario) -> Self {
+impl CountSampler {
+    fn new(scenario: &Scenario) -> Self {
         let mut order: Vec<usize> = (0..scenario.services.len()).collect();
         order.sort_by(|&a, &b| scenario.services[a].id.cmp(&scenario.services[b].id));
         let rngs = (0..scenario.services.len())
@@ -1260,18 +1413,19 @@ impl<'a> CountSampler<'a> {
             .iter()
             .map(|s| vec![0.0; s.cells()])
             .collect();
-        Self {
-            scenario,
-            order,
-            rngs,
-            means,
-        }
+        Self { order, rngs, means }
     }
 
-    /// Calls `each(service, cell, count)` for every non-zero cell of `bucket`, services by id
-    /// and cells in order. Buckets must be drawn in order, each once.
-    fn bucket(&mut self, bucket: u64, mut each: impl FnMut(usize, usize, u64)) {
-        self.scenario.bucket_means(bucket, true, &mut self.means);
+    /// Calls `each(service, cell, count)` for every non-zero cell of bucket `bucket` of
+    /// `scenario` (the one this sampler was made for), services by id and cells in order
+    /// ([`Scenario::cell`] names them). Buckets must be drawn in order, each once.
+    pub fn bucket(
+        &mut self,
+        scenario: &Scenario,
+        bucket: u64,
+        mut each: impl FnMut(usize, usize, u64),
+    ) {
+        scenario.bucket_means(bucket, true, &mut self.means);
         for &s in &self.order {
             for (cell, &mean) in self.means[s].iter().enumerate() {
                 let count = negative_binomial(&mut self.rngs[s], mean, DISPERSION);
@@ -1543,7 +1697,7 @@ async fn send_scenario(
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let mut sampler = CountSampler::new(scenario);
+    let mut sampler = scenario.sampler();
     // Mixes each bucket's reports, so services and regions interleave as they would.
     let mut order_rng = SplitMix64::stream(seed, Purpose::Live, 0);
     let real_bucket_us = scenario.params.bucket.secs() as f64 * 1e6 / speed;
@@ -1551,7 +1705,7 @@ async fn send_scenario(
     let mut counter: u64 = 0;
     for bucket in 0..scenario.bucket_count() {
         reports.clear();
-        sampler.bucket(bucket, |s, cell, count| {
+        sampler.bucket(scenario, bucket, |s, cell, count| {
             reports.extend(std::iter::repeat_n((s, cell), count as usize));
         });
         order_rng.shuffle(&mut reports);

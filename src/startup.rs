@@ -17,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
+use crate::demo::Demo;
 use crate::detector::live::LiveDetector;
 use crate::fanout::Fanout;
 use crate::ingest::{Doubts, Ingestor};
@@ -55,6 +56,7 @@ pub struct Application {
     doubts: Arc<Doubts>,
     detector: Option<(LiveDetector, Duration)>,
     fanout: Arc<Fanout>,
+    demo: Option<Demo>,
 }
 
 impl Application {
@@ -106,9 +108,13 @@ impl Application {
         );
         let queue_per_worker = (args.queue_capacity as usize).div_ceil(workers);
         let doubts = Arc::new(Doubts::default());
+        let demo = match args.demo {
+            true => Some(Demo::prepare(store.clone(), clock.clone(), &catalog, settings).await?),
+            false => None,
+        };
         let detector = LiveDetector::new(
             store.clone(),
-            clock.clone(),
+            demo.as_ref().map_or_else(|| clock.clone(), Demo::clock),
             catalog.clone(),
             args.detector.config(args.buckets.bucket),
             args.detector_interval * 3,
@@ -157,6 +163,7 @@ impl Application {
             doubts,
             detector: (!args.no_detector).then_some((detector, args.detector_interval)),
             fanout,
+            demo,
         })
     }
 
@@ -206,6 +213,10 @@ impl Application {
     /// may still apply are revoked before this returns (retrying for up to 10 s).
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let demo = self
+            .demo
+            .take()
+            .map(|demo| tokio::spawn(demo.run(stopped.clone())));
         let detector = self
             .detector
             .take()
@@ -221,6 +232,11 @@ impl Application {
             && let Err(e) = task.await
         {
             tracing::error!(error = %e, "the detector task failed");
+        }
+        if let Some(task) = demo
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "the demo task failed");
         }
         let left = self
             .doubts

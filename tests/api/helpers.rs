@@ -192,27 +192,21 @@ pub async fn start_binary(redis: &RedisServer, flags: &[&str]) -> (std::process:
 
 /// Starts the app on a free port with the given store and extra command-line flags.
 pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
+    // A fresh store has no history to learn from: skip the week-long warm-up replay.
+    let flags: Vec<&str> = ["--detector-warmup", "1h"]
+        .iter()
+        .chain(flags)
+        .copied()
+        .collect();
+    spawn_app_with_only(backend, &flags).await
+}
+
+/// Like [`spawn_app_with`], without its default `--detector-warmup 1h`.
+pub async fn spawn_app_with_only(backend: Backend, flags: &[&str]) -> TestApp {
     let redis = (backend == Backend::Redis).then(RedisServer::start);
-    let mut argv = vec![
-        "downradar",
-        "--listen",
-        "127.0.0.1:0",
-        "--reporter-secret",
-        "test-secret",
-        // A fresh store has no history to learn from: skip the week-long warm-up replay.
-        "--detector-warmup",
-        "1h",
-    ];
     let url = redis.as_ref().map(RedisServer::url);
-    if let Some(url) = &url {
-        argv.extend(["--redis-url", url.as_str()]);
-    }
-    argv.extend_from_slice(flags);
-    let args: ServeArgs = <Cli as clap::Parser>::try_parse_from(argv)
-        .expect("valid flags")
-        .serve;
     let clock = Arc::new(ManualClock::new(test_epoch()));
-    let app = Application::build_with_clock(args, clock.clone())
+    let app = build_app(url.as_deref(), flags, clock.clone())
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -229,6 +223,30 @@ pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
         clock,
         store,
     }
+}
+
+/// Builds (without running) the app on `clock`, on the Redis at `redis_url` or the embedded
+/// store, with the given flags.
+pub async fn build_app(
+    redis_url: Option<&str>,
+    flags: &[&str],
+    clock: Arc<ManualClock>,
+) -> anyhow::Result<Application> {
+    let mut argv = vec![
+        "downradar",
+        "--listen",
+        "127.0.0.1:0",
+        "--reporter-secret",
+        "test-secret",
+    ];
+    if let Some(url) = redis_url {
+        argv.extend(["--redis-url", url]);
+    }
+    argv.extend_from_slice(flags);
+    let args: ServeArgs = <Cli as clap::Parser>::try_parse_from(argv)
+        .expect("valid flags")
+        .serve;
+    Application::build_with_clock(args, clock).await
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
