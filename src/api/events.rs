@@ -66,12 +66,7 @@ impl Filter {
             Some(id) => Some(state.service(id)?.id.clone()),
             None => None,
         };
-        let region = query
-            .region
-            .as_deref()
-            .map(RegionCode::parse)
-            .transpose()
-            .map_err(|e| ApiError::invalid_query(e.to_string()))?;
+        let region = super::region_filter(query.region.as_deref())?;
         let kinds = query
             .kind
             .as_deref()

@@ -128,12 +128,7 @@ pub(crate) fn incident_query(
         Some(id) => Some(state.service(id)?.id.clone()),
         None => None,
     };
-    let region = query
-        .region
-        .as_deref()
-        .map(RegionCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::invalid_query(e.to_string()))?;
+    let region = super::region_filter(query.region.as_deref())?;
     let time = |name: &str, value: &Option<String>| {
         value
             .as_deref()

@@ -28,6 +28,7 @@ use crate::catalog::{Catalog, Service};
 use crate::clock::Clock;
 use crate::fanout::Fanout;
 use crate::ingest::Ingestor;
+use crate::regions::RegionCode;
 use crate::reporter::{ReporterSecret, TrustedProxies};
 use crate::store::{Store, StoreSettings};
 use error::ApiError;
@@ -77,6 +78,14 @@ JSON shape, `ErrorBody`, with a stable `code`. A 503 carries `Retry-After`.",
     components(schemas(error::ErrorBody))
 )]
 struct ApiDoc;
+
+/// A `region` query filter: absent, or a known country code (400 `invalid_query` if not).
+pub(crate) fn region_filter(region: Option<&str>) -> Result<Option<RegionCode>, ApiError> {
+    region
+        .map(RegionCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_query(e.to_string()))
+}
 
 /// Registers every documented route.
 fn routes(cfg: &mut ServiceConfig<'_>) {

@@ -470,12 +470,7 @@ pub async fn read_reports(
              read per request: use a coarser resolution or a shorter range"
         )));
     }
-    let region = query
-        .region
-        .as_deref()
-        .map(RegionCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::invalid_query(e.to_string()))?;
+    let region = super::region_filter(query.region.as_deref())?;
     if let Some(p) = query.problem.as_deref().filter(|p| !service.has_problem(p)) {
         return Err(ApiError::invalid_query(format!(
             "unknown problem {p:?} for service {:?}",
