@@ -206,7 +206,7 @@ impl Application {
         Ok(())
     }
 
-    /// Serves until [`ServerHandle::stop`] (or a signal, see [`Application::stop_on_signals`]);
+    /// Serves until [`StopHandle::stop`] (or a signal, see [`Application::stop_on_signals`]);
     /// then stops accepting and lets in-flight requests finish (up to 10 s). A report request
     /// finishes only once its report
     /// is written, so every accepted report is flushed; reports answered 503 that the store
