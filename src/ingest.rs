@@ -12,9 +12,8 @@
 //! There is one queue and one writer per HTTP worker thread, running on that thread: handing a
 //! report to a writer on another thread, and its answer back, costs two cross-thread wake-ups
 //! (an `eventfd` write and a context switch each), which measured at about a quarter of the
-//! server's CPU per report. Same-thread hand-offs cost neither. For the same reason each writer
-//! talks to the store through its own handle ([`Store::for_writer`]): with Redis, a connection
-//! driven from the writer's thread, so neither a batch nor its reply crosses threads.
+//! server's CPU per report. Same-thread hand-offs cost neither; batches still share the one
+//! store connection.
 //!
 //! Whenever a request was told "not counted" for a report that the store may have applied
 //! (store error, timeout, or the handler gave up waiting), the writer revokes that report
