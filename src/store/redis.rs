@@ -1,7 +1,8 @@
 //! The Redis store: durable, shared by every replica.
 //!
 //! Two [`ConnectionManager`]s (each a single multiplexed socket that reconnects in the
-//! background) carry all traffic, one for writes and one for reads, so a replica holds two
+//! background) carry all traffic but the event feed's blocking reads (a third connection,
+//! see [`Store::wait_events`]), one for writes and one for reads, so a replica holds three
 //! Redis connections however loaded it is, and a large series read does not queue ahead of
 //! report batches on the same socket. Every call
 //! is bounded by a timeout: during a Redis outage the manager makes callers wait for its
