@@ -34,7 +34,8 @@ async fn stored_counts_settle(app: &TestApp, width: i64, expected: u64) -> u64 {
 
 /// Steady load; `kill -9` of Redis; restart. Nothing acknowledged is lost, nothing is counted
 /// that was not acknowledged, nobody waits more than 2 s, and the server's Redis connections
-/// stay bounded throughout (at most 4; it opens one for writes and one for reads).
+/// stay bounded throughout (at most 4; it opens one for writes, one for reads and one for the
+/// event feed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_crash_under_load_loses_nothing_acknowledged() {
     let mut app = spawn_app(Backend::Redis).await;
