@@ -81,6 +81,9 @@ pub enum LogFormat {
     }),
     mut_arg("detector_warmup", |a| {
         a.default_value_if("demo", "true", crate::demo::DEFAULT_DETECTOR_WARMUP)
+    }),
+    mut_arg("resolve_after", |a| {
+        a.default_value_if("demo", "true", crate::demo::DEFAULT_RESOLVE_AFTER)
     })
 )]
 pub struct ServeArgs {
@@ -580,7 +583,7 @@ mod tests {
         };
         assert!(demo.demo);
         assert_eq!(demo.buckets.bucket.secs(), 10);
-        assert_eq!(demo.detector.resolve_after, Duration::from_secs(900));
+        assert_eq!(demo.detector.resolve_after, Duration::from_secs(60));
         assert_eq!(demo.detector_interval, Duration::from_secs(2));
         assert_eq!(demo.detector_warmup, Duration::from_secs(3 * 86_400));
 
@@ -593,10 +596,13 @@ mod tests {
             "10s",
             "--detector-warmup",
             "1h",
+            "--resolve-after",
+            "15m",
         ])
         .unwrap()
         .serve;
         assert!(explicit.demo);
+        assert_eq!(explicit.detector.resolve_after, Duration::from_secs(900));
         assert_eq!(explicit.buckets.bucket.secs(), 60);
         assert_eq!(explicit.detector_interval, Duration::from_secs(10));
         assert_eq!(explicit.detector_warmup, Duration::from_secs(3600));

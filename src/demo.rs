@@ -47,6 +47,9 @@ pub const DEFAULT_BUCKET: &str = "10s";
 pub const DEFAULT_DETECTOR_INTERVAL: &str = "2s";
 /// `--detector-warmup` under `--demo`: the history the demo adds.
 pub const DEFAULT_DETECTOR_WARMUP: &str = "3d";
+/// `--resolve-after` under `--demo`: incidents resolve a minute after reports are back to
+/// normal, so the demo shows resolutions within minutes.
+pub const DEFAULT_RESOLVE_AFTER: &str = "1m";
 
 /// The services the demo simulates, when the catalog has them (the built-in one does): AWS
 /// with Slack and Netflix, Google Cloud with Spotify, for cascades; and some on their own.
@@ -429,7 +432,8 @@ fn schedule(
     let mut slot = 0usize;
     let mut minute = first;
     while minute < last {
-        let duration = 2 + (slot % 3) as i64;
+        // The first is short, so that its incident also resolves within the first minutes.
+        let duration = if slot == 0 { 1 } else { 2 + (slot % 3) as i64 };
         let pick = (0..ROTATION.len()).find_map(|k| {
             let kind = ROTATION[(slot + k) % ROTATION.len()];
             let order = (0..services.len()).map(|i| (i + slot) % services.len());

@@ -448,10 +448,14 @@ impl ServiceState {
 
     /// Sums over the last `w` buckets of a series given by `f` (observed, expected).
     fn window(&self, w: usize, f: impl Fn(&Slot) -> (f64, f64)) -> (f64, f64) {
+        // A window never reaches back past the last resolution: the outage that was just
+        // declared over must not open a new incident from the buckets it already used.
+        let since = self.resolved_at.unwrap_or(i64::MIN);
         self.ring
             .iter()
             .rev()
             .take(w)
+            .take_while(|s| s.t >= since)
             .fold((0.0, 0.0), |(x, m), s| {
                 let (a, b) = f(s);
                 (x + a, m + b)
