@@ -174,7 +174,8 @@ pub struct ServeArgs {
     /// minutes (global, regional, partial or cascading), so incidents open, update and
     /// resolve (watch GET /v1/incidents?active=true). The store must be empty: a Redis that
     /// holds any counts, incidents or detector state is refused. Unless given explicitly,
-    /// --demo sets --bucket 10s, --detector-interval 2s and --detector-warmup 3d.
+    /// --demo sets --bucket 10s, --detector-interval 2s, --detector-warmup 3d and
+    /// --resolve-after 1m.
     #[arg(long, env = "DOWNRADAR_DEMO")]
     pub demo: bool,
 }

@@ -74,8 +74,8 @@ const SEED: u64 = 7;
 /// Minutes between the starts of two outages.
 const OUTAGE_EVERY_MIN: i64 = 4;
 /// Minutes a service rests after an outage of it starts: the outage (up to 4 minutes), its
-/// cascade (one more), its recovery tail (up to 15) and the quiet `--resolve-after` (15 by
-/// default) before its incident resolves, so that outages never merge.
+/// cascade (one more), its recovery tail (up to 15) and the quiet `--resolve-after` (1 under
+/// `--demo`, up to 15 when given) before its incident resolves, so that outages never merge.
 const REST_MIN: i64 = 40;
 /// The kinds of outages, in turn.
 const ROTATION: [Kind; 4] = [Kind::Global, Kind::Cascading, Kind::Regional, Kind::Partial];
