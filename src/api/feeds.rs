@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::incidents::{
-    DEFAULT_LIMIT, IncidentsQuery, MAX_LIMIT, StatusLevel, incident_query, status_of, unavailable,
+    DEFAULT_LIMIT, IncidentsQuery, MAX_LIMIT, StatusLevel, incident_query, level_of, unavailable,
 };
 use crate::catalog::ServiceId;
 use crate::detector::{Incident, IncidentStatus, Scope};
@@ -550,8 +550,8 @@ pub async fn service_badge(
         }
         None => service.name.clone(),
     };
-    let status = status_of(&state, service.id.clone()).await?;
-    let (message, color) = match status.level {
+    let (level, _, _) = level_of(&state, &service.id).await?;
+    let (message, color) = match level {
         StatusLevel::Operational => ("operational", badge::GREEN),
         StatusLevel::PossibleProblems => ("possible problems", badge::YELLOW),
         StatusLevel::Outage => ("outage", badge::RED),

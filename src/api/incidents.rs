@@ -306,13 +306,13 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
         .enumerate()
         .map(|(i, &count)| {
             let at = since + i as i64 * step;
-            EvidencePoint {
-                at: OffsetDateTime::from_unix_timestamp(at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            Ok(EvidencePoint {
+                at: super::reports::datetime(at)?,
                 observed_per_min: per_min(count as f64, step),
                 expected_per_min: expected(SeriesFilter::default(), at, at + step),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     let span = (end - start).max(1);
     let mut regions: Vec<RegionEvidence> = regions
         .into_iter()
@@ -469,7 +469,30 @@ pub async fn service_status(
 
 /// The status of `service` (a catalog id), read from the store.
 pub async fn status_of(state: &AppState, service: ServiceId) -> Result<ServiceStatus, ApiError> {
-    let saved = super::overview::service_state(state, &service).await?;
+    let (level, active_incident, regions) = level_of(state, &service).await?;
+    // The last 24 hours, to the end of the bucket that holds the present moment.
+    let width = state.settings.bucket.secs();
+    let until = crate::buckets::align(state.clock.now().unix_timestamp(), width) + width;
+    let reports_24h = super::overview::counts_between(state, &service, until - 86_400, until)
+        .await?
+        .values()
+        .sum();
+    Ok(ServiceStatus {
+        service,
+        level,
+        active_incident,
+        regions,
+        reports_24h,
+    })
+}
+
+/// The level of `service`, its open incident and its regions' levels (sorted by region): the
+/// status without the report count, for callers that need no more (the badge).
+pub async fn level_of(
+    state: &AppState,
+    service: &ServiceId,
+) -> Result<(StatusLevel, Option<Incident>, Vec<RegionStatus>), ApiError> {
+    let saved = super::overview::service_state(state, service).await?;
     let active = state
         .store
         .incidents(&IncidentQuery {
@@ -501,18 +524,5 @@ pub async fn status_of(state: &AppState, service: ServiceId) -> Result<ServiceSt
         level
     };
     regions.sort_by_key(|r: &RegionStatus| r.region);
-    // The last 24 hours, to the end of the bucket that holds the present moment.
-    let width = state.settings.bucket.secs();
-    let until = crate::buckets::align(state.clock.now().unix_timestamp(), width) + width;
-    let reports_24h = super::overview::counts_between(state, &service, until - 86_400, until)
-        .await?
-        .values()
-        .sum();
-    Ok(ServiceStatus {
-        service,
-        level,
-        active_incident: active,
-        regions,
-        reports_24h,
-    })
+    Ok((level, active, regions))
 }

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::incidents::unavailable;
+use super::reports::datetime;
 use crate::buckets::{ROLLUP_SECS, align};
 use crate::catalog::{Problem, ServiceId};
 use crate::detector::Incident;
@@ -143,10 +144,6 @@ fn window_range(state: &AppState, secs: i64) -> (i64, i64) {
     (until - align(secs + width - 1, width), until)
 }
 
-fn datetime(t: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 /// Query of the overview reads.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -228,8 +225,8 @@ pub async fn service_problems(
     per_problem.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Ok(HttpResponse::Ok().json(ProblemList {
         service: service.id.clone(),
-        since: datetime(since),
-        until: datetime(until),
+        since: datetime(since)?,
+        until: datetime(until)?,
         total,
         problems: per_problem
             .into_iter()
@@ -346,8 +343,8 @@ pub async fn service_map(
     countries.sort_by(|a, b| b.reports.cmp(&a.reports).then(a.region.cmp(&b.region)));
     Ok(HttpResponse::Ok().json(OutageMap {
         service: service.id.clone(),
-        since: datetime(since),
-        until: datetime(until),
+        since: datetime(since)?,
+        until: datetime(until)?,
         countries,
     }))
 }

@@ -548,7 +548,7 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
 
 /// A Unix time as a UTC date-time. Callers pass times already checked to lie in RFC 3339's
 /// range (or the clock's own), so a failure here is reported, never papered over.
-fn datetime(t: i64) -> Result<OffsetDateTime, ApiError> {
+pub(crate) fn datetime(t: i64) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::from_unix_timestamp(t)
         .map_err(|e| ApiError::invalid_query(format!("time {t} is out of range: {e}")))
 }

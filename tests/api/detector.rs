@@ -210,7 +210,7 @@ async fn a_new_leader_continues_without_duplicates() {
 
 #[tokio::test]
 async fn incidents_are_served_by_the_api() {
-    use crate::helpers::{Backend, spawn_app_with};
+    use crate::helpers::{Backend, poll, spawn_app_with};
     let app = spawn_app_with(Backend::Memory, &["--detector-interval", "1s"]).await;
     // A flood of reports from nothing on one service.
     for i in 0..60 {
@@ -364,25 +364,6 @@ async fn incidents_are_served_by_the_api() {
         app.get("/v1/services/myspace/status").await.error_code(),
         "unknown_service"
     );
-}
-
-/// GETs `path` until `done` holds for its JSON (the detector runs on its own task).
-async fn poll(
-    app: &crate::helpers::TestApp,
-    path: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    for _ in 0..100 {
-        let answer = app.get(path).await;
-        assert_eq!(answer.status, 200, "{path}");
-        last = answer.json();
-        if done(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} never became as expected: {last}");
 }
 
 /// Accuracy on simulated traffic, on several seeds: the thresholds asserted here hold on

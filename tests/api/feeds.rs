@@ -6,7 +6,7 @@ use roxmltree::{Document, Node};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::helpers::{Answer, TestApp};
+use crate::helpers::{Answer, TestApp, poll};
 use crate::on_both_stores;
 
 const ATOM: &str = "http://www.w3.org/2005/Atom";
@@ -143,25 +143,6 @@ async fn outage(app: &TestApp, service: &str, region: &str, problem: &str) -> St
         .as_str()
         .expect("an id")
         .to_owned()
-}
-
-/// GETs `path` until `done` holds for its JSON.
-async fn poll(
-    app: &TestApp,
-    path: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    for _ in 0..100 {
-        let answer = app.get(path).await;
-        assert_eq!(answer.status, 200, "{path}");
-        last = answer.json();
-        if done(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} never became as expected: {last}");
 }
 
 fn urn(incident: &str) -> String {

@@ -253,6 +253,26 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[]).await
 }
 
+/// GETs `path` until `done` holds for its JSON (the detector runs on its own task), for up
+/// to about 10 seconds.
+pub async fn poll(
+    app: &TestApp,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        let answer = app.get(path).await;
+        assert_eq!(answer.status, 200, "{path}");
+        last = answer.json();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never became as expected: {last}");
+}
+
 /// A response reduced to what tests look at.
 #[derive(Debug)]
 pub struct Answer {
