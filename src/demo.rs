@@ -12,8 +12,9 @@
 //! 2. [`Demo::run`] then writes live reports through [`Store::record`], each a distinct
 //!    reporter, at their time on the app's [`Clock`]; tokio only paces the loop. Every few
 //!    minutes one scripted outage starts (global, cascading into dependents, regional or
-//!    partial, in turn), the first one in the minute the server starts (a global outage of
-//!    the busiest service, so it shows within seconds); each start and end is logged.
+//!    partial, in turn), the first one in the minute the server starts (a one-minute global
+//!    outage of the busiest service with a quick recovery, so that its incident opens within
+//!    seconds and resolves within about two minutes); each start and end is logged.
 //!
 //! The detector reads the time through [`Demo::clock`], which never runs ahead of the
 //! traffic written: it cannot close a bucket the demo has not finished, however the clock
@@ -77,6 +78,9 @@ const OUTAGE_EVERY_MIN: i64 = 4;
 /// cascade (one more), its recovery tail (up to 15) and the quiet `--resolve-after` (1 under
 /// `--demo`, up to 15 when given) before its incident resolves, so that outages never merge.
 const REST_MIN: i64 = 40;
+/// Time constant, in minutes, of the first outage's recovery tail: its reports are back at
+/// the baseline about a minute after it ends.
+const FIRST_TAIL_MIN: f64 = 0.2;
 /// The kinds of outages, in turn.
 const ROTATION: [Kind; 4] = [Kind::Global, Kind::Cascading, Kind::Regional, Kind::Partial];
 /// How often the traffic loop wakes to write the reports that have come due.
@@ -432,8 +436,13 @@ fn schedule(
     let mut slot = 0usize;
     let mut minute = first;
     while minute < last {
-        // The first is short, so that its incident also resolves within the first minutes.
-        let duration = if slot == 0 { 1 } else { 2 + (slot % 3) as i64 };
+        // The first is short and recovers at once, so that its incident also resolves within
+        // the first minutes.
+        let (duration, tail_min) = if slot == 0 {
+            (1, Some(FIRST_TAIL_MIN))
+        } else {
+            (2 + (slot % 3) as i64, None)
+        };
         let pick = (0..ROTATION.len()).find_map(|k| {
             let kind = ROTATION[(slot + k) % ROTATION.len()];
             let order = (0..services.len()).map(|i| (i + slot) % services.len());
@@ -465,6 +474,7 @@ fn schedule(
                 kind,
                 start_min: minute,
                 duration_min: duration,
+                tail_min,
             });
         }
         slot += 1;

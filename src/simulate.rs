@@ -131,7 +131,8 @@ const OUTAGE_GAP_MIN: i64 = 60;
 /// The recovery tail lasts five time constants, at most 15 minutes.
 const TAIL_TIME_CONSTANTS: f64 = 5.0;
 const TAIL_MAX_MIN: i64 = 15;
-/// Minutes over which the initial flood of reports of a step outage arrives.
+/// Minutes over which the initial flood of reports of a step outage arrives (a shorter
+/// outage's flood arrives while it lasts).
 const FLOOD_MIN: f64 = 5.0;
 /// How often a random start is tried before an outage is given up as not fitting.
 const PLACEMENT_TRIES: usize = 64;
@@ -263,6 +264,9 @@ pub struct ScriptedOutage {
     pub start_min: i64,
     /// Length in minutes, without the recovery tail (at least 1).
     pub duration_min: i64,
+    /// Time constant of the recovery tail in minutes (positive); `None` draws it as for any
+    /// outage (1 to 3 minutes).
+    pub tail_min: Option<f64>,
 }
 
 /// How many reports a service gets at baseline.
@@ -460,7 +464,8 @@ struct Outage {
     peak: f64,
     /// Minutes a ramp takes to reach its peak; `None` for a step outage.
     ramp_min: Option<f64>,
-    /// Extra reports over the first minutes (see [`FLOOD_MIN`]), or over a ramp's rise.
+    /// Extra reports over the first minutes (see [`FLOOD_MIN`]; never past the end), or over
+    /// a ramp's rise.
     flood: f64,
     /// Time constant of the recovery tail, minutes.
     tail_min: f64,
@@ -498,7 +503,14 @@ impl Outage {
         match self.ramp_min {
             // Rising linearly along the ramp: 2F·s/R² integrates to F over the ramp.
             Some(ramp) if (0.0..ramp).contains(&since) => 2.0 * self.flood * since / (ramp * ramp),
-            None if (0.0..FLOOD_MIN).contains(&since) => self.flood / FLOOD_MIN,
+            None => {
+                let over = FLOOD_MIN.min((self.end - self.start) as f64);
+                if (0.0..over).contains(&since) {
+                    self.flood / over
+                } else {
+                    0.0
+                }
+            }
             _ => 0.0,
         }
     }
@@ -1037,6 +1049,12 @@ impl<'a> Planner<'a> {
             let mut outage = self.draw(s, kind);
             outage.start = entry.start_min;
             outage.end = entry.start_min + entry.duration_min;
+            if let Some(tail) = entry.tail_min {
+                if !(tail > 0.0 && tail.is_finite()) {
+                    bail!("{}: a recovery tail of {tail} minutes", svc.id);
+                }
+                outage.tail_min = tail;
+            }
             if !self.is_apart(s, outage.start, outage.tail_end()) {
                 bail!(
                     "{}: the scripted outage at minute {} overlaps another of its outages",
@@ -1057,6 +1075,7 @@ impl<'a> Planner<'a> {
                     if let Some(mut follower) = self.draw_dependent(d, &outage, &codes) {
                         follower.start = outage.start + 1;
                         follower.end = outage.end + 1;
+                        follower.tail_min = entry.tail_min.unwrap_or(follower.tail_min);
                         // A busy dependent sits this one out, as in a drawn cascade.
                         if follower.end < self.period_min
                             && self.is_apart(d, follower.start, follower.tail_end())

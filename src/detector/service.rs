@@ -165,6 +165,19 @@ pub struct Attribution {
     pub problems: Vec<Problem>,
 }
 
+impl Attribution {
+    /// The attribution that follows this one given the latest evidence, `next`. A global
+    /// outage's affected regions only grow while it stays global: a region that was
+    /// elevated is not news again when its share of the growing sums dips, and a feed
+    /// updated every bucket for such churn tells its readers nothing.
+    fn settle(&self, mut next: Attribution) -> Attribution {
+        if self.scope == Scope::Global && next.scope == Scope::Global {
+            next.regions = sorted(self.regions.iter().chain(&next.regions).copied());
+        }
+        next
+    }
+}
+
 /// An open incident's running sums since its onset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Open {
@@ -401,7 +414,7 @@ impl ServiceState {
                     self.open = Some(open);
                     Some(Change::Resolved { at: end })
                 } else {
-                    let attribution = self.attribute(&open);
+                    let attribution = open.attribution.settle(self.attribute(&open));
                     let changed = attribution != open.attribution;
                     open.attribution = attribution;
                     self.open = Some(open);
@@ -964,4 +977,42 @@ fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attribution(scope: Scope, regions: &[&str]) -> Attribution {
+        Attribution {
+            scope,
+            regions: regions
+                .iter()
+                .map(|r| RegionCode::parse(r).unwrap())
+                .collect(),
+            partial: false,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_global_outage_keeps_the_regions_it_has_named_and_a_regional_one_follows_evidence() {
+        let global = attribution(Scope::Global, &["BR", "IN", "US"]);
+        assert_eq!(
+            global.settle(attribution(Scope::Global, &["IN", "JP", "US"])),
+            attribution(Scope::Global, &["BR", "IN", "JP", "US"])
+        );
+        // Unchanged evidence is no update.
+        assert_eq!(global.settle(attribution(Scope::Global, &["US"])), global);
+        // A change of scope, or a regional outage's regions, follow the evidence.
+        assert_eq!(
+            global.settle(attribution(Scope::Regional, &["US"])),
+            attribution(Scope::Regional, &["US"])
+        );
+        assert_eq!(
+            attribution(Scope::Regional, &["DE", "FR"])
+                .settle(attribution(Scope::Regional, &["DE"])),
+            attribution(Scope::Regional, &["DE"])
+        );
+    }
 }
