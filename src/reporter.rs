@@ -75,6 +75,11 @@ impl fmt::Debug for ReporterSecret {
 pub struct Fingerprint([u8; 16]);
 
 impl Fingerprint {
+    /// A byte of it, evenly distributed (it is an HMAC): for sharding tables by reporter.
+    pub fn spread(self) -> u8 {
+        self.0[0]
+    }
+
     /// Lower-case hex, as used in store keys.
     pub fn to_hex(self) -> String {
         hex(&self.0)

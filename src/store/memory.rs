@@ -3,7 +3,7 @@
 //! It is the default so that `cargo run` works on a fresh machine; it keeps nothing across
 //! restarts and serves one process only. Expiry follows the injected [`Clock`], so tests can
 //! move time instead of waiting for it; expired entries are ignored at once and swept out
-//! once a minute of clock time. The detector's lease, stream ids (`<ms>-<seq>`, made as Redis
+//! within a minute of clock time (the dedup markers a shard at a time, see [`Markers`]). The detector's lease, stream ids (`<ms>-<seq>`, made as Redis
 //! makes them) and incident retention follow the same clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -26,6 +26,9 @@ use crate::reporter::Fingerprint;
 /// How often (in clock milliseconds) expired entries are swept out.
 const SWEEP_EVERY_MS: i64 = 60_000;
 
+/// Shards of the dedup markers (see [`Markers`]).
+const MARKER_SHARDS: usize = 256;
+
 /// The embedded in-memory store.
 pub struct MemoryStore {
     settings: StoreSettings,
@@ -39,13 +42,13 @@ pub struct MemoryStore {
 struct Inner {
     /// Per service, buckets keyed by (width in seconds, start).
     buckets: HashMap<ServiceId, BTreeMap<(i64, i64), Bucket>>,
-    /// Dedup markers: the token that counted the reporter, and when the marker expires (ms).
-    seen: HashMap<(ServiceId, Fingerprint), (ReportToken, i64)>,
+    /// Dedup markers: the token that counted the reporter.
+    seen: Markers<ReportToken>,
     /// Revoked report tokens and when they are forgotten (ms).
     revoked: HashMap<ReportToken, i64>,
-    /// Reporters counted per address, and when the count expires (ms): a dedup window after
-    /// the first of them, as in Redis.
-    addresses: HashMap<(ServiceId, Fingerprint), (u32, i64)>,
+    /// Reporters counted per address, expiring a dedup window after the first of them, as in
+    /// Redis.
+    addresses: Markers<u32>,
     next_sweep_ms: i64,
     detector: Detector,
 }
@@ -121,6 +124,101 @@ impl Detector {
     /// The record of `id` unless it has expired at `now_s`.
     fn record(&self, id: &str, now_s: i64) -> Option<&IncidentEntry> {
         self.incidents.get(id).filter(|r| r.expires_at > now_s)
+    }
+}
+
+/// Per service and reporter (or address) fingerprint, a value and when it expires (ms): one
+/// per reporter counted in the dedup window, so millions under load. They are split into
+/// [`MARKER_SHARDS`] shards by the fingerprint (an HMAC, so evenly): a growing table rehashes
+/// one small shard at a time, and expired markers are swept one shard per write, every
+/// shard once per [`SWEEP_EVERY_MS`], instead of in one pass that would stop every writer
+/// for as long as it takes.
+struct Markers<V> {
+    services: HashMap<ServiceId, Vec<Shard<V>>>,
+    /// The shard the next sweep takes, and when (ms).
+    sweep_shard: usize,
+    next_sweep_ms: i64,
+}
+
+/// Markers of one shard: value and expiry (ms) by fingerprint.
+type Shard<V> = HashMap<Fingerprint, (V, i64)>;
+
+impl<V> Default for Markers<V> {
+    fn default() -> Self {
+        Self {
+            services: HashMap::new(),
+            sweep_shard: 0,
+            next_sweep_ms: 0,
+        }
+    }
+}
+
+impl<V: Copy> Markers<V> {
+    fn shard(fingerprint: Fingerprint) -> usize {
+        usize::from(fingerprint.spread()) % MARKER_SHARDS
+    }
+
+    /// The value of an unexpired marker.
+    fn get(&self, service: &ServiceId, fingerprint: Fingerprint, now_ms: i64) -> Option<V> {
+        let shard = self.services.get(service)?.get(Self::shard(fingerprint))?;
+        shard
+            .get(&fingerprint)
+            .filter(|&&(_, expires)| expires > now_ms)
+            .map(|&(value, _)| value)
+    }
+
+    /// The marker's entry, created (or renewed, if expired) as `fresh` until `expires`.
+    fn entry(
+        &mut self,
+        service: &ServiceId,
+        fingerprint: Fingerprint,
+        fresh: V,
+        expires: i64,
+        now_ms: i64,
+    ) -> &mut (V, i64) {
+        if !self.services.contains_key(service) {
+            let shards = (0..MARKER_SHARDS).map(|_| HashMap::new()).collect();
+            self.services.insert(service.clone(), shards);
+        }
+        let shards = self.services.get_mut(service).expect("inserted above");
+        let entry = shards[Self::shard(fingerprint)]
+            .entry(fingerprint)
+            .or_insert((fresh, expires));
+        if entry.1 <= now_ms {
+            *entry = (fresh, expires);
+        }
+        entry
+    }
+
+    /// The value of a marker, expired or not.
+    fn get_mut(&mut self, service: &ServiceId, fingerprint: Fingerprint) -> Option<&mut V> {
+        let shard = self
+            .services
+            .get_mut(service)?
+            .get_mut(Self::shard(fingerprint))?;
+        shard.get_mut(&fingerprint).map(|(value, _)| value)
+    }
+
+    fn remove(&mut self, service: &ServiceId, fingerprint: Fingerprint) {
+        if let Some(shards) = self.services.get_mut(service) {
+            shards[Self::shard(fingerprint)].remove(&fingerprint);
+        }
+    }
+
+    /// Sweeps the expired markers out of the next shard, if its turn has come.
+    fn sweep_step(&mut self, now_ms: i64) {
+        if now_ms < self.next_sweep_ms {
+            return;
+        }
+        // On schedule rather than from now, so that a whole round takes at most the period;
+        // one that fell far behind (a jump of the clock) catches up one shard per write.
+        let step = SWEEP_EVERY_MS / MARKER_SHARDS as i64;
+        self.next_sweep_ms = (self.next_sweep_ms + step).max(now_ms - SWEEP_EVERY_MS);
+        let shard = self.sweep_shard;
+        self.sweep_shard = (shard + 1) % MARKER_SHARDS;
+        for shards in self.services.values_mut() {
+            shards[shard].retain(|_, &mut (_, expires)| expires > now_ms);
+        }
     }
 }
 
@@ -210,11 +308,7 @@ impl MemoryStore {
         }
         inner.next_sweep_ms = now_ms + SWEEP_EVERY_MS;
         let now_s = now_ms.div_euclid(1000);
-        inner.seen.retain(|_, &mut (_, expires)| expires > now_ms);
         inner.revoked.retain(|_, &mut expires| expires > now_ms);
-        inner
-            .addresses
-            .retain(|_, &mut (_, expires)| expires > now_ms);
         inner.buckets.retain(|_, series| {
             series.retain(|_, b| b.expires_at > now_s && !b.cells.is_empty());
             !series.is_empty()
@@ -242,6 +336,8 @@ impl Store for MemoryStore {
         let window = self.settings.dedup_window.as_millis() as i64;
         let mut inner = self.lock();
         Self::sweep(&mut inner, now);
+        inner.seen.sweep_step(now);
+        inner.addresses.sweep_step(now);
         let outcomes = batch
             .iter()
             .map(|report| {
@@ -252,25 +348,23 @@ impl Store for MemoryStore {
                 {
                     return Recorded::Revoked;
                 }
-                let key = (report.service.clone(), report.reporter);
-                if inner.seen.get(&key).is_some_and(|&(_, exp)| exp > now) {
+                let service = &report.service;
+                if inner.seen.get(service, report.reporter, now).is_some() {
                     return Recorded::Duplicate;
                 }
                 if let Some(cap) = self.settings.max_reporters_per_address {
-                    let address = (
-                        report.service.clone(),
-                        report.address.unwrap_or(report.reporter),
-                    );
-                    let entry = inner.addresses.entry(address).or_insert((0, now + window));
-                    if entry.1 <= now {
-                        *entry = (0, now + window);
-                    }
+                    let address = report.address.unwrap_or(report.reporter);
+                    let entry = inner
+                        .addresses
+                        .entry(service, address, 0, now + window, now);
                     if entry.0 >= cap.get() {
                         return Recorded::Capped;
                     }
                     entry.0 += 1;
                 }
-                inner.seen.insert(key, (report.token, now + window));
+                inner
+                    .seen
+                    .entry(service, report.reporter, report.token, now + window, now);
                 self.add(
                     &mut inner,
                     &report.service,
@@ -291,20 +385,12 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         for report in reports {
             inner.revoked.insert(report.token, now + remember);
-            let key = (report.service.clone(), report.reporter);
-            if inner
-                .seen
-                .get(&key)
-                .is_some_and(|&(token, exp)| token == report.token && exp > now)
-            {
-                inner.seen.remove(&key);
+            if inner.seen.get(&report.service, report.reporter, now) == Some(report.token) {
+                inner.seen.remove(&report.service, report.reporter);
                 if self.settings.max_reporters_per_address.is_some() {
-                    let address = (
-                        report.service.clone(),
-                        report.address.unwrap_or(report.reporter),
-                    );
-                    if let Some(entry) = inner.addresses.get_mut(&address) {
-                        entry.0 = entry.0.saturating_sub(1);
+                    let address = report.address.unwrap_or(report.reporter);
+                    if let Some(count) = inner.addresses.get_mut(&report.service, address) {
+                        *count = count.saturating_sub(1);
                     }
                 }
                 self.add(
@@ -557,5 +643,48 @@ impl Store for MemoryStore {
             last: inner.detector.last_id,
             trimmed_through: inner.detector.trimmed_through,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::reporter::ReporterSecret;
+
+    #[test]
+    fn markers_expire_at_once_and_are_swept_out_shard_by_shard_within_a_sweep_period() {
+        let secret = ReporterSecret::from_config("test");
+        let service = ServiceId::parse("svc").unwrap();
+        let mut markers = Markers::<u32>::default();
+        let reporters: Vec<Fingerprint> = (0..2_000u32)
+            .map(|i| secret.fingerprint(IpAddr::V4(Ipv4Addr::from(i)), None))
+            .collect();
+        for (i, &reporter) in reporters.iter().enumerate() {
+            markers.entry(&service, reporter, i as u32, 1_000, 0);
+        }
+        let stored =
+            |m: &Markers<u32>| m.services[&service].iter().map(HashMap::len).sum::<usize>();
+        assert_eq!(stored(&markers), reporters.len());
+        assert_eq!(markers.get(&service, reporters[7], 999), Some(7));
+        // Expired: ignored at once, and renewed by a new entry.
+        assert_eq!(markers.get(&service, reporters[7], 1_000), None);
+        assert_eq!(
+            *markers.entry(&service, reporters[7], 70, 5_000, 1_000),
+            (70, 5_000)
+        );
+        // Writes every 10 ms of clock time sweep one shard each time its turn comes: within
+        // a sweep period of the last expiry, every marker is gone.
+        let mut now = 1_000;
+        while now <= 5_000 + SWEEP_EVERY_MS {
+            markers.sweep_step(now);
+            if now == 4_000 {
+                assert!(stored(&markers) >= 1, "the renewed marker is kept");
+            }
+            now += 10;
+        }
+        assert_eq!(stored(&markers), 0);
+        assert_eq!(markers.get(&service, reporters[7], now), None);
     }
 }
