@@ -225,7 +225,8 @@ impl LiveDetector {
         }
     }
 
-    /// Ticks every `interval` until `stop` fires, then releases the lease.
+    /// Ticks every `interval` until `stop` fires (which also cuts a tick short), then
+    /// releases the lease.
     pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,8 +235,14 @@ impl LiveDetector {
                 _ = ticker.tick() => {}
                 _ = stop.changed() => break,
             }
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "detector tick failed; retrying next tick");
+            // A tick (a first leader's warm-up on days of history, above all) gives way to
+            // shutdown. Dropping it mid-way loses nothing: each commit is atomic, and the
+            // next leader continues from the last one.
+            tokio::select! {
+                result = self.tick() => if let Err(e) = result {
+                    tracing::warn!(error = %e, "detector tick failed; retrying next tick");
+                },
+                _ = stop.changed() => break,
             }
         }
         self.release().await;

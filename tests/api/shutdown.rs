@@ -3,7 +3,7 @@
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -112,6 +112,41 @@ async fn sigterm_ends_event_streams() {
         assert!(end.is_ok(), "an event stream outlived the shutdown");
     }
     assert_eq!(exit_code(child).await, Some(0));
+}
+
+/// A first leader learning weeks of history gives way to SIGTERM: the process exits 0
+/// promptly (well within a 30-second grace period), leaves no detector state half-written
+/// and hands the lease back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cuts_the_detector_warm_up_short() {
+    let redis = RedisServer::start();
+    let (child, _base) = start_binary(&redis, &["--detector-warmup", "8d"]).await;
+    let mut conn = redis.connection().unwrap();
+    let exists = |conn: &mut redis::Connection, key: &str| -> bool {
+        redis::cmd("EXISTS").arg(key).query(conn).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exists(&mut conn, "dr:detector:lease") {
+        assert!(
+            Instant::now() < deadline,
+            "the detector never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !exists(&mut conn, "dr:detector:cursor"),
+        "the warm-up (8 days of buckets of every service) was to be still running"
+    );
+    let signalled = Instant::now();
+    send("-TERM", &child);
+    assert_eq!(exit_code(child).await, Some(0));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(10), "exit took {took:?}");
+    assert!(!exists(&mut conn, "dr:detector:cursor"));
+    assert!(
+        !exists(&mut conn, "dr:detector:lease"),
+        "the lease was released"
+    );
 }
 
 /// A report in flight when the signal comes is still written and answered: SIGINT (Ctrl-C)
