@@ -6,6 +6,11 @@
 //! `rel="next"`). Their absolute links are built from the request's own `Host` (from
 //! `X-Forwarded-*`/`Forwarded` only when the peer is a trusted proxy) and only when it is a
 //! well-formed authority; every text and attribute is XML-escaped.
+//!
+//! Feed readers and image proxies poll: every answer carries a strong `ETag` (a digest of
+//! its body, the same from every replica) and the feeds a `Last-Modified`, and a request
+//! whose `If-None-Match` (or, without one, `If-Modified-Since`) still holds is answered
+//! `304 Not Modified` without a body.
 
 mod atom;
 mod badge;
@@ -13,8 +18,11 @@ mod xml;
 
 use std::net::Ipv6Addr;
 
-use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::http::header::{
+    self, CacheControl, CacheDirective, ETag, EntityTag, HttpDate, IfModifiedSince, IfNoneMatch,
+    LastModified,
+};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -44,15 +52,31 @@ const HOME: &str = "https://github.com/downradar/downradar";
 /// service, scope, countries and problems (and whether it is resolved), and whose summary says
 /// when it started and ended and how many reports per minute were observed against how many
 /// were expected. Takes the filters of `GET /v1/incidents`; `limit` is the number of entries
-/// (default 50), and a `rel="next"` link leads to older ones.
+/// (default 50), and a `rel="next"` link leads to older ones. A conditional request
+/// (`If-None-Match` with the `ETag`, or `If-Modified-Since`) is answered `304 Not Modified`
+/// while nothing has changed.
 #[utoipa::path(
     tag = "feeds",
-    params(IncidentsQuery),
+    params(
+        IncidentsQuery,
+        ("If-None-Match" = Option<String>, Header, description = "ETags of copies the client holds: `304 Not Modified` if one is current"),
+        ("If-Modified-Since" = Option<String>, Header, description = "HTTP date of the client's copy: `304 Not Modified` if the feed has not changed since (ignored when `If-None-Match` is given)"),
+    ),
     responses(
         (status = 200, description = "An Atom 1.0 feed.", content_type = "application/atom+xml",
             body = String,
-            headers(("Cache-Control" = String, description = "`public, max-age=60`")),
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=60`"),
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+            ),
             example = json!(example_feed(false))),
+        (status = 304, description = "Not modified: the client's copy is current (no body).",
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=60`"),
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+            )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
         (status = 404, description = "`unknown_service`: the `service` filter names no service.", body = ErrorBody,
@@ -78,12 +102,27 @@ pub async fn incidents_feed(
 /// service.
 #[utoipa::path(
     tag = "feeds",
-    params(("id" = String, Path, description = "Service id", example = "tiktok"), IncidentsQuery),
+    params(
+        ("id" = String, Path, description = "Service id", example = "tiktok"),
+        IncidentsQuery,
+        ("If-None-Match" = Option<String>, Header, description = "ETags of copies the client holds: `304 Not Modified` if one is current"),
+        ("If-Modified-Since" = Option<String>, Header, description = "HTTP date of the client's copy: `304 Not Modified` if the feed has not changed since (ignored when `If-None-Match` is given)"),
+    ),
     responses(
         (status = 200, description = "An Atom 1.0 feed.", content_type = "application/atom+xml",
             body = String,
-            headers(("Cache-Control" = String, description = "`public, max-age=60`")),
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=60`"),
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+            ),
             example = json!(example_feed(true))),
+        (status = 304, description = "Not modified: the client's copy is current (no body).",
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=60`"),
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+            )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, or a `service` that is not the path's.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "service=\"github\" contradicts the path's service \"tiktok\""})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
@@ -208,10 +247,50 @@ async fn feed(
             .map(|(incident, updated)| entry(state, &base, incident, *updated))
             .collect(),
     };
-    Ok(HttpResponse::Ok()
-        .content_type(ATOM)
+    let updated = feed.updated;
+    Ok(conditional(req, ATOM, feed.render(), Some(updated)))
+}
+
+/// `body` as `content_type`, with its validators, or `304 Not Modified` when the request's
+/// own still hold (RFC 9110 §13: `If-None-Match` when present, else `If-Modified-Since`
+/// against `modified`). A malformed condition header is ignored, as if absent.
+fn conditional(
+    req: &HttpRequest,
+    content_type: &str,
+    body: String,
+    modified: Option<OffsetDateTime>,
+) -> HttpResponse {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    let etag = EntityTag::new_strong(crate::reporter::hex(&digest[..16]));
+    // HTTP dates have whole seconds.
+    let modified = modified
+        .and_then(|m| OffsetDateTime::from_unix_timestamp(m.unix_timestamp()).ok())
+        .map(|m| HttpDate::from(std::time::SystemTime::from(m)));
+    let fresh = match req.get_header::<IfNoneMatch>() {
+        Some(IfNoneMatch::Any) => true,
+        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|tag| tag.weak_eq(&etag)),
+        None => match (req.get_header::<IfModifiedSince>(), modified) {
+            (Some(IfModifiedSince(since)), Some(modified)) => modified <= since,
+            _ => false,
+        },
+    };
+    let mut response = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
         .insert_header(cache_control())
-        .body(feed.render()))
+        .insert_header(ETag(etag));
+    if let Some(modified) = modified {
+        response.insert_header(LastModified(modified));
+    }
+    if fresh {
+        response.finish()
+    } else {
+        response.content_type(content_type).body(body)
+    }
 }
 
 /// When an incident last changed, as far as the incident itself tells.
@@ -512,16 +591,29 @@ pub struct BadgeQuery {
 ///
 /// The service's status as an SVG badge in the shields.io flat style: its name (or `label`)
 /// on grey, then `operational` on green, `possible problems` on yellow or `outage` on red.
-/// Cached for a minute. Embed it in Markdown as
+/// Cached for a minute; `If-None-Match` with its `ETag` is answered `304 Not Modified` while
+/// the status is unchanged. Embed it in Markdown as
 /// `![TikTok status](https://downradar.example/v1/services/tiktok/badge.svg)`.
 #[utoipa::path(
     tag = "feeds",
-    params(("id" = String, Path, description = "Service id", example = "tiktok"), BadgeQuery),
+    params(
+        ("id" = String, Path, description = "Service id", example = "tiktok"),
+        BadgeQuery,
+        ("If-None-Match" = Option<String>, Header, description = "ETags of copies the client holds: `304 Not Modified` if one is current"),
+    ),
     responses(
         (status = 200, description = "The badge.", content_type = "image/svg+xml",
             body = String,
-            headers(("Cache-Control" = String, description = "`public, max-age=60`")),
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=60`"),
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
+            ),
             example = json!(badge::render("TikTok", "outage", badge::RED))),
+        (status = 304, description = "Not modified: the client's copy is current (no body).",
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=60`"),
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
+            )),
         (status = 400, description = "`invalid_query`: the label is empty, too long or has control characters.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "label must be 1 to 64 characters without control characters"})),
         (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
@@ -533,6 +625,7 @@ pub struct BadgeQuery {
 )]
 #[get("/v1/services/{id}/badge.svg")]
 pub async fn service_badge(
+    req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<BadgeQuery>,
@@ -556,10 +649,12 @@ pub async fn service_badge(
         StatusLevel::PossibleProblems => ("possible problems", badge::YELLOW),
         StatusLevel::Outage => ("outage", badge::RED),
     };
-    Ok(HttpResponse::Ok()
-        .content_type(SVG)
-        .insert_header(cache_control())
-        .body(badge::render(&label, message, color)))
+    Ok(conditional(
+        &req,
+        SVG,
+        badge::render(&label, message, color),
+        None,
+    ))
 }
 
 /// The feed the OpenAPI spec shows: written by the same code as the real ones.

@@ -18,7 +18,27 @@ on_both_stores! {
         let github = outage(&app, "github", "US", "login").await;
         app.clock.advance(Duration::from_secs(20 * 60));
         poll(&app, &format!("/v1/incidents/{github}"), |v| v["incident"]["status"] == "resolved").await;
+        // A feed reader polling an unchanged feed gets 304 Not Modified without a body.
+        let first = conditional_get(&app, "/v1/incidents.atom", None).await;
+        assert_eq!(first.status(), 200);
+        let etag = header(&first, "etag");
+        let modified = header(&first, "last-modified");
+        assert!(etag.starts_with('"') && etag.len() > 2, "a strong ETag: {etag}");
+        for condition in [("if-none-match", etag.as_str()), ("if-modified-since", modified.as_str())] {
+            let again = conditional_get(&app, "/v1/incidents.atom", Some(condition)).await;
+            assert_eq!(again.status(), 304, "{condition:?}");
+            assert_eq!(header(&again, "etag"), etag);
+            assert!(again.bytes().await.unwrap().is_empty());
+        }
+        let other = conditional_get(&app, "/v1/incidents.atom", Some(("if-none-match", "\"other\""))).await;
+        assert_eq!(other.status(), 200);
         let slack = outage(&app, "slack", "DE", "messaging").await;
+        // Once it has changed, the old validators no longer hold.
+        let changed = conditional_get(&app, "/v1/incidents.atom", Some(("if-none-match", etag.as_str()))).await;
+        assert_eq!(changed.status(), 200);
+        assert_ne!(header(&changed, "etag"), etag);
+        let changed = conditional_get(&app, "/v1/incidents.atom", Some(("if-modified-since", modified.as_str()))).await;
+        assert_eq!(changed.status(), 200);
 
         let answer = app.get("/v1/incidents.atom").await;
         let feed = Feed::parse(&answer);
@@ -89,6 +109,14 @@ on_both_stores! {
         assert!(quiet.fills.contains(&"#4c1".to_owned()), "{:?}", quiet.fills);
         assert!(quiet.width > badge.width, "wider text, wider badge");
 
+        // An image proxy revalidating an unchanged badge gets 304 Not Modified.
+        let first = conditional_get(&app, "/v1/services/slack/badge.svg", None).await;
+        let etag = header(&first, "etag");
+        let again = conditional_get(&app, "/v1/services/slack/badge.svg", Some(("if-none-match", etag.as_str()))).await;
+        assert_eq!(again.status(), 304);
+        let netflix = conditional_get(&app, "/v1/services/netflix/badge.svg", Some(("if-none-match", etag.as_str()))).await;
+        assert_eq!(netflix.status(), 200, "another badge, another ETag");
+
         // A label of the client's own, escaped.
         let labelled = Badge::parse(&app.get("/v1/services/netflix/badge.svg?label=%3Cb%3E%20%26%20%22co%22").await);
         assert_eq!(labelled.texts, ["<b> & \"co\"", "operational"]);
@@ -124,6 +152,28 @@ async fn self_links_do_not_trust_a_forged_host() {
         assert!(!href.contains("evil"), "{name}: {href}");
         assert!(href.ends_with("/v1/incidents.atom"), "{href}");
     }
+}
+
+/// GET `path`, with one conditional request header if given.
+async fn conditional_get(
+    app: &TestApp,
+    path: &str,
+    condition: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path));
+    if let Some((name, value)) = condition {
+        request = request.header(name, value);
+    }
+    request.send().await.expect("GET")
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_owned()
 }
 
 /// Floods `service` with reports until the detector opens an incident; its id.
