@@ -1051,7 +1051,11 @@ impl<'a> Planner<'a> {
             outage.end = entry.start_min + entry.duration_min;
             if let Some(tail) = entry.tail_min {
                 if !(tail > 0.0 && tail.is_finite()) {
-                    bail!("{}: a recovery tail of {tail} minutes", svc.id);
+                    bail!(
+                        "{}: a scripted recovery tail must be a positive number of minutes, \
+                         found {tail}",
+                        svc.id
+                    );
                 }
                 outage.tail_min = tail;
             }

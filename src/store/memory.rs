@@ -3,8 +3,9 @@
 //! It is the default so that `cargo run` works on a fresh machine; it keeps nothing across
 //! restarts and serves one process only. Expiry follows the injected [`Clock`], so tests can
 //! move time instead of waiting for it; expired entries are ignored at once and swept out
-//! within a minute of clock time (the dedup markers a shard at a time, see [`Markers`]). The detector's lease, stream ids (`<ms>-<seq>`, made as Redis
-//! makes them) and incident retention follow the same clock.
+//! within a minute of clock time (the dedup markers a shard at a time, see [`Markers`]). The
+//! detector's lease, stream ids (`<ms>-<seq>`, made as Redis makes them) and incident
+//! retention follow the same clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -217,7 +218,12 @@ impl<V: Copy> Markers<V> {
         let shard = self.sweep_shard;
         self.sweep_shard = (shard + 1) % MARKER_SHARDS;
         for shards in self.services.values_mut() {
-            shards[shard].retain(|_, &mut (_, expires)| expires > now_ms);
+            let markers = &mut shards[shard];
+            markers.retain(|_, &mut (_, expires)| expires > now_ms);
+            // Give back what a flood of reporters took once it has expired.
+            if markers.capacity() > 4 * markers.len() + 64 {
+                markers.shrink_to_fit();
+            }
         }
     }
 }
