@@ -39,26 +39,31 @@ use crate::detector::{Incident, IncidentStatus};
 
 /// Records the reports of one service. KEYS[1] to KEYS[3] are the service's revocation
 /// hashes of the previous, the current and the next period (a write may be delayed past a
-/// period boundary, after its revocation); per report i: KEYS seen, address, fine bucket,
-/// hourly bucket; ARGV token, field, fine expire-at, hourly expire-at (after ARGV[1], the
-/// dedup window in milliseconds, and ARGV[2], the most reporters per address or 0 for no
-/// limit). Returns per report 1 counted, 0 duplicate, 2 capped, -1 revoked.
+/// period boundary, after its revocation); then, for each of the B bucket pairs the reports
+/// fall in, its fine bucket and hourly roll-up; then per report its dedup marker and, with a
+/// reporter limit per address, its address counter. ARGV[1] is the dedup window in
+/// milliseconds, ARGV[2] the most reporters per address (0 for no limit), ARGV[3] B; then per
+/// bucket pair the expire-at of the fine bucket and of the roll-up; then per report its
+/// token, its field and the number (1 to B) of its bucket pair. Returns per report 1 counted,
+/// 0 duplicate, 2 capped, -1 revoked.
 ///
 /// Revocations are rare, so the revocation hashes usually do not exist and three `EXISTS`
 /// per call replace a lookup per report. The reports of one call nearly always share their
-/// buckets, so each bucket's expiry (an absolute time) is set once per call.
+/// buckets, so each bucket is named, and its expiry set, once per call; and the counts of one
+/// cell are added in one `HINCRBY` (an outage's reports crowd into a few cells).
 const RECORD_LUA: &str = r"
-local window, cap = ARGV[1], tonumber(ARGV[2])
+local window, cap, pairs_n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local revoked = {}
 for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3]}) do
   if redis.call('EXISTS', key) == 1 then table.insert(revoked, key) end
 end
-local out = {}
-local expiring = {}
-for i = 1, (#KEYS - 3) / 4 do
-  local k, a = 4 * (i - 1) + 3, 4 * (i - 1) + 2
-  local seen, addr, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local token, field = ARGV[a + 1], ARGV[a + 2]
+local per = (cap > 0) and 2 or 1
+local first_key, first_arg = 3 + 2 * pairs_n, 3 + 2 * pairs_n
+local out, counts = {}, {}
+for i = 1, (#KEYS - first_key) / per do
+  local seen, addr = KEYS[first_key + per * (i - 1) + 1], KEYS[first_key + per * i]
+  local a = first_arg + 3 * (i - 1)
+  local token = ARGV[a + 1]
   local is_revoked = false
   for _, key in ipairs(revoked) do
     if redis.call('HEXISTS', key, token) == 1 then is_revoked = true end
@@ -80,16 +85,20 @@ for i = 1, (#KEYS - 3) / 4 do
     out[i] = 1
   end
   if counted then
-    redis.call('HINCRBY', fine, field, 1)
-    expiring[fine] = ARGV[a + 3]
-    if hourly ~= fine then
-      redis.call('HINCRBY', hourly, field, 1)
-      expiring[hourly] = ARGV[a + 4]
-    end
+    local pair, field = tonumber(ARGV[a + 3]), ARGV[a + 2]
+    local fields = counts[pair]
+    if not fields then fields = {}; counts[pair] = fields end
+    fields[field] = (fields[field] or 0) + 1
   end
 end
-for key, at in pairs(expiring) do
-  redis.call('EXPIREAT', key, at)
+for pair, fields in pairs(counts) do
+  local fine, hourly = KEYS[2 + 2 * pair], KEYS[3 + 2 * pair]
+  for field, n in pairs(fields) do
+    redis.call('HINCRBY', fine, field, n)
+    if hourly ~= fine then redis.call('HINCRBY', hourly, field, n) end
+  end
+  redis.call('EXPIREAT', fine, ARGV[2 + 2 * pair])
+  if hourly ~= fine then redis.call('EXPIREAT', hourly, ARGV[3 + 2 * pair]) end
 end
 return out
 ";
@@ -476,24 +485,47 @@ impl Store for RedisStore {
         let period = revocation_period();
         let window_ms = self.settings.dedup_window.as_millis() as u64;
         let mut pipe = redis::pipe();
+        let fine = self.settings.width(Granularity::Fine);
         let hourly = self.settings.width(Granularity::Hourly);
         for (service, indices) in &groups {
+            // The bucket pairs (fine bucket, roll-up) of these reports, in order of appearance.
+            let mut starts: Vec<i64> = Vec::new();
+            let pair_of: Vec<usize> = indices
+                .iter()
+                .map(|&i| {
+                    let start = batch[i].bucket;
+                    starts.iter().position(|&s| s == start).unwrap_or_else(|| {
+                        starts.push(start);
+                        starts.len() - 1
+                    }) + 1
+                })
+                .collect();
             let mut call = self.record.prepare_invoke();
             call.key(keys::revoked(service, period - 1))
                 .key(keys::revoked(service, period))
                 .key(keys::revoked(service, period + 1))
                 .arg(window_ms)
-                .arg(self.cap());
-            for &i in indices {
+                .arg(self.cap())
+                .arg(starts.len());
+            for &start in &starts {
+                let hour = crate::buckets::align(start, hourly);
+                call.key(keys::bucket(service, fine, start))
+                    .key(keys::bucket(service, hourly, hour))
+                    .arg(self.settings.expires_at(Granularity::Fine, start))
+                    .arg(self.settings.expires_at(Granularity::Hourly, hour));
+            }
+            for (&i, pair) in indices.iter().zip(pair_of) {
                 let report = &batch[i];
-                let hour = crate::buckets::align(report.bucket, hourly);
-                for key in self.report_keys(report) {
-                    call.key(key);
+                call.key(keys::seen(service, report.reporter));
+                if self.settings.max_reporters_per_address.is_some() {
+                    call.key(keys::address(
+                        service,
+                        report.address.unwrap_or(report.reporter),
+                    ));
                 }
                 call.arg(report.token.to_hex())
                     .arg(report.cell.field())
-                    .arg(self.settings.expires_at(Granularity::Fine, report.bucket))
-                    .arg(self.settings.expires_at(Granularity::Hourly, hour));
+                    .arg(pair);
             }
             pipe.invoke_script(&call);
         }

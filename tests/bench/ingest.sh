@@ -9,6 +9,7 @@
 #   tests/bench/ingest.sh                 # defaults: 5 rounds of 10 s, 64 connections
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 tests/bench/ingest.sh
 #   BIN=/path/to/downradar tests/bench/ingest.sh   # another build (e.g. before a change)
+#   SHAPE=outage tests/bench/ingest.sh    # every report in a few cells of one service
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -51,7 +52,7 @@ run() { # mode port -> "rps p50 p99 errors"; every run its own reporters (RUN)
     "http://127.0.0.1:$2" | awk '/^RESULT/ {print $2, $3, $4, $5}'
 }
 
-echo "machine: $(nproc) cores; $ROUNDS rounds of $DURATION, $CONNECTIONS connections, $WRK_THREADS wrk thread(s)" >&2
+echo "machine: $(nproc) cores; $ROUNDS rounds of $DURATION, $CONNECTIONS connections, $WRK_THREADS wrk thread(s), load shape ${SHAPE:-spread}" >&2
 declare -A results
 ratios_memory="" ratios_redis=""
 for round in $(seq "$ROUNDS"); do

@@ -3,6 +3,8 @@
 --                client_id, unique across runs too: RUN names the run, by default the
 --                start time), spread over services, regions and problems, so each one takes
 --                the whole counting path (dedup check, bucket and roll-up increments).
+--                SHAPE=outage puts every reporter on one service, two countries and two
+--                problems, as during an outage (the default spreads them over 200 cells).
 --   MODE=healthz: GET /healthz, the ceiling of the HTTP stack on this machine.
 -- done() prints one machine-readable line: RESULT <rps> <p50 ms> <p99 ms> <errors>.
 
@@ -15,6 +17,11 @@ local services = {
   { "discord", { "voice", "messaging", "login" } },
 }
 local regions = { "DE", "US", "JP", "BR", "NG", "AU", "FR", "IN", "GB", "MX" }
+if os.getenv("SHAPE") == "outage" then
+  -- An outage: every reporter on one service, in two countries and two problems.
+  services = { { "tiktok", { "login", "app" } } }
+  regions = { "US", "DE" }
+end
 local run = os.getenv("RUN") or tostring(os.time())
 local threads = {}
 local counter = 0
