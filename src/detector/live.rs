@@ -95,7 +95,10 @@ impl LiveDetector {
             }
             let now = self.clock.now().unix_timestamp();
             let mut events = Vec::new();
-            if self.engine.is_none() {
+            // A new leader commits at once: a warm-up's days of learning must not wait for the
+            // next bucket to close (an hour, with `--bucket 1h`) to become durable.
+            let resumed = self.engine.is_none();
+            if resumed {
                 let engine = self.resume(now, &mut events).await?;
                 self.engine = Some(engine);
             }
@@ -115,7 +118,7 @@ impl LiveDetector {
                 self.engine = None;
                 return Err(e);
             }
-            if engine.cursor() != before || !events.is_empty() {
+            if resumed || engine.cursor() != before || !events.is_empty() {
                 self.commit(&events).await?;
                 committed.extend(events);
             }

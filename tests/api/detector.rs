@@ -394,3 +394,39 @@ async fn accuracy_holds_on_every_seed() {
         );
     }
 }
+
+/// A first leader makes what its warm-up learned durable at once, not only when the next
+/// bucket closes, so a restart in between does not learn it all again.
+#[tokio::test]
+async fn a_first_leader_commits_its_warm_up_at_once() {
+    let (_, file) = simulate(3, 2, 5);
+    let catalog = Catalog::builtin();
+    let (store, clock) = store_with(&catalog, &file).await;
+    // Two days of history; the detector first starts right after them.
+    clock.advance(Duration::from_secs(2 * 86_400 + 20));
+    let mut detector = LiveDetector::new(
+        store.clone(),
+        clock.clone(),
+        catalog.clone(),
+        DetectorConfig::default(),
+        Duration::from_secs(30),
+        Duration::from_secs(2 * 86_400),
+    );
+    assert!(matches!(
+        detector.tick().await.expect("tick"),
+        TickOutcome::Leader(_)
+    ));
+    // No time has passed, so no bucket has closed since the warm-up ended.
+    let saved = store
+        .load_detector()
+        .await
+        .unwrap()
+        .expect("a committed state");
+    let end = START.unix_timestamp() + 2 * 86_400;
+    assert!(
+        saved.cursor >= end - 60,
+        "cursor {} before the end of the history {end}",
+        saved.cursor
+    );
+    assert_eq!(saved.services.len(), catalog.services().len());
+}
