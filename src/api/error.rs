@@ -240,3 +240,36 @@ impl ResponseError for ApiError {
 pub fn example(code: &str, message: &str) -> Value {
     json!({ "code": code, "message": message })
 }
+
+/// The `404 unknown_service` answer of the endpoints that take a service id, for their
+/// `responses(...)` in the spec.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "`unknown_service`: no such service.",
+    example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})
+)]
+pub struct UnknownService(
+    #[expect(
+        dead_code,
+        reason = "names the body's schema for the spec; never built"
+    )]
+    ErrorBody,
+);
+
+/// The `503 unavailable` answer of every endpoint that reads the store, for their
+/// `responses(...)` in the spec.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "`unavailable`: the store failed or was slow.",
+    headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+    example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})
+)]
+pub struct StoreUnavailable(
+    #[expect(
+        dead_code,
+        reason = "names the body's schema for the spec; never built"
+    )]
+    ErrorBody,
+);

@@ -19,7 +19,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, UnknownService};
 use crate::catalog::ServiceId;
 use crate::detector::{EventType, IncidentEvent};
 use crate::fanout::{Next, Published, Subscription};
@@ -136,8 +136,7 @@ impl Filter {
             example = json!("retry: 3000\n: downradar incident events\n\nid: 1795262580000-0\nevent: incident.opened\ndata: {\"type\":\"incident.opened\",\"at\":\"2026-11-21T12:03:00Z\",\"incident\":{\"id\":\"tiktok-1795262460\",\"service\":\"tiktok\",\"status\":\"open\",\"scope\":\"regional\",\"regions\":[\"US\"],\"partial\":false,\"problems\":[\"app\",\"login\"],\"caused_by\":[],\"started_at\":\"2026-11-21T12:01:00Z\",\"resolved_at\":null,\"expected_per_min\":4.2,\"observed_per_min\":61.0}}\n\n: heartbeat\n\n")),
         (status = 400, description = "`invalid_query` (a bad region or event type) or `invalid_last_event_id`.", body = ErrorBody,
             example = json!({"code": "invalid_last_event_id", "message": "Last-Event-ID \"abc\" is not an event id (<milliseconds>-<sequence>, as sent in each event's id: field, or 0 for every retained event)"})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
+        UnknownService,
         (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`) or `too_many_subscribers`.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "too_many_subscribers", "message": "this server already streams events to 10000 subscribers; retry shortly"})),

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
 use super::incidents::{
     DEFAULT_LIMIT, IncidentsQuery, MAX_LIMIT, StatusLevel, incident_query, level_of, unavailable,
 };
@@ -81,9 +81,7 @@ const HOME: &str = "https://github.com/downradar/downradar";
             example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
         (status = 404, description = "`unknown_service`: the `service` filter names no service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        StoreUnavailable,
     )
 )]
 #[get("/v1/incidents.atom")]
@@ -125,11 +123,8 @@ pub async fn incidents_feed(
             )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, or a `service` that is not the path's.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "service=\"github\" contradicts the path's service \"tiktok\""})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        UnknownService,
+        StoreUnavailable,
     )
 )]
 #[get("/v1/services/{id}/incidents.atom")]
@@ -616,11 +611,8 @@ pub struct BadgeQuery {
             )),
         (status = 400, description = "`invalid_query`: the label is empty, too long or has control characters.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "label must be 1 to 64 characters without control characters"})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        UnknownService,
+        StoreUnavailable,
     )
 )]
 #[get("/v1/services/{id}/badge.svg")]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
 use crate::catalog::ServiceId;
 use crate::detector::{Incident, IncidentEvent, IncidentStatus, Level, Scope};
 use crate::regions::RegionCode;
@@ -83,11 +83,8 @@ pub struct IncidentList {
             example = json!({"incidents": [{"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}], "next_cursor": "tiktok-1795262460"})),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        UnknownService,
+        StoreUnavailable,
     )
 )]
 #[get("/v1/incidents")]
@@ -373,9 +370,7 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
                              "problems": [{"problem": "login", "observed_per_min": 39.0, "expected_per_min": 1.3}]}})),
         (status = 404, description = "`unknown_incident`: no such incident (or it has expired).", body = ErrorBody,
             example = json!({"code": "unknown_incident", "message": "unknown incident \"tiktok-1\""})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        StoreUnavailable,
     )
 )]
 #[get("/v1/incidents/{id}")]
@@ -451,11 +446,8 @@ pub struct ServiceStatus {
     responses(
         (status = 200, description = "The status.", body = ServiceStatus,
             example = json!({"service": "tiktok", "level": "outage", "active_incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}, "regions": [{"region": "DE", "level": "operational"}, {"region": "US", "level": "outage"}], "reports_24h": 1342})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        UnknownService,
+        StoreUnavailable,
     )
 )]
 #[get("/v1/services/{id}/status")]

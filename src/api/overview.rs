@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
 use super::incidents::unavailable;
 use super::reports::datetime;
 use crate::buckets::{ROLLUP_SECS, align};
@@ -198,11 +198,8 @@ pub struct ProblemList {
                              {"problem": "feed", "reports": 62, "share": 0.092}, {"problem": "video-upload", "reports": 0, "share": 0.0}, {"problem": "server-connection", "reports": 0, "share": 0.0}]})),
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "window=\"9d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        UnknownService,
+        StoreUnavailable,
     )
 )]
 #[get("/v1/services/{id}/problems")]
@@ -296,11 +293,8 @@ pub struct OutageMap {
                               {"region": "DE", "name": "Germany", "reports": 9, "expected": 7.1, "ratio": 1.27, "lat": 51.1, "lon": 10.4}]})),
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "window=\"2d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        UnknownService,
+        StoreUnavailable,
     )
 )]
 #[get("/v1/services/{id}/map")]
@@ -384,9 +378,7 @@ pub struct OutagesNow {
     responses(
         (status = 200, description = "The open incidents.", body = OutagesNow,
             example = json!({"outages": [{"incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}, "excess_per_min": 56.8, "ratio": 14.52}]})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        StoreUnavailable,
     )
 )]
 #[get("/v1/outages/now")]

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
 use crate::buckets::{ROLLUP_SECS, Resolution, align};
 use crate::catalog::Service;
 use crate::ingest::{IngestError, Ingestor};
@@ -102,8 +102,7 @@ pub struct ReportAccepted {
             example = json!({"counted": true, "region": "DE", "bucket": "2026-11-21T12:03:00Z"})),
         (status = 400, description = "`malformed_json`: the body is not valid JSON.", body = ErrorBody,
             example = json!({"code": "malformed_json", "message": "the body is not valid JSON: EOF while parsing an object at line 1 column 18"})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
+        UnknownService,
         (status = 408, description = "`request_timeout`: the body did not arrive within 10 seconds.", body = ErrorBody,
             example = json!({"code": "request_timeout", "message": "the body did not arrive within 10s"})),
         (status = 413, description = "`payload_too_large`: the body is over 4 KiB.", body = ErrorBody,
@@ -399,11 +398,8 @@ fn band(
             example = json!({"service": "tiktok", "resolution": "5m", "since": "2026-11-21T11:50:00Z", "until": "2026-11-21T12:00:00Z", "region": "DE", "problem": null, "total": 7, "points": [{"bucket": "2026-11-21T11:50:00Z", "count": 3, "expected": 2.4, "upper": 9}, {"bucket": "2026-11-21T11:55:00Z", "count": 4, "expected": 2.5, "upper": 9}]})),
         (status = 400, description = "`invalid_query`: a bad timestamp, resolution, region or problem; `since` not before `until`; a range outside 1970 to 9999; more than 2,000 points; or more than 30,000 store buckets to read.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "the range holds 2880 points at 1m; at most 2000 are allowed"})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
-        (status = 503, description = "`unavailable`: the store failed or was slow.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
-            example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
+        UnknownService,
+        StoreUnavailable,
     )
 )]
 #[get("/v1/services/{id}/reports")]

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, UnknownService};
 use crate::catalog::{Service, ServiceId};
 
 /// Every watched service.
@@ -58,8 +58,7 @@ pub async fn list_services(state: web::Data<AppState>) -> HttpResponse {
     responses(
         (status = 200, description = "The service.", body = ServiceDetail,
             example = json!({"id": "aws", "name": "Amazon Web Services", "problems": ["console", "api", "compute", "storage", "networking", "login"], "depends_on": [], "dependents": ["reddit", "slack", "zoom"]})),
-        (status = 404, description = "`unknown_service`: no such service.", body = ErrorBody,
-            example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
+        UnknownService,
     )
 )]
 #[get("/v1/services/{id}")]

@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::helpers::{Backend, RedisServer, spawn_app_with, start_binary, test_epoch};
+use crate::helpers::{Backend, RedisServer, header, spawn_app_with, start_binary, test_epoch};
 use crate::on_both_stores;
 
 /// One SSE message (the lines up to a blank line).
@@ -52,13 +52,7 @@ impl Sse {
         }
         let response = request.send().await.expect("GET /v1/events");
         assert_eq!(response.status(), 200, "{url}");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| header(&response, name);
         assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
         assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
         assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));

@@ -168,12 +168,7 @@ async fn conditional_get(
 }
 
 fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_owned()
+    crate::helpers::header(response, name).unwrap_or_else(|| panic!("no {name} header"))
 }
 
 /// Floods `service` with reports until the detector opens an incident; its id.

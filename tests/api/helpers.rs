@@ -273,6 +273,15 @@ pub async fn poll(
     panic!("{path} never became as expected: {last}");
 }
 
+/// The value of a response header, if it is there and text.
+pub fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// A response reduced to what tests look at.
 #[derive(Debug)]
 pub struct Answer {
@@ -284,15 +293,8 @@ pub struct Answer {
 
 impl Answer {
     pub async fn from(response: reqwest::Response) -> Self {
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let retry_after = header("retry-after");
-        let content_type = header("content-type");
+        let retry_after = header(&response, "retry-after");
+        let content_type = header(&response, "content-type");
         Self {
             status: response.status().as_u16(),
             retry_after,
