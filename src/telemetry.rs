@@ -101,6 +101,32 @@ fn describe() {
         "downradar_store_errors_total",
         "Failed store calls by operation."
     );
+    describe_counter!(
+        "downradar_detector_ticks_total",
+        "Detector ticks by outcome: leader (this replica ran the detector), follower (another holds the lease) or error."
+    );
+    describe_histogram!(
+        "downradar_detector_tick_seconds",
+        Unit::Seconds,
+        "Duration of one detector tick (a first leader's warm-up included)."
+    );
+    describe_gauge!(
+        "downradar_detector_leader",
+        "1 while this replica holds the detector lease, else 0."
+    );
+    describe_gauge!(
+        "downradar_detector_lag_seconds",
+        Unit::Seconds,
+        "Seconds from the end of the last bucket the detector processed to now, on the leader (0 elsewhere); normally under a bucket plus the settle time."
+    );
+    describe_gauge!(
+        "downradar_incidents_open",
+        "Services with an incident open, on the leader (0 elsewhere)."
+    );
+    describe_counter!(
+        "downradar_incident_events_total",
+        "Incident events committed by this replica, by type."
+    );
 }
 
 /// The method as a metric label: the standard ones by name, anything else (clients may send

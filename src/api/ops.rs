@@ -59,7 +59,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// Prometheus metrics.
 ///
 /// Requests by route, method and status; request latency; reports by outcome; ingest batch
-/// sizes, queue depth and flush latency; store errors by operation.
+/// sizes, queue depth and flush latency; store errors by operation; the detector: whether
+/// this replica leads it, tick duration and outcome, lag behind the clock, open incidents
+/// and incident events.
 #[utoipa::path(
     tag = "operations",
     responses((status = 200, description = "Metrics in the Prometheus text format.", content_type = "text/plain; version=0.0.4",

@@ -207,6 +207,14 @@ impl Detector {
             .collect()
     }
 
+    /// How many services have an incident open.
+    pub fn open_count(&self) -> usize {
+        self.services
+            .iter()
+            .filter(|s| s.state.open.is_some())
+            .count()
+    }
+
     /// The open incidents, in catalog order.
     pub fn open_incidents(&self) -> Vec<Incident> {
         self.services

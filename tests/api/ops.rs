@@ -32,6 +32,31 @@ on_both_stores! {
             assert!(metrics.text.contains(needle), "missing {needle} in:\n{}", metrics.text);
         }
     }
+
+    async fn metrics_show_the_detector_leading(app) {
+        // The detector runs on its own task: wait for its first tick.
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = app.get("/metrics").await.text;
+            if text.contains("downradar_detector_leader 1") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        };
+        assert_eq!(value("downradar_detector_leader"), 1.0, "{text}");
+        assert!(value("downradar_detector_ticks_total{outcome=\"leader\"}") >= 1.0);
+        assert!(value("downradar_detector_tick_seconds_count") >= 1.0);
+        // Caught up: behind by the settle time at least, and by less than a bucket (60 s)
+        // plus the settle time.
+        let lag = value("downradar_detector_lag_seconds");
+        assert!((2.0..62.0).contains(&lag), "lag {lag}");
+        assert_eq!(value("downradar_incidents_open"), 0.0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

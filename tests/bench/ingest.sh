@@ -46,6 +46,10 @@ for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 pids+=($!)
 wait_http "http://127.0.0.1:$mem_port/healthz"
 wait_http "http://127.0.0.1:$red_port/readyz"
+# The detector's first tick (its warm-up) must not share the CPU with the first round.
+wait_led() { for _ in $(seq 600); do curl -sf "$1/metrics" | grep -q '^downradar_detector_leader 1' && return 0; sleep 0.05; done; echo "the detector of $1 never led" >&2; exit 1; }
+wait_led "http://127.0.0.1:$mem_port"
+wait_led "http://127.0.0.1:$red_port"
 
 run() { # mode port -> "rps p50 p99 errors"; every run its own reporters (RUN)
   RUN=$(date +%s%N) MODE=$1 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" -s tests/bench/load.lua \
