@@ -190,15 +190,18 @@ impl Fanout {
                 _ = stop.wait_for(|s| *s) => return,
             };
             match read {
-                Ok(events) => {
+                Ok(read) => {
                     backoff.succeeded();
-                    for event in &events {
+                    for event in &read.events {
                         if let Some(published) = Published::render(event) {
                             after = published.id;
                             metrics::counter!("downradar_sse_events_total").increment(1);
                             self.publish(Arc::new(published));
                         }
                     }
+                    // Past entries that are not events too: read again, they would come back
+                    // at once, and the reader would spin on them.
+                    after = after.max(read.through.unwrap_or_default());
                 }
                 Err(e) => {
                     backoff.failed("cannot read the event stream", &e);

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use super::{
     BucketCounts, Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery,
     IncidentRecord, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamBounds,
-    StreamEvent, incident_service, lease_millis, parse_incident_id, parse_json, parse_stream_id,
-    to_json, whole_secs,
+    StreamEvent, StreamRead, incident_service, lease_millis, parse_incident_id, parse_json,
+    parse_stream_id, to_json, whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
@@ -110,16 +110,24 @@ impl Detector {
 
     /// Up to `limit` events after the stream id `after`, oldest first.
     fn events_after(&self, after: (u64, u64), limit: usize) -> Vec<StreamEvent> {
+        self.read_after(after, limit).events
+    }
+
+    /// Up to `limit` events after the stream id `after`, and the last entry looked at.
+    fn read_after(&self, after: (u64, u64), limit: usize) -> StreamRead {
         let first = self.stream.partition_point(|(id, _)| *id <= after);
-        self.stream
-            .range(first..)
-            .filter_map(|((ms, seq), json)| {
-                let id = format!("{ms}-{seq}");
-                let event = parse_json(json, &id)?;
-                Some(StreamEvent { id, event })
-            })
-            .take(limit)
-            .collect()
+        let mut read = StreamRead::default();
+        for ((ms, seq), json) in self.stream.range(first..) {
+            if read.events.len() == limit {
+                break;
+            }
+            read.through = Some((*ms, *seq));
+            let id = format!("{ms}-{seq}");
+            if let Some(event) = parse_json(json, &id) {
+                read.events.push(StreamEvent { id, event });
+            }
+        }
+        read
     }
 
     /// The record of `id` unless it has expired at `now_s`.
@@ -623,22 +631,22 @@ impl Store for MemoryStore {
         after: &str,
         limit: usize,
         wait: Duration,
-    ) -> Result<Vec<StreamEvent>, StoreError> {
+    ) -> Result<StreamRead, StoreError> {
         let Some(after) = parse_stream_id(after) else {
-            return Ok(Vec::new());
+            return Ok(StreamRead::default());
         };
         // Subscribe before looking, so an event added in between still wakes this call.
         let mut added = self.added.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let events = self.lock().detector.events_after(after, limit);
-            if !events.is_empty() {
-                return Ok(events);
+            let read = self.lock().detector.read_after(after, limit);
+            if read.through.is_some() {
+                return Ok(read);
             }
             match tokio::time::timeout_at(deadline, added.changed()).await {
                 Ok(Ok(())) => continue,
                 // The sender lives as long as the store.
-                Ok(Err(_)) | Err(_) => return Ok(Vec::new()),
+                Ok(Err(_)) | Err(_) => return Ok(StreamRead::default()),
             }
         }
     }

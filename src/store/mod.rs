@@ -296,6 +296,17 @@ pub struct IncidentRecord {
     pub events: Vec<IncidentEvent>,
 }
 
+/// What one wait on the event stream read ([`Store::wait_events`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamRead {
+    /// The events, oldest first.
+    pub events: Vec<StreamEvent>,
+    /// The id of the last entry read: past the last event when entries that are not events
+    /// this version can read (another version's, or written by hand) were passed over. The
+    /// next read starts after it, so such an entry is skipped once, not read again and again.
+    pub through: Option<StreamId>,
+}
+
 /// An event read back from the event stream, with its stream id (`<ms>-<seq>`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
@@ -459,15 +470,16 @@ pub trait Store: Send + Sync + 'static {
     async fn events_after(&self, after: &str, limit: usize)
     -> Result<Vec<StreamEvent>, StoreError>;
 
-    /// Like [`Store::events_after`], but when there is no such event yet, waits up to `wait`
-    /// for one to be added (and then returns what was added). One caller per process (the
-    /// event fan-out) uses it: in Redis it blocks a connection of its own.
+    /// Like [`Store::events_after`], but when there is no such entry yet, waits up to `wait`
+    /// for one to be added (and then returns what was added), and says how far it read. One
+    /// caller per process (the event fan-out) uses it: in Redis it blocks a connection of its
+    /// own.
     async fn wait_events(
         &self,
         after: &str,
         limit: usize,
         wait: Duration,
-    ) -> Result<Vec<StreamEvent>, StoreError>;
+    ) -> Result<StreamRead, StoreError>;
 
     /// The last event id and how far the stream has been trimmed.
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError>;

@@ -31,8 +31,8 @@ use redis::{Script, Value};
 use super::{
     BucketCounts, Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery,
     IncidentRecord, Recorded, Report, Store, StoreError, StoreSettings, StreamBounds, StreamEvent,
-    StreamId, incident_service, keys, lease_millis, parse_incident_id, parse_json, parse_stream_id,
-    to_json, whole_secs,
+    StreamId, StreamRead, incident_service, keys, lease_millis, parse_incident_id, parse_json,
+    parse_stream_id, to_json, whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::detector::{Incident, IncidentStatus};
@@ -917,9 +917,9 @@ impl Store for RedisStore {
         after: &str,
         limit: usize,
         wait: Duration,
-    ) -> Result<Vec<StreamEvent>, StoreError> {
+    ) -> Result<StreamRead, StoreError> {
         let Some((ms, seq)) = parse_stream_id(after) else {
-            return Ok(Vec::new());
+            return Ok(StreamRead::default());
         };
         let mut slot = self.blocking.lock().await;
         let mut conn = match slot.take() {
@@ -947,7 +947,7 @@ impl Store for RedisStore {
         *slot = Some(conn);
         drop(slot);
         let entries = match reply {
-            Value::Nil => return Ok(Vec::new()),
+            Value::Nil => return Ok(StreamRead::default()),
             Value::Array(mut streams) if streams.len() == 1 => {
                 let (_, entries): (String, Value) =
                     redis::from_redis_value(streams.remove(0)).map_err(parse_error)?;
@@ -960,7 +960,8 @@ impl Store for RedisStore {
                 )));
             }
         };
-        Ok(stream_events(entries)?.0)
+        let (events, through) = stream_events(entries)?;
+        Ok(StreamRead { events, through })
     }
 
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {

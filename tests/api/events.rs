@@ -342,6 +342,46 @@ fn xadd(redis: &RedisServer, event: &IncidentEvent) -> String {
         .unwrap()
 }
 
+/// An entry on the stream that is not an event (another version's type, or written by hand)
+/// is passed over once: the reader neither reads it again and again nor stops at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_are_not_events_are_passed_over() {
+    let app = spawn_app_with(Backend::Redis, &["--no-detector"]).await;
+    let redis = app.redis.as_ref().unwrap();
+    let mut sse = Sse::connect(&app.url("/v1/events"), None).await;
+    let mut conn = redis.connection().unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("dr:events")
+        .arg("*")
+        .arg("event")
+        .arg(r#"{"type":"incident.merged"}"#)
+        .query(&mut conn)
+        .unwrap();
+    let xreads = |conn: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+        info.lines()
+            .find_map(|l| {
+                l.strip_prefix("cmdstat_xread:calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    // The reader blocks for seconds per read when there is nothing new; spinning on the
+    // entry, it read it tens of thousands of times a second.
+    let before = xreads(&mut conn);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reads = xreads(&mut conn) - before;
+    assert!(reads < 20, "{reads} XREADs in a second");
+
+    let start = test_epoch().unix_timestamp();
+    let next = event(EventType::Opened, "tiktok", start, &["US"]);
+    let id = xadd(redis, &next);
+    assert_carries(&sse.events(1).await[0], &id, &next);
+}
+
 /// Two server processes on one Redis: a subscriber on the process that does not lead the
 /// detector gets every event; one that disconnects and resumes loses nothing and gets nothing
 /// twice; a Redis restart interrupts nothing but the wait.

@@ -17,6 +17,7 @@ use downradar::store::redis::RedisStore;
 use downradar::store::{
     Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentFilter,
     IncidentQuery, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamBounds,
+    StreamRead,
 };
 use time::OffsetDateTime;
 
@@ -928,7 +929,7 @@ async fn stream_waits(backend: Backend) {
         .wait_events("0", 10, Duration::from_millis(200))
         .await
         .unwrap();
-    assert!(none.is_empty());
+    assert_eq!(none, StreamRead::default());
     assert!(started.elapsed() >= Duration::from_millis(150), "it waited");
 
     // A waiter wakes when a commit adds events, long before its wait is over.
@@ -936,11 +937,11 @@ async fn stream_waits(backend: Backend) {
         let store = store.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let events = store
+            let read = store
                 .wait_events("0", 10, Duration::from_secs(20))
                 .await
                 .unwrap();
-            (events, started.elapsed())
+            (read.events, started.elapsed())
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -970,8 +971,9 @@ async fn stream_waits(backend: Backend) {
         .wait_events(&ids[1], 10, Duration::from_millis(50))
         .await
         .unwrap();
-    assert_eq!(after.len(), 1);
-    assert_eq!(after[0].id, ids[2]);
+    assert_eq!(after.events.len(), 1);
+    assert_eq!(after.events[0].id, ids[2]);
+    assert_eq!(after.through, Some(stream_id(&ids[2])));
     assert_eq!(
         store.stream_bounds().await.unwrap(),
         StreamBounds {
@@ -1003,6 +1005,26 @@ async fn stream_waits(backend: Backend) {
             trimmed >= stream_id(&ids[1]) && trimmed < stream_id(&ids[2]),
             "{trimmed:?}"
         );
+
+        // Entries that are not events (another version's type; no event field) are passed
+        // over: the read says it went through them, so the next one starts after them.
+        let mut skipped = Vec::new();
+        for (field, value) in [("event", r#"{"type":"incident.merged"}"#), ("note", "x")] {
+            let id: String = redis::cmd("XADD")
+                .arg("dr:events")
+                .arg("*")
+                .arg(field)
+                .arg(value)
+                .query(&mut conn)
+                .unwrap();
+            skipped.push(id);
+        }
+        let read = store
+            .wait_events(&ids[2], 10, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(read.events.is_empty(), "{read:?}");
+        assert_eq!(read.through, Some(stream_id(&skipped[1])));
     }
 }
 
