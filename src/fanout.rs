@@ -9,8 +9,8 @@
 //! connection (it resumes with `Last-Event-ID`), so a slow client never holds up the others
 //! and never makes the process buffer for it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -82,6 +82,10 @@ pub enum Next {
 /// The fan-out of one process.
 pub struct Fanout {
     events: broadcast::Sender<Arc<Published>>,
+    /// How far the reader has published the stream (`None` until it knows where the stream
+    /// ends). Publishing and subscribing hold this lock, so a subscriber gets exactly the
+    /// events after the position it is given.
+    position: Mutex<Option<StreamId>>,
     closed: watch::Sender<bool>,
     subscribers: AtomicUsize,
     max_subscribers: usize,
@@ -102,6 +106,7 @@ impl Fanout {
     pub fn new(ring: usize, max_subscribers: usize, heartbeat: Duration) -> Arc<Self> {
         Arc::new(Self {
             events: broadcast::channel(ring.max(1)).0,
+            position: Mutex::new(None),
             closed: watch::channel(false).0,
             subscribers: AtomicUsize::new(0),
             max_subscribers,
@@ -114,9 +119,14 @@ impl Fanout {
         self.heartbeat
     }
 
-    /// A new subscriber, receiving every event published from now on; `None` when the
-    /// process already serves `max_subscribers` or is shutting down.
-    pub fn subscribe(self: &Arc<Self>) -> Option<Subscription> {
+    fn position(&self) -> MutexGuard<'_, Option<StreamId>> {
+        self.position.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new subscriber, receiving every event published after the stream id it is given
+    /// with it (`None` while the reader does not yet know where the stream ends); `None`
+    /// when the process already serves `max_subscribers` or is shutting down.
+    pub fn subscribe(self: &Arc<Self>) -> Option<(Subscription, Option<StreamId>)> {
         if *self.closed.borrow() {
             return None;
         }
@@ -129,11 +139,13 @@ impl Fanout {
             return None;
         }
         metrics::gauge!("downradar_sse_subscribers").increment(1.0);
-        Some(Subscription {
+        let position = self.position();
+        let subscription = Subscription {
             fanout: self.clone(),
             events: self.events.subscribe(),
             closed: self.closed.subscribe(),
-        })
+        };
+        Some((subscription, *position))
     }
 
     /// The most subscribers at once.
@@ -157,9 +169,17 @@ impl Fanout {
     }
 
     /// Publishes `event` to every subscriber.
-    pub fn publish(&self, event: Arc<Published>) {
+    fn publish(&self, event: Arc<Published>) {
+        let mut position = self.position();
+        *position = Some(event.id.max(position.unwrap_or_default()));
         // No subscribers is not an error.
         let _ = self.events.send(event);
+    }
+
+    /// The reader has read the stream through `id` (events or entries passed over).
+    fn read_through(&self, id: StreamId) {
+        let mut position = self.position();
+        *position = Some(id.max(position.unwrap_or_default()));
     }
 
     /// Follows the store's event stream from its current end and publishes every event, until
@@ -173,7 +193,10 @@ impl Fanout {
                 _ = stop.wait_for(|s| *s) => return,
             };
             match bounds {
-                Ok(bounds) => break bounds.last,
+                Ok(bounds) => {
+                    self.read_through(bounds.last);
+                    break bounds.last;
+                }
                 Err(e) => {
                     backoff.failed("cannot read where the event stream ends", &e);
                     tokio::select! {
@@ -202,6 +225,7 @@ impl Fanout {
                     // Past entries that are not events too: read again, they would come back
                     // at once, and the reader would spin on them.
                     after = after.max(read.through.unwrap_or_default());
+                    self.read_through(after);
                 }
                 Err(e) => {
                     backoff.failed("cannot read the event stream", &e);

@@ -114,7 +114,9 @@ impl Filter {
 /// for `--event-retention`, 24 h by default). When the id is older than what is retained (or
 /// unknown to the stream), the stream starts with `event: resync` (its `data` says why): the
 /// client may have missed events and should refetch `GET /v1/incidents?active=true`; live
-/// events follow. Without an id, the stream starts with live events only.
+/// events follow. Without an id (or with an empty one), the stream starts with live events
+/// only, and its opening carries the `id:` it starts after, so that a client reconnecting
+/// before its first event misses nothing.
 ///
 /// The stream begins with a `retry:` hint; a comment (`: heartbeat`) comes every 15 s (`--sse-heartbeat`)
 /// when nothing else does, carrying the `id:` of the last event the filters passed over, so a
@@ -133,7 +135,7 @@ impl Filter {
                 ("Cache-Control" = String, description = "`no-cache`"),
                 ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream"),
             ),
-            example = json!("retry: 3000\n: downradar incident events\n\nid: 1795262580000-0\nevent: incident.opened\ndata: {\"type\":\"incident.opened\",\"at\":\"2026-11-21T12:03:00Z\",\"incident\":{\"id\":\"tiktok-1795262460\",\"service\":\"tiktok\",\"status\":\"open\",\"scope\":\"regional\",\"regions\":[\"US\"],\"partial\":false,\"problems\":[\"app\",\"login\"],\"caused_by\":[],\"started_at\":\"2026-11-21T12:01:00Z\",\"resolved_at\":null,\"expected_per_min\":4.2,\"observed_per_min\":61.0}}\n\n: heartbeat\n\n")),
+            example = json!("retry: 3000\nid: 1795262400000-0\n: downradar incident events\n\nid: 1795262580000-0\nevent: incident.opened\ndata: {\"type\":\"incident.opened\",\"at\":\"2026-11-21T12:03:00Z\",\"incident\":{\"id\":\"tiktok-1795262460\",\"service\":\"tiktok\",\"status\":\"open\",\"scope\":\"regional\",\"regions\":[\"US\"],\"partial\":false,\"problems\":[\"app\",\"login\"],\"caused_by\":[],\"started_at\":\"2026-11-21T12:01:00Z\",\"resolved_at\":null,\"expected_per_min\":4.2,\"observed_per_min\":61.0}}\n\n: heartbeat\n\n")),
         (status = 400, description = "`invalid_query` (a bad region or event type) or `invalid_last_event_id`.", body = ErrorBody,
             example = json!({"code": "invalid_last_event_id", "message": "Last-Event-ID \"abc\" is not an event id (<milliseconds>-<sequence>, as sent in each event's id: field, or 0 for every retained event)"})),
         UnknownService,
@@ -150,16 +152,18 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let filter = Filter::parse(&state, &query)?;
+    // An empty id is no id (some clients send the header empty before their first event).
     let resume = req
         .headers()
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned())
-        .or(query.last_event_id);
+        .filter(|id| !id.trim().is_empty())
+        .or(query.last_event_id.filter(|id| !id.trim().is_empty()));
     let resume = resume
         .map(|id| parse_stream_id(id.trim()).ok_or_else(|| ApiError::invalid_last_event_id(&id)))
         .transpose()?;
     // Subscribe before looking at the stream, so that nothing added meanwhile is missed.
-    let subscription = state.fanout.subscribe().ok_or_else(|| {
+    let (subscription, position) = state.fanout.subscribe().ok_or_else(|| {
         if state.fanout.is_closed() {
             ApiError::unavailable()
         } else {
@@ -168,7 +172,22 @@ pub async fn events(
     })?;
     let mut head = format!("retry: {RETRY_MS}\n: downradar incident events\n\n");
     let phase = match resume {
-        None => Phase::Live { skip_through: None },
+        None => {
+            // Where the subscription starts, as an id (`0` on an empty stream: everything
+            // added later): a client that reconnects before its first event resumes from
+            // here instead of missing what came in between.
+            let id = match position {
+                Some((0, 0)) => Some("0".to_owned()),
+                Some((ms, seq)) => Some(format!("{ms}-{seq}")),
+                None => None,
+            };
+            if let Some(id) = id {
+                head = format!("retry: {RETRY_MS}\nid: {id}\n: downradar incident events\n\n");
+            }
+            Phase::Live {
+                skip_through: position,
+            }
+        }
         Some((0, 0)) => Phase::Replay { after: (0, 0) },
         Some(id) => {
             let bounds = state

@@ -40,6 +40,8 @@ struct Sse {
     body: Body,
     buffer: String,
     ready: VecDeque<Message>,
+    /// The stream's first message (its `retry:`, and the `id:` it starts after).
+    opening: Message,
 }
 
 impl Sse {
@@ -60,12 +62,13 @@ impl Sse {
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),
             ready: VecDeque::new(),
+            opening: Message::default(),
         };
-        let first = sse
+        sse.opening = sse
             .next(Duration::from_secs(5))
             .await
             .expect("a first message");
-        assert_eq!(first.retry, Some(3000), "{first:?}");
+        assert_eq!(sse.opening.retry, Some(3000), "{:?}", sse.opening);
         sse
     }
 
@@ -263,6 +266,39 @@ on_both_stores! {
         assert_eq!((bad_type.status, bad_type.error_code().as_str()), (400, "invalid_query"));
         let bad_region = app.get("/v1/events?region=XX").await;
         assert_eq!(bad_region.status, 400);
+    }
+
+    /// A stream opened without an id (or an empty one) starts by saying where it starts, so
+    /// a client that reconnects before its first event misses nothing.
+    async fn a_new_stream_says_where_it_starts(app, "--no-detector") {
+        let url = app.url("/v1/events");
+        // On an empty stream: `0`, everything added later (once the fan-out has looked).
+        let mut opening = None;
+        for _ in 0..50 {
+            opening = Sse::connect(&url, None).await.opening.id;
+            if opening.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(opening.as_deref(), Some("0"));
+        let early = Sse::connect(&url, Some("")).await;
+        assert_eq!(early.opening.id.as_deref(), Some("0"), "an empty id is no id");
+        drop(early);
+        let start = test_epoch().unix_timestamp();
+        let missed = event(EventType::Opened, "tiktok", start, &["US"]);
+        let ids = commit(app.store.as_ref(), std::slice::from_ref(&missed)).await;
+        // Reconnecting from the opening id gets what came while it was away.
+        let mut back = Sse::connect(&url, Some("0")).await;
+        assert_carries(&back.events(1).await[0], &ids[0], &missed);
+
+        // Once there are events, a new stream starts after the newest.
+        let mut live = Sse::connect(&app.url("/v1/events?last_event_id="), None).await;
+        assert_eq!(live.opening.id.as_deref(), Some(ids[0].as_str()));
+        live.assert_quiet().await;
+        let next = event(EventType::Resolved, "tiktok", start, &["US"]);
+        let next_id = commit(app.store.as_ref(), std::slice::from_ref(&next)).await;
+        assert_carries(&live.events(1).await[0], &next_id[0], &next);
     }
 
     /// Idle streams get heartbeats, which carry the id of events the filters passed over.
