@@ -177,16 +177,27 @@ impl LiveDetector {
         now: i64,
         announce: &mut Vec<IncidentEvent>,
     ) -> Result<Engine, StoreError> {
-        if let Some(snapshot) = self.store.load_detector().await? {
-            let (detector, errors) =
-                Detector::restore(&self.catalog, self.config, &snapshot.services);
-            for error in errors {
-                tracing::warn!(%error, "detector state");
-            }
-            tracing::info!(holder = %self.holder, cursor = snapshot.cursor, "leading the detector, continuing from the saved state");
-            return Ok(Engine::new(detector, snapshot.cursor));
-        }
         let width = self.config.bucket.secs();
+        if let Some(snapshot) = self.store.load_detector().await? {
+            let saved_width = Detector::saved_width(&snapshot.services);
+            if snapshot.cursor.rem_euclid(width) == 0 && saved_width.is_none_or(|w| w == width) {
+                let (detector, errors) =
+                    Detector::restore(&self.catalog, self.config, &snapshot.services);
+                for error in errors {
+                    tracing::warn!(%error, "detector state");
+                }
+                tracing::info!(holder = %self.holder, cursor = snapshot.cursor, "leading the detector, continuing from the saved state");
+                return Ok(Engine::new(detector, snapshot.cursor));
+            }
+            // Made with another `--bucket`: its baselines do not fit, and its cursor would
+            // never meet a bucket start again (the detector would read nothing, ever).
+            tracing::warn!(
+                saved_width,
+                width,
+                cursor = snapshot.cursor,
+                "the saved detector state was made with another bucket width; starting afresh"
+            );
+        }
         let settle = super::SETTLE.as_secs() as i64;
         let warmup = i64::try_from(self.warmup.as_secs()).unwrap_or(0);
         let mut engine = Engine::new(

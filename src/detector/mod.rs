@@ -133,6 +133,16 @@ impl Detector {
         Self::restore(catalog, config, &[]).0
     }
 
+    /// The bucket width (seconds) the saved states were made with: that of the first one
+    /// that decodes, `None` when none does.
+    pub fn saved_width(saved: &[(ServiceId, Vec<u8>)]) -> Option<i64> {
+        saved.iter().find_map(|(_, bytes)| {
+            postcard::from_bytes::<ServiceState>(bytes)
+                .ok()
+                .map(|state| state.bucket_width())
+        })
+    }
+
     /// A detector that continues from saved states (see [`Detector::encode`]); services
     /// without one (new in the catalog) start afresh with the population prior. States of
     /// services no longer in the catalog are dropped; states that do not decode are reported

@@ -264,6 +264,11 @@ impl ServiceState {
         }
     }
 
+    /// The bucket width (seconds) this state learned on.
+    pub fn bucket_width(&self) -> i64 {
+        self.baseline.width()
+    }
+
     /// Whether a saved state fits the current configuration and catalog entry: the same
     /// bucket width, test windows and problems. A state that does not is started afresh.
     pub fn fits(&self, problems: &[Problem], tuning: &Tuning) -> bool {

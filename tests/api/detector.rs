@@ -10,7 +10,7 @@ use downradar::buckets::BucketWidth;
 use downradar::catalog::Catalog;
 use downradar::clock::{Clock, ManualClock};
 use downradar::detector::live::{LiveDetector, TickOutcome};
-use downradar::detector::{DetectorConfig, EventType, IncidentEvent};
+use downradar::detector::{Detector, DetectorConfig, EventType, IncidentEvent};
 use downradar::import::CountsReader;
 use downradar::simulate::{Params, Scenario};
 use downradar::store::memory::MemoryStore;
@@ -429,4 +429,68 @@ async fn a_first_leader_commits_its_warm_up_at_once() {
         saved.cursor
     );
     assert_eq!(saved.services.len(), catalog.services().len());
+}
+
+/// A restart with another `--bucket` starts the detector afresh: the saved cursor would
+/// never meet a bucket start of the new width again, and the detector would read nothing.
+#[tokio::test]
+async fn a_new_bucket_width_starts_the_detector_afresh() {
+    let catalog = Catalog::builtin();
+    let clock = Arc::new(ManualClock::new(START));
+    let minutes = Arc::new(MemoryStore::new(store_settings(), clock.clone()));
+    let mut before = live(minutes.clone(), clock.clone(), &catalog);
+    start_at_the_beginning(&minutes, &before).await;
+    // Seven minutes on: the saved cursor is not on a 5-minute boundary.
+    clock.advance(Duration::from_secs(7 * 60 + 3));
+    before.tick().await.expect("tick");
+    let saved = minutes.load_detector().await.unwrap().expect("saved");
+    assert_eq!(saved.cursor, START.unix_timestamp() + 7 * 60);
+
+    // The same state in a store of 5-minute buckets (as after a restart with --bucket 5m).
+    let five = BucketWidth::new(Duration::from_secs(300)).unwrap();
+    let settings = StoreSettings {
+        bucket: five,
+        ..store_settings()
+    };
+    let store = Arc::new(MemoryStore::new(settings, clock.clone()));
+    let config = DetectorConfig {
+        bucket: five,
+        ..DetectorConfig::default()
+    };
+    let mut after = LiveDetector::new(
+        store.clone(),
+        clock.clone(),
+        catalog.clone(),
+        config,
+        Duration::from_secs(30),
+        Duration::from_secs(3600),
+    );
+    assert!(
+        store
+            .acquire_lease("old", Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
+    store
+        .commit_detector(DetectorCommit {
+            holder: "old",
+            cursor: saved.cursor,
+            states: &saved.services,
+            events: &[],
+        })
+        .await
+        .unwrap();
+    store.release_lease("old").await.unwrap();
+    assert!(matches!(
+        after.tick().await.expect("tick"),
+        TickOutcome::Leader(_)
+    ));
+    let resumed = store.load_detector().await.unwrap().expect("saved");
+    assert_eq!(resumed.cursor % 300, 0, "cursor {}", resumed.cursor);
+    assert_eq!(resumed.cursor, START.unix_timestamp() + 5 * 60);
+    assert_eq!(
+        Detector::saved_width(&resumed.services),
+        Some(300),
+        "learned afresh on 5-minute buckets"
+    );
 }
