@@ -116,9 +116,11 @@ pub struct ServeArgs {
 
     /// Secret key of the reporter fingerprints (HMAC). Without it a random key is generated at
     /// start, so reporters may be counted again after a restart; set it in production, and
-    /// the same on every replica. Prefer the environment variable: a flag shows in the
+    /// the same on every replica (e.g. `openssl rand -hex 32`; an empty one is refused, and
+    /// one under 16 bytes warned about, since fingerprints made with a guessable key could
+    /// be traced back to addresses). Prefer the environment variable: a flag shows in the
     /// process list.
-    #[arg(long, env = "DOWNRADAR_REPORTER_SECRET", hide_env_values = true)]
+    #[arg(long, env = "DOWNRADAR_REPORTER_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub reporter_secret: Option<String>,
 
     /// Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For
@@ -423,6 +425,17 @@ fn parse_event_retention(s: &str) -> Result<Duration, String> {
 
 /// The dedup window also bounds how late a revocation can still undo a count (it needs the
 /// dedup marker), so it may not be shorter than a minute.
+fn parse_secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err(
+            "the reporter secret is empty; leave it unset for a random one, or use e.g. \
+                    `openssl rand -hex 32`"
+                .into(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_dedup_window(s: &str) -> Result<Duration, String> {
     duration_between(s, Duration::from_secs(60), DAY)
 }
@@ -554,6 +567,9 @@ mod tests {
         assert!(Cli::try_parse_from(["downradar", "--retention", "1000000000years"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--event-retention", "59s"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--event-retention", "31d"]).is_err());
+        // An empty HMAC key would make fingerprints of IPv4 addresses trivially reversible.
+        assert!(Cli::try_parse_from(["downradar", "--reporter-secret", ""]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--reporter-secret", "s3cret"]).is_ok());
     }
 
     #[test]

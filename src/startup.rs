@@ -89,7 +89,17 @@ impl Application {
             }
         };
         let secret = match &args.reporter_secret {
-            Some(secret) => ReporterSecret::from_config(secret),
+            Some(secret) => {
+                if secret.len() < 16 {
+                    tracing::warn!(
+                        bytes = secret.len(),
+                        "the --reporter-secret is short: with a guessable key, stored reporter \
+                         fingerprints could be traced back to addresses; use 32 random bytes \
+                         (e.g. openssl rand -hex 32)"
+                    );
+                }
+                ReporterSecret::from_config(secret)
+            }
             None => {
                 tracing::warn!(
                     "no --reporter-secret given: using a random key, so reporters may be counted \
