@@ -24,6 +24,12 @@
 //! it is bounded: past [`MAX_UNCONFIRMED`] unconfirmed revocations new reports are refused
 //! with [`IngestError::Overloaded`] until the store is back.
 //!
+//! A report in doubt still holds its reporter's dedup marker until it is revoked, so a client
+//! retrying after its 503 could be told "already counted" by it, just before the revocation
+//! undoes it. So a batch with a report from a reporter (or address) in doubt is written only
+//! after the pending revocations, and a "duplicate" or "capped" outcome that may still come
+//! from a report in doubt is answered 503 instead.
+//!
 //! On shutdown the HTTP server lets in-flight requests finish; each of them waits for its own
 //! report to be written, so nothing queued is left behind. Whatever is still in doubt then is
 //! revoked once more by [`Doubts::settle`] before the process exits.
@@ -133,6 +139,30 @@ impl Doubts {
     /// [`Doubts::confirm`]: a writer cancelled mid-revocation (at shutdown) loses nothing.
     fn peek_unconfirmed(&self, most: usize) -> Vec<Report> {
         self.lock().unconfirmed.iter().take(most).cloned().collect()
+    }
+
+    /// Which of `reports` share a reporter, or (under a per-address limit) an address, with
+    /// a report whose revocation the store has not confirmed: their "already counted" or
+    /// "address limit reached" may come from that report, which is about to be undone.
+    fn entangled(&self, reports: &[Report]) -> Vec<bool> {
+        if !self.any_unconfirmed() {
+            return vec![false; reports.len()];
+        }
+        let inner = self.lock();
+        let mut keys = HashSet::new();
+        for r in &inner.unconfirmed {
+            keys.insert((&r.service, r.reporter));
+            if let Some(address) = r.address {
+                keys.insert((&r.service, address));
+            }
+        }
+        reports
+            .iter()
+            .map(|r| {
+                keys.contains(&(&r.service, r.reporter))
+                    || r.address.is_some_and(|a| keys.contains(&(&r.service, a)))
+            })
+            .collect()
     }
 
     /// The store has taken these revocations.
@@ -293,6 +323,14 @@ async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) 
         return true;
     }
     let reports: Arc<[Report]> = reports.into();
+    // A reporter retrying after a 503 must not find the dedup marker of the report that was
+    // answered 503 (it may have been applied) and be told "already counted" just before its
+    // revocation takes marker and count away: such revocations go first.
+    if doubts.entangled(&reports).contains(&true)
+        && let Err(error) = doubts.revoke_unconfirmed(store.as_ref()).await
+    {
+        store_error("revoke", &error);
+    }
     metrics::histogram!("downradar_ingest_batch_size").record(reports.len() as f64);
     let id = doubts.sending(reports.clone());
     let started = Instant::now();
@@ -300,10 +338,24 @@ async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) 
     metrics::histogram!("downradar_store_flush_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(outcomes) => {
+            // Still entangled (its doubtful twin failed while this batch was on the wire): a
+            // "duplicate" or "capped" may be the twin's doing, so it is no answer yet. Nothing
+            // of such a report was applied, so it needs no revocation either.
+            let entangled = doubts.entangled(&reports);
             let mut undelivered = Vec::new();
-            for ((reply, outcome), report) in replies.into_iter().zip(outcomes).zip(reports.iter())
+            for (((reply, outcome), report), entangled) in replies
+                .into_iter()
+                .zip(outcomes)
+                .zip(reports.iter())
+                .zip(entangled)
             {
-                if reply.send(Ok(outcome)).is_err() && outcome == Recorded::Counted {
+                let answer = match outcome {
+                    Recorded::Duplicate | Recorded::Capped if entangled => {
+                        Err(IngestError::Unavailable)
+                    }
+                    outcome => Ok(outcome),
+                };
+                if reply.send(answer).is_err() && outcome == Recorded::Counted {
                     undelivered.push(report.clone());
                 }
             }

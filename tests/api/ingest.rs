@@ -220,3 +220,41 @@ async fn slow_store_is_503_within_two_seconds_and_full_queue_is_503_at_once() {
     }
     assert_eq!(stored, 1, "reports answered 503 must not stay counted");
 }
+
+/// A reporter answered 503 while Redis stalled who retries at once is told the truth: not
+/// "already counted" by the report that was answered 503 and is about to be revoked (which
+/// left the reporter counted nowhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_503_is_told_the_truth() {
+    let app = spawn_app_with(Backend::Redis, &["--no-detector"]).await;
+    let redis = app.redis.as_ref().unwrap();
+    let warm = json!({"problem": "login", "region": "DE", "client_id": "warm"});
+    assert_eq!(app.report("tiktok", &warm).await.status, 202);
+    let body = json!({"problem": "login", "region": "DE", "client_id": "retrying"});
+    redis.freeze();
+    let first = app.report("tiktok", &body).await;
+    assert_eq!(first.status, 503, "{}", first.text);
+    // The retry goes out while Redis is still frozen, behind the first write.
+    let (retry, ()) = tokio::join!(app.report("tiktok", &body), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        redis.thaw();
+    });
+    // Once every revocation is confirmed, the store holds what the answers said.
+    let mut settled = false;
+    for _ in 0..100 {
+        let metrics = app.get("/metrics").await.text;
+        if metrics.contains("downradar_ingest_unconfirmed_revocations 0") {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(settled, "revocations still unconfirmed");
+    let stored = redis.sum_of_counts(60) - 1;
+    match retry.status {
+        // Counted, or "already counted": either way the reporter must be in the counts.
+        202 => assert_eq!(stored, 1, "answered {} with {stored} stored", retry.text),
+        503 => assert_eq!(stored, 0, "answered 503 with {stored} stored"),
+        other => panic!("unexpected {other}: {}", retry.text),
+    }
+}
