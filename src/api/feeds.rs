@@ -8,9 +8,11 @@
 //! well-formed authority; every text and attribute is XML-escaped.
 //!
 //! Feed readers and image proxies poll: every answer carries a strong `ETag` (a digest of
-//! its body, the same from every replica) and the feeds a `Last-Modified`, and a request
-//! whose `If-None-Match` (or, without one, `If-Modified-Since`) still holds is answered
-//! `304 Not Modified` without a body.
+//! its body, the same from every replica), and a request whose `If-None-Match` still holds
+//! is answered `304 Not Modified` without a body. There is no `Last-Modified`: no date of
+//! the body's own moves forward with every change (an entry leaving a filtered feed, when its
+//! incident resolves, makes the newest date go back), and a date that went back would have
+//! `If-Modified-Since` answer 304 for a changed feed.
 
 mod atom;
 mod badge;
@@ -18,10 +20,7 @@ mod xml;
 
 use std::net::Ipv6Addr;
 
-use actix_web::http::header::{
-    self, CacheControl, CacheDirective, ETag, EntityTag, HttpDate, IfModifiedSince, IfNoneMatch,
-    LastModified,
-};
+use actix_web::http::header::{self, CacheControl, CacheDirective, ETag, EntityTag, IfNoneMatch};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -53,29 +52,26 @@ const HOME: &str = "https://github.com/downradar/downradar";
 /// when it started and ended and how many reports per minute were observed against how many
 /// were expected. Takes the filters of `GET /v1/incidents`; `limit` is the number of entries
 /// (default 50), and a `rel="next"` link leads to older ones. A conditional request
-/// (`If-None-Match` with the `ETag`, or `If-Modified-Since`) is answered `304 Not Modified`
-/// while nothing has changed.
+/// (`If-None-Match` with the `ETag`) is answered `304 Not Modified` while nothing has
+/// changed.
 #[utoipa::path(
     tag = "feeds",
     params(
         IncidentsQuery,
         ("If-None-Match" = Option<String>, Header, description = "ETags of copies the client holds: `304 Not Modified` if one is current"),
-        ("If-Modified-Since" = Option<String>, Header, description = "HTTP date of the client's copy: `304 Not Modified` if the feed has not changed since (ignored when `If-None-Match` is given)"),
     ),
     responses(
         (status = 200, description = "An Atom 1.0 feed.", content_type = "application/atom+xml",
             body = String,
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
-                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             ),
             example = json!(example_feed(false))),
         (status = 304, description = "Not modified: the client's copy is current (no body).",
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
-                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
@@ -104,22 +100,19 @@ pub async fn incidents_feed(
         ("id" = String, Path, description = "Service id", example = "tiktok"),
         IncidentsQuery,
         ("If-None-Match" = Option<String>, Header, description = "ETags of copies the client holds: `304 Not Modified` if one is current"),
-        ("If-Modified-Since" = Option<String>, Header, description = "HTTP date of the client's copy: `304 Not Modified` if the feed has not changed since (ignored when `If-None-Match` is given)"),
     ),
     responses(
         (status = 200, description = "An Atom 1.0 feed.", content_type = "application/atom+xml",
             body = String,
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
-                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             ),
             example = json!(example_feed(true))),
         (status = 304, description = "Not modified: the client's copy is current (no body).",
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
-                ("Last-Modified" = String, description = "When the newest entry last changed, for `If-Modified-Since`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, or a `service` that is not the path's.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "service=\"github\" contradicts the path's service \"tiktok\""})),
@@ -242,33 +235,20 @@ async fn feed(
             .map(|(incident, updated)| entry(state, &base, incident, *updated))
             .collect(),
     };
-    let updated = feed.updated;
-    Ok(conditional(req, ATOM, feed.render(), Some(updated)))
+    Ok(conditional(req, ATOM, feed.render()))
 }
 
-/// `body` as `content_type`, with its validators, or `304 Not Modified` when the request's
-/// own still hold (RFC 9110 §13: `If-None-Match` when present, else `If-Modified-Since`
-/// against `modified`). A malformed condition header is ignored, as if absent.
-fn conditional(
-    req: &HttpRequest,
-    content_type: &str,
-    body: String,
-    modified: Option<OffsetDateTime>,
-) -> HttpResponse {
+/// `body` as `content_type`, with its `ETag`, or `304 Not Modified` when the request's
+/// `If-None-Match` holds one that is current (RFC 9110 §13.1.2). A malformed condition
+/// header is ignored, as if absent.
+fn conditional(req: &HttpRequest, content_type: &str, body: String) -> HttpResponse {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(body.as_bytes());
     let etag = EntityTag::new_strong(crate::reporter::hex(&digest[..16]));
-    // HTTP dates have whole seconds.
-    let modified = modified
-        .and_then(|m| OffsetDateTime::from_unix_timestamp(m.unix_timestamp()).ok())
-        .map(|m| HttpDate::from(std::time::SystemTime::from(m)));
     let fresh = match req.get_header::<IfNoneMatch>() {
         Some(IfNoneMatch::Any) => true,
         Some(IfNoneMatch::Items(tags)) => tags.iter().any(|tag| tag.weak_eq(&etag)),
-        None => match (req.get_header::<IfModifiedSince>(), modified) {
-            (Some(IfModifiedSince(since)), Some(modified)) => modified <= since,
-            _ => false,
-        },
+        None => false,
     };
     let mut response = if fresh {
         HttpResponse::NotModified()
@@ -278,9 +258,6 @@ fn conditional(
     response
         .insert_header(cache_control())
         .insert_header(ETag(etag));
-    if let Some(modified) = modified {
-        response.insert_header(LastModified(modified));
-    }
     if fresh {
         response.finish()
     } else {
@@ -645,7 +622,6 @@ pub async fn service_badge(
         &req,
         SVG,
         badge::render(&label, message, color),
-        None,
     ))
 }
 

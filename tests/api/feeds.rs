@@ -22,14 +22,16 @@ on_both_stores! {
         let first = conditional_get(&app, "/v1/incidents.atom", None).await;
         assert_eq!(first.status(), 200);
         let etag = header(&first, "etag");
-        let modified = header(&first, "last-modified");
         assert!(etag.starts_with('"') && etag.len() > 2, "a strong ETag: {etag}");
-        for condition in [("if-none-match", etag.as_str()), ("if-modified-since", modified.as_str())] {
-            let again = conditional_get(&app, "/v1/incidents.atom", Some(condition)).await;
-            assert_eq!(again.status(), 304, "{condition:?}");
-            assert_eq!(header(&again, "etag"), etag);
-            assert!(again.bytes().await.unwrap().is_empty());
-        }
+        // No date: a feed's newest date can go back, and would then make a changed feed
+        // look unchanged to If-Modified-Since.
+        assert_eq!(crate::helpers::header(&first, "last-modified"), None);
+        let again = conditional_get(&app, "/v1/incidents.atom", Some(("if-none-match", etag.as_str()))).await;
+        assert_eq!(again.status(), 304);
+        assert_eq!(header(&again, "etag"), etag);
+        assert!(again.bytes().await.unwrap().is_empty());
+        let dated = conditional_get(&app, "/v1/incidents.atom", Some(("if-modified-since", "Fri, 31 Dec 9999 23:59:59 GMT"))).await;
+        assert_eq!(dated.status(), 200, "a date proves nothing about a feed");
         let other = conditional_get(&app, "/v1/incidents.atom", Some(("if-none-match", "\"other\""))).await;
         assert_eq!(other.status(), 200);
         let slack = outage(&app, "slack", "DE", "messaging").await;
@@ -37,8 +39,6 @@ on_both_stores! {
         let changed = conditional_get(&app, "/v1/incidents.atom", Some(("if-none-match", etag.as_str()))).await;
         assert_eq!(changed.status(), 200);
         assert_ne!(header(&changed, "etag"), etag);
-        let changed = conditional_get(&app, "/v1/incidents.atom", Some(("if-modified-since", modified.as_str()))).await;
-        assert_eq!(changed.status(), 200);
 
         let answer = app.get("/v1/incidents.atom").await;
         let feed = Feed::parse(&answer);
