@@ -212,6 +212,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body of this error.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -121,7 +121,10 @@ impl Filter {
 /// The stream begins with a `retry:` hint; a comment (`: heartbeat`) comes every 15 s (`--sse-heartbeat`)
 /// when nothing else does, carrying the `id:` of the last event the filters passed over, so a
 /// resume skips them. A client that cannot keep up is disconnected and should reconnect with
-/// its `Last-Event-ID`.
+/// its `Last-Event-ID`. When the stream cannot be served for now (503), a client that
+/// accepts `text/event-stream` gets a 200 stream with a `retry:` delay and an
+/// `event: unavailable` that ends at once, since a browser's `EventSource` never reconnects
+/// after an answer other than 200.
 #[utoipa::path(
     tag = "incidents",
     params(
@@ -139,7 +142,7 @@ impl Filter {
         (status = 400, description = "`invalid_query` (a bad region or event type) or `invalid_last_event_id`.", body = ErrorBody,
             example = json!({"code": "invalid_last_event_id", "message": "Last-Event-ID \"abc\" is not an event id (<milliseconds>-<sequence>, as sent in each event's id: field, or 0 for every retained event)"})),
         UnknownService,
-        (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`) or `too_many_subscribers`.", body = ErrorBody,
+        (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`, or the server is shutting down) or `too_many_subscribers`. A client that accepts `text/event-stream` (a browser's `EventSource`, which would give up for good on a 503) gets instead a 200 stream of `retry: 3000`, `event: unavailable` and this error as `data`, which ends at once: it reconnects by itself, with its `Last-Event-ID`, after the delay.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "too_many_subscribers", "message": "this server already streams events to 10000 subscribers; retry shortly"})),
     )
@@ -150,8 +153,42 @@ pub async fn events(
     req: HttpRequest,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
-    let filter = Filter::parse(&state, &query)?;
+    match open(&state, &req, query.into_inner()).await {
+        // A browser's EventSource gives up for good on any answer but 200 (it ignores
+        // Retry-After): it gets a stream that says "retry later" and ends, and reconnects by
+        // itself, with its Last-Event-ID, once the delay is over.
+        Err(error)
+            if actix_web::ResponseError::status_code(&error)
+                == actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+                && accepts_event_stream(&req) =>
+        {
+            let data = serde_json::to_string(error.body()).unwrap_or_default();
+            Ok(HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .insert_header((header::CACHE_CONTROL, "no-cache"))
+                .body(format!(
+                    "retry: {RETRY_MS}\nevent: unavailable\ndata: {data}\n\n"
+                )))
+        }
+        result => result,
+    }
+}
+
+/// Whether the client asked for an event stream by name (as `EventSource` does).
+fn accepts_event_stream(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// The stream of `GET /v1/events`, or why there is none.
+async fn open(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    query: EventsQuery,
+) -> Result<HttpResponse, ApiError> {
+    let filter = Filter::parse(state, &query)?;
     // An empty id is no id (some clients send the header empty before their first event).
     let resume = req
         .headers()

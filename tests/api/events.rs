@@ -320,6 +320,13 @@ on_both_stores! {
         let refused = app.get("/v1/events").await;
         assert_eq!((refused.status, refused.error_code().as_str()), (503, "too_many_subscribers"));
         assert!(refused.retry_after.is_some());
+        // A browser's EventSource would give up for good on a 503: it is told to retry.
+        let browser = app.client.get(&url).header("accept", "text/event-stream").send().await.unwrap();
+        assert_eq!(browser.status(), 200);
+        assert_eq!(header(&browser, "content-type").as_deref(), Some("text/event-stream"));
+        let body = tokio::time::timeout(Duration::from_secs(5), browser.text()).await.expect("it ends").unwrap();
+        assert!(body.starts_with("retry: 3000\nevent: unavailable\ndata: {"), "{body}");
+        assert!(body.contains("\"code\":\"too_many_subscribers\"") && body.ends_with("\n\n"), "{body}");
         drop(first);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
