@@ -99,11 +99,7 @@ pub(crate) fn expected_between(
     since: i64,
     until: i64,
 ) -> f64 {
-    let width = model.width();
-    (since..until)
-        .step_by(width as usize)
-        .map(|t| model.expectation(t, of).0)
-        .sum()
+    model.expectation_over(since, until, of).0
 }
 
 /// The windows the overview reads take, with their length in seconds.

@@ -364,13 +364,7 @@ fn band(
     start: i64,
     step: i64,
 ) -> (f64, u64) {
-    // Buckets are taken as independent: the sum's variance is the sum of theirs.
-    let (mut mean, mut variance) = (0.0, 0.0);
-    for t in (start..start + step).step_by(model.width() as usize) {
-        let (mu, k) = model.expectation(t, of);
-        mean += mu;
-        variance += mu + mu * mu / k;
-    }
+    let (mean, variance) = model.expectation_over(start, start + step, of);
     let extra = variance - mean;
     let k = if extra > 1e-12 {
         mean * mean / extra
