@@ -154,6 +154,18 @@ impl ApiError {
         )
     }
 
+    /// 415 `unsupported_media_type`, for a body sent with a content coding (RFC 9110
+    /// §15.5.16): reports are a few dozen bytes and are read as they come.
+    pub fn unsupported_content_encoding(encoding: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "the body must not be encoded (Content-Encoding: {encoding:?}); send plain JSON"
+            ),
+        )
+    }
+
     /// 413 `payload_too_large`.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

@@ -107,7 +107,7 @@ pub struct ReportAccepted {
             example = json!({"code": "request_timeout", "message": "the body did not arrive within 10s"})),
         (status = 413, description = "`payload_too_large`: the body is over 4 KiB.", body = ErrorBody,
             example = json!({"code": "payload_too_large", "message": "the body is larger than 4096 bytes"})),
-        (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json.", body = ErrorBody,
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json, or is sent compressed (`Content-Encoding`).", body = ErrorBody,
             example = json!({"code": "unsupported_media_type", "message": "the body must be JSON, sent with Content-Type: application/json"})),
         (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (missing or unknown fields, both or neither of region and location, bad client_id).", body = ErrorBody,
             examples(
@@ -214,6 +214,12 @@ async fn read_json_body(
         .is_some_and(|m| m.essence_str() == "application/json");
     if !is_json {
         return Err(ApiError::unsupported_media_type());
+    }
+    for encoding in req.headers().get_all(header::CONTENT_ENCODING) {
+        let encoding = String::from_utf8_lossy(encoding.as_bytes());
+        if !encoding.trim().eq_ignore_ascii_case("identity") {
+            return Err(ApiError::unsupported_content_encoding(encoding.trim()));
+        }
     }
     let declared_len = req
         .headers()

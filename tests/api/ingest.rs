@@ -90,8 +90,19 @@ on_both_stores! {
             assert_eq!(answer.status, 415, "{ct:?}");
             assert_eq!(answer.error_code(), "unsupported_media_type");
         }
-        let with_charset = app.post_raw("/v1/services/tiktok/reports", Some("application/json; charset=utf-8"), body).await;
+        let with_charset = app.post_raw("/v1/services/tiktok/reports", Some("application/json; charset=utf-8"), body.clone()).await;
         assert_eq!(with_charset.status, 202);
+        // A compressed body is refused as such, not read as malformed JSON.
+        let url = app.url("/v1/services/tiktok/reports");
+        for (encoding, status) in [("gzip", 415), ("identity", 202)] {
+            let answer = app.client.post(&url).header("content-type", "application/json")
+                .header("content-encoding", encoding).body(body.clone()).send().await.unwrap();
+            let answer = crate::helpers::Answer::from(answer).await;
+            assert_eq!(answer.status, status, "{encoding}: {}", answer.text);
+            if status == 415 {
+                assert_eq!(answer.error_code(), "unsupported_media_type");
+            }
+        }
     }
 
     async fn body_over_4_kib_is_413(app) {
