@@ -171,9 +171,11 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return peer;
         }
+        // Empty list elements (`a,,b`, a trailing comma) are no hops (RFC 9110 §5.6.1).
         let hops: Vec<&[u8]> = forwarded_for
             .into_iter()
             .flat_map(|value| value.split(|&b| b == b','))
+            .filter(|hop| !hop.trim_ascii().is_empty())
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
@@ -194,11 +196,18 @@ impl TrustedProxies {
 }
 
 /// An `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:5678`,
-/// `[2001:db8::1]:443`).
+/// `[2001:db8::1]:443`), or an IPv6 address in brackets without one (`[2001:db8::1]`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse::<std::net::Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
+        })
         .map(|a| a.to_canonical())
 }
 
@@ -240,6 +249,15 @@ mod tests {
         assert_eq!(
             trusted.client_addr(ip("::1"), ["[2001:db8::5]:443"].map(str::as_bytes)),
             ip("2001:db8::5")
+        );
+        // Brackets without a port, and empty list elements, as some proxies write them.
+        assert_eq!(
+            trusted.client_addr(ip("::1"), ["[2001:db8::6]"].map(str::as_bytes)),
+            ip("2001:db8::6")
+        );
+        assert_eq!(
+            trusted.client_addr(ip("10.0.0.1"), ["203.0.113.2, ,"].map(str::as_bytes)),
+            ip("203.0.113.2")
         );
         // Several headers are one list.
         assert_eq!(
