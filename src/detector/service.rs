@@ -84,6 +84,9 @@ const ELEVATED_MIN: f64 = 3.0;
 const CONCENTRATED_ALPHA: f64 = 1e-3;
 const CONCENTRATED_MIN_EXPECTED: f64 = 20.0;
 const CONCENTRATED_SHARE: f64 = 0.25;
+/// An incident said to be global is said to be regional only when the rest shows no sign of
+/// a rise at this level (hysteresis: series near the line made global outages flap).
+const STAYS_GLOBAL_ALPHA: f64 = 0.05;
 /// After a resolution, opening again needs this much more evidence for this long.
 const REFRACTORY_SECS: i64 = 3600;
 const REFRACTORY_BOOST: f64 = 1.5;
@@ -823,7 +826,11 @@ impl ServiceState {
     fn attribute(&self, open: &Open) -> Attribution {
         let k = self.baseline.dispersion(self.baseline.windows() - 1);
         let rho = open.x / open.mu.max(1e-9);
-        let (scope, regions) = match concentrated(&open.region_x, &open.region_mu, rho, k) {
+        // Once global, an incident becomes regional only when the rest shows no sign of a
+        // rise at all.
+        let sticky = (open.attribution.scope == Scope::Global && open.buckets > 0)
+            .then_some(STAYS_GLOBAL_ALPHA);
+        let (scope, regions) = match concentrated(&open.region_x, &open.region_mu, rho, k, sticky) {
             Some(elevated) => (
                 Scope::Regional,
                 sorted(elevated.into_iter().map(|i| self.regions[i])),
@@ -837,13 +844,14 @@ impl ServiceState {
                 ),
             ),
         };
-        let (partial, problems) = match concentrated(&open.problem_x, &open.problem_mu, rho, k) {
-            Some(elevated) if self.problems.len() > 1 => (
-                true,
-                sorted(elevated.into_iter().map(|i| self.problems[i].clone())),
-            ),
-            _ => (false, sorted(self.problems.iter().cloned())),
-        };
+        let (partial, problems) =
+            match concentrated(&open.problem_x, &open.problem_mu, rho, k, None) {
+                Some(elevated) if self.problems.len() > 1 => (
+                    true,
+                    sorted(elevated.into_iter().map(|i| self.problems[i].clone())),
+                ),
+                _ => (false, sorted(self.problems.iter().cloned())),
+            };
         Attribution {
             scope,
             regions,
@@ -982,7 +990,13 @@ const SAMPLE_SECS: i64 = 900;
 
 /// The elevated series when the excess is concentrated in them: the others together fall
 /// significantly short of the incident's overall factor `rho`. `None`: the excess is spread.
-fn concentrated(x: &[f64], mu: &[f64], rho: f64, k: f64) -> Option<Vec<usize>> {
+fn concentrated(
+    x: &[f64],
+    mu: &[f64],
+    rho: f64,
+    k: f64,
+    sticky: Option<f64>,
+) -> Option<Vec<usize>> {
     let up = elevated(x, mu, k);
     if up.is_empty() || up.len() == x.len() {
         return None;
@@ -998,7 +1012,16 @@ fn concentrated(x: &[f64], mu: &[f64], rho: f64, k: f64) -> Option<Vec<usize>> {
     let short = lower_score(rest_x, rho * rest_mu, k) >= -CONCENTRATED_ALPHA.ln();
     let flat = rest_mu >= CONCENTRATED_MIN_EXPECTED
         && rest_x / rest_mu - 1.0 <= CONCENTRATED_SHARE * (rho - 1.0);
-    (short || flat).then_some(up)
+    // But not when the rest has clearly risen too: the outage is everywhere, and the rest
+    // only looks short of the overall factor because the most elevated series were picked
+    // out of it (a global outage then flapped between global and regional as series crossed
+    // the line).
+    let risen = upper_score(rest_x, rest_mu, k) >= -CONCENTRATED_ALPHA.ln()
+        && rest_x / rest_mu.max(1e-9) - 1.0 > CONCENTRATED_SHARE * (rho - 1.0);
+    // With `sticky` (the incident is already global), any sign of a rise in the rest keeps it
+    // so.
+    let stirred = sticky.is_some_and(|alpha| upper_score(rest_x, rest_mu, k) >= -alpha.ln());
+    (flat || (short && !risen && !stirred)).then_some(up)
 }
 
 fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
@@ -1086,5 +1109,30 @@ mod tests {
             assert!((v / ev - 1.0).abs() < 0.01, "{since}..{until}: {v} vs {ev}");
         }
         assert_eq!(state.expectation_over(day, day, of), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_global_outage_needs_a_quiet_rest_to_become_regional() {
+        // Three countries flooded, two with a small rise each: short of the overall factor,
+        // as what is left after the most elevated are picked out always is.
+        let mu = [10.0, 10.0, 10.0, 5.0, 5.0];
+        let risen = [100.0, 100.0, 100.0, 9.0, 9.0];
+        let rho = risen.iter().sum::<f64>() / mu.iter().sum::<f64>();
+        let k = 1e6;
+        assert_eq!(concentrated(&risen, &mu, rho, k, None), Some(vec![0, 1, 2]));
+        assert_eq!(
+            concentrated(&risen, &mu, rho, k, Some(STAYS_GLOBAL_ALPHA)),
+            None,
+            "once global, a stirring rest keeps it global"
+        );
+        // A rest that has not moved makes it regional either way.
+        let quiet = [100.0, 100.0, 100.0, 5.0, 5.0];
+        let rho = quiet.iter().sum::<f64>() / mu.iter().sum::<f64>();
+        for sticky in [None, Some(STAYS_GLOBAL_ALPHA)] {
+            assert_eq!(
+                concentrated(&quiet, &mu, rho, k, sticky),
+                Some(vec![0, 1, 2])
+            );
+        }
     }
 }
