@@ -195,6 +195,20 @@ pub fn configure(
     }
 }
 
+/// Middleware: a `HEAD` request is routed as the `GET` it stands for (RFC 9110 §9.3.2: a
+/// server MUST take `HEAD` wherever it takes `GET`; feed validators and link checkers use it).
+/// The answer is the `GET`'s headers without its body: the HTTP layer decided at decoding
+/// that a `HEAD`'s answer carries no body, whatever the route.
+pub async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
+}
+
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     // A known path with the wrong method is 405, not 404, and says which methods it takes.
     let known_path = req.resource_map().has_resource(req.path());
@@ -227,6 +241,7 @@ fn allowed_methods(path: &str) -> String {
                 let mut methods = Vec::new();
                 for (name, present) in [
                     ("GET", item.get.is_some()),
+                    ("HEAD", item.get.is_some()),
                     ("POST", item.post.is_some()),
                     ("PUT", item.put.is_some()),
                     ("DELETE", item.delete.is_some()),

@@ -115,3 +115,46 @@ impl crate::helpers::TestApp {
         self.clock.now()
     }
 }
+
+/// HEAD is answered wherever GET is, with the GET's headers and no body (RFC 9110 §9.3.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_is_get_without_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Memory).await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    for path in [
+        "/v1/services",
+        "/v1/incidents.atom",
+        "/v1/services/github/badge.svg",
+    ] {
+        let get = app.get(path).await;
+        let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let request = format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a complete head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert_eq!(body, "", "{path}: a HEAD answer has no body");
+        let length = format!("content-length: {}", get.text.len());
+        assert!(
+            head.to_ascii_lowercase().contains(&length),
+            "{path}: {head}"
+        );
+    }
+    let refused = app
+        .post_raw("/v1/services", Some("application/json"), b"{}".to_vec())
+        .await;
+    assert_eq!(refused.status, 405);
+    let allow = app
+        .client
+        .post(app.url("/v1/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::helpers::header(&allow, "allow").as_deref(),
+        Some("GET, HEAD")
+    );
+}
