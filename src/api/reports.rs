@@ -437,7 +437,7 @@ pub async fn read_reports(
     // `until` is exclusive and rounded up; by default the series ends with the bucket that
     // holds the present moment.
     let until = match &query.until {
-        Some(t) => align(parse_time("until", t)? + step - 1, step),
+        Some(t) => align(parse_time_up("until", t)? + step - 1, step),
         None => align(state.clock.now().unix_timestamp(), step) + step,
     };
     let since = match &query.since {
@@ -533,13 +533,21 @@ pub async fn read_reports(
 }
 
 pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
-    OffsetDateTime::parse(value, &Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|e| {
-            ApiError::invalid_query(format!(
-                "{name}={value:?} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z: {e}"
-            ))
-        })
+    parse_rfc3339(name, value).map(|t| t.unix_timestamp())
+}
+
+/// Like [`parse_time`], but a fraction of a second counts as the whole next second: for an
+/// exclusive end, so that `…:00.5Z` still takes the bucket that began at `…:00Z`.
+fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
+    parse_rfc3339(name, value).map(|t| t.unix_timestamp() + i64::from(t.nanosecond() > 0))
+}
+
+fn parse_rfc3339(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
+        ApiError::invalid_query(format!(
+            "{name}={value:?} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z: {e}"
+        ))
+    })
 }
 
 /// A Unix time as a UTC date-time. Callers pass times already checked to lie in RFC 3339's

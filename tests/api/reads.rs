@@ -68,6 +68,10 @@ on_both_stores! {
             assert_eq!(answer.status, 400, "{query}: {}", answer.text);
             assert_eq!(answer.error_code(), "invalid_query", "{query}");
         }
+        // An exclusive end a fraction of a second into a bucket takes that bucket.
+        let fraction = app.get("/v1/services/tiktok/reports?since=2026-11-21T12:00:00Z&until=2026-11-21T12:00:00.5Z").await;
+        assert_eq!(fraction.status, 200, "{}", fraction.text);
+        assert_eq!(fraction.json()["until"], "2026-11-21T12:01:00Z");
         // 2,000 points is the most.
         let ok = app.get("/v1/services/tiktok/reports?since=2026-11-01T00:00:00Z&until=2026-11-02T09:20:00Z").await;
         assert_eq!(ok.status, 200, "{}", ok.text);
