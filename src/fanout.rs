@@ -182,26 +182,37 @@ impl Fanout {
         *position = Some(id.max(position.unwrap_or_default()));
     }
 
-    /// Follows the store's event stream from its current end and publishes every event, until
-    /// `stop` turns true. Store failures are logged and retried with a growing pause (up
-    /// to 1.6 s); the reader then continues where it was, so nothing is skipped.
+    /// Learns where the store's event stream ends. Until the fan-out knows, subscribers
+    /// cannot be told where they start.
+    pub async fn locate(&self, store: &dyn Store) -> Result<StreamId, crate::store::StoreError> {
+        let last = store.stream_bounds().await?.last;
+        self.read_through(last);
+        Ok(last)
+    }
+
+    /// Follows the store's event stream from where it ends (or from where [`Fanout::locate`]
+    /// found it ending) and publishes every event, until `stop` turns true. Store failures
+    /// are logged and retried with a growing pause (up to 1.6 s); the reader then continues
+    /// where it was, so nothing is skipped.
     pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::default();
-        let mut after = loop {
-            let bounds = tokio::select! {
-                bounds = store.stream_bounds() => bounds,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match bounds {
-                Ok(bounds) => {
-                    self.read_through(bounds.last);
-                    break bounds.last;
-                }
-                Err(e) => {
-                    backoff.failed("cannot read where the event stream ends", &e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.pause()) => {},
-                        _ = stop.wait_for(|s| *s) => return,
+        let located = *self.position();
+        let mut after = if let Some(position) = located {
+            position
+        } else {
+            loop {
+                let located = tokio::select! {
+                    located = self.locate(store.as_ref()) => located,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match located {
+                    Ok(last) => break last,
+                    Err(e) => {
+                        backoff.failed("cannot read where the event stream ends", &e);
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff.pause()) => {},
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
                     }
                 }
             }

@@ -135,6 +135,10 @@ impl Application {
             args.max_subscribers as usize,
             args.sse_heartbeat,
         );
+        // Where the event stream ends, before the first subscriber can connect (if the store
+        // does not answer now, the fan-out keeps trying once running, and subscribers are
+        // asked to retry until it has).
+        let _ = fanout.locate(store.as_ref()).await;
         let state = web::Data::new(AppState {
             catalog,
             store: store.clone(),

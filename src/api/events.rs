@@ -142,7 +142,7 @@ impl Filter {
         (status = 400, description = "`invalid_query` (a bad region or event type) or `invalid_last_event_id`.", body = ErrorBody,
             example = json!({"code": "invalid_last_event_id", "message": "Last-Event-ID \"abc\" is not an event id (<milliseconds>-<sequence>, as sent in each event's id: field, or 0 for every retained event)"})),
         UnknownService,
-        (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`, or the server is shutting down) or `too_many_subscribers`. A client that accepts `text/event-stream` (a browser's `EventSource`, which would give up for good on a 503) gets instead a 200 stream of `retry: 3000`, `event: unavailable` and this error as `data`, which ends at once: it reconnects by itself, with its `Last-Event-ID`, after the delay.", body = ErrorBody,
+        (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`, the server has not reached the store since it started, or it is shutting down) or `too_many_subscribers`. A client that accepts `text/event-stream` (a browser's `EventSource`, which would give up for good on a 503) gets instead a 200 stream of `retry: 3000`, `event: unavailable` and this error as `data`, which ends at once: it reconnects by itself, with its `Last-Event-ID`, after the delay.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "too_many_subscribers", "message": "this server already streams events to 10000 subscribers; retry shortly"})),
     )
@@ -208,6 +208,11 @@ async fn open(
         }
     })?;
     let mut head = format!("retry: {RETRY_MS}\n: downradar incident events\n\n");
+    // Until the fan-out knows where the stream ends (the store was down at start), live
+    // events cannot be matched to a position: retry shortly.
+    if position.is_none() {
+        return Err(ApiError::unavailable());
+    }
     let phase = match resume {
         None => {
             // Where the subscription starts, as an id (`0` on an empty stream: everything

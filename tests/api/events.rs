@@ -491,3 +491,54 @@ async fn every_replica_streams_every_event() {
     let _ = a.wait();
     let _ = b.wait();
 }
+
+/// A server started while Redis is down cannot tell subscribers where the event stream ends,
+/// so it asks them to retry (a browser gets a 200 with `retry:`); once Redis is up, a stream
+/// starts with its position, and an event added before any subscriber came is not lost to a
+/// client that resumes from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_without_redis_asks_subscribers_to_retry() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let (mut server, base) = start_binary(&redis, &["--no-detector"]).await;
+    let url = format!("{base}/v1/events");
+    let client = reqwest::Client::new();
+    let early = client.get(&url).send().await.unwrap();
+    assert_eq!(early.status(), 503);
+    let browser = client
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browser.status(), 200);
+    let body = browser.text().await.unwrap();
+    assert!(
+        body.starts_with("retry: 3000\nevent: unavailable\n"),
+        "{body}"
+    );
+
+    redis.restart();
+    let mut opening = None;
+    for _ in 0..100 {
+        let response = client.get(&url).send().await.unwrap();
+        if response.status() == 200 {
+            drop(response);
+            opening = Sse::connect(&url, None).await.opening.id;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        opening.as_deref(),
+        Some("0"),
+        "a stream with a position once Redis is up"
+    );
+    let start = test_epoch().unix_timestamp();
+    let first = event(EventType::Opened, "tiktok", start, &["US"]);
+    let id = xadd(&redis, &first);
+    let mut resumed = Sse::connect(&url, Some("0")).await;
+    assert_carries(&resumed.events(1).await[0], &id, &first);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
