@@ -207,27 +207,24 @@ async fn open(
             ApiError::too_many_subscribers(state.fanout.max_subscribers())
         }
     })?;
-    let mut head = format!("retry: {RETRY_MS}\n: downradar incident events\n\n");
     // Until the fan-out knows where the stream ends (the store was down at start), live
     // events cannot be matched to a position: retry shortly.
-    if position.is_none() {
+    let Some(position) = position else {
         return Err(ApiError::unavailable());
-    }
+    };
+    let mut head = format!("retry: {RETRY_MS}\n: downradar incident events\n\n");
     let phase = match resume {
         None => {
             // Where the subscription starts, as an id (`0` on an empty stream: everything
             // added later): a client that reconnects before its first event resumes from
             // here instead of missing what came in between.
             let id = match position {
-                Some((0, 0)) => Some("0".to_owned()),
-                Some((ms, seq)) => Some(format!("{ms}-{seq}")),
-                None => None,
+                (0, 0) => "0".to_owned(),
+                (ms, seq) => format!("{ms}-{seq}"),
             };
-            if let Some(id) = id {
-                head = format!("retry: {RETRY_MS}\nid: {id}\n: downradar incident events\n\n");
-            }
+            head = format!("retry: {RETRY_MS}\nid: {id}\n: downradar incident events\n\n");
             Phase::Live {
-                skip_through: position,
+                skip_through: Some(position),
             }
         }
         Some((0, 0)) => Phase::Replay { after: (0, 0) },
