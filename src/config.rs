@@ -423,19 +423,21 @@ fn parse_event_retention(s: &str) -> Result<Duration, String> {
     duration_between(s, Duration::from_secs(60), 30 * DAY)
 }
 
-/// The dedup window also bounds how late a revocation can still undo a count (it needs the
-/// dedup marker), so it may not be shorter than a minute.
+/// An empty HMAC key would make the fingerprints of IPv4 reporters reversible by trying
+/// every address.
 fn parse_secret(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err(
-            "the reporter secret is empty; leave it unset for a random one, or use e.g. \
-                    `openssl rand -hex 32`"
+            "the reporter secret is empty; leave it unset for a random one, or use \
+                    e.g. `openssl rand -hex 32`"
                 .into(),
         );
     }
     Ok(s.to_owned())
 }
 
+/// The dedup window also bounds how late a revocation can still undo a count (it needs the
+/// dedup marker), so it may not be shorter than a minute.
 fn parse_dedup_window(s: &str) -> Result<Duration, String> {
     duration_between(s, Duration::from_secs(60), DAY)
 }

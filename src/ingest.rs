@@ -144,9 +144,10 @@ impl Doubts {
     /// Which of `reports` share a reporter, or (under a per-address limit) an address, with
     /// a report whose revocation the store has not confirmed: their "already counted" or
     /// "address limit reached" may come from that report, which is about to be undone.
-    fn entangled(&self, reports: &[Report]) -> Vec<bool> {
+    /// `None` (none of them) when no revocation waits, as almost always.
+    fn entangled(&self, reports: &[Report]) -> Option<Vec<bool>> {
         if !self.any_unconfirmed() {
-            return vec![false; reports.len()];
+            return None;
         }
         let inner = self.lock();
         let mut keys = HashSet::new();
@@ -156,13 +157,14 @@ impl Doubts {
                 keys.insert((&r.service, address));
             }
         }
-        reports
+        let entangled: Vec<bool> = reports
             .iter()
             .map(|r| {
                 keys.contains(&(&r.service, r.reporter))
                     || r.address.is_some_and(|a| keys.contains(&(&r.service, a)))
             })
-            .collect()
+            .collect();
+        entangled.contains(&true).then_some(entangled)
     }
 
     /// The store has taken these revocations.
@@ -326,7 +328,7 @@ async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) 
     // A reporter retrying after a 503 must not find the dedup marker of the report that was
     // answered 503 (it may have been applied) and be told "already counted" just before its
     // revocation takes marker and count away: such revocations go first.
-    if doubts.entangled(&reports).contains(&true)
+    if doubts.entangled(&reports).is_some()
         && let Err(error) = doubts.revoke_unconfirmed(store.as_ref()).await
     {
         store_error("revoke", &error);
@@ -343,14 +345,16 @@ async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) 
             // of such a report was applied, so it needs no revocation either.
             let entangled = doubts.entangled(&reports);
             let mut undelivered = Vec::new();
-            for (((reply, outcome), report), entangled) in replies
+            for (i, ((reply, outcome), report)) in replies
                 .into_iter()
                 .zip(outcomes)
                 .zip(reports.iter())
-                .zip(entangled)
+                .enumerate()
             {
                 let answer = match outcome {
-                    Recorded::Duplicate | Recorded::Capped if entangled => {
+                    Recorded::Duplicate | Recorded::Capped
+                        if entangled.as_ref().is_some_and(|e| e[i]) =>
+                    {
                         Err(IngestError::Unavailable)
                     }
                     outcome => Ok(outcome),
