@@ -37,6 +37,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The JSON body of this error.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -221,13 +226,6 @@ impl ApiError {
             "overloaded",
             "too many reports are waiting to be written; retry shortly",
         )
-    }
-}
-
-impl ApiError {
-    /// The JSON body of this error.
-    pub fn body(&self) -> &ErrorBody {
-        &self.body
     }
 }
 

@@ -989,7 +989,10 @@ impl ServiceState {
 const SAMPLE_SECS: i64 = 900;
 
 /// The elevated series when the excess is concentrated in them: the others together fall
-/// significantly short of the incident's overall factor `rho`. `None`: the excess is spread.
+/// significantly short of the incident's overall factor `rho` without having clearly risen
+/// themselves (or, with enough counts, have barely risen at all). `sticky` (a p-value) is
+/// for an incident already said to be spread: then any rise of the others at that level
+/// keeps it so. `None`: the excess is spread.
 fn concentrated(
     x: &[f64],
     mu: &[f64],
