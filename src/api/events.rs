@@ -239,7 +239,7 @@ async fn open(
                 let reason = if id > bounds.last {
                     "the event stream does not know this id (it was reset)"
                 } else {
-                    "events after this id are no longer retained"
+                    "events after this id are no longer retained (trimmed, or the stream was reset)"
                 };
                 let data = serde_json::json!({
                     "reason": format!("{reason}; refetch the state from GET /v1/incidents?active=true"),

@@ -655,7 +655,15 @@ impl Store for MemoryStore {
         let inner = self.lock();
         Ok(StreamBounds {
             last: inner.detector.last_id,
-            trimmed_through: inner.detector.trimmed_through,
+            // Untrimmed, the stream holds nothing before its first entry either (a process
+            // restarted with the embedded store starts a new stream).
+            trimmed_through: match (
+                inner.detector.trimmed_through,
+                inner.detector.stream.front(),
+            ) {
+                ((0, 0), Some(&(first, _))) => super::just_before(first),
+                (trimmed, _) => trimmed,
+            },
         })
     }
 }

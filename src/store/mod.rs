@@ -283,10 +283,22 @@ pub type StreamId = (u64, u64);
 pub struct StreamBounds {
     /// The id of the last event ever added (`(0, 0)`: none yet).
     pub last: StreamId,
-    /// Events up to this id may have been trimmed away (`(0, 0)`: none was); every event
-    /// after it is still there. A reader that last saw an id before this one may have missed
-    /// events.
+    /// The stream holds nothing up to this id any more, or never did: events up to it were
+    /// trimmed away, or the stream was reset (an untrimmed stream whose first entry comes
+    /// after an id a reader saw was made anew, by a store restarted without its data, and
+    /// what the reader knew is gone). Every event after it is still there. A reader that
+    /// last saw an id before this one may have missed events. `(0, 0)`: the stream has held
+    /// every event since its first.
     pub trimmed_through: StreamId,
+}
+
+/// The id just before `id`: what a stream starting at `id` does not hold.
+pub(crate) fn just_before((ms, seq): StreamId) -> StreamId {
+    match (ms, seq) {
+        (0, 0) => (0, 0),
+        (ms, 0) => (ms - 1, u64::MAX),
+        (ms, seq) => (ms, seq - 1),
+    }
 }
 
 /// An incident with every event it went through, oldest first.

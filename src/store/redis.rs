@@ -990,12 +990,12 @@ impl Store for RedisStore {
             Some(Value::Array(entry)) => reply_stream_id(entry.first()),
             _ => None,
         };
+        // Nothing before the first entry is there: trimmed, or never added to this stream
+        // (one made anew by a Redis restarted without its data).
         let trimmed_through = match (removed, first) {
-            (false, _) => (0, 0),
             (true, None) => last,
-            (true, Some((0, 0))) => (0, 0),
-            (true, Some((ms, 0))) => (ms - 1, u64::MAX),
-            (true, Some((ms, seq))) => (ms, seq - 1),
+            (false, None) => (0, 0),
+            (_, Some(first)) => super::just_before(first),
         };
         Ok(StreamBounds {
             last,

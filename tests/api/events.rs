@@ -542,3 +542,29 @@ async fn a_server_started_without_redis_asks_subscribers_to_retry() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// A Redis that lost its data (restarted without persistence, or flushed) starts a new event
+/// stream: a client resuming from an id of the old one gets a resync, since what it knew (the
+/// incidents it saw open) is gone, not a silent replay of the new stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_across_a_reset_stream_gets_a_resync() {
+    let app = spawn_app_with(Backend::Redis, &["--no-detector"]).await;
+    let redis = app.redis.as_ref().unwrap();
+    let start = test_epoch().unix_timestamp();
+    let old = commit(
+        app.store.as_ref(),
+        &[event(EventType::Opened, "tiktok", start, &["US"])],
+    )
+    .await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut redis.connection().unwrap())
+        .unwrap();
+    let after_reset = event(EventType::Opened, "netflix", start, &["DE"]);
+    let new = xadd(redis, &after_reset);
+
+    let mut resumed = Sse::connect(&app.url("/v1/events"), Some(&old[0])).await;
+    let resync = resumed.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(resync.event.as_deref(), Some("resync"), "{resync:?}");
+    assert_eq!(resync.id.as_deref(), Some(new.as_str()));
+    resumed.assert_quiet().await;
+}
