@@ -189,6 +189,15 @@ async fn open(
     query: EventsQuery,
 ) -> Result<HttpResponse, ApiError> {
     let filter = Filter::parse(state, &query)?;
+    // A HEAD gets the stream's headers, not a subscription nobody will read: the connection
+    // would stay open, holding its place among the subscribers, until shutdown.
+    if super::is_head(req) {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header(("X-Accel-Buffering", "no"))
+            .finish());
+    }
     // An empty id is no id (some clients send the header empty before their first event).
     let resume = req
         .headers()

@@ -198,15 +198,28 @@ pub fn configure(
 /// Middleware: a `HEAD` request is routed as the `GET` it stands for (RFC 9110 §9.3.2: a
 /// server MUST take `HEAD` wherever it takes `GET`; feed validators and link checkers use it).
 /// The answer is the `GET`'s headers without its body: the HTTP layer decided at decoding
-/// that a `HEAD`'s answer carries no body, whatever the route.
+/// that a `HEAD`'s answer carries no body, whatever the route. A handler whose body never
+/// ends (the event stream) asks [`is_head`] and makes none.
 pub async fn head_as_get(
     mut req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     if req.method() == actix_web::http::Method::HEAD {
         req.head_mut().method = actix_web::http::Method::GET;
+        actix_web::HttpMessage::extensions_mut(&req).insert(Head);
     }
     next.call(req).await
+}
+
+/// Marks a request that came as `HEAD` (see [`head_as_get`]).
+#[derive(Clone, Copy)]
+struct Head;
+
+/// Whether `req` came as `HEAD` and is routed as `GET`.
+pub(crate) fn is_head(req: &HttpRequest) -> bool {
+    actix_web::HttpMessage::extensions(req)
+        .get::<Head>()
+        .is_some()
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

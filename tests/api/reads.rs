@@ -147,6 +147,25 @@ async fn head_is_get_without_the_body() {
             "{path}: {head}"
         );
     }
+    // The event stream's HEAD ends at once: it subscribes to nothing.
+    let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let request = format!("HEAD /v1/events HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer))
+        .await
+        .expect("a HEAD of the event stream ends")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("text/event-stream"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n"), "no body: {answer}");
+    let metrics = app.get("/metrics").await.text;
+    assert!(
+        !metrics.contains("downradar_sse_subscribers 1"),
+        "{metrics}"
+    );
+
     let refused = app
         .post_raw("/v1/services", Some("application/json"), b"{}".to_vec())
         .await;
