@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, RedisServer, spawn_app, start_binary};
 use crate::on_both_stores;
 
 on_both_stores! {
@@ -32,31 +32,6 @@ on_both_stores! {
             assert!(metrics.text.contains(needle), "missing {needle} in:\n{}", metrics.text);
         }
     }
-
-    async fn metrics_show_the_detector_leading(app) {
-        // The detector runs on its own task: wait for its first tick.
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = app.get("/metrics").await.text;
-            if text.contains("downradar_detector_leader 1") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        let value = |name: &str| -> f64 {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-        };
-        assert_eq!(value("downradar_detector_leader"), 1.0, "{text}");
-        assert!(value("downradar_detector_ticks_total{outcome=\"leader\"}") >= 1.0);
-        assert!(value("downradar_detector_tick_seconds_count") >= 1.0);
-        // Caught up: behind by the settle time at least, and by less than a bucket (60 s)
-        // plus the settle time.
-        let lag = value("downradar_detector_lag_seconds");
-        assert!((2.0..62.0).contains(&lag), "lag {lag}");
-        assert_eq!(value("downradar_incidents_open"), 0.0);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,4 +58,47 @@ async fn readiness_follows_redis() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(ready, "ready again within 5 s of Redis coming back");
+}
+
+/// The detector's metrics, from a server process of its own: the metrics recorder is one per
+/// process, and `cargo test` runs every app of this binary in one, their detectors included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_detector_leading() {
+    let redis = RedisServer::start();
+    let (mut server, base) = start_binary(
+        &redis,
+        &["--detector-warmup", "1h", "--detector-interval", "1s"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("downradar_detector_leader 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert_eq!(value("downradar_detector_leader"), 1.0, "{text}");
+    assert!(value("downradar_detector_ticks_total{outcome=\"leader\"}") >= 1.0);
+    assert!(value("downradar_detector_tick_seconds_count") >= 1.0);
+    // Caught up: behind by the settle time at least, and by less than a bucket (60 s) plus
+    // the settle time.
+    let lag = value("downradar_detector_lag_seconds");
+    assert!((2.0..62.0).contains(&lag), "lag {lag}");
+    assert_eq!(value("downradar_incidents_open"), 0.0);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
