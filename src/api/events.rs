@@ -192,11 +192,7 @@ async fn open(
     // A HEAD gets the stream's headers, not a subscription nobody will read: the connection
     // would stay open, holding its place among the subscribers, until shutdown.
     if super::is_head(req) {
-        return Ok(HttpResponse::Ok()
-            .content_type("text/event-stream")
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .insert_header(("X-Accel-Buffering", "no"))
-            .finish());
+        return Ok(stream_head().finish());
     }
     // An empty id is no id (some clients send the header empty before their first event).
     let resume = req
@@ -279,11 +275,16 @@ async fn open(
         let chunk = feed.next_chunk().await?;
         Some((Ok::<_, actix_web::Error>(chunk), feed))
     });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
+    Ok(stream_head().streaming(futures_util::StreamExt::chain(head, body)))
+}
+
+/// The head of an event stream's answer: the type, and no caching or buffering on the way.
+fn stream_head() -> actix_web::HttpResponseBuilder {
+    let mut head = HttpResponse::Ok();
+    head.content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(futures_util::StreamExt::chain(head, body)))
+        .insert_header(("X-Accel-Buffering", "no"));
+    head
 }
 
 enum Phase {
