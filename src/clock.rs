@@ -1,7 +1,11 @@
 //! Time, injectable. The server runs on [`SystemClock`]; tests (and later the backtest) drive
-//! a [`ManualClock`], so nothing in the product needs a `sleep` to be tested.
+//! a [`ManualClock`], so nothing in the product needs a `sleep` to be tested. Replicas that
+//! share a Redis run on a [`StoreClock`]: their own clock set to Redis's, so they all stamp
+//! buckets and close them on one timeline.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -47,5 +51,170 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The store's clock, read locally: a local clock plus the offset of the store's time (Redis
+/// `TIME`) from it, measured now and then by [`StoreClock::sync`].
+///
+/// Every replica stamps the reports it takes with the bucket of *its* now, and the detector's
+/// leader reads a bucket shortly after it ends by *its* now. On their own clocks a replica
+/// a few seconds behind the leader writes into buckets the leader has already read (the
+/// reports then show in the series but never reach detection), and one ahead writes into
+/// buckets not yet begun. On the store's clock they agree to within half a round trip to it.
+pub struct StoreClock {
+    local: Arc<dyn Clock>,
+    /// The store's time minus the local clock's, nanoseconds.
+    offset_ns: AtomicI64,
+}
+
+/// One measurement of the offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Offset {
+    /// The store's time minus the local clock's.
+    pub offset: time::Duration,
+    /// The round trip of the reading it rests on: the offset is right to within half of it.
+    pub round_trip: Duration,
+}
+
+impl StoreClock {
+    /// Readings with a longer round trip than this are not trusted.
+    pub const MAX_ROUND_TRIP: Duration = Duration::from_secs(1);
+
+    /// The local clock, not yet synchronised (offset zero).
+    pub fn new(local: Arc<dyn Clock>) -> Self {
+        Self {
+            local,
+            offset_ns: AtomicI64::new(0),
+        }
+    }
+
+    /// The store's time minus the local clock's, as last measured.
+    pub fn offset(&self) -> time::Duration {
+        time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
+    }
+
+    /// Measures the offset with up to `samples` readings of the store's time, each between two
+    /// readings of the local clock; the reading with the shortest round trip is taken to have
+    /// been made at the middle of it (as NTP does), and sets the offset. Readings that take
+    /// longer than [`Self::MAX_ROUND_TRIP`] are passed over, and a reading that fails ends the
+    /// measurement (the store is away: more readings would only wait for it). With no reading
+    /// to go by, the offset is kept and the error (or `too_slow`) returned.
+    pub async fn sync<F, Fut, E>(
+        &self,
+        samples: usize,
+        mut store_time: F,
+        too_slow: impl FnOnce() -> E,
+    ) -> Result<Offset, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<OffsetDateTime, E>>,
+    {
+        let mut best: Option<Offset> = None;
+        let mut error = None;
+        for _ in 0..samples.max(1) {
+            let before = self.local.now();
+            let store = match store_time().await {
+                Ok(t) => t,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            };
+            let after = self.local.now();
+            let Ok(round_trip) = Duration::try_from(after - before) else {
+                continue; // the local clock went back: no telling when the reading was made
+            };
+            if round_trip > Self::MAX_ROUND_TRIP {
+                continue;
+            }
+            let offset = store - (before + (after - before) / 2);
+            if best.is_none_or(|b| round_trip < b.round_trip) {
+                best = Some(Offset { offset, round_trip });
+            }
+        }
+        match best {
+            Some(found) => {
+                let ns = i64::try_from(found.offset.whole_nanoseconds()).unwrap_or(i64::MAX);
+                self.offset_ns.store(ns, Ordering::Relaxed);
+                Ok(found)
+            }
+            None => Err(error.unwrap_or_else(too_slow)),
+        }
+    }
+}
+
+impl Clock for StoreClock {
+    fn now(&self) -> OffsetDateTime {
+        self.local.now() + self.offset()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap()
+    }
+
+    /// A store whose clock is `skew` ahead of `local`; each reading takes `legs` (there, back)
+    /// of local time, in turn per call.
+    async fn sync_against(
+        local: &Arc<ManualClock>,
+        clock: &StoreClock,
+        skew: Duration,
+        legs: &[(u64, u64)],
+    ) -> Result<Offset, &'static str> {
+        let mut calls = legs.iter().copied();
+        clock
+            .sync(
+                legs.len(),
+                || {
+                    let (there, back) = calls.next().unwrap();
+                    local.advance(Duration::from_millis(there));
+                    let reading = local.now() + skew;
+                    local.advance(Duration::from_millis(back));
+                    async move { Ok(reading) }
+                },
+                || "too slow",
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn it_takes_the_store_time_from_the_quickest_reading() {
+        let local = Arc::new(ManualClock::new(epoch()));
+        let clock = StoreClock::new(local.clone());
+        assert_eq!(clock.now(), epoch());
+        // Five minutes ahead; the slow readings are lopsided (40 ms out, 0 back), the quick
+        // one even (1 ms each way), so only the quick one gives the offset exactly.
+        let skew = Duration::from_secs(300);
+        let found = sync_against(&local, &clock, skew, &[(40, 0), (1, 1), (0, 30)])
+            .await
+            .unwrap();
+        assert_eq!(found.offset, time::Duration::seconds(300));
+        assert_eq!(found.round_trip, Duration::from_millis(2));
+        assert_eq!(clock.now(), local.now() + skew);
+    }
+
+    #[tokio::test]
+    async fn slow_or_failed_readings_leave_the_offset_alone() {
+        let local = Arc::new(ManualClock::new(epoch()));
+        let clock = StoreClock::new(local.clone());
+        sync_against(&local, &clock, Duration::from_secs(3), &[(1, 1)])
+            .await
+            .unwrap();
+        let err = sync_against(&local, &clock, Duration::from_secs(60), &[(600, 600)]).await;
+        assert_eq!(err, Err("too slow"));
+        let failed = clock
+            .sync(
+                2,
+                || async { Err::<OffsetDateTime, _>("down") },
+                || "too slow",
+            )
+            .await;
+        assert_eq!(failed, Err("down"));
+        assert_eq!(clock.offset(), time::Duration::seconds(3));
     }
 }

@@ -16,7 +16,8 @@
 //! - [`catalog`]: the watched services and their problem categories (TOML), `ServiceId`, `Problem`.
 //! - [`regions`]: the built-in countries with their polygons; coordinates to country.
 //! - [`reporter`]: the client address behind trusted proxies, and the keyed reporter fingerprint.
-//! - [`clock`]: injectable time, so tests never sleep.
+//! - [`clock`]: injectable time, so tests never sleep; and Redis's clock, which every
+//!   replica follows.
 //! - [`buckets`]: bucket widths, the hourly roll-up and read resolutions.
 //! - [`ingest`]: group commit: per worker thread, a bounded queue and a writer that flushes
 //!   batches; reports in doubt are revoked.

@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use crate::api::{self, AppState};
 use crate::catalog::Catalog;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, StoreClock, SystemClock};
 use crate::config::ServeArgs;
 use crate::demo::Demo;
 use crate::detector::live::LiveDetector;
@@ -31,6 +31,18 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How far (in events) an event-stream subscriber may fall behind before it is disconnected.
 const FANOUT_RING: usize = 1024;
+
+/// How often a replica on Redis measures its clock against Redis's; until the first
+/// measurement succeeds it tries after a second, then twice as long each time up to that.
+const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(60);
+const CLOCK_SYNC_RETRY: Duration = Duration::from_secs(1);
+/// How long a starting server waits for its first measurement.
+const CLOCK_SYNC_AT_START: Duration = Duration::from_millis(500);
+/// Readings of Redis's clock per measurement; the quickest counts.
+const CLOCK_SYNC_SAMPLES: usize = 5;
+/// An offset from Redis's clock (or a change of it) this large is logged as a warning: the
+/// host's clock is off, and other programs on it are off too.
+const CLOCK_WARN: time::Duration = time::Duration::SECOND;
 
 /// Stops a running [`Application`] gracefully.
 #[derive(Clone)]
@@ -57,28 +69,66 @@ pub struct Application {
     detector: Option<(LiveDetector, Duration)>,
     fanout: Arc<Fanout>,
     demo: Option<Demo>,
+    clock_sync: Option<ClockSync>,
 }
 
 impl Application {
-    /// Builds the application on the system clock.
+    /// Builds the application on the system clock, set to Redis's when the store is Redis.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        Self::build_with_clock(args, Arc::new(SystemClock)).await
+        Self::build_following_store(args, Arc::new(SystemClock)).await
     }
 
-    /// Builds the application on `clock`: the store, the HTTP server bound to `--listen`,
-    /// (on each worker thread, once the server runs) an ingest writer, and the detector task
-    /// that [`Application::run_until_stopped`] runs beside the server.
+    /// Builds the application on `local`, set to Redis's clock when the store is Redis (see
+    /// [`StoreClock`]): measured before serving and every minute after.
+    pub async fn build_following_store(
+        args: ServeArgs,
+        local: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        Self::build_inner(args, local, true).await
+    }
+
+    /// Builds the application on `clock` as it is: the store, the HTTP server bound to
+    /// `--listen`, (on each worker thread, once the server runs) an ingest writer, and the
+    /// detector task that [`Application::run_until_stopped`] runs beside the server.
     pub async fn build_with_clock(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::build_inner(args, clock, false).await
+    }
+
+    async fn build_inner(
+        args: ServeArgs,
+        mut clock: Arc<dyn Clock>,
+        follow_store: bool,
+    ) -> anyhow::Result<Self> {
         let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
         let settings = args.buckets.store_settings(
             args.dedup_window,
             std::num::NonZeroU32::new(args.max_reporters_per_address),
         );
+        // Before anything records a metric.
+        crate::telemetry::prometheus();
+        let mut clock_sync = None;
         let store: Arc<dyn Store> = match &args.redis_url {
             Some(url) => {
-                let store = RedisStore::connect(url, settings)?;
+                let store = Arc::new(RedisStore::connect(url, settings)?);
                 tracing::info!(redis = %redact_url(url), "using the Redis store");
-                Arc::new(store)
+                if follow_store {
+                    let mut sync = ClockSync::new(clock, store.clone());
+                    // Before serving, when Redis answers at once; otherwise the task keeps
+                    // trying, and the server does not wait for it.
+                    if tokio::time::timeout(CLOCK_SYNC_AT_START, sync.measure())
+                        .await
+                        .is_err()
+                    {
+                        sync.failure_logged = true;
+                        tracing::warn!(
+                            "cannot read Redis's clock yet: buckets follow this host's clock \
+                             until it can"
+                        );
+                    }
+                    clock = sync.clock.clone();
+                    clock_sync = Some(sync);
+                }
+                store
             }
             None => {
                 tracing::info!(
@@ -108,7 +158,6 @@ impl Application {
                 ReporterSecret::random().context("cannot generate a random reporter secret")?
             }
         };
-        crate::telemetry::prometheus();
         // Decode the region polygons now rather than in the first report's request.
         let regions = crate::regions::Regions::builtin().countries().len();
         tracing::debug!(regions, "region index ready");
@@ -180,6 +229,7 @@ impl Application {
             detector: (!args.no_detector).then_some((detector, args.detector_interval)),
             fanout,
             demo,
+            clock_sync,
         })
     }
 
@@ -237,6 +287,10 @@ impl Application {
             .detector
             .take()
             .map(|(detector, interval)| tokio::spawn(detector.run(interval, stopped.clone())));
+        let clock_sync = self
+            .clock_sync
+            .take()
+            .map(|sync| tokio::spawn(sync.run(stopped.clone())));
         let fanout = tokio::spawn(self.fanout.clone().run(self.store.clone(), stopped));
         self.server.await.context("HTTP server failed")?;
         self.fanout.close();
@@ -254,6 +308,11 @@ impl Application {
         {
             tracing::error!(error = %e, "the demo task failed");
         }
+        if let Some(task) = clock_sync
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "the clock task failed");
+        }
         let left = self
             .doubts
             .settle(self.store.as_ref(), SHUTDOWN_GRACE)
@@ -268,6 +327,101 @@ impl Application {
             tracing::info!("stopped; every accepted report was written");
         }
         Ok(())
+    }
+}
+
+/// Keeps a replica's clock set to Redis's.
+struct ClockSync {
+    clock: Arc<StoreClock>,
+    redis: Arc<RedisStore>,
+    /// The offset last logged; `None` until a measurement succeeds.
+    logged: Option<time::Duration>,
+    /// Whether a failure to measure has been logged (once is enough).
+    failure_logged: bool,
+}
+
+impl ClockSync {
+    fn new(local: Arc<dyn Clock>, redis: Arc<RedisStore>) -> Self {
+        Self {
+            clock: Arc::new(StoreClock::new(local)),
+            redis,
+            logged: None,
+            failure_logged: false,
+        }
+    }
+
+    /// Measures the offset once, and logs it when it is the first or has moved by
+    /// [`CLOCK_WARN`] since the one last logged.
+    async fn measure(&mut self) {
+        let found = self
+            .clock
+            .sync(
+                CLOCK_SYNC_SAMPLES,
+                || self.redis.server_time(),
+                || {
+                    crate::store::StoreError::Backend(format!(
+                        "every reading of Redis's clock took over {:?}",
+                        StoreClock::MAX_ROUND_TRIP
+                    ))
+                },
+            )
+            .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                if !std::mem::replace(&mut self.failure_logged, true) {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot read Redis's clock yet: buckets follow this host's clock until it \
+                         can"
+                    );
+                }
+                return;
+            }
+        };
+        let offset = found.offset;
+        metrics::gauge!("downradar_clock_offset_seconds").set(offset.as_seconds_f64());
+        let ms = offset.whole_milliseconds();
+        let round_trip_us = found.round_trip.as_micros();
+        match self.logged {
+            None if offset.abs() >= CLOCK_WARN => tracing::warn!(
+                offset_ms = ms,
+                round_trip_us,
+                "this host's clock is off Redis's (is NTP running?): buckets follow Redis's clock"
+            ),
+            None => tracing::info!(offset_ms = ms, round_trip_us, "following Redis's clock"),
+            Some(before) if (offset - before).abs() >= CLOCK_WARN => tracing::warn!(
+                offset_ms = ms,
+                before_ms = before.whole_milliseconds(),
+                "this host's clock has moved against Redis's: buckets follow Redis's clock"
+            ),
+            Some(_) => return,
+        }
+        self.logged = Some(offset);
+    }
+
+    /// Measures every [`CLOCK_SYNC_EVERY`] (sooner until one succeeds) until `stopped`.
+    async fn run(mut self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let mut retry = CLOCK_SYNC_RETRY;
+        loop {
+            let wait = match self.logged {
+                Some(_) => CLOCK_SYNC_EVERY,
+                None => {
+                    let now = retry;
+                    retry = (retry * 2).min(CLOCK_SYNC_EVERY);
+                    now
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => return,
+            }
+            // A measurement sets the offset only once done, so cutting it short loses nothing.
+            tokio::select! {
+                _ = self.measure() => {}
+                _ = stopped.changed() => return,
+            }
+        }
     }
 }
 

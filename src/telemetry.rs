@@ -123,6 +123,11 @@ fn describe() {
         "downradar_incidents_open",
         "Services with an incident open, on the leader (0 elsewhere)."
     );
+    describe_gauge!(
+        "downradar_clock_offset_seconds",
+        Unit::Seconds,
+        "Redis's clock minus this host's, as last measured (every minute); the replica stamps buckets and runs the detector on Redis's clock."
+    );
     describe_counter!(
         "downradar_incident_events_total",
         "Incident events committed by this replica, by type."

@@ -314,8 +314,9 @@ impl Dispersion {
     pub fn learn(&mut self, windows: &[(f64, f64)]) {
         for (i, &(observed, expected)) in windows.iter().enumerate() {
             let var = expected + expected * expected / self.k(i);
-            // Cap residuals at 6 standard deviations: one burst must not make every later
-            // burst look ordinary.
+            // Cap residuals at CAP_SD standard deviations: one burst must not make every
+            // later burst look ordinary. (A tighter cap, 3 to 6, measured worse on NAB: more
+            // false positives on bursty series; see the README.)
             let residual = (observed - expected).clamp(-CAP_SD * var.sqrt(), CAP_SD * var.sqrt());
             self.num[i] += residual * residual - expected;
             self.den[i] += expected * expected;

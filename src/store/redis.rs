@@ -261,6 +261,18 @@ impl RedisStore {
         })
     }
 
+    /// Redis's own clock (`TIME`), which every replica follows (see
+    /// [`crate::clock::StoreClock`]).
+    pub async fn server_time(&self) -> Result<time::OffsetDateTime, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME");
+        let ((secs, micros),): ((i64, i64),) = Self::query(&self.writes, &pipe).await?;
+        time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(secs) * 1_000_000_000 + i128::from(micros) * 1_000,
+        )
+        .map_err(|e| StoreError::Backend(format!("unexpected TIME reply: {e}")))
+    }
+
     /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`].
     async fn query<T: redis::FromRedisValue>(
         conn: &ConnectionManager,

@@ -232,6 +232,12 @@ pub async fn build_app(
     flags: &[&str],
     clock: Arc<ManualClock>,
 ) -> anyhow::Result<Application> {
+    Application::build_with_clock(serve_args(redis_url, flags), clock).await
+}
+
+/// The test configuration: a free port, a fixed reporter secret, the Redis at `redis_url` or
+/// the embedded store, and `flags`.
+pub fn serve_args(redis_url: Option<&str>, flags: &[&str]) -> ServeArgs {
     let mut argv = vec![
         "downradar",
         "--listen",
@@ -243,10 +249,9 @@ pub async fn build_app(
         argv.extend(["--redis-url", url]);
     }
     argv.extend_from_slice(flags);
-    let args: ServeArgs = <Cli as clap::Parser>::try_parse_from(argv)
+    <Cli as clap::Parser>::try_parse_from(argv)
         .expect("valid flags")
-        .serve;
-    Application::build_with_clock(args, clock).await
+        .serve
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {

@@ -274,3 +274,70 @@ async fn a_retry_after_a_503_is_told_the_truth() {
         other => panic!("unexpected {other}: {}", retry.text),
     }
 }
+
+/// A replica whose own clock is five minutes ahead still stamps reports with the bucket of
+/// Redis's clock, the one its peers and the detector's leader follow. On its own clock it
+/// would write five minutes into the future, into a bucket the detector reads long after the
+/// others' (or, behind, one it has already read: those reports never reach detection).
+#[tokio::test]
+async fn a_replica_with_a_wrong_clock_stamps_buckets_on_redis_clock() {
+    use downradar::clock::Clock;
+    use downradar::startup::Application;
+    use std::sync::Arc;
+    use time::OffsetDateTime;
+
+    use crate::helpers::{RedisServer, serve_args};
+
+    /// This host's clock (which the private Redis also runs on) five minutes ahead.
+    struct Ahead;
+    impl Clock for Ahead {
+        fn now(&self) -> OffsetDateTime {
+            OffsetDateTime::now_utc() + Duration::from_secs(300)
+        }
+    }
+
+    let redis = RedisServer::start();
+    let url = redis.url();
+    // The bucket a report is stamped with, and the buckets of this host's clock around it.
+    async fn stamp(app: Application) -> (i64, i64, i64) {
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let stop = app.handle();
+        let server = tokio::spawn(app.run_until_stopped());
+        let before = OffsetDateTime::now_utc().unix_timestamp();
+        let answer = reqwest::Client::new()
+            .post(format!("{address}/v1/services/tiktok/reports"))
+            .json(&json!({"problem": "login", "region": "DE", "client_id": address}))
+            .send()
+            .await
+            .unwrap();
+        let after = OffsetDateTime::now_utc().unix_timestamp();
+        assert_eq!(answer.status(), 202);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        let bucket = OffsetDateTime::parse(
+            body["bucket"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp();
+        stop.stop().await;
+        server.await.unwrap().unwrap();
+        (before - before % 60, bucket, after - after % 60)
+    }
+
+    let args = || serve_args(Some(&url), &["--no-detector"]);
+    let following = Application::build_following_store(args(), Arc::new(Ahead))
+        .await
+        .unwrap();
+    let (first, bucket, last) = stamp(following).await;
+    assert!(
+        (first..=last).contains(&bucket),
+        "{first} <= {bucket} <= {last}"
+    );
+
+    // What it guards against: on its own clock the replica is five minutes off.
+    let own = Application::build_with_clock(args(), Arc::new(Ahead))
+        .await
+        .unwrap();
+    let (first, bucket, last) = stamp(own).await;
+    assert!((first + 300..=last + 300).contains(&bucket), "{bucket}");
+}
