@@ -363,8 +363,11 @@ impl Store for MemoryStore {
                     return Recorded::Revoked;
                 }
                 let service = &report.service;
-                if inner.seen.get(service, report.reporter, now).is_some() {
-                    return Recorded::Duplicate;
+                match inner.seen.get(service, report.reporter, now) {
+                    // This very report, recorded again: it counted the first time.
+                    Some(token) if token == report.token => return Recorded::Counted,
+                    Some(_) => return Recorded::Duplicate,
+                    None => {}
                 }
                 if let Some(cap) = self.settings.max_reporters_per_address {
                     let address = report.address.unwrap_or(report.reporter);

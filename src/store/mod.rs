@@ -121,7 +121,8 @@ pub struct HistoryCount {
 /// What the store did with one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// Counted: the reporter was new for this service in the dedup window.
+    /// Counted: the reporter was new for this service in the dedup window (or this very
+    /// report, by its token, was counted when recorded before).
     Counted,
     /// Not counted: the reporter was already counted in the window.
     Duplicate,
@@ -428,6 +429,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records a batch in one round trip; one outcome per report, in order. Each report is
     /// applied atomically (dedup check and count together); on error, any subset of the batch
     /// may have been applied, and the caller must [`revoke`](Store::revoke) the whole batch.
+    /// Recording a report again (its token) is harmless: it is counted once, and answered
+    /// [`Recorded::Counted`] again while its dedup marker lasts, so a batch may be re-sent.
     async fn record(&self, batch: &[Report]) -> Result<Vec<Recorded>, StoreError>;
 
     /// Undoes reports whose acknowledgement never reached the client, whether or not they

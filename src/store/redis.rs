@@ -45,7 +45,8 @@ use crate::detector::{Incident, IncidentStatus};
 /// milliseconds, ARGV[2] the most reporters per address (0 for no limit), ARGV[3] B; then per
 /// bucket pair the expire-at of the fine bucket and of the roll-up; then per report its
 /// token, its field and the number (1 to B) of its bucket pair. Returns per report 1 counted,
-/// 0 duplicate, 2 capped, -1 revoked.
+/// 0 duplicate, 2 capped, -1 revoked. A report whose marker holds its own token was counted
+/// by an earlier call (a pipeline re-sent after `NOSCRIPT`): 1 again, and nothing added.
 ///
 /// Revocations are rare, so the revocation hashes usually do not exist and three `EXISTS`
 /// per call replace a lookup per report. The reports of one call nearly always share their
@@ -73,16 +74,19 @@ for i = 1, (#KEYS - first_key) / per do
     out[i] = -1
   elseif cap == 0 then
     counted = redis.call('SET', seen, token, 'NX', 'PX', window)
-    out[i] = counted and 1 or 0
-  elseif redis.call('EXISTS', seen) == 1 then
-    out[i] = 0
-  elseif tonumber(redis.call('GET', addr) or '0') >= cap then
-    out[i] = 2
+    if counted or redis.call('GET', seen) == token then out[i] = 1 else out[i] = 0 end
   else
-    redis.call('SET', seen, token, 'PX', window)
-    if redis.call('INCR', addr) == 1 then redis.call('PEXPIRE', addr, window) end
-    counted = true
-    out[i] = 1
+    local holder = redis.call('GET', seen)
+    if holder then
+      if holder == token then out[i] = 1 else out[i] = 0 end
+    elseif tonumber(redis.call('GET', addr) or '0') >= cap then
+      out[i] = 2
+    else
+      redis.call('SET', seen, token, 'PX', window)
+      if redis.call('INCR', addr) == 1 then redis.call('PEXPIRE', addr, window) end
+      counted = true
+      out[i] = 1
+    end
   end
   if counted then
     local pair, field = tonumber(ARGV[a + 3]), ARGV[a + 2]
@@ -281,8 +285,11 @@ impl RedisStore {
         Self::query_raw(conn, pipe).await?.map_err(backend_error)
     }
 
-    /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`, in which
-    /// case none of the pipeline ran), loads it and sends the pipeline once more.
+    /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`), loads
+    /// it and sends the pipeline once more. Usually none of the pipeline ran; but another
+    /// replica may load the script between two of its calls, so the calls after that ran, and
+    /// run again: the scripts sent here are idempotent per report (recording answers a report
+    /// counted before as counted, revoking twice is harmless).
     async fn query_script<T: redis::FromRedisValue>(
         &self,
         script: &Script,

@@ -119,6 +119,18 @@ async fn contract(backend: Backend) {
     assert_eq!(total(store, Granularity::Fine).await, 2);
     assert_eq!(total(store, Granularity::Hourly).await, 2);
 
+    // The same reports sent again (a batch re-sent after a lost script) answer as the first
+    // time, and count nothing more.
+    assert_eq!(
+        store
+            .record(&[a.clone(), a_again.clone(), b.clone()])
+            .await
+            .unwrap(),
+        [Recorded::Counted, Recorded::Duplicate, Recorded::Counted]
+    );
+    assert_eq!(total(store, Granularity::Fine).await, 2);
+    assert_eq!(total(store, Granularity::Hourly).await, 2);
+
     // Range reads: per bucket, sorted; an unaligned `from` starts at the next bucket.
     let epoch = test_epoch().unix_timestamp();
     let buckets = store
@@ -176,6 +188,14 @@ async fn address_limit(backend: Backend) {
     assert_eq!(
         store.record(&[report("a", "DE", 0)]).await.unwrap(),
         [Recorded::Duplicate]
+    );
+    // Sent again, the batch answers as the first time and counts nothing more.
+    assert_eq!(
+        store
+            .record(&[a.clone(), b.clone(), c.clone()])
+            .await
+            .unwrap(),
+        [Recorded::Counted, Recorded::Counted, Recorded::Capped]
     );
     assert_eq!(total(store, Granularity::Fine).await, 2);
 
