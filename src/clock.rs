@@ -4,9 +4,9 @@
 //! buckets and close them on one timeline.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
@@ -14,6 +14,13 @@ use time::OffsetDateTime;
 pub trait Clock: Send + Sync + 'static {
     /// The current instant, in UTC.
     fn now(&self) -> OffsetDateTime;
+
+    /// Whether [`now`](Clock::now) is the time to work by yet: false only for a
+    /// [`StoreClock`] that has not read the store's clock once. Until then a replica is not
+    /// ready and does not run the detector.
+    fn settled(&self) -> bool {
+        true
+    }
 }
 
 /// The wall clock.
@@ -60,12 +67,27 @@ impl Clock for ManualClock {
 /// Every replica stamps the reports it takes with the bucket of *its* now, and the detector's
 /// leader reads a bucket shortly after it ends by *its* now. On their own clocks a replica
 /// a few seconds behind the leader writes into buckets the leader has already read (the
-/// reports then show in the series but never reach detection), and one ahead writes into
-/// buckets not yet begun. On the store's clock they agree to within half a round trip to it.
+/// reports then show in the series but never reach detection), and one ahead into buckets
+/// not yet begun. On the store's clock they agree to within half a round trip to it.
+///
+/// Between measurements the local clock is checked against the monotonic clock: when the
+/// host's clock is set (NTP stepping it at boot, a VM resuming), the time keeps following
+/// the monotonic clock from the last measurement, and [`StoreClock::needs_sync`] says so.
 pub struct StoreClock {
     local: Arc<dyn Clock>,
-    /// The store's time minus the local clock's, nanoseconds.
-    offset_ns: AtomicI64,
+    anchor: RwLock<Option<Anchor>>,
+    /// The local clock was seen to step since the last measurement.
+    stepped: AtomicBool,
+}
+
+/// The last measurement.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    /// The store's time minus the local clock's.
+    offset: time::Duration,
+    /// The local clock, and the monotonic clock, when it was taken.
+    local: OffsetDateTime,
+    mono: Instant,
 }
 
 /// One measurement of the offset.
@@ -80,18 +102,34 @@ pub struct Offset {
 impl StoreClock {
     /// Readings with a longer round trip than this are not trusted.
     pub const MAX_ROUND_TRIP: Duration = Duration::from_secs(1);
+    /// A difference this large between how far the local clock and the monotonic clock have
+    /// moved since the last measurement is the local clock being set, not time passing.
+    pub const MAX_STEP: Duration = Duration::from_secs(1);
 
-    /// The local clock, not yet synchronised (offset zero).
+    /// The local clock, not yet synchronised: it reads the local time, and is not
+    /// [`settled`](Clock::settled).
     pub fn new(local: Arc<dyn Clock>) -> Self {
         Self {
             local,
-            offset_ns: AtomicI64::new(0),
+            anchor: RwLock::new(None),
+            stepped: AtomicBool::new(false),
         }
     }
 
-    /// The store's time minus the local clock's, as last measured.
-    pub fn offset(&self) -> time::Duration {
-        time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
+    fn anchor(&self) -> Option<Anchor> {
+        *self.anchor.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The store's time minus the local clock's, as last measured; `None` before the first
+    /// measurement.
+    pub fn offset(&self) -> Option<time::Duration> {
+        self.anchor().map(|a| a.offset)
+    }
+
+    /// Whether a measurement is due now: none has succeeded yet, or the local clock has been
+    /// set since the last.
+    pub fn needs_sync(&self) -> bool {
+        self.anchor().is_none() || self.stepped.load(Ordering::Relaxed)
     }
 
     /// Measures the offset with up to `samples` readings of the store's time, each between two
@@ -99,7 +137,9 @@ impl StoreClock {
     /// been made at the middle of it (as NTP does), and sets the offset. Readings that take
     /// longer than [`Self::MAX_ROUND_TRIP`] are passed over, and a reading that fails ends the
     /// measurement (the store is away: more readings would only wait for it). With no reading
-    /// to go by, the offset is kept and the error (or `too_slow`) returned.
+    /// to go by, the offset is kept and the error (or `too_slow`) returned. Before the first
+    /// measurement has succeeded, each better reading is used at once, so a measurement cut
+    /// short (a deadline at start-up) still leaves the best reading it had.
     pub async fn sync<F, Fut, E>(
         &self,
         samples: usize,
@@ -110,7 +150,8 @@ impl StoreClock {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<OffsetDateTime, E>>,
     {
-        let mut best: Option<Offset> = None;
+        let first = self.anchor().is_none();
+        let mut best: Option<(Offset, Anchor)> = None;
         let mut error = None;
         for _ in 0..samples.max(1) {
             let before = self.local.now();
@@ -122,31 +163,61 @@ impl StoreClock {
                 }
             };
             let after = self.local.now();
+            let mono = Instant::now();
             let Ok(round_trip) = Duration::try_from(after - before) else {
                 continue; // the local clock went back: no telling when the reading was made
             };
             if round_trip > Self::MAX_ROUND_TRIP {
                 continue;
             }
+            if best.is_some_and(|(b, _)| b.round_trip <= round_trip) {
+                continue;
+            }
             let offset = store - (before + (after - before) / 2);
-            if best.is_none_or(|b| round_trip < b.round_trip) {
-                best = Some(Offset { offset, round_trip });
+            let anchor = Anchor {
+                offset,
+                local: after,
+                mono,
+            };
+            best = Some((Offset { offset, round_trip }, anchor));
+            if first {
+                self.set(anchor);
             }
         }
         match best {
-            Some(found) => {
-                let ns = i64::try_from(found.offset.whole_nanoseconds()).unwrap_or(i64::MAX);
-                self.offset_ns.store(ns, Ordering::Relaxed);
+            Some((found, anchor)) => {
+                self.set(anchor);
                 Ok(found)
             }
             None => Err(error.unwrap_or_else(too_slow)),
         }
     }
+
+    fn set(&self, anchor: Anchor) {
+        *self.anchor.write().unwrap_or_else(|e| e.into_inner()) = Some(anchor);
+        self.stepped.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Clock for StoreClock {
     fn now(&self) -> OffsetDateTime {
-        self.local.now() + self.offset()
+        let local = self.local.now();
+        let Some(anchor) = self.anchor() else {
+            return local;
+        };
+        // Where the local clock should be by the monotonic clock; if it is not, it was set.
+        let expected = anchor.local + anchor.mono.elapsed();
+        let local = if (local - expected).abs() > Self::MAX_STEP {
+            self.stepped.store(true, Ordering::Relaxed);
+            expected
+        } else {
+            local
+        };
+        local + anchor.offset
+    }
+
+    fn settled(&self) -> bool {
+        self.anchor().is_some()
     }
 }
 
@@ -187,6 +258,7 @@ mod tests {
         let local = Arc::new(ManualClock::new(epoch()));
         let clock = StoreClock::new(local.clone());
         assert_eq!(clock.now(), epoch());
+        assert!(!clock.settled() && clock.needs_sync());
         // Five minutes ahead; the slow readings are lopsided (40 ms out, 0 back), the quick
         // one even (1 ms each way), so only the quick one gives the offset exactly.
         let skew = Duration::from_secs(300);
@@ -195,7 +267,63 @@ mod tests {
             .unwrap();
         assert_eq!(found.offset, time::Duration::seconds(300));
         assert_eq!(found.round_trip, Duration::from_millis(2));
-        assert_eq!(clock.now(), local.now() + skew);
+        // Within the microseconds of real time the test takes.
+        let lag = (local.now() + skew) - clock.now();
+        assert!(lag.abs() < time::Duration::milliseconds(100), "{lag}");
+        assert!(clock.settled() && !clock.needs_sync());
+    }
+
+    #[tokio::test]
+    async fn a_step_of_the_local_clock_is_not_followed() {
+        let local = Arc::new(ManualClock::new(epoch()));
+        let clock = StoreClock::new(local.clone());
+        sync_against(&local, &clock, Duration::from_secs(3), &[(1, 1)])
+            .await
+            .unwrap();
+        let before = clock.now();
+        // The host's clock is set two minutes ahead (the monotonic clock has hardly moved).
+        local.advance(Duration::from_secs(120));
+        let after = clock.now();
+        assert!(
+            (after - before).abs() < time::Duration::milliseconds(100),
+            "{before} {after}"
+        );
+        assert!(clock.needs_sync());
+        // The next measurement takes the new local time as it is.
+        let found = sync_against(&local, &clock, Duration::from_secs(3), &[(1, 1)])
+            .await
+            .unwrap();
+        assert_eq!(found.offset, time::Duration::seconds(3));
+        assert!(!clock.needs_sync());
+    }
+
+    #[tokio::test]
+    async fn a_first_measurement_cut_short_keeps_its_best_reading() {
+        let local = Arc::new(ManualClock::new(epoch()));
+        let clock = StoreClock::new(local.clone());
+        let mut calls = 0;
+        let cut = tokio::time::timeout(
+            Duration::from_millis(200),
+            clock.sync(
+                5,
+                || {
+                    calls += 1;
+                    let reading = local.now() + Duration::from_secs(60);
+                    let first = calls == 1;
+                    async move {
+                        if !first {
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, &str>(reading)
+                    }
+                },
+                || "too slow",
+            ),
+        )
+        .await;
+        assert!(cut.is_err(), "the measurement was cut short");
+        assert_eq!(clock.offset(), Some(time::Duration::seconds(60)));
+        assert!(clock.settled());
     }
 
     #[tokio::test]
@@ -215,6 +343,6 @@ mod tests {
             )
             .await;
         assert_eq!(failed, Err("down"));
-        assert_eq!(clock.offset(), time::Duration::seconds(3));
+        assert_eq!(clock.offset(), Some(time::Duration::seconds(3)));
     }
 }

@@ -32,10 +32,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How far (in events) an event-stream subscriber may fall behind before it is disconnected.
 const FANOUT_RING: usize = 1024;
 
-/// How often a replica on Redis measures its clock against Redis's; until the first
-/// measurement succeeds it tries after a second, then twice as long each time up to that.
+/// How often a replica on Redis measures its clock against Redis's; and how often it checks
+/// whether a measurement is due sooner (none has succeeded yet, or the host's clock was set).
 const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(60);
-const CLOCK_SYNC_RETRY: Duration = Duration::from_secs(1);
+const CLOCK_SYNC_CHECK: Duration = Duration::from_secs(1);
 /// How long a starting server waits for its first measurement.
 const CLOCK_SYNC_AT_START: Duration = Duration::from_millis(500);
 /// Readings of Redis's clock per measurement; the quickest counts.
@@ -114,16 +114,16 @@ impl Application {
                 if follow_store {
                     let mut sync = ClockSync::new(clock, store.clone());
                     // Before serving, when Redis answers at once; otherwise the task keeps
-                    // trying, and the server does not wait for it.
+                    // trying every second, and until it succeeds the replica is not ready and
+                    // does not run the detector.
                     if tokio::time::timeout(CLOCK_SYNC_AT_START, sync.measure())
                         .await
                         .is_err()
                     {
-                        sync.failure_logged = true;
-                        tracing::warn!(
-                            "cannot read Redis's clock yet: buckets follow this host's clock \
-                             until it can"
-                        );
+                        match sync.clock.offset() {
+                            Some(offset) => sync.note(offset),
+                            None => sync.failed(&"no answer within 0.5 s"),
+                        }
                     }
                     clock = sync.clock.clone();
                     clock_sync = Some(sync);
@@ -336,7 +336,7 @@ struct ClockSync {
     redis: Arc<RedisStore>,
     /// The offset last logged; `None` until a measurement succeeds.
     logged: Option<time::Duration>,
-    /// Whether a failure to measure has been logged (once is enough).
+    /// Whether a failure to measure has been logged since the last success (once is enough).
     failure_logged: bool,
 }
 
@@ -350,9 +350,8 @@ impl ClockSync {
         }
     }
 
-    /// Measures the offset once, and logs it when it is the first or has moved by
-    /// [`CLOCK_WARN`] since the one last logged.
-    async fn measure(&mut self) {
+    /// Measures the offset once; true when it succeeded.
+    async fn measure(&mut self) -> bool {
         let found = self
             .clock
             .sync(
@@ -366,59 +365,73 @@ impl ClockSync {
                 },
             )
             .await;
-        let found = match found {
-            Ok(found) => found,
-            Err(e) => {
-                if !std::mem::replace(&mut self.failure_logged, true) {
-                    tracing::warn!(
-                        error = %e,
-                        "cannot read Redis's clock yet: buckets follow this host's clock until it \
-                         can"
-                    );
-                }
-                return;
+        match found {
+            Ok(found) => {
+                self.note(found.offset);
+                true
             }
-        };
-        let offset = found.offset;
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
+        }
+    }
+
+    /// A measurement failed: said once until the next success.
+    fn failed(&mut self, error: &dyn std::fmt::Display) {
+        if std::mem::replace(&mut self.failure_logged, true) {
+            return;
+        }
+        if self.clock.settled() {
+            tracing::warn!(%error, "cannot read Redis's clock: keeping the last offset");
+        } else {
+            tracing::warn!(
+                %error,
+                "cannot read Redis's clock yet: not ready, and not running the detector, until \
+                 it can"
+            );
+        }
+    }
+
+    /// A measurement succeeded: the metric, and a log line when it is the first or has moved
+    /// by [`CLOCK_WARN`] since the one last logged.
+    fn note(&mut self, offset: time::Duration) {
+        self.failure_logged = false;
         metrics::gauge!("downradar_clock_offset_seconds").set(offset.as_seconds_f64());
-        let ms = offset.whole_milliseconds();
-        let round_trip_us = found.round_trip.as_micros();
+        let offset_ms = offset.whole_milliseconds();
         match self.logged {
             None if offset.abs() >= CLOCK_WARN => tracing::warn!(
-                offset_ms = ms,
-                round_trip_us,
-                "this host's clock is off Redis's (is NTP running?): buckets follow Redis's clock"
+                offset_ms,
+                "this host's clock is off Redis's (is NTP running?): following Redis's clock"
             ),
-            None => tracing::info!(offset_ms = ms, round_trip_us, "following Redis's clock"),
+            None => tracing::info!(offset_ms, "following Redis's clock"),
             Some(before) if (offset - before).abs() >= CLOCK_WARN => tracing::warn!(
-                offset_ms = ms,
+                offset_ms,
                 before_ms = before.whole_milliseconds(),
-                "this host's clock has moved against Redis's: buckets follow Redis's clock"
+                "this host's clock has moved against Redis's: following Redis's clock"
             ),
             Some(_) => return,
         }
         self.logged = Some(offset);
     }
 
-    /// Measures every [`CLOCK_SYNC_EVERY`] (sooner until one succeeds) until `stopped`.
+    /// Measures every [`CLOCK_SYNC_EVERY`], and within [`CLOCK_SYNC_CHECK`] when one is due
+    /// sooner ([`StoreClock::needs_sync`]), until `stopped`.
     async fn run(mut self, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        let mut retry = CLOCK_SYNC_RETRY;
+        let mut last = tokio::time::Instant::now();
         loop {
-            let wait = match self.logged {
-                Some(_) => CLOCK_SYNC_EVERY,
-                None => {
-                    let now = retry;
-                    retry = (retry * 2).min(CLOCK_SYNC_EVERY);
-                    now
-                }
-            };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(CLOCK_SYNC_CHECK) => {}
                 _ = stopped.changed() => return,
             }
-            // A measurement sets the offset only once done, so cutting it short loses nothing.
+            if !self.clock.needs_sync() && last.elapsed() < CLOCK_SYNC_EVERY {
+                continue;
+            }
+            // A measurement sets the offset only as it goes, so cutting it short loses nothing.
             tokio::select! {
-                _ = self.measure() => {}
+                ok = self.measure() => if ok {
+                    last = tokio::time::Instant::now();
+                },
                 _ = stopped.changed() => return,
             }
         }

@@ -219,6 +219,15 @@ impl ApiError {
         )
     }
 
+    /// 503 `unavailable`: the replica has not read the store's clock yet.
+    pub fn clock_unsettled() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this replica has not read the store's clock yet; retry shortly",
+        )
+    }
+
     /// 503 `overloaded`: the ingest queue is full.
     pub fn overloaded() -> Self {
         Self::new(

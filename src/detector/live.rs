@@ -85,6 +85,11 @@ impl LiveDetector {
     /// so it never outlasts the lease and yields to the runtime in between.
     pub async fn tick(&mut self) -> Result<TickOutcome, StoreError> {
         let mut committed = Vec::new();
+        // A replica that has not read the store's clock yet would read buckets by its own,
+        // and save a cursor that far off: it leaves the detector to others until then.
+        if !self.clock.settled() {
+            return Ok(TickOutcome::Follower);
+        }
         loop {
             if !self.store.acquire_lease(&self.holder, self.lease).await? {
                 if self.engine.take().is_some() {

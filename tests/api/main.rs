@@ -2,6 +2,7 @@
 //! against both stores (`<test>::memory` and `<test>::redis`). Redis tests start their own
 //! `redis-server` on a free loopback port.
 
+mod clock;
 mod demo;
 mod detector;
 mod events;
