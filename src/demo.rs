@@ -131,6 +131,10 @@ impl Clock for WrittenClock {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         self.clock.now().min(until)
     }
+
+    fn settled(&self) -> bool {
+        self.clock.settled()
+    }
 }
 
 impl Demo {
