@@ -71,8 +71,10 @@ impl Clock for ManualClock {
 /// not yet begun. On the store's clock they agree to within half a round trip to it.
 ///
 /// Between measurements the local clock is checked against the monotonic clock: when the
-/// host's clock is set (NTP stepping it at boot, a VM resuming), the time keeps following
-/// the monotonic clock from the last measurement, and [`StoreClock::needs_sync`] says so.
+/// two part by more than [`StoreClock::MAX_STEP`] (NTP stepping the host's clock at boot; or
+/// the host suspended, which stops the monotonic clock), the time follows the monotonic
+/// clock from the last measurement, and [`StoreClock::needs_sync`] asks for a measurement,
+/// which the server takes within a second.
 pub struct StoreClock {
     local: Arc<dyn Clock>,
     anchor: RwLock<Option<Anchor>>,

@@ -420,18 +420,18 @@ impl ClockSync {
     async fn run(mut self, mut stopped: tokio::sync::watch::Receiver<bool>) {
         let mut last = tokio::time::Instant::now();
         loop {
+            if self.clock.needs_sync() || last.elapsed() >= CLOCK_SYNC_EVERY {
+                // A measurement sets the offset only as it goes, so cutting it short loses
+                // nothing.
+                tokio::select! {
+                    ok = self.measure() => if ok {
+                        last = tokio::time::Instant::now();
+                    },
+                    _ = stopped.changed() => return,
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(CLOCK_SYNC_CHECK) => {}
-                _ = stopped.changed() => return,
-            }
-            if !self.clock.needs_sync() && last.elapsed() < CLOCK_SYNC_EVERY {
-                continue;
-            }
-            // A measurement sets the offset only as it goes, so cutting it short loses nothing.
-            tokio::select! {
-                ok = self.measure() => if ok {
-                    last = tokio::time::Instant::now();
-                },
                 _ = stopped.changed() => return,
             }
         }

@@ -116,7 +116,7 @@ pub struct ReportAccepted {
                 ("location_outside_regions" = (value = json!({"code": "location_outside_regions", "message": "the location (30, -40) is in no known country; send \"region\" instead"}))),
                 ("invalid_report" = (value = json!({"code": "invalid_report", "message": "give exactly one of \"region\" and \"location\""})))
             )),
-        (status = 503, description = "`unavailable` (the store failed or was slow) or `overloaded` (the ingest queue is full, or too many revocations wait for the store). Nothing was counted; retry after `Retry-After` seconds.", body = ErrorBody,
+        (status = 503, description = "`unavailable` (the store failed or was slow, or this replica has not yet read Redis's clock since it started) or `overloaded` (the ingest queue is full, or too many revocations wait for the store). Nothing was counted; retry after `Retry-After` seconds.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
     )
@@ -146,6 +146,10 @@ pub async fn create_report(
         .get_all("x-forwarded-for")
         .map(|v| v.as_bytes());
     let addr = state.trusted_proxies.client_addr(peer, forwarded);
+    // A replica that has not read Redis's clock yet would stamp the report by its own.
+    if !state.clock.settled() {
+        return Err(ApiError::clock_unsettled());
+    }
     let now = state.clock.now();
     let bucket = state.settings.bucket.start_of(now);
     let region = cell.region;

@@ -299,8 +299,16 @@ impl RedisStore {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 let mut load = redis::pipe();
                 load.load_script(script).ignore();
-                Self::query::<()>(&self.writes, &load).await?;
-                Self::query(&self.writes, pipe).await
+                let again = async {
+                    Self::query::<()>(&self.writes, &load).await?;
+                    Self::query(&self.writes, pipe).await
+                };
+                // Part of the first sending may have run: a refused connection now does not
+                // mean that nothing was applied.
+                again.await.map_err(|e| match e {
+                    StoreError::Unreachable(message) => StoreError::Backend(message),
+                    other => other,
+                })
             }
             result => result.map_err(backend_error),
         }

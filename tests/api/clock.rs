@@ -41,11 +41,31 @@ async fn stamp(address: &str) -> (i64, i64, i64) {
     (before - before % 60, bucket, after - after % 60)
 }
 
-/// Runs `app`, stamps one report, stops it.
+/// Waits (up to 10 s) until the server at `address` is ready.
+async fn wait_ready(address: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = client
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not ready: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `app`, stamps one report once it is ready, stops it.
 async fn stamp_with(app: Application) -> (i64, i64, i64) {
     let address = format!("http://127.0.0.1:{}", app.port());
     let stop = app.handle();
     let server = tokio::spawn(app.run_until_stopped());
+    wait_ready(&address).await;
     let stamped = stamp(&address).await;
     stop.stop().await;
     server.await.unwrap().unwrap();
@@ -78,9 +98,10 @@ async fn a_replica_with_a_wrong_clock_stamps_buckets_on_redis_clock() {
     assert!((first + 300..=last + 300).contains(&bucket), "{bucket}");
 }
 
-/// A replica five minutes ahead that starts while Redis is down is not ready, and leaves the
-/// detector alone, until it has read Redis's clock: on its own clock the detector would read
-/// five minutes of buckets not yet begun and save a cursor that far ahead (found in review).
+/// A replica five minutes ahead that starts while Redis is down is not ready, refuses
+/// reports, and leaves the detector alone, until it has read Redis's clock: on its own clock
+/// it would stamp reports five minutes ahead, and the detector would read five minutes of
+/// buckets not yet begun and save a cursor that far ahead (both found in review).
 #[tokio::test]
 async fn a_replica_that_cannot_read_redis_clock_is_not_ready_and_does_not_detect() {
     let mut redis = RedisServer::start();
@@ -97,22 +118,29 @@ async fn a_replica_that_cannot_read_redis_clock_is_not_ready_and_does_not_detect
     let stop = app.handle();
     let server = tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
-    let ready = || async {
-        client
-            .get(format!("{address}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
-    assert_eq!(ready().await, 503);
+    let ready = client
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    // Reports are refused at once, not stamped by the host's clock and queued.
+    let refused = client
+        .post(format!("{address}/v1/services/tiktok/reports"))
+        .json(&json!({"problem": "login", "region": "DE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "unavailable");
+    assert!(
+        body["message"].as_str().unwrap().contains("clock"),
+        "{body}"
+    );
 
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ready().await != 200 {
-        assert!(Instant::now() < deadline, "never ready once Redis was back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&address).await;
     let (first, bucket, last) = stamp(&address).await;
     assert!(
         (first..=last).contains(&bucket),
