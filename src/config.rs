@@ -166,6 +166,18 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_MAX_SUBSCRIBERS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_subscribers: u32,
 
+    /// Most GET /v1/events streams one client address may hold at once (1 to 1000000): the
+    /// peer's address, or the one a trusted proxy forwarded; an IPv6 /64 counts as one. More
+    /// are answered 429 too_many_streams, so one client cannot take every place.
+    #[arg(long, env = "DOWNRADAR_MAX_SUBSCRIBERS_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_subscribers_per_address: u32,
+
+    /// How long data sent to a client may wait, unread or unacknowledged, before its
+    /// connection is closed (1s to 1h; TCP_USER_TIMEOUT, on Linux). A GET /v1/events client
+    /// that stops reading, or whose network is gone, gives up its place after this long.
+    #[arg(long, env = "DOWNRADAR_CLIENT_STALL_TIMEOUT", default_value = "60s", value_parser = parse_client_stall_timeout)]
+    pub client_stall_timeout: Duration,
+
     /// How often an idle GET /v1/events stream gets a heartbeat comment (1s to 5m); keep it
     /// under the idle timeout of any proxy in front.
     #[arg(long, env = "DOWNRADAR_SSE_HEARTBEAT", default_value = "15s", value_parser = parse_sse_heartbeat)]
@@ -417,6 +429,10 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
 
 fn parse_sse_heartbeat(s: &str) -> Result<Duration, String> {
     duration_between(s, Duration::from_secs(1), Duration::from_secs(300))
+}
+
+fn parse_client_stall_timeout(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_secs(1), Duration::from_secs(3600))
 }
 
 fn parse_event_retention(s: &str) -> Result<Duration, String> {

@@ -8,7 +8,15 @@
 //! that falls a whole ring behind is told so ([`Next::Lagged`]) and is disconnected by its
 //! connection (it resumes with `Last-Event-ID`), so a slow client never holds up the others
 //! and never makes the process buffer for it.
+//!
+//! Places are limited twice: at most `max_subscribers` subscribers in all, and at most
+//! `per_address` from one client address (its keyed fingerprint, as for reporters), so one
+//! client cannot take every place. A client that stops reading altogether is not polled, so it
+//! never sees that it lagged; its connection is closed by the kernel instead, once the data
+//! sent to it has waited unread for `--client-stall-timeout` (see [`crate::startup`]), and its
+//! place is freed with it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,6 +27,7 @@ use tokio::sync::{broadcast, watch};
 use crate::catalog::ServiceId;
 use crate::detector::{EventType, IncidentEvent};
 use crate::regions::RegionCode;
+use crate::reporter::Fingerprint;
 use crate::store::{Store, StreamEvent, StreamId, parse_stream_id};
 
 /// How long one wait on the store lasts before it is renewed (it returns at once on an event).
@@ -79,6 +88,17 @@ pub enum Next {
     Closed,
 }
 
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The process is shutting down.
+    Closed,
+    /// The process already has `max_subscribers` subscribers.
+    Full,
+    /// This client address already has `per_address` subscriptions.
+    AddressFull,
+}
+
 /// The fan-out of one process.
 pub struct Fanout {
     events: broadcast::Sender<Arc<Published>>,
@@ -89,27 +109,38 @@ pub struct Fanout {
     closed: watch::Sender<bool>,
     subscribers: AtomicUsize,
     max_subscribers: usize,
+    /// Subscriptions per client address (only addresses that have one).
+    by_address: Mutex<HashMap<Fingerprint, usize>>,
+    per_address: usize,
     heartbeat: Duration,
 }
 
 /// A subscription; it counts as a subscriber until dropped.
 pub struct Subscription {
     fanout: Arc<Fanout>,
+    address: Fingerprint,
     events: broadcast::Receiver<Arc<Published>>,
     closed: watch::Receiver<bool>,
 }
 
 impl Fanout {
     /// A fan-out whose subscribers may each fall `ring` events behind, for at most
-    /// `max_subscribers` subscribers at once, whose idle streams get a heartbeat every
-    /// `heartbeat`.
-    pub fn new(ring: usize, max_subscribers: usize, heartbeat: Duration) -> Arc<Self> {
+    /// `max_subscribers` subscribers at once and `per_address` from one client address, whose
+    /// idle streams get a heartbeat every `heartbeat`.
+    pub fn new(
+        ring: usize,
+        max_subscribers: usize,
+        per_address: usize,
+        heartbeat: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             events: broadcast::channel(ring.max(1)).0,
             position: Mutex::new(None),
             closed: watch::channel(false).0,
             subscribers: AtomicUsize::new(0),
             max_subscribers,
+            by_address: Mutex::new(HashMap::new()),
+            per_address,
             heartbeat,
         })
     }
@@ -123,34 +154,58 @@ impl Fanout {
         self.position.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new subscriber, receiving every event published after the stream id it is given
-    /// with it (`None` while the reader does not yet know where the stream ends); `None`
-    /// when the process already serves `max_subscribers` or is shutting down.
-    pub fn subscribe(self: &Arc<Self>) -> Option<(Subscription, Option<StreamId>)> {
+    fn by_address(&self) -> MutexGuard<'_, HashMap<Fingerprint, usize>> {
+        self.by_address.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new subscriber from the client `address`, receiving every event published after the
+    /// stream id it is given with it (`None` while the reader does not yet know where the
+    /// stream ends); or why there is none.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        address: Fingerprint,
+    ) -> Result<(Subscription, Option<StreamId>), Refused> {
         if *self.closed.borrow() {
-            return None;
+            return Err(Refused::Closed);
         }
-        let taken = self
-            .subscribers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_subscribers).then_some(n + 1)
-            });
-        if taken.is_err() {
-            return None;
+        {
+            let mut by_address = self.by_address();
+            let held = by_address.entry(address).or_default();
+            if *held >= self.per_address {
+                return Err(Refused::AddressFull);
+            }
+            let taken = self
+                .subscribers
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.max_subscribers).then_some(n + 1)
+                });
+            if taken.is_err() {
+                if *held == 0 {
+                    by_address.remove(&address);
+                }
+                return Err(Refused::Full);
+            }
+            *held += 1;
         }
         metrics::gauge!("downradar_sse_subscribers").increment(1.0);
         let position = self.position();
         let subscription = Subscription {
             fanout: self.clone(),
+            address,
             events: self.events.subscribe(),
             closed: self.closed.subscribe(),
         };
-        Some((subscription, *position))
+        Ok((subscription, *position))
     }
 
     /// The most subscribers at once.
     pub fn max_subscribers(&self) -> usize {
         self.max_subscribers
+    }
+
+    /// The most subscribers at once from one client address.
+    pub fn per_address(&self) -> usize {
+        self.per_address
     }
 
     /// Whether the process is shutting down (no new subscriptions).
@@ -274,6 +329,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        {
+            let mut by_address = self.fanout.by_address();
+            if let Some(held) = by_address.get_mut(&self.address) {
+                *held -= 1;
+                if *held == 0 {
+                    by_address.remove(&self.address);
+                }
+            }
+        }
         self.fanout.subscribers.fetch_sub(1, Ordering::AcqRel);
         metrics::gauge!("downradar_sse_subscribers").decrement(1.0);
     }
@@ -311,6 +375,41 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn address(secret: &crate::reporter::ReporterSecret, last: u8) -> Fingerprint {
+        secret.fingerprint(std::net::IpAddr::from([192, 0, 2, last]), None)
+    }
+
+    #[tokio::test]
+    async fn places_are_limited_in_all_and_per_address() {
+        let secret = crate::reporter::ReporterSecret::from_config("test");
+        let (a, b, c) = (
+            address(&secret, 1),
+            address(&secret, 2),
+            address(&secret, 3),
+        );
+        let fanout = Fanout::new(8, 3, 2, Duration::from_secs(15));
+        let a1 = fanout.subscribe(a).expect("first of a");
+        let a2 = fanout.subscribe(a).expect("second of a");
+        assert_eq!(fanout.subscribe(a).err(), Some(Refused::AddressFull));
+        let b1 = fanout.subscribe(b).expect("first of b");
+        assert_eq!(fanout.subscribe(c).err(), Some(Refused::Full));
+        // A refusal for lack of room holds nothing for its address.
+        assert!(!fanout.by_address().contains_key(&c));
+        assert_eq!(fanout.subscribers(), 3);
+        drop(a1);
+        assert_eq!(fanout.subscribers(), 2);
+        let c1 = fanout.subscribe(c).expect("c, once a place is free");
+        assert_eq!(fanout.subscribe(a).err(), Some(Refused::Full));
+        drop((a2, b1, c1));
+        assert_eq!(fanout.subscribers(), 0);
+        assert!(
+            fanout.by_address().is_empty(),
+            "no address is remembered after it leaves"
+        );
+        fanout.close();
+        assert_eq!(fanout.subscribe(a).err(), Some(Refused::Closed));
+    }
 
     #[test]
     fn backoff_grows_to_two_seconds() {

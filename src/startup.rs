@@ -182,6 +182,7 @@ impl Application {
         let fanout = Fanout::new(
             FANOUT_RING,
             args.max_subscribers as usize,
+            args.max_subscribers_per_address as usize,
             args.sse_heartbeat,
         );
         // Where the event stream ends, before the first subscriber can connect (if the store
@@ -203,6 +204,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         // The factory runs on each worker thread, so each worker gets its own writer there.
         let worker_doubts = doubts.clone();
+        let stall_timeout = args.client_stall_timeout;
         let server = HttpServer::new(move || {
             let ingestor =
                 Ingestor::start(state.store.clone(), worker_doubts.clone(), queue_per_worker);
@@ -213,6 +215,7 @@ impl Application {
                 .configure(api::configure(state.clone(), ingestor))
         })
         .workers(workers)
+        .on_connect(move |connection, _| limit_stalls(connection, stall_timeout))
         // Signals are ours (see `stop_on_signals`): actix would stop at once on Ctrl-C.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
@@ -436,6 +439,23 @@ impl ClockSync {
             }
         }
     }
+}
+
+/// Sets how long data sent on a new connection may wait unread or unacknowledged before the
+/// kernel closes it (`TCP_USER_TIMEOUT`, which Linux also applies while the client's receive
+/// window is closed). A stream's body is not polled while its client does not read, so
+/// without it a stalled `GET /v1/events` client would hold its subscriber place until
+/// shutdown, and one whose network vanished until TCP's retransmissions give up (about 15
+/// minutes). The streams' heartbeats make sure such a connection always has data waiting.
+fn limit_stalls(connection: &dyn std::any::Any, timeout: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout))
+    {
+        tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT on a connection");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (connection, timeout);
 }
 
 /// A Redis URL without its password, for logs.

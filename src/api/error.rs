@@ -2,7 +2,7 @@
 //!
 //! `code` is stable and meant for programs; `message` is for people and may change. Every 4xx
 //! and 5xx the service sends, including those of the framework's extractors and unknown
-//! routes, has this shape. A 503 carries `Retry-After`. Internal causes go to the log, never
+//! routes, has this shape. A 503 and a 429 carry `Retry-After`. Internal causes go to the log, never
 //! into a response.
 
 use actix_web::http::StatusCode;
@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;
+/// Seconds a client should wait before retrying after a 429 (a place must free first).
+pub const LIMITED_RETRY_AFTER_SECS: u32 = 3;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -210,6 +212,19 @@ impl ApiError {
         )
     }
 
+    /// 429 `too_many_streams`: the client's address already follows the event feed on as
+    /// many connections as one address may.
+    pub fn too_many_streams(per_address: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "this address already follows the event feed on {per_address} connections, the \
+                 most one address may; close one, or retry later"
+            ),
+        )
+    }
+
     /// 503 `unavailable`: the store failed or was too slow.
     pub fn unavailable() -> Self {
         Self::new(
@@ -255,8 +270,13 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
+        let retry_after = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+            StatusCode::TOO_MANY_REQUESTS => Some(LIMITED_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }
         response.json(&self.body)
     }

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, UnknownService};
 use crate::catalog::ServiceId;
 use crate::detector::{EventType, IncidentEvent};
-use crate::fanout::{Next, Published, Subscription};
+use crate::fanout::{Next, Published, Refused, Subscription};
 use crate::regions::RegionCode;
 use crate::store::{Store, StreamId, parse_stream_id};
 
@@ -121,10 +121,13 @@ impl Filter {
 /// The stream begins with a `retry:` hint; a comment (`: heartbeat`) comes every 15 s (`--sse-heartbeat`)
 /// when nothing else does, carrying the `id:` of the last event the filters passed over, so a
 /// resume skips them. A client that cannot keep up is disconnected and should reconnect with
-/// its `Last-Event-ID`. When the stream cannot be served for now (503), a client that
-/// accepts `text/event-stream` gets a 200 stream with a `retry:` delay and an
-/// `event: unavailable` that ends at once, since a browser's `EventSource` never reconnects
-/// after an answer other than 200.
+/// its `Last-Event-ID`; one that stops reading altogether is disconnected once what was sent
+/// to it has waited unread for `--client-stall-timeout` (60 s). One client address may hold
+/// at most `--max-subscribers-per-address` (64) streams at once (429 `too_many_streams`).
+/// When the stream cannot be served for now (503 or 429), a client that accepts
+/// `text/event-stream` gets a 200 stream with a `retry:` delay and an `event: unavailable`
+/// that ends at once, since a browser's `EventSource` never reconnects after an answer other
+/// than 200.
 #[utoipa::path(
     tag = "incidents",
     params(
@@ -145,6 +148,9 @@ impl Filter {
         (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`, the server has not reached the store since it started, or it is shutting down) or `too_many_subscribers`. A client that accepts `text/event-stream` (a browser's `EventSource`, which would give up for good on a 503) gets instead a 200 stream of `retry: 3000`, `event: unavailable` and this error as `data`, which ends at once: it reconnects by itself, with its `Last-Event-ID`, after the delay.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "too_many_subscribers", "message": "this server already streams events to 10000 subscribers; retry shortly"})),
+        (status = 429, description = "`too_many_streams`: the client's address (the peer's, or the one a trusted proxy forwarded; an IPv6 /64 counts as one) already holds `--max-subscribers-per-address` streams. A client that accepts `text/event-stream` gets instead the 200 stream of `event: unavailable` described under 503.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+            example = json!({"code": "too_many_streams", "message": "this address already follows the event feed on 64 connections, the most one address may; close one, or retry later"})),
     )
 )]
 #[get("/v1/events")]
@@ -158,9 +164,10 @@ pub async fn events(
         // Retry-After): it gets a stream that says "retry later" and ends, and reconnects by
         // itself, with its Last-Event-ID, once the delay is over.
         Err(error)
-            if actix_web::ResponseError::status_code(&error)
-                == actix_web::http::StatusCode::SERVICE_UNAVAILABLE
-                && accepts_event_stream(&req) =>
+            if matches!(
+                actix_web::ResponseError::status_code(&error),
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+            ) && accepts_event_stream(&req) =>
         {
             let data = serde_json::to_string(error.body()).unwrap_or_default();
             Ok(HttpResponse::Ok()
@@ -205,13 +212,16 @@ async fn open(
         .map(|id| parse_stream_id(id.trim()).ok_or_else(|| ApiError::invalid_last_event_id(&id)))
         .transpose()?;
     // Subscribe before looking at the stream, so that nothing added meanwhile is missed.
-    let (subscription, position) = state.fanout.subscribe().ok_or_else(|| {
-        if state.fanout.is_closed() {
-            ApiError::unavailable()
-        } else {
-            ApiError::too_many_subscribers(state.fanout.max_subscribers())
-        }
-    })?;
+    let address = state.secret.fingerprint(state.client_addr(req), None);
+    let (subscription, position) =
+        state
+            .fanout
+            .subscribe(address)
+            .map_err(|refused| match refused {
+                Refused::Closed => ApiError::unavailable(),
+                Refused::Full => ApiError::too_many_subscribers(state.fanout.max_subscribers()),
+                Refused::AddressFull => ApiError::too_many_streams(state.fanout.per_address()),
+            })?;
     // Until the fan-out knows where the stream ends (the store was down at start), live
     // events cannot be matched to a position: retry shortly.
     let Some(position) = position else {

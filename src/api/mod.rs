@@ -16,6 +16,7 @@ pub mod regions;
 pub mod reports;
 pub mod services;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use actix_web::{App, HttpRequest, HttpResponse, Responder, web};
@@ -53,6 +54,18 @@ impl AppState {
             .get(id)
             .ok_or_else(|| ApiError::unknown_service(id))
     }
+
+    /// The client's address: the peer's, or the one a trusted proxy forwarded.
+    pub fn client_addr(&self, req: &HttpRequest) -> IpAddr {
+        let peer = req
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .map(|v| v.as_bytes());
+        self.trusted_proxies.client_addr(peer, forwarded)
+    }
 }
 
 #[derive(OpenApi)]
@@ -64,7 +77,7 @@ that a service is not working for them, with a problem category and a country; d
 distinct reporters per service, country and problem in time buckets, compares them with \
 seasonal baselines and declares incidents: global or regional, partial or not, and caused by an \
 upstream service's outage or not.\n\nEvery error has the same \
-JSON shape, `ErrorBody`, with a stable `code`. A 503 carries `Retry-After`.",
+JSON shape, `ErrorBody`, with a stable `code`. A 503 or a 429 carries `Retry-After`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(

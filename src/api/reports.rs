@@ -1,7 +1,5 @@
 //! `POST /v1/services/{id}/reports` (ingest) and `GET /v1/services/{id}/reports` (series).
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use futures_util::StreamExt;
@@ -138,14 +136,7 @@ pub async fn create_report(
     })?;
 
     let (cell, client_id) = validate(service, new)?;
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .map(|v| v.as_bytes());
-    let addr = state.trusted_proxies.client_addr(peer, forwarded);
+    let addr = state.client_addr(&req);
     // A replica that has not read Redis's clock yet would stamp the report by its own.
     if !state.clock.settled() {
         return Err(ApiError::clock_unsettled());

@@ -340,6 +340,118 @@ on_both_stores! {
     }
 }
 
+on_both_stores! {
+    /// One client address holds at most --max-subscribers-per-address streams; another
+    /// client behind a trusted proxy is not counted with the proxy.
+    async fn streams_are_limited_per_address(app, "--no-detector", "--max-subscribers-per-address", "2", "--trusted-proxies", "127.0.0.1", "--sse-heartbeat", "1s") {
+        let url = app.url("/v1/events");
+        let first = Sse::connect(&url, None).await;
+        let _second = Sse::connect(&url, None).await;
+        let refused = app.get("/v1/events").await;
+        assert_eq!((refused.status, refused.error_code().as_str()), (429, "too_many_streams"));
+        assert_eq!(refused.retry_after.as_deref(), Some("3"));
+        // EventSource is told to retry, as for a 503.
+        let browser = app.client.get(&url).header("accept", "text/event-stream").send().await.unwrap();
+        assert_eq!(browser.status(), 200);
+        let body = tokio::time::timeout(Duration::from_secs(5), browser.text()).await.expect("it ends").unwrap();
+        assert!(body.starts_with("retry: 3000\nevent: unavailable\ndata: {"), "{body}");
+        assert!(body.contains("\"code\":\"too_many_streams\""), "{body}");
+        // A client behind the trusted proxy (the peer) is another address.
+        let behind = app.client.get(&url).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
+        assert_eq!(behind.status(), 200);
+        drop(first);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = app.client.get(&url).send().await.unwrap();
+            if response.status() == 200 {
+                break;
+            }
+            assert_eq!(response.status(), 429);
+            assert!(tokio::time::Instant::now() < deadline, "the place was not freed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A client that stops reading its stream is disconnected once what was sent to it has waited
+/// unread for --client-stall-timeout, and its place is freed: its stream is not polled, so it
+/// never learns that it lagged, and would hold the place until shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_gives_up_its_place() {
+    let app = spawn_app_with(
+        Backend::Memory,
+        &[
+            "--no-detector",
+            "--max-subscribers",
+            "1",
+            "--sse-heartbeat",
+            "1s",
+            "--client-stall-timeout",
+            "2s",
+        ],
+    )
+    .await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // A client with a small receive buffer that never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address: std::net::SocketAddr = host.parse().unwrap();
+    socket.connect(&address.into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let stalled = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET /v1/events HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let mut stalled = stalled;
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    // It reads the stream's opening (so it has subscribed), then no more.
+    let mut opening = Vec::new();
+    while !String::from_utf8_lossy(&opening).contains("retry: 3000") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut chunk))
+            .await
+            .expect("the stream's opening")
+            .unwrap();
+        assert!(n > 0, "the server closed the stream");
+        opening.extend_from_slice(&chunk[..n]);
+    }
+    // Fill its receive window and the server's send buffer, well within the fan-out's ring
+    // (a lagging subscriber would be let go when next polled, which a stalled one is not).
+    let start = test_epoch().unix_timestamp();
+    let events: Vec<IncidentEvent> = (0..300)
+        .map(|i| {
+            event(
+                EventType::Opened,
+                "tiktok",
+                start + 60 * i,
+                &["US", "DE", "FR", "GB"],
+            )
+        })
+        .collect();
+    commit(app.store.as_ref(), &events).await;
+    let stalled_at = tokio::time::Instant::now();
+    // It holds the one place.
+    let refused = app.client.get(app.url("/v1/events")).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    loop {
+        let response = app.client.get(app.url("/v1/events")).send().await.unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            stalled_at.elapsed() < Duration::from_secs(20),
+            "the stalled client still holds its place"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Not before the timeout: it was the kernel's timeout that freed the place.
+    assert!(
+        stalled_at.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        stalled_at.elapsed()
+    );
+    drop(stalled);
+}
+
 /// An id older than what the stream retains gets a resync; the id of the last trimmed event
 /// does not (nothing after it was lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

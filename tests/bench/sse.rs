@@ -158,6 +158,11 @@ fn main() {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--redis-url", &redis_url, "--no-detector"])
             .args(["--max-subscribers", &(subscribers + 10).to_string()])
+            // Every subscriber connects from this one address.
+            .args([
+                "--max-subscribers-per-address",
+                &(subscribers + 10).to_string(),
+            ])
             .env("DOWNRADAR_REPORTER_SECRET", "bench")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
