@@ -612,11 +612,13 @@ impl Store for RedisStore {
     }
 
     async fn add_history(&self, counts: &[HistoryCount]) -> Result<u64, StoreError> {
+        if counts.is_empty() {
+            return Ok(0);
+        }
         // Sum per (key, field) first: history arrives one cell-minute per row, and a roll-up
-        // key gets up to sixty of them.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        // key gets up to sixty of them. What has expired is judged by Redis's clock, which
+        // expires the keys (a host clock behind it would count rows Redis drops at once).
+        let now = self.server_time().await?.unix_timestamp();
         let fine = self.settings.width(Granularity::Fine);
         let hourly = self.settings.width(Granularity::Hourly);
         let mut sums: BTreeMap<(String, String), u64> = BTreeMap::new();
