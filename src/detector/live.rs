@@ -14,15 +14,16 @@
 //! Each tick is measured for `/metrics`: whether this replica leads, how long the tick took,
 //! how far the detector is behind the clock, the incidents open and the events committed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::buckets::align;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ServiceId};
 use crate::clock::Clock;
-use crate::store::{DetectorCommit, Store, StoreError};
+use crate::store::{DetectorCommit, IncidentQuery, Store, StoreError};
 
-use super::{Detector, DetectorConfig, Engine, EventType, IncidentEvent};
+use super::{Detector, DetectorConfig, Engine, EventType, IncidentEvent, IncidentStatus};
 
 /// Buckets processed between two lease renewals (and commits) while catching up.
 const STEP_BUCKETS: i64 = 60;
@@ -39,6 +40,10 @@ pub struct LiveDetector {
     warmup: Duration,
     /// The engine while this replica leads.
     engine: Option<Engine>,
+    /// The cursor of the saved state the engine continues from (`None`: none was saved).
+    saved: Option<i64>,
+    /// Services whose saved states the next commit deletes (they left the catalog).
+    forget: Vec<ServiceId>,
 }
 
 /// What one tick did.
@@ -72,6 +77,8 @@ impl LiveDetector {
             lease,
             warmup,
             engine: None,
+            saved: None,
+            forget: Vec::new(),
         }
     }
 
@@ -108,6 +115,7 @@ impl LiveDetector {
             let resumed = self.engine.is_none();
             if resumed {
                 let engine = self.resume(now, &mut events).await?;
+                self.reconcile(&engine, &mut events).await?;
                 self.engine = Some(engine);
             }
             let Some(engine) = self.engine.as_mut() else {
@@ -149,12 +157,16 @@ impl LiveDetector {
         let states = engine.detector().encode_all();
         let commit = DetectorCommit {
             holder: &self.holder,
+            continues_from: self.saved,
             cursor: engine.cursor(),
             states: &states,
+            forget: &self.forget,
             events,
         };
         match self.store.commit_detector(commit).await {
             Ok(_) => {
+                self.saved = Some(engine.cursor());
+                self.forget.clear();
                 for event in events {
                     metrics::counter!("downradar_incident_events_total", "type" => event.kind.as_str())
                         .increment(1);
@@ -168,22 +180,83 @@ impl LiveDetector {
                 Ok(())
             }
             Err(e) => {
-                // Not committed (or not known to be): reload from the store next time.
+                // Not committed (or not known to be), or the saved state moved on without
+                // this engine: reload from the store next time.
                 self.engine = None;
                 Err(e)
             }
         }
     }
 
+    /// Squares a new leader's engine with the incidents the store holds open. The engine
+    /// drops the state of a service that left the catalog, or no longer fits it (other
+    /// problems, another bucket width), and with it any incident it had open: that incident
+    /// is resolved now, or it would stay open in the store (and on the status page) for
+    /// good. And a warm-up's announcement of an incident the store already holds open (the
+    /// same service and start) is not made twice.
+    async fn reconcile(
+        &self,
+        engine: &Engine,
+        events: &mut Vec<IncidentEvent>,
+    ) -> Result<(), StoreError> {
+        let stored = self
+            .store
+            .incidents(&IncidentQuery {
+                active_only: true,
+                limit: usize::MAX,
+                ..IncidentQuery::default()
+            })
+            .await?;
+        if stored.is_empty() {
+            return Ok(());
+        }
+        events.retain(|event| {
+            event.kind != EventType::Opened || stored.iter().all(|i| i.id != event.incident.id)
+        });
+        let open: HashSet<String> = engine
+            .detector()
+            .open_incidents()
+            .into_iter()
+            .map(|incident| incident.id)
+            .collect();
+        let at = self.clock.now();
+        for mut incident in stored.into_iter().filter(|i| !open.contains(&i.id)) {
+            tracing::warn!(
+                incident = %incident.id,
+                "resolving an open incident whose service's detector state was not kept"
+            );
+            incident.status = IncidentStatus::Resolved;
+            incident.resolved_at = Some(at);
+            events.push(IncidentEvent {
+                kind: EventType::Resolved,
+                at,
+                incident,
+            });
+        }
+        Ok(())
+    }
+
     /// The engine of a new leader: from the last commit, or warmed up on the store's history
     /// (in steps, renewing the lease between them).
     async fn resume(
-        &self,
+        &mut self,
         now: i64,
         announce: &mut Vec<IncidentEvent>,
     ) -> Result<Engine, StoreError> {
         let width = self.config.bucket.secs();
-        if let Some(snapshot) = self.store.load_detector().await? {
+        let snapshot = self.store.load_detector().await?;
+        self.saved = snapshot.as_ref().map(|s| s.cursor);
+        if let Some(mut snapshot) = snapshot {
+            // States of services that left the catalog are deleted with the next commit; kept,
+            // they would decide the saved bucket width long after (see `saved_width`).
+            let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut snapshot.services)
+                .into_iter()
+                .partition(|(id, _)| self.catalog.get(id.as_str()).is_some());
+            snapshot.services = kept;
+            self.forget = gone.into_iter().map(|(id, _)| id).collect();
+            if !self.forget.is_empty() {
+                tracing::info!(services = ?self.forget, "forgetting the detector state of services no longer in the catalog");
+            }
             let saved_width = Detector::saved_width(&snapshot.services);
             if snapshot.cursor.rem_euclid(width) == 0 && saved_width.is_none_or(|w| w == width) {
                 let (detector, errors) =

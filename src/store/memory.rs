@@ -522,12 +522,15 @@ impl Store for MemoryStore {
 
         let mut inner = self.lock();
         let detector = &mut inner.detector;
-        if !detector.holds(commit.holder, now_ms) {
+        if !detector.holds(commit.holder, now_ms) || detector.cursor != commit.continues_from {
             return Err(StoreError::LeaseLost);
         }
         detector.cursor = Some(commit.cursor);
         for (service, state) in commit.states {
             detector.states.insert(service.clone(), state.clone());
+        }
+        for service in commit.forget {
+            detector.states.remove(service);
         }
         let mut ids = Vec::with_capacity(commit.events.len());
         for (event, (event_json, incident_json)) in commit.events.iter().zip(encoded) {

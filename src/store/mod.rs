@@ -210,10 +210,18 @@ pub struct DetectorSnapshot {
 pub struct DetectorCommit<'a> {
     /// The lease holder writing; the commit is refused when it no longer holds the lease.
     pub holder: &'a str,
+    /// The cursor of the saved state this step continues from (`None`: there is none yet).
+    /// The commit is refused, as [`StoreError::LeaseLost`], when the store holds another: a
+    /// leader cut off from the store while another led and committed, which then takes the
+    /// lease again, must reload instead of writing its stale state over the newer one and
+    /// announcing again what was announced.
+    pub continues_from: Option<i64>,
     /// The new cursor (see [`DetectorSnapshot::cursor`]).
     pub cursor: i64,
     /// The states of the services that changed.
     pub states: &'a [(ServiceId, Vec<u8>)],
+    /// Services whose saved states are deleted (they left the catalog).
+    pub forget: &'a [ServiceId],
     /// The events decided in this step, in order. Each is appended to the event stream and
     /// updates the record of its incident.
     pub events: &'a [IncidentEvent],

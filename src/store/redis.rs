@@ -153,20 +153,24 @@ end
 return 0
 ";
 
-/// Writes one detector step, only while ARGV[1] holds the lease (else returns 0 having
-/// written nothing). KEYS[1..6]: lease, cursor, service set, event stream, all incidents,
-/// open incidents; then the state key of each changed service; then per event: incident
-/// record, incident event list, the service's incident index. ARGV[2] the cursor, ARGV[3] the
-/// event retention in ms, ARGV[4] the incident retention in seconds, ARGV[5] the number of
-/// states; then per state: service id, blob; then per event: event JSON, incident JSON,
-/// incident id, start, record expire-at, 1 if the incident is resolved else 0. Returns the
-/// stream ids of the events, in order.
+/// Writes one detector step, only while ARGV[1] holds the lease and the saved cursor is the
+/// one the step continues from (else returns 0 having written nothing). KEYS[1..6]: lease,
+/// cursor, service set, event stream, all incidents, open incidents; then the state key of
+/// each changed service; then per event: incident record, incident event list, the service's
+/// incident index; then the state key of each service to forget. ARGV[2] the cursor, ARGV[3]
+/// the event retention in ms, ARGV[4] the incident retention in seconds, ARGV[5] the number
+/// of states; then per state: service id, blob; then per event: event JSON, incident JSON,
+/// incident id, start, record expire-at, 1 if the incident is resolved else 0; then the id of
+/// each service to forget; then the cursor continued from ('' for none) and the number of
+/// services to forget. Returns the stream ids of the events, in order.
 ///
 /// Redis's own clock (`TIME`) trims the stream, as it also makes the `XADD *` ids; the
 /// incident indexes are trimmed to the same horizon at which their records expire.
 const COMMIT_LUA: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[#ARGV - 1] then return 0 end
 local keep_ms, keep_s, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local forget = tonumber(ARGV[#ARGV])
 local time = redis.call('TIME')
 local now_s = tonumber(time[1])
 local now_ms = now_s * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -177,8 +181,12 @@ for i = 1, n do
   redis.call('SADD', KEYS[3], ARGV[4 + 2 * i])
   redis.call('SET', KEYS[6 + i], ARGV[5 + 2 * i])
 end
+for i = 1, forget do
+  redis.call('SREM', KEYS[3], ARGV[#ARGV - 1 - i])
+  redis.call('DEL', KEYS[#KEYS + 1 - i])
+end
 local ids = {}
-for i = 1, (#KEYS - 6 - n) / 3 do
+for i = 1, (#KEYS - 6 - n - forget) / 3 do
   local k, a = 6 + n + 3 * (i - 1), 5 + 2 * n + 6 * (i - 1)
   local record, list, by_service = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local event, incident, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -809,6 +817,17 @@ impl Store for RedisStore {
                 .arg(start.saturating_add(keep_incidents))
                 .arg(u8::from(incident.status == IncidentStatus::Resolved));
         }
+        for service in commit.forget {
+            call.key(keys::detector_state(service))
+                .arg(service.as_str());
+        }
+        call.arg(
+            commit
+                .continues_from
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        )
+        .arg(commit.forget.len());
         match self.run_script(&self.commit, &call).await? {
             Value::Int(0) => Err(StoreError::LeaseLost),
             reply => {

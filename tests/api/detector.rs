@@ -8,13 +8,15 @@ use std::time::Duration;
 use downradar::backtest::{RecordedCounts, replay, score};
 use downradar::buckets::BucketWidth;
 use downradar::catalog::Catalog;
+use downradar::catalog::{Problem, ServiceId};
 use downradar::clock::{Clock, ManualClock};
 use downradar::detector::live::{LiveDetector, TickOutcome};
 use downradar::detector::{Detector, DetectorConfig, EventType, IncidentEvent};
 use downradar::import::CountsReader;
+use downradar::regions::RegionCode;
 use downradar::simulate::{Params, Scenario};
 use downradar::store::memory::MemoryStore;
-use downradar::store::{DetectorCommit, Store, StoreSettings};
+use downradar::store::{Cell, DetectorCommit, HistoryCount, IncidentQuery, Store, StoreSettings};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -114,8 +116,10 @@ async fn start_at_the_beginning(store: &MemoryStore, detector: &LiveDetector) {
     store
         .commit_detector(DetectorCommit {
             holder: detector.holder(),
+            continues_from: store.load_detector().await.unwrap().map(|s| s.cursor),
             cursor: START.unix_timestamp(),
             states: &[],
+            forget: &[],
             events: &[],
         })
         .await
@@ -206,6 +210,183 @@ async fn a_new_leader_continues_without_duplicates() {
         leaders.len() >= 2,
         "leadership must have moved: {leaders:?}"
     );
+}
+
+/// A catalog of `(id, problems)` services, e.g. `("web", "\"login\", \"app\"")`.
+fn catalog_of(services: &[(&str, &str)]) -> Catalog {
+    let mut toml = String::new();
+    for (id, problems) in services {
+        toml.push_str(&format!(
+            "[[service]]\nid = \"{id}\"\nname = \"{id}\"\nproblems = [{problems}]\n"
+        ));
+    }
+    Catalog::parse("test.toml", &toml).unwrap()
+}
+
+/// An empty memory store whose detector continues from START, as if one had led before.
+async fn seeded_store() -> (Arc<MemoryStore>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(START));
+    let store = Arc::new(MemoryStore::new(store_settings(), clock.clone()));
+    assert!(
+        store
+            .acquire_lease("seed", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    store
+        .commit_detector(DetectorCommit {
+            holder: "seed",
+            continues_from: None,
+            cursor: START.unix_timestamp(),
+            states: &[],
+            forget: &[],
+            events: &[],
+        })
+        .await
+        .unwrap();
+    store.release_lease("seed").await.unwrap();
+    (store, clock)
+}
+
+/// Ten distinct US `login` reporters a minute on `service`, in minutes `from..to` after START.
+async fn flood(store: &MemoryStore, service: &str, minutes: std::ops::Range<i64>) {
+    let counts: Vec<HistoryCount> = minutes
+        .map(|m| HistoryCount {
+            service: ServiceId::parse(service).unwrap(),
+            bucket: START.unix_timestamp() + m * 60,
+            cell: Cell {
+                region: RegionCode::parse("US").unwrap(),
+                problem: Problem::parse("login").unwrap(),
+            },
+            count: 10,
+        })
+        .collect();
+    store.add_history(&counts).await.unwrap();
+}
+
+/// Ticks `detector` every 10 s of the clock for `secs`; the events it committed.
+async fn run_for(
+    clock: &ManualClock,
+    detector: &mut LiveDetector,
+    secs: u64,
+) -> Vec<IncidentEvent> {
+    let mut got = Vec::new();
+    for _ in 0..secs / 10 {
+        clock.advance(Duration::from_secs(10));
+        if let Ok(TickOutcome::Leader(events)) = detector.tick().await {
+            got.extend(events);
+        }
+    }
+    got
+}
+
+async fn active_incidents(store: &MemoryStore) -> Vec<String> {
+    let query = IncidentQuery {
+        active_only: true,
+        limit: 10,
+        ..IncidentQuery::default()
+    };
+    store
+        .incidents(&query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+/// A leader paused for longer than its lease (a stopped process, a suspended VM) while
+/// another led, committed an incident and shut down, takes the lease again as if it had
+/// renewed it: it must continue from what the other committed, not from its own stale state
+/// (which would open the incident a second time).
+#[tokio::test]
+async fn a_leader_back_from_a_pause_does_not_replay_what_another_committed() {
+    let (store, clock) = seeded_store().await;
+    let catalog = catalog_of(&[("web", "\"login\", \"app\"")]);
+    let mut a = live(store.clone(), clock.clone(), &catalog);
+    let mut b = live(store.clone(), clock.clone(), &catalog);
+    assert!(run_for(&clock, &mut a, 30 * 60).await.is_empty());
+    flood(&store, "web", 30..35).await;
+    let by_b = run_for(&clock, &mut b, 10 * 60).await;
+    assert!(
+        by_b.iter().any(|e| e.kind == EventType::Opened),
+        "B took over and opened it"
+    );
+    b.release().await;
+    let by_a = run_for(&clock, &mut a, 60).await;
+    let streamed: Vec<(EventType, String)> = store
+        .events_after("0", 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event.kind, e.event.incident.id))
+        .collect();
+    let opened = streamed
+        .iter()
+        .filter(|(kind, _)| *kind == EventType::Opened)
+        .count();
+    assert_eq!(opened, 1, "A committed {by_a:?}; the stream: {streamed:?}");
+    assert!(
+        store.load_detector().await.unwrap().unwrap().cursor >= START.unix_timestamp() + 40 * 60
+    );
+}
+
+/// The catalog is edited during an incident and the server restarted: an incident whose
+/// service's state no longer fits (a problem added) or whose service is gone is resolved,
+/// not left open for good; and a removed service's saved state is deleted.
+#[tokio::test]
+async fn an_incident_whose_state_is_not_kept_across_a_restart_is_resolved() {
+    for (after, label) in [
+        (catalog_of(&[("web", "\"login\", \"app\"")]), "unchanged"),
+        (
+            catalog_of(&[("web", "\"login\", \"app\", \"video\"")]),
+            "a problem added",
+        ),
+        (catalog_of(&[("other", "\"login\"")]), "the service removed"),
+    ] {
+        let (store, clock) = seeded_store().await;
+        let before = catalog_of(&[("web", "\"login\", \"app\"")]);
+        flood(&store, "web", 30..35).await;
+        let mut first = live(store.clone(), clock.clone(), &before);
+        let events = run_for(&clock, &mut first, 40 * 60).await;
+        assert_eq!(
+            events.first().map(|e| e.kind),
+            Some(EventType::Opened),
+            "{label}"
+        );
+        assert_eq!(active_incidents(&store).await.len(), 1, "{label}");
+        first.release().await;
+        let mut second = live(store.clone(), clock.clone(), &after);
+        let later = run_for(&clock, &mut second, 3 * 3600).await;
+        assert_eq!(
+            active_incidents(&store).await,
+            Vec::<String>::new(),
+            "{label}: {later:?}"
+        );
+        let resolutions = later
+            .iter()
+            .filter(|e| e.kind == EventType::Resolved)
+            .count();
+        assert_eq!(resolutions, 1, "{label}: {later:?}");
+        assert!(
+            !later.iter().any(|e| e.kind == EventType::Opened),
+            "{label}: {later:?}"
+        );
+        let saved: Vec<String> = store
+            .load_detector()
+            .await
+            .unwrap()
+            .unwrap()
+            .services
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let expected: Vec<String> = after.services().iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(
+            saved, expected,
+            "{label}: only the catalog's services are kept"
+        );
+    }
 }
 
 #[tokio::test]
@@ -474,8 +655,10 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
     store
         .commit_detector(DetectorCommit {
             holder: "old",
+            continues_from: None,
             cursor: saved.cursor,
             states: &saved.services,
+            forget: &[],
             events: &[],
         })
         .await

@@ -182,8 +182,10 @@ pub(crate) async fn commit(store: &dyn Store, events: &[IncidentEvent]) -> Vec<S
     store
         .commit_detector(DetectorCommit {
             holder: "test-leader",
+            continues_from: store.load_detector().await.unwrap().map(|s| s.cursor),
             cursor: 0,
             states: &[],
+            forget: &[],
             events,
         })
         .await

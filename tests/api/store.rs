@@ -336,8 +336,10 @@ async fn commit_events(
     store
         .commit_detector(DetectorCommit {
             holder,
+            continues_from: store.load_detector().await?.map(|s| s.cursor),
             cursor: 0,
             states: &[],
+            forget: &[],
             events,
         })
         .await
@@ -463,8 +465,10 @@ async fn detector_commit(backend: Backend) {
     ];
     let first = |holder| DetectorCommit {
         holder,
+        continues_from: None,
         cursor: epoch,
         states: &states,
+        forget: &[],
         events: std::slice::from_ref(&opened),
     };
 
@@ -512,8 +516,10 @@ async fn detector_commit(backend: Backend) {
     let ids = store
         .commit_detector(DetectorCommit {
             holder: "a",
+            continues_from: Some(epoch),
             cursor: epoch + 60,
             states: &changed,
+            forget: &[],
             events: &[],
         })
         .await
@@ -529,6 +535,45 @@ async fn detector_commit(backend: Backend) {
     };
     assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
 
+    // A step that continues from another saved state than the store's (a leader whose state
+    // is stale, or one that thinks nothing was saved) is refused, and writes nothing.
+    for stale in [Some(epoch), None] {
+        assert!(matches!(
+            store
+                .commit_detector(DetectorCommit {
+                    holder: "a",
+                    continues_from: stale,
+                    cursor: epoch + 120,
+                    states: &[(netflix.clone(), b"stale".to_vec())],
+                    forget: std::slice::from_ref(&aws),
+                    events: std::slice::from_ref(&opened),
+                })
+                .await,
+            Err(StoreError::LeaseLost)
+        ));
+    }
+    assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
+    assert_eq!(store.events_after("0", 10).await.unwrap().len(), 1);
+
+    // Forgetting a service deletes its state; the others stay.
+    store
+        .commit_detector(DetectorCommit {
+            holder: "a",
+            continues_from: Some(epoch + 60),
+            cursor: epoch + 60,
+            states: &[],
+            forget: std::slice::from_ref(&aws),
+            events: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.detector_state(&aws).await.unwrap(), None);
+    let expected = DetectorSnapshot {
+        cursor: epoch + 60,
+        services: expected.services[1..].to_vec(),
+    };
+    assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
+
     // Once another replica has the lease, the old leader writes nothing more.
     store.release_lease("a").await.unwrap();
     assert!(store.acquire_lease("b", LONG).await.unwrap());
@@ -538,8 +583,10 @@ async fn detector_commit(backend: Backend) {
         store
             .commit_detector(DetectorCommit {
                 holder: "a",
+                continues_from: Some(epoch + 60),
                 cursor: epoch + 120,
                 states: &late,
+                forget: &[],
                 events: std::slice::from_ref(&resolved),
             })
             .await,
@@ -976,8 +1023,10 @@ async fn stream_waits(backend: Backend) {
     let ids = store
         .commit_detector(DetectorCommit {
             holder: "a",
+            continues_from: None,
             cursor: 60,
             states: &[(service("tiktok"), state.clone())],
+            forget: &[],
             events: &events,
         })
         .await
@@ -1146,8 +1195,10 @@ async fn redis_store_writes_the_documented_detector_keys() {
     let ids = store
         .commit_detector(DetectorCommit {
             holder: "replica-1",
+            continues_from: None,
             cursor: 123,
             states: &[(service("tiktok"), blob.clone())],
+            forget: &[],
             events: &events,
         })
         .await
@@ -1221,8 +1272,10 @@ async fn redis_store_writes_the_documented_detector_keys() {
     assert!(store.acquire_lease("replica-1", LONG).await.unwrap());
     let no_events = DetectorCommit {
         holder: "replica-1",
+        continues_from: Some(123),
         cursor: 124,
         states: &[],
+        forget: &[],
         events: &[],
     };
     assert!(store.commit_detector(no_events).await.unwrap().is_empty());
