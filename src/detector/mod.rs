@@ -102,6 +102,13 @@ impl DetectorConfig {
     }
 }
 
+/// A bucket in which no service received a single report, while together they expected so
+/// many that this is at least this improbable (in nats: e^-20 is about 2·10⁻⁹), is missing
+/// data, not silence: the store, or every replica, was down and reports were refused. It is
+/// neither learned nor tested. (Three hours of such buckets learned as silence made the
+/// ordinary traffic after them look like an outage of every busy service.)
+const GAP_NATS: f64 = 20.0;
+
 /// One watched service.
 #[derive(Debug, Clone)]
 struct Tracked {
@@ -116,6 +123,8 @@ pub struct Detector {
     config: DetectorConfig,
     tuning: Tuning,
     services: Vec<Tracked>,
+    /// Start of the run of missing buckets (see [`GAP_NATS`]) the last step was in.
+    gap_since: Option<i64>,
 }
 
 /// Why a persisted service state was not used.
@@ -204,6 +213,7 @@ impl Detector {
                 config,
                 tuning,
                 services,
+                gap_since: None,
             },
             errors,
         )
@@ -237,6 +247,9 @@ impl Detector {
     /// service in catalog order. Returns the events decided, in service order, each at the
     /// end of the bucket.
     pub fn step(&mut self, t: i64, counts: &[&[(Cell, u64)]]) -> Vec<IncidentEvent> {
+        if self.missing(t, counts) {
+            return Vec::new();
+        }
         let mut changes: Vec<(usize, Change)> = Vec::new();
         for (i, tracked) in self.services.iter_mut().enumerate() {
             let cells = counts.get(i).copied().unwrap_or(&[]);
@@ -297,6 +310,44 @@ impl Detector {
             }
         }
         events
+    }
+
+    /// Whether the bucket at `t` is missing data (see [`GAP_NATS`]); logs where a run of
+    /// missing buckets begins and ends.
+    fn missing(&mut self, t: i64, counts: &[&[(Cell, u64)]]) -> bool {
+        let silent = counts
+            .iter()
+            .all(|cells| cells.iter().all(|(_, n)| *n == 0));
+        let missing = silent
+            && self
+                .services
+                .iter()
+                .filter_map(|s| s.state.silence(t))
+                .sum::<f64>()
+                >= GAP_NATS;
+        match (missing, self.gap_since) {
+            (true, None) => {
+                self.gap_since = Some(t);
+                tracing::warn!(
+                    bucket = t,
+                    "no service received a report where many were expected: taking the buckets \
+                     from here as missing (the store or the ingest was down), not as silence"
+                );
+            }
+            (false, Some(since)) => {
+                self.gap_since = None;
+                tracing::info!(
+                    from = since,
+                    until = t,
+                    "reports again after a run of missing buckets, which were not learned"
+                );
+            }
+            _ => {}
+        }
+        if missing {
+            metrics::counter!("downradar_detector_missing_buckets_total").increment(1);
+        }
+        missing
     }
 
     fn incident(&self, tracked: &Tracked, open: &Open, resolved_at: Option<i64>) -> Incident {

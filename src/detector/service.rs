@@ -285,6 +285,18 @@ impl ServiceState {
         (self.baseline.age >= 1440).then(|| self.baseline.expected(t))
     }
 
+    /// How improbable a bucket at `t` with no report at all is for this service, in nats
+    /// (−ln P(0) under its negative binomial); `None` before a day of history.
+    pub fn silence(&self, t: i64) -> Option<f64> {
+        let mu = self.rate(t)?;
+        let k = self.baseline.dispersion(0);
+        Some(if k.is_finite() && k > 0.0 {
+            k * (mu / k).ln_1p()
+        } else {
+            mu
+        })
+    }
+
     fn region_index(&mut self, code: RegionCode) -> usize {
         if let Some(i) = self.regions.iter().position(|&r| r == code) {
             return i;

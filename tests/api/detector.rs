@@ -212,6 +212,47 @@ async fn a_new_leader_continues_without_duplicates() {
     );
 }
 
+/// Hours in which the store was down (reports refused, so no bucket of any service holds a
+/// report) are missing data, not silence: learned as silence, they made the ordinary traffic
+/// after them look like an outage of every busy service (three hours gave 5 false
+/// incidents, each open for a day). The same quiet week without the gap opens none either.
+#[tokio::test]
+async fn hours_without_any_report_are_missing_data_not_silence() {
+    let catalog = Catalog::builtin();
+    let scenario = Scenario::generate(
+        &catalog.services()[..12],
+        Params {
+            start: START,
+            days: 6,
+            bucket: BucketWidth::ONE_MINUTE,
+            seed: 4,
+            outages_per_week: 0.0,
+        },
+    )
+    .expect("scenario");
+    let full = tempfile::NamedTempFile::new().unwrap();
+    scenario
+        .write_counts(std::fs::File::create(full.path()).unwrap(), |_| {})
+        .unwrap();
+    let text = std::fs::read_to_string(full.path()).unwrap();
+    let gap = tempfile::NamedTempFile::new().unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|row| !("2026-10-05T06:00" <= *row && *row < "2026-10-05T09:00"))
+        .collect();
+    assert!(kept.len() < text.lines().count());
+    std::fs::write(gap.path(), kept.join("\n") + "\n").unwrap();
+    for (file, label) in [(&full, "no gap"), (&gap, "a three-hour gap")] {
+        let opened: Vec<String> = backtest(&catalog, file)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == EventType::Opened && e.at > START + time::Duration::days(1))
+            .map(|e| e.incident.id)
+            .collect();
+        assert_eq!(opened, Vec::<String>::new(), "{label}");
+    }
+}
+
 /// A catalog of `(id, problems)` services, e.g. `("web", "\"login\", \"app\"")`.
 fn catalog_of(services: &[(&str, &str)]) -> Catalog {
     let mut toml = String::new();
