@@ -215,8 +215,12 @@ return ids
 /// Longest any single Redis call may take before the caller gets [`StoreError::Timeout`].
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Most bucket reads sent in one pipeline round trip.
+/// Most bucket reads sent in one pipeline round trip (and index entries read at once).
 const READ_CHUNK: usize = 1000;
+
+/// Index entries of one second re-read when a listing continues among them (see
+/// `incidents`): the margin for incidents of that second resolved meanwhile.
+const TIE_MARGIN: usize = 100;
 
 /// The Redis-backed store.
 pub struct RedisStore {
@@ -856,24 +860,32 @@ impl Store for RedisStore {
             (None, false) => (keys::incidents(), None),
         };
         // Scores are whole seconds, so inclusive bounds are exact.
-        let max = [
-            query.until.map(|until| until.saturating_sub(1)),
-            query.after.as_ref().map(|(start, _)| *start),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map_or_else(|| "+inf".to_owned(), |max| max.to_string());
+        let until = query.until.map(|until| until.saturating_sub(1));
         let min = query
             .since
             .map_or_else(|| "-inf".to_owned(), |since| since.to_string());
-        // A page a little larger than the limit, since records may have expired (or belong to
-        // other services) and are skipped. Pages are read by offset, so an incident committed
-        // between two pages may be listed twice or missed; one call rarely needs two pages.
-        let page = query.limit.saturating_add(8).min(READ_CHUNK);
+        // Read in chunks, newest first: a little more than the limit first (records may have
+        // expired, or be filtered out), then whole chunks. Each chunk continues from the last
+        // entry read, by its score, not from an offset into the whole index, so that incidents
+        // committed (or resolved) meanwhile neither repeat an incident nor hide one: entries
+        // not after the last one read are dropped. Only within one second's ties does a chunk
+        // skip ahead by an offset, short of the ties already read by a margin (a large tie
+        // group must still make progress).
+        let mut page = query.limit.saturating_add(8).min(READ_CHUNK);
+        let mut last = query.after.clone();
+        let mut ties: usize = 0;
         let mut out = Vec::new();
-        let mut offset = 0;
         loop {
+            let before = IncidentQuery {
+                after: last.clone(),
+                ..query.clone()
+            };
+            let offset = ties.saturating_sub(TIE_MARGIN);
+            let max = [until, last.as_ref().map(|(start, _)| *start)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or_else(|| "+inf".to_owned(), |max| max.to_string());
             let mut pipe = redis::pipe();
             pipe.cmd("ZREVRANGEBYSCORE")
                 .arg(&index)
@@ -884,12 +896,21 @@ impl Store for RedisStore {
                 .arg(offset)
                 .arg(page);
             let (ids,): (Vec<(String, i64)>,) = Self::query(&self.reads, &pipe).await?;
-            offset += ids.len();
             let exhausted = ids.len() < page;
+            if let Some((id, start)) = ids.last() {
+                // How many entries of the last entry's second have been read: all of this
+                // chunk's, and those skipped by the offset when the chunk is all that second.
+                let same = ids.iter().rev().take_while(|(_, s)| s == start).count();
+                ties = match &last {
+                    Some((previous, _)) if previous == start && same == ids.len() => offset + same,
+                    _ => same,
+                };
+                last = Some((*start, id.clone()));
+            }
             let wanted: Vec<String> = ids
                 .into_iter()
                 .filter(|(id, start)| {
-                    query.in_range(*start, id)
+                    before.in_range(*start, id)
                         && filter.is_none_or(|s| incident_service(id) == Some(s.as_str()))
                 })
                 .map(|(id, _)| id)
@@ -904,6 +925,7 @@ impl Store for RedisStore {
             if exhausted {
                 return Ok(out);
             }
+            page = READ_CHUNK;
         }
     }
 

@@ -983,6 +983,92 @@ async fn incident_listing(backend: Backend) {
     assert_eq!(newest[30], id("aws", 1800));
 }
 
+/// Listings that need many reads of the index: a second with more incidents than one read
+/// takes (a catalog of thousands of services opening in one bucket), a filter that matches
+/// few of thousands, and incidents committed while a listing runs. Every incident is listed
+/// once, in order.
+async fn long_listings(backend: Backend) {
+    let (store, _clock, _redis) = store_with_clock(backend, settings(0));
+    let base = test_epoch().unix_timestamp() - 86_400;
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    // 2,500 incidents that started in the same second, one in 100 in the US; then 500 more,
+    // one a minute, in DE.
+    let tied: Vec<IncidentEvent> = (0..2500)
+        .map(|i| {
+            let region = if i % 100 == 0 { "US" } else { "DE" };
+            event(EventType::Resolved, &format!("svc-{i:04}"), base, &[region])
+        })
+        .collect();
+    let later: Vec<IncidentEvent> = (1..=500)
+        .map(|i| event(EventType::Resolved, "tiktok", base + 60 * i, &["DE"]))
+        .collect();
+    for chunk in tied.chunks(500).chain(later.chunks(500)) {
+        commit_events(store.as_ref(), "a", chunk).await.unwrap();
+    }
+    let all = store
+        .incidents(&query(false, None, None, 10_000))
+        .await
+        .unwrap();
+    let mut expected: Vec<(i64, String)> = tied
+        .iter()
+        .chain(&later)
+        .map(|e| {
+            (
+                e.incident.started_at.unix_timestamp(),
+                e.incident.id.clone(),
+            )
+        })
+        .collect();
+    expected.sort();
+    expected.reverse();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(ids(&all), expected);
+    let us = IncidentQuery {
+        filter: IncidentFilter {
+            region: Some(RegionCode::parse("US").unwrap()),
+            ..IncidentFilter::default()
+        },
+        ..query(false, None, None, 100)
+    };
+    let found = store.incidents(&us).await.unwrap();
+    assert_eq!(found.len(), 25);
+    assert!(found.iter().all(|i| i.started_at.unix_timestamp() == base));
+
+    // Incidents keep opening (newer than all) while listings page through the older ones.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 1..=300 {
+                let opened = event(EventType::Opened, "netflix", base + 86_000 + i, &["DE"]);
+                commit_events(store.as_ref(), "a", &[opened]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut listings = 0;
+    while !writer.is_finished() || listings == 0 {
+        let page = store
+            .incidents(&query(false, None, None, 4000))
+            .await
+            .unwrap();
+        let mut unique = ids(&page);
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            page.len(),
+            "listing {listings} repeats an incident"
+        );
+        let older: Vec<String> = ids(&page)
+            .into_iter()
+            .filter(|id| !id.starts_with("netflix-"))
+            .collect();
+        assert_eq!(older, expected, "listing {listings}");
+        listings += 1;
+    }
+    writer.await.unwrap();
+}
+
 /// Where the stream stands, waiting for events, and one service's state.
 async fn stream_waits(backend: Backend) {
     let (store, _clock, redis) = store_with_clock(backend, settings(0));
@@ -1303,6 +1389,16 @@ async fn memory_store_commits_detector_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_commits_detector_steps() {
     detector_commit(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_lists_long_listings_once_each() {
+    long_listings(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_lists_long_listings_once_each() {
+    long_listings(Backend::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
