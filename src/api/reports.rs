@@ -14,7 +14,7 @@ use crate::catalog::Service;
 use crate::ingest::{IngestError, Ingestor};
 use crate::regions::{Coordinates, RegionCode, Regions};
 use crate::reporter::ClientId;
-use crate::store::{Cell, Granularity, Recorded, Report, ReportToken};
+use crate::store::{Cell, CellFilter, Granularity, Recorded, Report, ReportToken};
 
 /// Largest accepted report body, in bytes.
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -469,31 +469,22 @@ pub async fn read_reports(
         )));
     }
 
-    let buckets = state
+    let of = CellFilter {
+        region,
+        problem: query.problem.as_deref(),
+    };
+    let sums = state
         .store
-        .counts(&service.id, granularity, since, until)
+        .sums(&service.id, granularity, since, until, of)
         .await
         .map_err(|e| {
             crate::ingest::store_error("counts", &e);
             ApiError::unavailable()
         })?;
     let mut counts = vec![0u64; points as usize];
-    for bucket in buckets {
-        let slot = ((bucket.start - since) / step) as usize;
-        let matching: u64 = bucket
-            .cells
-            .iter()
-            .filter(|(cell, _)| region.is_none_or(|r| cell.region == r))
-            .filter(|(cell, _)| {
-                query
-                    .problem
-                    .as_deref()
-                    .is_none_or(|p| cell.problem.as_str() == p)
-            })
-            .map(|(_, n)| n)
-            .sum();
-        if let Some(slot) = counts.get_mut(slot) {
-            *slot += matching;
+    for (start, sum) in sums {
+        if let Some(slot) = counts.get_mut(((start - since) / step) as usize) {
+            *slot += sum;
         }
     }
     let model = super::overview::service_state(&state, &service.id).await?;

@@ -14,10 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    BucketCounts, Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentQuery,
-    IncidentRecord, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamBounds,
-    StreamEvent, StreamRead, incident_service, lease_millis, parse_incident_id, parse_json,
-    parse_stream_id, to_json, whole_secs,
+    BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount,
+    IncidentQuery, IncidentRecord, Recorded, Report, ReportToken, Store, StoreError, StoreSettings,
+    StreamBounds, StreamEvent, StreamRead, incident_service, lease_millis, parse_incident_id,
+    parse_json, parse_stream_id, to_json, whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
@@ -38,6 +38,9 @@ pub struct MemoryStore {
     /// Signalled after events are added to the stream (wakes [`Store::wait_events`]).
     added: tokio::sync::watch::Sender<()>,
 }
+
+/// Most buckets a series read copies per hold of the store's lock.
+const READ_SLICE: usize = 256;
 
 #[derive(Default)]
 struct Inner {
@@ -257,6 +260,50 @@ impl MemoryStore {
         (self.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
     }
 
+    /// Calls `visit` with the start and cells of each live, non-empty bucket of `service`
+    /// and `granularity` whose start is in `[from, until)`, in time order. A few hundred
+    /// buckets per hold of the lock, yielding in between: a long series read (a month of
+    /// one-minute buckets) holds up report writes and the detector only that long, and lets
+    /// this worker thread serve its other requests. As on Redis, which reads buckets in
+    /// chunks too, the read is not one snapshot.
+    async fn scan(
+        &self,
+        service: &ServiceId,
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+        mut visit: impl FnMut(i64, &HashMap<Cell, u64>),
+    ) {
+        let now_s = self.now_ms().div_euclid(1000);
+        let width = self.settings.width(granularity);
+        let mut next = from;
+        while next < until {
+            let mut resume = None;
+            {
+                let inner = self.lock();
+                let Some(series) = inner.buckets.get(service) else {
+                    return;
+                };
+                for (i, (&(_, start), bucket)) in
+                    series.range((width, next)..(width, until)).enumerate()
+                {
+                    if i == READ_SLICE {
+                        resume = Some(start);
+                        break;
+                    }
+                    if bucket.expires_at > now_s && !bucket.cells.is_empty() {
+                        visit(start, &bucket.cells);
+                    }
+                }
+            }
+            let Some(start) = resume else {
+                return;
+            };
+            next = start;
+            tokio::task::yield_now().await;
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing the store, so keep serving.
@@ -446,22 +493,35 @@ impl Store for MemoryStore {
         if from >= until {
             return Ok(Vec::new());
         }
-        let now_s = self.now_ms().div_euclid(1000);
-        let width = self.settings.width(granularity);
-        let inner = self.lock();
-        let Some(series) = inner.buckets.get(service) else {
-            return Ok(Vec::new());
-        };
-        Ok(series
-            .range((width, from)..(width, until))
-            .filter(|(_, b)| b.expires_at > now_s && !b.cells.is_empty())
-            .map(|(&(_, start), b)| {
-                let mut cells: Vec<(Cell, u64)> =
-                    b.cells.iter().map(|(c, &n)| (c.clone(), n)).collect();
-                cells.sort();
-                BucketCounts { start, cells }
-            })
-            .collect())
+        let mut out = Vec::new();
+        self.scan(service, granularity, from, until, |start, cells| {
+            let mut cells: Vec<(Cell, u64)> = cells.iter().map(|(c, &n)| (c.clone(), n)).collect();
+            cells.sort();
+            out.push(BucketCounts { start, cells });
+        })
+        .await;
+        Ok(out)
+    }
+
+    async fn sums(
+        &self,
+        service: &ServiceId,
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+        of: CellFilter<'_>,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(service, granularity, from, until, |start, cells| {
+            let sum = cells
+                .iter()
+                .filter(|(cell, _)| of.matches(cell))
+                .map(|(_, n)| n)
+                .sum();
+            out.push((start, sum));
+        })
+        .await;
+        Ok(out)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

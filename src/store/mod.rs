@@ -195,6 +195,20 @@ impl StoreSettings {
     }
 }
 
+/// Which cells a [`Store::sums`] adds up: those in `region` with `problem` (`None`: any).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CellFilter<'a> {
+    pub region: Option<RegionCode>,
+    pub problem: Option<&'a str>,
+}
+
+impl CellFilter<'_> {
+    pub fn matches(&self, cell: &Cell) -> bool {
+        self.region.is_none_or(|r| cell.region == r)
+            && self.problem.is_none_or(|p| cell.problem.as_str() == p)
+    }
+}
+
 /// The detector's persisted state: where it stopped and each service's model, as written by
 /// the last [`Store::commit_detector`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -460,6 +474,32 @@ pub trait Store: Send + Sync + 'static {
         from: i64,
         until: i64,
     ) -> Result<Vec<BucketCounts>, StoreError>;
+
+    /// Per bucket of [`Store::counts`], the sum of the cells in `region` with `problem` (each
+    /// `None`: any), as (start, sum); buckets with nothing matching may be left out.
+    async fn sums(
+        &self,
+        service: &ServiceId,
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+        of: CellFilter<'_>,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        Ok(self
+            .counts(service, granularity, from, until)
+            .await?
+            .into_iter()
+            .map(|bucket| {
+                let sum = bucket
+                    .cells
+                    .iter()
+                    .filter(|(cell, _)| of.matches(cell))
+                    .map(|(_, n)| n)
+                    .sum();
+                (bucket.start, sum)
+            })
+            .collect())
+    }
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

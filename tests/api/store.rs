@@ -15,7 +15,7 @@ use downradar::reporter::ReporterSecret;
 use downradar::store::memory::MemoryStore;
 use downradar::store::redis::RedisStore;
 use downradar::store::{
-    Cell, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentFilter,
+    Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentFilter,
     IncidentQuery, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamBounds,
     StreamRead,
 };
@@ -277,6 +277,80 @@ async fn history(backend: Backend) {
     // Far beyond every retention: nothing is added.
     assert_eq!(
         store.add_history(&[at(-200 * 24 * 60, 5)]).await.unwrap(),
+        0
+    );
+
+    // A long read (more buckets than the memory store copies per hold of its lock), whole,
+    // and summed by cell: 1 to 3 DE/login and one US/login report in each of 1,000 buckets.
+    let first = epoch - 2000 * 60;
+    let long: Vec<HistoryCount> = (0..1000)
+        .flat_map(|i| {
+            let bucket = first + 60 * i;
+            [
+                HistoryCount {
+                    bucket,
+                    count: 1 + (i as u64 % 3),
+                    ..at(0, 0)
+                },
+                HistoryCount {
+                    bucket,
+                    cell: report("b", "US", 0).cell,
+                    ..at(0, 1)
+                },
+            ]
+        })
+        .collect();
+    store.add_history(&long).await.unwrap();
+    let (from, until) = (first, first + 1000 * 60);
+    let counts = store
+        .counts(&tiktok, Granularity::Fine, from, until)
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 1000);
+    assert!(counts.windows(2).all(|w| w[0].start + 60 == w[1].start));
+    let sum_of = |of| {
+        let store = &store;
+        let tiktok = &tiktok;
+        async move {
+            let sums = store
+                .sums(tiktok, Granularity::Fine, from, until, of)
+                .await
+                .unwrap();
+            assert!(sums.windows(2).all(|w| w[0].0 < w[1].0));
+            sums.iter().map(|(_, n)| n).sum::<u64>()
+        }
+    };
+    let de_count: u64 = (0..1000).map(|i| 1 + i % 3).sum();
+    assert_eq!(sum_of(CellFilter::default()).await, de_count + 1000);
+    let de = RegionCode::parse("DE").unwrap();
+    let us = RegionCode::parse("US").unwrap();
+    assert_eq!(
+        sum_of(CellFilter {
+            region: Some(de),
+            problem: None
+        })
+        .await,
+        de_count
+    );
+    assert_eq!(
+        sum_of(CellFilter {
+            region: Some(us),
+            problem: None
+        })
+        .await,
+        1000
+    );
+    let login = CellFilter {
+        region: Some(de),
+        problem: Some("login"),
+    };
+    assert_eq!(sum_of(login).await, de_count);
+    assert_eq!(
+        sum_of(CellFilter {
+            region: Some(de),
+            problem: Some("app")
+        })
+        .await,
         0
     );
 }
