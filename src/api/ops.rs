@@ -65,8 +65,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 ///
 /// Requests by route, method and status; request latency; reports by outcome; ingest batch
 /// sizes, queue depth and flush latency; store errors by operation; the detector: whether
-/// this replica leads it, tick duration and outcome, lag behind the clock, open incidents
-/// and incident events; on Redis, this host's clock offset from Redis's.
+/// this replica leads it, tick duration and outcome, lag behind the clock, open incidents,
+/// incident events and buckets taken as missing data; event-feed subscribers; on Redis, this
+/// host's clock offset from Redis's.
 #[utoipa::path(
     tag = "operations",
     responses((status = 200, description = "Metrics in the Prometheus text format.", content_type = "text/plain; version=0.0.4",
