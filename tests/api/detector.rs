@@ -551,6 +551,7 @@ async fn incidents_are_served_by_the_api() {
         "/v1/incidents?cursor=nope",
         "/v1/incidents?scope=planetary",
         "/v1/incidents?since=yesterday",
+        "/v1/incidents?since=2026-11-22T00:00:00Z&until=2026-11-21T00:00:00Z",
         "/v1/services/github/map?window=9d",
         "/v1/services/github/problems?window=0s",
     ] {
