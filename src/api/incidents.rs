@@ -126,14 +126,17 @@ pub(crate) fn incident_query(
         None => None,
     };
     let region = super::region_filter(query.region.as_deref())?;
-    let time = |name: &str, value: &Option<String>| {
-        value
-            .as_deref()
-            .map(|v| super::reports::parse_time(name, v))
-            .transpose()
-    };
-    let since = time("since", &query.since)?;
-    let until = time("until", &query.until)?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|v| super::reports::parse_time("since", v))
+        .transpose()?;
+    // An exclusive end: a fraction of a second takes in the whole second it falls in.
+    let until = query
+        .until
+        .as_deref()
+        .map(|v| super::reports::parse_time_up("until", v))
+        .transpose()?;
     if let (Some(since), Some(until)) = (since, until)
         && since >= until
     {

@@ -524,7 +524,7 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
 
 /// Like [`parse_time`], but a fraction of a second counts as the whole next second: for an
 /// exclusive end, so that `…:00.5Z` still takes the bucket that began at `…:00Z`.
-fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
     parse_rfc3339(name, value).map(|t| t.unix_timestamp() + i64::from(t.nanosecond() > 0))
 }
 

@@ -547,6 +547,16 @@ async fn incidents_are_served_by_the_api() {
     assert_eq!(count("/v1/incidents?active=false").await, 0);
     assert_eq!(count("/v1/incidents?since=2100-01-01T00:00:00Z").await, 0);
     assert_eq!(count("/v1/incidents?until=2000-01-01T00:00:00Z").await, 0);
+    // An exclusive end with a fraction of a second takes in that whole second.
+    let started = app.get("/v1/incidents").await.json()["incidents"][0]["started_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let just_after = format!("{}.5Z", started.trim_end_matches('Z'));
+    assert_eq!(
+        count(&format!("/v1/incidents?since={started}&until={just_after}")).await,
+        1
+    );
     for bad in [
         "/v1/incidents?cursor=nope",
         "/v1/incidents?scope=planetary",
