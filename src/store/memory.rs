@@ -638,31 +638,74 @@ impl Store for MemoryStore {
     }
 
     async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
-        let now_s = self.now_ms().div_euclid(1000);
-        let inner = self.lock();
-        let detector = &inner.detector;
-        let index = if query.active_only {
-            &detector.active
-        } else {
-            &detector.all
-        };
-        Ok(index
-            .iter()
-            .rev()
-            .filter(|(start, id)| {
-                query.in_range(*start, id)
-                    && query
-                        .service
-                        .as_ref()
-                        .is_none_or(|s| incident_service(id) == Some(s.as_str()))
-            })
-            .filter_map(|(_, id)| {
-                let record = detector.record(id, now_s)?;
-                parse_json::<Incident>(&record.incident, id)
-            })
-            .filter(|incident| query.filter.matches(incident))
-            .take(query.limit)
-            .collect())
+        // Newest first, a slice of the index per hold of the lock: the records' JSON is copied
+        // under it and parsed and filtered outside, so a filter that matches few of many
+        // incidents holds up report writes only briefly, and yields in between.
+        let mut out = Vec::new();
+        let mut last = query.after.clone();
+        while out.len() < query.limit {
+            let now_s = self.now_ms().div_euclid(1000);
+            let slice: Vec<((i64, String), Option<String>)> = {
+                let inner = self.lock();
+                let detector = &inner.detector;
+                let index = if query.active_only {
+                    &detector.active
+                } else {
+                    &detector.all
+                };
+                // Before the cursor and before `until` ((until, "") precedes every incident
+                // that started at `until`).
+                let end = [
+                    last.clone(),
+                    query.until.map(|until| (until, String::new())),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                let candidates = match end {
+                    Some(end) => index.range(..end),
+                    None => index.range::<(i64, String), _>(..),
+                };
+                candidates
+                    .rev()
+                    .take_while(|(start, _)| query.since.is_none_or(|since| *start >= since))
+                    .take(READ_SLICE)
+                    .map(|(start, id)| {
+                        let wanted = query.in_range(*start, id)
+                            && query
+                                .service
+                                .as_ref()
+                                .is_none_or(|s| incident_service(id) == Some(s.as_str()));
+                        let json = wanted
+                            .then(|| detector.record(id, now_s).map(|r| r.incident.clone()))
+                            .flatten();
+                        ((*start, id.clone()), json)
+                    })
+                    .collect()
+            };
+            let Some((end, _)) = slice.last() else {
+                break;
+            };
+            last = Some(end.clone());
+            let exhausted = slice.len() < READ_SLICE;
+            for ((_, id), json) in slice {
+                let Some(incident) = json.and_then(|json| parse_json::<Incident>(&json, &id))
+                else {
+                    continue;
+                };
+                if query.filter.matches(&incident) {
+                    out.push(incident);
+                    if out.len() == query.limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(out)
     }
 
     async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
