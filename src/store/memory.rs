@@ -513,12 +513,7 @@ impl Store for MemoryStore {
     ) -> Result<Vec<(i64, u64)>, StoreError> {
         let mut out = Vec::new();
         self.scan(service, granularity, from, until, |start, cells| {
-            let sum = cells
-                .iter()
-                .filter(|(cell, _)| of.matches(cell))
-                .map(|(_, n)| n)
-                .sum();
-            out.push((start, sum));
+            out.push((start, of.sum(cells)));
         })
         .await;
         Ok(out)

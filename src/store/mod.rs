@@ -207,6 +207,15 @@ impl CellFilter<'_> {
         self.region.is_none_or(|r| cell.region == r)
             && self.problem.is_none_or(|p| cell.problem.as_str() == p)
     }
+
+    /// The sum of the counts of the matching cells.
+    pub fn sum<'c>(&self, cells: impl IntoIterator<Item = (&'c Cell, &'c u64)>) -> u64 {
+        cells
+            .into_iter()
+            .filter(|(cell, _)| self.matches(cell))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// The detector's persisted state: where it stopped and each service's model, as written by
@@ -490,13 +499,10 @@ pub trait Store: Send + Sync + 'static {
             .await?
             .into_iter()
             .map(|bucket| {
-                let sum = bucket
-                    .cells
-                    .iter()
-                    .filter(|(cell, _)| of.matches(cell))
-                    .map(|(_, n)| n)
-                    .sum();
-                (bucket.start, sum)
+                (
+                    bucket.start,
+                    of.sum(bucket.cells.iter().map(|(c, n)| (c, n))),
+                )
             })
             .collect())
     }

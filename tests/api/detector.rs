@@ -107,15 +107,20 @@ fn live(store: Arc<MemoryStore>, clock: Arc<ManualClock>, catalog: &Catalog) -> 
 
 /// Makes `detector` continue from a cursor at the file's start (as if it had led before).
 async fn start_at_the_beginning(store: &MemoryStore, detector: &LiveDetector) {
+    commit_start(store, detector.holder()).await;
+}
+
+/// Commits a cursor at START as `holder`, which keeps the lease.
+async fn commit_start(store: &MemoryStore, holder: &str) {
     assert!(
         store
-            .acquire_lease(detector.holder(), Duration::from_secs(30))
+            .acquire_lease(holder, Duration::from_secs(30))
             .await
             .unwrap()
     );
     store
         .commit_detector(DetectorCommit {
-            holder: detector.holder(),
+            holder,
             continues_from: store.load_detector().await.unwrap().map(|s| s.cursor),
             cursor: START.unix_timestamp(),
             states: &[],
@@ -268,23 +273,7 @@ fn catalog_of(services: &[(&str, &str)]) -> Catalog {
 async fn seeded_store() -> (Arc<MemoryStore>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(START));
     let store = Arc::new(MemoryStore::new(store_settings(), clock.clone()));
-    assert!(
-        store
-            .acquire_lease("seed", Duration::from_secs(30))
-            .await
-            .unwrap()
-    );
-    store
-        .commit_detector(DetectorCommit {
-            holder: "seed",
-            continues_from: None,
-            cursor: START.unix_timestamp(),
-            states: &[],
-            forget: &[],
-            events: &[],
-        })
-        .await
-        .unwrap();
+    commit_start(&store, "seed").await;
     store.release_lease("seed").await.unwrap();
     (store, clock)
 }

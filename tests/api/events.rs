@@ -200,6 +200,53 @@ fn assert_carries(message: &Message, id: &str, event: &IncidentEvent) {
     assert_eq!(data, serde_json::to_value(event).unwrap());
 }
 
+/// Asserts that a client accepting `text/event-stream` (a browser's `EventSource`, which gives
+/// up for good on any status but 200) is answered with a 200 stream that tells it to retry,
+/// carrying the error `code`, and ends.
+async fn assert_told_to_retry(app: &crate::helpers::TestApp, url: &str, code: &str) {
+    let browser = app
+        .client
+        .get(url)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browser.status(), 200);
+    assert_eq!(
+        header(&browser, "content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    let body = tokio::time::timeout(Duration::from_secs(5), browser.text())
+        .await
+        .expect("it ends")
+        .unwrap();
+    assert!(
+        body.starts_with("retry: 3000\nevent: unavailable\ndata: {"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("\"code\":\"{code}\"")) && body.ends_with("\n\n"),
+        "{body}"
+    );
+}
+
+/// Waits (at most 10 s) until a stream is accepted at `url`, answered `refused` until then.
+async fn wait_for_a_place(app: &crate::helpers::TestApp, url: &str, refused: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = app.client.get(url).send().await.unwrap();
+        if response.status() == 200 {
+            return;
+        }
+        assert_eq!(response.status(), refused);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 on_both_stores! {
     /// Live events, a resume with no gap and no duplicate, replays of everything, filters,
     /// an unknown id, and the errors.
@@ -323,22 +370,9 @@ on_both_stores! {
         assert_eq!((refused.status, refused.error_code().as_str()), (503, "too_many_subscribers"));
         assert!(refused.retry_after.is_some());
         // A browser's EventSource would give up for good on a 503: it is told to retry.
-        let browser = app.client.get(&url).header("accept", "text/event-stream").send().await.unwrap();
-        assert_eq!(browser.status(), 200);
-        assert_eq!(header(&browser, "content-type").as_deref(), Some("text/event-stream"));
-        let body = tokio::time::timeout(Duration::from_secs(5), browser.text()).await.expect("it ends").unwrap();
-        assert!(body.starts_with("retry: 3000\nevent: unavailable\ndata: {"), "{body}");
-        assert!(body.contains("\"code\":\"too_many_subscribers\"") && body.ends_with("\n\n"), "{body}");
+        assert_told_to_retry(&app, &url, "too_many_subscribers").await;
         drop(first);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let response = app.client.get(&url).send().await.unwrap();
-            if response.status() == 200 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the place was not freed");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_a_place(&app, &url, 503).await;
     }
 }
 
@@ -353,25 +387,12 @@ on_both_stores! {
         assert_eq!((refused.status, refused.error_code().as_str()), (429, "too_many_streams"));
         assert_eq!(refused.retry_after.as_deref(), Some("3"));
         // EventSource is told to retry, as for a 503.
-        let browser = app.client.get(&url).header("accept", "text/event-stream").send().await.unwrap();
-        assert_eq!(browser.status(), 200);
-        let body = tokio::time::timeout(Duration::from_secs(5), browser.text()).await.expect("it ends").unwrap();
-        assert!(body.starts_with("retry: 3000\nevent: unavailable\ndata: {"), "{body}");
-        assert!(body.contains("\"code\":\"too_many_streams\""), "{body}");
+        assert_told_to_retry(&app, &url, "too_many_streams").await;
         // A client behind the trusted proxy (the peer) is another address.
         let behind = app.client.get(&url).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
         assert_eq!(behind.status(), 200);
         drop(first);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let response = app.client.get(&url).send().await.unwrap();
-            if response.status() == 200 {
-                break;
-            }
-            assert_eq!(response.status(), 429);
-            assert!(tokio::time::Instant::now() < deadline, "the place was not freed");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_a_place(&app, &url, 429).await;
     }
 }
 
