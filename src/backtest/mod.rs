@@ -1,19 +1,24 @@
 //! `downradar backtest`: the live detector, ticked over recorded counts as fast as it can.
 //!
-//! The file is read whole into memory (per service, its non-empty buckets in time order),
-//! then an [`Engine`] with a fresh [`Detector`] is ticked through it an hour of buckets at a
-//! time, exactly as the server ticks it through the store. Events go to stdout as JSON Lines
-//! in time order; progress and a summary go to stderr.
+//! A [`CountsFeed`] reads the file on a thread of its own, [`CHUNK_BUCKETS`] buckets at a
+//! time (per service, its non-empty buckets in time order), while an [`Engine`] with a fresh
+//! [`Detector`] is ticked through the chunks before, exactly as the server ticks it through
+//! the store. So reading and detecting share the time of the longer of the two, and memory
+//! holds a few chunks, not the file. The events are written to stdout as JSON Lines in time
+//! order once the whole file has been read: a bad row anywhere fails the run before any
+//! event is printed, as a file read whole would. Progress and a summary go to stderr.
 
 pub mod score;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::buckets::BucketWidth;
 use crate::catalog::{Catalog, ServiceId};
@@ -25,109 +30,190 @@ use crate::import::CountsReader;
 use crate::progress::Progress;
 use crate::store::{BucketCounts, StoreError};
 
-/// Buckets per tick: an hour at one-minute buckets. Ticking less often changes nothing the
-/// detector decides (it processes every closed bucket in order), only the overhead.
-const BUCKETS_PER_TICK: i64 = 60;
+/// Buckets per chunk of the file, and so per tick: an hour at one-minute buckets. Ticking
+/// less often changes nothing the detector decides (it processes every closed bucket in
+/// order), only the overhead.
+pub const CHUNK_BUCKETS: i64 = 60;
 
-/// Counts read from a file, as a [`CountSource`].
-#[derive(Debug, Default)]
-pub struct RecordedCounts {
-    series: HashMap<ServiceId, Vec<BucketCounts>>,
-    /// Start of the first and of the last bucket in the file.
-    pub first: Option<i64>,
-    pub last: Option<i64>,
-    /// Data rows read.
+/// Chunks read ahead of the detector at most.
+const READ_AHEAD: usize = 4;
+
+/// Consecutive buckets of a counts file.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Start of the file's first bucket.
+    pub first: i64,
+    /// Every bucket starting before this is in this chunk or an earlier one; at the end of
+    /// the file, the end of its last bucket.
+    pub until: i64,
+    /// Per service, its buckets with a count, in time order.
+    pub series: HashMap<ServiceId, Vec<BucketCounts>>,
+    /// Data rows read so far, and the bytes of the file they took of its size.
     pub rows: u64,
+    pub read: u64,
+    pub size: u64,
 }
 
-impl RecordedCounts {
-    /// Reads a counts file, which must be sorted by time.
-    pub fn read(reader: &mut CountsReader<'_>) -> anyhow::Result<Self> {
-        let mut recorded = Self::default();
-        let mut progress = Progress::new();
-        while let Some(row) = reader.next_row()? {
-            recorded.rows += 1;
-            if recorded.last.is_some_and(|last| row.bucket < last) {
-                bail!(
-                    "{}:{}: rows are not sorted by time (this bucket starts before the previous row's)",
-                    reader.file_name,
-                    reader.line_no
-                );
+/// A counts file read on a thread of its own, chunk after chunk (see the module docs).
+pub struct CountsFeed {
+    chunks: mpsc::Receiver<anyhow::Result<Chunk>>,
+}
+
+impl CountsFeed {
+    /// Starts reading `path`, a counts file of `bucket`-wide buckets of `catalog`'s services,
+    /// which must be sorted by time. Errors (the file, its header, any row) come from
+    /// [`next`](Self::next), naming the file and line.
+    pub fn open(path: &Path, catalog: &Catalog, bucket: BucketWidth) -> Self {
+        let (tx, chunks) = mpsc::channel(READ_AHEAD);
+        let (path, catalog): (PathBuf, Catalog) = (path.to_owned(), catalog.clone());
+        std::thread::spawn(move || {
+            let result = CountsReader::open(&path, &catalog, bucket)
+                .and_then(|mut reader| read_chunks(&mut reader, bucket, &tx));
+            if let Err(e) = result {
+                // Nobody listens any more only when the run has failed already.
+                let _ = tx.blocking_send(Err(e));
             }
-            recorded.first.get_or_insert(row.bucket);
-            recorded.last = Some(row.bucket);
-            if row.count == 0 {
-                continue;
-            }
-            let buckets = recorded.series.entry(row.service).or_default();
-            match buckets.last_mut() {
-                Some(b) if b.start == row.bucket => {
-                    match b.cells.iter_mut().find(|(cell, _)| *cell == row.cell) {
-                        Some((_, count)) => *count += row.count,
-                        None => b.cells.push((row.cell, row.count)),
-                    }
-                }
-                _ => buckets.push(BucketCounts {
-                    start: row.bucket,
-                    cells: vec![(row.cell, row.count)],
-                }),
-            }
-            if recorded.rows % 65_536 == 0 {
-                progress.show(|| percent("reading", reader.read, reader.size));
-            }
+        });
+        Self { chunks }
+    }
+
+    /// The next chunk, or `None` after the last.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Chunk>> {
+        self.chunks.recv().await.transpose()
+    }
+}
+
+/// Reads the whole file into chunks and sends them; stops early when the receiver is gone.
+fn read_chunks(
+    reader: &mut CountsReader<'_>,
+    bucket: BucketWidth,
+    tx: &mpsc::Sender<anyhow::Result<Chunk>>,
+) -> anyhow::Result<()> {
+    let width = bucket.secs();
+    let mut chunk: Option<Chunk> = None;
+    let mut last: Option<i64> = None;
+    let mut rows = 0;
+    while let Some(row) = reader.next_row()? {
+        rows += 1;
+        if last.is_some_and(|last| row.bucket < last) {
+            bail!(
+                "{}:{}: rows are not sorted by time (this bucket starts before the previous row's)",
+                reader.file_name,
+                reader.line_no
+            );
         }
-        progress.finish(None);
-        Ok(recorded)
+        last = Some(row.bucket);
+        let first = chunk.as_ref().map_or(row.bucket, |c| c.first);
+        let current = match chunk.take() {
+            Some(mut full) if row.bucket >= full.until => {
+                // The chunk is complete: every bucket before this row's is in it.
+                full.until = row.bucket;
+                (full.rows, full.read) = (rows - 1, reader.read);
+                if tx.blocking_send(Ok(full)).is_err() {
+                    return Ok(());
+                }
+                None
+            }
+            open => open,
+        };
+        let chunk = chunk.insert(current.unwrap_or_else(|| Chunk {
+            first,
+            until: row.bucket + CHUNK_BUCKETS * width,
+            series: HashMap::new(),
+            rows: 0,
+            read: 0,
+            size: reader.size,
+        }));
+        if row.count == 0 {
+            continue;
+        }
+        let buckets = chunk.series.entry(row.service).or_default();
+        match buckets.last_mut() {
+            Some(b) if b.start == row.bucket => {
+                match b.cells.iter_mut().find(|(cell, _)| *cell == row.cell) {
+                    Some((_, count)) => *count += row.count,
+                    None => b.cells.push((row.cell, row.count)),
+                }
+            }
+            _ => buckets.push(BucketCounts {
+                start: row.bucket,
+                cells: vec![(row.cell, row.count)],
+            }),
+        }
+    }
+    if let (Some(mut tail), Some(last)) = (chunk, last) {
+        tail.until = last + width;
+        (tail.rows, tail.read) = (rows, reader.read);
+        let _ = tx.blocking_send(Ok(tail));
+    }
+    Ok(())
+}
+
+/// Buckets read and not yet detected, per service in time order, as a [`CountSource`]. The
+/// engine asks for each bucket once, in order, so each is handed over (moved) when asked for.
+#[derive(Default)]
+struct Unread(Mutex<HashMap<ServiceId, VecDeque<BucketCounts>>>);
+
+impl Unread {
+    fn add(&self, series: HashMap<ServiceId, Vec<BucketCounts>>) {
+        let mut unread = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for (service, buckets) in series {
+            unread.entry(service).or_default().extend(buckets);
+        }
     }
 }
 
 #[async_trait]
-impl CountSource for RecordedCounts {
+impl CountSource for Unread {
     async fn counts(
         &self,
         service: &ServiceId,
         from: i64,
         until: i64,
     ) -> Result<Vec<BucketCounts>, StoreError> {
-        let Some(buckets) = self.series.get(service) else {
+        let mut unread = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(buckets) = unread.get_mut(service) else {
             return Ok(Vec::new());
         };
-        let lo = buckets.partition_point(|b| b.start < from);
-        let hi = buckets.partition_point(|b| b.start < until);
-        Ok(buckets[lo..hi].to_vec())
+        let skip = buckets.iter().take_while(|b| b.start < from).count();
+        buckets.drain(..skip);
+        let take = buckets.iter().take_while(|b| b.start < until).count();
+        Ok(buckets.drain(..take).collect())
     }
 }
 
-/// What a backtest decided.
+/// What a backtest read and decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    pub rows: u64,
     pub buckets: u64,
     pub opened: u64,
     pub updated: u64,
     pub resolved: u64,
 }
 
-/// Runs the detector over `recorded` from its first bucket to its last, handing each event
-/// to `emit` in order.
+/// Runs the detector over the counts of `feed` from its first bucket to its last, handing
+/// each event to `emit` in order. An error of the feed ends the run with that error.
 pub async fn replay(
     catalog: &Catalog,
     config: DetectorConfig,
-    recorded: &RecordedCounts,
+    mut feed: CountsFeed,
     mut emit: impl FnMut(&IncidentEvent) -> anyhow::Result<()>,
 ) -> anyhow::Result<Summary> {
-    let (Some(first), Some(last)) = (recorded.first, recorded.last) else {
-        return Ok(Summary::default());
-    };
-    let width = config.bucket.secs();
-    let mut engine = Engine::new(Detector::new(catalog, config), first);
+    let mut engine: Option<Engine> = None;
+    let unread = Unread::default();
     let mut summary = Summary::default();
     let mut events = Vec::new();
     let mut progress = Progress::new();
     let settle = SETTLE.as_secs() as i64;
-    let end = last + width;
-    while engine.cursor() < end {
-        let until = (engine.cursor() + BUCKETS_PER_TICK * width).min(end);
-        engine.tick(until + settle, recorded, &mut events).await?;
+    let width = config.bucket.secs();
+    while let Some(chunk) = feed.next().await? {
+        let engine =
+            engine.get_or_insert_with(|| Engine::new(Detector::new(catalog, config), chunk.first));
+        unread.add(chunk.series);
+        engine
+            .tick(chunk.until + settle, &unread, &mut events)
+            .await?;
         for event in events.drain(..) {
             match event.kind {
                 EventType::Opened => summary.opened += 1,
@@ -136,11 +222,11 @@ pub async fn replay(
             }
             emit(&event)?;
         }
-        let done = (engine.cursor() - first) as u64;
-        progress.show(|| percent("detecting", done, (last - first) as u64));
+        summary.rows = chunk.rows;
+        summary.buckets = ((chunk.until - chunk.first) / width) as u64;
+        progress.show(|| percent(chunk.read, chunk.size));
     }
     progress.finish(None);
-    summary.buckets = ((end - first) / width) as u64;
     Ok(summary)
 }
 
@@ -149,33 +235,31 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
     let bucket: BucketWidth = args.bucket;
-    let mut reader = CountsReader::open(&args.input, &catalog, bucket)?;
-    let recorded = RecordedCounts::read(&mut reader)?;
-    let read_in = started.elapsed();
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
+    let feed = CountsFeed::open(&args.input, &catalog, bucket);
     let mut kept = Vec::new();
-    let summary = replay(&catalog, args.detector.config(bucket), &recorded, |event| {
-        if truth.is_some() {
-            kept.push(event.clone());
-        }
-        serde_json::to_writer(&mut out, event)?;
-        out.write_all(b"\n").context("writing to stdout")
+    let summary = replay(&catalog, args.detector.config(bucket), feed, |event| {
+        kept.push(event.clone());
+        Ok(())
     })
     .await?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    for event in &kept {
+        serde_json::to_writer(&mut out, event)?;
+        out.write_all(b"\n").context("writing to stdout")?;
+    }
     out.flush().context("writing to stdout")?;
     drop(out);
     eprintln!(
         "backtest: {} rows, {} buckets, {} services: {} incidents opened, {} updates, {} resolved \
-         (read in {:.1?}, total {:.1?})",
-        recorded.rows,
+         (in {:.1?})",
+        summary.rows,
         summary.buckets,
         catalog.services().len(),
         summary.opened,
         summary.updated,
         summary.resolved,
-        read_in,
         started.elapsed()
     );
     if let Some(truth) = truth {
@@ -200,12 +284,144 @@ fn read_truth(path: &Path) -> anyhow::Result<crate::simulate::Truth> {
     })
 }
 
-/// A progress line: `backtest: reading  42.0%`.
-fn percent(what: &str, done: u64, total: u64) -> String {
+/// The progress line: `backtest:  42.0% of the file`.
+fn percent(done: u64, total: u64) -> String {
     let percent = if total == 0 {
         100.0
     } else {
         100.0 * done as f64 / total as f64
     };
-    format!("backtest: {what} {percent:5.1}%")
+    format!("backtest: {percent:5.1}% of the file")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    const START: i64 = 1_790_000_000 - 1_790_000_000 % 3600;
+
+    fn stamp(t: i64) -> String {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    }
+
+    fn file(rows: &[(i64, &str, u64)]) -> tempfile::NamedTempFile {
+        let mut text = String::from("timestamp,service,region,problem,count\n");
+        for (t, service, count) in rows {
+            writeln!(text, "{},{service},US,login,{count}", stamp(*t)).unwrap();
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    async fn chunks(file: &tempfile::NamedTempFile) -> anyhow::Result<Vec<Chunk>> {
+        let mut feed = CountsFeed::open(file.path(), &Catalog::builtin(), BucketWidth::ONE_MINUTE);
+        let mut chunks = Vec::new();
+        while let Some(chunk) = feed.next().await? {
+            chunks.push(chunk);
+        }
+        Ok(chunks)
+    }
+
+    #[tokio::test]
+    async fn the_feed_hands_over_every_bucket_once_in_chunks_that_tile_the_file() {
+        // 150 minutes with a gap of 100 minutes, two services, and a zero row at each end.
+        let mut rows = vec![(START, "tiktok", 0)];
+        for m in (0..150).filter(|m| !(20..120).contains(m)) {
+            rows.push((START + 60 * m, "tiktok", 1 + m as u64 % 3));
+            rows.push((START + 60 * m, "x", 2));
+            rows.push((START + 60 * m, "x", 3)); // the same cell twice: added up
+        }
+        rows.push((START + 60 * 149, "x", 0));
+        let file = file(&rows);
+        let chunks = chunks(&file).await.unwrap();
+
+        assert!(chunks.len() >= 2, "{} chunks", chunks.len());
+        let mut from = START;
+        for chunk in &chunks {
+            assert_eq!(chunk.first, START);
+            assert!(chunk.until > from, "chunks move on");
+            for buckets in chunk.series.values() {
+                assert!(
+                    buckets
+                        .iter()
+                        .all(|b| (from..chunk.until).contains(&b.start))
+                );
+            }
+            from = chunk.until;
+        }
+        let last = chunks.last().unwrap();
+        assert_eq!(last.until, START + 150 * 60, "the end of the last bucket");
+        assert_eq!(last.rows, rows.len() as u64);
+        assert_eq!(last.read, last.size);
+
+        // Handed to the detector through `Unread`, in ticks that do not match the chunks.
+        let unread = Unread::default();
+        for chunk in chunks {
+            unread.add(chunk.series);
+        }
+        let mut totals: HashMap<&str, u64> = HashMap::new();
+        let mut starts = Vec::new();
+        for service in ["tiktok", "x"] {
+            let id = ServiceId::parse(service).unwrap();
+            for t in (START..START + 150 * 60).step_by(7 * 60) {
+                for bucket in unread.counts(&id, t, t + 7 * 60).await.unwrap() {
+                    assert!((t..t + 7 * 60).contains(&bucket.start));
+                    starts.push((service, bucket.start));
+                    *totals.entry(service).or_default() +=
+                        bucket.cells.iter().map(|(_, n)| n).sum::<u64>();
+                }
+            }
+            assert!(
+                unread
+                    .counts(&id, START, i64::MAX)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "once"
+            );
+        }
+        let expected = |s: &str| -> u64 { rows.iter().filter(|r| r.1 == s).map(|r| r.2).sum() };
+        assert_eq!(totals["tiktok"], expected("tiktok"));
+        assert_eq!(totals["x"], expected("x"));
+        assert_eq!(
+            starts.len(),
+            2 * 50,
+            "one bucket per service and minute with reports"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_feed_refuses_rows_out_of_time_order_naming_the_line() {
+        let file = file(&[(START + 60, "x", 1), (START, "x", 1)]);
+        let err = chunks(&file).await.unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                ":3: rows are not sorted by time (this bucket starts before the previous row's)"
+            ),
+            "{err}"
+        );
+        assert!(err.starts_with(&file.path().display().to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_feed_reports_a_missing_file_and_a_bad_header() {
+        let err = chunks(&tempfile::NamedTempFile::new().unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("empty file"), "{err}");
+        let missing = CountsFeed::open(
+            Path::new("/nonexistent/counts.csv"),
+            &Catalog::builtin(),
+            BucketWidth::ONE_MINUTE,
+        )
+        .next()
+        .await
+        .unwrap_err();
+        assert!(missing.to_string().contains("cannot open"), "{missing}");
+    }
 }

@@ -145,11 +145,23 @@ impl Cusum {
     }
 }
 
-/// Per test window, (observed, expected) sums of each series; see `window_sums`.
+/// Per test window, (observed, expected) sums of each series; see `window_sums`. The
+/// regions' and problems' sums are laid out series after series, one entry per window.
 struct WindowSums {
+    windows: usize,
     total: Vec<(f64, f64)>,
-    regions: Vec<Vec<(f64, f64)>>,
-    problems: Vec<Vec<(f64, f64)>>,
+    regions: Vec<(f64, f64)>,
+    problems: Vec<(f64, f64)>,
+}
+
+impl WindowSums {
+    fn region(&self, r: usize) -> &[(f64, f64)] {
+        &self.regions[r * self.windows..(r + 1) * self.windows]
+    }
+
+    fn problem(&self, p: usize) -> &[(f64, f64)] {
+        &self.problems[p * self.windows..(p + 1) * self.windows]
+    }
 }
 
 /// What the tests say about one series this bucket.
@@ -374,9 +386,9 @@ impl ServiceState {
         }
         slot.region_x = region_x;
         let all = self.region_reports();
-        slot.region_mu = (0..self.regions.len())
-            .map(|r| (mu * self.region_share(r, hour, all)) as f32)
-            .collect();
+        slot.region_mu.clear();
+        slot.region_mu
+            .extend((0..self.regions.len()).map(|r| (mu * self.region_share(r, hour, all)) as f32));
         self.ring.push_back(slot);
         let sums = self.window_sums(tuning);
 
@@ -497,23 +509,60 @@ impl ServiceState {
 
     /// The observed and expected sums over each test window, ending with the newest bucket,
     /// of the total, each region and each problem: what both the tests and the learning
-    /// read, computed once per bucket.
+    /// read, computed once per bucket in one pass back through the ring (a window never
+    /// reaches back past the last resolution; see [`window`](Self::window)).
     fn window_sums(&self, tuning: &Tuning) -> WindowSums {
-        let sums = |f: &dyn Fn(&Slot) -> (f64, f64)| -> Vec<(f64, f64)> {
-            tuning.windows.iter().map(|&w| self.window(w, f)).collect()
+        let n = tuning.windows.len();
+        let (nr, np) = (self.regions.len(), self.problems.len());
+        let shares: Vec<f64> = (0..np).map(|p| self.problem_share(p)).collect();
+        let mut sums = WindowSums {
+            windows: n,
+            total: vec![(0.0, 0.0); n],
+            regions: vec![(0.0, 0.0); nr * n],
+            problems: vec![(0.0, 0.0); np * n],
         };
-        WindowSums {
-            total: sums(&|s| (f64::from(s.x), f64::from(s.mu))),
-            regions: (0..self.regions.len())
-                .map(|r| sums(&|s| (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))))
-                .collect(),
-            problems: (0..self.problems.len())
-                .map(|p| {
-                    let share = self.problem_share(p);
-                    sums(&|s| (f64::from(s.problem_x[p]), f64::from(s.mu) * share))
-                })
-                .collect(),
+        let (mut total, mut regions, mut problems) =
+            ((0.0, 0.0), vec![(0.0, 0.0); nr], vec![(0.0, 0.0); np]);
+        let since = self.resolved_at.unwrap_or(i64::MIN);
+        let longest = tuning.windows.last().copied().unwrap_or(0);
+        // Window `next` is complete once `seen` buckets are summed; windows longer than the
+        // buckets there are hold all of them.
+        let (mut next, mut seen) = (0, 0);
+        let mut snapshot = |w: usize, total, regions: &[(f64, f64)], problems: &[(f64, f64)]| {
+            sums.total[w] = total;
+            for (r, &v) in regions.iter().enumerate() {
+                sums.regions[r * n + w] = v;
+            }
+            for (p, &v) in problems.iter().enumerate() {
+                sums.problems[p * n + w] = v;
+            }
+        };
+        for s in self.ring.iter().rev().take(longest) {
+            if s.t < since {
+                break;
+            }
+            let mu = f64::from(s.mu);
+            total.0 += f64::from(s.x);
+            total.1 += mu;
+            for (sum, (&x, &m)) in regions.iter_mut().zip(s.region_x.iter().zip(&s.region_mu)) {
+                sum.0 += f64::from(x);
+                sum.1 += f64::from(m);
+            }
+            for ((sum, &x), &share) in problems.iter_mut().zip(&s.problem_x).zip(&shares) {
+                sum.0 += f64::from(x);
+                sum.1 += mu * share;
+            }
+            seen += 1;
+            while next < n && tuning.windows[next] <= seen {
+                snapshot(next, total, &regions, &problems);
+                next += 1;
+            }
         }
+        while next < n {
+            snapshot(next, total, &regions, &problems);
+            next += 1;
+        }
+        sums
     }
 
     fn verdict(
@@ -598,7 +647,7 @@ impl ServiceState {
                 &self.region_dispersion,
                 extra,
                 self.region_cusums[r],
-                &sums.regions[r],
+                sums.region(r),
             );
             all.strong |= v.strong;
             all.possible |= v.possible;
@@ -633,7 +682,7 @@ impl ServiceState {
                 &self.problem_dispersion,
                 extra,
                 self.problem_cusums[p],
-                &sums.problems[p],
+                sums.problem(p),
             );
             all.strong |= v.strong;
             all.possible |= v.possible;
@@ -667,12 +716,14 @@ impl ServiceState {
         );
         // So do the region and problem families' dispersions.
         self.region_dispersion.decay(tuning.width);
-        for (region, &cusum) in sums.regions.iter().zip(&self.region_cusums) {
+        for (r, &cusum) in self.region_cusums.iter().enumerate() {
+            let region = sums.region(r);
             self.region_dispersion.learn(region);
             learn_scores(&mut self.region_dispersion, region, extra, cusum);
         }
         self.problem_dispersion.decay(tuning.width);
-        for (problem, &cusum) in sums.problems.iter().zip(&self.problem_cusums) {
+        for (p, &cusum) in self.problem_cusums.iter().enumerate() {
+            let problem = sums.problem(p);
             self.problem_dispersion.learn(problem);
             learn_scores(&mut self.problem_dispersion, problem, extra, cusum);
         }

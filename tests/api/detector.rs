@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use downradar::backtest::{RecordedCounts, replay, score};
+use downradar::backtest::{CountsFeed, replay, score};
 use downradar::buckets::BucketWidth;
 use downradar::catalog::Catalog;
 use downradar::catalog::{Problem, ServiceId};
 use downradar::clock::{Clock, ManualClock};
 use downradar::detector::live::{LiveDetector, TickOutcome};
 use downradar::detector::{Detector, DetectorConfig, EventType, IncidentEvent};
-use downradar::import::CountsReader;
 use downradar::regions::RegionCode;
 use downradar::simulate::{Params, Scenario};
 use downradar::store::memory::MemoryStore;
@@ -43,10 +42,8 @@ fn simulate(services: usize, days: u32, seed: u64) -> (Scenario, tempfile::Named
     (scenario, file)
 }
 
-fn recorded(catalog: &Catalog, file: &tempfile::NamedTempFile) -> RecordedCounts {
-    let mut reader =
-        CountsReader::open(file.path(), catalog, BucketWidth::ONE_MINUTE).expect("open");
-    RecordedCounts::read(&mut reader).expect("read")
+fn recorded(catalog: &Catalog, file: &tempfile::NamedTempFile) -> CountsFeed {
+    CountsFeed::open(file.path(), catalog, BucketWidth::ONE_MINUTE)
 }
 
 async fn backtest(catalog: &Catalog, file: &tempfile::NamedTempFile) -> Vec<IncidentEvent> {
@@ -54,7 +51,7 @@ async fn backtest(catalog: &Catalog, file: &tempfile::NamedTempFile) -> Vec<Inci
     replay(
         catalog,
         DetectorConfig::default(),
-        &recorded(catalog, file),
+        recorded(catalog, file),
         |e| {
             events.push(e.clone());
             Ok(())
@@ -720,5 +717,65 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
         Detector::saved_width(&resumed.services),
         Some(300),
         "learned afresh on 5-minute buckets"
+    );
+}
+
+/// `downradar backtest` prints the events the detector decides, and a bad row anywhere in
+/// the file, even after hours of counts already detected, fails the run with nothing on
+/// stdout (the file is streamed, the events are not).
+#[tokio::test]
+async fn the_backtest_command_prints_all_its_events_or_none() {
+    let (_, file) = simulate(4, 4, 7);
+    let catalog = Catalog::builtin();
+    let expected: Vec<String> = backtest(&catalog, &file)
+        .await
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    assert!(!expected.is_empty(), "the scenario has outages");
+    let run = |input: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+            .args(["backtest", "--input"])
+            .arg(input)
+            .env_remove("DOWNRADAR_CATALOG")
+            .output()
+            .expect("run downradar backtest")
+    };
+    let out = run(file.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} incidents opened",
+            expected
+                .iter()
+                .filter(|e| e.contains("incident.opened"))
+                .count()
+        )),
+        "{stderr}"
+    );
+
+    let mut text = std::fs::read_to_string(file.path()).unwrap();
+    let lines = text.lines().count();
+    text.push_str("2026-10-05T00:00:00Z,tiktok,US,wifi,3\n");
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), text).unwrap();
+    let out = run(bad.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains(&format!(":{}: unknown problem \"wifi\"", lines + 1)),
+        "{stderr}"
     );
 }
