@@ -495,6 +495,7 @@ mod tests {
     use super::*;
     use crate::catalog::Problem;
     use crate::regions::RegionCode;
+    use service::SeriesFilter;
 
     fn catalog() -> Catalog {
         Catalog::parse(
@@ -621,6 +622,74 @@ mod tests {
         assert_eq!(resolved, 2, "{scored:#?}");
         // Both of its regions rose (US 20×, DE 8×): the outage is global.
         assert_eq!(opened[0].incident.scope, Scope::Global);
+    }
+
+    /// An incident open when the data stops (the store or the server down for days) is
+    /// judged on the counts after the gap: it resolves once they are ordinary, and the
+    /// baseline is not rebased on the flood before the gap as if the flood were the new
+    /// normal (which hid the next outage).
+    #[test]
+    fn an_incident_open_across_days_of_missing_data_is_not_a_new_normal() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 86_400;
+        let days = 2 * 1440;
+        let ordinary = |i| cells(wobble(40.0, i), wobble(5.0, i));
+        // The other two services keep their ordinary traffic, but for the gap.
+        let others = |i| cells(wobble(20.0, i), 0);
+        let mut events = Vec::new();
+        let mut step = |detector: &mut Detector, i: i64, up: &[(Cell, u64)]| {
+            let others = if up.is_empty() { Vec::new() } else { others(i) };
+            events.extend(detector.step(t0 + i * 60, &[up, &others, &others]));
+        };
+        for i in 0..days {
+            step(&mut detector, i, &ordinary(i));
+        }
+        // An outage, and no data at all from its 30th minute for two days.
+        for i in days..days + 30 {
+            step(&mut detector, i, &cells(wobble(40.0, i) * 20, 40));
+        }
+        let resume = days + 30 + 2 * 1440;
+        for i in days + 30..resume {
+            step(&mut detector, i, &[]);
+        }
+        // Ordinary traffic again for two hours, expected as before the gap (45 a minute),
+        // then another outage.
+        let mut expected = Vec::new();
+        for i in resume..resume + 120 {
+            step(&mut detector, i, &ordinary(i));
+            let state = &detector.services[0].state;
+            let next = t0 + (i + 1) * 60;
+            expected.push(state.expectation(next, SeriesFilter::default()).0);
+            assert!(state.rate(next).is_some(), "the service's history is kept");
+        }
+        for i in resume + 120..resume + 150 {
+            step(&mut detector, i, &cells(wobble(40.0, i) * 20, 40));
+        }
+        let kinds: Vec<(EventType, i64)> = events
+            .iter()
+            .filter(|e| e.kind != EventType::Updated)
+            .map(|e| (e.kind, (e.at.unix_timestamp() - t0) / 60))
+            .collect();
+        assert!(
+            expected.iter().all(|e| (36.0..56.0).contains(e)),
+            "the baseline after the gap, per minute: {expected:.1?}; events {kinds:?}"
+        );
+        let opened: Vec<i64> = kinds
+            .iter()
+            .filter(|(k, _)| *k == EventType::Opened)
+            .map(|(_, at)| *at)
+            .collect();
+        assert_eq!(opened.len(), 2, "{kinds:?}");
+        assert!(
+            opened[0] <= days + 3 && opened[1] > resume + 120,
+            "{kinds:?}"
+        );
+        let resolved = kinds.iter().filter(|(k, _)| *k == EventType::Resolved);
+        assert!(
+            resolved.clone().count() == 1 && resolved.clone().all(|(_, at)| *at > resume),
+            "the first resolves on the counts after the gap: {kinds:?}"
+        );
     }
 
     #[test]

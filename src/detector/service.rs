@@ -90,7 +90,8 @@ const STAYS_GLOBAL_ALPHA: f64 = 0.05;
 /// After a resolution, opening again needs this much more evidence for this long.
 const REFRACTORY_SECS: i64 = 3600;
 const REFRACTORY_BOOST: f64 = 1.5;
-/// An incident open this long is a new normal, not an outage (see `observe`).
+/// An incident open this long, in buckets observed, is a new normal, not an outage (see
+/// `observe`).
 const MAX_OPEN_SECS: i64 = 86_400;
 /// For its first hour a service's counts are learned as they are, unwinsorised.
 const COLD_SECS: f64 = 3600.0;
@@ -204,6 +205,7 @@ pub struct Open {
     region_mu: Vec<f64>,
     problem_x: Vec<f64>,
     problem_mu: Vec<f64>,
+    /// Buckets observed since the onset, up to the newest one accumulated.
     buckets: u64,
     pub attribution: Attribution,
     pub caused_by: Vec<crate::catalog::ServiceId>,
@@ -424,9 +426,13 @@ impl ServiceState {
                 self.learn(t, mu, possible, tuning, &sums);
                 None
             }
-            Some(mut open) if t - open.started_at >= MAX_OPEN_SECS => {
-                // Open for a day: not an outage but a new normal (or a baseline that was
+            Some(mut open) if open.buckets as i64 * tuning.width >= MAX_OPEN_SECS => {
+                // Elevated for a day: not an outage but a new normal (or a baseline that was
                 // wrong from the start). Resolve it and learn the service afresh from here.
+                // A day of buckets observed, not of time: buckets missing while the store or
+                // the server was down are not evidence, and an incident still open when
+                // data resumes after a day of them must be judged on the counts that follow,
+                // not rebased on the flood before the gap.
                 self.accumulate(&mut open);
                 let recent = self.window(tuning.ring, |s| (f64::from(s.x), 0.0)).0
                     / self.ring.len().max(1) as f64;
