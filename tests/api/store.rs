@@ -281,7 +281,8 @@ async fn history(backend: Backend) {
     );
 
     // A long read (more buckets than the memory store copies per hold of its lock), whole,
-    // and summed by cell: 1 to 3 DE/login and one US/login report in each of 1,000 buckets.
+    // and summed by cell: 1 to 3 DE/login, one US/login and two US/feed reports in each of
+    // 1,000 buckets.
     let first = epoch - 2000 * 60;
     let long: Vec<HistoryCount> = (0..1000)
         .flat_map(|i| {
@@ -296,6 +297,14 @@ async fn history(backend: Backend) {
                     bucket,
                     cell: report("b", "US", 0).cell,
                     ..at(0, 1)
+                },
+                HistoryCount {
+                    bucket,
+                    cell: Cell {
+                        region: RegionCode::parse("US").unwrap(),
+                        problem: Problem::parse("feed").unwrap(),
+                    },
+                    ..at(0, 2)
                 },
             ]
         })
@@ -321,7 +330,7 @@ async fn history(backend: Backend) {
         }
     };
     let de_count: u64 = (0..1000).map(|i| 1 + i % 3).sum();
-    assert_eq!(sum_of(CellFilter::default()).await, de_count + 1000);
+    assert_eq!(sum_of(CellFilter::default()).await, de_count + 3000);
     let de = RegionCode::parse("DE").unwrap();
     let us = RegionCode::parse("US").unwrap();
     assert_eq!(
@@ -338,13 +347,25 @@ async fn history(backend: Backend) {
             problem: None
         })
         .await,
-        1000
+        3000
     );
     let login = CellFilter {
         region: Some(de),
         problem: Some("login"),
     };
     assert_eq!(sum_of(login).await, de_count);
+    for (problem, sum) in [("login", de_count + 1000), ("feed", 2000), ("app", 0)] {
+        let of = CellFilter {
+            region: None,
+            problem: Some(problem),
+        };
+        assert_eq!(sum_of(of).await, sum, "{problem}");
+    }
+    let us_feed = CellFilter {
+        region: Some(us),
+        problem: Some("feed"),
+    };
+    assert_eq!(sum_of(us_feed).await, 2000);
     assert_eq!(
         sum_of(CellFilter {
             region: Some(de),
