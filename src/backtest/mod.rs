@@ -57,6 +57,7 @@ pub struct Chunk {
 /// A counts file read on a thread of its own, chunk after chunk (see the module docs).
 pub struct CountsFeed {
     chunks: mpsc::Receiver<anyhow::Result<Chunk>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CountsFeed {
@@ -66,7 +67,7 @@ impl CountsFeed {
     pub fn open(path: &Path, catalog: &Catalog, bucket: BucketWidth) -> Self {
         let (tx, chunks) = mpsc::channel(READ_AHEAD);
         let (path, catalog): (PathBuf, Catalog) = (path.to_owned(), catalog.clone());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let result = CountsReader::open(&path, &catalog, bucket)
                 .and_then(|mut reader| read_chunks(&mut reader, bucket, &tx));
             if let Err(e) = result {
@@ -74,12 +75,25 @@ impl CountsFeed {
                 let _ = tx.blocking_send(Err(e));
             }
         });
-        Self { chunks }
+        Self {
+            chunks,
+            reader: Some(reader),
+        }
     }
 
     /// The next chunk, or `None` after the last.
     pub async fn next(&mut self) -> anyhow::Result<Option<Chunk>> {
-        self.chunks.recv().await.transpose()
+        if let Some(chunk) = self.chunks.recv().await {
+            return chunk.map(Some);
+        }
+        // The reader is done (its end of the channel is gone, so it is exiting): at the end
+        // of the file, or by a panic, which must not pass for the end of the file.
+        if let Some(reader) = self.reader.take()
+            && reader.join().is_err()
+        {
+            bail!("reading the counts file failed: its reader panicked");
+        }
+        Ok(None)
     }
 }
 

@@ -34,8 +34,9 @@ use super::{
     StreamBounds, StreamEvent, StreamId, StreamRead, incident_service, keys, lease_millis,
     parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
 };
-use crate::catalog::ServiceId;
+use crate::catalog::{Problem, ServiceId};
 use crate::detector::{Incident, IncidentStatus};
+use crate::regions::RegionCode;
 
 /// Records the reports of one service. KEYS[1] to KEYS[3] are the service's revocation
 /// hashes of the previous, the current and the next period (a write may be delayed past a
@@ -525,17 +526,44 @@ fn count(value: &Value) -> Result<u64, StoreError> {
     }
 }
 
-/// Whether the bucket field `cell` (`DE:login`) is in `of`, compared as bytes.
+/// The sum of the counts of the `(field, count)` pairs of a bucket hash whose field is a
+/// cell in `of`.
+fn matching_sum<'v>(
+    pairs: impl Iterator<Item = (&'v Value, &'v Value)>,
+    of: CellFilter<'_>,
+) -> Result<u64, StoreError> {
+    let mut sum = 0;
+    for (cell, n) in pairs {
+        if let Value::BulkString(cell) = cell
+            && field_matches(cell, of)
+        {
+            sum += count(n)?;
+        }
+    }
+    Ok(sum)
+}
+
+/// Whether the bucket field `cell` is a cell in `of`, as [`Cell::parse_field`] would read
+/// it (a region code in either case that names a region, a well-formed problem), without
+/// building the cell.
 fn field_matches(cell: &[u8], of: CellFilter<'_>) -> bool {
-    let Some((region, problem)) = cell
-        .iter()
-        .position(|&b| b == b':')
-        .map(|i| (&cell[..i], &cell[i + 1..]))
-    else {
+    let Some(colon) = cell.iter().position(|&b| b == b':') else {
         return false;
     };
-    of.region.is_none_or(|r| region == r.as_str().as_bytes())
-        && of.problem.is_none_or(|p| problem == p.as_bytes())
+    let (region, problem) = (&cell[..colon], &cell[colon + 1..]);
+    let region = std::str::from_utf8(region)
+        .ok()
+        .and_then(|r| RegionCode::parse(r).ok());
+    let Some(region) = region else {
+        return false;
+    };
+    if of.region.is_some_and(|r| r != region) {
+        return false;
+    }
+    match of.problem {
+        Some(p) => problem == p.as_bytes(),
+        None => std::str::from_utf8(problem).is_ok_and(|p| Problem::parse(p).is_ok()),
+    }
 }
 
 /// Indices of `batch` grouped by service, so each script call stays on one hash slot.
@@ -741,7 +769,8 @@ impl Store for RedisStore {
 
     /// Reads no more of each bucket than the filter needs and never builds its cells: `HGET`
     /// of the one field for a region and a problem, `HVALS` for the whole bucket, else
-    /// `HGETALL` with the fields matched as bytes. (Summing on the Redis side in a script
+    /// `HGETALL` with the fields matched as bytes. (`HVALS` sums every field of the bucket's
+    /// hash, `counts` only the well-formed `REGION:problem` ones; downradar writes no other.) (Summing on the Redis side in a script
     /// cost Redis three to four times the CPU of these reads, and `HSCAN … MATCH` twice; and
     /// Redis's CPU is what every replica's reports share.)
     async fn sums(
@@ -774,24 +803,22 @@ impl Store for RedisStore {
             if replies.len() != chunk.len() {
                 return Err(StoreError::Backend("a sums pipeline lost replies".into()));
             }
+            let whole = of.region.is_none() && of.problem.is_none();
             for (&start, reply) in chunk.iter().zip(replies) {
                 let sum = match reply {
                     Value::Nil => 0,
-                    Value::Array(items) if field.is_none() => {
-                        if of.region.is_none() && of.problem.is_none() {
-                            items.iter().map(count).sum::<Result<u64, _>>()?
-                        } else {
-                            let mut sum = 0;
-                            for pair in items.chunks(2) {
-                                if let [Value::BulkString(cell), n] = pair
-                                    && field_matches(cell, of)
-                                {
-                                    sum += count(n)?;
-                                }
-                            }
-                            sum
-                        }
+                    // HVALS
+                    Value::Array(items) if whole => {
+                        items.iter().map(count).sum::<Result<_, _>>()?
                     }
+                    // HGETALL: an array of fields and counts, a map over RESP3.
+                    Value::Array(items) if field.is_none() => {
+                        matching_sum(items.chunks_exact(2).map(|pair| (&pair[0], &pair[1])), of)?
+                    }
+                    Value::Map(pairs) if field.is_none() => {
+                        matching_sum(pairs.iter().map(|(cell, n)| (cell, n)), of)?
+                    }
+                    // HGET
                     other => count(&other)?,
                 };
                 if sum > 0 {
@@ -1164,5 +1191,60 @@ impl Store for RedisStore {
             last,
             trimmed_through,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Series sums by region or problem read a bucket's fields as `counts` does
+    /// (`Cell::parse_field`), though they never build a cell.
+    #[test]
+    fn sums_match_fields_as_counts_parses_them() {
+        let de = RegionCode::parse("DE").unwrap();
+        let region = CellFilter {
+            region: Some(de),
+            problem: None,
+        };
+        let problem = CellFilter {
+            region: None,
+            problem: Some("login"),
+        };
+        for (field, by_region, by_problem) in [
+            ("DE:login", true, true),
+            ("de:login", true, true),
+            ("DE:feed", true, false),
+            ("US:login", false, true),
+            ("ZZ:login", false, false),
+            ("junk", false, false),
+            ("DE:", false, false),
+            ("DE:Login", false, false),
+            (":login", false, false),
+            ("DEU:login", false, false),
+            ("DE:login:x", false, false),
+        ] {
+            let parsed = Cell::parse_field(field);
+            assert_eq!(
+                field_matches(field.as_bytes(), region),
+                by_region,
+                "{field} by region"
+            );
+            assert_eq!(
+                field_matches(field.as_bytes(), problem),
+                by_problem,
+                "{field} by problem"
+            );
+            assert_eq!(
+                by_region,
+                parsed.as_ref().is_some_and(|c| c.region == de),
+                "{field}: as counts reads it"
+            );
+            assert_eq!(
+                by_problem,
+                parsed.is_some_and(|c| c.problem.as_str() == "login"),
+                "{field}: as counts reads it"
+            );
+        }
     }
 }

@@ -226,7 +226,10 @@ async fn address_limit(backend: Backend) {
 /// than a retention is skipped there.
 async fn history(backend: Backend) {
     let (store, _redis) = store(backend, settings(0));
-    let store = store.as_ref();
+    history_on(store.as_ref()).await;
+}
+
+async fn history_on(store: &dyn Store) {
     let at = |minute: i64, count: u64| HistoryCount {
         service: ServiceId::parse("tiktok").unwrap(),
         bucket: test_epoch().unix_timestamp() + 60 * minute,
@@ -1544,6 +1547,16 @@ async fn memory_store_takes_history() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_takes_history() {
     history(Backend::Redis).await;
+}
+
+/// Over RESP3 some replies change shape (`HGETALL` answers a map): the series sums too must
+/// read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_takes_history_over_resp3() {
+    let redis = RedisServer::start();
+    let url = format!("{}?protocol=resp3", redis.url());
+    let store = RedisStore::connect(&url, settings(0)).expect("connect");
+    history_on(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
