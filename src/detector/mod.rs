@@ -403,6 +403,20 @@ pub trait CountSource: Send + Sync {
         from: i64,
         until: i64,
     ) -> Result<Vec<BucketCounts>, StoreError>;
+
+    /// [`counts`](Self::counts) of each of `services`, in their order.
+    async fn counts_many(
+        &self,
+        services: &[ServiceId],
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
+        let mut out = Vec::with_capacity(services.len());
+        for service in services {
+            out.push(self.counts(service, from, until).await?);
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -414,6 +428,15 @@ impl<S: Store + ?Sized> CountSource for S {
         until: i64,
     ) -> Result<Vec<BucketCounts>, StoreError> {
         Store::counts(self, service, Granularity::Fine, from, until).await
+    }
+
+    async fn counts_many(
+        &self,
+        services: &[ServiceId],
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
+        Store::counts_many(self, services, Granularity::Fine, from, until).await
     }
 }
 
@@ -460,12 +483,15 @@ impl Engine {
         let width = self.detector.tuning.width;
         let settle = SETTLE.as_secs() as i64;
         let closed_until = crate::buckets::align(now - settle, width);
+        let ids: Vec<ServiceId> = self
+            .detector
+            .services
+            .iter()
+            .map(|t| t.id.clone())
+            .collect();
         while self.cursor < closed_until {
             let until = closed_until.min(self.cursor + CATCH_UP_CHUNK * width);
-            let mut series = Vec::with_capacity(self.detector.services.len());
-            for tracked in &self.detector.services {
-                series.push(source.counts(&tracked.id, self.cursor, until).await?);
-            }
+            let series = source.counts_many(&ids, self.cursor, until).await?;
             let mut next = vec![0usize; series.len()];
             let empty: Vec<(Cell, u64)> = Vec::new();
             for t in (self.cursor..until).step_by(width as usize) {

@@ -484,6 +484,22 @@ pub trait Store: Send + Sync + 'static {
         until: i64,
     ) -> Result<Vec<BucketCounts>, StoreError>;
 
+    /// [`Store::counts`] of each of `services`, in their order. (The detector reads every
+    /// service's new buckets each tick: a store over the network answers them together.)
+    async fn counts_many(
+        &self,
+        services: &[ServiceId],
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
+        let mut out = Vec::with_capacity(services.len());
+        for service in services {
+            out.push(self.counts(service, granularity, from, until).await?);
+        }
+        Ok(out)
+    }
+
     /// Per bucket of [`Store::counts`], the sum of the cells in `region` with `problem` (each
     /// `None`: any), as (start, sum); buckets with nothing matching may be left out.
     async fn sums(

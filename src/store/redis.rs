@@ -735,18 +735,40 @@ impl Store for RedisStore {
         from: i64,
         until: i64,
     ) -> Result<Vec<BucketCounts>, StoreError> {
+        let mut all = self
+            .counts_many(std::slice::from_ref(service), granularity, from, until)
+            .await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// All services' buckets in pipelines of [`READ_CHUNK`] reads, not a round trip per
+    /// service: the detector's tick reads every service's new bucket.
+    async fn counts_many(
+        &self,
+        services: &[ServiceId],
+        granularity: Granularity,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
         let width = self.settings.width(granularity);
         // Bucket starts are multiples of the width: the first one at or after `from`.
         let first = crate::buckets::align(from + width - 1, width);
         let starts: Vec<i64> = (first..until).step_by(width as usize).collect();
-        let mut out = Vec::new();
-        for chunk in starts.chunks(READ_CHUNK) {
+        let reads: Vec<(usize, i64)> = (0..services.len())
+            .flat_map(|s| starts.iter().map(move |&start| (s, start)))
+            .collect();
+        let mut out = vec![Vec::new(); services.len()];
+        for chunk in reads.chunks(READ_CHUNK) {
             let mut pipe = redis::pipe();
-            for &start in chunk {
-                pipe.hgetall(keys::bucket(service, width, start));
+            for &(s, start) in chunk {
+                pipe.hgetall(keys::bucket(&services[s], width, start));
             }
             let replies: Vec<Vec<(String, u64)>> = Self::query(&self.reads, &pipe).await?;
-            for (&start, fields) in chunk.iter().zip(replies) {
+            if replies.len() != chunk.len() {
+                return Err(StoreError::Backend("a counts pipeline lost replies".into()));
+            }
+            for (&(s, start), fields) in chunk.iter().zip(replies) {
+                let service = &services[s];
                 let mut cells: Vec<(Cell, u64)> = fields
                     .into_iter()
                     .filter(|&(_, n)| n > 0)
@@ -760,7 +782,7 @@ impl Store for RedisStore {
                     .collect();
                 if !cells.is_empty() {
                     cells.sort();
-                    out.push(BucketCounts { start, cells });
+                    out[s].push(BucketCounts { start, cells });
                 }
             }
         }

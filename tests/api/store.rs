@@ -320,6 +320,19 @@ async fn history_on(store: &dyn Store) {
         .unwrap();
     assert_eq!(counts.len(), 1000);
     assert!(counts.windows(2).all(|w| w[0].start + 60 == w[1].start));
+    // Several services at once (in more than one pipeline on Redis), in their order.
+    let quiet = service("netflix");
+    let many = store
+        .counts_many(
+            &[tiktok.clone(), quiet.clone(), tiktok.clone()],
+            Granularity::Fine,
+            from,
+            until,
+        )
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 3);
+    assert!(many[0] == counts && many[1].is_empty() && many[2] == counts);
     let sum_of = |of| {
         let store = &store;
         let tiktok = &tiktok;
