@@ -653,7 +653,9 @@ mod tests {
     /// An incident open when the data stops (the store or the server down for days) is
     /// judged on the counts after the gap: it resolves once they are ordinary, and the
     /// baseline is not rebased on the flood before the gap as if the flood were the new
-    /// normal (which hid the next outage).
+    /// normal (which threw the service's daily and weekly profile away: its expectation was
+    /// the flood's at first, then too low for hours, and it had no missing-data test for a
+    /// day).
     #[test]
     fn an_incident_open_across_days_of_missing_data_is_not_a_new_normal() {
         let catalog = catalog();
