@@ -792,9 +792,10 @@ impl Store for RedisStore {
     /// Reads no more of each bucket than the filter needs and never builds its cells: `HGET`
     /// of the one field for a region and a problem, `HVALS` for the whole bucket, else
     /// `HGETALL` with the fields matched as bytes. (`HVALS` sums every field of the bucket's
-    /// hash, `counts` only the well-formed `REGION:problem` ones; downradar writes no other.) (Summing on the Redis side in a script
-    /// cost Redis three to four times the CPU of these reads, and `HSCAN … MATCH` twice; and
-    /// Redis's CPU is what every replica's reports share.)
+    /// hash, `counts` only the well-formed `REGION:problem` ones; downradar writes no
+    /// other.) Summing on the Redis side in a script cost Redis three to four times the CPU
+    /// of these reads, and `HSCAN … MATCH` twice; and Redis's CPU is what every replica's
+    /// reports share.
     async fn sums(
         &self,
         service: &ServiceId,
