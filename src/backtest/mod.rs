@@ -179,20 +179,26 @@ impl Unread {
 
 #[async_trait]
 impl CountSource for Unread {
-    async fn counts(
+    async fn counts_many(
         &self,
-        service: &ServiceId,
+        services: &[ServiceId],
         from: i64,
         until: i64,
-    ) -> Result<Vec<BucketCounts>, StoreError> {
+    ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
         let mut unread = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(buckets) = unread.get_mut(service) else {
-            return Ok(Vec::new());
-        };
-        let skip = buckets.iter().take_while(|b| b.start < from).count();
-        buckets.drain(..skip);
-        let take = buckets.iter().take_while(|b| b.start < until).count();
-        Ok(buckets.drain(..take).collect())
+        let taken = services
+            .iter()
+            .map(|service| {
+                let Some(buckets) = unread.get_mut(service) else {
+                    return Vec::new();
+                };
+                let skip = buckets.iter().take_while(|b| b.start < from).count();
+                buckets.drain(..skip);
+                let take = buckets.iter().take_while(|b| b.start < until).count();
+                buckets.drain(..take).collect()
+            })
+            .collect();
+        Ok(taken)
     }
 }
 
@@ -378,27 +384,23 @@ mod tests {
         for chunk in chunks {
             unread.add(chunk.series);
         }
+        let names = ["tiktok", "x"];
+        let ids: Vec<ServiceId> = names.iter().map(|s| ServiceId::parse(s).unwrap()).collect();
         let mut totals: HashMap<&str, u64> = HashMap::new();
         let mut starts = Vec::new();
-        for service in ["tiktok", "x"] {
-            let id = ServiceId::parse(service).unwrap();
-            for t in (START..START + 150 * 60).step_by(7 * 60) {
-                for bucket in unread.counts(&id, t, t + 7 * 60).await.unwrap() {
+        for t in (START..START + 150 * 60).step_by(7 * 60) {
+            let read = unread.counts_many(&ids, t, t + 7 * 60).await.unwrap();
+            for (service, buckets) in names.into_iter().zip(read) {
+                for bucket in buckets {
                     assert!((t..t + 7 * 60).contains(&bucket.start));
                     starts.push((service, bucket.start));
                     *totals.entry(service).or_default() +=
                         bucket.cells.iter().map(|(_, n)| n).sum::<u64>();
                 }
             }
-            assert!(
-                unread
-                    .counts(&id, START, i64::MAX)
-                    .await
-                    .unwrap()
-                    .is_empty(),
-                "once"
-            );
         }
+        let again = unread.counts_many(&ids, START, i64::MAX).await.unwrap();
+        assert!(again.iter().all(Vec::is_empty), "once");
         let expected = |s: &str| -> u64 { rows.iter().filter(|r| r.1 == s).map(|r| r.2).sum() };
         assert_eq!(totals["tiktok"], expected("tiktok"));
         assert_eq!(totals["x"], expected("x"));

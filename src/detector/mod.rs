@@ -396,40 +396,19 @@ fn population_prior<'a>(
 /// Where the engine reads counts: the store, or a recorded file.
 #[async_trait]
 pub trait CountSource: Send + Sync {
-    /// Fine-bucket counts of `service` with starts in `[from, until)`, in time order.
-    async fn counts(
-        &self,
-        service: &ServiceId,
-        from: i64,
-        until: i64,
-    ) -> Result<Vec<BucketCounts>, StoreError>;
-
-    /// [`counts`](Self::counts) of each of `services`, in their order.
+    /// Per service of `services`, in their order, its fine-bucket counts with starts in
+    /// `[from, until)`, in time order. (The engine reads every service's new buckets at once:
+    /// a store over the network answers them together.)
     async fn counts_many(
         &self,
         services: &[ServiceId],
         from: i64,
         until: i64,
-    ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
-        let mut out = Vec::with_capacity(services.len());
-        for service in services {
-            out.push(self.counts(service, from, until).await?);
-        }
-        Ok(out)
-    }
+    ) -> Result<Vec<Vec<BucketCounts>>, StoreError>;
 }
 
 #[async_trait]
 impl<S: Store + ?Sized> CountSource for S {
-    async fn counts(
-        &self,
-        service: &ServiceId,
-        from: i64,
-        until: i64,
-    ) -> Result<Vec<BucketCounts>, StoreError> {
-        Store::counts(self, service, Granularity::Fine, from, until).await
-    }
-
     async fn counts_many(
         &self,
         services: &[ServiceId],

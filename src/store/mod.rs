@@ -509,19 +509,7 @@ pub trait Store: Send + Sync + 'static {
         from: i64,
         until: i64,
         of: CellFilter<'_>,
-    ) -> Result<Vec<(i64, u64)>, StoreError> {
-        Ok(self
-            .counts(service, granularity, from, until)
-            .await?
-            .into_iter()
-            .map(|bucket| {
-                (
-                    bucket.start,
-                    of.sum(bucket.cells.iter().map(|(c, n)| (c, n))),
-                )
-            })
-            .collect())
-    }
+    ) -> Result<Vec<(i64, u64)>, StoreError>;
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -290,6 +290,14 @@ impl RedisStore {
         .map_err(|e| StoreError::Backend(format!("unexpected TIME reply: {e}")))
     }
 
+    /// The width of `granularity`'s buckets and the starts of those starting in
+    /// `[from, until)`: multiples of the width, the first one at or after `from`.
+    fn bucket_starts(&self, granularity: Granularity, from: i64, until: i64) -> (i64, Vec<i64>) {
+        let width = self.settings.width(granularity);
+        let first = crate::buckets::align(from + width - 1, width);
+        (width, (first..until).step_by(width as usize).collect())
+    }
+
     /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`].
     async fn query<T: redis::FromRedisValue>(
         conn: &ConnectionManager,
@@ -750,10 +758,7 @@ impl Store for RedisStore {
         from: i64,
         until: i64,
     ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
-        let width = self.settings.width(granularity);
-        // Bucket starts are multiples of the width: the first one at or after `from`.
-        let first = crate::buckets::align(from + width - 1, width);
-        let starts: Vec<i64> = (first..until).step_by(width as usize).collect();
+        let (width, starts) = self.bucket_starts(granularity, from, until);
         let reads: Vec<(usize, i64)> = (0..services.len())
             .flat_map(|s| starts.iter().map(move |&start| (s, start)))
             .collect();
@@ -804,9 +809,7 @@ impl Store for RedisStore {
         until: i64,
         of: CellFilter<'_>,
     ) -> Result<Vec<(i64, u64)>, StoreError> {
-        let width = self.settings.width(granularity);
-        let first = crate::buckets::align(from + width - 1, width);
-        let starts: Vec<i64> = (first..until).step_by(width as usize).collect();
+        let (width, starts) = self.bucket_starts(granularity, from, until);
         let field = match (of.region, of.problem) {
             (Some(region), Some(problem)) => Some(format!("{region}:{problem}")),
             _ => None,
