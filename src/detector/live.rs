@@ -151,10 +151,11 @@ impl LiveDetector {
 
     /// Commits the engine's state and `events`, fenced by the lease.
     async fn commit(&mut self, events: &[IncidentEvent]) -> Result<(), StoreError> {
-        let Some(engine) = self.engine.as_ref() else {
+        let Some(engine) = self.engine.as_mut() else {
             return Ok(());
         };
-        let states = engine.detector().encode_all();
+        let changed: Vec<&ServiceId> = events.iter().map(|e| &e.incident.service).collect();
+        let states = engine.checkpoint(&changed);
         let commit = DetectorCommit {
             holder: &self.holder,
             continues_from: self.saved,
@@ -219,8 +220,18 @@ impl LiveDetector {
             .into_iter()
             .map(|incident| incident.id)
             .collect();
+        // (A replay of the buckets since a state was saved resolves nothing the store holds
+        // open unless reports for them came late; such a resolution is not made twice.)
+        let resolved: HashSet<String> = events
+            .iter()
+            .filter(|e| e.kind == EventType::Resolved)
+            .map(|e| e.incident.id.clone())
+            .collect();
         let at = self.clock.now();
-        for mut incident in stored.into_iter().filter(|i| !open.contains(&i.id)) {
+        for mut incident in stored
+            .into_iter()
+            .filter(|i| !open.contains(&i.id) && !resolved.contains(&i.id))
+        {
             tracing::warn!(
                 incident = %incident.id,
                 "resolving an open incident whose service's detector state was not kept"
@@ -251,9 +262,9 @@ impl LiveDetector {
             // they would decide the saved bucket width long after (see `saved_width`).
             let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut snapshot.services)
                 .into_iter()
-                .partition(|(id, _)| self.catalog.get(id.as_str()).is_some());
+                .partition(|saved| self.catalog.get(saved.service.as_str()).is_some());
             snapshot.services = kept;
-            self.forget = gone.into_iter().map(|(id, _)| id).collect();
+            self.forget = gone.into_iter().map(|saved| saved.service).collect();
             if !self.forget.is_empty() {
                 tracing::info!(services = ?self.forget, "forgetting the detector state of services no longer in the catalog");
             }
@@ -264,8 +275,23 @@ impl LiveDetector {
                 for error in errors {
                     tracing::warn!(%error, "detector state");
                 }
-                tracing::info!(holder = %self.holder, cursor = snapshot.cursor, "leading the detector, continuing from the saved state");
-                return Ok(Engine::new(detector, snapshot.cursor));
+                // States saved before the cursor take the buckets since (at most
+                // a checkpoint period's), so every service is at the cursor again.
+                let from = detector
+                    .oldest_saved()
+                    .map_or(snapshot.cursor, |oldest| oldest.min(snapshot.cursor));
+                let mut engine = Engine::new(detector, from);
+                let settle = super::SETTLE.as_secs() as i64;
+                engine
+                    .tick(snapshot.cursor + settle, self.store.as_ref(), announce)
+                    .await?;
+                tracing::info!(
+                    holder = %self.holder,
+                    cursor = snapshot.cursor,
+                    replayed = (snapshot.cursor - from) / width,
+                    "leading the detector, continuing from the saved state"
+                );
+                return Ok(engine);
             }
             // Made with another `--bucket`: its baselines do not fit, and its cursor would
             // never meet a bucket start again (the detector would read nothing, ever).

@@ -13,6 +13,7 @@
 //! | `dr:detector:lease`                   | string | the detector leader lease: its holder's id (`SET NX PX`, renewed by the holder) | the lease ttl (`PX`) |
 //! | `dr:detector:cursor`                  | string | start (Unix seconds) of the next bucket the detector has not processed | none |
 //! | `dr:detector:services`                | set    | ids of the services that have a detector state | none |
+//! | `dr:detector:saved`                   | hash   | field service id → the cursor its state was saved at (absent: at `dr:detector:cursor`) | none |
 //! | `dr:{svc}:detector`                   | string | the service's detector state (opaque binary blob) | none |
 //! | `dr:events`                           | stream | one entry per incident event, field `event` = the event JSON | trimmed to `--event-retention` (`XADD MINID ~`) |
 //! | `dr:incidents`                        | zset   | every incident id, score = its start (Unix seconds) | members trimmed at start + roll-up retention |
@@ -89,6 +90,11 @@ pub fn detector_services() -> String {
     format!("{PREFIX}:detector:services")
 }
 
+/// The cursor each service's detector state was saved at.
+pub fn detector_saved() -> String {
+    format!("{PREFIX}:detector:saved")
+}
+
 /// The detector state of one service.
 pub fn detector_state(service: &ServiceId) -> String {
     format!("{PREFIX}:{{{service}}}:detector")
@@ -160,6 +166,7 @@ mod tests {
         assert_eq!(detector_lease(), "dr:detector:lease");
         assert_eq!(detector_cursor(), "dr:detector:cursor");
         assert_eq!(detector_services(), "dr:detector:services");
+        assert_eq!(detector_saved(), "dr:detector:saved");
         assert_eq!(events(), "dr:events");
         assert_eq!(incidents(), "dr:incidents");
         assert_eq!(active_incidents(), "dr:incidents:active");

@@ -15,9 +15,9 @@ use async_trait::async_trait;
 
 use super::{
     BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount,
-    IncidentQuery, IncidentRecord, Recorded, Report, ReportToken, Store, StoreError, StoreSettings,
-    StreamBounds, StreamEvent, StreamRead, incident_service, lease_millis, parse_incident_id,
-    parse_json, parse_stream_id, to_json, whole_secs,
+    IncidentQuery, IncidentRecord, Recorded, Report, ReportToken, SavedState, Store, StoreError,
+    StoreSettings, StreamBounds, StreamEvent, StreamRead, incident_service, lease_millis,
+    parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
@@ -64,7 +64,8 @@ struct Detector {
     /// The holder and when the lease expires (ms).
     lease: Option<(String, i64)>,
     cursor: Option<i64>,
-    states: BTreeMap<ServiceId, Vec<u8>>,
+    /// Per service, the cursor it was saved at and its state.
+    states: BTreeMap<ServiceId, (i64, Vec<u8>)>,
     /// Event JSON by stream id (ms, seq), oldest first.
     stream: VecDeque<((u64, u64), String)>,
     /// The last stream id handed out: ids never go back, whatever the clock does.
@@ -546,7 +547,12 @@ impl Store for MemoryStore {
     }
 
     async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock().detector.states.get(service).cloned())
+        Ok(self
+            .lock()
+            .detector
+            .states
+            .get(service)
+            .map(|(_, state)| state.clone()))
     }
 
     async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError> {
@@ -557,7 +563,11 @@ impl Store for MemoryStore {
             services: detector
                 .states
                 .iter()
-                .map(|(service, state)| (service.clone(), state.clone()))
+                .map(|(service, (cursor, state))| SavedState {
+                    service: service.clone(),
+                    cursor: *cursor,
+                    state: state.clone(),
+                })
                 .collect(),
         }))
     }
@@ -582,7 +592,9 @@ impl Store for MemoryStore {
         }
         detector.cursor = Some(commit.cursor);
         for (service, state) in commit.states {
-            detector.states.insert(service.clone(), state.clone());
+            detector
+                .states
+                .insert(service.clone(), (commit.cursor, state.clone()));
         }
         for service in commit.forget {
             detector.states.remove(service);

@@ -219,13 +219,25 @@ impl CellFilter<'_> {
 }
 
 /// The detector's persisted state: where it stopped and each service's model, as written by
-/// the last [`Store::commit_detector`].
+/// the commits so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DetectorSnapshot {
     /// Start (Unix seconds) of the next bucket the detector has not processed yet.
     pub cursor: i64,
-    /// One opaque blob per service (the detector's encoding), sorted by service.
-    pub services: Vec<(ServiceId, Vec<u8>)>,
+    /// Each service's latest saved state, sorted by service.
+    pub services: Vec<SavedState>,
+}
+
+/// One service's detector state as a commit saved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedState {
+    pub service: ServiceId,
+    /// The cursor of the commit that saved it: the start of the first bucket the state has
+    /// not processed. A commit saves only some services' states (see [`DetectorCommit`]), so
+    /// this may be older than [`DetectorSnapshot::cursor`]; never newer.
+    pub cursor: i64,
+    /// The detector's encoding (opaque to the store).
+    pub state: Vec<u8>,
 }
 
 /// One step of the detector, written atomically by its leader.
@@ -241,7 +253,9 @@ pub struct DetectorCommit<'a> {
     pub continues_from: Option<i64>,
     /// The new cursor (see [`DetectorSnapshot::cursor`]).
     pub cursor: i64,
-    /// The states of the services that changed.
+    /// The states saved by this step, each at `cursor`. The detector saves a service's state
+    /// when the step changed its incident or its level and otherwise every few minutes, not
+    /// every step; the others keep the cursor they were saved at.
     pub states: &'a [(ServiceId, Vec<u8>)],
     /// Services whose saved states are deleted (they left the catalog).
     pub forget: &'a [ServiceId],
@@ -524,7 +538,7 @@ pub trait Store: Send + Sync + 'static {
     /// The detector state of the last commit, if any.
     async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError>;
 
-    /// One service's detector state from the last commit, if it has one.
+    /// One service's detector state as last saved, if it has one.
     async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Writes one detector step atomically: the cursor, the changed states, the events on the

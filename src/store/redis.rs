@@ -21,7 +21,7 @@
 //! needs a single Redis instance (see [`keys`]). A commit that times out may or may not have
 //! been applied; the detector reloads its state before trying again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,7 +30,7 @@ use redis::{Script, Value};
 
 use super::{
     BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount,
-    IncidentQuery, IncidentRecord, Recorded, Report, Store, StoreError, StoreSettings,
+    IncidentQuery, IncidentRecord, Recorded, Report, SavedState, Store, StoreError, StoreSettings,
     StreamBounds, StreamEvent, StreamId, StreamRead, incident_service, keys, lease_millis,
     parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
 };
@@ -179,16 +179,20 @@ local min_id = string.format('%.0f', math.max(0, now_ms - keep_ms))
 local oldest = string.format('%.0f', now_s - keep_s)
 redis.call('SET', KEYS[2], ARGV[2])
 for i = 1, n do
-  redis.call('SADD', KEYS[3], ARGV[4 + 2 * i])
-  redis.call('SET', KEYS[6 + i], ARGV[5 + 2 * i])
+  local service = ARGV[4 + 2 * i]
+  redis.call('SADD', KEYS[3], service)
+  redis.call('HSET', KEYS[7], service, ARGV[2])
+  redis.call('SET', KEYS[7 + i], ARGV[5 + 2 * i])
 end
 for i = 1, forget do
-  redis.call('SREM', KEYS[3], ARGV[#ARGV - 1 - i])
+  local service = ARGV[#ARGV - 1 - i]
+  redis.call('SREM', KEYS[3], service)
+  redis.call('HDEL', KEYS[7], service)
   redis.call('DEL', KEYS[#KEYS + 1 - i])
 end
 local ids = {}
-for i = 1, (#KEYS - 6 - n - forget) / 3 do
-  local k, a = 6 + n + 3 * (i - 1), 5 + 2 * n + 6 * (i - 1)
+for i = 1, (#KEYS - 7 - n - forget) / 3 do
+  local k, a = 7 + n + 3 * (i - 1), 5 + 2 * n + 6 * (i - 1)
   local record, list, by_service = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local event, incident, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local start, expires = ARGV[a + 4], ARGV[a + 5]
@@ -894,8 +898,10 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .get(keys::detector_cursor())
-            .smembers(keys::detector_services());
-        let (cursor, members): (Option<i64>, Vec<String>) = Self::query(&self.reads, &pipe).await?;
+            .smembers(keys::detector_services())
+            .hgetall(keys::detector_saved());
+        let (cursor, members, saved): (Option<i64>, Vec<String>, HashMap<String, i64>) =
+            Self::query(&self.reads, &pipe).await?;
         let Some(cursor) = cursor else {
             return Ok(None);
         };
@@ -921,8 +927,15 @@ impl Store for RedisStore {
             }
             let blobs: Vec<Option<Vec<u8>>> = Self::query(&self.reads, &pipe).await?;
             for (service, blob) in chunk.iter().zip(blobs) {
-                if let Some(blob) = blob {
-                    states.push((service.clone(), blob));
+                if let Some(state) = blob {
+                    // A state saved before states were saved at their own cursors has no
+                    // entry: every state was saved at the cursor then.
+                    let at = saved.get(service.as_str()).copied().unwrap_or(cursor);
+                    states.push(SavedState {
+                        service: service.clone(),
+                        cursor: at.min(cursor),
+                        state,
+                    });
                 }
             }
         }
@@ -941,6 +954,7 @@ impl Store for RedisStore {
             .key(keys::events())
             .key(keys::incidents())
             .key(keys::active_incidents())
+            .key(keys::detector_saved())
             .arg(commit.holder)
             .arg(commit.cursor)
             .arg(self.settings.event_retention.as_millis() as u64)

@@ -406,7 +406,7 @@ async fn an_incident_whose_state_is_not_kept_across_a_restart_is_resolved() {
             .unwrap()
             .services
             .iter()
-            .map(|(id, _)| id.to_string())
+            .map(|saved| saved.service.to_string())
             .collect();
         let expected: Vec<String> = after.services().iter().map(|s| s.id.to_string()).collect();
         assert_eq!(
@@ -694,12 +694,17 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
             .await
             .unwrap()
     );
+    let states: Vec<_> = saved
+        .services
+        .into_iter()
+        .map(|s| (s.service, s.state))
+        .collect();
     store
         .commit_detector(DetectorCommit {
             holder: "old",
             continues_from: None,
             cursor: saved.cursor,
-            states: &saved.services,
+            states: &states,
             forget: &[],
             events: &[],
         })

@@ -16,8 +16,8 @@ use downradar::store::memory::MemoryStore;
 use downradar::store::redis::RedisStore;
 use downradar::store::{
     Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentFilter,
-    IncidentQuery, Recorded, Report, ReportToken, Store, StoreError, StoreSettings, StreamBounds,
-    StreamRead,
+    IncidentQuery, Recorded, Report, ReportToken, SavedState, Store, StoreError, StoreSettings,
+    StreamBounds, StreamRead,
 };
 use time::OffsetDateTime;
 
@@ -614,15 +614,15 @@ async fn detector_commit(backend: Backend) {
         Some(DetectorSnapshot {
             cursor: epoch,
             services: vec![
-                (netflix.clone(), b"netflix state".to_vec()),
-                (tiktok.clone(), blob.clone()),
+                saved(&netflix, epoch, b"netflix state"),
+                saved(&tiktok, epoch, &blob),
             ],
         }),
         "sorted by service"
     );
 
-    // A step with no events: the cursor moves, the changed states are replaced (an empty one
-    // too), the others stay.
+    // A step with no events: the cursor moves, the states it saves are replaced (an empty one
+    // too) and saved at the new cursor, the others stay as and when they were saved.
     let changed = vec![(tiktok.clone(), vec![0xff; 3]), (aws.clone(), Vec::new())];
     let ids = store
         .commit_detector(DetectorCommit {
@@ -639,9 +639,9 @@ async fn detector_commit(backend: Backend) {
     let expected = DetectorSnapshot {
         cursor: epoch + 60,
         services: vec![
-            (aws.clone(), Vec::new()),
-            (netflix.clone(), b"netflix state".to_vec()),
-            (tiktok.clone(), vec![0xff; 3]),
+            saved(&aws, epoch + 60, &[]),
+            saved(&netflix, epoch, b"netflix state"),
+            saved(&tiktok, epoch + 60, &[0xff; 3]),
         ],
     };
     assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
@@ -712,6 +712,14 @@ async fn detector_commit(backend: Backend) {
         std::slice::from_ref(&opened.incident.id),
         "still open"
     );
+}
+
+fn saved(service: &ServiceId, cursor: i64, state: &[u8]) -> SavedState {
+    SavedState {
+        service: service.clone(),
+        cursor,
+        state: state.to_vec(),
+    }
 }
 
 async fn ids_of_active(store: &dyn Store) -> Vec<String> {
@@ -1411,6 +1419,11 @@ async fn redis_store_writes_the_documented_detector_keys() {
         blob
     );
     assert_eq!(int(cmd(&["TTL", "dr:{tiktok}:detector"])), -1);
+    assert_eq!(
+        redis::from_redis_value::<Vec<(String, i64)>>(cmd(&["HGETALL", "dr:detector:saved"]))
+            .unwrap(),
+        [("tiktok".to_owned(), 123)]
+    );
 
     let entries: Vec<(String, Vec<(String, String)>)> =
         redis::from_redis_value(cmd(&["XRANGE", "dr:events", "-", "+"])).unwrap();
@@ -1477,6 +1490,32 @@ async fn redis_store_writes_the_documented_detector_keys() {
     };
     assert!(store.commit_detector(no_events).await.unwrap().is_empty());
     assert_eq!(text(cmd(&["GET", "dr:detector:cursor"])), "124");
+    let loaded = store.load_detector().await.unwrap().unwrap();
+    assert_eq!(loaded.services, [saved(&service("tiktok"), 123, &blob)]);
+    // A state saved before states had their own cursors (no entry) was saved at the cursor.
+    cmd(&["HDEL", "dr:detector:saved", "tiktok"]);
+    let loaded = store.load_detector().await.unwrap().unwrap();
+    assert_eq!(loaded.services, [saved(&service("tiktok"), 124, &blob)]);
+    // Forgetting a service deletes its state and its entry.
+    cmd(&["HSET", "dr:detector:saved", "tiktok", "123"]);
+    store
+        .commit_detector(DetectorCommit {
+            holder: "replica-1",
+            continues_from: Some(124),
+            cursor: 124,
+            states: &[],
+            forget: &[service("tiktok")],
+            events: &[],
+        })
+        .await
+        .unwrap();
+    for key in [
+        "dr:{tiktok}:detector",
+        "dr:detector:saved",
+        "dr:detector:services",
+    ] {
+        assert_eq!(int(cmd(&["EXISTS", key])), 0, "{key}");
+    }
     cmd(&["SCRIPT", "FLUSH"]);
     store.release_lease("replica-1").await.unwrap();
     assert_eq!(int(cmd(&["EXISTS", "dr:detector:lease"])), 0);
