@@ -21,7 +21,7 @@
 //! needs a single Redis instance (see [`keys`]). A commit that times out may or may not have
 //! been applied; the detector reloads its state before trying again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,6 +34,7 @@ use super::{
     StreamBounds, StreamEvent, StreamId, StreamRead, incident_service, keys, lease_millis,
     parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
 };
+use crate::buckets::ROLLUP_SECS;
 use crate::catalog::{Problem, ServiceId};
 use crate::detector::{Incident, IncidentStatus};
 use crate::regions::RegionCode;
@@ -223,6 +224,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most bucket reads sent in one pipeline round trip (and index entries read at once).
 const READ_CHUNK: usize = 1000;
 
+/// Reads of at least this many fine buckets per hour they span first ask the hourly
+/// roll-ups which hours hold any report (see `RedisStore::active_hours`).
+const SKIP_EMPTY_HOURS_FROM: usize = 4;
+
 /// Index entries of one second re-read when a listing continues among them (see
 /// `incidents`): the margin for incidents of that second resolved meanwhile.
 const TIE_MARGIN: usize = 100;
@@ -300,6 +305,58 @@ impl RedisStore {
         let width = self.settings.width(granularity);
         let first = crate::buckets::align(from + width - 1, width);
         (width, (first..until).step_by(width as usize).collect())
+    }
+
+    /// For a long read of fine buckets (see [`SKIP_EMPTY_HOURS_FROM`]): the (service index,
+    /// hour start) pairs whose hourly roll-up exists: a fine bucket holds reports only if its
+    /// hour's roll-up does, since every write adds to both and the roll-up outlives the
+    /// bucket. `None` (read every bucket) for short reads, for hourly buckets, and when the
+    /// roll-ups are kept for less time than the buckets. A first leader's warm-up reads a
+    /// week of every service: of 10,000 services mostly quiet, that was 100 million bucket
+    /// reads, and is one read per service-hour where there was no report.
+    async fn active_hours(
+        &self,
+        services: &[ServiceId],
+        granularity: Granularity,
+        starts: &[i64],
+    ) -> Result<Option<HashSet<(usize, i64)>>, StoreError> {
+        let width = self.settings.width(granularity);
+        let (Some(&first), Some(&last)) = (starts.first(), starts.last()) else {
+            return Ok(None);
+        };
+        let first_hour = crate::buckets::align(first, ROLLUP_SECS);
+        let hours: Vec<i64> = (first_hour..=last).step_by(ROLLUP_SECS as usize).collect();
+        if granularity != Granularity::Fine
+            || width >= ROLLUP_SECS
+            || self.settings.rollup_retention < self.settings.retention
+            || starts.len() < SKIP_EMPTY_HOURS_FROM * hours.len()
+        {
+            return Ok(None);
+        }
+        let checks: Vec<(usize, i64)> = (0..services.len())
+            .flat_map(|s| hours.iter().map(move |&hour| (s, hour)))
+            .collect();
+        let mut active = HashSet::new();
+        for chunk in checks.chunks(READ_CHUNK) {
+            let mut pipe = redis::pipe();
+            for &(s, hour) in chunk {
+                pipe.exists(keys::bucket(&services[s], ROLLUP_SECS, hour));
+            }
+            let exists: Vec<bool> = Self::query(&self.reads, &pipe).await?;
+            if exists.len() != chunk.len() {
+                return Err(StoreError::Backend(
+                    "a roll-up pipeline lost replies".into(),
+                ));
+            }
+            active.extend(
+                chunk
+                    .iter()
+                    .zip(exists)
+                    .filter(|(_, e)| *e)
+                    .map(|(c, _)| *c),
+            );
+        }
+        Ok(Some(active))
     }
 
     /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`].
@@ -763,8 +820,14 @@ impl Store for RedisStore {
         until: i64,
     ) -> Result<Vec<Vec<BucketCounts>>, StoreError> {
         let (width, starts) = self.bucket_starts(granularity, from, until);
+        let active = self.active_hours(services, granularity, &starts).await?;
         let reads: Vec<(usize, i64)> = (0..services.len())
             .flat_map(|s| starts.iter().map(move |&start| (s, start)))
+            .filter(|(s, start)| {
+                active.as_ref().is_none_or(|active| {
+                    active.contains(&(*s, crate::buckets::align(*start, ROLLUP_SECS)))
+                })
+            })
             .collect();
         let mut out = vec![Vec::new(); services.len()];
         for chunk in reads.chunks(READ_CHUNK) {

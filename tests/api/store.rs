@@ -333,6 +333,40 @@ async fn history_on(store: &dyn Store) {
         .unwrap();
     assert_eq!(many.len(), 3);
     assert!(many[0] == counts && many[1].is_empty() && many[2] == counts);
+    // A service with reports in a few buckets hours apart (the first and last minute of an
+    // hour, and one in another hour): a long read finds exactly those. (Redis reads only the
+    // hours whose roll-up exists.)
+    let sparse = service("youtube");
+    let hour = downradar::buckets::align(first + 3 * 3600, 3600);
+    let minutes = [hour, hour + 59 * 60, hour + 5 * 3600 + 600];
+    let rows: Vec<HistoryCount> = minutes
+        .iter()
+        .map(|&bucket| HistoryCount {
+            service: sparse.clone(),
+            bucket,
+            ..at(0, 4)
+        })
+        .collect();
+    store.add_history(&rows).await.unwrap();
+    let found = store
+        .counts_many(
+            &[sparse.clone(), tiktok.clone()],
+            Granularity::Fine,
+            from,
+            until,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found[0].iter().map(|b| b.start).collect::<Vec<_>>(),
+        minutes,
+        "{found:?}"
+    );
+    assert!(
+        found[0].iter().all(|b| b.cells == [(at(0, 4).cell, 4)]),
+        "{found:?}"
+    );
+    assert_eq!(found[1], counts);
     let sum_of = |of| {
         let store = &store;
         let tiktok = &tiktok;
