@@ -281,9 +281,7 @@ impl LiveDetector {
                     .oldest_saved()
                     .map_or(snapshot.cursor, |oldest| oldest.min(snapshot.cursor));
                 let mut engine = Engine::new(detector, from);
-                let settle = super::SETTLE.as_secs() as i64;
-                engine
-                    .tick(snapshot.cursor + settle, self.store.as_ref(), announce)
+                self.catch_up(&mut engine, snapshot.cursor, announce)
                     .await?;
                 tracing::info!(
                     holder = %self.holder,
@@ -314,17 +312,8 @@ impl LiveDetector {
             "leading the detector with no saved state: learning from the stored history"
         );
         let mut muted = Vec::new();
-        while engine.cursor() < align(now - settle, width) {
-            let step_now = now.min(engine.cursor() + STEP_BUCKETS * width + width + settle);
-            engine
-                .tick(step_now, self.store.as_ref(), &mut muted)
-                .await?;
-            muted.clear();
-            if !self.store.acquire_lease(&self.holder, self.lease).await? {
-                return Err(StoreError::LeaseLost);
-            }
-            tokio::task::yield_now().await;
-        }
+        self.catch_up(&mut engine, align(now - settle, width), &mut muted)
+            .await?;
         let at = self.clock.now();
         announce.extend(
             engine
@@ -338,6 +327,29 @@ impl LiveDetector {
                 }),
         );
         Ok(engine)
+    }
+
+    /// Runs `engine` through the buckets before `until` (a bucket start) in steps of
+    /// [`STEP_BUCKETS`], renewing the lease after each, and adds their events to `events`.
+    async fn catch_up(
+        &self,
+        engine: &mut Engine,
+        until: i64,
+        events: &mut Vec<IncidentEvent>,
+    ) -> Result<(), StoreError> {
+        let width = self.config.bucket.secs();
+        let settle = super::SETTLE.as_secs() as i64;
+        while engine.cursor() < until {
+            let step_until = until.min(engine.cursor() + STEP_BUCKETS * width + width);
+            engine
+                .tick(step_until + settle, self.store.as_ref(), events)
+                .await?;
+            if !self.store.acquire_lease(&self.holder, self.lease).await? {
+                return Err(StoreError::LeaseLost);
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(())
     }
 
     /// Gives the lease up (on shutdown), so another replica takes over at once.

@@ -123,26 +123,16 @@ struct Tracked {
     /// The first bucket it takes: a state restored from a save older than the engine's
     /// cursor catches up on the buckets since, which the services saved later skip.
     from: i64,
-    /// When its state was last saved, and its levels then (`None`: never).
+    /// When this detector last saved its state, and its levels then (`None`: not yet).
     saved: Option<Saved>,
 }
 
-/// What a service's saved state was saved with.
+/// What a service's state was last saved with.
 #[derive(Debug, Clone)]
 struct Saved {
     cursor: i64,
     level: Level,
     region_levels: Vec<(RegionCode, Level)>,
-}
-
-impl Saved {
-    fn of(cursor: i64, state: &ServiceState) -> Self {
-        Self {
-            cursor,
-            level: state.level,
-            region_levels: state.region_levels.clone(),
-        }
-    }
 }
 
 /// The detector of every service in a catalog.
@@ -153,6 +143,9 @@ pub struct Detector {
     services: Vec<Tracked>,
     /// Start of the run of missing buckets (see [`GAP_NATS`]) the last step was in.
     gap_since: Option<i64>,
+    /// Whether a bucket since the last checkpoint held no report from any service (see
+    /// [`Detector::checkpoint`]).
+    silent_since_saved: bool,
 }
 
 /// Why a persisted service state was not used.
@@ -226,11 +219,10 @@ impl Detector {
                     }
                     fits
                 });
-                let (from, saved, state) = match kept {
-                    Some((cursor, state)) => (cursor, Some(Saved::of(cursor, &state)), state),
+                let (from, state) = match kept {
+                    Some((cursor, state)) => (cursor, state),
                     None => (
                         i64::MIN,
-                        None,
                         ServiceState::new(s.problems.clone(), &tuning, prior),
                     ),
                 };
@@ -243,7 +235,10 @@ impl Detector {
                         .collect(),
                     state,
                     from,
-                    saved,
+                    // Saved anew by the first commit: a new leader's saves are then all its
+                    // own (and the store's record of when each was saved is current, even
+                    // after a release that saved every state every step led meanwhile).
+                    saved: None,
                 }
             })
             .collect();
@@ -253,6 +248,7 @@ impl Detector {
                 tuning,
                 services,
                 gap_since: None,
+                silent_since_saved: false,
             },
             errors,
         )
@@ -271,39 +267,50 @@ impl Detector {
 
     /// The states a commit at `cursor` saves, encoded for the store, and notes them saved.
     ///
-    /// Saving every service's state at every step (about 9 KB each) wrote 90 MB a bucket for
+    /// Saving every service's state at every step (7–9 KB each) wrote 70 MB a bucket for
     /// 10,000 services, and Redis stalled for half a second on each such commit. So a state
-    /// is saved when a reader or a new leader needs it to be current: when it was never
-    /// saved, when the step gave the service an event (`changed`: its incident's record and
-    /// its state then agree), or when its level or a region's level changed (the status API
-    /// reads them from the saved state). Otherwise each service's state is saved once every
-    /// [`CHECKPOINT_SECS`], the services staggered across that period so each step saves a
-    /// few. A new leader replays the buckets since each state was saved; the step code is
-    /// deterministic, and no service it replays had an event in those buckets, so the replay
+    /// is saved when a reader or a new leader needs it to be current: when this detector
+    /// has not saved it yet, when the step gave the service an event (`changed`: its
+    /// incident's record and its state then agree), or when its level or a region's level
+    /// changed (the status API reads them from the saved state). Otherwise each service's
+    /// state is saved once every [`CHECKPOINT_SECS`], the services staggered across that
+    /// period so each step saves a few.
+    ///
+    /// A new leader replays the buckets since each state was saved. The step code is
+    /// deterministic and no service it replays had an event in those buckets, so the replay
     /// decides nothing that was not decided (unless reports arrived for those buckets after
-    /// they were first read).
+    /// they were first read). One decision spans services: whether a bucket in which no
+    /// service had a report is missing data (see [`GAP_NATS`]) weighs every service's
+    /// state, which a replay does not have as it was. So a step that held such a bucket
+    /// saves every state, and no replay covers one.
     pub fn checkpoint(&mut self, cursor: i64, changed: &[&ServiceId]) -> Vec<(ServiceId, Vec<u8>)> {
         let width = self.tuning.width;
         let period = (CHECKPOINT_SECS / width).max(1);
         let turn = |i: usize, cursor: i64| (cursor.div_euclid(width) + i as i64).div_euclid(period);
+        let all = std::mem::take(&mut self.silent_since_saved);
         let mut out = Vec::new();
         for (i, tracked) in self.services.iter_mut().enumerate() {
-            let due = match &tracked.saved {
-                None => true,
-                Some(saved) => {
-                    turn(i, saved.cursor) != turn(i, cursor)
-                        || saved.level != tracked.state.level
-                        || saved.region_levels != tracked.state.region_levels
-                        || changed.contains(&&tracked.id)
-                }
-            };
+            let due = all
+                || match &tracked.saved {
+                    None => true,
+                    Some(saved) => {
+                        turn(i, saved.cursor) != turn(i, cursor)
+                            || saved.level != tracked.state.level
+                            || saved.region_levels != tracked.state.region_levels
+                            || changed.contains(&&tracked.id)
+                    }
+                };
             if !due {
                 continue;
             }
             match postcard::to_stdvec(&tracked.state) {
                 Ok(bytes) => {
                     out.push((tracked.id.clone(), bytes));
-                    tracked.saved = Some(Saved::of(cursor, &tracked.state));
+                    tracked.saved = Some(Saved {
+                        cursor,
+                        level: tracked.state.level,
+                        region_levels: tracked.state.region_levels.clone(),
+                    });
                 }
                 Err(error) => {
                     tracing::error!(service = %tracked.id, %error, "cannot encode the detector state");
@@ -408,6 +415,7 @@ impl Detector {
         let silent = counts
             .iter()
             .all(|cells| cells.iter().all(|(_, n)| *n == 0));
+        self.silent_since_saved |= silent;
         let missing = silent
             && self
                 .services
@@ -596,6 +604,7 @@ mod tests {
     use crate::catalog::Problem;
     use crate::regions::RegionCode;
     use service::SeriesFilter;
+    use std::collections::BTreeMap;
 
     fn catalog() -> Catalog {
         Catalog::parse(
@@ -885,86 +894,173 @@ mod tests {
         }
     }
 
-    /// Counts of the three test services in minute `i`: steady traffic, with outages of `up`
-    /// (and a cascade to `down`) and of `other`.
+    /// Counts of the three test services in minute `i` of a scenario: steady traffic (busy
+    /// `other`, quiet `up` and `down`, which depends on `up`). On day 2: an outage of `down`,
+    /// then of `up` (which `down` then names as its cause: an update that keeps every
+    /// level) in the US, spreading to Germany 20 minutes later; a rise of `other` to
+    /// possible problems (a level with no event); and an outage of `other`.
     fn minute(i: i64) -> [Vec<(Cell, u64)>; 3] {
-        let up = (2 * 1440 + 100..2 * 1440 + 160).contains(&i);
-        let other = (2 * 1440 + 300..2 * 1440 + 330).contains(&i);
+        let day2 = |from: i64, until: i64| (2 * 1440 + from..2 * 1440 + until).contains(&i);
+        let (up, spread, down) = (day2(100, 160), day2(120, 160), day2(97, 160));
+        let other = if day2(300, 330) {
+            300.0
+        } else if day2(200, 210) {
+            75.0
+        } else {
+            30.0
+        };
         [
-            cells(wobble(if up { 80.0 } else { 8.0 }, i), wobble(3.0, i + 1)),
-            cells(wobble(if up { 40.0 } else { 5.0 }, i + 2), 0),
-            cells(0, wobble(if other { 60.0 } else { 6.0 }, i)),
+            cells(
+                wobble(if up { 60.0 } else { 6.0 }, i),
+                wobble(if spread { 40.0 } else { 2.0 }, i + 1),
+            ),
+            cells(wobble(if down { 40.0 } else { 3.0 }, i + 2), 0),
+            cells(0, wobble(other, i)),
         ]
     }
 
-    #[test]
-    fn a_detector_restored_from_staggered_saves_decides_what_the_original_does() {
+    /// Runs `counts` (of minute `i` from `t0`) for `n` minutes through a detector that
+    /// commits every minute as the live detector does, keeping each service's latest save as
+    /// a store would. At every minute in `crashes` a new leader restores from those saves and
+    /// replays up to that minute: returns where it decided anything, or where its states
+    /// differ from the original's. Also checks that the saved levels are always current (the
+    /// status API reads them), and returns the original's events.
+    fn crash_everywhere(
+        counts: impl Fn(i64) -> [Vec<(Cell, u64)>; 3],
+        t0: i64,
+        n: i64,
+        crashes: std::ops::Range<i64>,
+    ) -> (Vec<String>, Vec<IncidentEvent>) {
         let catalog = catalog();
         let config = DetectorConfig::default();
-        let t0 = 1_790_000_000 - 1_790_000_000 % 3600;
-        let mut original = Detector::new(&catalog, config);
-        // What a store would hold: each service's latest save, as `checkpoint` decides them.
-        let mut store: HashMap<ServiceId, SavedState> = HashMap::new();
-        let mut saves = 0;
         let step = |detector: &mut Detector, i: i64| {
-            let counts = minute(i);
+            let counts = counts(i);
             let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
             detector.step(t0 + i * 60, &refs)
         };
-        let crash = 2 * 1440 + 130; // during the outage of `up` and `down`
-        let mut before = Vec::new();
-        for i in 0..crash {
+        let encoded = |d: &Detector| -> Vec<Vec<u8>> {
+            d.services
+                .iter()
+                .map(|s| postcard::to_stdvec(&s.state).unwrap())
+                .collect()
+        };
+        let mut original = Detector::new(&catalog, config);
+        let mut store: BTreeMap<ServiceId, SavedState> = BTreeMap::new();
+        let (mut divergences, mut all) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let cursor = t0 + i * 60;
+            if crashes.contains(&i) {
+                let saved: Vec<SavedState> = store.values().cloned().collect();
+                let (mut restored, errors) = Detector::restore(&catalog, config, &saved);
+                assert!(errors.is_empty());
+                let from = restored.oldest_saved().unwrap().min(cursor);
+                assert!(cursor - from <= CHECKPOINT_SECS, "minute {i}: from {from}");
+                for j in (from - t0) / 60..i {
+                    let replayed = step(&mut restored, j);
+                    if !replayed.is_empty() {
+                        divergences.push(format!("crash {i}: replay of {j} decided {replayed:?}"));
+                    }
+                }
+                for (k, (a, b)) in encoded(&original)
+                    .iter()
+                    .zip(encoded(&restored))
+                    .enumerate()
+                {
+                    if *a != b {
+                        divergences.push(format!("crash {i}: state of service {k} differs"));
+                    }
+                }
+            }
             let events = step(&mut original, i);
             let changed: Vec<&ServiceId> = events.iter().map(|e| &e.incident.service).collect();
-            let cursor = t0 + (i + 1) * 60;
-            for (service, state) in original.checkpoint(cursor, &changed) {
-                saves += 1;
-                store.insert(
-                    service.clone(),
-                    SavedState {
-                        service,
-                        cursor,
-                        state,
-                    },
+            for (service, state) in original.checkpoint(cursor + 60, &changed) {
+                let saved = SavedState {
+                    service: service.clone(),
+                    cursor: cursor + 60,
+                    state,
+                };
+                store.insert(service, saved);
+            }
+            for tracked in &original.services {
+                let state: ServiceState = postcard::from_bytes(&store[&tracked.id].state).unwrap();
+                assert_eq!(
+                    (state.level, &state.region_levels),
+                    (tracked.state.level, &tracked.state.region_levels),
+                    "minute {i}: the saved levels of {} are stale",
+                    tracked.id
                 );
             }
-            before.extend(events);
+            all.extend(events);
         }
-        assert!(
-            before.iter().any(|e| e.kind == EventType::Opened),
-            "the crash must come during an outage: {before:?}"
-        );
-        // Saved staggered, a few a step: far fewer than every service every minute.
-        assert!(
-            saves < crash as usize * 3 / 5,
-            "{saves} saves in {crash} steps"
-        );
-        let cursor = t0 + crash * 60;
-        let saved: Vec<SavedState> = store.into_values().collect();
-        assert!(
-            saved.iter().any(|s| s.cursor < cursor - 60),
-            "some state must be older than the cursor: {:?}",
-            saved.iter().map(|s| s.cursor).collect::<Vec<_>>()
-        );
+        (divergences, all)
+    }
 
-        let (mut restored, errors) = Detector::restore(&catalog, config, &saved);
-        assert!(errors.is_empty());
-        let from = restored.oldest_saved().expect("restored states");
-        assert!(cursor - from <= CHECKPOINT_SECS, "{}", cursor - from);
-        for i in (from - t0) / 60..crash {
-            let replayed = step(&mut restored, i);
-            assert!(replayed.is_empty(), "minute {i}: {replayed:?}");
+    #[test]
+    fn a_new_leader_restored_from_staggered_saves_decides_what_the_old_one_would() {
+        let t0 = 1_790_000_000 - 1_790_000_000 % 3600;
+        let (divergences, events) =
+            crash_everywhere(minute, t0, 2 * 1440 + 420, 2 * 1440 + 60..2 * 1440 + 420);
+        assert!(divergences.is_empty(), "{divergences:#?}");
+        let kinds: Vec<(EventType, &str)> = events
+            .iter()
+            .map(|e| (e.kind, e.incident.service.as_str()))
+            .collect();
+        for expected in [
+            (EventType::Opened, "down"),
+            (EventType::Opened, "up"),
+            (EventType::Updated, "down"),
+            (EventType::Updated, "up"),
+            (EventType::Resolved, "up"),
+            (EventType::Opened, "other"),
+            (EventType::Resolved, "other"),
+        ] {
+            assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
         }
-        let mut after = Vec::new();
-        for i in crash..crash + 400 {
-            let events = step(&mut original, i);
-            assert_eq!(step(&mut restored, i), events, "minute {i}");
-            after.extend(events);
-        }
-        let kinds: Vec<EventType> = after.iter().map(|e| e.kind).collect();
+        let update = |service: &str, what: &dyn Fn(&Incident) -> bool| {
+            events.iter().any(|e| {
+                e.kind == EventType::Updated
+                    && e.incident.service.as_str() == service
+                    && what(&e.incident)
+            })
+        };
         assert!(
-            kinds.contains(&EventType::Resolved) && kinds.contains(&EventType::Opened),
-            "the continuation must resolve the outage and open another: {after:?}"
+            update("down", &|i| i.caused_by.len() == 1) && update("up", &|i| i.regions.len() == 2),
+            "the cause must be named, and the outage spread, in updates: {events:#?}"
         );
+    }
+
+    /// Whether a bucket with no report from any service is missing data weighs every
+    /// service's state as it was then, which a replay does not have. Here busy `up` had an
+    /// outage on day 0, so it passes a day of history (and starts to count towards that
+    /// decision) an hour after quiet `down` and `other`, just after the silent minute; the
+    /// services' turns to be saved fall so that a replay of the quiet ones covers the
+    /// silent minute while `up` is restored from after its first day.
+    #[test]
+    fn a_replay_never_decides_again_whether_a_bucket_was_missing() {
+        let counts = |silent: i64| {
+            move |i: i64| -> [Vec<(Cell, u64)>; 3] {
+                if i == silent {
+                    return Default::default();
+                }
+                let outage = (100..160).contains(&i);
+                [
+                    cells(if outage { 300 } else { 30 }, 0),
+                    cells(wobble(2.0, i), 0),
+                    cells(0, wobble(1.0, i + 1)),
+                ]
+            }
+        };
+        // `up` passes a day of history in minute 1514; these phases and silent minutes are
+        // where a replay covering the silent minute decided it otherwise (found by trying
+        // every phase and the minutes before the crossing without saving every state).
+        for (phase, silent) in [(0, 1513), (0, 1514), (14, 1514)] {
+            let t0 = 1_790_000_000 - 1_790_000_000 % 3600 + phase * 60;
+            let (divergences, _) =
+                crash_everywhere(counts(silent), t0, silent + 20, silent + 1..silent + 16);
+            assert!(
+                divergences.is_empty(),
+                "phase {phase}, silent {silent}: {divergences:#?}"
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@
 //! | `dr:detector:lease`                   | string | the detector leader lease: its holder's id (`SET NX PX`, renewed by the holder) | the lease ttl (`PX`) |
 //! | `dr:detector:cursor`                  | string | start (Unix seconds) of the next bucket the detector has not processed | none |
 //! | `dr:detector:services`                | set    | ids of the services that have a detector state | none |
-//! | `dr:detector:saved`                   | hash   | field service id → the cursor its state was saved at (absent: at `dr:detector:cursor`) | none |
+//! | `dr:detector:saved`                   | hash   | field service id → `<cursor>:<checksum>`: the cursor its state was saved at, and the state's 64-bit FNV-1a in hex (absent, or not the state's: saved at `dr:detector:cursor`) | none |
 //! | `dr:{svc}:detector`                   | string | the service's detector state (opaque binary blob) | none |
 //! | `dr:events`                           | stream | one entry per incident event, field `event` = the event JSON | trimmed to `--event-retention` (`XADD MINID ~`) |
 //! | `dr:incidents`                        | zset   | every incident id, score = its start (Unix seconds) | members trimmed at start + roll-up retention |

@@ -156,12 +156,13 @@ return 0
 ";
 
 /// Writes one detector step, only while ARGV[1] holds the lease and the saved cursor is the
-/// one the step continues from (else returns 0 having written nothing). KEYS[1..6]: lease,
-/// cursor, service set, event stream, all incidents, open incidents; then the state key of
-/// each changed service; then per event: incident record, incident event list, the service's
-/// incident index; then the state key of each service to forget. ARGV[2] the cursor, ARGV[3]
-/// the event retention in ms, ARGV[4] the incident retention in seconds, ARGV[5] the number
-/// of states; then per state: service id, blob; then per event: event JSON, incident JSON,
+/// one the step continues from (else returns 0 having written nothing). KEYS[1..7]: lease,
+/// cursor, service set, event stream, all incidents, open incidents, saved cursors; then the
+/// state key of each state saved; then per event: incident record, incident event list, the
+/// service's incident index; then the state key of each service to forget. ARGV[2] the
+/// cursor, ARGV[3] the event retention in ms, ARGV[4] the incident retention in seconds,
+/// ARGV[5] the number of states; then per state: service id, blob, its `dr:detector:saved`
+/// entry (see `saved_entry`); then per event: event JSON, incident JSON,
 /// incident id, start, record expire-at, 1 if the incident is resolved else 0; then the id of
 /// each service to forget; then the cursor continued from ('' for none) and the number of
 /// services to forget. Returns the stream ids of the events, in order.
@@ -180,10 +181,10 @@ local min_id = string.format('%.0f', math.max(0, now_ms - keep_ms))
 local oldest = string.format('%.0f', now_s - keep_s)
 redis.call('SET', KEYS[2], ARGV[2])
 for i = 1, n do
-  local service = ARGV[4 + 2 * i]
+  local service = ARGV[3 + 3 * i]
   redis.call('SADD', KEYS[3], service)
-  redis.call('HSET', KEYS[7], service, ARGV[2])
-  redis.call('SET', KEYS[7 + i], ARGV[5 + 2 * i])
+  redis.call('SET', KEYS[7 + i], ARGV[4 + 3 * i])
+  redis.call('HSET', KEYS[7], service, ARGV[5 + 3 * i])
 end
 for i = 1, forget do
   local service = ARGV[#ARGV - 1 - i]
@@ -193,7 +194,7 @@ for i = 1, forget do
 end
 local ids = {}
 for i = 1, (#KEYS - 7 - n - forget) / 3 do
-  local k, a = 7 + n + 3 * (i - 1), 5 + 2 * n + 6 * (i - 1)
+  local k, a = 7 + n + 3 * (i - 1), 5 + 3 * n + 6 * (i - 1)
   local record, list, by_service = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local event, incident, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local start, expires = ARGV[a + 4], ARGV[a + 5]
@@ -231,6 +232,30 @@ const SKIP_EMPTY_HOURS_FROM: usize = 4;
 /// Index entries of one second re-read when a listing continues among them (see
 /// `incidents`): the margin for incidents of that second resolved meanwhile.
 const TIE_MARGIN: usize = 100;
+
+/// The `dr:detector:saved` entry of a state saved at `cursor`: the cursor and a checksum of
+/// the state, `<cursor>:<16 hex digits>`.
+fn saved_entry(cursor: i64, state: &[u8]) -> String {
+    format!("{cursor}:{:016x}", fnv1a(state))
+}
+
+/// The cursor a state was saved at, from its `dr:detector:saved` entry; `None` when the entry
+/// is not of this state. Releases before the entry existed saved every state at every step
+/// and left the hash alone: a state one of them wrote (after this release led, in a rolling
+/// deploy or a rollback) has a stale entry or none, and was saved at the detector's cursor.
+fn saved_at(entry: &str, state: &[u8]) -> Option<i64> {
+    let (cursor, sum) = entry.split_once(':')?;
+    (u64::from_str_radix(sum, 16).ok()? == fnv1a(state))
+        .then(|| cursor.parse().ok())
+        .flatten()
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 /// The Redis-backed store.
 pub struct RedisStore {
@@ -963,7 +988,7 @@ impl Store for RedisStore {
             .get(keys::detector_cursor())
             .smembers(keys::detector_services())
             .hgetall(keys::detector_saved());
-        let (cursor, members, saved): (Option<i64>, Vec<String>, HashMap<String, i64>) =
+        let (cursor, members, saved): (Option<i64>, Vec<String>, HashMap<String, String>) =
             Self::query(&self.reads, &pipe).await?;
         let Some(cursor) = cursor else {
             return Ok(None);
@@ -991,9 +1016,10 @@ impl Store for RedisStore {
             let blobs: Vec<Option<Vec<u8>>> = Self::query(&self.reads, &pipe).await?;
             for (service, blob) in chunk.iter().zip(blobs) {
                 if let Some(state) = blob {
-                    // A state saved before states were saved at their own cursors has no
-                    // entry: every state was saved at the cursor then.
-                    let at = saved.get(service.as_str()).copied().unwrap_or(cursor);
+                    let at = saved
+                        .get(service.as_str())
+                        .and_then(|entry| saved_at(entry, &state))
+                        .unwrap_or(cursor);
                     states.push(SavedState {
                         service: service.clone(),
                         cursor: at.min(cursor),
@@ -1026,7 +1052,8 @@ impl Store for RedisStore {
         for (service, state) in commit.states {
             call.key(keys::detector_state(service))
                 .arg(service.as_str())
-                .arg(state.as_slice());
+                .arg(state.as_slice())
+                .arg(saved_entry(commit.cursor, state));
         }
         // An incident's keys and index member come from its service and start, which is what
         // its id says (`Incident::id_for`).

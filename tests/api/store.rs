@@ -1453,10 +1453,14 @@ async fn redis_store_writes_the_documented_detector_keys() {
         blob
     );
     assert_eq!(int(cmd(&["TTL", "dr:{tiktok}:detector"])), -1);
+    // The cursor the state was saved at, and the 64-bit FNV-1a of the state.
+    let fnv = blob.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
     assert_eq!(
-        redis::from_redis_value::<Vec<(String, i64)>>(cmd(&["HGETALL", "dr:detector:saved"]))
+        redis::from_redis_value::<Vec<(String, String)>>(cmd(&["HGETALL", "dr:detector:saved"]))
             .unwrap(),
-        [("tiktok".to_owned(), 123)]
+        [("tiktok".to_owned(), format!("123:{fnv:016x}"))]
     );
 
     let entries: Vec<(String, Vec<(String, String)>)> =
@@ -1526,12 +1530,20 @@ async fn redis_store_writes_the_documented_detector_keys() {
     assert_eq!(text(cmd(&["GET", "dr:detector:cursor"])), "124");
     let loaded = store.load_detector().await.unwrap().unwrap();
     assert_eq!(loaded.services, [saved(&service("tiktok"), 123, &blob)]);
-    // A state saved before states had their own cursors (no entry) was saved at the cursor.
+    // A state that a release saving every state at every step wrote has no entry, or a
+    // stale one (that release leaves the hash alone): it was saved at the cursor.
+    let entry = text(cmd(&["HGET", "dr:detector:saved", "tiktok"]));
+    cmd(&["SET", "dr:{tiktok}:detector", "\x01newer"]);
+    let loaded = store.load_detector().await.unwrap().unwrap();
+    assert_eq!(
+        loaded.services,
+        [saved(&service("tiktok"), 124, b"\x01newer")]
+    );
     cmd(&["HDEL", "dr:detector:saved", "tiktok"]);
     let loaded = store.load_detector().await.unwrap().unwrap();
-    assert_eq!(loaded.services, [saved(&service("tiktok"), 124, &blob)]);
+    assert_eq!(loaded.services[0].cursor, 124);
     // Forgetting a service deletes its state and its entry.
-    cmd(&["HSET", "dr:detector:saved", "tiktok", "123"]);
+    cmd(&["HSET", "dr:detector:saved", "tiktok", &entry]);
     store
         .commit_detector(DetectorCommit {
             holder: "replica-1",
