@@ -281,7 +281,7 @@ impl LiveDetector {
                     .oldest_saved()
                     .map_or(snapshot.cursor, |oldest| oldest.min(snapshot.cursor));
                 let mut engine = Engine::new(detector, from);
-                self.catch_up(&mut engine, snapshot.cursor, announce)
+                self.catch_up(&mut engine, snapshot.cursor, Some(announce))
                     .await?;
                 tracing::info!(
                     holder = %self.holder,
@@ -311,8 +311,9 @@ impl LiveDetector {
             warmup = %humantime::format_duration(self.warmup),
             "leading the detector with no saved state: learning from the stored history"
         );
-        let mut muted = Vec::new();
-        self.catch_up(&mut engine, align(now - settle, width), &mut muted)
+        // What a warm-up decides is history, not news: only what is open at its end is
+        // announced.
+        self.catch_up(&mut engine, align(now - settle, width), None)
             .await?;
         let at = self.clock.now();
         announce.extend(
@@ -330,19 +331,28 @@ impl LiveDetector {
     }
 
     /// Runs `engine` through the buckets before `until` (a bucket start) in steps of
-    /// [`STEP_BUCKETS`], renewing the lease after each, and adds their events to `events`.
+    /// [`STEP_BUCKETS`], renewing the lease after each, and adds their events to `events`
+    /// (`None`: drops them).
     async fn catch_up(
         &self,
         engine: &mut Engine,
         until: i64,
-        events: &mut Vec<IncidentEvent>,
+        mut events: Option<&mut Vec<IncidentEvent>>,
     ) -> Result<(), StoreError> {
         let width = self.config.bucket.secs();
         let settle = super::SETTLE.as_secs() as i64;
+        let mut dropped = Vec::new();
         while engine.cursor() < until {
             let step_until = until.min(engine.cursor() + STEP_BUCKETS * width + width);
+            let sink = match events.as_deref_mut() {
+                Some(events) => events,
+                None => {
+                    dropped.clear();
+                    &mut dropped
+                }
+            };
             engine
-                .tick(step_until + settle, self.store.as_ref(), events)
+                .tick(step_until + settle, self.store.as_ref(), sink)
                 .await?;
             if !self.store.acquire_lease(&self.holder, self.lease).await? {
                 return Err(StoreError::LeaseLost);
