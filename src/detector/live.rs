@@ -1,11 +1,13 @@
 //! The detector in the server: one leader at a time ticks the [`Engine`] over the store.
 //!
 //! Every replica runs this task; each tick it tries to take or renew the lease in the store
-//! (`SET NX PX`). The holder continues from the state of the last commit (so a restart or a
-//! new leader does not relearn), ticks the engine with the store as count source, and
-//! commits the new state with the events atomically and fenced by the lease: a leader that
-//! lost its lease cannot write, so a takeover never duplicates an incident. A replica that
-//! is not the holder drops its copy of the state and reloads it when it becomes the holder.
+//! (`SET NX PX`). The holder continues from the saved state (so a restart or a new leader
+//! does not relearn: each service's state is restored from its latest save and replays the
+//! few buckets since, see [`Detector::checkpoint`]), ticks the engine with the store as
+//! count source, and commits the states due with the events atomically and fenced by the
+//! lease: a leader that lost its lease cannot write, so a takeover never duplicates an
+//! incident. A replica that is not the holder drops its copy of the state and reloads it
+//! when it becomes the holder.
 //!
 //! With no saved state at all (a new deployment), the leader first replays the history the
 //! store holds (`warmup`, e.g. imported with `downradar import`) with its events muted, then
@@ -247,8 +249,9 @@ impl LiveDetector {
         Ok(())
     }
 
-    /// The engine of a new leader: from the last commit, or warmed up on the store's history
-    /// (in steps, renewing the lease between them).
+    /// The engine of a new leader: restored from the saved states and replayed from the
+    /// oldest save to the saved cursor, or warmed up on the store's history (either in
+    /// steps, renewing the lease between them).
     async fn resume(
         &mut self,
         now: i64,

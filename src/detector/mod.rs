@@ -111,7 +111,7 @@ impl DetectorConfig {
 const GAP_NATS: f64 = 20.0;
 
 /// How often each service's state is saved when nothing about it changed (see
-/// [`Detector::checkpoint`]); also the most buckets a new leader replays.
+/// [`Detector::checkpoint`]); also the longest stretch of buckets a new leader replays.
 const CHECKPOINT_SECS: i64 = 15 * 60;
 
 /// One watched service.
@@ -120,9 +120,10 @@ struct Tracked {
     id: ServiceId,
     depends_on: Vec<usize>,
     state: ServiceState,
-    /// The first bucket it takes: a state restored from a save older than the engine's
-    /// cursor catches up on the buckets since, which the services saved later skip.
-    from: i64,
+    /// The first bucket it takes, when restored: a state restored from a save older than
+    /// the engine's cursor catches up on the buckets since, which the services saved later
+    /// skip.
+    from: Option<i64>,
     /// When this detector last saved its state, and its levels then (`None`: not yet).
     saved: Option<Saved>,
 }
@@ -220,11 +221,8 @@ impl Detector {
                     fits
                 });
                 let (from, state) = match kept {
-                    Some((cursor, state)) => (cursor, state),
-                    None => (
-                        i64::MIN,
-                        ServiceState::new(s.problems.clone(), &tuning, prior),
-                    ),
+                    Some((cursor, state)) => (Some(cursor), state),
+                    None => (None, ServiceState::new(s.problems.clone(), &tuning, prior)),
                 };
                 Tracked {
                     id: s.id.clone(),
@@ -258,11 +256,7 @@ impl Detector {
     /// buckets from there to the saved cursor (each state takes those after its own save),
     /// so every service is at the cursor again.
     pub fn oldest_saved(&self) -> Option<i64> {
-        self.services
-            .iter()
-            .filter(|s| s.from != i64::MIN)
-            .map(|s| s.from)
-            .min()
+        self.services.iter().filter_map(|s| s.from).min()
     }
 
     /// The states a commit at `cursor` saves, encoded for the store, and notes them saved.
@@ -283,6 +277,9 @@ impl Detector {
     /// service had a report is missing data (see [`GAP_NATS`]) weighs every service's
     /// state, which a replay does not have as it was. So a step that held such a bucket
     /// saves every state, and no replay covers one.
+    ///
+    /// The states returned are noted saved before the commit lands: a caller whose commit
+    /// fails must drop this detector and restore from the store (as the live detector does).
     pub fn checkpoint(&mut self, cursor: i64, changed: &[&ServiceId]) -> Vec<(ServiceId, Vec<u8>)> {
         let width = self.tuning.width;
         let period = (CHECKPOINT_SECS / width).max(1);
@@ -345,7 +342,7 @@ impl Detector {
         }
         let mut changes: Vec<(usize, Change)> = Vec::new();
         for (i, tracked) in self.services.iter_mut().enumerate() {
-            if t < tracked.from {
+            if tracked.from.is_some_and(|from| t < from) {
                 // Restored from a later save: it has taken this bucket.
                 continue;
             }
@@ -1050,9 +1047,20 @@ mod tests {
                 ]
             }
         };
-        // `up` passes a day of history in minute 1514; these phases and silent minutes are
-        // where a replay covering the silent minute decided it otherwise (found by trying
-        // every phase and the minutes before the crossing without saving every state).
+        // `up` passes a day of history in minute 1514 (checked here, so that a change of the
+        // detector that moves it fails this test instead of leaving it pointless); these
+        // phases and silent minutes are where a replay covering the silent minute decided
+        // it otherwise (found by trying every phase and the minutes before the crossing
+        // without saving every state).
+        let t0 = 1_790_000_000 - 1_790_000_000 % 3600;
+        let mut detector = Detector::new(&catalog(), DetectorConfig::default());
+        let crossing = (0..2000).find(|&i| {
+            let counts = counts(i64::MAX)(i);
+            let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
+            detector.step(t0 + i * 60, &refs);
+            detector.services[0].state.silence(t0 + i * 60).is_some()
+        });
+        assert_eq!(crossing, Some(1514));
         for (phase, silent) in [(0, 1513), (0, 1514), (14, 1514)] {
             let t0 = 1_790_000_000 - 1_790_000_000 % 3600 + phase * 60;
             let (divergences, _) =

@@ -253,9 +253,9 @@ pub struct DetectorCommit<'a> {
     pub continues_from: Option<i64>,
     /// The new cursor (see [`DetectorSnapshot::cursor`]).
     pub cursor: i64,
-    /// The states saved by this step, each at `cursor`. The detector saves a service's state
-    /// when the step changed its incident or its level and otherwise every few minutes, not
-    /// every step; the others keep the cursor they were saved at.
+    /// The states saved by this step, each at `cursor`; not every service's (see
+    /// [`crate::detector::Detector::checkpoint`]): the others keep the cursor they were saved
+    /// at.
     pub states: &'a [(ServiceId, Vec<u8>)],
     /// Services whose saved states are deleted (they left the catalog).
     pub forget: &'a [ServiceId],
@@ -535,13 +535,14 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the lease up if `holder` holds it, so another replica takes over at once.
     async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
 
-    /// The detector state of the last commit, if any.
+    /// The detector's saved state, if any: the last commit's cursor and each service's
+    /// latest save.
     async fn load_detector(&self) -> Result<Option<DetectorSnapshot>, StoreError>;
 
     /// One service's detector state as last saved, if it has one.
     async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Writes one detector step atomically: the cursor, the changed states, the events on the
+    /// Writes one detector step atomically: the cursor, the states saved, the events on the
     /// stream and the incident records. [`StoreError::LeaseLost`] (and nothing written) when
     /// `holder` does not hold the lease. Returns the stream ids of the events, in order.
     async fn commit_detector(&self, commit: DetectorCommit<'_>) -> Result<Vec<String>, StoreError>;

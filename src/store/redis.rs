@@ -332,13 +332,16 @@ impl RedisStore {
         (width, (first..until).step_by(width as usize).collect())
     }
 
-    /// For a long read of fine buckets (see [`SKIP_EMPTY_HOURS_FROM`]): the (service index,
-    /// hour start) pairs whose hourly roll-up exists: a fine bucket holds reports only if its
-    /// hour's roll-up does, since every write adds to both and the roll-up outlives the
-    /// bucket. `None` (read every bucket) for short reads, for hourly buckets, and when the
-    /// roll-ups are kept for less time than the buckets. A first leader's warm-up reads a
-    /// week of every service: of 10,000 services mostly quiet, that was 100 million bucket
-    /// reads, and is one read per service-hour where there was no report.
+    /// For a large read of fine buckets (a detector's warm-up or catch-up: at least
+    /// [`READ_CHUNK`] reads, and [`SKIP_EMPTY_HOURS_FROM`] per hour spanned): the (service
+    /// index, hour start) pairs whose hourly roll-up exists. A fine bucket holds reports only
+    /// if its hour's roll-up does, since every write adds to both and the roll-up outlives
+    /// the bucket. `None` (read every bucket) otherwise, for hourly buckets, and when the
+    /// roll-ups are kept for less time than the buckets. (The settings are today's: roll-ups
+    /// written while `--rollup-retention` was shorter than `--retention`, or evicted by a
+    /// `maxmemory` policy, could expire before their buckets and hide them.) A first
+    /// leader's warm-up reads a week of every service: of 10,000 services mostly quiet, that
+    /// was 100 million bucket reads, and is one read per service-hour without a report.
     async fn active_hours(
         &self,
         services: &[ServiceId],
@@ -350,14 +353,16 @@ impl RedisStore {
             return Ok(None);
         };
         let first_hour = crate::buckets::align(first, ROLLUP_SECS);
-        let hours: Vec<i64> = (first_hour..=last).step_by(ROLLUP_SECS as usize).collect();
+        let spanned = ((last - first_hour) / ROLLUP_SECS + 1) as usize;
         if granularity != Granularity::Fine
             || width >= ROLLUP_SECS
             || self.settings.rollup_retention < self.settings.retention
-            || starts.len() < SKIP_EMPTY_HOURS_FROM * hours.len()
+            || services.len() * starts.len() < READ_CHUNK
+            || starts.len() < SKIP_EMPTY_HOURS_FROM * spanned
         {
             return Ok(None);
         }
+        let hours: Vec<i64> = (first_hour..=last).step_by(ROLLUP_SECS as usize).collect();
         let checks: Vec<(usize, i64)> = (0..services.len())
             .flat_map(|s| hours.iter().map(move |&hour| (s, hour)))
             .collect();
