@@ -151,7 +151,8 @@ impl LiveDetector {
         }
     }
 
-    /// Commits the engine's state and `events`, fenced by the lease.
+    /// Commits the engine's cursor, the states due (see [`Detector::checkpoint`]) and
+    /// `events`, fenced by the lease.
     async fn commit(&mut self, events: &[IncidentEvent]) -> Result<(), StoreError> {
         let Some(engine) = self.engine.as_mut() else {
             return Ok(());
