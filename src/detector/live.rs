@@ -195,8 +195,8 @@ impl LiveDetector {
     /// Squares a new leader's engine with the incidents the store holds open. The engine
     /// drops the state of a service that left the catalog, or no longer fits it (other
     /// problems, another bucket width), and with it any incident it had open: that incident
-    /// is resolved now, or it would stay open in the store (and on the status page) for
-    /// good. And a warm-up's announcement of an incident the store already holds open (the
+    /// is resolved, as of the engine's cursor, or it would stay open in the store (and on the
+    /// status page) for good. And a warm-up's announcement of an incident the store already holds open (the
     /// same service and start) is not made twice.
     async fn reconcile(
         &self,
@@ -230,7 +230,7 @@ impl LiveDetector {
             .filter(|e| e.kind == EventType::Resolved)
             .map(|e| e.incident.id.clone())
             .collect();
-        let at = self.clock.now();
+        let at = engine.decided_at();
         for mut incident in stored
             .into_iter()
             .filter(|i| !open.contains(&i.id) && !resolved.contains(&i.id))
@@ -240,7 +240,7 @@ impl LiveDetector {
                 "resolving an open incident whose service's detector state was not kept"
             );
             incident.status = IncidentStatus::Resolved;
-            incident.resolved_at = Some(at);
+            incident.resolved_at = Some(at.max(incident.started_at));
             events.push(IncidentEvent {
                 kind: EventType::Resolved,
                 at,
@@ -316,10 +316,12 @@ impl LiveDetector {
             "leading the detector with no saved state: learning from the stored history"
         );
         // What a warm-up decides is history, not news: only what is open at its end is
-        // announced.
+        // announced, as decided at the end of the last bucket it learned (the next step's
+        // events come at the ends of later buckets; the wall clock after a warm-up of minutes
+        // would come after some of them).
         self.catch_up(&mut engine, align(now - settle, width), None)
             .await?;
-        let at = self.clock.now();
+        let at = engine.decided_at();
         announce.extend(
             engine
                 .detector()

@@ -549,6 +549,12 @@ impl Engine {
         self.cursor
     }
 
+    /// When what the engine has processed was decided, as an event's `at`: the end of the
+    /// last bucket it processed (a step's events carry the end of their bucket).
+    pub fn decided_at(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(self.cursor).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
     /// Processes every bucket that has closed by `now` (Unix seconds; a bucket closes
     /// [`SETTLE`] after its end), reading counts from `source`, and returns the events in
     /// order. On a source error nothing is lost: the buckets already processed stay

@@ -15,6 +15,7 @@
 //! | `dr:detector:services`                | set    | ids of the services that have a detector state | none |
 //! | `dr:detector:saved`                   | hash   | field service id → `<cursor>:<checksum>`: the cursor its state was saved at, and the state's 64-bit FNV-1a in hex (absent, or not the state's: saved at `dr:detector:cursor`) | none |
 //! | `dr:{svc}:detector`                   | string | the service's detector state (opaque binary blob) | none |
+//! | `dr:{svc}:detector:staged:<holder>`   | string | a state the leader `<holder>` wrote ahead of a large commit, which renames it to `dr:{svc}:detector` | 5 minutes (`PX`); none once renamed |
 //! | `dr:events`                           | stream | one entry per incident event, field `event` = the event JSON | trimmed to `--event-retention` (`XADD MINID ~`) |
 //! | `dr:incidents`                        | zset   | every incident id, score = its start (Unix seconds) | members trimmed at start + roll-up retention |
 //! | `dr:incidents:active`                 | zset   | ids of the open incidents, score = start | removed when resolved; trimmed like `dr:incidents` |
@@ -100,6 +101,13 @@ pub fn detector_state(service: &ServiceId) -> String {
     format!("{PREFIX}:{{{service}}}:detector")
 }
 
+/// A state that the leader `holder` wrote ahead of its commit, which renames it to
+/// [`detector_state`]: a large commit sends its states in chunks first, so that no single
+/// call carries them all.
+pub fn detector_staged(service: &ServiceId, holder: &str) -> String {
+    format!("{PREFIX}:{{{service}}}:detector:staged:{holder}")
+}
+
 /// The stream of incident events.
 pub fn events() -> String {
     format!("{PREFIX}:events")
@@ -150,6 +158,10 @@ mod tests {
         assert_eq!(seen.len(), "dr:{tiktok}:seen:".len() + 32, "{seen}");
         assert_eq!(revoked(&svc, 2_983_333), "dr:{tiktok}:revoked:2983333");
         assert_eq!(detector_state(&svc), "dr:{tiktok}:detector");
+        assert_eq!(
+            detector_staged(&svc, "4242-00ff"),
+            "dr:{tiktok}:detector:staged:4242-00ff"
+        );
         assert_eq!(service_incidents(&svc), "dr:{tiktok}:incidents");
         assert_eq!(
             incident(&svc, 1_790_000_000),

@@ -654,6 +654,52 @@ async fn a_first_leader_commits_its_warm_up_at_once() {
     assert_eq!(saved.services.len(), catalog.services().len());
 }
 
+/// A warm-up announces the incidents open at its end as decided at the end of the last
+/// bucket it learned, so the events of the buckets after it never come before the
+/// announcement on the stream (a warm-up of minutes ends after some of those buckets).
+#[tokio::test]
+async fn a_warm_ups_announcement_comes_before_the_next_events() {
+    let clock = Arc::new(ManualClock::new(START));
+    let store = Arc::new(MemoryStore::new(store_settings(), clock.clone()));
+    let catalog = catalog_of(&[("web", "\"login\", \"app\"")]);
+    // An outage from minute 100 on; the first leader starts 25 s into minute 104.
+    flood(&store, "web", 100..140).await;
+    clock.set(START + Duration::from_secs(104 * 60 + 25));
+    let mut detector = LiveDetector::new(
+        store.clone(),
+        clock.clone(),
+        catalog,
+        DetectorConfig::default(),
+        Duration::from_secs(30),
+        Duration::from_secs(3 * 3600),
+    );
+    assert!(matches!(
+        detector.tick().await.expect("tick"),
+        TickOutcome::Leader(_)
+    ));
+    run_for(&clock, &mut detector, 60 * 60).await;
+    let streamed: Vec<IncidentEvent> = store
+        .events_after("0", 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    let kinds: Vec<EventType> = streamed.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.first(), Some(&EventType::Opened), "{streamed:?}");
+    assert!(kinds.contains(&EventType::Resolved), "{streamed:?}");
+    assert_eq!(
+        streamed[0].at,
+        START + Duration::from_secs(104 * 60),
+        "announced as of the end of minute 103, the last bucket learned"
+    );
+    assert!(
+        streamed.windows(2).all(|w| w[0].at <= w[1].at),
+        "{:?}",
+        streamed.iter().map(|e| (e.kind, e.at)).collect::<Vec<_>>()
+    );
+}
+
 /// A restart with another `--bucket` starts the detector afresh: the saved cursor would
 /// never meet a bucket start of the new width again, and the detector would read nothing.
 #[tokio::test]

@@ -1567,6 +1567,116 @@ async fn redis_store_writes_the_documented_detector_keys() {
     assert_eq!(int(cmd(&["EXISTS", "dr:detector:lease"])), 0);
 }
 
+/// A commit that saves many states (a warm-up's, a new leader's first) sends them ahead to
+/// staged keys of its holder, in chunks, and renames them into place: the keys it leaves are
+/// those of a small commit, and a commit refused leaves only staged keys that expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_sends_a_large_commits_states_ahead() {
+    let (store, _clock, redis) = store_with_clock(Backend::Redis, settings(0));
+    let store = store.as_ref();
+    let mut conn = redis.as_ref().unwrap().connection().unwrap();
+    let mut cmd = |args: &[&[u8]]| {
+        let mut c = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+        for a in &args[1..] {
+            c.arg(*a);
+        }
+        c.query::<redis::Value>(&mut conn).unwrap()
+    };
+    let int = |v: redis::Value| redis::from_redis_value::<i64>(v).unwrap();
+    let bytes = |v: redis::Value| redis::from_redis_value::<Vec<u8>>(v).unwrap();
+    let keys = |cmd: &mut dyn FnMut(&[&[u8]]) -> redis::Value, pattern: &str| {
+        let mut found: Vec<String> =
+            redis::from_redis_value(cmd(&[b"KEYS", pattern.as_bytes()])).unwrap();
+        found.sort();
+        found
+    };
+
+    // 120 states of 8 KiB (960 KiB: two chunks and a bit), each distinct.
+    let states: Vec<(ServiceId, Vec<u8>)> = (0..120)
+        .map(|i| {
+            let blob = (0..8192).map(|j| ((i * 31 + j) % 251) as u8).collect();
+            (service(&format!("svc-{i:03}")), blob)
+        })
+        .collect();
+    // Another (dead) leader's staged state is never taken for this one's.
+    cmd(&[b"SET", b"dr:{svc-007}:detector:staged:replica-0", b"stale"]);
+    let start = test_epoch().unix_timestamp() - 600;
+    let events = [event(EventType::Opened, "svc-007", start, &["DE"])];
+    assert!(store.acquire_lease("replica-1", LONG).await.unwrap());
+    let ids = store
+        .commit_detector(DetectorCommit {
+            holder: "replica-1",
+            continues_from: None,
+            cursor: 600,
+            states: &states,
+            forget: &[],
+            events: &events,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    for (service, blob) in &states {
+        let key = format!("dr:{{{service}}}:detector");
+        assert_eq!(&bytes(cmd(&[b"GET", key.as_bytes()])), blob, "{key}");
+        assert_eq!(
+            int(cmd(&[b"TTL", key.as_bytes()])),
+            -1,
+            "{key} keeps no expiry"
+        );
+    }
+    assert_eq!(
+        keys(&mut cmd, "*staged*"),
+        ["dr:{svc-007}:detector:staged:replica-0"],
+        "every staged state was renamed; the other leader's is untouched"
+    );
+    assert_eq!(int(cmd(&[b"SCARD", b"dr:detector:services"])), 120);
+    let loaded = store.load_detector().await.unwrap().unwrap();
+    assert_eq!(loaded.cursor, 600);
+    let expected: Vec<SavedState> = states
+        .iter()
+        .map(|(service, blob)| saved(service, 600, blob))
+        .collect();
+    assert_eq!(loaded.services, expected);
+    assert_eq!(
+        store
+            .incident(&events[0].incident.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+
+    // A leader that lost the lease stages, is refused, and changes nothing else.
+    cmd(&[b"SET", b"dr:detector:lease", b"replica-2"]);
+    let newer: Vec<(ServiceId, Vec<u8>)> = states
+        .iter()
+        .map(|(service, _)| (service.clone(), vec![1; 4096]))
+        .collect();
+    let refused = store
+        .commit_detector(DetectorCommit {
+            holder: "replica-1",
+            continues_from: Some(600),
+            cursor: 660,
+            states: &newer,
+            forget: &[],
+            events: &[],
+        })
+        .await;
+    assert!(matches!(refused, Err(StoreError::LeaseLost)), "{refused:?}");
+    assert_eq!(
+        store.load_detector().await.unwrap().unwrap().services,
+        expected
+    );
+    let left = keys(&mut cmd, "*:staged:replica-1");
+    assert_eq!(left.len(), 120);
+    for key in &left {
+        let ttl = int(cmd(&[b"PTTL", key.as_bytes()]));
+        assert!(ttl > 0 && ttl <= 300_000, "{key} expires: {ttl}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_leases_the_detector() {
     lease(Backend::Memory).await;
