@@ -165,6 +165,7 @@ impl LiveDetector {
             cursor: engine.cursor(),
             states: &states,
             forget: &self.forget,
+            gaps: engine.detector().gap_decisions(),
             events,
         };
         match self.store.commit_detector(commit).await {
@@ -274,8 +275,12 @@ impl LiveDetector {
             }
             let saved_width = Detector::saved_width(&snapshot.services);
             if snapshot.cursor.rem_euclid(width) == 0 && saved_width.is_none_or(|w| w == width) {
-                let (detector, errors) =
-                    Detector::restore(&self.catalog, self.config, &snapshot.services);
+                let (detector, errors) = Detector::restore(
+                    &self.catalog,
+                    self.config,
+                    &snapshot.services,
+                    &snapshot.gaps,
+                );
                 for error in errors {
                     tracing::warn!(%error, "detector state");
                 }

@@ -114,6 +114,19 @@ const GAP_NATS: f64 = 20.0;
 /// [`Detector::checkpoint`]); also the longest stretch of buckets a new leader replays.
 const CHECKPOINT_SECS: i64 = 15 * 60;
 
+/// Whether a bucket in which no service had a report was missing data (see [`GAP_NATS`]).
+/// The decision weighs every service's state as it was at that bucket, which a new leader
+/// replaying the bucket from older saves does not have; so the decisions of the buckets a
+/// replay may cover are committed with the states (see [`Detector::gap_decisions`]) and a
+/// replay takes them as made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GapDecision {
+    /// Start of the bucket (Unix seconds).
+    pub bucket: i64,
+    /// It was missing data (neither learned nor tested), not silence.
+    pub missing: bool,
+}
+
 /// One watched service.
 #[derive(Debug, Clone)]
 struct Tracked {
@@ -144,9 +157,9 @@ pub struct Detector {
     services: Vec<Tracked>,
     /// Start of the run of missing buckets (see [`GAP_NATS`]) the last step was in.
     gap_since: Option<i64>,
-    /// Whether a bucket since the last checkpoint held no report from any service (see
-    /// [`Detector::checkpoint`]).
-    silent_since_saved: bool,
+    /// The decisions on the buckets without any report of the last [`CHECKPOINT_SECS`]
+    /// (those a replay may cover), oldest first.
+    silent: Vec<GapDecision>,
 }
 
 /// Why a persisted service state was not used.
@@ -161,7 +174,7 @@ pub struct RestoreError {
 impl Detector {
     /// A detector with no history for every service of `catalog`.
     pub fn new(catalog: &Catalog, config: DetectorConfig) -> Self {
-        Self::restore(catalog, config, &[]).0
+        Self::restore(catalog, config, &[], &[]).0
     }
 
     /// The bucket width (seconds) the saved states were made with: that of the first one
@@ -178,11 +191,13 @@ impl Detector {
     /// without one (new in the catalog) start afresh with the population prior. States of
     /// services no longer in the catalog are dropped; states that do not decode are reported
     /// and started afresh. A state takes the buckets from the cursor it was saved at (see
-    /// [`Detector::oldest_saved`]).
+    /// [`Detector::oldest_saved`]); `gaps` are the committed decisions on the buckets
+    /// without any report that such a replay may cover (see [`GapDecision`]).
     pub fn restore(
         catalog: &Catalog,
         config: DetectorConfig,
         saved: &[SavedState],
+        gaps: &[GapDecision],
     ) -> (Self, Vec<RestoreError>) {
         let tuning = config.tuning();
         let mut errors = Vec::new();
@@ -246,10 +261,22 @@ impl Detector {
                 tuning,
                 services,
                 gap_since: None,
-                silent_since_saved: false,
+                silent: {
+                    let mut gaps = gaps.to_vec();
+                    gaps.sort_by_key(|g| g.bucket);
+                    gaps.dedup_by_key(|g| g.bucket);
+                    gaps
+                },
             },
             errors,
         )
+    }
+
+    /// The decisions on the buckets without any report that a replay of the states saved so
+    /// far may cover, oldest first: what a commit carries besides the states (see
+    /// [`GapDecision`]): those of the last [`CHECKPOINT_SECS`], the longest replay.
+    pub fn gap_decisions(&self) -> &[GapDecision] {
+        &self.silent
     }
 
     /// The cursor of the oldest restored state, if there is one: a new leader replays the
@@ -275,8 +302,8 @@ impl Detector {
     /// decides nothing that was not decided (unless reports arrived for those buckets after
     /// they were first read). One decision spans services: whether a bucket in which no
     /// service had a report is missing data (see [`GAP_NATS`]) weighs every service's
-    /// state, which a replay does not have as it was. So a step that held such a bucket
-    /// saves every state, and no replay covers one.
+    /// state, which a replay does not have as it was; so a commit also carries those
+    /// decisions ([`Detector::gap_decisions`]), and a replay takes them as made.
     ///
     /// The states returned are noted saved before the commit lands: a caller whose commit
     /// fails must drop this detector and restore from the store (as the live detector does).
@@ -284,19 +311,17 @@ impl Detector {
         let width = self.tuning.width;
         let period = (CHECKPOINT_SECS / width).max(1);
         let turn = |i: usize, cursor: i64| (cursor.div_euclid(width) + i as i64).div_euclid(period);
-        let all = std::mem::take(&mut self.silent_since_saved);
         let mut out = Vec::new();
         for (i, tracked) in self.services.iter_mut().enumerate() {
-            let due = all
-                || match &tracked.saved {
-                    None => true,
-                    Some(saved) => {
-                        turn(i, saved.cursor) != turn(i, cursor)
-                            || saved.level != tracked.state.level
-                            || saved.region_levels != tracked.state.region_levels
-                            || changed.contains(&&tracked.id)
-                    }
-                };
+            let due = match &tracked.saved {
+                None => true,
+                Some(saved) => {
+                    turn(i, saved.cursor) != turn(i, cursor)
+                        || saved.level != tracked.state.level
+                        || saved.region_levels != tracked.state.region_levels
+                        || changed.contains(&&tracked.id)
+                }
+            };
             if !due {
                 continue;
             }
@@ -412,14 +437,31 @@ impl Detector {
         let silent = counts
             .iter()
             .all(|cells| cells.iter().all(|(_, n)| *n == 0));
-        self.silent_since_saved |= silent;
+        // A bucket decided before (by the leader whose saves this one replays) is taken as
+        // it was decided.
+        let decided = self
+            .silent
+            .binary_search_by_key(&t, |gap| gap.bucket)
+            .ok()
+            .map(|i| self.silent[i].missing);
         let missing = silent
-            && self
-                .services
-                .iter()
-                .filter_map(|s| s.state.silence(t))
-                .sum::<f64>()
-                >= GAP_NATS;
+            && decided.unwrap_or_else(|| {
+                self.services
+                    .iter()
+                    .filter_map(|s| s.state.silence(t))
+                    .sum::<f64>()
+                    >= GAP_NATS
+            });
+        // Buckets are taken in order: the decisions a replay from here or a commit after it
+        // may need are those of the last checkpoint period.
+        let old = self
+            .silent
+            .partition_point(|gap| gap.bucket < t - CHECKPOINT_SECS);
+        self.silent.drain(..old);
+        if silent && decided.is_none() {
+            let at = self.silent.partition_point(|gap| gap.bucket < t);
+            self.silent.insert(at, GapDecision { bucket: t, missing });
+        }
         match (missing, self.gap_since) {
             (true, None) => {
                 self.gap_since = Some(t);
@@ -830,7 +872,8 @@ mod tests {
             detector.step(t0 + i * 60, &[&cells(wobble(10.0, i), 2), &[], &[]]);
         }
         let saved = save_all(&mut detector, t0 + 600 * 60);
-        let (mut restored, errors) = Detector::restore(&catalog, DetectorConfig::default(), &saved);
+        let (mut restored, errors) =
+            Detector::restore(&catalog, DetectorConfig::default(), &saved, &[]);
         assert!(errors.is_empty());
         for i in 600..700 {
             let c = cells(wobble(10.0, i) * if i > 650 { 10 } else { 1 }, 2);
@@ -844,7 +887,7 @@ mod tests {
             cursor: t0,
             state: vec![1, 2, 3],
         }];
-        let (_, errors) = Detector::restore(&catalog, DetectorConfig::default(), &garbage);
+        let (_, errors) = Detector::restore(&catalog, DetectorConfig::default(), &garbage, &[]);
         assert_eq!(errors.len(), 1);
     }
 
@@ -889,7 +932,8 @@ mod tests {
             detector.step(t0 + i * 300, &[&cells(wobble(10.0, i), 1), &[], &[]]);
         }
         let saved = save_all(&mut detector, t0 + 100 * 300);
-        let (mut restored, errors) = Detector::restore(&catalog, DetectorConfig::default(), &saved);
+        let (mut restored, errors) =
+            Detector::restore(&catalog, DetectorConfig::default(), &saved, &[]);
         assert!(errors.is_empty());
         // Stepping on one-minute buckets must not trip over five-minute state.
         for i in 0..100 {
@@ -949,12 +993,13 @@ mod tests {
         };
         let mut original = Detector::new(&catalog, config);
         let mut store: BTreeMap<ServiceId, SavedState> = BTreeMap::new();
+        let mut gaps: Vec<GapDecision> = Vec::new();
         let (mut divergences, mut all) = (Vec::new(), Vec::new());
         for i in 0..n {
             let cursor = t0 + i * 60;
             if crashes.contains(&i) {
                 let saved: Vec<SavedState> = store.values().cloned().collect();
-                let (mut restored, errors) = Detector::restore(&catalog, config, &saved);
+                let (mut restored, errors) = Detector::restore(&catalog, config, &saved, &gaps);
                 assert!(errors.is_empty());
                 let from = restored.oldest_saved().unwrap().min(cursor);
                 assert!(cursor - from <= CHECKPOINT_SECS, "minute {i}: from {from}");
@@ -984,6 +1029,7 @@ mod tests {
                 };
                 store.insert(service, saved);
             }
+            gaps = original.gap_decisions().to_vec();
             for tracked in &original.services {
                 let state: ServiceState = postcard::from_bytes(&store[&tracked.id].state).unwrap();
                 assert_eq!(
@@ -1057,7 +1103,7 @@ mod tests {
         // detector that moves it fails this test instead of leaving it pointless); these
         // phases and silent minutes are where a replay covering the silent minute decided
         // it otherwise (found by trying every phase and the minutes before the crossing
-        // without saving every state).
+        // without the committed decisions; restored without them, this test fails).
         let t0 = 1_790_000_000 - 1_790_000_000 % 3600;
         let mut detector = Detector::new(&catalog(), DetectorConfig::default());
         let crossing = (0..2000).find(|&i| {

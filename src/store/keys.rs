@@ -14,6 +14,7 @@
 //! | `dr:detector:cursor`                  | string | start (Unix seconds) of the next bucket the detector has not processed | none |
 //! | `dr:detector:services`                | set    | ids of the services that have a detector state | none |
 //! | `dr:detector:saved`                   | hash   | field service id → `<cursor>:<checksum>`: the cursor its state was saved at, and the state's 64-bit FNV-1a in hex (absent, or not the state's: saved at `dr:detector:cursor`) | none |
+//! | `dr:detector:gaps`                    | string | the last commit's decisions on buckets without any report that a replay of the saved states may cross: `<start>:<1 missing data, 0 silence>`, comma-separated, oldest first (absent: none) | none |
 //! | `dr:{svc}:detector`                   | string | the service's detector state (opaque binary blob) | none |
 //! | `dr:{svc}:detector:staged:<holder>`   | string | a state the leader `<holder>` wrote ahead of a large commit, which renames it to `dr:{svc}:detector` | 5 minutes (`PX`); none once renamed |
 //! | `dr:events`                           | stream | one entry per incident event, field `event` = the event JSON | trimmed to `--event-retention` (`XADD MINID ~`) |
@@ -94,6 +95,11 @@ pub fn detector_services() -> String {
 /// The cursor each service's detector state was saved at.
 pub fn detector_saved() -> String {
     format!("{PREFIX}:detector:saved")
+}
+
+/// The detector's decisions on buckets without any report that a replay may cross.
+pub fn detector_gaps() -> String {
+    format!("{PREFIX}:detector:gaps")
 }
 
 /// The detector state of one service.
@@ -179,6 +185,7 @@ mod tests {
         assert_eq!(detector_cursor(), "dr:detector:cursor");
         assert_eq!(detector_services(), "dr:detector:services");
         assert_eq!(detector_saved(), "dr:detector:saved");
+        assert_eq!(detector_gaps(), "dr:detector:gaps");
         assert_eq!(events(), "dr:events");
         assert_eq!(incidents(), "dr:incidents");
         assert_eq!(active_incidents(), "dr:incidents:active");

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
-use crate::detector::{Incident, IncidentStatus};
+use crate::detector::{GapDecision, Incident, IncidentStatus};
 use crate::reporter::Fingerprint;
 
 /// How often (in clock milliseconds) expired entries are swept out.
@@ -66,6 +66,8 @@ struct Detector {
     cursor: Option<i64>,
     /// Per service, the cursor it was saved at and its state.
     states: BTreeMap<ServiceId, (i64, Vec<u8>)>,
+    /// The last commit's decisions on buckets without any report.
+    gaps: Vec<GapDecision>,
     /// Event JSON by stream id (ms, seq), oldest first.
     stream: VecDeque<((u64, u64), String)>,
     /// The last stream id handed out: ids never go back, whatever the clock does.
@@ -569,6 +571,7 @@ impl Store for MemoryStore {
                     state: state.clone(),
                 })
                 .collect(),
+            gaps: detector.gaps.clone(),
         }))
     }
 
@@ -591,6 +594,7 @@ impl Store for MemoryStore {
             return Err(StoreError::LeaseLost);
         }
         detector.cursor = Some(commit.cursor);
+        detector.gaps = commit.gaps.to_vec();
         for (service, state) in commit.states {
             detector
                 .states

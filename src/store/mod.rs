@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 use crate::buckets::BucketWidth;
 use crate::catalog::{Problem, ServiceId};
-use crate::detector::{Incident, IncidentEvent};
+use crate::detector::{GapDecision, Incident, IncidentEvent};
 use crate::regions::RegionCode;
 use crate::reporter::{Fingerprint, hex};
 
@@ -226,6 +226,9 @@ pub struct DetectorSnapshot {
     pub cursor: i64,
     /// Each service's latest saved state, sorted by service.
     pub services: Vec<SavedState>,
+    /// The last commit's decisions on buckets without any report that replaying the states
+    /// saved before its cursor may cross (see [`GapDecision`]), oldest first.
+    pub gaps: Vec<GapDecision>,
 }
 
 /// One service's detector state as a commit saved it.
@@ -259,6 +262,9 @@ pub struct DetectorCommit<'a> {
     pub states: &'a [(ServiceId, Vec<u8>)],
     /// Services whose saved states are deleted (they left the catalog).
     pub forget: &'a [ServiceId],
+    /// The decisions on buckets without any report that a replay of the saved states may
+    /// cross ([`crate::detector::Detector::gap_decisions`]); they replace the last commit's.
+    pub gaps: &'a [GapDecision],
     /// The events decided in this step, in order. Each is appended to the event stream and
     /// updates the record of its incident.
     pub events: &'a [IncidentEvent],

@@ -38,7 +38,7 @@ use super::{
 };
 use crate::buckets::ROLLUP_SECS;
 use crate::catalog::{Problem, ServiceId};
-use crate::detector::{Incident, IncidentStatus};
+use crate::detector::{GapDecision, Incident, IncidentStatus};
 use crate::regions::RegionCode;
 
 /// Records the reports of one service. KEYS[1] to KEYS[3] are the service's revocation
@@ -158,13 +158,14 @@ return 0
 ";
 
 /// Writes one detector step, only while ARGV[1] holds the lease and the saved cursor is the
-/// one the step continues from (else returns 0 having written nothing). KEYS[1..7]: lease,
-/// cursor, service set, event stream, all incidents, open incidents, saved cursors; then per
-/// state saved its state key and, when the states were staged, its staged key; then per
-/// event: incident record, incident event list, the service's incident index; then the state
-/// key of each service to forget. ARGV[2] the cursor, ARGV[3] the event retention in ms,
-/// ARGV[4] the incident retention in seconds, ARGV[5] the number of states, ARGV[6] 1 when
-/// they were staged (sent ahead, see `RedisStore::stage_states`) else 0; then per state:
+/// one the step continues from (else returns 0 having written nothing). KEYS[1..8]: lease,
+/// cursor, service set, event stream, all incidents, open incidents, saved cursors, gap
+/// decisions; then per state saved its state key and, when the states were staged, its
+/// staged key; then per event: incident record, incident event list, the service's incident
+/// index; then the state key of each service to forget. ARGV[2] the cursor, ARGV[3] the
+/// event retention in ms, ARGV[4] the incident retention in seconds, ARGV[5] the number of
+/// states, ARGV[6] 1 when they were staged (sent ahead, see `RedisStore::stage_states`) else
+/// 0, ARGV[7] the gap decisions (`encode_gaps`; '' for none); then per state:
 /// service id, blob ('' when staged), its `dr:detector:saved` entry (see `saved_entry`); then
 /// per event: event JSON, incident JSON, incident id, start, record expire-at, 1 if the
 /// incident is resolved else 0; then the id of each service to forget; then the cursor
@@ -182,7 +183,7 @@ local staged, forget = ARGV[6] == '1', tonumber(ARGV[#ARGV])
 local per = staged and 2 or 1
 if staged then
   for i = 1, n do
-    if redis.call('EXISTS', KEYS[7 + 2 * i]) == 0 then
+    if redis.call('EXISTS', KEYS[8 + 2 * i]) == 0 then
       return redis.error_reply('a staged detector state is missing')
     end
   end
@@ -193,12 +194,17 @@ local now_ms = now_s * 1000 + math.floor(tonumber(time[2]) / 1000)
 local min_id = string.format('%.0f', math.max(0, now_ms - keep_ms))
 local oldest = string.format('%.0f', now_s - keep_s)
 redis.call('SET', KEYS[2], ARGV[2])
+if ARGV[7] == '' then
+  redis.call('DEL', KEYS[8])
+else
+  redis.call('SET', KEYS[8], ARGV[7])
+end
 for i = 1, n do
-  local key, a = KEYS[8 + per * (i - 1)], 6 + 3 * (i - 1)
+  local key, a = KEYS[9 + per * (i - 1)], 7 + 3 * (i - 1)
   local service = ARGV[a + 1]
   redis.call('SADD', KEYS[3], service)
   if staged then
-    redis.call('RENAME', KEYS[7 + 2 * i], key)
+    redis.call('RENAME', KEYS[8 + 2 * i], key)
     redis.call('PERSIST', key)
   else
     redis.call('SET', key, ARGV[a + 2])
@@ -212,8 +218,8 @@ for i = 1, forget do
   redis.call('DEL', KEYS[#KEYS + 1 - i])
 end
 local ids = {}
-for i = 1, (#KEYS - 7 - per * n - forget) / 3 do
-  local k, a = 7 + per * n + 3 * (i - 1), 6 + 3 * n + 6 * (i - 1)
+for i = 1, (#KEYS - 8 - per * n - forget) / 3 do
+  local k, a = 8 + per * n + 3 * (i - 1), 7 + 3 * n + 6 * (i - 1)
   local record, list, by_service = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local event, incident, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local start, expires = ARGV[a + 4], ARGV[a + 5]
@@ -279,6 +285,40 @@ fn saved_at(entry: &str, state: &[u8]) -> Option<i64> {
     (u64::from_str_radix(sum, 16).ok()? == fnv1a(state))
         .then(|| cursor.parse().ok())
         .flatten()
+}
+
+/// Gap decisions as `dr:detector:gaps` holds them: `<start>:<1|0>`, comma-separated.
+fn encode_gaps(gaps: &[GapDecision]) -> String {
+    gaps.iter()
+        .map(|gap| format!("{}:{}", gap.bucket, u8::from(gap.missing)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The decisions `dr:detector:gaps` holds; a malformed value is logged and taken as none (a
+/// replay then decides those buckets anew, as before the decisions were kept).
+fn decode_gaps(text: &str) -> Vec<GapDecision> {
+    let parse = |entry: &str| {
+        let (bucket, missing) = entry.split_once(':')?;
+        let missing = match missing {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        Some(GapDecision {
+            bucket: bucket.parse().ok()?,
+            missing,
+        })
+    };
+    let gaps: Option<Vec<GapDecision>> = text
+        .split(',')
+        .filter(|entry| !entry.is_empty())
+        .map(parse)
+        .collect();
+    gaps.unwrap_or_else(|| {
+        tracing::warn!(value = text, "ignoring malformed detector gap decisions");
+        Vec::new()
+    })
 }
 
 /// 64-bit FNV-1a.
@@ -1062,9 +1102,15 @@ impl Store for RedisStore {
         pipe.atomic()
             .get(keys::detector_cursor())
             .smembers(keys::detector_services())
-            .hgetall(keys::detector_saved());
-        let (cursor, members, saved): (Option<i64>, Vec<String>, HashMap<String, String>) =
-            Self::query(&self.reads, &pipe).await?;
+            .hgetall(keys::detector_saved())
+            .get(keys::detector_gaps());
+        #[allow(clippy::type_complexity)]
+        let (cursor, members, saved, gaps): (
+            Option<i64>,
+            Vec<String>,
+            HashMap<String, String>,
+            Option<String>,
+        ) = Self::query(&self.reads, &pipe).await?;
         let Some(cursor) = cursor else {
             return Ok(None);
         };
@@ -1106,6 +1152,7 @@ impl Store for RedisStore {
         Ok(Some(DetectorSnapshot {
             cursor,
             services: states,
+            gaps: gaps.as_deref().map(decode_gaps).unwrap_or_default(),
         }))
     }
 
@@ -1124,12 +1171,14 @@ impl Store for RedisStore {
             .key(keys::incidents())
             .key(keys::active_incidents())
             .key(keys::detector_saved())
+            .key(keys::detector_gaps())
             .arg(commit.holder)
             .arg(commit.cursor)
             .arg(self.settings.event_retention.as_millis() as u64)
             .arg(keep_incidents)
             .arg(commit.states.len())
-            .arg(u8::from(staged));
+            .arg(u8::from(staged))
+            .arg(encode_gaps(commit.gaps));
         for (service, state) in commit.states {
             call.key(keys::detector_state(service))
                 .arg(service.as_str());

@@ -122,6 +122,7 @@ async fn commit_start(store: &MemoryStore, holder: &str) {
             cursor: START.unix_timestamp(),
             states: &[],
             forget: &[],
+            gaps: &[],
             events: &[],
         })
         .await
@@ -752,6 +753,7 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
             cursor: saved.cursor,
             states: &states,
             forget: &[],
+            gaps: &[],
             events: &[],
         })
         .await

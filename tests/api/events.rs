@@ -186,6 +186,7 @@ pub(crate) async fn commit(store: &dyn Store, events: &[IncidentEvent]) -> Vec<S
             cursor: 0,
             states: &[],
             forget: &[],
+            gaps: &[],
             events,
         })
         .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 use downradar::buckets::BucketWidth;
 use downradar::catalog::{Problem, ServiceId};
 use downradar::clock::ManualClock;
-use downradar::detector::{EventType, Incident, IncidentEvent, IncidentStatus, Scope};
+use downradar::detector::{EventType, GapDecision, Incident, IncidentEvent, IncidentStatus, Scope};
 use downradar::regions::RegionCode;
 use downradar::reporter::ReporterSecret;
 use downradar::store::memory::MemoryStore;
@@ -485,6 +485,7 @@ async fn commit_events(
             cursor: 0,
             states: &[],
             forget: &[],
+            gaps: &[],
             events,
         })
         .await
@@ -614,6 +615,7 @@ async fn detector_commit(backend: Backend) {
         cursor: epoch,
         states: &states,
         forget: &[],
+        gaps: &[],
         events: std::slice::from_ref(&opened),
     };
 
@@ -651,13 +653,25 @@ async fn detector_commit(backend: Backend) {
                 saved(&netflix, epoch, b"netflix state"),
                 saved(&tiktok, epoch, &blob),
             ],
+            gaps: vec![],
         }),
         "sorted by service"
     );
 
     // A step with no events: the cursor moves, the states it saves are replaced (an empty one
-    // too) and saved at the new cursor, the others stay as and when they were saved.
+    // too) and saved at the new cursor, the others stay as and when they were saved; its gap
+    // decisions are kept.
     let changed = vec![(tiktok.clone(), vec![0xff; 3]), (aws.clone(), Vec::new())];
+    let gaps = [
+        GapDecision {
+            bucket: epoch - 120,
+            missing: true,
+        },
+        GapDecision {
+            bucket: epoch,
+            missing: false,
+        },
+    ];
     let ids = store
         .commit_detector(DetectorCommit {
             holder: "a",
@@ -665,6 +679,7 @@ async fn detector_commit(backend: Backend) {
             cursor: epoch + 60,
             states: &changed,
             forget: &[],
+            gaps: &gaps,
             events: &[],
         })
         .await
@@ -677,6 +692,7 @@ async fn detector_commit(backend: Backend) {
             saved(&netflix, epoch, b"netflix state"),
             saved(&tiktok, epoch + 60, &[0xff; 3]),
         ],
+        gaps: gaps.to_vec(),
     };
     assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
 
@@ -691,6 +707,7 @@ async fn detector_commit(backend: Backend) {
                     cursor: epoch + 120,
                     states: &[(netflix.clone(), b"stale".to_vec())],
                     forget: std::slice::from_ref(&aws),
+                    gaps: &[],
                     events: std::slice::from_ref(&opened),
                 })
                 .await,
@@ -700,7 +717,8 @@ async fn detector_commit(backend: Backend) {
     assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
     assert_eq!(store.events_after("0", 10).await.unwrap().len(), 1);
 
-    // Forgetting a service deletes its state; the others stay.
+    // Forgetting a service deletes its state; the others stay. Each commit's gap decisions
+    // replace the last one's (none here).
     store
         .commit_detector(DetectorCommit {
             holder: "a",
@@ -708,6 +726,7 @@ async fn detector_commit(backend: Backend) {
             cursor: epoch + 60,
             states: &[],
             forget: std::slice::from_ref(&aws),
+            gaps: &[],
             events: &[],
         })
         .await
@@ -716,6 +735,7 @@ async fn detector_commit(backend: Backend) {
     let expected = DetectorSnapshot {
         cursor: epoch + 60,
         services: expected.services[1..].to_vec(),
+        gaps: vec![],
     };
     assert_eq!(store.load_detector().await.unwrap(), Some(expected.clone()));
 
@@ -732,6 +752,7 @@ async fn detector_commit(backend: Backend) {
                 cursor: epoch + 120,
                 states: &late,
                 forget: &[],
+                gaps: &[],
                 events: std::slice::from_ref(&resolved),
             })
             .await,
@@ -1266,6 +1287,7 @@ async fn stream_waits(backend: Backend) {
             cursor: 60,
             states: &[(service("tiktok"), state.clone())],
             forget: &[],
+            gaps: &[],
             events: &events,
         })
         .await
@@ -1438,12 +1460,23 @@ async fn redis_store_writes_the_documented_detector_keys() {
             cursor: 123,
             states: &[(service("tiktok"), blob.clone())],
             forget: &[],
+            gaps: &[
+                GapDecision {
+                    bucket: 60,
+                    missing: true,
+                },
+                GapDecision {
+                    bucket: 120,
+                    missing: false,
+                },
+            ],
             events: &events,
         })
         .await
         .unwrap();
 
     assert_eq!(text(cmd(&["GET", "dr:detector:cursor"])), "123");
+    assert_eq!(text(cmd(&["GET", "dr:detector:gaps"])), "60:1,120:0");
     assert_eq!(
         redis::from_redis_value::<Vec<String>>(cmd(&["SMEMBERS", "dr:detector:services"])).unwrap(),
         ["tiktok"]
@@ -1524,12 +1557,22 @@ async fn redis_store_writes_the_documented_detector_keys() {
         cursor: 124,
         states: &[],
         forget: &[],
+        gaps: &[],
         events: &[],
     };
     assert!(store.commit_detector(no_events).await.unwrap().is_empty());
     assert_eq!(text(cmd(&["GET", "dr:detector:cursor"])), "124");
+    assert_eq!(
+        int(cmd(&["EXISTS", "dr:detector:gaps"])),
+        0,
+        "a commit without gap decisions deletes the last one's"
+    );
     let loaded = store.load_detector().await.unwrap().unwrap();
     assert_eq!(loaded.services, [saved(&service("tiktok"), 123, &blob)]);
+    // A malformed value is taken as no decisions (a replay then decides anew).
+    cmd(&["SET", "dr:detector:gaps", "60:1,soon"]);
+    assert_eq!(store.load_detector().await.unwrap().unwrap().gaps, []);
+    cmd(&["DEL", "dr:detector:gaps"]);
     // A state that a release saving every state at every step wrote has no entry, or a
     // stale one (that release leaves the hash alone): it was saved at the cursor.
     let entry = text(cmd(&["HGET", "dr:detector:saved", "tiktok"]));
@@ -1551,6 +1594,7 @@ async fn redis_store_writes_the_documented_detector_keys() {
             cursor: 124,
             states: &[],
             forget: &[service("tiktok")],
+            gaps: &[],
             events: &[],
         })
         .await
@@ -1610,6 +1654,7 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
             cursor: 600,
             states: &states,
             forget: &[],
+            gaps: &[],
             events: &events,
         })
         .await
@@ -1661,6 +1706,7 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
             cursor: 660,
             states: &newer,
             forget: &[],
+            gaps: &[],
             events: &[],
         })
         .await;
