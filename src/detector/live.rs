@@ -193,11 +193,22 @@ impl LiveDetector {
         }
     }
 
+    /// The `at` of what a new leader decides on taking over (a warm-up's announcements,
+    /// reconcile's resolutions): the end of the last bucket its engine took, or the saved
+    /// cursor when that is later (a warm-up after a `--bucket` change starts up to a bucket
+    /// before it), so that no event comes before those already on the stream.
+    fn resumed_at(&self, engine: &Engine) -> time::OffsetDateTime {
+        let saved = self
+            .saved
+            .and_then(|cursor| time::OffsetDateTime::from_unix_timestamp(cursor).ok());
+        saved.map_or(engine.decided_at(), |saved| saved.max(engine.decided_at()))
+    }
+
     /// Squares a new leader's engine with the incidents the store holds open. The engine
     /// drops the state of a service that left the catalog, or no longer fits it (other
     /// problems, another bucket width), and with it any incident it had open: that incident
-    /// is resolved, as of the engine's cursor, or it would stay open in the store (and on the
-    /// status page) for good. And a warm-up's announcement of an incident the store already holds open (the
+    /// is resolved (see [`LiveDetector::resumed_at`] for when), or it would stay open in the
+    /// store (and on the status page) for good. And a warm-up's announcement of an incident the store already holds open (the
     /// same service and start) is not made twice.
     async fn reconcile(
         &self,
@@ -231,7 +242,6 @@ impl LiveDetector {
             .filter(|e| e.kind == EventType::Resolved)
             .map(|e| e.incident.id.clone())
             .collect();
-        let at = engine.decided_at();
         for mut incident in stored
             .into_iter()
             .filter(|i| !open.contains(&i.id) && !resolved.contains(&i.id))
@@ -240,8 +250,9 @@ impl LiveDetector {
                 incident = %incident.id,
                 "resolving an open incident whose service's detector state was not kept"
             );
+            let at = self.resumed_at(engine).max(incident.started_at);
             incident.status = IncidentStatus::Resolved;
-            incident.resolved_at = Some(at.max(incident.started_at));
+            incident.resolved_at = Some(at);
             events.push(IncidentEvent {
                 kind: EventType::Resolved,
                 at,
@@ -323,10 +334,10 @@ impl LiveDetector {
         // What a warm-up decides is history, not news: only what is open at its end is
         // announced, as decided at the end of the last bucket it learned (the next step's
         // events come at the ends of later buckets; the wall clock after a warm-up of minutes
-        // would come after some of them).
+        // would come after some of them), or at the saved cursor (see `resumed_at`).
         self.catch_up(&mut engine, align(now - settle, width), None)
             .await?;
-        let at = engine.decided_at();
+        let at = self.resumed_at(&engine);
         announce.extend(
             engine
                 .detector()

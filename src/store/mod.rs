@@ -548,9 +548,12 @@ pub trait Store: Send + Sync + 'static {
     /// One service's detector state as last saved, if it has one.
     async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Writes one detector step atomically: the cursor, the states saved, the events on the
-    /// stream and the incident records. [`StoreError::LeaseLost`] (and nothing written) when
-    /// `holder` does not hold the lease. Returns the stream ids of the events, in order.
+    /// Writes one detector step atomically: the cursor, the states saved, the gap decisions,
+    /// the events on the stream and the incident records. [`StoreError::LeaseLost`] (and
+    /// nothing of the step written; the Redis store may leave states it sent ahead under
+    /// keys of `holder` that expire) when `holder` does not hold the lease or the saved
+    /// cursor is not the one the step continues from. Returns the stream ids of the events,
+    /// in order.
     async fn commit_detector(&self, commit: DetectorCommit<'_>) -> Result<Vec<String>, StoreError>;
 
     /// Incidents matching `query`, newest start first.

@@ -11,7 +11,9 @@ use downradar::catalog::Catalog;
 use downradar::catalog::{Problem, ServiceId};
 use downradar::clock::{Clock, ManualClock};
 use downradar::detector::live::{LiveDetector, TickOutcome};
-use downradar::detector::{Detector, DetectorConfig, EventType, IncidentEvent};
+use downradar::detector::{
+    Detector, DetectorConfig, EventType, Incident, IncidentEvent, IncidentStatus, Scope,
+};
 use downradar::regions::RegionCode;
 use downradar::simulate::{Params, Scenario};
 use downradar::store::memory::MemoryStore;
@@ -746,6 +748,29 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
         .into_iter()
         .map(|s| (s.service, s.state))
         .collect();
+    // The old leader's last step opened an incident, which the new one does not track.
+    let started_at = START + Duration::from_secs(6 * 60);
+    let opened = IncidentEvent {
+        kind: EventType::Opened,
+        at: START + Duration::from_secs(7 * 60),
+        incident: Incident {
+            id: Incident::id_for(
+                &ServiceId::parse("slack").unwrap(),
+                started_at.unix_timestamp(),
+            ),
+            service: ServiceId::parse("slack").unwrap(),
+            status: IncidentStatus::Open,
+            scope: Scope::Global,
+            regions: vec![RegionCode::parse("US").unwrap()],
+            partial: false,
+            problems: vec![Problem::parse("login").unwrap()],
+            caused_by: vec![],
+            started_at,
+            resolved_at: None,
+            expected_per_min: 1.0,
+            observed_per_min: 40.0,
+        },
+    };
     store
         .commit_detector(DetectorCommit {
             holder: "old",
@@ -754,7 +779,7 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
             states: &states,
             forget: &[],
             gaps: &[],
-            events: &[],
+            events: std::slice::from_ref(&opened),
         })
         .await
         .unwrap();
@@ -763,6 +788,19 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
         after.tick().await.expect("tick"),
         TickOutcome::Leader(_)
     ));
+    // The warm-up on 5-minute buckets ends at minute 5, before the old leader's last step:
+    // the incident is resolved as of the saved cursor, not before its own opening.
+    let streamed: Vec<IncidentEvent> = store
+        .events_after("0", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(streamed.len(), 2, "{streamed:?}");
+    assert_eq!(streamed[1].kind, EventType::Resolved);
+    assert_eq!(streamed[1].at, opened.at, "{streamed:?}");
+    assert_eq!(streamed[1].incident.resolved_at, Some(opened.at));
     let resumed = store.load_detector().await.unwrap().expect("saved");
     assert_eq!(resumed.cursor % 300, 0, "cursor {}", resumed.cursor);
     assert_eq!(resumed.cursor, START.unix_timestamp() + 5 * 60);
