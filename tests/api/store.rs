@@ -1693,6 +1693,63 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
         1
     );
 
+    // A staged step with everything else a step carries (a service forgotten, gap
+    // decisions, events of two incidents), after Redis lost its scripts: the first 100
+    // states are replaced, the last is deleted, the others stay as saved.
+    let next: Vec<(ServiceId, Vec<u8>)> = states[..100]
+        .iter()
+        .map(|(service, blob)| (service.clone(), blob.iter().rev().copied().collect()))
+        .collect();
+    let gaps = [GapDecision {
+        bucket: 540,
+        missing: true,
+    }];
+    let events = [
+        event(EventType::Resolved, "svc-007", start, &["DE"]),
+        event(EventType::Opened, "svc-008", start + 60, &["US"]),
+    ];
+    cmd(&[b"SCRIPT", b"FLUSH"]);
+    let ids = store
+        .commit_detector(DetectorCommit {
+            holder: "replica-1",
+            continues_from: Some(600),
+            cursor: 660,
+            states: &next,
+            forget: &[service("svc-119")],
+            gaps: &gaps,
+            events: &events,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let loaded = store.load_detector().await.unwrap().unwrap();
+    assert_eq!((loaded.cursor, loaded.gaps.as_slice()), (660, &gaps[..]));
+    let expected: Vec<SavedState> = next
+        .iter()
+        .map(|(service, blob)| saved(service, 660, blob))
+        .chain(
+            states[100..119]
+                .iter()
+                .map(|(service, blob)| saved(service, 600, blob)),
+        )
+        .collect();
+    assert_eq!(loaded.services, expected);
+    assert_eq!(int(cmd(&[b"EXISTS", b"dr:{svc-119}:detector"])), 0);
+    assert_eq!(int(cmd(&[b"HEXISTS", b"dr:detector:saved", b"svc-119"])), 0);
+    assert_eq!(int(cmd(&[b"SCARD", b"dr:detector:services"])), 119);
+    assert_eq!(
+        keys(&mut cmd, "*staged*"),
+        ["dr:{svc-007}:detector:staged:replica-0"]
+    );
+    let open: Vec<String> = store
+        .incidents(&query(true, None, None, 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(open, [events[1].incident.id.clone()]);
+
     // A leader that lost the lease stages, is refused, and changes nothing else.
     cmd(&[b"SET", b"dr:detector:lease", b"replica-2"]);
     let newer: Vec<(ServiceId, Vec<u8>)> = states
@@ -1702,8 +1759,8 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
     let refused = store
         .commit_detector(DetectorCommit {
             holder: "replica-1",
-            continues_from: Some(600),
-            cursor: 660,
+            continues_from: Some(660),
+            cursor: 720,
             states: &newer,
             forget: &[],
             gaps: &[],
