@@ -208,8 +208,8 @@ impl LiveDetector {
     /// drops the state of a service that left the catalog, or no longer fits it (other
     /// problems, another bucket width), and with it any incident it had open: that incident
     /// is resolved (see [`LiveDetector::resumed_at`] for when), or it would stay open in the
-    /// store (and on the status page) for good. And a warm-up's announcement of an incident the store already holds open (the
-    /// same service and start) is not made twice.
+    /// store (and on the status page) for good. And a warm-up's announcement of an incident
+    /// the store already holds open (the same service and start) is not made twice.
     async fn reconcile(
         &self,
         engine: &Engine,

@@ -273,8 +273,8 @@ impl Detector {
     }
 
     /// The decisions on the buckets without any report that a replay of the states saved so
-    /// far may cover, oldest first: what a commit carries besides the states (see
-    /// [`GapDecision`]): those of the last [`CHECKPOINT_SECS`], the longest replay.
+    /// far may cover (those of the last [`CHECKPOINT_SECS`], the longest replay), oldest
+    /// first: what a commit carries besides the states (see [`GapDecision`]).
     pub fn gap_decisions(&self) -> &[GapDecision] {
         &self.silent
     }

@@ -20,8 +20,8 @@
 //! events, incident records) atomically, fenced by the lease. A step that saves many states
 //! (a warm-up's, a new leader's first) sends them ahead in chunks to staged keys, which its
 //! `COMMIT` renames into place. Its keys span services, so it needs a single Redis instance
-//! (see [`keys`]). A commit that times out may or may not have
-//! been applied; the detector reloads its state before trying again.
+//! (see [`keys`]). A commit that times out may or may not have been applied; the detector
+//! reloads its state before trying again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
