@@ -94,14 +94,35 @@ async fn store_with(
 }
 
 fn live(store: Arc<MemoryStore>, clock: Arc<ManualClock>, catalog: &Catalog) -> LiveDetector {
+    warming(store, clock, catalog, Duration::ZERO)
+}
+
+/// A live detector that, with no saved state, learns from `warmup` of stored history.
+fn warming(
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    catalog: &Catalog,
+    warmup: Duration,
+) -> LiveDetector {
     LiveDetector::new(
         store,
         clock,
         catalog.clone(),
         DetectorConfig::default(),
         Duration::from_secs(30),
-        Duration::ZERO,
+        warmup,
     )
+}
+
+/// Every event on the store's stream, oldest first.
+async fn streamed(store: &MemoryStore) -> Vec<IncidentEvent> {
+    store
+        .events_after("0", 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
 }
 
 /// Makes `detector` continue from a cursor at the file's start (as if it had led before).
@@ -160,14 +181,7 @@ async fn the_live_detector_and_the_backtest_decide_the_same_incidents() {
     }
     assert_eq!(got, expected);
     // And every event is on the stream, in order.
-    let streamed: Vec<IncidentEvent> = store
-        .events_after("0", 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
-    assert_eq!(streamed, expected);
+    assert_eq!(streamed(&store).await, expected);
 }
 
 #[tokio::test]
@@ -202,13 +216,7 @@ async fn a_new_leader_continues_without_duplicates() {
         }
     }
     // The second took over after the lease ran out: within two lease periods.
-    let taken = store
-        .events_after("0", 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect::<Vec<_>>();
+    let taken = streamed(&store).await;
     assert_eq!(got, expected, "leaders: {leaders:?}");
     assert_eq!(taken, expected);
     assert!(
@@ -630,12 +638,10 @@ async fn a_first_leader_commits_its_warm_up_at_once() {
     let (store, clock) = store_with(&catalog, &file).await;
     // Two days of history; the detector first starts right after them.
     clock.advance(Duration::from_secs(2 * 86_400 + 20));
-    let mut detector = LiveDetector::new(
+    let mut detector = warming(
         store.clone(),
         clock.clone(),
-        catalog.clone(),
-        DetectorConfig::default(),
-        Duration::from_secs(30),
+        &catalog,
         Duration::from_secs(2 * 86_400),
     );
     assert!(matches!(
@@ -668,12 +674,10 @@ async fn a_warm_ups_announcement_comes_before_the_next_events() {
     // An outage from minute 100 on; the first leader starts 25 s into minute 104.
     flood(&store, "web", 100..140).await;
     clock.set(START + Duration::from_secs(104 * 60 + 25));
-    let mut detector = LiveDetector::new(
+    let mut detector = warming(
         store.clone(),
         clock.clone(),
-        catalog,
-        DetectorConfig::default(),
-        Duration::from_secs(30),
+        &catalog,
         Duration::from_secs(3 * 3600),
     );
     assert!(matches!(
@@ -681,13 +685,7 @@ async fn a_warm_ups_announcement_comes_before_the_next_events() {
         TickOutcome::Leader(_)
     ));
     run_for(&clock, &mut detector, 60 * 60).await;
-    let streamed: Vec<IncidentEvent> = store
-        .events_after("0", 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let streamed = streamed(&store).await;
     let kinds: Vec<EventType> = streamed.iter().map(|e| e.kind).collect();
     assert_eq!(kinds.first(), Some(&EventType::Opened), "{streamed:?}");
     assert!(kinds.contains(&EventType::Resolved), "{streamed:?}");
@@ -790,13 +788,7 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
     ));
     // The warm-up on 5-minute buckets ends at minute 5, before the old leader's last step:
     // the incident is resolved as of the saved cursor, not before its own opening.
-    let streamed: Vec<IncidentEvent> = store
-        .events_after("0", 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let streamed = streamed(&store).await;
     assert_eq!(streamed.len(), 2, "{streamed:?}");
     assert_eq!(streamed[1].kind, EventType::Resolved);
     assert_eq!(streamed[1].at, opened.at, "{streamed:?}");
