@@ -665,7 +665,9 @@ async fn a_first_leader_commits_its_warm_up_at_once() {
 
 /// A warm-up announces the incidents open at its end as decided at the end of the last
 /// bucket it learned, so the events of the buckets after it never come before the
-/// announcement on the stream (a warm-up of minutes ends after some of those buckets).
+/// announcement on the stream (a warm-up of minutes ends after some of those buckets). The
+/// exact `at` pins it: a manual clock does not move during the warm-up, so the order
+/// check alone would pass with the wall clock too.
 #[tokio::test]
 async fn a_warm_ups_announcement_comes_before_the_next_events() {
     let clock = Arc::new(ManualClock::new(START));
