@@ -198,10 +198,9 @@ impl LiveDetector {
     /// cursor when that is later (a warm-up after a `--bucket` change starts up to a bucket
     /// before it), so that no event comes before those already on the stream.
     fn resumed_at(&self, engine: &Engine) -> time::OffsetDateTime {
-        let saved = self
-            .saved
-            .and_then(|cursor| time::OffsetDateTime::from_unix_timestamp(cursor).ok());
-        saved.map_or(engine.decided_at(), |saved| saved.max(engine.decided_at()))
+        let decided = engine.decided_at();
+        self.saved
+            .map_or(decided, |cursor| super::instant(cursor).max(decided))
     }
 
     /// Squares a new leader's engine with the incidents the store holds open. The engine

@@ -127,6 +127,12 @@ pub struct GapDecision {
     pub missing: bool,
 }
 
+/// Unix seconds as an instant of an event or incident (the epoch for a time out of range,
+/// which a detector on real clocks never meets).
+pub(crate) fn instant(t: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
 /// One watched service.
 #[derive(Debug, Clone)]
 struct Tracked {
@@ -409,8 +415,7 @@ impl Detector {
         }
         changes.sort_by_key(|(i, _)| *i);
 
-        let at = OffsetDateTime::from_unix_timestamp(t + self.tuning.width)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let at = instant(t + self.tuning.width);
         let mut events = Vec::with_capacity(changes.len());
         for (i, change) in changes {
             let tracked = &self.services[i];
@@ -489,8 +494,6 @@ impl Detector {
 
     fn incident(&self, tracked: &Tracked, open: &Open, resolved_at: Option<i64>) -> Incident {
         let (observed, expected) = open.per_min(self.tuning.width);
-        let ts =
-            |t: i64| OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Incident {
             id: Incident::id_for(&tracked.id, open.started_at),
             service: tracked.id.clone(),
@@ -504,8 +507,8 @@ impl Detector {
             partial: open.attribution.partial,
             problems: open.attribution.problems.clone(),
             caused_by: open.caused_by.clone(),
-            started_at: ts(open.started_at),
-            resolved_at: resolved_at.map(ts),
+            started_at: instant(open.started_at),
+            resolved_at: resolved_at.map(instant),
             expected_per_min: round2(expected),
             observed_per_min: round2(observed),
         }
@@ -594,7 +597,7 @@ impl Engine {
     /// When what the engine has processed was decided, as an event's `at`: the end of the
     /// last bucket it processed (a step's events carry the end of their bucket).
     pub fn decided_at(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.cursor).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        instant(self.cursor)
     }
 
     /// Processes every bucket that has closed by `now` (Unix seconds; a bucket closes
