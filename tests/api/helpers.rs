@@ -133,6 +133,85 @@ impl Drop for RedisServer {
     }
 }
 
+/// A loopback proxy in front of a Redis that shows a test each command before passing it on,
+/// in the order each client connection sent them, so a test can change what Redis holds at an
+/// exact point of a client's conversation (between a pipeline and the script call after it,
+/// say). Replies go back untouched. It lives as long as the test process, like its threads.
+pub struct RedisTap {
+    pub port: u16,
+}
+
+impl RedisTap {
+    /// Proxies to the Redis on `upstream`, calling `before` with every command first.
+    pub fn start(upstream: u16, before: impl Fn(&[Vec<u8>]) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the tap");
+        let port = listener.local_addr().expect("tap address").port();
+        let before = Arc::new(before);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+                let before = before.clone();
+                std::thread::spawn(move || Self::pass_commands(client, server, before.as_ref()));
+            }
+        });
+        Self { port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Reads each command (a RESP array of bulk strings, as clients send them), shows it to
+    /// `before`, then sends its bytes on, until either side closes.
+    fn pass_commands(
+        client: std::net::TcpStream,
+        mut server: std::net::TcpStream,
+        before: &(dyn Fn(&[Vec<u8>]) + Send + Sync),
+    ) -> std::io::Result<()> {
+        use std::io::{BufRead, Read, Write};
+        let mut client = std::io::BufReader::new(client);
+        let line = |raw: &mut Vec<u8>, client: &mut std::io::BufReader<_>| {
+            let start = raw.len();
+            client.read_until(b'\n', raw)?;
+            let text = std::str::from_utf8(&raw[start..])
+                .unwrap_or("")
+                .trim_end()
+                .to_owned();
+            if text.is_empty() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok::<_, std::io::Error>(text)
+        };
+        loop {
+            let mut raw = Vec::new();
+            let header = line(&mut raw, &mut client)?;
+            let count: usize = header
+                .strip_prefix('*')
+                .and_then(|n| n.parse().ok())
+                .expect("a client sends each command as an array");
+            let mut args = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len: usize = line(&mut raw, &mut client)?
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse().ok())
+                    .expect("a command's arguments are bulk strings");
+                let start = raw.len();
+                raw.resize(start + len + 2, 0);
+                client.read_exact(&mut raw[start..])?;
+                args.push(raw[start..start + len].to_vec());
+            }
+            before(&args);
+            server.write_all(&raw)?;
+        }
+    }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -21,7 +21,7 @@ use downradar::store::{
 };
 use time::OffsetDateTime;
 
-use crate::helpers::{Backend, RedisServer, test_epoch};
+use crate::helpers::{Backend, RedisServer, RedisTap, test_epoch};
 
 fn settings(max_reporters_per_address: u32) -> StoreSettings {
     StoreSettings {
@@ -1778,6 +1778,104 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
         let ttl = int(cmd(&[b"PTTL", key.as_bytes()]));
         assert!(ttl > 0 && ttl <= 300_000, "{key} expires: {ttl}");
     }
+}
+
+/// A staged state that is gone when the commit script runs (expired, or evicted) fails the
+/// commit, which then writes nothing at all; the same commit, made again, goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_refuses_a_commit_whose_staged_state_is_gone() {
+    let redis = RedisServer::start();
+    // Between the staging pipelines and the commit script, while armed, the tap deletes
+    // one staged state.
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let victim = b"dr:{svc-005}:detector:staged:replica-1".to_vec();
+    let tap = {
+        let (armed, victim, conn) = (armed.clone(), victim.clone(), redis.connection().unwrap());
+        let conn = std::sync::Mutex::new(conn);
+        RedisTap::start(redis.port, move |command: &[Vec<u8>]| {
+            let script = command[0].eq_ignore_ascii_case(b"EVALSHA")
+                || command[0].eq_ignore_ascii_case(b"EVAL");
+            if script
+                && command.contains(&victim)
+                && armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                let gone: i64 = redis::cmd("DEL")
+                    .arg(&victim)
+                    .query(&mut *conn.lock().unwrap())
+                    .unwrap();
+                assert_eq!(gone, 1, "the staged state was there to delete");
+            }
+        })
+    };
+    let store = RedisStore::connect(&tap.url(), settings(0)).unwrap();
+    let mut conn = redis.connection().unwrap();
+    let states = |fill: u8| -> Vec<(ServiceId, Vec<u8>)> {
+        (0..40)
+            .map(|i| (service(&format!("svc-{i:03}")), vec![fill; 8192]))
+            .collect()
+    };
+    let (first, next) = (states(1), states(2));
+    let start = test_epoch().unix_timestamp() - 600;
+    assert!(store.acquire_lease("replica-1", LONG).await.unwrap());
+    let commit = |cursor, continues_from, states, events| DetectorCommit {
+        holder: "replica-1",
+        continues_from,
+        cursor,
+        states,
+        forget: &[],
+        gaps: &[],
+        events,
+    };
+    store
+        .commit_detector(commit(600, None, &first, &[]))
+        .await
+        .unwrap();
+    let before = store.load_detector().await.unwrap().unwrap();
+    let events = [event(EventType::Opened, "svc-005", start, &["DE"])];
+
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = store
+        .commit_detector(commit(660, Some(600), &next, &events))
+        .await;
+    assert!(
+        !armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the tap saw the commit"
+    );
+    match refused {
+        Err(StoreError::Backend(message)) => {
+            assert!(
+                message.contains("staged detector state is missing"),
+                "{message}"
+            );
+        }
+        other => panic!("a commit missing a staged state must fail: {other:?}"),
+    }
+    assert_eq!(store.load_detector().await.unwrap().unwrap(), before);
+    let stream: i64 = redis::cmd("XLEN")
+        .arg("dr:events")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stream, 0, "no event was appended");
+    assert!(
+        store
+            .incident(&events[0].incident.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let ids = store
+        .commit_detector(commit(660, Some(600), &next, &events))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    let after = store.load_detector().await.unwrap().unwrap();
+    assert_eq!(after.cursor, 660);
+    let expected: Vec<SavedState> = next
+        .iter()
+        .map(|(service, blob)| saved(service, 660, blob))
+        .collect();
+    assert_eq!(after.services, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
