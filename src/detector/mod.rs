@@ -796,6 +796,79 @@ mod tests {
         assert_eq!(opened[0].incident.scope, Scope::Global);
     }
 
+    /// A partial outage stays one incident while its problem runs high, even when its
+    /// countries' totals, all problems summed, look nearly ordinary: login alone jumps 25-fold
+    /// for ten minutes, then stays at five times its usual count for two hours, while "app"
+    /// (most of the traffic) carries on as usual. (Judged on its countries alone, it resolved
+    /// after 25 minutes, with login still at five times its usual count.)
+    #[test]
+    fn a_partial_outage_is_one_incident_while_its_problem_runs_high() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 86_400;
+        let cell = |region: &str, problem: &str, n: u64| {
+            let region = RegionCode::parse(region).unwrap();
+            (
+                Cell {
+                    region,
+                    problem: Problem::parse(problem).unwrap(),
+                },
+                n,
+            )
+        };
+        let traffic = |i: i64, login: f64| -> Vec<(Cell, u64)> {
+            [
+                cell("US", "login", wobble(3.0 * login, i)),
+                cell("DE", "login", wobble(1.5 * login, i + 1)),
+                cell("US", "app", wobble(25.0, i + 2)),
+                cell("DE", "app", wobble(12.5, i)),
+            ]
+            .into_iter()
+            .filter(|c| c.1 > 0)
+            .collect()
+        };
+        let days = 3 * 1440;
+        let mut events = Vec::new();
+        for i in 0..days + 240 {
+            let login = match i - days {
+                0..10 => 25.0,
+                10..130 => 5.0,
+                _ => 1.0,
+            };
+            let up = traffic(i, login);
+            let quiet = cells(wobble(4.0, i), wobble(2.0, i));
+            events.extend(detector.step(t0 + i * 60, &[&up, &quiet, &quiet]));
+        }
+        let scored: Vec<_> = events
+            .iter()
+            .filter(|e| e.at.unix_timestamp() > t0 + 86_400)
+            .map(|e| {
+                (
+                    e.kind,
+                    (e.at.unix_timestamp() - t0) / 60 - days,
+                    &e.incident,
+                )
+            })
+            .collect();
+        let lifecycle: Vec<(EventType, i64)> = scored
+            .iter()
+            .filter(|(kind, _, _)| *kind != EventType::Updated)
+            .map(|(kind, minute, _)| (*kind, *minute))
+            .collect();
+        assert_eq!(lifecycle.len(), 2, "one incident: {lifecycle:?}");
+        assert!(
+            lifecycle[0].0 == EventType::Opened && lifecycle[0].1 <= 2,
+            "{lifecycle:?}"
+        );
+        assert!(
+            lifecycle[1].0 == EventType::Resolved && lifecycle[1].1 >= 130,
+            "resolved only after login is back to normal: {lifecycle:?}"
+        );
+        let incident = scored[0].2;
+        assert!(incident.partial, "{incident:?}");
+        assert_eq!(incident.problems, [Problem::parse("login").unwrap()]);
+    }
+
     /// An incident open when the data stops (the store or the server down for days) is
     /// judged on the counts after the gap: it resolves once they are ordinary, and the
     /// baseline is not rebased on the flood before the gap as if the flood were the new

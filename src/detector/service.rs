@@ -814,9 +814,13 @@ impl ServiceState {
     }
 
     /// When the incident is over, the end of its last elevated bucket.
+    ///
+    /// The incident is judged on the series it is about: its elevated regions (regional, or
+    /// the countries a global outage shows in) and, when it is partial, its problems; it is
+    /// over once each of them is quiet. (A partial outage's countries, all problems summed,
+    /// can look quiet while its problem still runs high: judged on them alone, it resolved
+    /// and opened again, one outage split into several incidents.) With neither, the total.
     fn resolution(&self, open: &Open, tuning: &Tuning) -> Option<i64> {
-        // The series the incident is about: its elevated regions (regional, or the countries
-        // a global outage shows in), else its problems when partial, else the total.
         let regions: Vec<usize> = open
             .attribution
             .regions
@@ -832,30 +836,47 @@ impl ServiceState {
         } else {
             Vec::new()
         };
-        let shares: f64 = problems.iter().map(|&p| self.problem_share(p)).sum();
-        let series = |s: &Slot| -> (f64, f64) {
-            if !regions.is_empty() {
+        let mut ends = Vec::with_capacity(2);
+        if !regions.is_empty() {
+            let onset = regions.iter().fold((0.0, 0.0), |(x, m), &r| {
+                (x + open.region_x[r], m + open.region_mu[r])
+            });
+            ends.push(self.quiet_since(open, tuning, onset, |s: &Slot| {
                 regions.iter().fold((0.0, 0.0), |(x, m), &r| {
                     (x + f64::from(s.region_x[r]), m + f64::from(s.region_mu[r]))
                 })
-            } else if !problems.is_empty() {
+            })?);
+        }
+        if !problems.is_empty() {
+            let shares: f64 = problems.iter().map(|&p| self.problem_share(p)).sum();
+            let onset = problems.iter().fold((0.0, 0.0), |(x, m), &p| {
+                (x + open.problem_x[p], m + open.problem_mu[p])
+            });
+            ends.push(self.quiet_since(open, tuning, onset, |s: &Slot| {
                 let x = problems.iter().map(|&p| f64::from(s.problem_x[p])).sum();
                 (x, f64::from(s.mu) * shares)
-            } else {
-                (f64::from(s.x), f64::from(s.mu))
-            }
-        };
-        let (ix, im) = if !regions.is_empty() {
-            regions.iter().fold((0.0, 0.0), |(x, m), &r| {
-                (x + open.region_x[r], m + open.region_mu[r])
-            })
-        } else if !problems.is_empty() {
-            problems.iter().fold((0.0, 0.0), |(x, m), &p| {
-                (x + open.problem_x[p], m + open.problem_mu[p])
-            })
-        } else {
-            (open.x, open.mu)
-        };
+            })?);
+        }
+        if ends.is_empty() {
+            ends.push(
+                self.quiet_since(open, tuning, (open.x, open.mu), |s: &Slot| {
+                    (f64::from(s.x), f64::from(s.mu))
+                })?,
+            );
+        }
+        ends.into_iter().max()
+    }
+
+    /// Whether one series of an open incident has been near its baseline for long enough
+    /// (`series` gives a bucket's observed and expected counts, `onset` their sums since the
+    /// incident's onset); if so, the end of its last elevated bucket.
+    fn quiet_since(
+        &self,
+        open: &Open,
+        tuning: &Tuning,
+        (ix, im): (f64, f64),
+        series: impl Fn(&Slot) -> (f64, f64),
+    ) -> Option<i64> {
         let rho = (ix / im.max(1e-9)).max(tuning.min_ratio);
         let (mut x, mut m, mut n) = (0.0, 0.0, 0usize);
         for s in self.ring.iter().rev() {
