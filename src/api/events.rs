@@ -242,14 +242,17 @@ async fn open(
                 skip_through: Some(position),
             }
         }
-        Some((0, 0)) => Phase::Replay { after: (0, 0) },
         Some(id) => {
+            // Looked up for `0` too: a store that does not answer gets its 503 (or
+            // `event: unavailable`) now, not a 200 stream that ends before its first event.
             let bounds = state
                 .store
                 .stream_bounds()
                 .await
                 .map_err(|e| super::incidents::unavailable("events", &e))?;
-            if id < bounds.trimmed_through || id > bounds.last {
+            if id == (0, 0) {
+                Phase::Replay { after: id }
+            } else if id < bounds.trimmed_through || id > bounds.last {
                 let (ms, seq) = bounds.last;
                 let reason = if id > bounds.last {
                     "the event stream does not know this id (it was reset)"

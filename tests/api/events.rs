@@ -628,6 +628,59 @@ async fn every_replica_streams_every_event() {
     let _ = b.wait();
 }
 
+/// Resuming needs the store: while it is down, `Last-Event-ID: 0` (replay everything) is
+/// refused like any other id, with a 503 and `Retry-After` (a browser: a 200 that says
+/// `event: unavailable`), not answered with a stream that ends before its first event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_while_the_store_is_down_is_refused() {
+    let mut redis = RedisServer::start();
+    let (mut server, base) = start_binary(&redis, &["--no-detector"]).await;
+    let url = format!("{base}/v1/events");
+    let client = reqwest::Client::new();
+    // Once a stream opens, the server knows where the event stream ends.
+    let mut opened = false;
+    for _ in 0..100 {
+        if client.get(&url).send().await.unwrap().status() == 200 {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(opened, "a stream opens while Redis is up");
+    redis.kill();
+    for id in ["0", "1795262580000-0"] {
+        let refused = client
+            .get(&url)
+            .header("last-event-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 503, "Last-Event-ID: {id}");
+        assert!(
+            header(&refused, "retry-after").is_some(),
+            "Last-Event-ID: {id}"
+        );
+        let browser = client
+            .get(format!("{url}?last_event_id={id}"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(browser.status(), 200);
+        let body = tokio::time::timeout(Duration::from_secs(5), browser.text())
+            .await
+            .expect("it ends")
+            .unwrap();
+        assert!(
+            body.starts_with("retry: 3000\nevent: unavailable\ndata: {")
+                && body.contains("\"code\":\"unavailable\""),
+            "Last-Event-ID: {id}: {body}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// A server started while Redis is down cannot tell subscribers where the event stream ends,
 /// so it asks them to retry (a browser gets a 200 with `retry:`); once Redis is up, a stream
 /// starts with its position, and an event added before any subscriber came is not lost to a
