@@ -107,7 +107,7 @@ pub struct ReportAccepted {
             example = json!({"code": "payload_too_large", "message": "the body is larger than 4096 bytes"})),
         (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json, or is sent compressed (`Content-Encoding`).", body = ErrorBody,
             example = json!({"code": "unsupported_media_type", "message": "the body must be JSON, sent with Content-Type: application/json"})),
-        (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (missing or unknown fields, both or neither of region and location, bad client_id).", body = ErrorBody,
+        (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (not a JSON object, missing or unknown fields, both or neither of region and location, bad client_id).", body = ErrorBody,
             examples(
                 ("unknown_problem" = (value = json!({"code": "unknown_problem", "message": "unknown problem \"wifi\" for service \"tiktok\"", "details": {"allowed": ["app", "login", "video-upload", "feed", "server-connection"]}}))),
                 ("unknown_region" = (value = json!({"code": "unknown_region", "message": "unknown region \"XX\": expected an ISO 3166-1 alpha-2 country code such as \"DE\""}))),
@@ -130,10 +130,19 @@ pub async fn create_report(
 ) -> Result<HttpResponse, ApiError> {
     let service = state.service(&id)?;
     let body = read_json_body(&req, &mut payload).await?;
-    let new: NewReport = serde_json::from_slice(&body).map_err(|e| match e.classify() {
+    let malformed = |e: serde_json::Error| match e.classify() {
         serde_json::error::Category::Data => ApiError::invalid_report(e.to_string()),
         _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
-    })?;
+    };
+    // serde would also take a struct from an array of its fields in order; a report is an
+    // object. (Checked by the first byte, so a valid report is parsed once.)
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(malformed)?;
+        return Err(ApiError::invalid_report(
+            "a report is a JSON object, such as {\"problem\":\"login\",\"region\":\"DE\"}",
+        ));
+    }
+    let new: NewReport = serde_json::from_slice(&body).map_err(malformed)?;
 
     let (cell, client_id) = validate(service, new)?;
     let addr = state.client_addr(&req);

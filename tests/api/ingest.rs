@@ -68,10 +68,15 @@ on_both_stores! {
             (json!({"problem": "login", "region": "DE", "extra": 1}), "invalid_report"),
             (json!({"problem": 7, "region": "DE"}), "invalid_report"),
             (json!(["login", "DE"]), "invalid_report"),
+            // An array of the fields in order is not a report either (serde would take it).
+            (json!(["login", "DE", null, "install-1"]), "invalid_report"),
+            (json!("login"), "invalid_report"),
+            (json!(null), "invalid_report"),
         ] {
             let answer = app.report("tiktok", &body).await;
             assert_eq!(answer.status, 422, "{body} -> {}", answer.text);
             assert_eq!(answer.error_code(), code, "{body}");
+            assert!(!answer.text.contains("struct"), "no Rust types in messages: {}", answer.text);
         }
     }
 
