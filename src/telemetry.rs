@@ -15,9 +15,14 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global log subscriber. `RUST_LOG` overrides the default level (`info`).
+/// The default log filter: `info`, but not the HTTP layer's own logging of requests it
+/// could not parse (at ERROR, once per request: any client could flood the log with them).
+const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off";
+
+/// Installs the global log subscriber. `RUST_LOG` overrides [`DEFAULT_LOG_FILTER`].
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

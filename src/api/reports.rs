@@ -1,7 +1,7 @@
 //! `POST /v1/services/{id}/reports` (ingest) and `GET /v1/services/{id}/reports` (series).
 
 use actix_web::http::header;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -105,7 +105,7 @@ pub struct ReportAccepted {
             example = json!({"code": "request_timeout", "message": "the body did not arrive within 10s"})),
         (status = 413, description = "`payload_too_large`: the body is over 4 KiB.", body = ErrorBody,
             example = json!({"code": "payload_too_large", "message": "the body is larger than 4096 bytes"})),
-        (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json, or is sent compressed (`Content-Encoding`).", body = ErrorBody,
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json (in UTF-8: a `charset` parameter other than utf-8 is refused), or is sent compressed (`Content-Encoding`).", body = ErrorBody,
             example = json!({"code": "unsupported_media_type", "message": "the body must be JSON, sent with Content-Type: application/json"})),
         (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (not a JSON object, missing or unknown fields, both or neither of region and location, bad client_id).", body = ErrorBody,
             examples(
@@ -205,6 +205,24 @@ impl ReportOutcomes {
     }
 }
 
+/// Whether a `Content-Type` says JSON: `application/json` in any case, with or without
+/// parameters, with whitespace around them or not (RFC 9110 §5.6.6); but not with a `charset`
+/// other than UTF-8, which the body would not be parsed as (JSON is UTF-8, RFC 8259 §8.1).
+fn is_utf8_json(value: &str) -> bool {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts.all(|parameter| match parameter.split_once('=') {
+            Some((name, value)) => {
+                let value = value.trim().trim_matches('"');
+                !name.trim().eq_ignore_ascii_case("charset")
+                    || value.eq_ignore_ascii_case("utf-8")
+                    || value.eq_ignore_ascii_case("utf8")
+            }
+            None => parameter.trim().is_empty(),
+        })
+}
+
 /// The body of a JSON request: `application/json`, at most [`MAX_BODY_BYTES`], arriving
 /// within [`BODY_TIMEOUT`].
 async fn read_json_body(
@@ -212,10 +230,10 @@ async fn read_json_body(
     payload: &mut web::Payload,
 ) -> Result<web::BytesMut, ApiError> {
     let is_json = req
-        .mime_type()
-        .ok()
-        .flatten()
-        .is_some_and(|m| m.essence_str() == "application/json");
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_utf8_json);
     if !is_json {
         return Err(ApiError::unsupported_media_type());
     }

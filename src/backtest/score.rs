@@ -8,6 +8,10 @@
 //!   and counts as a false incident.
 //! - Every other incident is *false*. False incidents are counted per service-week.
 //! - Delay: from the outage's start to the `at` of the `incident.opened` event.
+//! - How long incidents stay open: a detection's *overstay* runs from the outage's injected
+//!   end to the incident's resolution, and a false incident's time from its start to its
+//!   resolution (an incident still open at the end of the file ends there). A status page
+//!   shows an outage for all of that time.
 //! - Attribution is judged on the incident's last state (its last event): the scope; for a
 //!   regional outage the exact set of regions; `partial`; for a partial outage the exact set
 //!   of problems; `caused_by` exactly. It is *exact* when all of them are right.
@@ -86,6 +90,11 @@ pub struct Report {
     pub false_by_class: BTreeMap<&'static str, usize>,
     pub service_weeks: f64,
     pub weeks_by_class: BTreeMap<&'static str, f64>,
+    /// Per detection, seconds from the outage's end to the incident's resolution, sorted.
+    pub overstays: Vec<i64>,
+    /// Seconds that false incidents were open, in all and the longest.
+    pub false_open: i64,
+    pub longest_false: i64,
 }
 
 impl Report {
@@ -120,6 +129,13 @@ fn kind_name(k: Kind) -> &'static str {
 struct Seen<'a> {
     opened: OffsetDateTime,
     last: &'a IncidentEvent,
+}
+
+impl Seen<'_> {
+    /// When the incident resolved, or `end` (of the file) if it never did.
+    fn closed(&self, end: OffsetDateTime) -> OffsetDateTime {
+        self.last.incident.resolved_at.unwrap_or(end)
+    }
 }
 
 /// Scores `events` (a backtest's output, in order) against `truth`.
@@ -186,6 +202,9 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
             continue;
         }
         report.false_incidents += 1;
+        let open = (seen.closed(truth.end) - seen.last.incident.started_at).whole_seconds();
+        report.false_open += open;
+        report.longest_false = report.longest_false.max(open);
         let split = outages.iter().any(|o| {
             o.service == seen.last.incident.service
                 && seen.opened >= o.start - time::Duration::minutes(EARLY_MIN)
@@ -206,6 +225,10 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
             .copied()
             .unwrap_or((VolumeClass::Sparse, 0.0));
         let headline = outage.peak_ratio >= 5.0 && base >= 1.0;
+        if let Some(i) = hit {
+            let overstay = incidents[i].closed(truth.end) - outage.end;
+            report.overstays.push(overstay.whole_seconds());
+        }
         // Collect into the groups this outage belongs to.
         let add = |row: &mut Row| {
             row.outages += 1;
@@ -228,6 +251,7 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
     {
         row.delays.sort_unstable();
     }
+    report.overstays.sort_unstable();
     report
 }
 
@@ -302,6 +326,23 @@ impl fmt::Display for Report {
             self.false_per_service_week(),
             self.false_per_service_week() * 30.0 / 7.0,
         )?;
+        let overstay = |q: f64| {
+            let n = self.overstays.len();
+            let i = ((n.max(1) - 1) as f64 * q).round() as usize;
+            self.overstays
+                .get(i)
+                .map_or("-".to_owned(), |s| format!("{:.0}", *s as f64 / 60.0))
+        };
+        writeln!(
+            f,
+            "open after the outage's end (min): median {}, p90 {}, p99 {}, max {}; false incidents open {:.1} h in all, the longest {:.1} h",
+            overstay(0.5),
+            overstay(0.9),
+            overstay(0.99),
+            overstay(1.0),
+            self.false_open as f64 / 3600.0,
+            self.longest_false as f64 / 3600.0,
+        )?;
         for (class, weeks) in &self.weeks_by_class {
             let n = self.false_by_class.get(class).copied().unwrap_or(0);
             writeln!(
@@ -311,5 +352,79 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, at: &str, start: &str, resolved: Option<&str>) -> IncidentEvent {
+        let status = if resolved.is_some() {
+            "resolved"
+        } else {
+            "open"
+        };
+        serde_json::from_value(serde_json::json!({
+            "type": kind, "at": at,
+            "incident": {"id": format!("svc-{start}"), "service": "svc", "status": status,
+                "scope": "global", "regions": ["US"], "partial": false, "problems": ["login"],
+                "caused_by": [], "started_at": start, "resolved_at": resolved,
+                "expected_per_min": 1.0, "observed_per_min": 9.0}
+        }))
+        .unwrap()
+    }
+
+    /// A detection that stays open 40 minutes past its outage's end, a false incident open
+    /// for two and a half hours and one still open when the file ends, two hours later.
+    #[test]
+    fn how_long_incidents_stay_open_is_measured() {
+        let truth: Truth = serde_json::from_value(serde_json::json!({
+            "seed": 1, "start": "2026-10-01T00:00:00Z", "end": "2026-10-03T00:00:00Z",
+            "bucket_secs": 60,
+            "services": [{"id": "svc", "class": "high", "base_per_min": 10.0,
+                "weekend_factor": 1.0, "regions": {"US": 1.0}, "problems": {"login": 1.0},
+                "blips": 0}],
+            "outages": [{"id": "o1", "service": "svc", "kind": "global",
+                "start": "2026-10-02T10:00:00Z", "end": "2026-10-02T11:00:00Z",
+                "scope": "global", "regions": ["US"], "partial": false, "problems": ["login"],
+                "caused_by": [], "peak_ratio": 10.0}]
+        }))
+        .unwrap();
+        let (a, b, c) = (
+            "2026-10-02T10:00:00Z",
+            "2026-10-02T15:00:00Z",
+            "2026-10-02T22:00:00Z",
+        );
+        let events = [
+            event("incident.opened", "2026-10-02T10:01:00Z", a, None),
+            event(
+                "incident.resolved",
+                "2026-10-02T11:40:00Z",
+                a,
+                Some("2026-10-02T11:40:00Z"),
+            ),
+            event("incident.opened", "2026-10-02T15:01:00Z", b, None),
+            event(
+                "incident.resolved",
+                "2026-10-02T17:30:00Z",
+                b,
+                Some("2026-10-02T17:30:00Z"),
+            ),
+            event("incident.opened", "2026-10-02T22:01:00Z", c, None),
+        ];
+        let report = score(&truth, &events, Duration::from_secs(86_400));
+        assert_eq!((report.all.detected, report.false_incidents), (1, 2));
+        assert_eq!(report.overstays, [40 * 60]);
+        assert_eq!(report.false_open, (150 + 120) * 60);
+        assert_eq!(report.longest_false, 150 * 60);
+        let printed = report.to_string();
+        assert!(
+            printed.contains(
+                "open after the outage's end (min): median 40, p90 40, p99 40, max 40; \
+                 false incidents open 4.5 h in all, the longest 2.5 h"
+            ),
+            "{printed}"
+        );
     }
 }
