@@ -78,5 +78,18 @@ on_both_stores! {
         let since = since.format(&time::format_description::well_known::Rfc3339).unwrap();
         assert_eq!(filtered(&format!("since={since}")).await, expected[..6]);
         assert_eq!(filtered(&format!("until={since}")).await, expected[6..]);
+        // Starts are whole seconds: a later fraction of one leaves that second out.
+        let later = since.replace('Z', ".5Z");
+        let after: Vec<String> = expected[..6]
+            .iter()
+            .filter(|id| id.rsplit('-').next().unwrap().parse::<i64>().unwrap() > base + 600)
+            .cloned()
+            .collect();
+        assert!(after.len() < 6);
+        assert_eq!(filtered(&format!("since={later}")).await, after);
+        for range in [format!("since={since}&until={since}"), format!("since={later}&until={since}")] {
+            let answer = app.get(&format!("/v1/incidents?{range}")).await;
+            assert_eq!((answer.status, answer.error_code().as_str()), (400, "invalid_query"), "{range}");
+        }
     }
 }
