@@ -73,7 +73,7 @@ const HOME: &str = "https://github.com/downradar/downradar";
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
                 ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             )),
-        (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, or `since` not before `until`.", body = ErrorBody,
+        (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
         (status = 404, description = "`unknown_service`: the `service` filter names no service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
@@ -114,7 +114,7 @@ pub async fn incidents_feed(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
                 ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             )),
-        (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, `since` not before `until`, or a `service` that is not the path's.", body = ErrorBody,
+        (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, or a `service` that is not the path's.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "service=\"github\" contradicts the path's service \"tiktok\""})),
         UnknownService,
         StoreUnavailable,

@@ -81,7 +81,7 @@ pub struct IncidentList {
     responses(
         (status = 200, description = "A page of incidents.", body = IncidentList,
             example = json!({"incidents": [{"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}], "next_cursor": "tiktok-1795262460"})),
-        (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, or `since` not before `until`.", body = ErrorBody,
+        (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
         UnknownService,
         StoreUnavailable,
@@ -138,11 +138,6 @@ pub(crate) fn incident_query(
         .as_deref()
         .map(|v| super::reports::parse_time_up("until", v))
         .transpose()?;
-    if let (Some(since), Some(until)) = (since, until)
-        && since >= until
-    {
-        return Err(ApiError::invalid_query("since must be before until"));
-    }
     let after = query
         .cursor
         .as_deref()
