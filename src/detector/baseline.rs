@@ -10,7 +10,8 @@
 //!   total is the sum of its countries' local-time curves, so a profile on the UTC clock is
 //!   exactly what the total needs; regions get their own time-of-day shares (see `service`).
 //! - **Level.** The ratio of recent counts to the profile over about two hours, shrunk to 1 by
-//!   a pseudo-count, so the baseline follows growth and unusual days.
+//!   a pseudo-count and kept between a half and three, so the baseline follows growth and
+//!   unusual days.
 //! - **Flat rate.** A running mean of all counts (memory about a day), starting from the
 //!   population prior with the weight of ten minutes of data: a new service is judged against
 //!   the prior at first, then against itself.
@@ -34,10 +35,15 @@ const WEEK_MEMORY_WEEKS: f64 = 4.0;
 const LEVEL_SECS: f64 = 2.0 * 3600.0;
 /// Pseudo-count (reports) shrinking the level towards 1.
 const LEVEL_PSEUDO: f64 = 10.0;
-/// The level stays within this factor of the profile: an hour's gap in reports must not
-/// drag the baseline to nothing (nor a burst lift it), and lasting changes are the
-/// profile's to learn.
+/// The level stays between these multiples of the profile: an hour's gap in reports must
+/// not drag the baseline to nothing (nor a burst lift it), and lasting changes are the
+/// profile's to learn. Downwards it stops at a half: a profile that learned an unflagged
+/// burst (a slow ramp in a service's first days, which the week slots then recall a week
+/// later) reads the ordinary hours after it as a quiet spell, and a level of a third there
+/// made ordinary traffic look up to three times the baseline, and stay so, frozen by the
+/// incident it opened, for up to a day.
 const MAX_LEVEL: f64 = 3.0;
+const MIN_LEVEL: f64 = 0.5;
 /// Memory of the flat rate, seconds; and the weight of the prior in it, seconds of data.
 const FLAT_SECS: f64 = DAY_SECS as f64;
 const PRIOR_SECS: f64 = 600.0;
@@ -146,7 +152,7 @@ impl Baseline {
 
     fn level(&self) -> f64 {
         ((self.level_counts + LEVEL_PSEUDO) / (self.level_profile + LEVEL_PSEUDO))
-            .clamp(1.0 / MAX_LEVEL, MAX_LEVEL)
+            .clamp(MIN_LEVEL, MAX_LEVEL)
     }
 
     /// Forgets the seasonal profile and the level and starts again from a flat `rate`
@@ -375,5 +381,30 @@ mod tests {
         let t = 10 * DAY_SECS + 12 * 3600;
         let rel = b.expected(t) / (2.0 * diurnal(t));
         assert!((0.8..1.2).contains(&rel), "{rel}");
+    }
+
+    /// Hours the profile overestimates (it learned a burst there: two days of eight times
+    /// the usual count from 06:00 to 08:40, recalled by the week slots a week later) read
+    /// as a quiet spell, and the level drops; but ordinary counts right after them must not
+    /// look more than twice what is expected. (With the level down to a third, they looked
+    /// 2.6 times it.)
+    #[test]
+    fn hours_the_profile_overestimates_do_not_make_ordinary_counts_an_outage() {
+        let mut b = Baseline::new(60, 1, 10.0);
+        let burst = |i: i64| i < 2 * 1440 && (360..520).contains(&i.rem_euclid(1440));
+        let until = 7 * 1440 + 9 * 60 + 40; // day 7, 09:40
+        for i in 0..until {
+            let t = i * 60;
+            let x = if burst(i) { 80.0 } else { 10.0 };
+            let e = b.expected(t);
+            b.learn(t, x, &[(x, e)]);
+        }
+        let morning = b.profile(until * 60 - 120 * 60); // 07:40
+        let after = b.expected(until * 60);
+        assert!(morning > 20.0, "the profile learned the burst: {morning}");
+        assert!(
+            after >= 5.0,
+            "ordinary counts of 10 against {after}, profile {morning}"
+        );
     }
 }
