@@ -45,11 +45,31 @@ pub struct NewReport {
     pub region: Option<String>,
     /// Where the reporter is; resolved to a country. Give exactly one of `region` and
     /// `location`.
+    #[serde(default, deserialize_with = "object")]
     pub location: Option<Location>,
     /// Opaque id of the reporting app install (1 to 64 characters). Reporters behind one
     /// address are told apart by it; nothing else is derived from it.
     #[schema(example = "7f9c2ba4-e88f-11ee-8c90-0242ac120002")]
     pub client_id: Option<String>,
+}
+
+/// A field that must be a JSON object (or null): serde would also take a struct from an
+/// array of its fields in order, and `[13.4, 52.5]` (GeoJSON's order) would be read as a
+/// latitude of 13.4.
+fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize;
+    let Some(fields) =
+        Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
+    else {
+        return Ok(None);
+    };
+    T::deserialize(serde_json::Value::Object(fields))
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A WGS84 position.
@@ -105,7 +125,7 @@ pub struct ReportAccepted {
             example = json!({"code": "request_timeout", "message": "the body did not arrive within 10s"})),
         (status = 413, description = "`payload_too_large`: the body is over 4 KiB.", body = ErrorBody,
             example = json!({"code": "payload_too_large", "message": "the body is larger than 4096 bytes"})),
-        (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json (in UTF-8: a `charset` parameter other than utf-8 is refused), or is sent compressed (`Content-Encoding`).", body = ErrorBody,
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json, or is sent compressed (`Content-Encoding`).", body = ErrorBody,
             example = json!({"code": "unsupported_media_type", "message": "the body must be JSON, sent with Content-Type: application/json"})),
         (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (not a JSON object, missing or unknown fields, both or neither of region and location, bad client_id).", body = ErrorBody,
             examples(
@@ -206,21 +226,11 @@ impl ReportOutcomes {
 }
 
 /// Whether a `Content-Type` says JSON: `application/json` in any case, with or without
-/// parameters, with whitespace around them or not (RFC 9110 §5.6.6); but not with a `charset`
-/// other than UTF-8, which the body would not be parsed as (JSON is UTF-8, RFC 8259 §8.1).
-fn is_utf8_json(value: &str) -> bool {
-    let mut parts = value.split(';');
-    let essence = parts.next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
-        && parts.all(|parameter| match parameter.split_once('=') {
-            Some((name, value)) => {
-                let value = value.trim().trim_matches('"');
-                !name.trim().eq_ignore_ascii_case("charset")
-                    || value.eq_ignore_ascii_case("utf-8")
-                    || value.eq_ignore_ascii_case("utf8")
-            }
-            None => parameter.trim().is_empty(),
-        })
+/// parameters and whitespace around them (RFC 9110 §5.6.6). Parameters are ignored: JSON is
+/// UTF-8 and its media type defines none, a `charset` included (RFC 8259 §11).
+fn is_json(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default();
+    essence.trim().eq_ignore_ascii_case("application/json")
 }
 
 /// The body of a JSON request: `application/json`, at most [`MAX_BODY_BYTES`], arriving
@@ -233,7 +243,7 @@ async fn read_json_body(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(is_utf8_json);
+        .is_some_and(is_json);
     if !is_json {
         return Err(ApiError::unsupported_media_type());
     }
@@ -550,7 +560,8 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
 }
 
 /// Like [`parse_time`], but a fraction of a second counts as the whole next second: for an
-/// exclusive end, so that `…:00.5Z` still takes the bucket that began at `…:00Z`.
+/// exclusive end, so that `…:00.5Z` still takes the bucket that began at `…:00Z`, and for an
+/// inclusive start of whole seconds, so that `…:00.5Z` leaves out what began at `…:00Z`.
 pub(crate) fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
     parse_rfc3339(name, value).map(|t| t.unix_timestamp() + i64::from(t.nanosecond() > 0))
 }

@@ -155,9 +155,25 @@ impl RedisTap {
                 };
                 let (mut from_server, mut to_client) =
                     (server.try_clone().unwrap(), client.try_clone().unwrap());
-                std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+                // When either side is done, both are closed, so the other thread ends too and
+                // a client sees its server go (and the reverse).
+                let close = |a: &std::net::TcpStream, b: &std::net::TcpStream| {
+                    let _ = a.shutdown(std::net::Shutdown::Both);
+                    let _ = b.shutdown(std::net::Shutdown::Both);
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    close(&from_server, &to_client);
+                });
                 let before = before.clone();
-                std::thread::spawn(move || Self::pass_commands(client, server, before.as_ref()));
+                std::thread::spawn(move || {
+                    let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    // A panic in `before` (a failed assertion) closes the connection too.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        Self::pass_commands(client, server, before.as_ref())
+                    }));
+                    close(&c, &s);
+                });
             }
         });
         Self { port }

@@ -72,6 +72,9 @@ on_both_stores! {
             (json!(["login", "DE", null, "install-1"]), "invalid_report"),
             (json!("login"), "invalid_report"),
             (json!(null), "invalid_report"),
+            // A location is an object too: an array in GeoJSON's order would swap lat and lon.
+            (json!({"problem": "login", "location": [13.4, 52.5]}), "invalid_report"),
+            (json!({"problem": "login", "location": "Berlin"}), "invalid_report"),
         ] {
             let answer = app.report("tiktok", &body).await;
             assert_eq!(answer.status, 422, "{body} -> {}", answer.text);
@@ -90,16 +93,16 @@ on_both_stores! {
 
     async fn wrong_content_type_is_415(app) {
         let body = json!({"problem": "login", "region": "DE"}).to_string().into_bytes();
-        // A charset the body would not be parsed as is refused too (JSON is UTF-8).
         for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None,
-                   Some("application/json; charset=utf-16"), Some("application/json; charset=latin1"),
-                   Some("application/jsonx"), Some("application/json; charset")] {
+                   Some("application/jsonx"), Some("application/json-seq")] {
             let answer = app.post_raw("/v1/services/tiktok/reports", ct, body.clone()).await;
             assert_eq!(answer.status, 415, "{ct:?}");
             assert_eq!(answer.error_code(), "unsupported_media_type");
         }
+        // Parameters are ignored (JSON is UTF-8; its media type defines none, RFC 8259 §11).
         for ct in ["application/json; charset=utf-8", "application/json ; charset=\"UTF-8\"",
-                   "Application/JSON", "application/json;"] {
+                   "Application/JSON", "application/json;", "application/json; charset=us-ascii",
+                   "application/json; x=\"a;b\""] {
             let answer = app.post_raw("/v1/services/tiktok/reports", Some(ct), body.clone()).await;
             assert_eq!(answer.status, 202, "{ct}: {}", answer.text);
         }

@@ -777,6 +777,14 @@ fn saved(service: &ServiceId, cursor: i64, state: &[u8]) -> SavedState {
     }
 }
 
+/// Each of `states` as saved at `cursor`.
+fn saved_all(states: &[(ServiceId, Vec<u8>)], cursor: i64) -> Vec<SavedState> {
+    states
+        .iter()
+        .map(|(service, blob)| saved(service, cursor, blob))
+        .collect()
+}
+
 async fn ids_of_active(store: &dyn Store) -> Vec<String> {
     ids(&store
         .incidents(&query(true, None, None, 100))
@@ -1677,11 +1685,7 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
     assert_eq!(int(cmd(&[b"SCARD", b"dr:detector:services"])), 120);
     let loaded = store.load_detector().await.unwrap().unwrap();
     assert_eq!(loaded.cursor, 600);
-    let expected: Vec<SavedState> = states
-        .iter()
-        .map(|(service, blob)| saved(service, 600, blob))
-        .collect();
-    assert_eq!(loaded.services, expected);
+    assert_eq!(loaded.services, saved_all(&states, 600));
     assert_eq!(
         store
             .incident(&events[0].incident.id)
@@ -1724,15 +1728,7 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
     assert_eq!(ids.len(), 2);
     let loaded = store.load_detector().await.unwrap().unwrap();
     assert_eq!((loaded.cursor, loaded.gaps.as_slice()), (660, &gaps[..]));
-    let expected: Vec<SavedState> = next
-        .iter()
-        .map(|(service, blob)| saved(service, 660, blob))
-        .chain(
-            states[100..119]
-                .iter()
-                .map(|(service, blob)| saved(service, 600, blob)),
-        )
-        .collect();
+    let expected = [saved_all(&next, 660), saved_all(&states[100..119], 600)].concat();
     assert_eq!(loaded.services, expected);
     assert_eq!(int(cmd(&[b"EXISTS", b"dr:{svc-119}:detector"])), 0);
     assert_eq!(int(cmd(&[b"HEXISTS", b"dr:detector:saved", b"svc-119"])), 0);
@@ -1871,11 +1867,7 @@ async fn redis_store_refuses_a_commit_whose_staged_state_is_gone() {
     assert_eq!(ids.len(), 1);
     let after = store.load_detector().await.unwrap().unwrap();
     assert_eq!(after.cursor, 660);
-    let expected: Vec<SavedState> = next
-        .iter()
-        .map(|(service, blob)| saved(service, 660, blob))
-        .collect();
-    assert_eq!(after.services, expected);
+    assert_eq!(after.services, saved_all(&next, 660));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
