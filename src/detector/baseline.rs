@@ -400,11 +400,15 @@ mod tests {
             b.learn(t, x, &[(x, e)]);
         }
         let morning = b.profile(until * 60 - 120 * 60); // 07:40
-        let after = b.expected(until * 60);
+        let (after, profile) = (b.expected(until * 60), b.profile(until * 60));
         assert!(morning > 20.0, "the profile learned the burst: {morning}");
         assert!(
-            after >= 5.0,
-            "ordinary counts of 10 against {after}, profile {morning}"
+            (9.0..11.0).contains(&profile),
+            "09:40 is ordinary: {profile}"
+        );
+        assert!(
+            after >= 0.45 * profile,
+            "ordinary counts of 10 against {after}, profile {profile}"
         );
     }
 }

@@ -894,9 +894,16 @@ impl ServiceState {
         if n < tuning.resolve_after {
             return None;
         }
-        // log L(baseline) - log L(incident rate) over the window.
-        let llr = m * (rho - 1.0) - x * rho.ln();
-        let quiet = llr >= RESOLVE_LLR && x <= ONSET_RATIO * m.max(1.0) + 2.0;
+        let quiet = if m * (rho - 1.0) >= RESOLVE_EVIDENCE {
+            // log L(baseline) - log L(incident rate) over the window.
+            let llr = m * (rho - 1.0) - x * rho.ln();
+            llr >= RESOLVE_LLR && x <= ONSET_RATIO * m.max(1.0) + 2.0
+        } else {
+            // The whole ring cannot give that evidence (a rare problem, a sparse country: a
+            // few reports a day), and the likelihood test could never pass: quiet once the
+            // ring holds no more reports than the baseline expects in it.
+            x <= m
+        };
         quiet.then(|| {
             // The end of the last elevated bucket in the quiet stretch, or its start.
             let first = self.ring.len() - n;
