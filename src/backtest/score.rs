@@ -59,12 +59,14 @@ impl Row {
 
     /// The `q`-quantile of the delays, minutes.
     pub fn delay_min(&self, q: f64) -> Option<f64> {
-        if self.delays.is_empty() {
-            return None;
-        }
-        let i = ((self.delays.len() - 1) as f64 * q).round() as usize;
-        Some(self.delays[i] as f64 / 60.0)
+        minutes_at(&self.delays, q)
     }
+}
+
+/// The `q`-quantile of `seconds` (sorted), in minutes; `None` when there are none.
+fn minutes_at(seconds: &[i64], q: f64) -> Option<f64> {
+    let i = (seconds.len().checked_sub(1)? as f64 * q).round() as usize;
+    Some(seconds[i] as f64 / 60.0)
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -326,13 +328,8 @@ impl fmt::Display for Report {
             self.false_per_service_week(),
             self.false_per_service_week() * 30.0 / 7.0,
         )?;
-        let overstay = |q: f64| {
-            let n = self.overstays.len();
-            let i = ((n.max(1) - 1) as f64 * q).round() as usize;
-            self.overstays
-                .get(i)
-                .map_or("-".to_owned(), |s| format!("{:.0}", *s as f64 / 60.0))
-        };
+        let overstay =
+            |q: f64| minutes_at(&self.overstays, q).map_or("-".to_owned(), |m| format!("{m:.0}"));
         writeln!(
             f,
             "open after the outage's end (min): median {}, p90 {}, p99 {}, max {}; false incidents open {:.1} h in all, the longest {:.1} h",
