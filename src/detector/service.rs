@@ -1147,6 +1147,83 @@ mod tests {
         }
     }
 
+    /// A series that expects too few reports for its ring to hold a resolution's evidence
+    /// is quiet once the ring holds no more reports than it expects. The incident here is
+    /// set open by hand, global and named after a sparse country (Germany: a report every
+    /// three hours, and four in the six hours the incident has been open). Its rate there is
+    /// under three times Germany's baseline, and an hour of Germany expects less than a
+    /// report, so the likelihood test could never weigh the 3 nats a resolution needs: with
+    /// that test alone, it stays open (until the day a "new normal" takes). In the
+    /// simulation, sparse services' global ramps named only their sparsest country and
+    /// stayed open 13 and 22 hours past their outages.
+    #[test]
+    fn an_incident_named_after_a_sparse_country_resolves_once_the_country_is_quiet() {
+        let tuning = crate::detector::DetectorConfig::default().tuning();
+        let problems = vec![Problem::parse("login").unwrap()];
+        let mut state = ServiceState::new(problems.clone(), &tuning, 0.5);
+        let (us, de) = (
+            RegionCode::parse("US").unwrap(),
+            RegionCode::parse("DE").unwrap(),
+        );
+        let cell = |region| Cell {
+            region,
+            problem: problems[0].clone(),
+        };
+        // A report from the US every other minute, from Germany every three hours.
+        let traffic = |i: i64, de_every: i64| {
+            let mut cells = vec![(cell(us), u64::from(i % 2 == 0))];
+            if i % de_every == 0 {
+                cells.push((cell(de), 1));
+            }
+            cells
+        };
+        let days = 2 * 1440;
+        for i in 0..days {
+            state.observe(i * 60, &traffic(i, 180), &tuning);
+        }
+        let started_at = (days - 360) * 60;
+        let mut open = Open {
+            started_at,
+            opened_at: started_at + 600,
+            x: 200.0,
+            mu: 180.0,
+            region_x: Vec::new(),
+            region_mu: Vec::new(),
+            problem_x: vec![200.0],
+            problem_mu: vec![180.0],
+            buckets: 360,
+            attribution: attribution(Scope::Global, &["DE"]),
+            caused_by: Vec::new(),
+        };
+        for region in &state.regions {
+            let (x, mu) = if *region == de {
+                (4.0, 2.0)
+            } else {
+                (196.0, 178.0)
+            };
+            open.region_x.push(x);
+            open.region_mu.push(mu);
+        }
+        state.open = Some(open);
+        // Germany goes on reporting every ten minutes for half an hour: the incident stays
+        // open. Then it is quiet, and the incident resolves once its ring holds no more
+        // reports than it expects (about one in the hours Germany used to report in).
+        let mut resolved = None;
+        for i in days..days + 150 {
+            let de_every = if i < days + 30 { 10 } else { 100_000 };
+            if let Some(Change::Resolved { .. }) =
+                state.observe(i * 60, &traffic(i, de_every), &tuning)
+            {
+                resolved = Some(i - days);
+                break;
+            }
+        }
+        assert!(
+            resolved.is_some_and(|minute| (30..=90).contains(&minute)),
+            "resolved at minute {resolved:?} (Germany's last report at minute 20)"
+        );
+    }
+
     #[test]
     fn a_global_outage_keeps_the_regions_it_has_named_and_a_regional_one_follows_evidence() {
         let global = attribution(Scope::Global, &["BR", "IN", "US"]);
