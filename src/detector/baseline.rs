@@ -108,7 +108,7 @@ impl Baseline {
     }
 
     /// The seasonal profile at bucket start `t` (reports per bucket), before the level.
-    fn profile(&self, t: i64) -> f64 {
+    pub fn profile(&self, t: i64) -> f64 {
         let slot = slot_secs(self.width);
         // Interpolate between the centres of the two nearest slots.
         let centre = t + self.width / 2 - slot / 2;

@@ -707,7 +707,12 @@ impl ServiceState {
             // Nothing to judge against yet: learn the service as it is.
             f64::INFINITY
         } else if possible {
-            1.5 * mu + 1.0
+            // Half again the expectation, and not a report more (for a sparse service, ten
+            // times its rate: its ramps were learned as they rose). But at least the
+            // seasonal profile: where the level holds the expectation below the profile
+            // (dragged down by hours the profile overestimates), ordinary counts look high
+            // against it, and the level must still climb back.
+            (1.5 * mu).max(self.baseline.profile(t))
         } else {
             mu + 4.0 * (mu + mu * mu / k).sqrt() + 1.0
         };
@@ -1145,6 +1150,89 @@ mod tests {
             partial: false,
             problems: Vec::new(),
         }
+    }
+
+    /// A service of one problem in the US: `history` minutes of `per_min(minute)` reports,
+    /// the state that learned them, and the next minute.
+    fn learned(history: i64, per_min: impl Fn(i64) -> u64) -> (ServiceState, Tuning, i64) {
+        let tuning = crate::detector::DetectorConfig::default().tuning();
+        let problems = vec![Problem::parse("login").unwrap()];
+        let mut state = ServiceState::new(problems.clone(), &tuning, 0.5);
+        let cell = Cell {
+            region: RegionCode::parse("US").unwrap(),
+            problem: problems[0].clone(),
+        };
+        for i in 0..history {
+            state.observe(i * 60, &[(cell.clone(), per_min(i))], &tuning);
+        }
+        (state, tuning, history)
+    }
+
+    /// Learns minute `i` holding `x` reports as a bucket that looked like possible problems
+    /// (`observe` decides that from the evidence; here it is given).
+    fn learn_possible(state: &mut ServiceState, tuning: &Tuning, i: i64, x: f32) {
+        let t = i * 60;
+        let mu = state.baseline.expected(t);
+        let slot = Slot {
+            t,
+            x,
+            mu: mu as f32,
+            region_x: vec![x; state.regions.len()],
+            region_mu: vec![mu as f32; state.regions.len()],
+            problem_x: vec![x; state.problems.len()],
+        };
+        state.ring.pop_front();
+        state.ring.push_back(slot);
+        let sums = state.window_sums(tuning);
+        state.learn(t, mu, true, tuning, &sums);
+    }
+
+    /// A bucket that looks like possible problems teaches the baseline at most half again
+    /// its expectation. It used to be that plus one report: for a service with a report
+    /// every twelve minutes, ten times its rate, so an hour of a slow rise taught the
+    /// baseline the rise and the outage it became never opened (sparse services' ramps were
+    /// most of the outages the simulations missed, and still are).
+    #[test]
+    fn possible_problems_do_not_teach_a_sparse_baseline_their_rise() {
+        let (mut state, tuning, now) = learned(3 * 1440, |i| u64::from(i % 12 == 0));
+        let before = state.baseline.expected(now * 60);
+        for i in now..now + 60 {
+            // A report every minute, twelve times the usual.
+            learn_possible(&mut state, &tuning, i, 1.0);
+        }
+        let after = state.baseline.expected((now + 60) * 60);
+        assert!(
+            after < 1.6 * before,
+            "an hour of possible problems took the expectation from {before} to {after}"
+        );
+    }
+
+    /// ...but a level dragged down to its floor (here by two hours without a report; in the
+    /// simulations, by hours the profile overestimates) recovers once the counts are back
+    /// at the profile, though at twice the dragged-down expectation those buckets look like
+    /// possible problems. Taught only half again that expectation, the level climbed back
+    /// too slowly: on a simulated seed an ordinary morning opened a false incident that
+    /// stayed open for nine hours, frozen with the level.
+    #[test]
+    fn a_level_dragged_down_recovers_though_its_buckets_look_like_possible_problems() {
+        // Ten reports a minute for three days, then two hours without any.
+        let (mut state, tuning, now) =
+            learned(3 * 1440 + 120, |i| if i < 3 * 1440 { 10 } else { 0 });
+        let profile = state.baseline.profile(now * 60);
+        let low = state.baseline.expected(now * 60);
+        assert!(
+            low < 0.6 * profile,
+            "the level is down: {low} against {profile}"
+        );
+        for i in now..now + 120 {
+            learn_possible(&mut state, &tuning, i, 10.0);
+        }
+        let t = (now + 120) * 60;
+        let (after, profile) = (state.baseline.expected(t), state.baseline.profile(t));
+        assert!(
+            after > 0.8 * profile,
+            "two hours of ordinary counts left the expectation at {after} against {profile}"
+        );
     }
 
     /// A series that expects too few reports for its ring to hold a resolution's evidence
