@@ -16,6 +16,16 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 /// Seconds a client should wait before retrying after a 429 (a place must free first).
 pub const LIMITED_RETRY_AFTER_SECS: u32 = 3;
 
+/// `text` quoted for an error message, cut to its first 64 characters: whatever a client
+/// sends (an id, a path) is echoed back only as far as anyone needs to recognise it.
+pub fn quoted(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{:?}…", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"code": "unknown_problem", "message": "unknown problem \"wifi\" for service \"tiktok\"", "details": {"allowed": ["app", "login"]}}))]
@@ -70,7 +80,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no route for {path}"),
+            format!("no route for {}", quoted(path)),
         )
     }
 
@@ -88,7 +98,10 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "unknown_service",
-            format!("unknown service {id:?}; GET /v1/services lists them"),
+            format!(
+                "unknown service {}; GET /v1/services lists them",
+                quoted(id)
+            ),
         )
     }
 
@@ -98,7 +111,8 @@ impl ApiError {
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_problem",
             format!(
-                "unknown problem {problem:?} for service {:?}",
+                "unknown problem {} for service {:?}",
+                quoted(problem),
                 service.id.as_str()
             ),
         )
@@ -187,7 +201,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "unknown_incident",
-            format!("unknown incident {id:?}"),
+            format!("unknown incident {}", quoted(id)),
         )
     }
 
@@ -197,8 +211,9 @@ impl ApiError {
             StatusCode::BAD_REQUEST,
             "invalid_last_event_id",
             format!(
-                "Last-Event-ID {value:?} is not an event id (<milliseconds>-<sequence>, as sent \
-                 in each event's id: field, or 0 for every retained event)"
+                "Last-Event-ID {} is not an event id (<milliseconds>-<sequence>, as sent \
+                 in each event's id: field, or 0 for every retained event)",
+                quoted(value)
             ),
         )
     }

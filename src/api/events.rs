@@ -79,8 +79,9 @@ impl Filter {
                             .find(|known| *known == name.trim())
                             .ok_or_else(|| {
                                 ApiError::invalid_query(format!(
-                                    "unknown event type {name:?}; use incident.opened, \
-                                     incident.updated or incident.resolved, comma-separated"
+                                    "unknown event type {}; use incident.opened, \
+                                     incident.updated or incident.resolved, comma-separated",
+                                    super::error::quoted(name)
                                 ))
                             })
                     })

@@ -130,7 +130,8 @@ pub async fn service_feed(
     let service = state.service(&id)?.id.clone();
     if let Some(other) = query.service.as_deref().filter(|s| *s != service.as_str()) {
         return Err(ApiError::invalid_query(format!(
-            "service={other:?} contradicts the path's service {:?}",
+            "service={} contradicts the path's service {:?}",
+            super::error::quoted(other),
             service.as_str()
         )));
     }

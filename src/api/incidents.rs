@@ -30,6 +30,7 @@ pub(crate) fn unavailable(what: &'static str, e: &crate::store::StoreError) -> A
 pub struct IncidentsQuery {
     /// `true`: only open incidents; `false`: only resolved ones. Default: both.
     #[param(example = true)]
+    #[serde(default, deserialize_with = "active")]
     pub active: Option<bool>,
     /// Only incidents of this service.
     #[param(value_type = Option<String>, example = "tiktok")]
@@ -39,9 +40,11 @@ pub struct IncidentsQuery {
     pub region: Option<String>,
     /// Only `global` or only `regional` incidents.
     #[param(value_type = Option<Scope>, example = "regional")]
+    #[serde(default, deserialize_with = "scope")]
     pub scope: Option<Scope>,
     /// `true`: only partial outages (some problems elevated); `false`: only full ones.
     #[param(example = false)]
+    #[serde(default, deserialize_with = "partial")]
     pub partial: Option<bool>,
     /// Only incidents that started at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime, example = "2026-11-20T00:00:00Z")]
@@ -51,12 +54,42 @@ pub struct IncidentsQuery {
     pub until: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(example = 50, minimum = 1, maximum = 200)]
+    #[serde(default, deserialize_with = "limit")]
     pub limit: Option<usize>,
     /// Where the page starts: the previous page's `next_cursor` (the id of its last
     /// incident). Absent: the newest incidents.
     #[param(value_type = Option<String>, example = "tiktok-1795262460",
         pattern = "^[a-z0-9-]{1,64}-(0|[1-9][0-9]{0,17})$")]
     pub cursor: Option<String>,
+}
+
+fn boolean(text: &str) -> Option<bool> {
+    text.parse().ok()
+}
+
+fn active<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    super::query_param(d, "active", "true or false", boolean)
+}
+
+fn partial<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    super::query_param(d, "partial", "true or false", boolean)
+}
+
+fn scope<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Scope>, D::Error> {
+    super::query_param(d, "scope", "global or regional", |text| match text {
+        "global" => Some(Scope::Global),
+        "regional" => Some(Scope::Regional),
+        _ => None,
+    })
+}
+
+fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    super::query_param(
+        d,
+        "limit",
+        &format!("a whole number from 1 to {MAX_LIMIT}"),
+        |text| text.parse().ok(),
+    )
 }
 
 /// A page of incidents, newest first (by start; by id among incidents that started in the
@@ -146,7 +179,8 @@ pub(crate) fn incident_query(
                 .map(|(_, start)| (start, cursor.to_owned()))
                 .ok_or_else(|| {
                     ApiError::invalid_query(format!(
-                        "cursor {cursor:?} is not an incident id; pass a page's next_cursor"
+                        "cursor {} is not an incident id; pass a page's next_cursor",
+                        super::error::quoted(cursor)
                     ))
                 })
         })

@@ -100,6 +100,29 @@ pub(crate) fn region_filter(region: Option<&str>) -> Result<Option<RegionCode>, 
         .map_err(|e| ApiError::invalid_query(e.to_string()))
 }
 
+/// Deserializes an optional query parameter `name` from its text with `parse`, refusing a
+/// value it rejects with a message that names the parameter, the value and what it takes
+/// (`expected`); serde's own messages name neither ("invalid digit found in string").
+pub(crate) fn query_param<'de, D, T>(
+    deserializer: D,
+    name: &str,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(text) = <Option<String> as serde::Deserialize>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    parse(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{name} must be {expected}, not {}",
+            error::quoted(&text)
+        ))
+    })
+}
+
 /// Registers every documented route.
 fn routes(cfg: &mut ServiceConfig<'_>) {
     cfg.service(reports::create_report)
@@ -185,10 +208,15 @@ pub fn configure(
         cfg.app_data(state)
             .app_data(web::Data::new(ingestor))
             .app_data(web::Data::new(reports::ReportOutcomes::register()))
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|err, _req| ApiError::invalid_query(err.to_string()).into()),
-            )
+            .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+                // The deserializer's own message, without actix's prefix (the parameters
+                // that can fail name themselves: see `query_param`).
+                let message = match err {
+                    actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+                    other => other.to_string(),
+                };
+                ApiError::invalid_query(message).into()
+            }))
             .app_data(
                 web::PathConfig::default()
                     .error_handler(|err, _req| ApiError::invalid_query(err.to_string()).into()),
@@ -252,8 +280,8 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     }
 }
 
-/// The methods the documented route matching `path` takes (`GET` for the undocumented ones:
-/// the docs and the spec), as an `Allow` header value.
+/// The methods the documented route matching `path` takes (`GET, HEAD` for the undocumented
+/// ones: the docs and the spec), as an `Allow` header value.
 fn allowed_methods(path: &str) -> String {
     use std::sync::OnceLock;
     static ROUTES: OnceLock<Vec<(Vec<String>, String)>> = OnceLock::new();
@@ -290,5 +318,5 @@ fn allowed_methods(path: &str) -> String {
                     *t == *s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
                 })
         })
-        .map_or_else(|| "GET".to_owned(), |(_, methods)| methods.clone())
+        .map_or_else(|| "GET, HEAD".to_owned(), |(_, methods)| methods.clone())
 }

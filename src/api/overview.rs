@@ -127,7 +127,8 @@ fn parse_window(window: Option<&str>, default: i64) -> Result<i64, ApiError> {
         .map(|&(_, secs)| secs)
         .ok_or_else(|| {
             ApiError::invalid_query(format!(
-                "window={text:?} is not one of {}",
+                "window={} is not one of {}",
+                super::error::quoted(text),
                 WINDOWS.map(|(name, _)| name).join(", ")
             ))
         })

@@ -451,7 +451,10 @@ pub async fn read_reports(
             .find(|&r| readable(r))
             .unwrap_or(Resolution::OneHour),
         Some(r) => Resolution::parse(r).ok_or_else(|| {
-            ApiError::invalid_query(format!("unknown resolution {r:?}; use 1m, 5m, 15m or 1h"))
+            ApiError::invalid_query(format!(
+                "unknown resolution {}; use 1m, 5m, 15m or 1h",
+                super::error::quoted(r)
+            ))
         })?,
     };
     if !readable(resolution) {
@@ -501,7 +504,8 @@ pub async fn read_reports(
     let region = super::region_filter(query.region.as_deref())?;
     if let Some(p) = query.problem.as_deref().filter(|p| !service.has_problem(p)) {
         return Err(ApiError::invalid_query(format!(
-            "unknown problem {p:?} for service {:?}",
+            "unknown problem {} for service {:?}",
+            super::error::quoted(p),
             service.id.as_str()
         )));
     }
@@ -569,7 +573,8 @@ pub(crate) fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
 fn parse_rfc3339(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
         ApiError::invalid_query(format!(
-            "{name}={value:?} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z: {e}"
+            "{name}={} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z: {e}",
+            super::error::quoted(value)
         ))
     })
 }

@@ -568,6 +568,29 @@ async fn incidents_are_served_by_the_api() {
     ] {
         assert_eq!(app.get(bad).await.error_code(), "invalid_query", "{bad}");
     }
+    // A bad value is refused naming its parameter, the value and what it takes.
+    for (bad, message) in [
+        (
+            "/v1/incidents?limit=-1",
+            r#"limit must be a whole number from 1 to 200, not "-1""#,
+        ),
+        (
+            "/v1/incidents?active=yes",
+            r#"active must be true or false, not "yes""#,
+        ),
+        (
+            "/v1/incidents?partial=1",
+            r#"partial must be true or false, not "1""#,
+        ),
+        (
+            "/v1/incidents?scope=planetary",
+            r#"scope must be global or regional, not "planetary""#,
+        ),
+    ] {
+        let answer = app.get(bad).await;
+        assert_eq!(answer.status, 400, "{bad}");
+        assert_eq!(answer.json()["message"], message, "{bad}");
+    }
 
     // Quiet for the resolution time: resolved, and listed as such.
     app.clock.advance(Duration::from_secs(20 * 60));
@@ -589,6 +612,17 @@ async fn incidents_are_served_by_the_api() {
     assert_eq!(
         app.get("/v1/incidents/github-1").await.error_code(),
         "unknown_incident"
+    );
+    // What a client sent is echoed only as far as anyone needs to recognise it.
+    let long = app
+        .get(&format!("/v1/incidents/{}", "x".repeat(2000)))
+        .await
+        .json();
+    assert_eq!(long["code"], "unknown_incident");
+    let echoed = long["message"].as_str().unwrap();
+    assert!(
+        echoed.contains(&format!("\"{}\"…", "x".repeat(64))) && echoed.len() < 120,
+        "{echoed}"
     );
     assert_eq!(
         app.get("/v1/incidents?limit=0").await.error_code(),

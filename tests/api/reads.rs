@@ -175,4 +175,16 @@ async fn head_is_get_without_the_body() {
         crate::helpers::header(&allow, "allow").as_deref(),
         Some("GET, HEAD")
     );
+    // The spec and the docs answer HEAD too, so they say so.
+    for path in ["/openapi.json", "/docs"] {
+        let allow = app.client.post(app.url(path)).send().await.unwrap();
+        assert_eq!(allow.status(), 405, "{path}");
+        assert_eq!(
+            crate::helpers::header(&allow, "allow").as_deref(),
+            Some("GET, HEAD"),
+            "{path}"
+        );
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert!(head.status().is_success() || head.status() == 308, "{path}");
+    }
 }
