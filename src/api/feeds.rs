@@ -490,7 +490,11 @@ fn base_url(req: &HttpRequest, state: &AppState) -> String {
         .is_some_and(|peer| state.trusted_proxies.contains(peer.ip()));
     let (https, host) = if behind_proxy {
         let info = req.connection_info();
-        (info.scheme() == "https", info.host().to_owned())
+        // Proxies differ in case (`X-Forwarded-Proto: HTTPS`); schemes do not (RFC 3986 §3.1).
+        (
+            info.scheme().eq_ignore_ascii_case("https"),
+            info.host().to_owned(),
+        )
     } else {
         let host = req
             .uri()

@@ -154,6 +154,35 @@ async fn self_links_do_not_trust_a_forged_host() {
     }
 }
 
+/// Behind a trusted proxy, links follow what it forwarded: RFC 7239 `Forwarded` as well as
+/// `X-Forwarded-Host`/`-Proto`, whose scheme is compared without regard to case.
+#[tokio::test]
+async fn self_links_follow_a_trusted_proxy() {
+    let app = crate::helpers::spawn_app_with(
+        crate::helpers::Backend::Memory,
+        &["--trusted-proxies", "127.0.0.1,::1"],
+    )
+    .await;
+    for headers in [
+        &[("forwarded", "host=status.example;proto=https")][..],
+        &[
+            ("x-forwarded-host", "status.example"),
+            ("x-forwarded-proto", "HTTPS"),
+        ][..],
+    ] {
+        let mut request = app.client.get(app.url("/v1/incidents.atom"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let feed = Feed::parse(&Answer::from(request.send().await.expect("GET")).await);
+        assert_eq!(
+            feed.link("self").unwrap(),
+            "https://status.example/v1/incidents.atom",
+            "{headers:?}"
+        );
+    }
+}
+
 /// GET `path`, with one conditional request header if given.
 async fn conditional_get(
     app: &TestApp,
