@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
 use super::incidents::{
-    DEFAULT_LIMIT, IncidentsQuery, MAX_LIMIT, StatusLevel, incident_query, level_of, unavailable,
+    DEFAULT_LIMIT, IncidentsQuery, StatusLevel, incident_query, level_of, unavailable,
 };
 use crate::catalog::ServiceId;
 use crate::detector::{Incident, IncidentStatus, Scope};
@@ -74,7 +74,7 @@ const HOME: &str = "https://github.com/downradar/downradar";
                 ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
-            example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
+            example = json!({"code": "invalid_query", "message": "limit must be a whole number from 1 to 200, not \"500\""})),
         (status = 404, description = "`unknown_service`: the `service` filter names no service.", body = ErrorBody,
             example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})),
         StoreUnavailable,
@@ -146,11 +146,6 @@ async fn feed(
     path_service: Option<ServiceId>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_query(format!(
-            "limit must be from 1 to {MAX_LIMIT}"
-        )));
-    }
     let mut store_query = incident_query(state, query)?;
     let in_path = path_service.is_some();
     if path_service.is_some() {

@@ -88,7 +88,11 @@ fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Err
         d,
         "limit",
         &format!("a whole number from 1 to {MAX_LIMIT}"),
-        |text| text.parse().ok(),
+        |text| {
+            text.parse()
+                .ok()
+                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+        },
     )
 }
 
@@ -115,7 +119,7 @@ pub struct IncidentList {
         (status = 200, description = "A page of incidents.", body = IncidentList,
             example = json!({"incidents": [{"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}], "next_cursor": "tiktok-1795262460"})),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
-            example = json!({"code": "invalid_query", "message": "limit must be from 1 to 200"})),
+            example = json!({"code": "invalid_query", "message": "limit must be a whole number from 1 to 200, not \"500\""})),
         UnknownService,
         StoreUnavailable,
     )
@@ -127,11 +131,6 @@ pub async fn list_incidents(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_query(format!(
-            "limit must be from 1 to {MAX_LIMIT}"
-        )));
-    }
     let mut store_query = incident_query(&state, &query)?;
     store_query.limit = limit + 1;
     let mut incidents = state

@@ -575,6 +575,10 @@ async fn incidents_are_served_by_the_api() {
             r#"limit must be a whole number from 1 to 200, not "-1""#,
         ),
         (
+            "/v1/incidents?limit=201",
+            r#"limit must be a whole number from 1 to 200, not "201""#,
+        ),
+        (
             "/v1/incidents?active=yes",
             r#"active must be true or false, not "yes""#,
         ),
