@@ -29,7 +29,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = free_port();
+        let port = server_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             port,
@@ -224,6 +224,27 @@ impl RedisTap {
             }
             before(&args);
             server.write_all(&raw)?;
+        }
+    }
+}
+
+/// A loopback port below Linux's ephemeral range (32768–60999) that nobody listens on, for
+/// a server the test restarts on the same port. A port from the ephemeral range can be taken
+/// while the server is down: by any connection's local end, and by a client retrying the
+/// port itself, which the kernel may hand that very port as its own so that it connects to
+/// itself (TCP simultaneous open) and holds it. Both made a restart fail to bind, rarely.
+fn server_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test processes run one after another, but start each from its own place.
+    let offset = std::process::id() * 97;
+    loop {
+        let candidate = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = u16::try_from(candidate).expect("below 32,000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
         }
     }
 }
