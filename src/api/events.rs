@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{ConnectionType, StatusCode, Version, header};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Deserialize;
@@ -289,7 +289,17 @@ async fn open(
         let chunk = feed.next_chunk().await?;
         Some((Ok::<_, actix_web::Error>(chunk), feed))
     });
-    Ok(stream_head().streaming(futures_util::StreamExt::chain(head, body)))
+    let mut response = stream_head().streaming(futures_util::StreamExt::chain(head, body));
+    if req.version() < Version::HTTP_11 {
+        // HTTP/1.0 has no chunked transfer coding (actix would use it anyway, and a 1.0
+        // client, or a proxy speaking 1.0 upstream as nginx does by default, would read its
+        // chunk sizes as part of the events): the stream is the rest of the connection.
+        response.head_mut().no_chunking(true);
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    Ok(response)
 }
 
 /// The head of an event stream's answer: the type, and no caching or buffering on the way.

@@ -397,6 +397,55 @@ on_both_stores! {
     }
 }
 
+on_both_stores! {
+    /// HTTP/1.0 has no chunked transfer coding: a 1.0 client (or a proxy speaking 1.0
+    /// upstream, nginx's default) gets the events as the rest of the connection, with no
+    /// chunk sizes among them, and the connection is not kept alive after it.
+    async fn an_http_1_0_client_gets_the_stream_unchunked(app, "--no-detector") {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = app.address.trim_start_matches("http://").to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let request = format!("GET /v1/events HTTP/1.0\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // Reads until `done` holds of all that was received.
+        let mut received = Vec::new();
+        let mut read_until = async |done: &dyn Fn(&str) -> bool| {
+            while !done(&String::from_utf8_lossy(&received)) {
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                    .await
+                    .unwrap_or_else(|_| panic!("timed out with {:?}", String::from_utf8_lossy(&received)))
+                    .unwrap();
+                assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&received));
+                received.extend_from_slice(&chunk[..n]);
+            }
+            String::from_utf8(received.clone()).unwrap()
+        };
+        read_until(&|text| text.contains("retry: 3000")).await;
+        let start = test_epoch().unix_timestamp();
+        let sent = event(EventType::Opened, "tiktok", start, &["US"]);
+        let ids = commit(app.store.as_ref(), std::slice::from_ref(&sent)).await;
+        // The whole message: its id, then everything up to the blank line that ends it.
+        let id = format!("id: {}\n", ids[0]);
+        let text = read_until(&|text| text.split_once(&id).is_some_and(|(_, rest)| rest.contains("\n\n"))).await;
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+        assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+        let head = head.to_ascii_lowercase();
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(!head.contains("keep-alive"), "the stream ends with the connection: {head}");
+        assert!(body.starts_with("retry: 3000\n"), "{body:?}");
+        for line in body.lines().filter(|l| !l.is_empty()) {
+            assert!(
+                ["retry: ", "id: ", "event: ", "data: ", ":"].iter().any(|field| line.starts_with(field)),
+                "not an SSE line: {line:?} in {body:?}"
+            );
+        }
+        let data = body.lines().find_map(|l| l.strip_prefix("data: ")).expect("the event's data");
+        let got: IncidentEvent = serde_json::from_str(data).unwrap();
+        assert_eq!(got, sent);
+    }
+}
+
 /// A client that stops reading its stream is disconnected once what was sent to it has waited
 /// unread for --client-stall-timeout, and its place is freed: its stream is not polled, so it
 /// never learns that it lagged, and would hold the place until shutdown.
