@@ -189,8 +189,9 @@ impl Baseline {
 
     /// Learns from the bucket at `t` holding `count` reports (already winsorised by the
     /// caller). `windows` gives, per test window, the window's observed and expected sums
-    /// ending with this bucket (residuals are capped when the dispersion learns them).
-    pub fn learn(&mut self, t: i64, count: f64, windows: &[(f64, f64)]) {
+    /// ending with this bucket (residuals are capped when the dispersion learns them);
+    /// with `hold`, the dispersion holds them back (see [`Dispersion::hold`]).
+    pub fn learn(&mut self, t: i64, count: f64, windows: &[(f64, f64)], hold: bool) {
         let width = self.width as f64;
         let slot = slot_secs(self.width);
         let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
@@ -213,7 +214,11 @@ impl Baseline {
         self.flat += (count - self.flat) / self.flat_n;
 
         self.dispersion.decay(self.width);
-        self.dispersion.learn(windows);
+        if hold {
+            self.dispersion.hold(windows);
+        } else {
+            self.dispersion.learn(windows);
+        }
         self.age += 1;
     }
 }
@@ -228,6 +233,12 @@ pub struct Dispersion {
     /// Per test window, then the CUSUM: the tail of the evidence scores in ordinary
     /// buckets.
     tails: Vec<Tail>,
+    /// Per test window, what `num` and `den` would have learned from the buckets held back
+    /// (see [`hold`](Self::hold)), forgotten at the same pace.
+    #[serde(default)]
+    held_num: Vec<f64>,
+    #[serde(default)]
+    held_den: Vec<f64>,
 }
 
 /// Evidence scores in ordinary buckets above [`TAIL_U`] nats, to calibrate the model's
@@ -269,6 +280,8 @@ impl Dispersion {
             num: vec![PRIOR_INV_K * PRIOR_DISPERSION_WEIGHT; windows],
             den: vec![PRIOR_DISPERSION_WEIGHT; windows],
             tails: vec![Tail::default(); windows + 1],
+            held_num: vec![0.0; windows],
+            held_den: vec![0.0; windows],
         }
     }
 
@@ -281,7 +294,13 @@ impl Dispersion {
     /// thirty for the tail).
     pub fn decay(&mut self, width: i64) {
         let keep = 1.0 - width as f64 / DISPERSION_SECS;
-        for v in self.num.iter_mut().chain(self.den.iter_mut()) {
+        let moments = [
+            &mut self.num,
+            &mut self.den,
+            &mut self.held_num,
+            &mut self.held_den,
+        ];
+        for v in moments.into_iter().flat_map(|v| v.iter_mut()) {
             *v *= keep;
         }
         let keep = 1.0 - width as f64 / TAIL_SECS;
@@ -319,14 +338,51 @@ impl Dispersion {
     /// Adds one series' (observed, expected) sums per window.
     pub fn learn(&mut self, windows: &[(f64, f64)]) {
         for (i, &(observed, expected)) in windows.iter().enumerate() {
-            let var = expected + expected * expected / self.k(i);
-            // Cap residuals at CAP_SD standard deviations: one burst must not make every
-            // later burst look ordinary. (A tighter cap, 3 to 6, measured worse on NAB: more
-            // false positives on bursty series; see the README.)
-            let residual = (observed - expected).clamp(-CAP_SD * var.sqrt(), CAP_SD * var.sqrt());
-            self.num[i] += residual * residual - expected;
-            self.den[i] += expected * expected;
+            let (num, den) = self.moments(i, observed, expected);
+            self.num[i] += num;
+            self.den[i] += den;
         }
+    }
+
+    /// Holds one series' (observed, expected) sums back, until it is known whether they were
+    /// ordinary noise ([`release`](Self::release) adds them, as if learned when they came) or
+    /// the onset of an outage ([`drop_held`](Self::drop_held)). Learned at once, a slow ramp
+    /// widened the dispersion as it rose, and was never found; never learned, the bursts of
+    /// a bursty series that were no outage left its dispersion too narrow, and its next
+    /// bursts opened false incidents.
+    pub fn hold(&mut self, windows: &[(f64, f64)]) {
+        // A state saved before buckets were held back has nothing held.
+        self.held_num.resize(self.num.len(), 0.0);
+        self.held_den.resize(self.den.len(), 0.0);
+        for (i, &(observed, expected)) in windows.iter().enumerate() {
+            let (num, den) = self.moments(i, observed, expected);
+            self.held_num[i] += num;
+            self.held_den[i] += den;
+        }
+    }
+
+    /// Learns what was held back.
+    pub fn release(&mut self) {
+        for (i, (num, den)) in self.held_num.iter_mut().zip(&mut self.held_den).enumerate() {
+            self.num[i] += std::mem::take(num);
+            self.den[i] += std::mem::take(den);
+        }
+    }
+
+    /// Forgets what was held back.
+    pub fn drop_held(&mut self) {
+        self.held_num.fill(0.0);
+        self.held_den.fill(0.0);
+    }
+
+    /// What a window's observed and expected sums add to `num` and `den` of window `i`.
+    fn moments(&self, i: usize, observed: f64, expected: f64) -> (f64, f64) {
+        let sd = (expected + expected * expected / self.k(i)).sqrt();
+        // Cap residuals at CAP_SD standard deviations: one burst must not make every later
+        // burst look ordinary. (A tighter cap, 3 to 6, measured worse on NAB: more false
+        // positives on bursty series; see the README.)
+        let residual = (observed - expected).clamp(-CAP_SD * sd, CAP_SD * sd);
+        (residual * residual - expected, expected * expected)
     }
 }
 
@@ -358,7 +414,7 @@ mod tests {
             let t = i * 60;
             let x = diurnal(t);
             let e = b.expected(t);
-            b.learn(t, x, &[(x, e)]);
+            b.learn(t, x, &[(x, e)], false);
         }
         for hour in [3, 9, 12, 18] {
             let t = 14 * DAY_SECS + hour * 3600;
@@ -376,11 +432,67 @@ mod tests {
             let t = i * 60;
             let x = diurnal(t) * if i > 9 * 1440 { 2.0 } else { 1.0 };
             let e = b.expected(t);
-            b.learn(t, x, &[(x, e)]);
+            b.learn(t, x, &[(x, e)], false);
         }
         let t = 10 * DAY_SECS + 12 * 3600;
         let rel = b.expected(t) / (2.0 * diurnal(t));
         assert!((0.8..1.2).contains(&rel), "{rel}");
+    }
+
+    /// Held back and released, sums teach the dispersion what they would have taught at
+    /// once (forgotten at the same pace meanwhile); dropped, nothing.
+    #[test]
+    fn held_sums_are_learned_on_release_and_forgotten_on_drop() {
+        let ordinary = |i: usize| match i % 2 {
+            0 => [(5.0, 10.0), (35.0, 50.0)],
+            _ => [(15.0, 10.0), (65.0, 50.0)],
+        };
+        let burst = [(40.0, 10.0), (150.0, 50.0)];
+        let (mut at_once, mut held, mut dropped) =
+            (Dispersion::new(2), Dispersion::new(2), Dispersion::new(2));
+        for i in 0..2000 {
+            for d in [&mut at_once, &mut held, &mut dropped] {
+                d.decay(60);
+                d.learn(&ordinary(i));
+            }
+        }
+        let before = (at_once.k(0), at_once.k(1));
+        for _ in 0..30 {
+            for d in [&mut at_once, &mut held, &mut dropped] {
+                d.decay(60);
+            }
+            at_once.learn(&burst);
+            held.hold(&burst);
+            dropped.hold(&burst);
+        }
+        let same = |d: &Dispersion| {
+            (d.k(0) / before.0 - 1.0).abs() < 1e-9 && (d.k(1) / before.1 - 1.0).abs() < 1e-9
+        };
+        assert!(
+            same(&held),
+            "held back: {before:?} to {}, {}",
+            held.k(0),
+            held.k(1)
+        );
+        held.release();
+        dropped.drop_held();
+        for (w, before) in [before.0, before.1].into_iter().enumerate() {
+            let (a, h) = (at_once.k(w), held.k(w));
+            assert!(
+                a < 0.7 * before,
+                "window {w}: the burst widens, {before} to {a}"
+            );
+            assert!(
+                (h / a - 1.0).abs() < 0.05,
+                "window {w}: {h} held, {a} at once"
+            );
+        }
+        assert!(
+            same(&dropped),
+            "dropped: {before:?} to {}, {}",
+            dropped.k(0),
+            dropped.k(1)
+        );
     }
 
     /// Hours the profile overestimates (it learned a burst there: two days of eight times
@@ -397,7 +509,7 @@ mod tests {
             let t = i * 60;
             let x = if burst(i) { 80.0 } else { 10.0 };
             let e = b.expected(t);
-            b.learn(t, x, &[(x, e)]);
+            b.learn(t, x, &[(x, e)], false);
         }
         let morning = b.profile(until * 60 - 120 * 60); // 07:40
         let (after, profile) = (b.expected(until * 60), b.profile(until * 60));
