@@ -290,6 +290,15 @@ impl Dispersion {
         1.0 / (self.num[window] / self.den[window]).clamp(MIN_INV_K, MAX_INV_K)
     }
 
+    /// `k` of a sum over test window `window` as if what is held back were learned: what the
+    /// score tails are learned with (the tests use [`k`](Self::k)).
+    pub fn k_with_held(&self, window: usize) -> f64 {
+        let held = |v: &[f64]| v.get(window).copied().unwrap_or(0.0);
+        let num = self.num[window] + held(&self.held_num);
+        let den = self.den[window] + held(&self.held_den);
+        1.0 / (num / den).clamp(MIN_INV_K, MAX_INV_K)
+    }
+
     /// Forgets a bucket's worth of the past (memory about three days for the moments,
     /// thirty for the tail).
     pub fn decay(&mut self, width: i64) {
@@ -440,7 +449,8 @@ mod tests {
     }
 
     /// Held back and released, sums teach the dispersion what they would have taught at
-    /// once (forgotten at the same pace meanwhile); dropped, nothing.
+    /// once (forgotten at the same pace meanwhile), which `k_with_held` gives before the
+    /// release; dropped, nothing.
     #[test]
     fn held_sums_are_learned_on_release_and_forgotten_on_drop() {
         let ordinary = |i: usize| match i % 2 {
@@ -474,6 +484,13 @@ mod tests {
             held.k(0),
             held.k(1)
         );
+        for w in 0..2 {
+            let (a, h) = (at_once.k(w), held.k_with_held(w));
+            assert!(
+                (h / a - 1.0).abs() < 0.05,
+                "window {w}: {h} with held, {a} at once"
+            );
+        }
         held.release();
         dropped.drop_held();
         for (w, before) in [before.0, before.1].into_iter().enumerate() {

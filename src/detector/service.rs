@@ -741,8 +741,11 @@ impl ServiceState {
         // threefold within forty minutes on a busy service, and was never found.) They hold
         // it back until the series has looked ordinary for the longest window (it was
         // noise: they learn it) or an incident opens (they forget it). The score tails below
-        // learn it at once: they calibrate what ordinary traffic, possible problems
-        // included, scores.
+        // learn it at once, scored with the dispersions as if they had learned it: the tails
+        // calibrate what ordinary traffic, possible problems included, scores. (Scored with
+        // the narrower dispersions the tests use meanwhile, a ramp's own early buckets taught
+        // the tails that such scores were ordinary, and deflated the ramp itself and the
+        // outages after it.)
         let hold = possible && !cold;
         self.ordinary_run = if hold {
             0
@@ -1013,7 +1016,8 @@ impl ServiceState {
 
 /// Feeds a bucket's window scores and its CUSUM statistic to a family's tails (the CUSUM's
 /// is the tail after the windows'). Scores are computed only for windows well above their
-/// expectation; the rest cannot reach the tail.
+/// expectation (the rest cannot reach the tail), with the dispersion as if what it holds
+/// back were learned (see `ServiceState::learn`).
 fn learn_scores(
     dispersion: &mut Dispersion,
     windows: &[(f64, f64)],
@@ -1023,7 +1027,7 @@ fn learn_scores(
     let big = |x: f64, m: f64| x >= 3.0 && x >= 1.5 * m;
     for (i, &(x, m)) in windows.iter().enumerate() {
         let score = if big(x, m) {
-            upper_score(x, m, 1.0 / (1.0 / dispersion.k(i) + extra_inv_k))
+            upper_score(x, m, 1.0 / (1.0 / dispersion.k_with_held(i) + extra_inv_k))
         } else {
             0.0
         };
