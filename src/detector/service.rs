@@ -738,7 +738,7 @@ impl ServiceState {
         };
         // Nor does such a bucket teach the dispersions yet: its residual may be the rise of an
         // outage, not noise. (Learned at once, a slow ramp widened the dispersion as it rose,
-        // threefold within forty minutes on a busy service, and was never found.) They hold
+        // nearly threefold within 45 minutes on a busy service, and was never found.) They hold
         // it back until the series has looked ordinary for the longest window (it was
         // noise: they learn it) or an incident opens (they forget it). The score tails below
         // learn it at once, scored with the dispersions as if they had learned it: the tails
