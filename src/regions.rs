@@ -277,10 +277,20 @@ pub enum CoordinatesError {
     LatitudeNotFinite(f64),
     #[error("longitude must be a finite number of degrees, got {0}")]
     LongitudeNotFinite(f64),
-    #[error("latitude {0} is out of range: expected -90 to 90 degrees")]
+    #[error("latitude {} is out of range: expected -90 to 90 degrees", degrees(*.0))]
     LatitudeOutOfRange(f64),
-    #[error("longitude {0} is out of range: expected -180 to 180 degrees")]
+    #[error("longitude {} is out of range: expected -180 to 180 degrees", degrees(*.0))]
     LongitudeOutOfRange(f64),
+}
+
+/// A number of degrees as a message shows it: as written when it is ordinary, in scientific
+/// notation when huge or tiny (`1e308` is not echoed as 309 digits).
+fn degrees(x: f64) -> String {
+    if x == 0.0 || (1e-6..1e6).contains(&x.abs()) {
+        x.to_string()
+    } else {
+        format!("{x:e}")
+    }
 }
 
 /// One built-in region.
@@ -1165,6 +1175,15 @@ mod tests {
         assert_eq!(
             Coordinates::new(0.0, -200.0).unwrap_err().to_string(),
             "longitude -200 is out of range: expected -180 to 180 degrees"
+        );
+        // A huge number is not echoed digit by digit.
+        assert_eq!(
+            Coordinates::new(1e308, 0.0).unwrap_err().to_string(),
+            "latitude 1e308 is out of range: expected -90 to 90 degrees"
+        );
+        assert_eq!(
+            Coordinates::new(0.0, -1234567.5).unwrap_err().to_string(),
+            "longitude -1.2345675e6 is out of range: expected -180 to 180 degrees"
         );
         assert_eq!(
             Coordinates::new(f64::NAN, 0.0).unwrap_err().to_string(),

@@ -137,6 +137,18 @@ fn describe() {
         "downradar_incident_events_total",
         "Incident events committed by this replica, by type."
     );
+    describe_counter!(
+        "downradar_detector_missing_buckets_total",
+        "Buckets the detector took as missing data (no report anywhere where many were expected), not as silence."
+    );
+    // Counters without labels exist from the start, at 0: a rule like `increase(...)` sees a
+    // series before the first event instead of none.
+    for name in [
+        "downradar_reports_revoked_total",
+        "downradar_detector_missing_buckets_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
 }
 
 /// The method as a metric label: the standard ones by name, anything else (clients may send

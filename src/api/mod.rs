@@ -252,6 +252,26 @@ pub async fn head_as_get(
     next.call(req).await
 }
 
+/// Middleware: the Swagger UI under `/docs/` answers a file it does not have with a bare,
+/// empty 404; it gets the JSON error of every other unknown route instead.
+pub async fn docs_not_found(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?;
+    let bare = response.status() == actix_web::http::StatusCode::NOT_FOUND
+        && response.request().path().starts_with("/docs/")
+        && !response
+            .headers()
+            .contains_key(actix_web::http::header::CONTENT_TYPE);
+    if !bare {
+        return Ok(response.map_into_boxed_body());
+    }
+    let path = response.request().path().to_owned();
+    let error = actix_web::ResponseError::error_response(&ApiError::route_not_found(&path));
+    Ok(response.into_response(error))
+}
+
 /// Marks a request that came as `HEAD` (see [`head_as_get`]).
 #[derive(Clone, Copy)]
 struct Head;

@@ -30,7 +30,7 @@ pub const MAX_POINTS: i64 = 2000;
 pub const MAX_BUCKETS_READ: i64 = 30_000;
 
 /// The last second a series may reach: 9999-12-31T23:59:59Z, the end of RFC 3339.
-const LATEST: i64 = 253_402_300_799;
+pub(crate) const LATEST: i64 = 253_402_300_799;
 
 /// A report: "this service isn't working for me".
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -55,21 +55,46 @@ pub struct NewReport {
 
 /// A field that must be a JSON object (or null): serde would also take a struct from an
 /// array of its fields in order, and `[13.4, 52.5]` (GeoJSON's order) would be read as a
-/// latitude of 13.4.
+/// latitude of 13.4. A key given twice is refused, as at the top level (a map would keep the
+/// last: `{"lat": 52.5, "lon": 13.4, "lat": 0}` was counted in Gabon).
 fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned,
 {
     use serde::Deserialize;
-    let Some(fields) =
-        Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
-    else {
+    use serde::de::{Error, MapAccess, Visitor};
+
+    struct Fields(serde_json::Map<String, serde_json::Value>);
+    impl<'de> Deserialize<'de> for Fields {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Unique;
+            impl<'de> Visitor<'de> for Unique {
+                type Value = Fields;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                    let mut fields = serde_json::Map::new();
+                    while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                        if fields.contains_key(&key) {
+                            return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
+                        }
+                        fields.insert(key, value);
+                    }
+                    Ok(Fields(fields))
+                }
+            }
+            deserializer.deserialize_map(Unique)
+        }
+    }
+
+    let Some(Fields(fields)) = Option::<Fields>::deserialize(deserializer)? else {
         return Ok(None);
     };
     T::deserialize(serde_json::Value::Object(fields))
         .map(Some)
-        .map_err(serde::de::Error::custom)
+        .map_err(Error::custom)
 }
 
 /// A WGS84 position.

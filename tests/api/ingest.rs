@@ -81,6 +81,20 @@ on_both_stores! {
             assert_eq!(answer.error_code(), code, "{body}");
             assert!(!answer.text.contains("struct"), "no Rust types in messages: {}", answer.text);
         }
+        // A key given twice is refused inside a location as at the top level (the last `lat`
+        // would have counted a report from Berlin in Gabon).
+        for body in [
+            r#"{"problem":"login","location":{"lat":52.5,"lon":13.4,"lat":0}}"#,
+            r#"{"problem":"login","region":"DE","region":"FR"}"#,
+        ] {
+            let answer = app.post_raw("/v1/services/tiktok/reports", Some("application/json"), body.into()).await;
+            assert_eq!((answer.status, answer.error_code().as_str()), (422, "invalid_report"), "{body}");
+            assert!(answer.text.contains("duplicate field"), "{}", answer.text);
+        }
+        // A huge coordinate is not echoed digit by digit.
+        let huge = app.report("tiktok", &json!({"problem": "login", "location": {"lat": 1e308, "lon": 0.0}})).await;
+        assert_eq!(huge.error_code(), "invalid_coordinates");
+        assert!(huge.text.contains("latitude 1e308 is out of range") && huge.text.len() < 200, "{}", huge.text);
     }
 
     async fn malformed_json_is_400(app) {

@@ -99,6 +99,9 @@ async fn metrics_show_the_detector_leading() {
     let lag = value("downradar_detector_lag_seconds");
     assert!((2.0..62.0).contains(&lag), "lag {lag}");
     assert_eq!(value("downradar_incidents_open"), 0.0);
+    // Counters of events that may never happen are there from the start.
+    assert_eq!(value("downradar_detector_missing_buckets_total"), 0.0);
+    assert_eq!(value("downradar_reports_revoked_total"), 0.0);
     server.kill().unwrap();
     server.wait().unwrap();
 }

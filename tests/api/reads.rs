@@ -109,6 +109,12 @@ on_both_stores! {
         let answer = app.post_raw("/v1/services", Some("application/json"), b"{}".to_vec()).await;
         assert_eq!(answer.status, 405);
         assert_eq!(answer.error_code(), "method_not_allowed");
+        // A file the Swagger UI does not have, too (it answered a bare, empty 404).
+        for path in ["/docs/foo", "/docs/swagger-ui/nope.js"] {
+            let answer = app.get(path).await;
+            assert_eq!((answer.status, answer.error_code().as_str()), (404, "not_found"), "{path}");
+        }
+        assert_eq!(app.get("/docs/").await.status, 200);
     }
 }
 
