@@ -88,7 +88,7 @@ pub(crate) async fn service_state(
         .await
         .map_err(|e| unavailable("detector state", &e))?;
     Ok(saved
-        .and_then(|bytes| postcard::from_bytes::<ServiceState>(&bytes).ok())
+        .and_then(|bytes| crate::detector::service::decode(&bytes).ok())
         .filter(|s| s.width() == state.settings.bucket.secs()))
 }
 

@@ -234,11 +234,19 @@ pub struct Dispersion {
     /// buckets.
     tails: Vec<Tail>,
     /// Per test window, what `num` and `den` would have learned from the buckets held back
-    /// (see [`hold`](Self::hold)), forgotten at the same pace.
-    #[serde(default)]
+    /// (see [`hold`](Self::hold)), forgotten at the same pace. Saved apart from the rest
+    /// (see [`Held`]), so that states saved before there were any still decode.
+    #[serde(skip)]
     held_num: Vec<f64>,
-    #[serde(default)]
+    #[serde(skip)]
     held_den: Vec<f64>,
+}
+
+/// What a [`Dispersion`] holds back, as saved after the rest of a service's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    num: Vec<f64>,
+    den: Vec<f64>,
 }
 
 /// Evidence scores in ordinary buckets above [`TAIL_U`] nats, to calibrate the model's
@@ -376,6 +384,19 @@ impl Dispersion {
             self.num[i] += std::mem::take(num);
             self.den[i] += std::mem::take(den);
         }
+    }
+
+    /// What is held back, to be saved.
+    pub fn held(&self) -> Held {
+        Held {
+            num: self.held_num.clone(),
+            den: self.held_den.clone(),
+        }
+    }
+
+    /// Takes back what a saved state held back.
+    pub fn set_held(&mut self, held: Held) {
+        (self.held_num, self.held_den) = (held.num, held.den);
     }
 
     /// Forgets what was held back.

@@ -187,7 +187,7 @@ impl Detector {
     /// that decodes, `None` when none does.
     pub fn saved_width(saved: &[SavedState]) -> Option<i64> {
         saved.iter().find_map(|saved| {
-            postcard::from_bytes::<ServiceState>(&saved.state)
+            service::decode(&saved.state)
                 .ok()
                 .map(|state| state.bucket_width())
         })
@@ -209,7 +209,7 @@ impl Detector {
         let mut errors = Vec::new();
         let mut restored: HashMap<&ServiceId, (i64, ServiceState)> = HashMap::new();
         for saved in saved {
-            match postcard::from_bytes::<ServiceState>(&saved.state) {
+            match service::decode(&saved.state) {
                 Ok(state) => {
                     restored.insert(&saved.service, (saved.cursor, state));
                 }
@@ -331,7 +331,7 @@ impl Detector {
             if !due {
                 continue;
             }
-            match postcard::to_stdvec(&tracked.state) {
+            match service::encode(&tracked.state) {
                 Ok(bytes) => {
                     out.push((tracked.id.clone(), bytes));
                     tracked.saved = Some(Saved {
@@ -1064,7 +1064,7 @@ mod tests {
         let encoded = |d: &Detector| -> Vec<Vec<u8>> {
             d.services
                 .iter()
-                .map(|s| postcard::to_stdvec(&s.state).unwrap())
+                .map(|s| service::encode(&s.state).unwrap())
                 .collect()
         };
         let mut original = Detector::new(&catalog, config);
@@ -1107,7 +1107,7 @@ mod tests {
             }
             gaps = original.gap_decisions().to_vec();
             for tracked in &original.services {
-                let state: ServiceState = postcard::from_bytes(&store[&tracked.id].state).unwrap();
+                let state: ServiceState = service::decode(&store[&tracked.id].state).unwrap();
                 assert_eq!(
                     (state.level, &state.region_levels),
                     (tracked.state.level, &tracked.state.region_levels),

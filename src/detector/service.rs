@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{Baseline, Dispersion};
+use super::baseline::{Baseline, Dispersion, Held};
 use super::event::Scope;
 use super::stats::{lower_score, threshold, upper_score};
 use crate::catalog::Problem;
@@ -253,10 +253,48 @@ pub struct ServiceState {
     /// When the last incident resolved (the end of its decision bucket).
     resolved_at: Option<i64>,
     /// Buckets learned in a row that did not look like possible problems (see `learn`).
-    #[serde(default)]
+    /// Saved apart from the rest, with what the dispersions hold back (see [`encode`]).
+    #[serde(skip)]
     ordinary_run: u32,
     pub level: Level,
     pub region_levels: Vec<(RegionCode, Level)>,
+}
+
+/// What a service's state holds back for later (see `ServiceState::learn`), saved after the
+/// rest: a state saved before there was any decodes as it was, with nothing held back (and
+/// one saved with it decodes in a build from before, which ignores what follows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    ordinary_run: u32,
+    total: Held,
+    regions: Held,
+    problems: Held,
+}
+
+/// A service's state as saved in the store.
+pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
+    let mut bytes = postcard::to_stdvec(state)?;
+    let pending = Pending {
+        ordinary_run: state.ordinary_run,
+        total: state.baseline.dispersion.held(),
+        regions: state.region_dispersion.held(),
+        problems: state.problem_dispersion.held(),
+    };
+    bytes.extend(postcard::to_stdvec(&pending)?);
+    Ok(bytes)
+}
+
+/// A service's state from the store (see [`encode`]).
+pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
+    let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
+    if !rest.is_empty() {
+        let pending: Pending = postcard::from_bytes(rest)?;
+        state.ordinary_run = pending.ordinary_run;
+        state.baseline.dispersion.set_held(pending.total);
+        state.region_dispersion.set_held(pending.regions);
+        state.problem_dispersion.set_held(pending.problems);
+    }
+    Ok(state)
 }
 
 impl ServiceState {
@@ -1338,6 +1376,41 @@ mod tests {
             before[0]
         );
         assert!(learned.1 < 0.7 * before[0].1, "{learned:?}");
+    }
+
+    /// What is held back is saved after the rest of the state: a state saved before there
+    /// was any (the same bytes without it) still decodes, with nothing held back, instead of
+    /// being misread or relearned from scratch; and a state saved with it decodes in a build
+    /// from before, which reads the rest and ignores what follows.
+    #[test]
+    fn states_saved_before_anything_was_held_back_still_decode() {
+        let (mut state, tuning, now) = learned(3 * 1440, |i| if i % 2 == 0 { 29 } else { 51 });
+        for i in now..now + 5 {
+            learn_possible(&mut state, &tuning, i, 120.0);
+        }
+        let held = state.baseline.dispersion.held();
+        assert_ne!(held, Held::default(), "something is held back");
+        let saved = encode(&state).unwrap();
+        let restored = decode(&saved).unwrap();
+        assert_eq!(restored.baseline.dispersion.held(), held);
+        assert_eq!(
+            restored.region_dispersion.held(),
+            state.region_dispersion.held()
+        );
+        assert_eq!(restored.ordinary_run, state.ordinary_run);
+        assert_eq!(
+            encode(&restored).unwrap(),
+            saved,
+            "a round trip changes nothing"
+        );
+
+        let before = postcard::to_stdvec(&state).unwrap();
+        assert!(saved.starts_with(&before));
+        let old = decode(&before).unwrap();
+        assert_eq!(old.baseline.dispersion.held(), Held::default());
+        assert_eq!(postcard::to_stdvec(&old).unwrap(), before);
+        let by_an_older_build: ServiceState = postcard::from_bytes(&saved).unwrap();
+        assert_eq!(postcard::to_stdvec(&by_an_older_build).unwrap(), before);
     }
 
     /// A series that expects too few reports for its ring to hold a resolution's evidence
