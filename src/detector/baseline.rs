@@ -362,7 +362,8 @@ impl Dispersion {
     }
 
     /// Holds one series' (observed, expected) sums back, until it is known whether they were
-    /// ordinary noise ([`release`](Self::release) adds them, as if learned when they came) or
+    /// ordinary noise ([`release`](Self::release) adds them, forgotten since as if learned
+    /// when they came, their residuals capped at the spread known without them) or
     /// the onset of an outage ([`drop_held`](Self::drop_held)). Learned at once, a slow ramp
     /// widened the dispersion as it rose, and was never found; never learned, the bursts of
     /// a bursty series that were no outage left its dispersion too narrow, and its next
@@ -394,9 +395,12 @@ impl Dispersion {
         }
     }
 
-    /// Takes back what a saved state held back.
+    /// Takes back what a saved state held back; nothing when it does not fit the windows.
     pub fn set_held(&mut self, held: Held) {
-        (self.held_num, self.held_den) = (held.num, held.den);
+        let windows = self.num.len();
+        if held.num.len() == windows && held.den.len() == windows {
+            (self.held_num, self.held_den) = (held.num, held.den);
+        }
     }
 
     /// Forgets what was held back.

@@ -284,11 +284,12 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     Ok(bytes)
 }
 
-/// A service's state from the store (see [`encode`]).
+/// A service's state from the store (see [`encode`]). What it held back is lost, not the
+/// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
     if !rest.is_empty() {
-        let pending: Pending = postcard::from_bytes(rest)?;
+        let pending: Pending = postcard::from_bytes(rest).unwrap_or_default();
         state.ordinary_run = pending.ordinary_run;
         state.baseline.dispersion.set_held(pending.total);
         state.region_dispersion.set_held(pending.regions);
@@ -779,11 +780,12 @@ impl ServiceState {
         // nearly threefold within 45 minutes on a busy service, and was never found.) They hold
         // it back until the series has looked ordinary for the longest window (it was
         // noise: they learn it) or an incident opens (they forget it). The score tails below
-        // learn it at once, scored with the dispersions as if they had learned it: the tails
-        // calibrate what ordinary traffic, possible problems included, scores. (Scored with
-        // the narrower dispersions the tests use meanwhile, a ramp's own early buckets taught
-        // the tails that such scores were ordinary, and deflated the ramp itself and the
-        // outages after it.)
+        // learn it at once, its window scores computed with the dispersions as if they had
+        // learned it: the tails calibrate what ordinary traffic, possible problems included,
+        // scores. (Scored with the narrower dispersions the tests use meanwhile, a ramp's own
+        // early buckets taught the tails that such scores were ordinary, and deflated the
+        // ramp itself and the outages after it.) The CUSUM's tail learns its statistic as the
+        // test ran it, with the narrower dispersion.
         let hold = possible && !cold;
         self.ordinary_run = if hold {
             0
@@ -1388,6 +1390,10 @@ mod tests {
         for i in now..now + 5 {
             learn_possible(&mut state, &tuning, i, 120.0);
         }
+        // Two ordinary minutes since: still held back, and counted.
+        learn_as(&mut state, &tuning, now + 5, 29.0, false);
+        learn_as(&mut state, &tuning, now + 6, 51.0, false);
+        assert_eq!(state.ordinary_run, 2);
         let held = state.baseline.dispersion.held();
         assert_ne!(held, Held::default(), "something is held back");
         let saved = encode(&state).unwrap();
@@ -1408,6 +1414,14 @@ mod tests {
         assert!(saved.starts_with(&before));
         let old = decode(&before).unwrap();
         assert_eq!(old.baseline.dispersion.held(), Held::default());
+        assert_eq!(old.ordinary_run, 0);
+        // What follows the state, unreadable, costs what was held back, not the state.
+        let mut garbled = before.clone();
+        garbled.extend([0xff; 9]);
+        assert_eq!(
+            postcard::to_stdvec(&decode(&garbled).unwrap()).unwrap(),
+            before
+        );
         assert_eq!(postcard::to_stdvec(&old).unwrap(), before);
         let by_an_older_build: ServiceState = postcard::from_bytes(&saved).unwrap();
         assert_eq!(postcard::to_stdvec(&by_an_older_build).unwrap(), before);
