@@ -249,6 +249,14 @@ pub struct Held {
     den: Vec<f64>,
 }
 
+impl Held {
+    /// Whether nothing is held back.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.num.iter().chain(&self.den).all(|&v| v == 0.0)
+    }
+}
+
 /// Evidence scores in ordinary buckets above [`TAIL_U`] nats, to calibrate the model's
 /// p-values per series family (peaks over a threshold, detection.md §5: "calibrated per
 /// series"). Under a right model, a score exceeds `TAIL_U` in at most 1% of buckets and its
