@@ -30,7 +30,7 @@ pub const MAX_POINTS: i64 = 2000;
 pub const MAX_BUCKETS_READ: i64 = 30_000;
 
 /// The last second a series may reach: 9999-12-31T23:59:59Z, the end of RFC 3339.
-pub(crate) const LATEST: i64 = 253_402_300_799;
+const LATEST: i64 = 253_402_300_799;
 
 /// A report: "this service isn't working for me".
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
