@@ -17,7 +17,8 @@
 //!   the prior at first, then against itself.
 //! - **Dispersion.** `1/k` per test window, by the method of moments on de-seasonalised
 //!   residuals (the residual of the window sum against the window's expected sum), so daily
-//!   cycles do not pass for overdispersion.
+//!   cycles do not pass for overdispersion. Buckets that look like possible problems are held
+//!   back until they turn out to be noise or an outage's onset (see [`Dispersion::hold`]).
 //!
 //! Updates take a winsorised count and stop altogether while an incident is open, so
 //! outages do not inflate the baseline.
