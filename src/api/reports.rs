@@ -55,46 +55,37 @@ pub struct NewReport {
 
 /// A field that must be a JSON object (or null): serde would also take a struct from an
 /// array of its fields in order, and `[13.4, 52.5]` (GeoJSON's order) would be read as a
-/// latitude of 13.4. A key given twice is refused, as at the top level (a map would keep the
-/// last: `{"lat": 52.5, "lon": 13.4, "lat": 0}` was counted in Gabon).
+/// latitude of 13.4. The object's fields go straight to `T`'s own deserializer, which refuses
+/// a key given twice as at the top level (read into a map first, the last one was kept:
+/// `{"lat": 52.5, "lon": 13.4, "lat": 0}` was counted in Gabon).
 fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
+    T: Deserialize<'de>,
 {
-    use serde::Deserialize;
-    use serde::de::{Error, MapAccess, Visitor};
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{MapAccess, Visitor};
 
-    struct Fields(serde_json::Map<String, serde_json::Value>);
-    impl<'de> Deserialize<'de> for Fields {
-        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            struct Unique;
-            impl<'de> Visitor<'de> for Unique {
-                type Value = Fields;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("an object")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                    let mut fields = serde_json::Map::new();
-                    while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
-                        if fields.contains_key(&key) {
-                            return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
-                        }
-                        fields.insert(key, value);
-                    }
-                    Ok(Fields(fields))
-                }
-            }
-            deserializer.deserialize_map(Unique)
+    struct Object<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map)).map(Some)
         }
     }
-
-    let Some(Fields(fields)) = Option::<Fields>::deserialize(deserializer)? else {
-        return Ok(None);
-    };
-    T::deserialize(serde_json::Value::Object(fields))
-        .map(Some)
-        .map_err(Error::custom)
+    deserializer.deserialize_option(Object(std::marker::PhantomData))
 }
 
 /// A WGS84 position.
