@@ -215,11 +215,7 @@ impl Baseline {
         self.flat += (count - self.flat) / self.flat_n;
 
         self.dispersion.decay(self.width);
-        if hold {
-            self.dispersion.hold(windows);
-        } else {
-            self.dispersion.learn(windows);
-        }
+        self.dispersion.learn_or_hold(windows, hold);
         self.age += 1;
     }
 }
@@ -304,16 +300,17 @@ impl Dispersion {
 
     /// `k` of a sum over test window `window`.
     pub fn k(&self, window: usize) -> f64 {
-        1.0 / (self.num[window] / self.den[window]).clamp(MIN_INV_K, MAX_INV_K)
+        k_of(self.num[window], self.den[window])
     }
 
     /// `k` of a sum over test window `window` as if what is held back were learned: what the
     /// score tails are learned with (the tests use [`k`](Self::k)).
     pub fn k_with_held(&self, window: usize) -> f64 {
         let held = |v: &[f64]| v.get(window).copied().unwrap_or(0.0);
-        let num = self.num[window] + held(&self.held_num);
-        let den = self.den[window] + held(&self.held_den);
-        1.0 / (num / den).clamp(MIN_INV_K, MAX_INV_K)
+        k_of(
+            self.num[window] + held(&self.held_num),
+            self.den[window] + held(&self.held_den),
+        )
     }
 
     /// Forgets a bucket's worth of the past (memory about three days for the moments,
@@ -388,6 +385,15 @@ impl Dispersion {
         }
     }
 
+    /// [`hold`](Self::hold)s one series' sums, or [`learn`](Self::learn)s them.
+    pub fn learn_or_hold(&mut self, windows: &[(f64, f64)], hold: bool) {
+        if hold {
+            self.hold(windows);
+        } else {
+            self.learn(windows);
+        }
+    }
+
     /// Learns what was held back.
     pub fn release(&mut self) {
         for (i, (num, den)) in self.held_num.iter_mut().zip(&mut self.held_den).enumerate() {
@@ -427,6 +433,11 @@ impl Dispersion {
         let residual = (observed - expected).clamp(-CAP_SD * sd, CAP_SD * sd);
         (residual * residual - expected, expected * expected)
     }
+}
+
+/// `k` from the method-of-moments sums `E[(x - m)² - m]` and `E[m²]`.
+fn k_of(num: f64, den: f64) -> f64 {
+    1.0 / (num / den).clamp(MIN_INV_K, MAX_INV_K)
 }
 
 fn slot_secs(width: i64) -> i64 {

@@ -807,21 +807,13 @@ impl ServiceState {
         self.region_dispersion.decay(tuning.width);
         for (r, &cusum) in self.region_cusums.iter().enumerate() {
             let region = sums.region(r);
-            if hold {
-                self.region_dispersion.hold(region);
-            } else {
-                self.region_dispersion.learn(region);
-            }
+            self.region_dispersion.learn_or_hold(region, hold);
             learn_scores(&mut self.region_dispersion, region, extra, cusum);
         }
         self.problem_dispersion.decay(tuning.width);
         for (p, &cusum) in self.problem_cusums.iter().enumerate() {
             let problem = sums.problem(p);
-            if hold {
-                self.problem_dispersion.hold(problem);
-            } else {
-                self.problem_dispersion.learn(problem);
-            }
+            self.problem_dispersion.learn_or_hold(problem, hold);
             learn_scores(&mut self.problem_dispersion, problem, extra, cusum);
         }
         if release {
