@@ -82,9 +82,12 @@ pub struct Incident {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub resolved_at: Option<OffsetDateTime>,
-    /// Reports per minute the baseline expected, averaged over the incident so far.
+    /// Reports per minute the baseline expected, averaged over the incident so far: in an
+    /// event, as of the event; in an open incident's record, as of the detector's last bucket
+    /// (refreshed every bucket, without an event).
     pub expected_per_min: f64,
-    /// Reports per minute observed, averaged over the incident so far.
+    /// Reports per minute observed, averaged over the incident so far (as
+    /// `expected_per_min`).
     pub observed_per_min: f64,
 }
 

@@ -16,7 +16,7 @@
 //! Each tick is measured for `/metrics`: whether this replica leads, how long the tick took,
 //! how far the detector is behind the clock, the incidents open and the events committed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::catalog::{Catalog, ServiceId};
 use crate::clock::Clock;
 use crate::store::{DetectorCommit, IncidentQuery, Store, StoreError};
 
-use super::{Detector, DetectorConfig, Engine, EventType, IncidentEvent, IncidentStatus};
+use super::{Detector, DetectorConfig, Engine, EventType, Incident, IncidentEvent, IncidentStatus};
 
 /// Buckets processed between two lease renewals (and commits) while catching up.
 const STEP_BUCKETS: i64 = 60;
@@ -46,6 +46,11 @@ pub struct LiveDetector {
     saved: Option<i64>,
     /// Services whose saved states the next commit deletes (they left the catalog).
     forget: Vec<ServiceId>,
+    /// The open incidents as this engine's commits last wrote their records, by id: an
+    /// incident's figures move every bucket, its events come only with changes of
+    /// attribution, so the commits refresh the records in between (see
+    /// [`DetectorCommit::refreshed`]).
+    written: HashMap<String, Incident>,
 }
 
 /// What one tick did.
@@ -81,6 +86,7 @@ impl LiveDetector {
             engine: None,
             saved: None,
             forget: Vec::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -116,6 +122,8 @@ impl LiveDetector {
             // next bucket to close (an hour, with `--bucket 1h`) to become durable.
             let resumed = self.engine.is_none();
             if resumed {
+                // What the store holds is not known: every open record is refreshed.
+                self.written.clear();
                 let engine = self.resume(now, &mut events).await?;
                 self.reconcile(&engine, &mut events).await?;
                 self.engine = Some(engine);
@@ -159,6 +167,23 @@ impl LiveDetector {
         };
         let changed: Vec<&ServiceId> = events.iter().map(|e| &e.incident.service).collect();
         let states = engine.checkpoint(&changed);
+        // An open incident's record as this commit leaves it: its last event's, or else as
+        // written before. (A catch-up's step covers many buckets, so even an incident with
+        // an event in it may have moved on since.)
+        let open = engine.detector().open_incidents();
+        let mut written: HashMap<&str, &Incident> = self
+            .written
+            .iter()
+            .map(|(id, incident)| (id.as_str(), incident))
+            .collect();
+        for event in events {
+            written.insert(&event.incident.id, &event.incident);
+        }
+        let refreshed: Vec<Incident> = open
+            .iter()
+            .filter(|incident| written.get(incident.id.as_str()) != Some(incident))
+            .cloned()
+            .collect();
         let commit = DetectorCommit {
             holder: &self.holder,
             continues_from: self.saved,
@@ -167,11 +192,16 @@ impl LiveDetector {
             forget: &self.forget,
             gaps: engine.detector().gap_decisions(),
             events,
+            refreshed: &refreshed,
         };
         match self.store.commit_detector(commit).await {
             Ok(_) => {
                 self.saved = Some(engine.cursor());
                 self.forget.clear();
+                self.written = open
+                    .into_iter()
+                    .map(|incident| (incident.id.clone(), incident))
+                    .collect();
                 for event in events {
                     metrics::counter!("downradar_incident_events_total", "type" => event.kind.as_str())
                         .increment(1);

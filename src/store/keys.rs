@@ -21,7 +21,7 @@
 //! | `dr:incidents`                        | zset   | every incident id, score = its start (Unix seconds) | members trimmed at start + roll-up retention |
 //! | `dr:incidents:active`                 | zset   | ids of the open incidents, score = start | removed when resolved; trimmed like `dr:incidents` |
 //! | `dr:{svc}:incidents`                  | zset   | the service's incident ids, score = start | trimmed like `dr:incidents`; the key at its newest start + roll-up retention |
-//! | `dr:{svc}:incident:<start>`           | string | the incident's latest JSON            | start + roll-up retention (`EXPIREAT`) |
+//! | `dr:{svc}:incident:<start>`           | string | the incident's latest JSON (its last event's, its figures refreshed every bucket while open) | start + roll-up retention (`EXPIREAT`) |
 //! | `dr:{svc}:incident:<start>:events`    | list   | the JSON of each of the incident's events, oldest first | start + roll-up retention (`EXPIREAT`) |
 //!
 //! `<width>` and `<start>` are seconds (`start` a Unix time aligned to `width`), so changing

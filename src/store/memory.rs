@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use super::{
     BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount,
     IncidentQuery, IncidentRecord, Recorded, Report, ReportToken, SavedState, Store, StoreError,
-    StoreSettings, StreamBounds, StreamEvent, StreamRead, incident_service, lease_millis,
-    parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
+    StoreSettings, StreamBounds, StreamEvent, StreamRead, encode_json, incident_service,
+    lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
@@ -583,6 +583,11 @@ impl Store for MemoryStore {
             .iter()
             .map(to_json)
             .collect::<Result<Vec<_>, _>>()?;
+        let refreshed = commit
+            .refreshed
+            .iter()
+            .map(encode_json)
+            .collect::<Result<Vec<_>, _>>()?;
         let keep_events_ms =
             i64::try_from(self.settings.event_retention.as_millis()).unwrap_or(i64::MAX / 4);
         let min_ms = u64::try_from(now_ms.saturating_sub(keep_events_ms)).unwrap_or(0);
@@ -638,6 +643,18 @@ impl Store for MemoryStore {
                 detector.active.remove(&(start, incident_id));
             } else {
                 detector.active.insert((start, incident_id));
+            }
+        }
+        for (incident, json) in commit.refreshed.iter().zip(refreshed) {
+            let start = incident.started_at.unix_timestamp();
+            let incident_id = Incident::id_for(&incident.service, start);
+            if !detector.active.contains(&(start, incident_id.clone())) {
+                continue;
+            }
+            if let Some(record) = detector.incidents.get_mut(&incident_id)
+                && record.expires_at > now_s
+            {
+                record.incident = json;
             }
         }
         self.trim_incidents(detector, now_s);

@@ -268,6 +268,13 @@ pub struct DetectorCommit<'a> {
     /// The events decided in this step, in order. Each is appended to the event stream and
     /// updates the record of its incident.
     pub events: &'a [IncidentEvent],
+    /// Open incidents whose figures (`expected_per_min`, `observed_per_min`, averaged over
+    /// the incident so far) moved since their records were written, with no event in this
+    /// step: their records are rewritten, and nothing is appended to the stream (an
+    /// `incident.updated` announces a change of scope, regions, problems or cause, not of
+    /// figures). A record the store no longer holds open (resolved, or expired) is left as
+    /// it is.
+    pub refreshed: &'a [Incident],
 }
 
 /// Which incidents to list, newest first: by start, and by id (descending) among incidents
@@ -421,13 +428,13 @@ pub(crate) fn whole_secs(d: Duration) -> i64 {
 
 /// The JSON of an event and of its incident, as both stores keep them.
 pub(crate) fn to_json(event: &IncidentEvent) -> Result<(String, String), StoreError> {
-    let json = |r: serde_json::Result<String>| {
-        r.map_err(|e| StoreError::Backend(format!("cannot encode an incident event: {e}")))
-    };
-    Ok((
-        json(serde_json::to_string(event))?,
-        json(serde_json::to_string(&event.incident))?,
-    ))
+    Ok((encode_json(event)?, encode_json(&event.incident)?))
+}
+
+/// An incident event or record as JSON.
+pub(crate) fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("cannot encode an incident event: {e}")))
 }
 
 /// Stored JSON read back; what does not parse (only a bug or a foreign writer could store

@@ -33,8 +33,8 @@ use redis::{Script, Value};
 use super::{
     BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount,
     IncidentQuery, IncidentRecord, Recorded, Report, SavedState, Store, StoreError, StoreSettings,
-    StreamBounds, StreamEvent, StreamId, StreamRead, incident_service, keys, lease_millis,
-    parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
+    StreamBounds, StreamEvent, StreamId, StreamRead, encode_json, incident_service, keys,
+    lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
 };
 use crate::buckets::ROLLUP_SECS;
 use crate::catalog::{Problem, ServiceId};
@@ -165,13 +165,15 @@ return 0
 /// index; then the state key of each service to forget. ARGV[2] the cursor, ARGV[3] the
 /// event retention in ms, ARGV[4] the incident retention in seconds, ARGV[5] the number of
 /// states, ARGV[6] 1 when they were staged (sent ahead, see `RedisStore::stage_states`) else
-/// 0, ARGV[7] the gap decisions (`encode_gaps`; '' for none); then per state:
-/// service id, blob ('' when staged), its `dr:detector:saved` entry (see `saved_entry`); then
-/// per event: event JSON, incident JSON, incident id, start, record expire-at, 1 if the
-/// incident is resolved else 0; then the id of each service to forget; then the cursor
-/// continued from ('' for none) and the number of services to forget. Returns the stream ids
-/// of the events, in order. A staged state that is gone (expired) fails the call with an
-/// error before anything is written.
+/// 0, ARGV[7] the gap decisions (`encode_gaps`; '' for none), ARGV[8] the number of records
+/// refreshed; then per state: service id, blob ('' when staged), its `dr:detector:saved`
+/// entry (see `saved_entry`); then per event: event JSON, incident JSON, incident id, start,
+/// record expire-at, 1 if the incident is resolved else 0; then per record refreshed (its
+/// key after the events' keys): incident JSON and id; then the id of each service to forget;
+/// then the cursor continued from ('' for none) and the number of services to forget.
+/// Returns the stream ids of the events, in order. A staged state that is gone (expired)
+/// fails the call with an error before anything is written. A refreshed record is written
+/// only while it is open and exists (`XX`), keeping its expiry.
 ///
 /// Redis's own clock (`TIME`) trims the stream, as it also makes the `XADD *` ids; the
 /// incident indexes are trimmed to the same horizon at which their records expire.
@@ -179,7 +181,7 @@ const COMMIT_LUA: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[#ARGV - 1] then return 0 end
 local keep_ms, keep_s, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local staged, forget = ARGV[6] == '1', tonumber(ARGV[#ARGV])
+local staged, forget, refreshed = ARGV[6] == '1', tonumber(ARGV[#ARGV]), tonumber(ARGV[8])
 local per = staged and 2 or 1
 if staged then
   for i = 1, n do
@@ -200,7 +202,7 @@ else
   redis.call('SET', KEYS[8], ARGV[7])
 end
 for i = 1, n do
-  local key, a = KEYS[9 + per * (i - 1)], 7 + 3 * (i - 1)
+  local key, a = KEYS[9 + per * (i - 1)], 8 + 3 * (i - 1)
   local service = ARGV[a + 1]
   redis.call('SADD', KEYS[3], service)
   if staged then
@@ -218,8 +220,9 @@ for i = 1, forget do
   redis.call('DEL', KEYS[#KEYS + 1 - i])
 end
 local ids = {}
-for i = 1, (#KEYS - 8 - per * n - forget) / 3 do
-  local k, a = 8 + per * n + 3 * (i - 1), 7 + 3 * n + 6 * (i - 1)
+local events = (#KEYS - 8 - per * n - refreshed - forget) / 3
+for i = 1, events do
+  local k, a = 8 + per * n + 3 * (i - 1), 8 + 3 * n + 6 * (i - 1)
   local record, list, by_service = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local event, incident, id = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local start, expires = ARGV[a + 4], ARGV[a + 5]
@@ -237,6 +240,12 @@ for i = 1, (#KEYS - 8 - per * n - forget) / 3 do
     redis.call('ZREM', KEYS[6], id)
   else
     redis.call('ZADD', KEYS[6], start, id)
+  end
+end
+for i = 1, refreshed do
+  local record, a = KEYS[8 + per * n + 3 * events + i], 8 + 3 * n + 6 * events + 2 * (i - 1)
+  if redis.call('ZSCORE', KEYS[6], ARGV[a + 2]) then
+    redis.call('SET', record, ARGV[a + 1], 'XX', 'KEEPTTL')
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', oldest)
@@ -1178,7 +1187,8 @@ impl Store for RedisStore {
             .arg(keep_incidents)
             .arg(commit.states.len())
             .arg(u8::from(staged))
-            .arg(encode_gaps(commit.gaps));
+            .arg(encode_gaps(commit.gaps))
+            .arg(commit.refreshed.len());
         for (service, state) in commit.states {
             call.key(keys::detector_state(service))
                 .arg(service.as_str());
@@ -1205,6 +1215,12 @@ impl Store for RedisStore {
                 .arg(start)
                 .arg(start.saturating_add(keep_incidents))
                 .arg(u8::from(incident.status == IncidentStatus::Resolved));
+        }
+        for incident in commit.refreshed {
+            let start = incident.started_at.unix_timestamp();
+            call.key(keys::incident(&incident.service, start))
+                .arg(encode_json(incident)?)
+                .arg(Incident::id_for(&incident.service, start));
         }
         for service in commit.forget {
             call.key(keys::detector_state(service))

@@ -147,6 +147,7 @@ async fn commit_start(store: &MemoryStore, holder: &str) {
             forget: &[],
             gaps: &[],
             events: &[],
+            refreshed: &[],
         })
         .await
         .expect("commit");
@@ -288,6 +289,12 @@ async fn seeded_store() -> (Arc<MemoryStore>, Arc<ManualClock>) {
 
 /// Ten distinct US `login` reporters a minute on `service`, in minutes `from..to` after START.
 async fn flood(store: &MemoryStore, service: &str, minutes: std::ops::Range<i64>) {
+    flood_with(store, service, minutes, 10).await;
+}
+
+/// `count` distinct US `login` reporters a minute on `service`, in minutes `from..to` after
+/// START.
+async fn flood_with(store: &MemoryStore, service: &str, minutes: std::ops::Range<i64>, count: u64) {
     let counts: Vec<HistoryCount> = minutes
         .map(|m| HistoryCount {
             service: ServiceId::parse(service).unwrap(),
@@ -296,7 +303,7 @@ async fn flood(store: &MemoryStore, service: &str, minutes: std::ops::Range<i64>
                 region: RegionCode::parse("US").unwrap(),
                 problem: Problem::parse("login").unwrap(),
             },
-            count: 10,
+            count,
         })
         .collect();
     store.add_history(&counts).await.unwrap();
@@ -331,6 +338,53 @@ async fn active_incidents(store: &MemoryStore) -> Vec<String> {
         .into_iter()
         .map(|i| i.id)
         .collect()
+}
+
+/// An open incident's record follows its figures between events: a flood that grows after
+/// the opening shows in the record (and so in `GET /v1/incidents/{id}` and the outages
+/// ranked by `GET /v1/outages/now`), with no event announcing it.
+#[tokio::test]
+async fn an_open_incidents_record_follows_its_figures_between_events() {
+    let (store, clock) = seeded_store().await;
+    let catalog = catalog_of(&[("web", "\"login\", \"app\"")]);
+    let mut detector = live(store.clone(), clock.clone(), &catalog);
+    assert!(run_for(&clock, &mut detector, 30 * 60).await.is_empty());
+    flood(&store, "web", 30..35).await;
+    flood_with(&store, "web", 35..50, 40).await;
+    let events = run_for(&clock, &mut detector, 20 * 60).await;
+    let opened = events
+        .iter()
+        .find(|e| e.kind == EventType::Opened)
+        .unwrap_or_else(|| panic!("the flood opened an incident: {events:?}"));
+    assert!(
+        opened.incident.observed_per_min < 15.0,
+        "opened on the first minutes: {opened:?}"
+    );
+    let record = store.incident(&opened.incident.id).await.unwrap().unwrap();
+    let (observed, expected) = (
+        record.incident.observed_per_min,
+        record.incident.expected_per_min,
+    );
+    assert_eq!(record.incident.status, IncidentStatus::Open, "{record:?}");
+    assert!(
+        observed > 25.0 && expected < 1.0,
+        "the record follows the flood: {record:?}"
+    );
+    let announced: Vec<&IncidentEvent> = events
+        .iter()
+        .filter(|e| e.incident.id == opened.incident.id)
+        .collect();
+    assert_eq!(
+        record.events.iter().collect::<Vec<_>>(),
+        announced,
+        "the events are the ones decided"
+    );
+    assert!(
+        announced
+            .iter()
+            .all(|e| e.incident.observed_per_min < observed),
+        "no event carried the figures: {announced:?}"
+    );
 }
 
 /// A leader paused for longer than its lease (a stopped process, a suspended VM) while
@@ -825,6 +879,7 @@ async fn a_new_bucket_width_starts_the_detector_afresh() {
             forget: &[],
             gaps: &[],
             events: std::slice::from_ref(&opened),
+            refreshed: &[],
         })
         .await
         .unwrap();

@@ -188,6 +188,7 @@ pub(crate) async fn commit(store: &dyn Store, events: &[IncidentEvent]) -> Vec<S
             forget: &[],
             gaps: &[],
             events,
+            refreshed: &[],
         })
         .await
         .unwrap()

@@ -487,6 +487,7 @@ async fn commit_events(
             forget: &[],
             gaps: &[],
             events,
+            refreshed: &[],
         })
         .await
 }
@@ -617,6 +618,7 @@ async fn detector_commit(backend: Backend) {
         forget: &[],
         gaps: &[],
         events: std::slice::from_ref(&opened),
+        refreshed: &[],
     };
 
     assert_eq!(store.load_detector().await.unwrap(), None);
@@ -681,6 +683,7 @@ async fn detector_commit(backend: Backend) {
             forget: &[],
             gaps: &gaps,
             events: &[],
+            refreshed: &[],
         })
         .await
         .unwrap();
@@ -709,6 +712,7 @@ async fn detector_commit(backend: Backend) {
                     forget: std::slice::from_ref(&aws),
                     gaps: &[],
                     events: std::slice::from_ref(&opened),
+                    refreshed: &[],
                 })
                 .await,
             Err(StoreError::LeaseLost)
@@ -728,6 +732,7 @@ async fn detector_commit(backend: Backend) {
             forget: std::slice::from_ref(&aws),
             gaps: &[],
             events: &[],
+            refreshed: &[],
         })
         .await
         .unwrap();
@@ -754,6 +759,7 @@ async fn detector_commit(backend: Backend) {
                 forget: &[],
                 gaps: &[],
                 events: std::slice::from_ref(&resolved),
+                refreshed: &[],
             })
             .await,
         Err(StoreError::LeaseLost)
@@ -766,6 +772,79 @@ async fn detector_commit(backend: Backend) {
         ids_of_active(store).await,
         std::slice::from_ref(&opened.incident.id),
         "still open"
+    );
+}
+
+/// Between events, a commit refreshes the records of open incidents whose figures moved:
+/// the records and the listings show the new figures, the stream and the incident's own
+/// events are as they were; a record the store does not hold open is not written.
+async fn refreshed_records(backend: Backend) {
+    let (store, _clock, _redis) = store_with_clock(backend, settings(0));
+    let store = store.as_ref();
+    let start = test_epoch().unix_timestamp() - 600;
+    assert!(store.acquire_lease("a", LONG).await.unwrap());
+    let opened = event(EventType::Opened, "tiktok", start, &["DE"]);
+    let over = [
+        event(EventType::Opened, "netflix", start, &["US"]),
+        event(EventType::Resolved, "netflix", start, &["US"]),
+    ];
+    commit_events(store, "a", std::slice::from_ref(&opened))
+        .await
+        .unwrap();
+    commit_events(store, "a", &over).await.unwrap();
+    let moved = |event: &IncidentEvent| Incident {
+        status: IncidentStatus::Open,
+        resolved_at: None,
+        expected_per_min: 1.75,
+        observed_per_min: 61.5,
+        ..event.incident.clone()
+    };
+    let never = moved(&event(EventType::Opened, "aws-cloudfront", start, &["JP"]));
+    let refreshed = [moved(&opened), moved(&over[1]), never.clone()];
+    let refresh = |holder| DetectorCommit {
+        holder,
+        continues_from: Some(0),
+        cursor: 0,
+        states: &[],
+        forget: &[],
+        gaps: &[],
+        events: &[],
+        refreshed: &refreshed,
+    };
+    assert!(matches!(
+        store.commit_detector(refresh("b")).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(
+        store
+            .incident(&opened.incident.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .incident,
+        opened.incident,
+        "a refused commit refreshes nothing"
+    );
+    assert!(
+        store
+            .commit_detector(refresh("a"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let record = store.incident(&opened.incident.id).await.unwrap().unwrap();
+    assert_eq!(record.incident, refreshed[0]);
+    assert_eq!(record.events, std::slice::from_ref(&opened));
+    let active = store.incidents(&query(true, None, None, 10)).await.unwrap();
+    assert_eq!(active, std::slice::from_ref(&refreshed[0]));
+    assert_eq!(store.events_after("0", 10).await.unwrap().len(), 3);
+    let resolved = store.incident(&over[1].incident.id).await.unwrap().unwrap();
+    assert_eq!(resolved.incident, over[1].incident, "resolved: not written");
+    assert_eq!(
+        store.incident(&never.id).await.unwrap(),
+        None,
+        "never opened"
     );
 }
 
@@ -1297,6 +1376,7 @@ async fn stream_waits(backend: Backend) {
             forget: &[],
             gaps: &[],
             events: &events,
+            refreshed: &[],
         })
         .await
         .unwrap();
@@ -1479,6 +1559,7 @@ async fn redis_store_writes_the_documented_detector_keys() {
                 },
             ],
             events: &events,
+            refreshed: &[],
         })
         .await
         .unwrap();
@@ -1567,6 +1648,7 @@ async fn redis_store_writes_the_documented_detector_keys() {
         forget: &[],
         gaps: &[],
         events: &[],
+        refreshed: &[],
     };
     assert!(store.commit_detector(no_events).await.unwrap().is_empty());
     assert_eq!(text(cmd(&["GET", "dr:detector:cursor"])), "124");
@@ -1604,6 +1686,7 @@ async fn redis_store_writes_the_documented_detector_keys() {
             forget: &[service("tiktok")],
             gaps: &[],
             events: &[],
+            refreshed: &[],
         })
         .await
         .unwrap();
@@ -1664,6 +1747,7 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
             forget: &[],
             gaps: &[],
             events: &events,
+            refreshed: &[],
         })
         .await
         .unwrap();
@@ -1722,6 +1806,7 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
             forget: &[service("svc-119")],
             gaps: &gaps,
             events: &events,
+            refreshed: &[],
         })
         .await
         .unwrap();
@@ -1761,6 +1846,7 @@ async fn redis_store_sends_a_large_commits_states_ahead() {
             forget: &[],
             gaps: &[],
             events: &[],
+            refreshed: &[],
         })
         .await;
     assert!(matches!(refused, Err(StoreError::LeaseLost)), "{refused:?}");
@@ -1821,6 +1907,7 @@ async fn redis_store_refuses_a_commit_whose_staged_state_is_gone() {
         forget: &[],
         gaps: &[],
         events,
+        refreshed: &[],
     };
     store
         .commit_detector(commit(600, None, &first, &[]))
@@ -1888,6 +1975,16 @@ async fn memory_store_commits_detector_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_commits_detector_steps() {
     detector_commit(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_refreshes_open_records_between_events() {
+    refreshed_records(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_refreshes_open_records_between_events() {
+    refreshed_records(Backend::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
