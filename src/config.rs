@@ -91,8 +91,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Redis URL, e.g. redis://127.0.0.1:6379/0. Without it, reports are kept in an embedded
-    /// in-memory store (single process, lost on restart).
+    /// Redis URL (Redis 7.0 or later), e.g. redis://127.0.0.1:6379/0. Without it, reports are
+    /// kept in an embedded in-memory store (single process, lost on restart).
     #[arg(long, env = "DOWNRADAR_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -238,7 +238,8 @@ impl BucketArgs {
 /// Options of `downradar import`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
-    /// Redis URL of the deployment to load history into, e.g. redis://127.0.0.1:6379/0.
+    /// Redis URL of the deployment to load history into (Redis 7.0 or later), e.g.
+    /// redis://127.0.0.1:6379/0.
     #[arg(long, env = "DOWNRADAR_REDIS_URL")]
     pub redis_url: String,
 

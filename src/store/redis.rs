@@ -268,6 +268,32 @@ const STAGED_TTL: Duration = Duration::from_secs(300);
 /// Longest any single Redis call may take before the caller gets [`StoreError::Timeout`].
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The oldest Redis downradar runs on (major, minor): its scripts use `EXPIREAT … NX` and
+/// `GT`, new in 7.0. On an older one the detector could never commit.
+const MIN_REDIS_VERSION: (u32, u32) = (7, 0);
+
+/// The `redis_version` of an `INFO server` reply when it is older than
+/// [`MIN_REDIS_VERSION`]; `None` when it is recent enough, or does not say (a server that
+/// speaks the protocol under another name is given the benefit of the doubt).
+fn too_old(info: &str) -> Option<&str> {
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    ((major, minor) < MIN_REDIS_VERSION).then_some(version)
+}
+
+fn too_old_message(version: &str) -> String {
+    format!(
+        "Redis {version} is too old: downradar needs Redis {}.{} or later",
+        MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
+    )
+}
+
 /// Most bucket reads sent in one pipeline round trip (and index entries read at once).
 const READ_CHUNK: usize = 1000;
 
@@ -390,6 +416,15 @@ impl RedisStore {
             client,
             blocking: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Why the server cannot serve downradar, when it is older than needed (see
+    /// [`MIN_REDIS_VERSION`]); `None` when it can.
+    pub async fn too_old(&self) -> Result<Option<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INFO").arg("server");
+        let (info,): (String,) = Self::query(&self.writes, &pipe).await?;
+        Ok(too_old(&info).map(too_old_message))
     }
 
     /// Redis's own clock (`TIME`), which every replica follows (see
@@ -1071,15 +1106,22 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    /// Redis answers, and is recent enough (see [`MIN_REDIS_VERSION`]).
     async fn ping(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("PING");
-        let reply: Vec<Value> = Self::query(&self.writes, &pipe).await?;
-        match reply.first() {
-            Some(Value::SimpleString(s)) if s == "PONG" => Ok(()),
-            other => Err(StoreError::Backend(format!(
-                "unexpected PING reply {other:?}"
-            ))),
+        pipe.cmd("PING").cmd("INFO").arg("server");
+        let (pong, info): (Value, String) = Self::query(&self.writes, &pipe).await?;
+        match pong {
+            Value::SimpleString(s) if s == "PONG" => {}
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "unexpected PING reply {other:?}"
+                )));
+            }
+        }
+        match too_old(&info) {
+            Some(version) => Err(StoreError::Backend(too_old_message(version))),
+            None => Ok(()),
         }
     }
 
@@ -1478,6 +1520,28 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_before_7_0_are_too_old() {
+        let info = |version: &str| {
+            format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n")
+        };
+        for (version, old) in [
+            ("6.2.14", true),
+            ("5.0.7", true),
+            ("7.0.15", false),
+            ("7.2.4", false),
+            ("10.0.0", false),
+            ("unstable", false),
+        ] {
+            assert_eq!(too_old(&info(version)).is_some(), old, "{version}");
+        }
+        assert_eq!(too_old("# Server\r\nvalkey_version:8.0.1\r\n"), None);
+        assert_eq!(
+            too_old_message("6.2.14"),
+            "Redis 6.2.14 is too old: downradar needs Redis 7.0 or later"
+        );
+    }
 
     /// Series sums by region or problem read a bucket's fields as `counts` does
     /// (`Cell::parse_field`), though they never build a cell.

@@ -105,3 +105,74 @@ async fn metrics_show_the_detector_leading() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// A server that speaks enough of Redis's protocol to say it is Redis `version`: `PING`,
+/// `INFO` and `OK` to anything else. Lives as long as the test process.
+fn old_redis(version: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut out = stream;
+                let mut line = String::new();
+                let mut read_line = |line: &mut String| {
+                    line.clear();
+                    reader
+                        .read_line(line)
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .map(|_| line.trim_end().to_owned())
+                };
+                // Each command is an array of bulk strings: `*N`, then N × (`$len`, bytes).
+                while let Some(header) = read_line(&mut line) {
+                    let n: usize = header.trim_start_matches('*').parse().unwrap_or(0);
+                    let mut words = Vec::new();
+                    for _ in 0..n {
+                        let _length = read_line(&mut line);
+                        words.push(read_line(&mut line).unwrap_or_default());
+                    }
+                    let reply = match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
+                        Some("PING") => "+PONG\r\n".to_owned(),
+                        Some("INFO") => {
+                            let info = format!("# Server\r\nredis_version:{version}\r\n");
+                            format!("${}\r\n{info}\r\n", info.len())
+                        }
+                        _ => "+OK\r\n".to_owned(),
+                    };
+                    if out.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://127.0.0.1:{port}/")
+}
+
+/// A Redis too old for downradar's scripts (`EXPIREAT … NX` is 7.0's) stops the start with
+/// a message that says so, rather than a detector that fails every commit.
+#[tokio::test]
+async fn a_redis_too_old_for_the_scripts_stops_the_start() {
+    let clock = std::sync::Arc::new(downradar::clock::ManualClock::new(
+        crate::helpers::test_epoch(),
+    ));
+    let url = old_redis("6.2.14");
+    let Err(error) = crate::helpers::build_app(Some(&url), &[], clock.clone()).await else {
+        panic!("started on Redis 6.2");
+    };
+    assert!(
+        error
+            .to_string()
+            .ends_with("Redis 6.2.14 is too old: downradar needs Redis 7.0 or later"),
+        "{error:#}"
+    );
+    assert!(
+        crate::helpers::build_app(Some(&old_redis("7.0.0")), &[], clock)
+            .await
+            .is_ok(),
+        "7.0 is enough"
+    );
+}
