@@ -112,7 +112,7 @@ impl Application {
                 let store = Arc::new(RedisStore::connect(url, settings)?);
                 tracing::info!(redis = %redact_url(url), "using the Redis store");
                 // A Redis too old to run the scripts stops the start, when it answers at
-                // once; otherwise the replica reports not ready, saying why, until it is
+                // once; otherwise the replica reports not ready (and logs why) until it is
                 // replaced (see `RedisStore::ping`).
                 if let Ok(Ok(Some(why))) =
                     tokio::time::timeout(CLOCK_SYNC_AT_START, store.too_old()).await
