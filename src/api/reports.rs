@@ -495,10 +495,21 @@ pub async fn read_reports(
         Some(t) => align(parse_time("since", t)?, step),
         None => until - 60 * step,
     };
-    if since < 0 || until > LATEST {
-        return Err(ApiError::invalid_query(
-            "the series must lie between 1970-01-01 and 9999-12-31",
-        ));
+    if until > LATEST {
+        return Err(ApiError::invalid_query(format!(
+            "until, rounded up to the end of its {resolution} bucket, is after \
+             9999-12-31T23:59:59Z, the last time RFC 3339 can write: the series must end by then"
+        )));
+    }
+    if since < 0 {
+        let since = if query.since.is_some() {
+            "since"
+        } else {
+            "since (by default 60 points before until)"
+        };
+        return Err(ApiError::invalid_query(format!(
+            "{since} is before 1970-01-01T00:00:00Z: the series must start then or later"
+        )));
     }
     if since >= until {
         return Err(ApiError::invalid_query("since must be before until"));

@@ -68,6 +68,19 @@ on_both_stores! {
             assert_eq!(answer.status, 400, "{query}: {}", answer.text);
             assert_eq!(answer.error_code(), "invalid_query", "{query}");
         }
+        // Out of RFC 3339's range, each end says what is wrong with it.
+        for (query, says) in [
+            ("until=9999-12-31T23:59:59Z", "until, rounded up to the end of its 1m bucket, is after 9999-12-31T23:59:59Z"),
+            ("since=1969-12-31T23:00:00Z&until=1970-01-01T01:00:00Z", "since is before 1970-01-01T00:00:00Z"),
+            ("until=1970-01-01T00:30:00Z", "since (by default 60 points before until) is before 1970-01-01T00:00:00Z"),
+        ] {
+            let answer = app.get(&format!("/v1/services/tiktok/reports?{query}")).await;
+            assert_eq!(answer.status, 400, "{query}: {}", answer.text);
+            assert!(answer.json()["message"].as_str().unwrap().starts_with(says), "{query}: {}", answer.text);
+        }
+        let last = app.get("/v1/services/tiktok/reports?since=9999-12-31T23:00:00Z&until=9999-12-31T23:59:00Z").await;
+        assert_eq!(last.status, 200, "{}", last.text);
+        assert_eq!(last.json()["until"], "9999-12-31T23:59:00Z");
         // An exclusive end a fraction of a second into a bucket takes that bucket.
         let fraction = app.get("/v1/services/tiktok/reports?since=2026-11-21T12:00:00Z&until=2026-11-21T12:00:00.5Z").await;
         assert_eq!(fraction.status, 200, "{}", fraction.text);
