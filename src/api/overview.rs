@@ -374,6 +374,11 @@ pub struct OutagesNow {
     tag = "incidents",
     responses(
         (status = 200, description = "The open incidents.", body = OutagesNow,
+            links(("MostSevere" = (
+                operation_id = "get_incident",
+                parameters(("id" = "$response.body#/outages/0/incident/id")),
+                description = "The most severe outage's incident, with its events and evidence."
+            ))),
             example = json!({"outages": [{"incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}, "excess_per_min": 56.8, "ratio": 14.52}]})),
         StoreUnavailable,
     )

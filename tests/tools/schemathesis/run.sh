@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes the running API against its own OpenAPI spec with Schemathesis, with all its checks,
-# once on the embedded store and once on Redis: any server error or any response that the spec
-# does not describe fails the run.
+# on the embedded store and on Redis, each twice: a server as it starts (no history, no
+# incidents), then one with incidents (`--demo`: synthetic traffic whose first outage opens
+# within seconds, so incident records, the outages ranking and the spec's links from the
+# listings to an incident are exercised with real data). Any server error or any response
+# that the spec does not describe fails the run.
 #
 #   tests/tools/schemathesis/run.sh            # both stores
 #   tests/tools/schemathesis/run.sh memory     # one store
@@ -44,6 +47,17 @@ wait_for() {  # url
   return 1
 }
 
+wait_for_incident() {  # url of a listing of one incident
+  for _ in $(seq 1 300); do
+    if python3 -c 'import json, sys, urllib.request
+sys.exit(not json.load(urllib.request.urlopen(sys.argv[1], timeout=1))["incidents"])' "$1" \
+      2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "no incident at $1 within 30 s" >&2
+  return 1
+}
+
 pids=()
 work=$(mktemp -d)
 cleanup() {
@@ -53,23 +67,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fuzz() {  # store
-  local store=$1 port flags=()
+fuzz() {  # memory | redis, then plain | demo
+  local store=$1 mode=$2 port flags=(--detector-warmup 1h)
   port=$(free_port)
+  if [ "$mode" = demo ]; then flags=(--demo); fi
   if [ "$store" = redis ]; then
     local redis_port
     redis_port=$(free_port)
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
       --dir "$work" >/dev/null 2>&1 &
     pids+=($!)
-    flags=(--redis-url "redis://127.0.0.1:$redis_port/")
+    flags+=(--redis-url "redis://127.0.0.1:$redis_port/")
   fi
   DOWNRADAR_REPORTER_SECRET=schemathesis RUST_LOG=warn \
-    "$bin" serve --listen "127.0.0.1:$port" "${flags[@]}" --detector-warmup 1h \
-    >"$work/server-$store.log" 2>&1 &
+    "$bin" serve --listen "127.0.0.1:$port" "${flags[@]}" \
+    >"$work/server-$store-$mode.log" 2>&1 &
   pids+=($!)
   wait_for "http://127.0.0.1:$port/readyz"
-  echo "== schemathesis on the $store store (port $port)"
+  if [ "$mode" = demo ]; then
+    wait_for_incident "http://127.0.0.1:$port/v1/incidents?limit=1"
+  fi
+  echo "== schemathesis on the $store store, $mode (port $port)"
   local attempt
   for attempt in 1 2; do
     if "$venv/bin/schemathesis" --config-file tests/tools/schemathesis/schemathesis.toml \
@@ -82,11 +100,11 @@ fuzz() {  # store
         --suppress-health-check all \
         --seed "${SCHEMATHESIS_SEED:-1}" \
         --generation-database none \
-        --no-color | tee "$work/schemathesis-$store.out"; then
+        --no-color | tee "$work/schemathesis-$store-$mode.out"; then
       return 0
     fi
     # Run again only when the fuzzer's own error is the whole of what failed.
-    local out="$work/schemathesis-$store.out" errors
+    local out="$work/schemathesis-$store-$mode.out" errors
     errors=$(awk '/^Errors:/ {on = 1; next} on && /^$/ {on = 0} on' "$out")
     if [ "$attempt" = 1 ] && ! grep -q "^Failures:" "$out" &&
       grep -q "AST constructor recursion depth mismatch" "$out" &&
@@ -97,8 +115,8 @@ fuzz() {  # store
     fi
     break
   done
-  echo "schemathesis found problems on the $store store; server log:" >&2
-  tail -n 50 "$work/server-$store.log" >&2
+  echo "schemathesis found problems on the $store store, $mode; server log:" >&2
+  tail -n 50 "$work/server-$store-$mode.log" >&2
   return 1
 }
 
@@ -106,6 +124,12 @@ stores=("${@:-memory}")
 [ $# -eq 0 ] && stores=(memory redis)
 status=0
 for store in "${stores[@]}"; do
-  fuzz "$store" || status=1
+  for mode in plain demo; do
+    fuzz "$store" "$mode" || status=1
+    # Each run's server (a demo one makes traffic) and Redis stop before the next starts.
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    pids=()
+  done
 done
 exit $status
