@@ -38,6 +38,9 @@ const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(60);
 const CLOCK_SYNC_CHECK: Duration = Duration::from_secs(1);
 /// How long a starting server waits for its first measurement.
 const CLOCK_SYNC_AT_START: Duration = Duration::from_millis(500);
+/// How long a starting server waits for Redis to say its version (see
+/// `RedisStore::too_old`): one that does not say in time is checked by `/readyz` instead.
+const VERSION_CHECK_AT_START: Duration = Duration::from_millis(500);
 /// Readings of Redis's clock per measurement; the quickest counts.
 const CLOCK_SYNC_SAMPLES: usize = 5;
 /// An offset from Redis's clock (or a change of it) this large is logged as a warning: the
@@ -115,7 +118,7 @@ impl Application {
                 // once; otherwise the replica reports not ready (and logs why) until it is
                 // replaced (see `RedisStore::ping`).
                 if let Ok(Ok(Some(why))) =
-                    tokio::time::timeout(CLOCK_SYNC_AT_START, store.too_old()).await
+                    tokio::time::timeout(VERSION_CHECK_AT_START, store.too_old()).await
                 {
                     anyhow::bail!("{}: {why}", redact_url(url));
                 }

@@ -12,7 +12,10 @@
 //! is answered `304 Not Modified` without a body. There is no `Last-Modified`: no date of
 //! the body's own moves forward with every change (an entry leaving a filtered feed, when its
 //! incident resolves, makes the newest date go back), and a date that went back would have
-//! `If-Modified-Since` answer 304 for a changed feed.
+//! `If-Modified-Since` answer 304 for a changed feed. An open incident's entry gives its
+//! reports per minute as of the detector's last bucket, so while one is listed the body and
+//! its `ETag` change every bucket; the entry's `updated` stays its latest event (a change of
+//! attribution, which is what a reader is told of).
 
 mod atom;
 mod badge;

@@ -117,18 +117,11 @@ pub struct IncidentList {
     params(IncidentsQuery),
     responses(
         (status = 200, description = "A page of incidents.", body = IncidentList,
-            links(
-                ("FirstIncident" = (
-                    operation_id = "get_incident",
-                    parameters(("id" = "$response.body#/incidents/0/id")),
-                    description = "The first incident of the page, with its events and evidence."
-                )),
-                ("NextPage" = (
-                    operation_id = "list_incidents",
-                    parameters(("cursor" = "$response.body#/next_cursor")),
-                    description = "The next page (`next_cursor` is absent on the last one)."
-                ))
-            ),
+            links(("FirstIncident" = (
+                operation_id = "get_incident",
+                parameters(("id" = "$response.body#/incidents/0/id")),
+                description = "The first incident of the page, with its events and evidence."
+            ))),
             example = json!({"incidents": [{"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["CA", "US"], "partial": true, "problems": ["login"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}], "next_cursor": "tiktok-1795262460"})),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be a whole number from 1 to 200, not \"500\""})),

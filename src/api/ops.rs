@@ -35,13 +35,13 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 /// Readiness.
 ///
 /// 200 when the store answers, 503 when it does not (take the replica out of rotation). On
-/// Redis, also 503 until the replica has read Redis's clock once: it stamps reports on that
-/// clock, as every replica does.
+/// Redis, also 503 until the replica has read Redis's clock once (it stamps reports on that
+/// clock, as every replica does), and while Redis is older than 7.0 (the log says so).
 #[utoipa::path(
     tag = "operations",
     responses(
         (status = 200, description = "The store answers.", body = Health, example = json!({"status": "ready", "store": "redis"})),
-        (status = 503, description = "`unavailable`: the store does not answer (or, on Redis, its clock has not been read yet).", body = ErrorBody,
+        (status = 503, description = "`unavailable`: the store does not answer (or, on Redis, its clock has not been read yet, or it is older than 7.0).", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
     )

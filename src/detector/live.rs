@@ -237,8 +237,11 @@ impl LiveDetector {
     /// drops the state of a service that left the catalog, or no longer fits it (other
     /// problems, another bucket width), and with it any incident it had open: that incident
     /// is resolved (see [`LiveDetector::resumed_at`] for when), or it would stay open in the
-    /// store (and on the status page) for good. And a warm-up's announcement of an incident
-    /// the store already holds open (the same service and start) is not made twice.
+    /// store (and on the status page) for good. A warm-up's announcement of an incident the
+    /// store already holds open (the same service and start) is not made twice; and where the
+    /// engine's attribution of such an incident differs from the stored one (a warm-up
+    /// relearned it), an `incident.updated` says so, so that the record (refreshed with the
+    /// engine's view, see [`DetectorCommit::refreshed`]) never changes without an event.
     async fn reconcile(
         &self,
         engine: &Engine,
@@ -258,9 +261,21 @@ impl LiveDetector {
         events.retain(|event| {
             event.kind != EventType::Opened || stored.iter().all(|i| i.id != event.incident.id)
         });
-        let open: HashSet<String> = engine
-            .detector()
-            .open_incidents()
+        let engine_open = engine.detector().open_incidents();
+        for incident in &engine_open {
+            let differs = stored
+                .iter()
+                .any(|i| i.id == incident.id && !same_attribution(i, incident));
+            let announced = events.iter().any(|e| e.incident.id == incident.id);
+            if differs && !announced {
+                events.push(IncidentEvent {
+                    kind: EventType::Updated,
+                    at: self.resumed_at(engine),
+                    incident: incident.clone(),
+                });
+            }
+        }
+        let open: HashSet<String> = engine_open
             .into_iter()
             .map(|incident| incident.id)
             .collect();
@@ -469,4 +484,14 @@ impl LiveDetector {
         metrics::gauge!("downradar_detector_lag_seconds").set(lag);
         metrics::gauge!("downradar_incidents_open").set(open);
     }
+}
+
+/// Whether two records of an incident say the same of it: scope, regions, problems and cause
+/// (what an `incident.updated` announces), whatever their figures.
+fn same_attribution(a: &Incident, b: &Incident) -> bool {
+    a.scope == b.scope
+        && a.regions == b.regions
+        && a.partial == b.partial
+        && a.problems == b.problems
+        && a.caused_by == b.caused_by
 }

@@ -538,7 +538,7 @@ pub trait Store: Send + Sync + 'static {
         of: CellFilter<'_>,
     ) -> Result<Vec<(i64, u64)>, StoreError>;
 
-    /// Succeeds when the store answers.
+    /// Succeeds when the store answers (and, on Redis, is not too old to run the scripts).
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Takes the detector lease for `holder` when nobody holds it, or renews it when `holder`

@@ -419,7 +419,8 @@ impl RedisStore {
     }
 
     /// Why the server cannot serve downradar, when it is older than needed (see
-    /// [`MIN_REDIS_VERSION`]); `None` when it can.
+    /// [`MIN_REDIS_VERSION`]); `None` when it can. An error when it does not answer, or does
+    /// not let this user run `INFO`.
     pub async fn too_old(&self) -> Result<Option<String>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("INFO").arg("server");
@@ -1106,11 +1107,13 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    /// Redis answers, and is recent enough (see [`MIN_REDIS_VERSION`]).
+    /// Redis answers, and is not known to be too old (see [`MIN_REDIS_VERSION`]). A user
+    /// that may not run `INFO` (in the `@dangerous` ACL category, which a least-privilege
+    /// user is often denied, and nothing else downradar runs is) is taken to be recent enough.
     async fn ping(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("PING").cmd("INFO").arg("server");
-        let (pong, info): (Value, String) = Self::query(&self.writes, &pipe).await?;
+        pipe.ignore_errors().cmd("PING").cmd("INFO").arg("server");
+        let (pong, info): (Value, Value) = Self::query(&self.writes, &pipe).await?;
         match pong {
             Value::SimpleString(s) if s == "PONG" => {}
             other => {
@@ -1119,6 +1122,7 @@ impl Store for RedisStore {
                 )));
             }
         }
+        let info = redis::from_redis_value::<String>(info).unwrap_or_default();
         match too_old(&info) {
             Some(version) => Err(StoreError::Backend(too_old_message(version))),
             None => Ok(()),

@@ -802,6 +802,77 @@ async fn a_warm_ups_announcement_comes_before_the_next_events() {
     );
 }
 
+/// A warm-up that finds an incident the store holds open, but attributes it otherwise (it
+/// relearned the service), announces the difference with an `incident.updated` instead of
+/// a second opening, and the record says what the event says.
+#[tokio::test]
+async fn a_warm_up_announces_how_its_view_of_an_open_incident_differs() {
+    let catalog = catalog_of(&[("web", "\"login\", \"app\"")]);
+    let at = START + Duration::from_secs(104 * 60 + 25);
+    let warm_up = |store: Arc<MemoryStore>, clock: Arc<ManualClock>| {
+        warming(store, clock, &catalog, Duration::from_secs(3 * 3600))
+    };
+    // What a warm-up makes of an outage from minute 100 on.
+    let clock = Arc::new(ManualClock::new(at));
+    let store = Arc::new(MemoryStore::new(store_settings(), clock.clone()));
+    flood(&store, "web", 100..140).await;
+    warm_up(store.clone(), clock.clone())
+        .tick()
+        .await
+        .expect("tick");
+    let fresh = streamed(&store).await;
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    let seen = fresh[0].incident.clone();
+
+    // The same outage, which a leader on 10-second buckets had opened as a regional outage in
+    // France of `app` alone (its cursor is no one-minute bucket start: a warm-up follows).
+    let clock = Arc::new(ManualClock::new(at));
+    let store = Arc::new(MemoryStore::new(store_settings(), clock.clone()));
+    flood(&store, "web", 100..140).await;
+    let before = Incident {
+        scope: Scope::Regional,
+        regions: vec![RegionCode::parse("FR").unwrap()],
+        partial: true,
+        problems: vec![Problem::parse("app").unwrap()],
+        ..seen.clone()
+    };
+    let opened = IncidentEvent {
+        kind: EventType::Opened,
+        at: START + Duration::from_secs(101 * 60),
+        incident: before,
+    };
+    assert!(
+        store
+            .acquire_lease("old", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    store
+        .commit_detector(DetectorCommit {
+            holder: "old",
+            continues_from: None,
+            cursor: START.unix_timestamp() + 104 * 60 + 10,
+            states: &[],
+            forget: &[],
+            gaps: &[],
+            events: std::slice::from_ref(&opened),
+            refreshed: &[],
+        })
+        .await
+        .expect("commit");
+    store.release_lease("old").await.unwrap();
+    warm_up(store.clone(), clock.clone())
+        .tick()
+        .await
+        .expect("tick");
+    let events = streamed(&store).await;
+    let kinds: Vec<EventType> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventType::Opened, EventType::Updated], "{events:?}");
+    assert_eq!(events[1].incident, seen, "the warm-up's view");
+    let record = store.incident(&seen.id).await.unwrap().unwrap();
+    assert_eq!(record.incident, seen);
+}
+
 /// A restart with another `--bucket` starts the detector afresh: the saved cursor would
 /// never meet a bucket start of the new width again, and the detector would read nothing.
 #[tokio::test]
@@ -1068,6 +1139,13 @@ mod saved_state {
         let (mut detector, errors) =
             Detector::restore(&catalog, DetectorConfig::default(), &saved, &[]);
         assert!(errors.is_empty(), "{errors:?}");
+        // Kept, not learned afresh: a state that no longer fits (other test windows, another
+        // bucket width, other problems) is dropped with no more than a warning.
+        assert_eq!(
+            detector.oldest_saved(),
+            Some(saved_at()),
+            "the saved state was dropped"
+        );
 
         // The eighth day, quiet, then its traffic ten times over for ten minutes.
         let scenario = scenario(&catalog);

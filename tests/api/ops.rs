@@ -176,3 +176,61 @@ async fn a_redis_too_old_for_the_scripts_stops_the_start() {
         "7.0 is enough"
     );
 }
+
+/// A least-privilege Redis user, denied the `@dangerous` commands (`INFO`, `KEYS`, `FLUSHALL`,
+/// `CONFIG`…), runs everything downradar needs: the replica is ready, counts reports and
+/// commits its detector's steps.
+#[tokio::test]
+async fn a_redis_user_without_dangerous_commands_is_enough() {
+    let redis = RedisServer::start();
+    let mut admin = redis.connection().expect("connect");
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "dr",
+                "on",
+                ">pw",
+                "+@all",
+                "-@dangerous",
+                "~*",
+                "&*",
+            ][..],
+        )
+        .query(&mut admin)
+        .expect("ACL SETUSER");
+    let info: redis::RedisResult<String> = redis::cmd("INFO").query(
+        &mut redis::Client::open(format!("redis://dr:pw@127.0.0.1:{}/", redis.port))
+            .unwrap()
+            .get_connection()
+            .unwrap(),
+    );
+    assert!(info.is_err(), "the user may not run INFO");
+
+    let url = format!("redis://dr:pw@127.0.0.1:{}/", redis.port);
+    let clock = std::sync::Arc::new(downradar::clock::ManualClock::new(
+        crate::helpers::test_epoch(),
+    ));
+    let app = crate::helpers::build_app(Some(&url), &["--detector-interval", "1s"], clock)
+        .await
+        .expect("starts");
+    let store = app.store();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let report = client
+        .post(format!("{base}/v1/services/tiktok/reports"))
+        .json(&json!({"problem": "login", "region": "DE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 202);
+    // The detector leads and commits (its first step, at once).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.load_detector().await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no detector commit");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
