@@ -163,9 +163,10 @@ impl utoipa::ToSchema for RegionCode {}
 /// Why a region code was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegionError {
-    /// Not two ASCII letters. Holds the input (its first characters if it is long).
+    /// Not two ASCII letters. Holds the input (its first characters if it is long), shown
+    /// escaped: a quote or a line break in it cannot pass for the message's own.
     #[error(
-        "malformed region code \"{0}\": expected two letters, an ISO 3166-1 alpha-2 country code such as \"DE\""
+        "malformed region code {0:?}: expected two letters, an ISO 3166-1 alpha-2 country code such as \"DE\""
     )]
     Malformed(String),
     /// Two letters, but no built-in region has that code. Holds the upper-cased code.
@@ -1112,6 +1113,11 @@ mod tests {
             panic!("a long input is malformed");
         };
         assert!(echoed.len() < 40, "long input is shortened: {echoed}");
+        assert_eq!(
+            RegionCode::parse("a\"\n").unwrap_err().to_string(),
+            "malformed region code \"a\\\"\\n\": expected two letters, an ISO 3166-1 alpha-2 \
+             country code such as \"DE\""
+        );
         assert_eq!(
             RegionCode::parse("XX").unwrap_err().to_string(),
             "unknown region \"XX\": expected an ISO 3166-1 alpha-2 country code such as \"DE\""
