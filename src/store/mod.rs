@@ -434,7 +434,7 @@ pub(crate) fn to_json(event: &IncidentEvent) -> Result<(String, String), StoreEr
 /// An incident event or record as JSON.
 pub(crate) fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
-        .map_err(|e| StoreError::Backend(format!("cannot encode an incident event: {e}")))
+        .map_err(|e| StoreError::Backend(format!("cannot encode an incident or its event: {e}")))
 }
 
 /// Stored JSON read back; what does not parse (only a bug or a foreign writer could store
