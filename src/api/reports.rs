@@ -502,13 +502,13 @@ pub async fn read_reports(
         )));
     }
     if since < 0 {
-        let since = if query.since.is_some() {
+        let start = if query.since.is_some() {
             "since"
         } else {
             "since (by default 60 points before until)"
         };
         return Err(ApiError::invalid_query(format!(
-            "{since} is before 1970-01-01T00:00:00Z: the series must start then or later"
+            "{start} is before 1970-01-01T00:00:00Z: the series must start then or later"
         )));
     }
     if since >= until {

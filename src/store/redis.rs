@@ -272,10 +272,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// `GT`, new in 7.0. On an older one the detector could never commit.
 const MIN_REDIS_VERSION: (u32, u32) = (7, 0);
 
-/// The `redis_version` of an `INFO server` reply when it is older than
-/// [`MIN_REDIS_VERSION`]; `None` when it is recent enough, or does not say (a server that
-/// speaks the protocol under another name is given the benefit of the doubt).
-fn too_old(info: &str) -> Option<&str> {
+/// Why the server of an `INFO server` reply cannot serve downradar: its `redis_version` is
+/// older than [`MIN_REDIS_VERSION`]. `None` when it is recent enough, or does not say (a
+/// server that speaks the protocol under another name is given the benefit of the doubt).
+fn too_old(info: &str) -> Option<String> {
     let version = info
         .lines()
         .find_map(|line| line.strip_prefix("redis_version:"))?
@@ -284,14 +284,12 @@ fn too_old(info: &str) -> Option<&str> {
     let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
         return None;
     };
-    ((major, minor) < MIN_REDIS_VERSION).then_some(version)
-}
-
-fn too_old_message(version: &str) -> String {
-    format!(
-        "Redis {version} is too old: downradar needs Redis {}.{} or later",
-        MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
-    )
+    ((major, minor) < MIN_REDIS_VERSION).then(|| {
+        format!(
+            "Redis {version} is too old: downradar needs Redis {}.{} or later",
+            MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
+        )
+    })
 }
 
 /// Most bucket reads sent in one pipeline round trip (and index entries read at once).
@@ -425,7 +423,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.cmd("INFO").arg("server");
         let (info,): (String,) = Self::query(&self.writes, &pipe).await?;
-        Ok(too_old(&info).map(too_old_message))
+        Ok(too_old(&info))
     }
 
     /// Redis's own clock (`TIME`), which every replica follows (see
@@ -1123,10 +1121,7 @@ impl Store for RedisStore {
             }
         }
         let info = redis::from_redis_value::<String>(info).unwrap_or_default();
-        match too_old(&info) {
-            Some(version) => Err(StoreError::Backend(too_old_message(version))),
-            None => Ok(()),
-        }
+        too_old(&info).map_or(Ok(()), |why| Err(StoreError::Backend(why)))
     }
 
     async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -1542,8 +1537,8 @@ mod tests {
         }
         assert_eq!(too_old("# Server\r\nvalkey_version:8.0.1\r\n"), None);
         assert_eq!(
-            too_old_message("6.2.14"),
-            "Redis 6.2.14 is too old: downradar needs Redis 7.0 or later"
+            too_old(&info("6.2.14")).as_deref(),
+            Some("Redis 6.2.14 is too old: downradar needs Redis 7.0 or later")
         );
     }
 

@@ -321,8 +321,19 @@ pub async fn spawn_app_with(backend: Backend, flags: &[&str]) -> TestApp {
 pub async fn spawn_app_with_only(backend: Backend, flags: &[&str]) -> TestApp {
     let redis = (backend == Backend::Redis).then(RedisServer::start);
     let url = redis.as_ref().map(RedisServer::url);
+    spawn_app_at(backend, redis, url.as_deref(), flags).await
+}
+
+/// Starts the app with exactly `flags` on the Redis at `url` (served by `redis`, which the
+/// app keeps alive; a URL of its own may name a user, say), or on the embedded store.
+pub async fn spawn_app_at(
+    backend: Backend,
+    redis: Option<RedisServer>,
+    url: Option<&str>,
+    flags: &[&str],
+) -> TestApp {
     let clock = Arc::new(ManualClock::new(test_epoch()));
-    let app = build_app(url.as_deref(), flags, clock.clone())
+    let app = build_app(url, flags, clock.clone())
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Backend, RedisServer, spawn_app, start_binary};
+use crate::helpers::{Backend, RedisServer, spawn_app, spawn_app_at, start_binary};
 use crate::on_both_stores;
 
 on_both_stores! {
@@ -199,37 +199,31 @@ async fn a_redis_user_without_dangerous_commands_is_enough() {
         )
         .query(&mut admin)
         .expect("ACL SETUSER");
+    let url = format!("redis://dr:pw@127.0.0.1:{}/", redis.port);
     let info: redis::RedisResult<String> = redis::cmd("INFO").query(
-        &mut redis::Client::open(format!("redis://dr:pw@127.0.0.1:{}/", redis.port))
+        &mut redis::Client::open(url.as_str())
             .unwrap()
             .get_connection()
             .unwrap(),
     );
     assert!(info.is_err(), "the user may not run INFO");
 
-    let url = format!("redis://dr:pw@127.0.0.1:{}/", redis.port);
-    let clock = std::sync::Arc::new(downradar::clock::ManualClock::new(
-        crate::helpers::test_epoch(),
-    ));
-    let app = crate::helpers::build_app(Some(&url), &["--detector-interval", "1s"], clock)
-        .await
-        .expect("starts");
-    let store = app.store();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
-    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
-    let report = client
-        .post(format!("{base}/v1/services/tiktok/reports"))
-        .json(&json!({"problem": "login", "region": "DE"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(report.status(), 202);
+    let app = spawn_app_at(
+        Backend::Redis,
+        Some(redis),
+        Some(&url),
+        &["--detector-interval", "1s"],
+    )
+    .await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let report = app
+        .report("tiktok", &json!({"problem": "login", "region": "DE"}))
+        .await;
+    assert_eq!(report.status, 202, "{}", report.text);
     // The detector leads and commits (its first step, at once).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while store.load_detector().await.unwrap().is_none() {
+    while app.store.load_detector().await.unwrap().is_none() {
         assert!(std::time::Instant::now() < deadline, "no detector commit");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
