@@ -50,9 +50,10 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Load recorded counts (CSV) into Redis, so a new deployment has history from its start.
     ///
-    /// Adds each row's count to its bucket and hourly roll-up, with the deployment's
-    /// retention; rows older than the retention are skipped. Loading a file twice counts it
-    /// twice. Progress goes to stderr.
+    /// Checks every row first, and writes nothing if one is bad. Then adds each row's count
+    /// to its bucket and hourly roll-up, with the deployment's retentions: rows older than
+    /// --retention go to the roll-up only, rows older than --rollup-retention are skipped.
+    /// Loading a file twice counts it twice. Progress goes to stderr.
     Import(ImportArgs),
     /// Run the detector over recorded counts (CSV) and print its incident events.
     ///

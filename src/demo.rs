@@ -241,7 +241,8 @@ impl Demo {
                     .store
                     .add_history(&batch)
                     .await
-                    .context("demo: cannot add the synthetic history")?;
+                    .context("demo: cannot add the synthetic history")?
+                    .total();
                 batch.clear();
                 tokio::task::yield_now().await;
             }

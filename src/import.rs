@@ -1,10 +1,12 @@
 //! `downradar import`: recorded counts (the backtest CSV) into a store, so a new deployment has
 //! history, and with it baselines, from its first minute.
 //!
-//! The file is streamed: rows are checked one by one (each error names the file and line) and
-//! added in batches through [`Store::add_history`], which sums a batch per bucket and field
-//! before writing. Rows are not deduplicated (they already count distinct reporters), so
-//! loading a file twice counts it twice.
+//! The file is streamed twice: a first pass checks every row (each error names the file and
+//! line) and writes nothing, so a bad row near the end does not leave the rows before it
+//! loaded (loading the fixed file again would count those twice); the second adds the rows in
+//! batches through [`Store::add_history`], which sums a batch per bucket and field before
+//! writing. Rows are not deduplicated (they already count distinct reporters), so loading a
+//! file twice counts it twice.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -21,7 +23,7 @@ use crate::config::ImportArgs;
 use crate::progress::Progress;
 use crate::regions::RegionCode;
 use crate::store::redis::RedisStore;
-use crate::store::{Cell, HistoryCount, Store};
+use crate::store::{Cell, HistoryAdded, HistoryCount, Store};
 
 /// The header every counts file starts with.
 pub const HEADER: &str = "timestamp,service,region,problem,count";
@@ -41,8 +43,9 @@ pub struct ImportSummary {
     pub rows: u64,
     /// Reports in those rows.
     pub reports: u64,
-    /// Reports added (the rest were older than the retention).
-    pub added: u64,
+    /// Reports added, to their fine buckets or to the hourly roll-up only; the rest were
+    /// older than both retentions.
+    pub added: HistoryAdded,
 }
 
 /// Runs `downradar import`.
@@ -58,24 +61,28 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let summary = load(&store, &catalog, args.buckets.bucket, &args.input).await?;
     eprintln!(
-        "import: {} rows, {} reports, {} added ({} older than the retention skipped) in {:.1?}",
+        "import: {} rows, {} reports, {} added, {} to the hourly roll-up only (older than \
+         --retention), {} skipped (older than --rollup-retention) in {:.1?}",
         summary.rows,
         summary.reports,
-        summary.added,
-        summary.reports - summary.added,
+        summary.added.fine,
+        summary.added.rollup_only,
+        summary.reports - summary.added.total(),
         started.elapsed()
     );
     Ok(())
 }
 
 /// Reads the counts file at `path` and adds it to `store`; `bucket` is the width every
-/// timestamp must be aligned to (the deployment's `--bucket`).
+/// timestamp must be aligned to (the deployment's `--bucket`). Nothing is written unless
+/// every row is good.
 pub async fn load(
     store: &dyn Store,
     catalog: &Catalog,
     bucket: BucketWidth,
     path: &Path,
 ) -> anyhow::Result<ImportSummary> {
+    check(catalog, bucket, path)?;
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
     let mut summary = ImportSummary::default();
@@ -104,6 +111,25 @@ pub async fn load(
     summary.added += write(store, &batch, &reader.file_name, batch_from, line).await?;
     progress.finish(Some(format!("import: 100% ({} rows)", summary.rows)));
     Ok(summary)
+}
+
+/// The first pass: reads every row of the file and stops at the first bad one.
+fn check(catalog: &Catalog, bucket: BucketWidth, path: &Path) -> anyhow::Result<()> {
+    let mut reader = CountsReader::open(path, catalog, bucket)?;
+    let mut progress = Progress::new();
+    let mut rows = 0u64;
+    while reader.next_row()?.is_some() {
+        rows += 1;
+        if rows.is_multiple_of(BATCH_ROWS as u64) {
+            let (read, size) = (reader.read, reader.size);
+            progress.show(|| {
+                let percent = (read * 100).checked_div(size).unwrap_or(0);
+                format!("import: checking, {percent}% ({rows} rows)")
+            });
+        }
+    }
+    progress.finish(None);
+    Ok(())
 }
 
 /// Streams the rows of a counts file, checking each (errors name the file and line).
@@ -196,7 +222,7 @@ async fn write(
     file_name: &str,
     from: u64,
     to: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<HistoryAdded> {
     store.add_history(batch).await.with_context(|| {
         format!(
             "{file_name}: writing lines {from} to {to} failed; lines before {from} are \
@@ -246,10 +272,13 @@ fn parse_row(
         ));
     }
     let region = RegionCode::parse(region).map_err(|e| e.to_string())?;
-    let count = count
-        .trim()
-        .parse::<u64>()
-        .map_err(|e| format!("count {count:?} is not a whole number: {e}"))?;
+    let count = count.trim().parse::<u64>().map_err(|e| {
+        if count.trim().starts_with('-') {
+            format!("count {count:?} is negative; a count of reporters is 0 or more")
+        } else {
+            format!("count {count:?} is not a whole number: {e}")
+        }
+    })?;
     if count > MAX_COUNT {
         return Err(format!(
             "count {count} is over the limit of {MAX_COUNT} per row"
@@ -300,8 +329,9 @@ mod tests {
             ("2026-10-01T00:01:00Z,myspace,US,login,3", "unknown service"),
             ("2026-10-01T00:01:00Z,tiktok,US,wifi,3", "unknown problem"),
             ("2026-10-01T00:01:00Z,tiktok,XX,login,3", "unknown region"),
+            ("2026-10-01T00:01:00Z,tiktok,US,login,-1", "is negative"),
             (
-                "2026-10-01T00:01:00Z,tiktok,US,login,-1",
+                "2026-10-01T00:01:00Z,tiktok,US,login,2.5",
                 "not a whole number",
             ),
         ] {

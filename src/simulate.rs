@@ -177,11 +177,31 @@ fn write_truth(path: &Path, scenario: &Scenario) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write the truth", path.display()))
 }
 
+/// Whether `a` and `b` name the same file, whether or not it exists yet (`x.csv` and
+/// `./x.csv` do).
+fn same_path(a: &Path, b: &Path) -> bool {
+    let full = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(dir.canonicalize().ok()?.join(p.file_name()?))
+    };
+    a == b || full(a).is_some_and(|x| full(b) == Some(x))
+}
+
 /// What `downradar simulate --output` does: generates the scenario and writes both files.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let (Some(output), Some(truth)) = (&args.output, &args.truth) else {
         bail!("simulate: --output and --truth are required to write files");
     };
+    if same_path(output, truth) {
+        bail!(
+            "simulate: --output and --truth name the same file ({}); the counts would \
+             overwrite the truth",
+            output.display()
+        );
+    }
     let (scenario, selected) = plan(args, args.start.unwrap_or(FILE_START))?;
     write_truth(truth, &scenario)?;
 
@@ -2160,6 +2180,19 @@ mod tests {
         counts
     }
 
+    #[test]
+    fn the_counts_and_the_truth_must_be_two_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        let dotted = dir.path().join(".").join("a.csv");
+        assert!(same_path(&a, &a));
+        assert!(
+            same_path(&a, &dotted),
+            "not written yet, and named two ways"
+        );
+        assert!(!same_path(&a, &dir.path().join("b.json")));
+        assert!(same_path(Path::new("x.csv"), Path::new("./x.csv")));
+    }
     #[test]
     fn same_seed_gives_identical_bytes_and_another_seed_does_not() {
         let a = csv(&scenario(7, 2, 4.0));

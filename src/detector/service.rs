@@ -844,14 +844,17 @@ impl ServiceState {
 
     fn open_incident(&mut self, t: i64, tuning: &Tuning) -> Open {
         // The onset: the earliest of the consecutive elevated buckets ending now, within the
-        // longest test window.
+        // longest test window. Consecutive in time: the ring skips buckets taken as missing
+        // (see `Detector::step`), and a bucket before such a gap is no part of a run seen
+        // after it (after three hours without data, ordinary minutes before them had been
+        // taken as the start of an outage found after them).
         let longest = tuning.windows.last().copied().unwrap_or(1);
         let mut onset = t;
         let mut from = self.ring.len() - 1;
         // Never reaching back into the previous incident: ids (service and start) stay unique.
         let floor = self.resolved_at.unwrap_or(i64::MIN);
         for (i, s) in self.ring.iter().enumerate().rev().take(longest) {
-            if s.t < floor {
+            if s.t < floor || s.t != onset && s.t != onset - tuning.width {
                 break;
             }
             let elevated = f64::from(s.x) > ONSET_RATIO * f64::from(s.mu) && s.x > 0.0
@@ -1529,6 +1532,53 @@ mod tests {
             resolved.is_some_and(|minute| (30..=90).contains(&minute)),
             "resolved at minute {resolved:?} (Germany's last report at minute 20)"
         );
+    }
+
+    /// Buckets taken as missing never reach a service's state, so its ring jumps over them.
+    /// An outage found after such a gap starts after it: the minutes before the gap, however
+    /// they looked, are no part of the run of elevated buckets that opened it.
+    #[test]
+    fn an_outage_found_after_missing_buckets_starts_after_them() {
+        let tuning = crate::detector::DetectorConfig::default().tuning();
+        let problems = vec![Problem::parse("login").unwrap()];
+        let mut state = ServiceState::new(problems.clone(), &tuning, 1.0);
+        let cell = Cell {
+            region: RegionCode::parse("US").unwrap(),
+            problem: problems[0].clone(),
+        };
+        let days = 2 * 1440;
+        for i in 0..days {
+            state.observe(i * 60, &[(cell.clone(), 10)], &tuning);
+        }
+        // Two minutes a little above the usual ten (elevated for the onset, far from an
+        // outage), then three hours missing, then a flood.
+        for i in days..days + 2 {
+            assert_eq!(state.observe(i * 60, &[(cell.clone(), 20)], &tuning), None);
+        }
+        let resumed = days + 2 + 180;
+        let opened = (resumed..resumed + 10).find(|&i| {
+            state.observe(i * 60, &[(cell.clone(), 200)], &tuning) == Some(Change::Opened)
+        });
+        assert!(opened.is_some(), "the flood opens an incident");
+        let open = state.open.as_ref().unwrap();
+        assert_eq!(
+            open.started_at,
+            resumed * 60,
+            "starts with the flood, after the gap"
+        );
+        // With the same two minutes just before it, the flood's run reaches back over them.
+        let mut state = ServiceState::new(problems.clone(), &tuning, 1.0);
+        for i in 0..days {
+            state.observe(i * 60, &[(cell.clone(), 10)], &tuning);
+        }
+        for i in days..days + 2 {
+            state.observe(i * 60, &[(cell.clone(), 20)], &tuning);
+        }
+        let opened = (days + 2..days + 12).find(|&i| {
+            state.observe(i * 60, &[(cell.clone(), 200)], &tuning) == Some(Change::Opened)
+        });
+        assert!(opened.is_some());
+        assert_eq!(state.open.as_ref().unwrap().started_at, days * 60);
     }
 
     #[test]

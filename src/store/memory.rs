@@ -14,10 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount,
-    IncidentQuery, IncidentRecord, Recorded, Report, ReportToken, SavedState, Store, StoreError,
-    StoreSettings, StreamBounds, StreamEvent, StreamRead, encode_json, incident_service,
-    lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
+    BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryAdded,
+    HistoryCount, IncidentQuery, IncidentRecord, Recorded, Report, ReportToken, SavedState, Store,
+    StoreError, StoreSettings, StreamBounds, StreamEvent, StreamRead, encode_json,
+    incident_service, lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json,
+    whole_secs,
 };
 use crate::catalog::ServiceId;
 use crate::clock::Clock;
@@ -335,7 +336,8 @@ impl MemoryStore {
     }
 
     /// Adds `delta` to `cell` of `service` in the fine bucket `start` and its roll-up; buckets
-    /// already expired at `now_s` are left alone. Returns whether anything was added.
+    /// already expired at `now_s` are left alone. Returns whether it was added to the fine
+    /// bucket, and whether to anything.
     fn add(
         &self,
         inner: &mut Inner,
@@ -344,13 +346,14 @@ impl MemoryStore {
         cell: &Cell,
         delta: i64,
         now_s: i64,
-    ) -> bool {
+    ) -> (bool, bool) {
         let series = inner.buckets.entry(service.clone()).or_default();
-        let mut added = false;
-        for (width, start, expires_at) in self.targets(start) {
+        let (mut fine, mut added) = (false, false);
+        for (i, (width, start, expires_at)) in self.targets(start).into_iter().enumerate() {
             if expires_at <= now_s {
                 continue;
             }
+            fine |= i == 0;
             added = true;
             let bucket = series.entry((width, start)).or_insert_with(|| Bucket {
                 expires_at,
@@ -363,7 +366,7 @@ impl MemoryStore {
                 bucket.cells.remove(cell);
             }
         }
-        added
+        (fine, added)
     }
 
     fn sweep(inner: &mut Inner, now_ms: i64) {
@@ -473,14 +476,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn add_history(&self, counts: &[HistoryCount]) -> Result<u64, StoreError> {
+    async fn add_history(&self, counts: &[HistoryCount]) -> Result<HistoryAdded, StoreError> {
         let now_s = self.now_ms().div_euclid(1000);
         let mut inner = self.lock();
-        let mut added = 0;
+        let mut added = HistoryAdded::default();
         for c in counts {
             let delta = i64::try_from(c.count).unwrap_or(i64::MAX);
-            if self.add(&mut inner, &c.service, c.bucket, &c.cell, delta, now_s) {
-                added += c.count;
+            match self.add(&mut inner, &c.service, c.bucket, &c.cell, delta, now_s) {
+                (true, _) => added.fine += c.count,
+                (false, true) => added.rollup_only += c.count,
+                (false, false) => {}
             }
         }
         Ok(added)

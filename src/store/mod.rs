@@ -118,6 +118,30 @@ pub struct HistoryCount {
     pub count: u64,
 }
 
+/// What [`Store::add_history`] added, in reports. The rest were older than every retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HistoryAdded {
+    /// Added to their fine buckets (and to the hourly roll-up).
+    pub fine: u64,
+    /// Added to the hourly roll-up only: past the fine buckets' retention, within the
+    /// roll-up's.
+    pub rollup_only: u64,
+}
+
+impl HistoryAdded {
+    /// Reports added anywhere.
+    pub fn total(&self) -> u64 {
+        self.fine + self.rollup_only
+    }
+}
+
+impl std::ops::AddAssign for HistoryAdded {
+    fn add_assign(&mut self, other: Self) {
+        self.fine += other.fine;
+        self.rollup_only += other.rollup_only;
+    }
+}
+
 /// What the store did with one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -498,8 +522,8 @@ pub trait Store: Send + Sync + 'static {
     /// Adds recorded history to the fine buckets and the hourly roll-up, as if its reporters
     /// had reported then (no dedup: history already counts distinct reporters). Buckets whose
     /// retention has already run out are skipped. Adding the same history twice counts it
-    /// twice. Returns how many reports were added.
-    async fn add_history(&self, counts: &[HistoryCount]) -> Result<u64, StoreError>;
+    /// twice. Returns how many reports were added, and where.
+    async fn add_history(&self, counts: &[HistoryCount]) -> Result<HistoryAdded, StoreError>;
 
     /// Counts of `service` in the buckets of `granularity` whose start is in `[from, until)`,
     /// in time order; empty buckets are left out.

@@ -31,10 +31,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{Script, Value};
 
 use super::{
-    BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount,
-    IncidentQuery, IncidentRecord, Recorded, Report, SavedState, Store, StoreError, StoreSettings,
-    StreamBounds, StreamEvent, StreamId, StreamRead, encode_json, incident_service, keys,
-    lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
+    BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryAdded,
+    HistoryCount, IncidentQuery, IncidentRecord, Recorded, Report, SavedState, Store, StoreError,
+    StoreSettings, StreamBounds, StreamEvent, StreamId, StreamRead, encode_json, incident_service,
+    keys, lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json, whole_secs,
 };
 use crate::buckets::ROLLUP_SECS;
 use crate::catalog::{Problem, ServiceId};
@@ -933,9 +933,9 @@ impl Store for RedisStore {
         self.query_script::<()>(&self.revoke, &pipe).await
     }
 
-    async fn add_history(&self, counts: &[HistoryCount]) -> Result<u64, StoreError> {
+    async fn add_history(&self, counts: &[HistoryCount]) -> Result<HistoryAdded, StoreError> {
         if counts.is_empty() {
-            return Ok(0);
+            return Ok(HistoryAdded::default());
         }
         // Sum per (key, field) first: history arrives one cell-minute per row, and a roll-up
         // key gets up to sixty of them. What has expired is judged by Redis's clock, which
@@ -945,26 +945,29 @@ impl Store for RedisStore {
         let hourly = self.settings.width(Granularity::Hourly);
         let mut sums: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut expiries: BTreeMap<String, i64> = BTreeMap::new();
-        let mut added = 0;
+        let mut added = HistoryAdded::default();
         for c in counts {
             let hour = crate::buckets::align(c.bucket, hourly);
             let mut targets = vec![(Granularity::Fine, fine, c.bucket)];
             if hourly != fine {
                 targets.push((Granularity::Hourly, hourly, hour));
             }
-            let mut counted = false;
+            let (mut to_fine, mut counted) = (false, false);
             for (granularity, width, start) in targets {
                 let expires_at = self.settings.expires_at(granularity, start);
                 if expires_at <= now {
                     continue;
                 }
+                to_fine |= granularity == Granularity::Fine;
                 counted = true;
                 let key = keys::bucket(&c.service, width, start);
                 *sums.entry((key.clone(), c.cell.field())).or_default() += c.count;
                 expiries.insert(key, expires_at);
             }
-            if counted {
-                added += c.count;
+            if to_fine {
+                added.fine += c.count;
+            } else if counted {
+                added.rollup_only += c.count;
             }
         }
         let mut pipe = redis::pipe();

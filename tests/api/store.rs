@@ -15,9 +15,9 @@ use downradar::reporter::ReporterSecret;
 use downradar::store::memory::MemoryStore;
 use downradar::store::redis::RedisStore;
 use downradar::store::{
-    Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryCount, IncidentFilter,
-    IncidentQuery, Recorded, Report, ReportToken, SavedState, Store, StoreError, StoreSettings,
-    StreamBounds, StreamRead,
+    Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryAdded, HistoryCount,
+    IncidentFilter, IncidentQuery, Recorded, Report, ReportToken, SavedState, Store, StoreError,
+    StoreSettings, StreamBounds, StreamRead,
 };
 use time::OffsetDateTime;
 
@@ -242,8 +242,12 @@ async fn history_on(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        added, 16,
-        "the 10-day-old row is still within the roll-up's 90 days"
+        added,
+        HistoryAdded {
+            fine: 9,
+            rollup_only: 7
+        },
+        "the 10-day-old row is past the 8-day retention, within the roll-up's 90 days"
     );
     assert_eq!(total(store, Granularity::Fine).await, 9);
     let epoch = test_epoch().unix_timestamp();
@@ -280,7 +284,7 @@ async fn history_on(store: &dyn Store) {
     // Far beyond every retention: nothing is added.
     assert_eq!(
         store.add_history(&[at(-200 * 24 * 60, 5)]).await.unwrap(),
-        0
+        HistoryAdded::default()
     );
 
     // A long read (more buckets than the memory store copies per hold of its lock), whole,
@@ -2077,8 +2081,9 @@ async fn redis_store_keeps_the_contract() {
     contract(Backend::Redis).await;
 }
 
-/// `downradar import` loads a counts file into a deployment's Redis, where the API sees it;
-/// a bad row stops it with the file and line.
+/// `downradar import` loads a counts file into a deployment's Redis, where the API sees it,
+/// and says how much of it only the hourly roll-up keeps; a bad row stops it with the file
+/// and line before anything is written, even the good rows before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_loads_a_counts_file_into_redis() {
     let app = crate::helpers::spawn_app(Backend::Redis).await;
@@ -2095,7 +2100,9 @@ async fn import_loads_a_counts_file_into_redis() {
         &good,
         format!(
             "timestamp,service,region,problem,count\n\
+             {old},tiktok,US,login,6\n\
              {a},tiktok,US,login,3\n{a},tiktok,DE,feed,2\n{b},tiktok,US,login,4\n{b},netflix,FR,app,1\n",
+            old = minute(10 * 24 * 60),
             a = minute(10),
             b = minute(5)
         ),
@@ -2114,7 +2121,14 @@ async fn import_loads_a_counts_file_into_redis() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("4 rows, 10 reports, 10 added"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "5 rows, 16 reports, 10 added, 6 to the hourly roll-up only (older than \
+             --retention), 0 skipped"
+        ),
+        "{stderr}"
+    );
     let series = app
         .get("/v1/services/tiktok/reports?region=US")
         .await
@@ -2129,8 +2143,8 @@ async fn import_loads_a_counts_file_into_redis() {
     std::fs::write(
         &bad,
         format!(
-            "timestamp,service,region,problem,count\n{},myspace,US,login,3\n",
-            minute(3)
+            "timestamp,service,region,problem,count\n{m},tiktok,US,login,5\n{m},myspace,US,login,3\n",
+            m = minute(3)
         ),
     )
     .unwrap();
@@ -2138,7 +2152,14 @@ async fn import_loads_a_counts_file_into_redis() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("bad.csv:2: unknown service \"myspace\""),
+        stderr.contains("bad.csv:3: unknown service \"myspace\""),
         "{stderr}"
+    );
+    assert_eq!(
+        app.get("/v1/services/tiktok/reports?region=US")
+            .await
+            .json()["total"],
+        7,
+        "the good row before the bad one is not written either"
     );
 }
