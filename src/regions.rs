@@ -974,6 +974,30 @@ mod tests {
         assert_at(43.94, 12.46, Some("SM"), "San Marino");
     }
 
+    /// Islands the 1:50m outlines leave out, added from the 1:10m data: far out at sea, or
+    /// nearer a neighbour's coast than their own country's.
+    #[test]
+    fn small_islands() {
+        assert_at(54.1815, 7.885, Some("DE"), "Helgoland");
+        assert_at(35.51, 12.6, Some("IT"), "Lampedusa");
+        assert_at(38.71, 13.19, Some("IT"), "Ustica");
+        assert_at(43.06, 16.18, Some("HR"), "Vis");
+        assert_at(59.53, -1.63, Some("GB"), "Fair Isle");
+        assert_at(-19.72, 63.42, Some("MU"), "Rodrigues");
+        assert_at(-25.066, -130.1, Some("PN"), "Adamstown, Pitcairn");
+        assert_at(
+            -37.067,
+            -12.311,
+            Some("SH"),
+            "Edinburgh of the Seven Seas, Tristan da Cunha",
+        );
+        assert_at(-31.55, 159.08, Some("AU"), "Lord Howe Island");
+        // Not in the 1:10m data either: Ponza (no region) and Kastellorizo (2 km off Turkey,
+        // so the nearest coast, TR, under the 12-nautical-mile rule).
+        assert_at(40.9, 12.96, None, "Ponza");
+        assert_at(36.15, 29.59, Some("TR"), "Kastellorizo");
+    }
+
     #[test]
     fn antimeridian() {
         assert_at(67.0, 179.9, Some("RU"), "Chukotka west of 180");

@@ -84,7 +84,20 @@ const CARVES = [
 const SOURCES = [
   { file: 'countries-50m.json', only: null, overlay: false },
   { file: 'countries-10m.json', only: new Set(['BV', 'GI', 'TV', 'UM']), overlay: true },
+  { file: 'countries-10m.json', only: null, overlay: false, islands: true },
 ];
+
+/**
+ * The last source adds the islands the 1:50m data leaves out (Helgoland, Lampedusa,
+ * Pitcairn, Tristan da Cunha, Rodrigues, ...): a 1:10m part is added to its region when
+ * some point of its outline is neither inside a region already built nor within this
+ * distance of its own region's outline as the nearest one. The lookup's 12-nautical-mile
+ * rule (22.224 km) finds such a point only in the nearest region, which may be a
+ * neighbour's coast (Kastellorizo lies 2 km off Turkey); 20 km leaves a margin for the
+ * island's own inland points. Parts overlapping a region already built are not added.
+ */
+const ISLAND_REACH_KM = 20;
+const KM_PER_DEGREE = 111.195;
 
 /** Name overrides on top of countries-list, each explained in NOTICE.md. */
 const NAME_OVERRIDES = {
@@ -430,6 +443,63 @@ function poleOfInaccessibility(rings, bbox) {
   return [best.y, best.x];
 }
 
+// ------------------------------------------------ reach of the regions built
+
+/**
+ * For the regions built so far: whether a point [lon, lat] (degrees) is inside one of
+ * them, and which region's outline is nearest within ISLAND_REACH_KM (null if none), by
+ * a grid of 1° cells holding the edges that pass through them.
+ */
+function reachOf(built) {
+  const reachDeg = ISLAND_REACH_KM / KM_PER_DEGREE;
+  const grid = new Map();
+  const rings = [];
+  for (const [code, region] of built) {
+    for (const ring of region.parts.flatMap((p) => p.rings)) {
+      const deg = ring.map(([x, y]) => [x / COORD_SCALE, y / COORD_SCALE]);
+      rings.push({ code, units: ring, bbox: bboxOf(deg) });
+      for (let i = 0; i < deg.length; i++) {
+        const a = deg[i];
+        const b = deg[(i + 1) % deg.length];
+        for (let cx = Math.floor(Math.min(a[0], b[0])); cx <= Math.floor(Math.max(a[0], b[0])); cx++) {
+          for (let cy = Math.floor(Math.min(a[1], b[1])); cy <= Math.floor(Math.max(a[1], b[1])); cy++) {
+            const key = `${cx},${cy}`;
+            if (!grid.has(key)) grid.set(key, []);
+            grid.get(key).push({ code, a, b });
+          }
+        }
+      }
+    }
+  }
+  return {
+    inside([x, y]) {
+      const [ux, uy] = [x * COORD_SCALE, y * COORD_SCALE];
+      return rings.some(
+        (r) => x >= r.bbox[0] && x <= r.bbox[2] && y >= r.bbox[1] && y <= r.bbox[3] && containsUnits([r.units], ux, uy),
+      );
+    },
+    nearest([x, y]) {
+      const dLon = reachDeg / Math.max(Math.cos(rad(Math.min(Math.abs(y) + reachDeg, 89.9))), 1e-3);
+      let best = null;
+      let bestDist = reachDeg;
+      for (let cy = Math.floor(y - reachDeg); cy <= Math.floor(y + reachDeg); cy++) {
+        for (let c = Math.floor(x - dLon); c <= Math.floor(x + dLon); c++) {
+          const cx = ((((c + 180) % 360) + 360) % 360) - 180;
+          const shift = c - cx; // a cell across the antimeridian: compare in the point's frame
+          for (const { code, a, b } of grid.get(`${cx},${cy}`) ?? []) {
+            const d = segmentDistance([x, y], [a[0] + shift, a[1]], [b[0] + shift, b[1]]);
+            if (d <= bestDist) {
+              bestDist = d;
+              best = code;
+            }
+          }
+        }
+      }
+      return best;
+    },
+  };
+}
+
 // ---------------------------------------------------------------- pipeline
 
 const OFFICIAL = Object.keys(iso.getAlpha2Codes()).sort();
@@ -445,7 +515,7 @@ for (const source of SOURCES) {
   const rawArc = (i) => arcs[i];
 
   // 1. Which part goes to which region.
-  const assigned = []; // { code, rings: [[arc refs]] }
+  let assigned = []; // { code, rings: [[arc refs]] }
   for (const g of geometries) {
     const name = g.properties.name;
     let base;
@@ -454,8 +524,8 @@ for (const source of SOURCES) {
       if (!base) fail(`${source.file}: no alpha-2 code for numeric id ${g.id} (${name})`);
     } else if (name in UNCODED_FEATURES) {
       base = UNCODED_FEATURES[name] ?? name;
-    } else if (source.only) {
-      continue; // a finer source only supplies the listed regions
+    } else if (source.only || source.islands) {
+      continue; // a finer source only supplies the listed regions, or islands
     } else {
       fail(`${source.file}: feature "${name}" has no id and no decision in UNCODED_FEATURES`);
     }
@@ -468,6 +538,17 @@ for (const source of SOURCES) {
       if (source.only && !source.only.has(code)) continue;
       assigned.push({ code, rings: part });
     }
+  }
+
+  if (source.islands) {
+    const reach = reachOf(regions);
+    assigned = assigned.filter(({ code, rings }) => {
+      const outline = assembleRing(rawArc, rings[0]).map(([x, y]) => [((((x + 180) % 360) + 360) % 360) - 180, y]);
+      if (outline.some((p) => reach.inside(p))) return false;
+      return outline.some((p) => reach.nearest(p) !== code);
+    });
+    const codes = [...new Set(assigned.map((a) => a.code))].sort();
+    console.log(`note: ${assigned.length} islands from ${source.file} in ${codes.length} regions`);
   }
 
   // 2. Per-arc tolerance: the smallest that any ring using the arc asks for.
