@@ -204,13 +204,19 @@ impl Doubts {
         }
         let deadline = Instant::now() + within;
         loop {
-            match self.revoke_unconfirmed(store).await {
+            // The last attempt is cut at the deadline too: a store that hangs would otherwise
+            // stretch the shutdown by a whole call's timeout past `within`.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(left, self.revoke_unconfirmed(store))
+                .await
+                .unwrap_or(Err(StoreError::Timeout(left)));
+            match attempt {
                 Ok(()) => return 0,
                 Err(error) if Instant::now() >= deadline => {
                     store_error("revoke", &error);
                     return self.lock().unconfirmed.len();
                 }
-                Err(_) => tokio::time::sleep(REVOKE_RETRY).await,
+                Err(_) => tokio::time::sleep(REVOKE_RETRY.min(left)).await,
             }
         }
     }

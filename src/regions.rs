@@ -102,11 +102,13 @@ impl RegionCode {
     }
 }
 
-/// The start of a rejected input, so that an error never echoes a huge string back.
+/// A rejected input quoted and escaped (a quote or a line break in it cannot pass for the
+/// message's own), cut after its first characters with `…` past the closing quote, so that
+/// an error never echoes a huge string back: as the API quotes everything else.
 fn echo(s: &str) -> String {
     match s.char_indices().nth(MAX_ECHO_CHARS) {
-        Some((end, _)) => format!("{}...", &s[..end]),
-        None => s.to_owned(),
+        Some((end, _)) => format!("{:?}…", &s[..end]),
+        None => format!("{s:?}"),
     }
 }
 
@@ -163,10 +165,10 @@ impl utoipa::ToSchema for RegionCode {}
 /// Why a region code was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegionError {
-    /// Not two ASCII letters. Holds the input (its first characters if it is long), shown
-    /// escaped: a quote or a line break in it cannot pass for the message's own.
+    /// Not two ASCII letters. Holds the input quoted and escaped (its first characters if it
+    /// is long).
     #[error(
-        "malformed region code {0:?}: expected two letters, an ISO 3166-1 alpha-2 country code such as \"DE\""
+        "malformed region code {0}: expected two letters, an ISO 3166-1 alpha-2 country code such as \"DE\""
     )]
     Malformed(String),
     /// Two letters, but no built-in region has that code. Holds the upper-cased code.
@@ -286,7 +288,7 @@ pub enum CoordinatesError {
 
 /// A number of degrees as a message shows it: as written when it is ordinary, in scientific
 /// notation when huge or tiny (`1e308` is not echoed as 309 digits).
-fn degrees(x: f64) -> String {
+pub fn degrees(x: f64) -> String {
     if x == 0.0 || (1e-6..1e6).contains(&x.abs()) {
         x.to_string()
     } else {
@@ -1104,24 +1106,24 @@ mod tests {
         assert_eq!("fr".parse::<RegionCode>(), Ok(code("FR")));
         assert_eq!(
             RegionCode::parse("DEU"),
-            Err(RegionError::Malformed("DEU".into()))
+            Err(RegionError::Malformed(r#""DEU""#.into()))
         );
         assert_eq!(
             RegionCode::parse(""),
-            Err(RegionError::Malformed(String::new()))
+            Err(RegionError::Malformed(r#""""#.into()))
         );
         assert_eq!(
             RegionCode::parse("D1"),
-            Err(RegionError::Malformed("D1".into()))
+            Err(RegionError::Malformed(r#""D1""#.into()))
         );
         assert_eq!(
             RegionCode::parse(" DE"),
-            Err(RegionError::Malformed(" DE".into()))
+            Err(RegionError::Malformed(r#"" DE""#.into()))
         );
         // Two bytes but one non-ASCII character.
         assert_eq!(
             RegionCode::parse("É"),
-            Err(RegionError::Malformed("É".into()))
+            Err(RegionError::Malformed(r#""É""#.into()))
         );
         assert_eq!(
             RegionCode::parse("xx"),
@@ -1137,6 +1139,10 @@ mod tests {
             panic!("a long input is malformed");
         };
         assert!(echoed.len() < 40, "long input is shortened: {echoed}");
+        assert!(
+            echoed.ends_with("\"…"),
+            "cut past the closing quote: {echoed}"
+        );
         assert_eq!(
             RegionCode::parse("a\"\n").unwrap_err().to_string(),
             "malformed region code \"a\\\"\\n\": expected two letters, an ISO 3166-1 alpha-2 \

@@ -138,7 +138,11 @@ impl ApiError {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "location_outside_regions",
-            format!("the location ({lat}, {lon}) is in no known country; send \"region\" instead"),
+            format!(
+                "the location ({}, {}) is in no known country; send \"region\" instead",
+                crate::regions::degrees(lat),
+                crate::regions::degrees(lon)
+            ),
         )
     }
 

@@ -49,7 +49,11 @@ pub struct NewReport {
     pub location: Option<Location>,
     /// Opaque id of the reporting app install (1 to 64 characters). Reporters behind one
     /// address are told apart by it; nothing else is derived from it.
-    #[schema(example = "7f9c2ba4-e88f-11ee-8c90-0242ac120002")]
+    #[schema(
+        example = "7f9c2ba4-e88f-11ee-8c90-0242ac120002",
+        min_length = 1,
+        max_length = 64
+    )]
     pub client_id: Option<String>,
 }
 
