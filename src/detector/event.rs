@@ -78,7 +78,10 @@ pub struct Incident {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub started_at: OffsetDateTime,
-    /// End of the last elevated bucket, once resolved.
+    /// End of the last elevated bucket, once resolved. The `incident.resolved` event comes
+    /// once the counts have looked ordinary for at least `--resolve-after` (15 minutes by
+    /// default; longer where a sparse series needs more buckets to tell), so `resolved_at`
+    /// can be up to that long before its `at`.
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub resolved_at: Option<OffsetDateTime>,

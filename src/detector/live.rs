@@ -29,6 +29,8 @@ use super::{Detector, DetectorConfig, Engine, EventType, Incident, IncidentEvent
 
 /// Buckets processed between two lease renewals (and commits) while catching up.
 const STEP_BUCKETS: i64 = 60;
+/// How often a long catch-up logs its progress.
+const CATCH_UP_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// The live detector of one replica.
 pub struct LiveDetector {
@@ -408,6 +410,9 @@ impl LiveDetector {
         let width = self.config.bucket.secs();
         let settle = super::SETTLE.as_secs() as i64;
         let mut dropped = Vec::new();
+        // A long catch-up (a first leader's warm-up on days of history) shows its progress.
+        let (from, started) = (engine.cursor(), Instant::now());
+        let mut shown = started;
         while engine.cursor() < until {
             let step_until = until.min(engine.cursor() + STEP_BUCKETS * width + width);
             let sink = match events.as_deref_mut() {
@@ -423,7 +428,25 @@ impl LiveDetector {
             if !self.store.acquire_lease(&self.holder, self.lease).await? {
                 return Err(StoreError::LeaseLost);
             }
+            if shown.elapsed() >= CATCH_UP_PROGRESS_EVERY {
+                shown = Instant::now();
+                let done = (engine.cursor() - from) as f64 / (until - from).max(1) as f64;
+                tracing::info!(
+                    buckets = (engine.cursor() - from) / width,
+                    of = (until - from) / width,
+                    "detector catching up: {:.0}% after {:.0?}",
+                    100.0 * done.min(1.0),
+                    started.elapsed()
+                );
+            }
             tokio::task::yield_now().await;
+        }
+        if until > from {
+            tracing::info!(
+                buckets = (until - from) / width,
+                "detector caught up in {:.1?}",
+                started.elapsed()
+            );
         }
         Ok(())
     }

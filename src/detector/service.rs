@@ -87,6 +87,12 @@ const CONCENTRATED_SHARE: f64 = 0.25;
 /// An incident said to be global is said to be regional only when the rest shows no sign of
 /// a rise at this level (hysteresis: series near the line made global outages flap).
 const STAYS_GLOBAL_ALPHA: f64 = 0.05;
+/// An open incident's attribution changes once the evidence has said so in this many
+/// buckets in a row (the sums since the onset with and without the latest buckets): its
+/// scope, whether it is partial, and each region and problem it names, each on its own. A
+/// country or problem near the line otherwise crossed it back and forth, an update a
+/// minute.
+const ATTRIBUTION_STEADY: usize = 3;
 /// After a resolution, opening again needs this much more evidence for this long.
 const REFRACTORY_SECS: i64 = 3600;
 const REFRACTORY_BOOST: f64 = 1.5;
@@ -499,7 +505,7 @@ impl ServiceState {
                     self.open = Some(open);
                     Some(Change::Resolved { at: end })
                 } else {
-                    let attribution = open.attribution.settle(self.attribute(&open));
+                    let attribution = self.steady_attribution(&open);
                     let changed = attribution != open.attribution;
                     open.attribution = attribution;
                     self.open = Some(open);
@@ -895,6 +901,31 @@ impl ServiceState {
         open
     }
 
+    /// The attribution `open` moves to: what the sums since the onset say now and in the
+    /// buckets before (up to [`ATTRIBUTION_STEADY`] in all, since it opened), where they
+    /// agree (see [`steady`]).
+    fn steady_attribution(&self, open: &Open) -> Attribution {
+        let now = open.attribution.settle(self.attribute(open));
+        if now == open.attribution {
+            return now;
+        }
+        let shares: Vec<f64> = (0..self.problems.len())
+            .map(|p| self.problem_share(p))
+            .collect();
+        let mut verdicts = vec![now];
+        let mut earlier = open.clone();
+        for slot in self.ring.iter().rev().take(ATTRIBUTION_STEADY - 1) {
+            // Not as far back as the sums the incident opened on: the attribution it opened
+            // with rests on its first bucket or two, and is corrected at once.
+            if slot.t <= open.opened_at + self.width() {
+                break;
+            }
+            remove_slot(&mut earlier, slot, &shares);
+            verdicts.push(open.attribution.settle(self.attribute(&earlier)));
+        }
+        steady(&open.attribution, &verdicts)
+    }
+
     fn accumulate(&self, open: &mut Open) {
         let shares: Vec<f64> = (0..self.problems.len())
             .map(|p| self.problem_share(p))
@@ -1076,6 +1107,80 @@ fn learn_scores(
     dispersion.learn_score(windows.len(), score);
 }
 
+/// The attribution that follows `current` given `verdicts`, what the evidence said in the
+/// latest buckets (the newest first): a scope, or being partial, changes when every verdict
+/// says the new one; a region or problem is named once every verdict names it and stays
+/// named until none does. When the scope (or partial) changes, the regions (problems) are
+/// those every verdict names, or the newest verdict's if they have none in common.
+fn steady(current: &Attribution, verdicts: &[Attribution]) -> Attribution {
+    fn agreed<T: PartialEq + Copy>(
+        current: T,
+        verdicts: &[Attribution],
+        of: fn(&Attribution) -> T,
+    ) -> T {
+        let now = of(&verdicts[0]);
+        if verdicts.iter().all(|v| of(v) == now) {
+            now
+        } else {
+            current
+        }
+    }
+    fn members<T: Ord + Clone>(current: Option<&[T]>, lists: &[&[T]]) -> Vec<T> {
+        let in_all = |x: &T| lists.iter().all(|l| l.contains(x));
+        let common: Vec<T> = lists[0].iter().filter(|x| in_all(x)).cloned().collect();
+        match current {
+            Some(current) => sorted(
+                current
+                    .iter()
+                    .filter(|x| lists.iter().any(|l| l.contains(x)))
+                    .cloned()
+                    .chain(common),
+            ),
+            None if common.is_empty() => lists[0].to_vec(),
+            None => common,
+        }
+    }
+    let scope = agreed(current.scope, verdicts, |v| v.scope);
+    let partial = agreed(current.partial, verdicts, |v| v.partial);
+    let regions: Vec<&[RegionCode]> = verdicts.iter().map(|v| v.regions.as_slice()).collect();
+    let problems: Vec<&[Problem]> = verdicts.iter().map(|v| v.problems.as_slice()).collect();
+    Attribution {
+        scope,
+        regions: members(
+            (scope == current.scope).then_some(current.regions.as_slice()),
+            &regions,
+        ),
+        partial,
+        problems: if partial {
+            members(
+                (partial == current.partial).then_some(current.problems.as_slice()),
+                &problems,
+            )
+        } else {
+            // Not partial: every problem, as every verdict that is not partial lists.
+            verdicts
+                .iter()
+                .find(|v| !v.partial)
+                .map_or_else(|| current.problems.clone(), |v| v.problems.clone())
+        },
+    }
+}
+
+/// Takes a slot added by [`add_slot`] back out of the sums.
+fn remove_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
+    open.x -= f64::from(s.x);
+    open.mu -= f64::from(s.mu);
+    for (r, (&x, &m)) in s.region_x.iter().zip(&s.region_mu).enumerate() {
+        open.region_x[r] -= f64::from(x);
+        open.region_mu[r] -= f64::from(m);
+    }
+    for (p, &x) in s.problem_x.iter().enumerate() {
+        open.problem_x[p] -= f64::from(x);
+        open.problem_mu[p] -= f64::from(s.mu) * problem_shares[p];
+    }
+    open.buckets -= 1;
+}
+
 fn add_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
     open.x += f64::from(s.x);
     open.mu += f64::from(s.mu);
@@ -1213,7 +1318,7 @@ fn concentrated(
     // With `sticky` (the incident is already global), any sign of a rise in the rest keeps it
     // so.
     let stirred = sticky.is_some_and(|alpha| upper_score(rest_x, rest_mu, k) >= -alpha.ln());
-    (flat || (short && !risen && !stirred)).then_some(up)
+    ((flat || (short && !risen)) && !stirred).then_some(up)
 }
 
 fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
@@ -1579,6 +1684,66 @@ mod tests {
         });
         assert!(opened.is_some());
         assert_eq!(state.open.as_ref().unwrap().started_at, days * 60);
+    }
+
+    /// A change of attribution takes every recent verdict: a country crossing the line for a
+    /// bucket is not named, nor one dipping under it for a bucket dropped; each country and
+    /// the scope are judged on their own.
+    #[test]
+    fn attribution_changes_once_the_recent_verdicts_agree() {
+        let regional = |regions: &[&str]| attribution(Scope::Regional, regions);
+        let current = regional(&["DE", "FR"]);
+        // Spain in the newest verdict only; France missing from one verdict of three.
+        assert_eq!(
+            steady(
+                &current,
+                &[
+                    regional(&["DE", "ES", "FR"]),
+                    regional(&["DE"]),
+                    regional(&["DE", "FR"])
+                ]
+            ),
+            current
+        );
+        // Spain in all three, France in none: named, and dropped.
+        assert_eq!(
+            steady(
+                &current,
+                &[
+                    regional(&["DE", "ES"]),
+                    regional(&["DE", "ES"]),
+                    regional(&["DE", "ES"])
+                ]
+            ),
+            regional(&["DE", "ES"])
+        );
+        // A scope one verdict disagrees with stays; the regions still follow theirs.
+        let global = attribution(Scope::Global, &["DE", "ES", "FR"]);
+        assert_eq!(
+            steady(
+                &current,
+                &[
+                    global.clone(),
+                    regional(&["DE", "ES", "FR"]),
+                    global.clone()
+                ]
+            ),
+            regional(&["DE", "ES", "FR"])
+        );
+        // Every verdict global: global, with the countries all of them name.
+        assert_eq!(
+            steady(
+                &current,
+                &[
+                    global.clone(),
+                    attribution(Scope::Global, &["DE", "FR"]),
+                    global.clone()
+                ]
+            ),
+            attribution(Scope::Global, &["DE", "FR"])
+        );
+        // With one verdict (just opened), it is followed.
+        assert_eq!(steady(&current, std::slice::from_ref(&global)), global);
     }
 
     #[test]
