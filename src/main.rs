@@ -17,7 +17,11 @@ async fn main() -> anyhow::Result<()> {
             downradar::telemetry::init_logging(downradar::config::LogFormat::Text);
             downradar::import::run(&args).await
         }
-        Some(Command::Backtest(args)) => downradar::backtest::run(&args).await,
+        Some(Command::Backtest(args)) => {
+            // The detector's own warnings (buckets taken as missing data) go to stderr too.
+            downradar::telemetry::init_logging(downradar::config::LogFormat::Text);
+            downradar::backtest::run(&args).await
+        }
         Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     }

@@ -4,6 +4,7 @@
 //! Request logs and metrics carry the route pattern (`/v1/services/{id}/reports`), the method
 //! and the status, never the client address: downradar does not log who reported.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,10 @@ const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off";
 pub fn init_logging(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    // Colours only on a terminal: a log file or a collector would get escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second call (tests start many apps in one process) keeps the first subscriber.
     let _ = match format {

@@ -114,6 +114,18 @@ const GAP_NATS: f64 = 20.0;
 /// [`Detector::checkpoint`]); also the longest stretch of buckets a new leader replays.
 const CHECKPOINT_SECS: i64 = 15 * 60;
 
+/// A bucket start as a log shows it: RFC 3339 (a backtest's buckets are not the log's own
+/// time), or the Unix second if out of its range.
+fn bucket_time(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
 /// Whether a bucket in which no service had a report was missing data (see [`GAP_NATS`]).
 /// The decision weighs every service's state as it was at that bucket, which a new leader
 /// replaying the bucket from older saves does not have; so the decisions of the buckets a
@@ -471,7 +483,7 @@ impl Detector {
             (true, None) => {
                 self.gap_since = Some(t);
                 tracing::warn!(
-                    bucket = t,
+                    bucket = %bucket_time(t),
                     "no service received a report where many were expected: taking the buckets \
                      from here as missing (the store or the ingest was down), not as silence"
                 );
@@ -479,8 +491,8 @@ impl Detector {
             (false, Some(since)) => {
                 self.gap_since = None;
                 tracing::info!(
-                    from = since,
-                    until = t,
+                    from = %bucket_time(since),
+                    until = %bucket_time(t),
                     "reports again after a run of missing buckets, which were not learned"
                 );
             }
