@@ -60,7 +60,7 @@ pub enum Command {
     /// Reads COUNTS.csv (header timestamp,service,region,problem,count; sorted by time; absent
     /// rows are zeros) and ticks the same detector the server runs over it, bucket by bucket.
     /// Prints one incident event per line (JSON Lines, the event contract), in time order;
-    /// progress and the summary go to stderr.
+    /// progress, warnings (buckets taken as missing data) and the summary go to stderr.
     Backtest(BacktestArgs),
 }
 

@@ -2193,6 +2193,7 @@ mod tests {
         assert!(!same_path(&a, &dir.path().join("b.json")));
         assert!(same_path(Path::new("x.csv"), Path::new("./x.csv")));
     }
+
     #[test]
     fn same_seed_gives_identical_bytes_and_another_seed_does_not() {
         let a = csv(&scenario(7, 2, 4.0));
