@@ -8,6 +8,7 @@
 //! writing. Rows are not deduplicated (they already count distinct reporters), so loading a
 //! file twice counts it twice.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -36,6 +37,16 @@ const BATCH_ROWS: usize = 5_000;
 /// is not data but a mistake, and the bound keeps every sum far from overflowing.
 const MAX_COUNT: u64 = 1_000_000_000;
 
+/// Rows that repeated a cell (service, region and problem) already given for their bucket
+/// among the rows of that bucket: a file concatenated twice, or rows written twice. Their
+/// counts are added, and the run says so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repeated {
+    pub rows: u64,
+    /// The line of the first.
+    pub first_line: Option<u64>,
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportSummary {
@@ -46,6 +57,8 @@ pub struct ImportSummary {
     /// Reports added, to their fine buckets or to the hourly roll-up only; the rest were
     /// older than both retentions.
     pub added: HistoryAdded,
+    /// Rows repeating a cell of their bucket.
+    pub repeated: Repeated,
 }
 
 /// Runs `downradar import`.
@@ -70,6 +83,14 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         summary.reports - summary.added.total(),
         started.elapsed()
     );
+    if let Some(line) = summary.repeated.first_line {
+        eprintln!(
+            "import: warning: {} rows repeated a cell (service, region and problem) already \
+             given for their bucket, the first at {}:{line}; their counts were added",
+            summary.repeated.rows,
+            args.input.display()
+        );
+    }
     Ok(())
 }
 
@@ -82,10 +103,13 @@ pub async fn load(
     bucket: BucketWidth,
     path: &Path,
 ) -> anyhow::Result<ImportSummary> {
-    check(catalog, bucket, path)?;
+    let repeated = check(catalog, bucket, path)?;
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
-    let mut summary = ImportSummary::default();
+    let mut summary = ImportSummary {
+        repeated,
+        ..ImportSummary::default()
+    };
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     // First line of the batch being built: what a failed write may have partly applied.
     let mut batch_from = 2u64;
@@ -113,13 +137,25 @@ pub async fn load(
     Ok(summary)
 }
 
-/// The first pass: reads every row of the file and stops at the first bad one.
-fn check(catalog: &Catalog, bucket: BucketWidth, path: &Path) -> anyhow::Result<()> {
+/// The first pass: reads every row of the file and stops at the first bad one; counts the
+/// rows that repeat a cell among the rows of their bucket (in a file sorted by time, as the
+/// format asks, every such row).
+fn check(catalog: &Catalog, bucket: BucketWidth, path: &Path) -> anyhow::Result<Repeated> {
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
     let mut rows = 0u64;
-    while reader.next_row()?.is_some() {
+    let mut repeated = Repeated::default();
+    let (mut current, mut cells) = (None, HashSet::new());
+    while let Some(row) = reader.next_row()? {
         rows += 1;
+        if current != Some(row.bucket) {
+            current = Some(row.bucket);
+            cells.clear();
+        }
+        if row.count > 0 && !cells.insert((row.service, row.cell)) {
+            repeated.rows += 1;
+            repeated.first_line.get_or_insert(reader.line_no);
+        }
         if rows.is_multiple_of(BATCH_ROWS as u64) {
             let (read, size) = (reader.read, reader.size);
             progress.show(|| {
@@ -129,7 +165,7 @@ fn check(catalog: &Catalog, bucket: BucketWidth, path: &Path) -> anyhow::Result<
         }
     }
     progress.finish(None);
-    Ok(())
+    Ok(repeated)
 }
 
 /// Streams the rows of a counts file, checking each (errors name the file and line).
@@ -306,6 +342,32 @@ mod tests {
             BucketWidth::ONE_MINUTE,
             &mut (String::new(), 0),
         )
+    }
+
+    #[test]
+    fn the_check_counts_rows_that_repeat_a_cell_of_their_bucket() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "timestamp,service,region,problem,count\n\
+             2026-10-01T00:01:00Z,tiktok,US,login,3\n\
+             2026-10-01T00:01:00Z,tiktok,DE,login,1\n\
+             2026-10-01T00:01:00Z,tiktok,US,login,2\n\
+             2026-10-01T00:01:00Z,netflix,US,login,0\n\
+             2026-10-01T00:01:00Z,netflix,US,login,0\n\
+             2026-10-01T00:02:00Z,tiktok,US,login,1\n\
+             2026-10-01T00:02:00Z,tiktok,US,login,1\n",
+        )
+        .unwrap();
+        let repeated = check(&Catalog::builtin(), BucketWidth::ONE_MINUTE, file.path()).unwrap();
+        assert_eq!(
+            repeated,
+            Repeated {
+                rows: 2,
+                first_line: Some(4)
+            },
+            "the US login rows of each minute; zero rows add nothing"
+        );
     }
 
     #[test]

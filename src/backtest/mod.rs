@@ -26,7 +26,7 @@ use crate::config::BacktestArgs;
 use crate::detector::{
     CountSource, Detector, DetectorConfig, Engine, EventType, IncidentEvent, SETTLE,
 };
-use crate::import::CountsReader;
+use crate::import::{CountsReader, Repeated};
 use crate::progress::Progress;
 use crate::store::{BucketCounts, StoreError};
 
@@ -52,6 +52,9 @@ pub struct Chunk {
     pub rows: u64,
     pub read: u64,
     pub size: u64,
+    /// Rows so far that repeated a cell their bucket already had (their counts are added),
+    /// and the line of the first.
+    pub repeated: Repeated,
 }
 
 /// A counts file read on a thread of its own, chunk after chunk (see the module docs).
@@ -107,6 +110,7 @@ fn read_chunks(
     let mut chunk: Option<Chunk> = None;
     let mut last: Option<i64> = None;
     let mut rows = 0;
+    let mut repeated = Repeated::default();
     while let Some(row) = reader.next_row()? {
         rows += 1;
         if last.is_some_and(|last| row.bucket < last) {
@@ -122,7 +126,7 @@ fn read_chunks(
             Some(mut full) if row.bucket >= full.until => {
                 // The chunk is complete: every bucket before this row's is in it.
                 full.until = row.bucket;
-                (full.rows, full.read) = (rows - 1, reader.read);
+                (full.rows, full.read, full.repeated) = (rows - 1, reader.read, repeated);
                 if tx.blocking_send(Ok(full)).is_err() {
                     return Ok(());
                 }
@@ -137,6 +141,7 @@ fn read_chunks(
             rows: 0,
             read: 0,
             size: reader.size,
+            repeated: Repeated::default(),
         }));
         if row.count == 0 {
             continue;
@@ -145,7 +150,11 @@ fn read_chunks(
         match buckets.last_mut() {
             Some(b) if b.start == row.bucket => {
                 match b.cells.iter_mut().find(|(cell, _)| *cell == row.cell) {
-                    Some((_, count)) => *count += row.count,
+                    Some((_, count)) => {
+                        *count += row.count;
+                        repeated.rows += 1;
+                        repeated.first_line.get_or_insert(reader.line_no);
+                    }
                     None => b.cells.push((row.cell, row.count)),
                 }
             }
@@ -157,7 +166,7 @@ fn read_chunks(
     }
     if let (Some(mut tail), Some(last)) = (chunk, last) {
         tail.until = last + width;
-        (tail.rows, tail.read) = (rows, reader.read);
+        (tail.rows, tail.read, tail.repeated) = (rows, reader.read, repeated);
         let _ = tx.blocking_send(Ok(tail));
     }
     Ok(())
@@ -206,6 +215,7 @@ impl CountSource for Unread {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
     pub rows: u64,
+    pub repeated: Repeated,
     pub buckets: u64,
     pub opened: u64,
     pub updated: u64,
@@ -243,6 +253,7 @@ pub async fn replay(
             emit(&event)?;
         }
         summary.rows = chunk.rows;
+        summary.repeated = chunk.repeated;
         summary.buckets = ((chunk.until - chunk.first) / width) as u64;
         progress.show(|| percent(chunk.read, chunk.size));
     }
@@ -282,6 +293,14 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         summary.resolved,
         started.elapsed()
     );
+    if let Some(line) = summary.repeated.first_line {
+        eprintln!(
+            "backtest: warning: {} rows repeated a cell (service, region and problem) already \
+             given for their bucket, the first at {}:{line}; their counts were added",
+            summary.repeated.rows,
+            args.input.display()
+        );
+    }
     if let Some(truth) = truth {
         let report = score::score(&truth, &kept, args.warmup);
         eprintln!(
@@ -378,6 +397,14 @@ mod tests {
         assert_eq!(last.until, START + 150 * 60, "the end of the last bucket");
         assert_eq!(last.rows, rows.len() as u64);
         assert_eq!(last.read, last.size);
+        assert_eq!(
+            last.repeated,
+            Repeated {
+                rows: 50,
+                first_line: Some(5)
+            },
+            "each minute's second x row, counted, and the first named"
+        );
 
         // Handed to the detector through `Unread`, in ticks that do not match the chunks.
         let unread = Unread::default();
