@@ -47,6 +47,19 @@ pub struct Repeated {
     pub first_line: Option<u64>,
 }
 
+impl Repeated {
+    /// The warning to show about such rows in the file at `path`, if there were any.
+    pub fn warning(&self, path: &Path) -> Option<String> {
+        let line = self.first_line?;
+        Some(format!(
+            "warning: {} rows repeated a cell (service, region and problem) already given for \
+             their bucket, the first at {}:{line}; their counts were added",
+            self.rows,
+            path.display()
+        ))
+    }
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportSummary {
@@ -83,13 +96,8 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         summary.reports - summary.added.total(),
         started.elapsed()
     );
-    if let Some(line) = summary.repeated.first_line {
-        eprintln!(
-            "import: warning: {} rows repeated a cell (service, region and problem) already \
-             given for their bucket, the first at {}:{line}; their counts were added",
-            summary.repeated.rows,
-            args.input.display()
-        );
+    if let Some(warning) = summary.repeated.warning(&args.input) {
+        eprintln!("import: {warning}");
     }
     Ok(())
 }
@@ -368,6 +376,13 @@ mod tests {
             },
             "the US login rows of each minute; zero rows add nothing"
         );
+        let warning = repeated.warning(file.path()).unwrap();
+        assert!(
+            warning.starts_with("warning: 2 rows repeated a cell")
+                && warning.ends_with(":4; their counts were added"),
+            "{warning}"
+        );
+        assert_eq!(Repeated::default().warning(file.path()), None);
     }
 
     #[test]

@@ -293,13 +293,8 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         summary.resolved,
         started.elapsed()
     );
-    if let Some(line) = summary.repeated.first_line {
-        eprintln!(
-            "backtest: warning: {} rows repeated a cell (service, region and problem) already \
-             given for their bucket, the first at {}:{line}; their counts were added",
-            summary.repeated.rows,
-            args.input.display()
-        );
+    if let Some(warning) = summary.repeated.warning(&args.input) {
+        eprintln!("backtest: {warning}");
     }
     if let Some(truth) = truth {
         let report = score::score(&truth, &kept, args.warmup);
