@@ -132,11 +132,8 @@ pub async fn load(
             summary.added += write(store, &batch, &reader.file_name, batch_from, line).await?;
             batch.clear();
             batch_from = line + 1;
-            let (read, size, rows) = (reader.read, reader.size, summary.rows);
-            progress.show(|| {
-                let percent = (read * 100).checked_div(size).unwrap_or(0);
-                format!("import: {percent}% ({rows} rows)")
-            });
+            let (percent, rows) = (reader.percent_read(), summary.rows);
+            progress.show(|| format!("import: {percent}% ({rows} rows)"));
         }
     }
     let line = reader.line_no;
@@ -165,11 +162,8 @@ fn check(catalog: &Catalog, bucket: BucketWidth, path: &Path) -> anyhow::Result<
             repeated.first_line.get_or_insert(reader.line_no);
         }
         if rows.is_multiple_of(BATCH_ROWS as u64) {
-            let (read, size) = (reader.read, reader.size);
-            progress.show(|| {
-                let percent = (read * 100).checked_div(size).unwrap_or(0);
-                format!("import: checking, {percent}% ({rows} rows)")
-            });
+            let percent = reader.percent_read();
+            progress.show(|| format!("import: checking, {percent}% ({rows} rows)"));
         }
     }
     progress.finish(None);
@@ -224,6 +218,11 @@ impl<'a> CountsReader<'a> {
             );
         }
         Ok(reader)
+    }
+
+    /// How much of the file has been read, in whole percent.
+    pub fn percent_read(&self) -> u64 {
+        (self.read * 100).checked_div(self.size).unwrap_or(0)
     }
 
     fn read_line(&mut self) -> anyhow::Result<bool> {

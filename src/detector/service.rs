@@ -404,6 +404,13 @@ impl ServiceState {
         (f64::from(self.problem_totals[p]) + 0.5) / (all + 0.5 * self.problems.len() as f64)
     }
 
+    /// Every problem's share, in catalog order.
+    fn problem_shares(&self) -> Vec<f64> {
+        (0..self.problems.len())
+            .map(|p| self.problem_share(p))
+            .collect()
+    }
+
     /// Processes the bucket starting at `t` with its `cells`; returns what changed.
     pub fn observe(&mut self, t: i64, cells: &[(Cell, u64)], tuning: &Tuning) -> Option<Change> {
         let hour = (t.rem_euclid(86_400) / 3600) as usize;
@@ -582,7 +589,7 @@ impl ServiceState {
     fn window_sums(&self, tuning: &Tuning) -> WindowSums {
         let n = tuning.windows.len();
         let (nr, np) = (self.regions.len(), self.problems.len());
-        let shares: Vec<f64> = (0..np).map(|p| self.problem_share(p)).collect();
+        let shares = self.problem_shares();
         let mut sums = WindowSums {
             windows: n,
             total: vec![(0.0, 0.0); n],
@@ -893,7 +900,7 @@ impl ServiceState {
             },
             caused_by: Vec::new(),
         };
-        let shares: Vec<f64> = (0..np).map(|p| self.problem_share(p)).collect();
+        let shares = self.problem_shares();
         for s in self.ring.iter().skip(from) {
             add_slot(&mut open, s, &shares);
         }
@@ -909,9 +916,7 @@ impl ServiceState {
         if now == open.attribution {
             return now;
         }
-        let shares: Vec<f64> = (0..self.problems.len())
-            .map(|p| self.problem_share(p))
-            .collect();
+        let shares = self.problem_shares();
         let mut verdicts = vec![now];
         let mut earlier = open.clone();
         for slot in self.ring.iter().rev().take(ATTRIBUTION_STEADY - 1) {
@@ -927,9 +932,7 @@ impl ServiceState {
     }
 
     fn accumulate(&self, open: &mut Open) {
-        let shares: Vec<f64> = (0..self.problems.len())
-            .map(|p| self.problem_share(p))
-            .collect();
+        let shares = self.problem_shares();
         if let Some(s) = self.ring.back() {
             add_slot(open, s, &shares);
         }
@@ -1646,44 +1649,40 @@ mod tests {
     fn an_outage_found_after_missing_buckets_starts_after_them() {
         let tuning = crate::detector::DetectorConfig::default().tuning();
         let problems = vec![Problem::parse("login").unwrap()];
-        let mut state = ServiceState::new(problems.clone(), &tuning, 1.0);
         let cell = Cell {
             region: RegionCode::parse("US").unwrap(),
             problem: problems[0].clone(),
         };
         let days = 2 * 1440;
-        for i in 0..days {
-            state.observe(i * 60, &[(cell.clone(), 10)], &tuning);
-        }
-        // Two minutes a little above the usual ten (elevated for the onset, far from an
-        // outage), then three hours missing, then a flood.
-        for i in days..days + 2 {
-            assert_eq!(state.observe(i * 60, &[(cell.clone(), 20)], &tuning), None);
-        }
+        // Two days of ten reports a minute, then two minutes a little above (elevated for the
+        // onset, far from an outage).
+        let state_before_flood = || {
+            let mut state = ServiceState::new(problems.clone(), &tuning, 1.0);
+            for i in 0..days {
+                state.observe(i * 60, &[(cell.clone(), 10)], &tuning);
+            }
+            for i in days..days + 2 {
+                assert_eq!(state.observe(i * 60, &[(cell.clone(), 20)], &tuning), None);
+            }
+            state
+        };
+        // The flood from minute `from`: where its incident starts.
+        let flood_start = |state: &mut ServiceState, from: i64| {
+            let opened = (from..from + 10).find(|&i| {
+                state.observe(i * 60, &[(cell.clone(), 200)], &tuning) == Some(Change::Opened)
+            });
+            assert!(opened.is_some(), "the flood opens an incident");
+            state.open.as_ref().unwrap().started_at
+        };
+        // Three hours missing, then the flood.
         let resumed = days + 2 + 180;
-        let opened = (resumed..resumed + 10).find(|&i| {
-            state.observe(i * 60, &[(cell.clone(), 200)], &tuning) == Some(Change::Opened)
-        });
-        assert!(opened.is_some(), "the flood opens an incident");
-        let open = state.open.as_ref().unwrap();
         assert_eq!(
-            open.started_at,
+            flood_start(&mut state_before_flood(), resumed),
             resumed * 60,
             "starts with the flood, after the gap"
         );
         // With the same two minutes just before it, the flood's run reaches back over them.
-        let mut state = ServiceState::new(problems.clone(), &tuning, 1.0);
-        for i in 0..days {
-            state.observe(i * 60, &[(cell.clone(), 10)], &tuning);
-        }
-        for i in days..days + 2 {
-            state.observe(i * 60, &[(cell.clone(), 20)], &tuning);
-        }
-        let opened = (days + 2..days + 12).find(|&i| {
-            state.observe(i * 60, &[(cell.clone(), 200)], &tuning) == Some(Change::Opened)
-        });
-        assert!(opened.is_some());
-        assert_eq!(state.open.as_ref().unwrap().started_at, days * 60);
+        assert_eq!(flood_start(&mut state_before_flood(), days + 2), days * 60);
     }
 
     /// A change of attribution takes every recent verdict: a country crossing the line for a

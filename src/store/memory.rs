@@ -482,11 +482,9 @@ impl Store for MemoryStore {
         let mut added = HistoryAdded::default();
         for c in counts {
             let delta = i64::try_from(c.count).unwrap_or(i64::MAX);
-            match self.add(&mut inner, &c.service, c.bucket, &c.cell, delta, now_s) {
-                (true, _) => added.fine += c.count,
-                (false, true) => added.rollup_only += c.count,
-                (false, false) => {}
-            }
+            let (to_fine, to_any) =
+                self.add(&mut inner, &c.service, c.bucket, &c.cell, delta, now_s);
+            added.count(c.count, to_fine, to_any);
         }
         Ok(added)
     }

@@ -133,6 +133,16 @@ impl HistoryAdded {
     pub fn total(&self) -> u64 {
         self.fine + self.rollup_only
     }
+
+    /// Counts `reports` of one row: added to the fine bucket (and so to the roll-up), to the
+    /// roll-up only, or (neither) skipped.
+    fn count(&mut self, reports: u64, to_fine: bool, to_rollup: bool) {
+        if to_fine {
+            self.fine += reports;
+        } else if to_rollup {
+            self.rollup_only += reports;
+        }
+    }
 }
 
 impl std::ops::AddAssign for HistoryAdded {

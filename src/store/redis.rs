@@ -964,11 +964,7 @@ impl Store for RedisStore {
                 *sums.entry((key.clone(), c.cell.field())).or_default() += c.count;
                 expiries.insert(key, expires_at);
             }
-            if to_fine {
-                added.fine += c.count;
-            } else if counted {
-                added.rollup_only += c.count;
-            }
+            added.count(c.count, to_fine, counted);
         }
         let mut pipe = redis::pipe();
         for ((key, field), n) in &sums {
