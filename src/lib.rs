@@ -29,6 +29,7 @@
 //! - [`api`]: HTTP routes (JSON, Atom feeds, SVG status badges), the one error shape, and the
 //!   OpenAPI spec built from the routes.
 //! - [`telemetry`]: logs, Prometheus metrics and per-request accounting.
+//! - [`text`]: client input quoted in error messages, cut short.
 //! - [`startup`]: wires it all into a server that drains cleanly on shutdown.
 //! - [`simulate`]: synthetic report counts with injected outages and their truth, for backtests.
 //! - [`demo`]: `serve --demo`: synthetic history and live traffic with an outage every few
@@ -55,3 +56,4 @@ pub mod simulate;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod text;

@@ -87,7 +87,12 @@ impl RegionCode {
             [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
                 RegionCode([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
             }
-            _ => return Err(RegionError::Malformed(echo(s))),
+            _ => {
+                return Err(RegionError::Malformed(crate::text::quoted(
+                    s,
+                    MAX_ECHO_CHARS,
+                )));
+            }
         };
         if Regions::builtin().index_of(code).is_none() {
             return Err(RegionError::Unknown(code.as_str().to_owned()));
@@ -99,16 +104,6 @@ impl RegionCode {
     pub fn as_str(&self) -> &str {
         // Both bytes are ASCII upper-case letters by construction.
         std::str::from_utf8(&self.0).expect("region codes are ASCII letters")
-    }
-}
-
-/// A rejected input quoted and escaped (a quote or a line break in it cannot pass for the
-/// message's own), cut after its first characters with `…` past the closing quote, so that
-/// an error never echoes a huge string back: as the API quotes everything else.
-fn echo(s: &str) -> String {
-    match s.char_indices().nth(MAX_ECHO_CHARS) {
-        Some((end, _)) => format!("{:?}…", &s[..end]),
-        None => format!("{s:?}"),
     }
 }
 

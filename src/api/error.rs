@@ -16,14 +16,10 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 /// Seconds a client should wait before retrying after a 429 (a place must free first).
 pub const LIMITED_RETRY_AFTER_SECS: u32 = 3;
 
-/// `text` quoted for an error message, cut to its first 64 characters: whatever a client
-/// sends (an id, a path) is echoed back only as far as anyone needs to recognise it.
+/// `text` (an id, a path, a parameter) quoted for an error message, cut to its first 64
+/// characters (see [`crate::text::quoted`]).
 pub fn quoted(text: &str) -> String {
-    const MAX: usize = 64;
-    match text.char_indices().nth(MAX) {
-        Some((end, _)) => format!("{:?}…", &text[..end]),
-        None => format!("{text:?}"),
-    }
+    crate::text::quoted(text, 64)
 }
 
 /// The body of every error response.
