@@ -752,6 +752,45 @@ mod tests {
         );
     }
 
+    /// The first minutes are watched before anything opens, since a service first seen
+    /// mid-stream is busy, not flooding: but a flood after quiet minutes within them is an
+    /// outage (a backtest whose file starts just before one missed it altogether).
+    #[test]
+    fn a_flood_in_the_first_minutes_is_caught_and_a_busy_start_is_not() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 60;
+        let mut events = Vec::new();
+        for i in 0..40 {
+            // "up" is busy from its first bucket; "down" too, after a first bucket cut short
+            // (the data starts mid-minute); "other" floods after three quiet minutes.
+            let up = cells(wobble(40.0, i), wobble(5.0, i));
+            let down = if i == 0 {
+                cells(2, 0)
+            } else {
+                cells(wobble(40.0, i), 0)
+            };
+            let other = if (3..23).contains(&i) {
+                cells(10, 0)
+            } else {
+                Vec::new()
+            };
+            events.extend(detector.step(t0 + i * 60, &[&up, &down, &other]));
+        }
+        let opened: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == EventType::Opened)
+            .collect();
+        assert_eq!(opened.len(), 1, "{events:#?}");
+        assert_eq!(opened[0].incident.service.as_str(), "other");
+        assert_eq!(opened[0].incident.started_at.unix_timestamp(), t0 + 3 * 60);
+        assert!(
+            opened[0].at.unix_timestamp() <= t0 + 5 * 60,
+            "{:?}",
+            opened[0]
+        );
+    }
+
     #[test]
     fn a_sympathetic_bump_is_not_an_incident_and_a_cascade_names_its_cause() {
         let catalog = catalog();

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::{Baseline, Dispersion, Held};
 use super::event::Scope;
-use super::stats::{lower_score, threshold, upper_score};
+use super::stats::{binomial_upper_score, lower_score, threshold, upper_score};
 use crate::catalog::Problem;
 use crate::regions::RegionCode;
 use crate::store::Cell;
@@ -99,6 +99,8 @@ const REFRACTORY_BOOST: f64 = 1.5;
 /// An incident open this long, in buckets observed, is a new normal, not an outage (see
 /// `observe`).
 const MAX_OPEN_SECS: i64 = 86_400;
+/// A service still in its watch opens an incident only on a rise after this many buckets.
+const WATCH_QUIET: usize = 2;
 /// For its first hour a service's counts are learned as they are, unwinsorised.
 const COLD_SECS: f64 = 3600.0;
 /// Memory of the region and problem shares, in days; pseudo-count of the hourly shares.
@@ -465,8 +467,10 @@ impl ServiceState {
         let verdict_problems = self.test_problems(tuning, &sums, extra, boost);
         // Nothing opens before the service has been watched for the longest window: a
         // service first seen mid-stream is busy, not flooding. After that, its own counts
-        // outweigh the population prior within minutes.
-        let watched = self.baseline.age as usize >= tuning.windows.last().copied().unwrap_or(1);
+        // outweigh the population prior within minutes. Unless the counts rose within the
+        // watch itself: a flood after quiet minutes is no busy service first seen.
+        let longest = tuning.windows.last().copied().unwrap_or(1);
+        let watched = self.baseline.age as usize >= longest || self.rose_while_watched(tuning);
         let strong =
             watched && (verdict_total.strong || verdict_regions.strong || verdict_problems.strong);
         let possible =
@@ -853,6 +857,39 @@ impl ServiceState {
         for (p, total) in self.problem_totals.iter_mut().enumerate() {
             *total = *total * keep_all as f32 + slot.problem_x[p];
         }
+    }
+
+    /// Whether the counts of a service still in its watch (see `observe`) rose within it:
+    /// since some bucket, at least `min_ratio` times the rate before it (with a report's
+    /// grace), and significantly so at the total's threshold: an exact binomial test of how
+    /// the watch's reports fell either side of the split, for each split (a union bound over
+    /// them). At least [`WATCH_QUIET`] buckets come before the rise: a first bucket cut short
+    /// (a file, or a service, starting mid-bucket) is no rise.
+    fn rose_while_watched(&self, tuning: &Tuning) -> bool {
+        let n = (self.baseline.age as usize + 1).min(self.ring.len());
+        if n <= WATCH_QUIET {
+            return false;
+        }
+        let counts: Vec<u64> = self
+            .ring
+            .range(self.ring.len() - n..)
+            .map(|s| f64::from(s.x).round() as u64)
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let h = tuning.thresholds.family(1) + ((n - WATCH_QUIET) as f64).ln();
+        let mut before = counts[..WATCH_QUIET].iter().sum::<u64>();
+        for (split, &x) in counts.iter().enumerate().skip(WATCH_QUIET) {
+            let after = total - before;
+            let rate_before = (before + 1) as f64 / split as f64;
+            let rate_after = after as f64 / (n - split) as f64;
+            if rate_after >= tuning.min_ratio * rate_before
+                && binomial_upper_score(after, total, (n - split) as f64 / n as f64) >= h
+            {
+                return true;
+            }
+            before += x;
+        }
+        false
     }
 
     fn open_incident(&mut self, t: i64, tuning: &Tuning) -> Open {

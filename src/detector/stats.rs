@@ -1,7 +1,7 @@
 //! The statistics the detector rests on: exact negative-binomial tails, and the false-alarm
 //! arithmetic that turns a budget into thresholds.
 
-use statrs::distribution::{DiscreteCDF, NegativeBinomial, Poisson};
+use statrs::distribution::{Binomial, DiscreteCDF, NegativeBinomial, Poisson};
 
 /// Largest evidence score, in nats: a p-value that underflows is "certain", not infinite.
 pub const MAX_SCORE: f64 = 700.0;
@@ -69,6 +69,19 @@ pub fn lower_score(x: f64, mean: f64, k: f64) -> f64 {
     score_of(p)
 }
 
+/// `-ln P(X >= x)` for `X` binomial with `n` trials of probability `p`: the evidence that
+/// `x` of `n` events falling where a share `p` of them was expected is too many.
+pub fn binomial_upper_score(x: u64, n: u64, p: f64) -> f64 {
+    if x == 0 {
+        return 0.0;
+    }
+    score_of(
+        Binomial::new(p.clamp(0.0, 1.0), n)
+            .map(|d| d.sf(x - 1))
+            .unwrap_or(0.0),
+    )
+}
+
 fn score_of(p: f64) -> f64 {
     if p > 0.0 {
         (-p.ln()).clamp(0.0, MAX_SCORE)
@@ -113,6 +126,14 @@ mod tests {
         }
         // Poisson(3): P(X >= 8) = 0.0119, P(X >= 9) = 0.0038.
         assert_eq!(upper_quantile(0.01, 3.0, 1e9), 9);
+    }
+
+    #[test]
+    fn binomial_tail_matches_hand_computation() {
+        // P(X >= 12 | 12 trials of 1/3) = 3^-12; P(X >= 1 | 2 of 1/2) = 3/4.
+        assert!((binomial_upper_score(12, 12, 1.0 / 3.0) - 12.0 * 3f64.ln()).abs() < 1e-9);
+        assert!((binomial_upper_score(1, 2, 0.5) + 0.75f64.ln()).abs() < 1e-9);
+        assert_eq!(binomial_upper_score(0, 5, 0.5), 0.0);
     }
 
     #[test]
