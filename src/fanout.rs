@@ -15,6 +15,14 @@
 //! never sees that it lagged; its connection is closed by the kernel instead, once the data
 //! sent to it has waited unread for `--client-stall-timeout` (see [`crate::startup`]), and its
 //! place is freed with it.
+//!
+//! A client that has closed its connection is noticed only when a write to it fails (actix
+//! does not watch an idle streaming connection for its peer leaving, actix-web#1313): the
+//! second heartbeat after the close, up to twice `--sse-heartbeat`, during which its place
+//! stays taken and the client's own reconnect from the same address could be refused. So a
+//! subscription refused for lack of room first [reclaims](Fanout::reclaim) places: every
+//! stream sends a heartbeat, twice, a round trip apart, which ends the streams of peers that
+//! are gone, and the subscription is tried once more.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +42,11 @@ use crate::store::{Store, StreamEvent, StreamId, parse_stream_id};
 const WAIT: Duration = Duration::from_secs(5);
 /// Most events read from the store at once.
 const BATCH: usize = 500;
+/// Between the two heartbeats of a reclaim, and after the second: long enough for a gone
+/// peer's reset to come back on the way a client's connection takes.
+const RECLAIM_GAP: Duration = Duration::from_millis(250);
+/// Reclaims start at least this far apart (each writes to every stream).
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// One event as subscribers get it: what filters look at, and the rendered SSE frame.
 #[derive(Debug)]
@@ -84,6 +97,8 @@ pub enum Next {
     Event(Arc<Published>),
     /// The subscriber fell too far behind and missed events.
     Lagged,
+    /// Places are being reclaimed: send something, so that a gone peer is noticed.
+    Probe,
     /// The process is shutting down.
     Closed,
 }
@@ -113,6 +128,10 @@ pub struct Fanout {
     by_address: Mutex<HashMap<Fingerprint, usize>>,
     per_address: usize,
     heartbeat: Duration,
+    /// Bumped to make every stream send a heartbeat (see [`Fanout::reclaim`]).
+    probe: watch::Sender<u64>,
+    /// When the last reclaim started; held while one runs.
+    last_reclaim: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A subscription; it counts as a subscriber until dropped.
@@ -121,6 +140,7 @@ pub struct Subscription {
     address: Fingerprint,
     events: broadcast::Receiver<Arc<Published>>,
     closed: watch::Receiver<bool>,
+    probe: watch::Receiver<u64>,
 }
 
 impl Fanout {
@@ -142,6 +162,8 @@ impl Fanout {
             by_address: Mutex::new(HashMap::new()),
             per_address,
             heartbeat,
+            probe: watch::channel(0).0,
+            last_reclaim: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -194,8 +216,31 @@ impl Fanout {
             address,
             events: self.events.subscribe(),
             closed: self.closed.subscribe(),
+            probe: self.probe.subscribe(),
         };
         Ok((subscription, *position))
+    }
+
+    /// Frees the places of subscribers whose peers had gone, unnoticed, when it was called
+    /// (see the module documentation): every stream sends a heartbeat, and again
+    /// [`RECLAIM_GAP`] later, when a gone peer has answered the first with a reset and the
+    /// write fails; returns [`RECLAIM_GAP`] after that. Calls share a reclaim that started
+    /// after they were made; reclaims start at least [`RECLAIM_EVERY`] apart, so a call
+    /// returns within about two seconds.
+    pub async fn reclaim(&self) {
+        let called = tokio::time::Instant::now();
+        let mut last = self.last_reclaim.lock().await;
+        if let Some(at) = *last {
+            if at >= called {
+                return;
+            }
+            tokio::time::sleep_until(at + RECLAIM_EVERY).await;
+        }
+        *last = Some(tokio::time::Instant::now());
+        for _ in 0..2 {
+            self.probe.send_modify(|n| *n = n.wrapping_add(1));
+            tokio::time::sleep(RECLAIM_GAP).await;
+        }
     }
 
     /// The most subscribers at once.
@@ -318,6 +363,7 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Closed) => Next::Closed,
             },
             _ = self.closed.wait_for(|c| *c) => Next::Closed,
+            Ok(()) = self.probe.changed() => Next::Probe,
         }
     }
 

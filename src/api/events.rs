@@ -125,6 +125,9 @@ impl Filter {
 /// its `Last-Event-ID`; one that stops reading altogether is disconnected once what was sent
 /// to it has waited unread for `--client-stall-timeout` (60 s). One client address may hold
 /// at most `--max-subscribers-per-address` (64) streams at once (429 `too_many_streams`).
+/// Before a stream is refused for lack of room, every stream gets a heartbeat (twice, 250 ms
+/// apart) so that places held by clients that have left are freed: a refusal takes up to
+/// about 2 s, and a reconnect is not refused for the place it just left.
 /// When the stream cannot be served for now (503 or 429), a client that accepts
 /// `text/event-stream` gets a 200 stream with a `retry:` delay and an `event: unavailable`
 /// that ends at once, since a browser's `EventSource` never reconnects after an answer other
@@ -214,15 +217,20 @@ async fn open(
         .transpose()?;
     // Subscribe before looking at the stream, so that nothing added meanwhile is missed.
     let address = state.secret.fingerprint(state.client_addr(req), None);
-    let (subscription, position) =
-        state
-            .fanout
-            .subscribe(address)
-            .map_err(|refused| match refused {
-                Refused::Closed => ApiError::unavailable(),
-                Refused::Full => ApiError::too_many_subscribers(state.fanout.max_subscribers()),
-                Refused::AddressFull => ApiError::too_many_streams(state.fanout.per_address()),
-            })?;
+    let subscribed = match state.fanout.subscribe(address) {
+        // The places may be held by clients that have left unnoticed (a reconnect from the
+        // same address, typically): reclaim them and try once more.
+        Err(Refused::Full | Refused::AddressFull) => {
+            state.fanout.reclaim().await;
+            state.fanout.subscribe(address)
+        }
+        subscribed => subscribed,
+    };
+    let (subscription, position) = subscribed.map_err(|refused| match refused {
+        Refused::Closed => ApiError::unavailable(),
+        Refused::Full => ApiError::too_many_subscribers(state.fanout.max_subscribers()),
+        Refused::AddressFull => ApiError::too_many_streams(state.fanout.per_address()),
+    })?;
     // Until the fan-out knows where the stream ends (the store was down at start), live
     // events cannot be matched to a position: retry shortly.
     let Some(position) = position else {
@@ -378,14 +386,18 @@ impl Feed {
                 Phase::Live { skip_through } => {
                     let next = tokio::select! {
                         next = self.subscription.next() => next,
-                        _ = self.heartbeat.tick() => {
+                        // A heartbeat is due.
+                        _ = self.heartbeat.tick() => Next::Probe,
+                    };
+                    match next {
+                        Next::Probe => {
                             return Some(match self.passed_over.take() {
-                                Some((ms, seq)) => Bytes::from(format!("id: {ms}-{seq}\n: heartbeat\n\n")),
+                                Some((ms, seq)) => {
+                                    Bytes::from(format!("id: {ms}-{seq}\n: heartbeat\n\n"))
+                                }
                                 None => Bytes::from_static(b": heartbeat\n\n"),
                             });
                         }
-                    };
-                    match next {
                         Next::Event(event) => {
                             if skip_through.is_some_and(|s| event.id <= s) {
                                 continue;

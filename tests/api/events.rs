@@ -399,6 +399,33 @@ on_both_stores! {
 }
 
 on_both_stores! {
+    /// A client that closed its stream is noticed only when a write to it fails, a heartbeat
+    /// or two later (15 s each here, the default): its reconnect from the same address, or
+    /// another client's, must not be refused meanwhile for the place it left.
+    async fn a_client_that_left_gives_its_place_to_the_next_at_once(app, "--no-detector", "--max-subscribers", "2", "--max-subscribers-per-address", "1", "--trusted-proxies", "127.0.0.1") {
+        let url = app.url("/v1/events");
+        let first = Sse::connect(&url, None).await;
+        drop(first);
+        let again = Sse::connect(&url, None).await;
+        // A client still there keeps its place.
+        let refused = app.get("/v1/events").await;
+        assert_eq!((refused.status, refused.error_code().as_str()), (429, "too_many_streams"));
+        // The same for the places of the whole process: two other addresses behind the proxy.
+        let other = |last: u8| {
+            app.client
+                .get(&url)
+                .header("x-forwarded-for", format!("203.0.113.{last}"))
+                .send()
+        };
+        let second = other(1).await.unwrap();
+        assert_eq!(second.status(), 200);
+        drop(again);
+        drop(second);
+        assert_eq!(other(2).await.unwrap().status(), 200);
+    }
+}
+
+on_both_stores! {
     /// HTTP/1.0 has no chunked transfer coding: a 1.0 client (or a proxy speaking 1.0
     /// upstream, nginx's default) gets the events as the rest of the connection, with no
     /// chunk sizes among them, and the connection is not kept alive after it.
