@@ -16,10 +16,13 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 /// Seconds a client should wait before retrying after a 429 (a place must free first).
 pub const LIMITED_RETRY_AFTER_SECS: u32 = 3;
 
-/// `text` (an id, a path, a parameter) quoted for an error message, cut to its first 64
-/// characters (see [`crate::text::quoted`]).
+/// How much of what a client sent an error message echoes, in characters.
+pub const ECHO_CHARS: usize = 64;
+
+/// `text` (an id, a path, a parameter) quoted for an error message, cut to its first
+/// [`ECHO_CHARS`] characters (see [`crate::text::quoted`]).
 pub fn quoted(text: &str) -> String {
-    crate::text::quoted(text, 64)
+    crate::text::quoted(text, ECHO_CHARS)
 }
 
 /// The body of every error response.

@@ -215,7 +215,7 @@ pub fn configure(
                     actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
                     other => other.to_string(),
                 };
-                ApiError::invalid_query(message).into()
+                ApiError::invalid_query(crate::text::tamed(&message, error::ECHO_CHARS)).into()
             }))
             .app_data(
                 web::PathConfig::default()

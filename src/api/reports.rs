@@ -171,7 +171,10 @@ pub async fn create_report(
     let service = state.service(&id)?;
     let body = read_json_body(&req, &mut payload).await?;
     let malformed = |e: serde_json::Error| match e.classify() {
-        serde_json::error::Category::Data => ApiError::invalid_report(e.to_string()),
+        serde_json::error::Category::Data => {
+            // serde quotes what it rejects (a field name, a value) in full: cut it.
+            ApiError::invalid_report(crate::text::tamed(&e.to_string(), super::error::ECHO_CHARS))
+        }
         _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
     };
     // serde would also take a struct from an array of its fields in order; a report is an
@@ -491,12 +494,28 @@ pub async fn read_reports(
     };
     // `until` is exclusive and rounded up; by default the series ends with the bucket that
     // holds the present moment.
-    let until = match &query.until {
-        Some(t) => align(parse_time_up("until", t)? + step - 1, step),
+    let until_given = query
+        .until
+        .as_ref()
+        .map(|t| parse_time_up("until", t))
+        .transpose()?;
+    let since_given = query
+        .since
+        .as_ref()
+        .map(|t| parse_time("since", t))
+        .transpose()?;
+    // Checked as given, before rounding: swapped ends within one point are a mistake too.
+    if let (Some(since), Some(until)) = (since_given, until_given)
+        && since >= until
+    {
+        return Err(ApiError::invalid_query("since must be before until"));
+    }
+    let until = match until_given {
+        Some(t) => align(t + step - 1, step),
         None => align(state.clock.now().unix_timestamp(), step) + step,
     };
-    let since = match &query.since {
-        Some(t) => align(parse_time("since", t)?, step),
+    let since = match since_given {
+        Some(t) => align(t, step),
         None => until - 60 * step,
     };
     if until > LATEST {
@@ -601,13 +620,22 @@ pub(crate) fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
     parse_rfc3339(name, value).map(|t| t.unix_timestamp() + i64::from(t.nanosecond() > 0))
 }
 
+/// An RFC 3339 time that is also one in UTC (years 0000 to 9999): every time the API
+/// answers with, a feed's id and links among them, is written in UTC.
 fn parse_rfc3339(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
+    let t = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
         ApiError::invalid_query(format!(
             "{name}={} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z: {e}",
             super::error::quoted(value)
         ))
-    })
+    })?;
+    match t.checked_to_offset(time::UtcOffset::UTC) {
+        Some(utc) if utc.year() >= 0 => Ok(t),
+        _ => Err(ApiError::invalid_query(format!(
+            "{name}={} is outside 0000-01-01T00:00:00Z to 9999-12-31T23:59:59Z in UTC",
+            super::error::quoted(value)
+        ))),
+    }
 }
 
 /// A Unix time as a UTC date-time. Callers pass times already checked to lie in RFC 3339's

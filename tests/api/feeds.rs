@@ -89,6 +89,10 @@ on_both_stores! {
             ("/v1/incidents.atom?service=myspace", "unknown_service"),
             ("/v1/incidents.atom?limit=0", "invalid_query"),
             ("/v1/incidents.atom?since=yesterday", "invalid_query"),
+            // Times a feed's id and links could not write in UTC.
+            ("/v1/incidents.atom?since=9999-12-31T23:00:00-05:00", "invalid_query"),
+            ("/v1/incidents.atom?until=0000-01-01T00:00:00%2B01:00", "invalid_query"),
+            ("/v1/incidents?until=0000-01-01T00:00:00%2B01:00", "invalid_query"),
             ("/v1/services/github/incidents.atom?service=slack", "invalid_query"),
         ] {
             assert_eq!(app.get(path).await.error_code(), code, "{path}");

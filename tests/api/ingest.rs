@@ -91,6 +91,15 @@ on_both_stores! {
             assert_eq!((answer.status, answer.error_code().as_str()), (422, "invalid_report"), "{body}");
             assert!(answer.text.contains("duplicate field"), "{}", answer.text);
         }
+        // What serde quotes of the input is cut like every other echo (64 characters).
+        let long = "k".repeat(3000);
+        for body in [json!({"problem": "login", "region": "DE", &long: 1}), json!({"problem": "login", "location": &long})] {
+            let answer = app.report("tiktok", &body).await;
+            assert_eq!(answer.error_code(), "invalid_report");
+            let message = answer.json()["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(&long[..64]) && !message.contains(&long[..65]), "{message}");
+            assert!(message.len() < 250, "{message}");
+        }
         // A huge coordinate is not echoed digit by digit.
         let huge = app.report("tiktok", &json!({"problem": "login", "location": {"lat": 1e308, "lon": 0.0}})).await;
         assert_eq!(huge.error_code(), "invalid_coordinates");

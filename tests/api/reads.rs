@@ -60,6 +60,10 @@ on_both_stores! {
             "since=yesterday",
             "until=2026-13-01T00:00:00Z",
             "since=2026-11-21T12:00:00Z&until=2026-11-21T12:00:00Z",
+            // Swapped, or equal, within one point: judged as given, not as rounded.
+            "since=2026-11-21T12:59:59Z&until=2026-11-21T12:00:01Z&resolution=1h",
+            "since=2026-11-21T12:00:40Z&until=2026-11-21T12:00:20Z",
+            "since=2026-11-21T12:00:30Z&until=2026-11-21T12:00:30Z",
             "since=2026-11-01T00:00:00Z&until=2026-11-03T00:00:00Z",
             "region=XX",
             "problem=wifi",
