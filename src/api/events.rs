@@ -203,7 +203,9 @@ async fn open(
     // A HEAD gets the stream's headers, not a subscription nobody will read: the connection
     // would stay open, holding its place among the subscribers, until shutdown.
     if super::is_head(req) {
-        return Ok(stream_head().finish());
+        // With a streamed (empty) body, so its framing headers are the GET's too.
+        return Ok(stream_head()
+            .streaming(futures_util::stream::empty::<Result<Bytes, actix_web::Error>>()));
     }
     // An empty id is no id (some clients send the header empty before their first event).
     let resume = req

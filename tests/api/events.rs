@@ -368,6 +368,11 @@ on_both_stores! {
     async fn subscribers_are_limited(app, "--no-detector", "--max-subscribers", "1", "--sse-heartbeat", "1s") {
         let url = app.url("/v1/events");
         let first = Sse::connect(&url, None).await;
+        // A HEAD takes no place, and gets the GET's headers: no length, as for a stream.
+        let head = app.client.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(header(&head, "content-type").as_deref(), Some("text/event-stream"));
+        assert_eq!(header(&head, "content-length"), None);
         let refused = app.get("/v1/events").await;
         assert_eq!((refused.status, refused.error_code().as_str()), (503, "too_many_subscribers"));
         assert!(refused.retry_after.is_some());
