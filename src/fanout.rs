@@ -21,8 +21,9 @@
 //! second heartbeat after the close, up to twice `--sse-heartbeat`, during which its place
 //! stays taken and the client's own reconnect from the same address could be refused. So a
 //! subscription refused for lack of room first [reclaims](Fanout::reclaim) places: every
-//! stream sends a heartbeat, twice, a round trip apart, which ends the streams of peers that
-//! are gone, and the subscription is tried once more.
+//! stream (of the client's address, when that is what is full) sends a heartbeat, twice, a
+//! round trip apart, which ends the streams of peers that are gone, and the subscription is
+//! tried once more.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,10 +129,11 @@ pub struct Fanout {
     by_address: Mutex<HashMap<Fingerprint, usize>>,
     per_address: usize,
     heartbeat: Duration,
-    /// Bumped to make every stream send a heartbeat (see [`Fanout::reclaim`]).
-    probe: watch::Sender<u64>,
-    /// When the last reclaim started; held while one runs.
-    last_reclaim: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Sent to make every stream (or those of one address) send a heartbeat (see
+    /// [`Fanout::reclaim`]).
+    probe: watch::Sender<Option<Fingerprint>>,
+    /// When the last reclaim started, and of which streams; held while one runs.
+    last_reclaim: tokio::sync::Mutex<Option<(tokio::time::Instant, Option<Fingerprint>)>>,
 }
 
 /// A subscription; it counts as a subscriber until dropped.
@@ -140,7 +142,7 @@ pub struct Subscription {
     address: Fingerprint,
     events: broadcast::Receiver<Arc<Published>>,
     closed: watch::Receiver<bool>,
-    probe: watch::Receiver<u64>,
+    probe: watch::Receiver<Option<Fingerprint>>,
 }
 
 impl Fanout {
@@ -162,7 +164,7 @@ impl Fanout {
             by_address: Mutex::new(HashMap::new()),
             per_address,
             heartbeat,
-            probe: watch::channel(0).0,
+            probe: watch::channel(None).0,
             last_reclaim: tokio::sync::Mutex::new(None),
         })
     }
@@ -222,23 +224,29 @@ impl Fanout {
     }
 
     /// Frees the places of subscribers whose peers had gone, unnoticed, when it was called
-    /// (see the module documentation): every stream sends a heartbeat, and again
-    /// [`RECLAIM_GAP`] later, when a gone peer has answered the first with a reset and the
-    /// write fails; returns [`RECLAIM_GAP`] after that. Calls share a reclaim that started
-    /// after they were made; reclaims start at least [`RECLAIM_EVERY`] apart, so a call
-    /// returns within about two seconds.
-    pub async fn reclaim(&self) {
+    /// (see the module documentation): every stream (with `of`, only those of that client
+    /// address) sends a heartbeat, and again [`RECLAIM_GAP`] later, when a gone peer has
+    /// answered the first with a reset and the write fails; returns [`RECLAIM_GAP`] after
+    /// that. Reclaims start at least [`RECLAIM_EVERY`] apart (a client hammering at its
+    /// address's limit makes its own streams beat, no one else's); a call is answered by a
+    /// reclaim of its streams that started after it was made. A call returns within 2.5 s:
+    /// one that has waited [`RECLAIM_EVERY`] for the reclaims of others gives up.
+    pub async fn reclaim(&self, of: Option<Fingerprint>) {
         let called = tokio::time::Instant::now();
-        let mut last = self.last_reclaim.lock().await;
-        if let Some(at) = *last {
-            if at >= called {
+        // Calls for many addresses queue: past a while, a call gives up (and is refused).
+        let Ok(mut last) = tokio::time::timeout(RECLAIM_EVERY, self.last_reclaim.lock()).await
+        else {
+            return;
+        };
+        if let Some((at, last_of)) = *last {
+            if at >= called && (last_of.is_none() || last_of == of) {
                 return;
             }
             tokio::time::sleep_until(at + RECLAIM_EVERY).await;
         }
-        *last = Some(tokio::time::Instant::now());
+        *last = Some((tokio::time::Instant::now(), of));
         for _ in 0..2 {
-            self.probe.send_modify(|n| *n = n.wrapping_add(1));
+            self.probe.send_replace(of);
             tokio::time::sleep(RECLAIM_GAP).await;
         }
     }
@@ -356,14 +364,21 @@ impl Subscription {
         if *self.closed.borrow() {
             return Next::Closed;
         }
-        tokio::select! {
-            received = self.events.recv() => match received {
-                Ok(event) => Next::Event(event),
-                Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
-                Err(broadcast::error::RecvError::Closed) => Next::Closed,
-            },
-            _ = self.closed.wait_for(|c| *c) => Next::Closed,
-            Ok(()) = self.probe.changed() => Next::Probe,
+        loop {
+            tokio::select! {
+                received = self.events.recv() => return match received {
+                    Ok(event) => Next::Event(event),
+                    Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
+                    Err(broadcast::error::RecvError::Closed) => Next::Closed,
+                },
+                _ = self.closed.wait_for(|c| *c) => return Next::Closed,
+                Ok(()) = self.probe.changed() => {
+                    let of = *self.probe.borrow_and_update();
+                    if of.is_none_or(|a| a == self.address) {
+                        return Next::Probe;
+                    }
+                }
+            }
         }
     }
 
@@ -455,6 +470,34 @@ mod tests {
         );
         fanout.close();
         assert_eq!(fanout.subscribe(a).err(), Some(Refused::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reclaim_makes_the_streams_it_is_for_beat() {
+        let secret = crate::reporter::ReporterSecret::from_config("test");
+        let (a, b) = (address(&secret, 1), address(&secret, 2));
+        let fanout = Fanout::new(8, 4, 2, Duration::from_secs(15));
+        let (mut of_a, _) = fanout.subscribe(a).expect("a");
+        let (mut of_b, _) = fanout.subscribe(b).expect("b");
+        // A reclaim for an address at its limit: its streams beat, no one else's.
+        let reclaim = tokio::spawn({
+            let fanout = fanout.clone();
+            async move { fanout.reclaim(Some(a)).await }
+        });
+        assert!(matches!(of_a.next().await, Next::Probe));
+        let quiet = tokio::time::timeout(Duration::from_millis(600), of_b.next()).await;
+        assert!(quiet.is_err(), "b's stream was not probed");
+        reclaim.await.unwrap();
+        // A reclaim for the whole process, at least a second after the last: every stream.
+        let started = tokio::time::Instant::now();
+        let reclaim = tokio::spawn({
+            let fanout = fanout.clone();
+            async move { fanout.reclaim(None).await }
+        });
+        assert!(matches!(of_b.next().await, Next::Probe));
+        assert!(matches!(of_a.next().await, Next::Probe));
+        reclaim.await.unwrap();
+        assert!(started.elapsed() <= Duration::from_millis(1500));
     }
 
     #[test]

@@ -125,9 +125,10 @@ impl Filter {
 /// its `Last-Event-ID`; one that stops reading altogether is disconnected once what was sent
 /// to it has waited unread for `--client-stall-timeout` (60 s). One client address may hold
 /// at most `--max-subscribers-per-address` (64) streams at once (429 `too_many_streams`).
-/// Before a stream is refused for lack of room, every stream gets a heartbeat (twice, 250 ms
-/// apart) so that places held by clients that have left are freed: a refusal takes up to
-/// about 2 s, and a reconnect is not refused for the place it just left.
+/// Before a stream is refused for lack of room, every stream (the address's own, when the
+/// address is at its limit) gets a heartbeat, twice, 250 ms apart, so that places held by
+/// clients that have left are freed: a refusal takes up to 2.5 s, and a reconnect is not
+/// refused for the place it just left.
 /// When the stream cannot be served for now (503 or 429), a client that accepts
 /// `text/event-stream` gets a 200 stream with a `retry:` delay and an `event: unavailable`
 /// that ends at once, since a browser's `EventSource` never reconnects after an answer other
@@ -222,8 +223,9 @@ async fn open(
     let subscribed = match state.fanout.subscribe(address) {
         // The places may be held by clients that have left unnoticed (a reconnect from the
         // same address, typically): reclaim them and try once more.
-        Err(Refused::Full | Refused::AddressFull) => {
-            state.fanout.reclaim().await;
+        Err(refused @ (Refused::Full | Refused::AddressFull)) => {
+            let of = (refused == Refused::AddressFull).then_some(address);
+            state.fanout.reclaim(of).await;
             state.fanout.subscribe(address)
         }
         subscribed => subscribed,
