@@ -236,8 +236,8 @@ impl LiveDetector {
     }
 
     /// Squares a new leader's engine with the incidents the store holds open. The engine
-    /// drops the state of a service that left the catalog, or no longer fits it (other
-    /// problems, another bucket width), and with it any incident it had open: that incident
+    /// drops the state of a service that left the catalog, or no longer fits it (another
+    /// bucket width), and with it any incident it had open: that incident
     /// is resolved (see [`LiveDetector::resumed_at`] for when), or it would stay open in the
     /// store (and on the status page) for good. A warm-up's announcement of an incident the
     /// store already holds open (the same service and start) is not made twice; and where the

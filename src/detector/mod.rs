@@ -109,6 +109,13 @@ impl DetectorConfig {
 /// neither learned nor tested. (Three hours of such buckets learned as silence made the
 /// ordinary traffic after them look like an outage of every busy service.)
 const GAP_NATS: f64 = 20.0;
+/// An open incident expects reports at its own rate, so its service's silence weighs that
+/// much more; but a gap must then also show in the other services, with at least this
+/// evidence (about 1 in 150) without the one whose silence says most. (A flood that stopped
+/// dead with every other service while the server or the store was down had been taken as
+/// the outage's end: it resolved, and opened again as a second incident when reports came
+/// back. The one service of a deployment that watches one can only end its outage.)
+const GAP_CORROBORATION_NATS: f64 = 5.0;
 
 /// How often each service's state is saved when nothing about it changed (see
 /// [`Detector::checkpoint`]); also the longest stretch of buckets a new leader replays.
@@ -242,17 +249,30 @@ impl Detector {
             .services()
             .iter()
             .map(|s| {
-                let kept = restored.remove(&s.id).filter(|(_, state)| {
-                    let fits = state.fits(&s.problems, &tuning);
-                    if !fits {
-                        tracing::warn!(
-                            service = %s.id,
-                            "the saved detector state was made with another bucket width \
-                             or other problems; learning this service afresh"
-                        );
-                    }
-                    fits
-                });
+                let kept = restored
+                    .remove(&s.id)
+                    .filter(|(_, state)| {
+                        let fits = state.fits(&tuning);
+                        if !fits {
+                            tracing::warn!(
+                                service = %s.id,
+                                "the saved detector state was made with another bucket width; \
+                                 learning this service afresh"
+                            );
+                        }
+                        fits
+                    })
+                    .map(|(cursor, mut state)| {
+                        if state.adopt_problems(&s.problems) {
+                            tracing::info!(
+                                service = %s.id,
+                                problems = ?s.problems,
+                                "the service's problem categories changed: keeping its baseline \
+                                 and what was learned of the problems it kept"
+                            );
+                        }
+                        (cursor, state)
+                    });
                 let (from, state) = match kept {
                     Some((cursor, state)) => (Some(cursor), state),
                     None => (None, ServiceState::new(s.problems.clone(), &tuning, prior)),
@@ -461,14 +481,7 @@ impl Detector {
             .binary_search_by_key(&t, |gap| gap.bucket)
             .ok()
             .map(|i| self.silent[i].missing);
-        let missing = silent
-            && decided.unwrap_or_else(|| {
-                self.services
-                    .iter()
-                    .filter_map(|s| s.state.silence(t))
-                    .sum::<f64>()
-                    >= GAP_NATS
-            });
+        let missing = silent && decided.unwrap_or_else(|| self.improbably_silent(t));
         // Buckets are taken in order: the decisions a replay from here or a commit after it
         // may need are those of the last checkpoint period.
         let old = self
@@ -502,6 +515,20 @@ impl Detector {
             metrics::counter!("downradar_detector_missing_buckets_total").increment(1);
         }
         missing
+    }
+
+    /// Whether a bucket at `t` with no report from any service is improbable enough to be
+    /// missing data (see [`GAP_NATS`] and [`GAP_CORROBORATION_NATS`]).
+    fn improbably_silent(&self, t: i64) -> bool {
+        let (mut baseline, mut all, mut most) = (0.0, 0.0, 0.0f64);
+        for tracked in &self.services {
+            let usual = tracked.state.silence(t).unwrap_or(0.0);
+            let expected = usual.max(tracked.state.incident_silence().unwrap_or(0.0));
+            baseline += usual;
+            all += expected;
+            most = most.max(expected);
+        }
+        baseline >= GAP_NATS || all >= GAP_NATS && all - most >= GAP_CORROBORATION_NATS
     }
 
     fn incident(&self, tracked: &Tracked, open: &Open, resolved_at: Option<i64>) -> Incident {
@@ -667,9 +694,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn catalog() -> Catalog {
-        Catalog::parse(
-            "test.toml",
-            r#"
+        Catalog::parse("test.toml", catalog_toml()).unwrap()
+    }
+
+    fn catalog_toml() -> &'static str {
+        r#"
             [[service]]
             id = "up"
             name = "Up"
@@ -683,9 +712,7 @@ mod tests {
             id = "other"
             name = "Other"
             problems = ["login", "app"]
-            "#,
-        )
-        .unwrap()
+            "#
     }
 
     fn cells(us: u64, de: u64) -> Vec<(Cell, u64)> {
@@ -788,6 +815,118 @@ mod tests {
             opened[0].at.unix_timestamp() <= t0 + 5 * 60,
             "{:?}",
             opened[0]
+        );
+    }
+
+    /// Every service silent at once during an outage is missing data (the server or the
+    /// store down), not the outage's end, when the other services say so too; with no other
+    /// service to say so, the outage has ended.
+    #[test]
+    fn an_outage_through_a_gap_is_one_incident_unless_it_alone_went_quiet() {
+        let t0 = 1_790_000_000 - 1_790_000_000 % 60;
+        let day = 1440;
+        let run = |others: f64| {
+            let mut detector = Detector::new(&catalog(), DetectorConfig::default());
+            let mut events = Vec::new();
+            for i in 0..day + 150 {
+                let flood = (day..day + 100).contains(&i);
+                let gap = (day + 40..day + 60).contains(&i);
+                let counts: [Vec<(Cell, u64)>; 3] = if gap {
+                    Default::default()
+                } else {
+                    [
+                        cells(if flood { 60 } else { wobble(3.0, i) }, 0),
+                        cells(wobble(others, i), 0),
+                        cells(0, wobble(others, i + 1)),
+                    ]
+                };
+                let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
+                events.extend(detector.step(t0 + i * 60, &refs));
+            }
+            events
+                .into_iter()
+                .filter(|e| e.kind != EventType::Updated)
+                .map(|e| (e.kind, (e.at.unix_timestamp() - t0) / 60 - day))
+                .collect::<Vec<_>>()
+        };
+        // The others' usual traffic alone would not make the 20 silent minutes a gap: the
+        // incident's own rate does, with the others' silence to back it.
+        let events = run(4.0);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].0, EventType::Opened);
+        assert_eq!(events[1].0, EventType::Resolved);
+        assert!(
+            events[1].1 > 100,
+            "resolved after the flood, not in the gap: {events:?}"
+        );
+        // Alone, the service's silence is its outage's end: resolved within the gap (and
+        // the reports after it are another outage).
+        let alone = run(0.0);
+        assert_eq!(alone[1].0, EventType::Resolved, "{alone:?}");
+        assert!((40..60).contains(&alone[1].1), "{alone:?}");
+    }
+
+    /// A problem category added to a service (here while it is down) keeps its baseline and
+    /// its open incident: learned afresh from the outage, it had never reported it.
+    #[test]
+    fn a_new_problem_category_keeps_the_baseline_and_the_open_incident() {
+        let t0 = 1_790_000_000 - 1_790_000_000 % 60;
+        let day = 1440;
+        let counts = |i: i64| -> [Vec<(Cell, u64)>; 3] {
+            let flood = (day..day + 60).contains(&i);
+            [
+                cells(if flood { 60 } else { wobble(3.0, i) }, 0),
+                cells(wobble(4.0, i), 0),
+                cells(0, wobble(4.0, i + 1)),
+            ]
+        };
+        let mut detector = Detector::new(&catalog(), DetectorConfig::default());
+        let mut events = Vec::new();
+        let mut step = |detector: &mut Detector, i: i64| {
+            let counts = counts(i);
+            let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
+            events.extend(detector.step(t0 + i * 60, &refs));
+        };
+        for i in 0..day + 20 {
+            step(&mut detector, i);
+        }
+        let at = t0 + (day + 20) * 60;
+        let (before, _) = detector.services[0]
+            .state
+            .expectation(at, SeriesFilter::default());
+        let saved = save_all(&mut detector, at);
+        let edited = Catalog::parse(
+            "test.toml",
+            &catalog_toml().replace(
+                r#"id = "up"
+            name = "Up"
+            problems = ["login", "app"]"#,
+                r#"id = "up"
+            name = "Up"
+            problems = ["login", "app", "outage"]"#,
+            ),
+        )
+        .unwrap();
+        let (mut detector, errors) =
+            Detector::restore(&edited, DetectorConfig::default(), &saved, &[]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(detector.open_incidents().len(), 1, "the incident is kept");
+        let (after, _) = detector.services[0]
+            .state
+            .expectation(at, SeriesFilter::default());
+        assert_eq!(before, after, "the baseline is kept");
+        for i in day + 20..day + 120 {
+            step(&mut detector, i);
+        }
+        let kinds: Vec<EventType> = events
+            .iter()
+            .filter(|e| e.kind != EventType::Updated)
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [EventType::Opened, EventType::Resolved],
+            "{events:#?}"
         );
     }
 

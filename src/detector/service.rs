@@ -337,12 +337,50 @@ impl ServiceState {
         self.baseline.width()
     }
 
-    /// Whether a saved state fits the current configuration and catalog entry: the same
-    /// bucket width, test windows and problems. A state that does not is started afresh.
-    pub fn fits(&self, problems: &[Problem], tuning: &Tuning) -> bool {
-        self.baseline.width() == tuning.width
-            && self.baseline.windows() == tuning.windows.len()
-            && self.problems == problems
+    /// Whether a saved state fits the current configuration: the same bucket width and test
+    /// windows. A state that does not is started afresh. (Its problems may differ: see
+    /// [`adopt_problems`](Self::adopt_problems).)
+    pub fn fits(&self, tuning: &Tuning) -> bool {
+        self.baseline.width() == tuning.width && self.baseline.windows() == tuning.windows.len()
+    }
+
+    /// Takes the catalog's problem categories for the service, when they changed: the
+    /// problems kept keep what was learned of them (their shares, their CUSUMs, their counts
+    /// in the recent buckets and in an open incident), a new one starts from nothing (the
+    /// share of an unseen problem), and a removed one is forgotten but for its reports in the
+    /// totals. The baseline, the regions and an open incident are kept: a category added
+    /// while the service is down must not make the detector relearn it from the outage (it
+    /// had, and never reported it). Returns whether anything changed.
+    pub fn adopt_problems(&mut self, problems: &[Problem]) -> bool {
+        if self.problems == problems {
+            return false;
+        }
+        let old: Vec<Option<usize>> = problems
+            .iter()
+            .map(|p| self.problems.iter().position(|q| q == p))
+            .collect();
+        fn remap<T: Copy + Default>(values: &[T], old: &[Option<usize>]) -> Vec<T> {
+            old.iter()
+                .map(|i| i.and_then(|i| values.get(i).copied()).unwrap_or_default())
+                .collect()
+        }
+        self.problem_totals = remap(&self.problem_totals, &old);
+        self.problem_cusums = remap(&self.problem_cusums, &old);
+        for slot in &mut self.ring {
+            slot.problem_x = remap(&slot.problem_x, &old);
+        }
+        if let Some(open) = &mut self.open {
+            open.problem_x = remap(&open.problem_x, &old);
+            open.problem_mu = remap(&open.problem_mu, &old);
+            let attribution = &mut open.attribution;
+            attribution.problems.retain(|p| problems.contains(p));
+            if !attribution.partial || attribution.problems.is_empty() {
+                attribution.partial = false;
+                attribution.problems = sorted(problems.iter().cloned());
+            }
+        }
+        self.problems = problems.to_vec();
+        true
     }
 
     /// The service's flat rate, for the population prior of new services.
@@ -353,13 +391,22 @@ impl ServiceState {
     /// How improbable a bucket at `t` with no report at all is for this service, in nats
     /// (−ln P(0) under its negative binomial); `None` before a day of history.
     pub fn silence(&self, t: i64) -> Option<f64> {
-        let mu = self.rate(t)?;
+        self.rate(t).map(|mu| self.silence_at(mu))
+    }
+
+    /// The same at the rate of the service's open incident so far; `None` with none open.
+    pub fn incident_silence(&self) -> Option<f64> {
+        let open = self.open.as_ref().filter(|o| o.buckets > 0)?;
+        Some(self.silence_at(open.x / open.buckets as f64))
+    }
+
+    fn silence_at(&self, mu: f64) -> f64 {
         let k = self.baseline.dispersion(0);
-        Some(if k.is_finite() && k > 0.0 {
+        if k.is_finite() && k > 0.0 {
             k * (mu / k).ln_1p()
         } else {
             mu
-        })
+        }
     }
 
     fn region_index(&mut self, code: RegionCode) -> usize {

@@ -1140,7 +1140,7 @@ mod saved_state {
             Detector::restore(&catalog, DetectorConfig::default(), &saved, &[]);
         assert!(errors.is_empty(), "{errors:?}");
         // Kept, not learned afresh: a state that no longer fits (other test windows, another
-        // bucket width, other problems) is dropped with no more than a warning.
+        // bucket width) is dropped with no more than a warning.
         assert_eq!(
             detector.oldest_saved(),
             Some(saved_at()),
