@@ -486,7 +486,7 @@ impl RedisStore {
             for &(s, hour) in chunk {
                 pipe.exists(keys::bucket(&services[s], ROLLUP_SECS, hour));
             }
-            let exists: Vec<bool> = Self::query(&self.reads, &pipe).await?;
+            let exists: Vec<bool> = Self::query_idempotent(&self.reads, &pipe).await?;
             if exists.len() != chunk.len() {
                 return Err(StoreError::Backend(
                     "a roll-up pipeline lost replies".into(),
@@ -508,7 +508,21 @@ impl RedisStore {
         conn: &ConnectionManager,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        Self::query_raw(conn, pipe).await?.map_err(backend_error)
+        Self::query_raw(conn, pipe, false)
+            .await?
+            .map_err(backend_error)
+    }
+
+    /// Runs `pipe`, which is safe to run twice (a read, a `TIME`), on `conn` within
+    /// [`CALL_TIMEOUT`], sent once more if the connection turns out dropped (see
+    /// [`query_raw`](Self::query_raw)).
+    async fn query_idempotent<T: redis::FromRedisValue>(
+        conn: &ConnectionManager,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        Self::query_raw(conn, pipe, true)
+            .await?
+            .map_err(backend_error)
     }
 
     /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`), loads
@@ -520,8 +534,9 @@ impl RedisStore {
         &self,
         script: &Script,
         pipe: &redis::Pipeline,
+        idempotent: bool,
     ) -> Result<T, StoreError> {
-        match Self::query_raw(&self.writes, pipe).await? {
+        match Self::query_raw(&self.writes, pipe, idempotent).await? {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 let mut load = redis::pipe();
                 load.load_script(script).ignore();
@@ -579,15 +594,18 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Runs one call of `script` on the write connection and returns its reply.
+    /// Runs one call of `script` on the write connection and returns its reply; with
+    /// `idempotent` (the call is safe to make twice), sent once more if the connection turns
+    /// out dropped.
     async fn run_script(
         &self,
         script: &Script,
         call: &redis::ScriptInvocation<'_>,
+        idempotent: bool,
     ) -> Result<Value, StoreError> {
         let mut pipe = redis::pipe();
         pipe.invoke_script(call);
-        let mut replies: Vec<Value> = self.query_script(script, &pipe).await?;
+        let mut replies: Vec<Value> = self.query_script(script, &pipe, idempotent).await?;
         match (replies.pop(), replies.is_empty()) {
             (Some(reply), true) => Ok(reply),
             _ => Err(StoreError::Backend("a script call lost its reply".into())),
@@ -610,7 +628,7 @@ impl RedisStore {
             for (_, service, start) in chunk {
                 pipe.get(keys::incident(service, *start));
             }
-            let records: Vec<Option<String>> = Self::query(&self.reads, &pipe).await?;
+            let records: Vec<Option<String>> = Self::query_idempotent(&self.reads, &pipe).await?;
             for ((id, _, _), record) in chunk.iter().zip(records) {
                 if let Some(incident) = record.and_then(|json| parse_json(&json, id)) {
                     out.push(incident);
@@ -621,15 +639,32 @@ impl RedisStore {
     }
 
     /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`], keeping Redis's own error for the
-    /// caller to judge.
+    /// caller to judge. With `idempotent`, a pipeline that finds the connection dropped is
+    /// sent once more, within the same time: the manager answers the first command on a
+    /// connection that broke while idle (Redis restarted; or its task ran on a runtime that
+    /// has stopped, an HTTP worker's at shutdown) with that error, and reconnects. (A
+    /// replica's first read after a Redis restart answered 503 while `/readyz` said 200, and
+    /// the leader's lease release at shutdown failed, its successor waiting out the lease.)
     async fn query_raw<T: redis::FromRedisValue>(
         conn: &ConnectionManager,
         pipe: &redis::Pipeline,
+        idempotent: bool,
     ) -> Result<redis::RedisResult<T>, StoreError> {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
         let mut conn = conn.clone();
-        tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
+        let mut result = tokio::time::timeout_at(deadline, pipe.query_async(&mut conn))
             .await
-            .map_err(|_| StoreError::Timeout(CALL_TIMEOUT))
+            .map_err(|_| StoreError::Timeout(CALL_TIMEOUT))?;
+        if idempotent
+            && result
+                .as_ref()
+                .is_err_and(redis::RedisError::is_connection_dropped)
+        {
+            result = tokio::time::timeout_at(deadline, pipe.query_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::Timeout(CALL_TIMEOUT))?;
+        }
+        Ok(result)
     }
 
     /// The keys a report touches, in script order: its dedup marker, its address counter
@@ -885,7 +920,7 @@ impl Store for RedisStore {
             }
             pipe.invoke_script(&call);
         }
-        let replies: Vec<Vec<i64>> = self.query_script(&self.record, &pipe).await?;
+        let replies: Vec<Vec<i64>> = self.query_script(&self.record, &pipe, false).await?;
         if replies.len() != groups.len() {
             return Err(StoreError::Backend("record pipeline lost replies".into()));
         }
@@ -930,7 +965,7 @@ impl Store for RedisStore {
             }
             pipe.invoke_script(&call).ignore();
         }
-        self.query_script::<()>(&self.revoke, &pipe).await
+        self.query_script::<()>(&self.revoke, &pipe, false).await
     }
 
     async fn add_history(&self, counts: &[HistoryCount]) -> Result<HistoryAdded, StoreError> {
@@ -1017,7 +1052,8 @@ impl Store for RedisStore {
             for &(s, start) in chunk {
                 pipe.hgetall(keys::bucket(&services[s], width, start));
             }
-            let replies: Vec<Vec<(String, u64)>> = Self::query(&self.reads, &pipe).await?;
+            let replies: Vec<Vec<(String, u64)>> =
+                Self::query_idempotent(&self.reads, &pipe).await?;
             if replies.len() != chunk.len() {
                 return Err(StoreError::Backend("a counts pipeline lost replies".into()));
             }
@@ -1074,7 +1110,7 @@ impl Store for RedisStore {
                     _ => pipe.hgetall(key),
                 };
             }
-            let replies: Vec<Value> = Self::query(&self.reads, &pipe).await?;
+            let replies: Vec<Value> = Self::query_idempotent(&self.reads, &pipe).await?;
             if replies.len() != chunk.len() {
                 return Err(StoreError::Backend("a sums pipeline lost replies".into()));
             }
@@ -1128,21 +1164,21 @@ impl Store for RedisStore {
         call.key(keys::detector_lease())
             .arg(holder)
             .arg(lease_millis(ttl));
-        let reply = self.run_script(&self.lease, &call).await?;
+        let reply = self.run_script(&self.lease, &call, true).await?;
         Ok(redis::from_redis_value::<i64>(reply).map_err(parse_error)? == 1)
     }
 
     async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
         let mut call = self.release.prepare_invoke();
         call.key(keys::detector_lease()).arg(holder);
-        self.run_script(&self.release, &call).await?;
+        self.run_script(&self.release, &call, true).await?;
         Ok(())
     }
 
     async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.get(keys::detector_state(service));
-        let (state,): (Option<Vec<u8>>,) = Self::query(&self.reads, &pipe).await?;
+        let (state,): (Option<Vec<u8>>,) = Self::query_idempotent(&self.reads, &pipe).await?;
         Ok(state)
     }
 
@@ -1159,7 +1195,7 @@ impl Store for RedisStore {
             Vec<String>,
             HashMap<String, String>,
             Option<String>,
-        ) = Self::query(&self.reads, &pipe).await?;
+        ) = Self::query_idempotent(&self.reads, &pipe).await?;
         let Some(cursor) = cursor else {
             return Ok(None);
         };
@@ -1183,7 +1219,7 @@ impl Store for RedisStore {
             for service in chunk {
                 pipe.get(keys::detector_state(service));
             }
-            let blobs: Vec<Option<Vec<u8>>> = Self::query(&self.reads, &pipe).await?;
+            let blobs: Vec<Option<Vec<u8>>> = Self::query_idempotent(&self.reads, &pipe).await?;
             for (service, blob) in chunk.iter().zip(blobs) {
                 if let Some(state) = blob {
                     let at = saved
@@ -1273,7 +1309,7 @@ impl Store for RedisStore {
                 .unwrap_or_default(),
         )
         .arg(commit.forget.len());
-        match self.run_script(&self.commit, &call).await? {
+        match self.run_script(&self.commit, &call, false).await? {
             Value::Int(0) => Err(StoreError::LeaseLost),
             reply => {
                 let ids: Vec<String> = redis::from_redis_value(reply).map_err(parse_error)?;
@@ -1336,7 +1372,7 @@ impl Store for RedisStore {
                 .arg("LIMIT")
                 .arg(offset)
                 .arg(page);
-            let (ids,): (Vec<(String, i64)>,) = Self::query(&self.reads, &pipe).await?;
+            let (ids,): (Vec<(String, i64)>,) = Self::query_idempotent(&self.reads, &pipe).await?;
             let exhausted = ids.len() < page;
             if let Some((id, start)) = ids.last() {
                 // How many entries of the last entry's second have been read: all of this
@@ -1381,7 +1417,7 @@ impl Store for RedisStore {
             -1,
         );
         let (record, events): (Option<String>, Vec<String>) =
-            Self::query(&self.reads, &pipe).await?;
+            Self::query_idempotent(&self.reads, &pipe).await?;
         Ok(record.and_then(|json| IncidentRecord::from_json(id, &json, &events)))
     }
 
@@ -1408,7 +1444,7 @@ impl Store for RedisStore {
                 .arg("+")
                 .arg("COUNT")
                 .arg(count);
-            let (reply,): (Value,) = Self::query(&self.reads, &pipe).await?;
+            let (reply,): (Value,) = Self::query_idempotent(&self.reads, &pipe).await?;
             let entries = stream_entries(reply)?;
             let exhausted = entries.len() < count;
             let (events, last) = stream_events(entries)?;
@@ -1478,14 +1514,14 @@ impl Store for RedisStore {
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {
         let mut pipe = redis::pipe();
         pipe.exists(keys::events());
-        let (exists,): (bool,) = Self::query(&self.reads, &pipe).await?;
+        let (exists,): (bool,) = Self::query_idempotent(&self.reads, &pipe).await?;
         if !exists {
             return Ok(StreamBounds::default());
         }
         // The stream key is never deleted once made (trimming leaves it, empty).
         let mut pipe = redis::pipe();
         pipe.cmd("XINFO").arg("STREAM").arg(keys::events());
-        let (info,): (Value,) = Self::query(&self.reads, &pipe).await?;
+        let (info,): (Value,) = Self::query_idempotent(&self.reads, &pipe).await?;
         let last = reply_stream_id(info_field(&info, "last-generated-id")).unwrap_or_default();
         // Everything before the first entry left has been trimmed, if anything was: Redis 7
         // counts the entries ever added (an older Redis does not, and then an id before the

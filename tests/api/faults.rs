@@ -1,4 +1,4 @@
-//! Hard cases: a Redis crash under load, and arbitrary bodies.
+//! Hard cases: a Redis crash under load, reads after a Redis restart, and arbitrary bodies.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -167,6 +167,34 @@ async fn redis_crash_under_load_loses_nothing_acknowledged() {
 }
 
 /// Bodies, content types and service ids a client might send, valid and not.
+/// After Redis restarts, the connections the server held are broken, which each finds out
+/// only by its next command: the first read of each must still be answered, not refused
+/// with a 503 while `/readyz` says the store answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_reads_after_a_redis_restart_are_answered() {
+    let mut app = spawn_app(Backend::Redis).await;
+    let reads = [
+        "/v1/services/tiktok/reports",
+        "/v1/incidents?active=true",
+        "/v1/services/tiktok/status",
+    ];
+    for path in reads {
+        assert_eq!(app.get(path).await.status, 200, "{path}");
+    }
+    let redis = app.redis.as_mut().unwrap();
+    redis.kill();
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get("/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "the store never answered again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for path in reads {
+        let answer = app.get(path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+    }
+}
+
 fn requests() -> impl Strategy<Value = (String, Option<String>, Vec<u8>)> {
     let service = prop_oneof![
         Just("tiktok".to_owned()),

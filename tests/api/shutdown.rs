@@ -149,6 +149,58 @@ async fn sigterm_cuts_the_detector_warm_up_short() {
     );
 }
 
+/// After Redis restarted, the write connection is made again by whatever first uses it, a
+/// report on an HTTP worker's thread; its task stops with that worker at shutdown, and the
+/// leader's lease release, which comes after, must still get through (it had failed with
+/// "broken pipe", and the next leader waited the lease out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_released_at_shutdown_after_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let (child, base) = start_binary(&redis, &[]).await;
+    let mut conn = redis.connection().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !redis::cmd("EXISTS")
+        .arg("dr:detector:lease")
+        .query::<bool>(&mut conn)
+        .unwrap()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the detector never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.kill();
+    redis.restart();
+    // Reports until one is counted: the write connection is made again from a worker.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        let body = json!({"problem": "login", "region": "DE", "client_id": format!("r{n}")});
+        let answer = client
+            .post(format!("{base}/v1/services/tiktok/reports"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reports were never counted again"
+        );
+    }
+    send("-TERM", &child);
+    assert_eq!(exit_code(child).await, Some(0));
+    let mut conn = redis.connection().unwrap();
+    let lease: Option<String> = redis::cmd("GET")
+        .arg("dr:detector:lease")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(lease, None, "the lease was released");
+}
+
 /// A report in flight when the signal comes is still written and answered: SIGINT (Ctrl-C)
 /// drains like SIGTERM instead of dropping connections.
 async fn answers_the_request_in_flight_on(signal: &str) {
