@@ -92,10 +92,31 @@ impl Published {
     }
 }
 
+/// The `event: resync` message (its `id:` is `id`): the client may have missed events after
+/// `last_seen`, for `reason`, and should refetch the incidents that are open.
+pub fn resync_frame(id: StreamId, reason: &str, last_seen: StreamId) -> String {
+    let data = serde_json::json!({
+        "reason": format!("{reason}; refetch the state from GET /v1/incidents?active=true"),
+        "last_event_id": format!("{}-{}", last_seen.0, last_seen.1),
+    });
+    format!("id: {}-{}\nevent: resync\ndata: {data}\n\n", id.0, id.1)
+}
+
+/// What the reader sends every subscriber.
+#[derive(Debug, Clone)]
+enum Broadcast {
+    Event(Arc<Published>),
+    /// The stream was reset: this `event: resync` message, for every subscriber.
+    Reset(Bytes),
+}
+
 /// What a subscriber gets next.
 #[derive(Debug)]
 pub enum Next {
     Event(Arc<Published>),
+    /// The store lost the event stream (restarted without its data): send this
+    /// `event: resync` message, whatever the filters, and go on with the new stream.
+    Reset(Bytes),
     /// The subscriber fell too far behind and missed events.
     Lagged,
     /// Places are being reclaimed: send something, so that a gone peer is noticed.
@@ -117,7 +138,7 @@ pub enum Refused {
 
 /// The fan-out of one process.
 pub struct Fanout {
-    events: broadcast::Sender<Arc<Published>>,
+    events: broadcast::Sender<Broadcast>,
     /// How far the reader has published the stream (`None` until it knows where the stream
     /// ends). Publishing and subscribing hold this lock, so a subscriber gets exactly the
     /// events after the position it is given.
@@ -140,7 +161,7 @@ pub struct Fanout {
 pub struct Subscription {
     fanout: Arc<Fanout>,
     address: Fingerprint,
-    events: broadcast::Receiver<Arc<Published>>,
+    events: broadcast::Receiver<Broadcast>,
     closed: watch::Receiver<bool>,
     probe: watch::Receiver<Option<Fingerprint>>,
 }
@@ -281,7 +302,22 @@ impl Fanout {
         let mut position = self.position();
         *position = Some(event.id.max(position.unwrap_or_default()));
         // No subscribers is not an error.
-        let _ = self.events.send(event);
+        let _ = self.events.send(Broadcast::Event(event));
+    }
+
+    /// The stream was made anew (see [`crate::store::StreamBounds::reset_since`]): every subscriber gets an
+    /// `event: resync`, and the stream is followed again from `through` (before its first
+    /// entry), which new subscribers start after.
+    fn reset(&self, through: StreamId, last_seen: StreamId) {
+        let mut position = self.position();
+        *position = Some(through);
+        metrics::counter!("downradar_sse_resets_total").increment(1);
+        let frame = resync_frame(
+            through,
+            "the event stream was reset (the store lost its data)",
+            last_seen,
+        );
+        let _ = self.events.send(Broadcast::Reset(Bytes::from(frame)));
     }
 
     /// The reader has read the stream through `id` (events or entries passed over).
@@ -334,6 +370,31 @@ impl Fanout {
             match read {
                 Ok(read) => {
                     backoff.succeeded();
+                    // A store restarted without its data has made the stream anew: what the
+                    // subscribers know is gone, and they are told so before its new events.
+                    match store.stream_bounds().await {
+                        Ok(bounds) if bounds.reset_since(after) => {
+                            let through = bounds.trimmed_through.min(bounds.last);
+                            tracing::warn!(
+                                last_read = %format!("{}-{}", after.0, after.1),
+                                "the event stream was made anew (the store lost its data): \
+                                 subscribers are told to resync"
+                            );
+                            self.reset(through, after);
+                            after = through;
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            // Read again once the store answers.
+                            backoff.failed("cannot read where the event stream stands", &e);
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff.pause()) => {},
+                                _ = stop.wait_for(|s| *s) => return,
+                            }
+                            continue;
+                        }
+                    }
                     for event in &read.events {
                         if let Some(published) = Published::render(event) {
                             after = published.id;
@@ -367,7 +428,8 @@ impl Subscription {
         loop {
             tokio::select! {
                 received = self.events.recv() => return match received {
-                    Ok(event) => Next::Event(event),
+                    Ok(Broadcast::Event(event)) => Next::Event(event),
+                    Ok(Broadcast::Reset(frame)) => Next::Reset(frame),
                     Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
                     Err(broadcast::error::RecvError::Closed) => Next::Closed,
                 },

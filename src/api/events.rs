@@ -22,7 +22,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, UnknownService};
 use crate::catalog::ServiceId;
 use crate::detector::{EventType, IncidentEvent};
-use crate::fanout::{Next, Published, Refused, Subscription};
+use crate::fanout::{Next, Published, Refused, Subscription, resync_frame};
 use crate::regions::RegionCode;
 use crate::store::{Store, StreamId, parse_stream_id};
 
@@ -115,7 +115,8 @@ impl Filter {
 /// for `--event-retention`, 24 h by default). When the id is older than what is retained (or
 /// unknown to the stream), the stream starts with `event: resync` (its `data` says why): the
 /// client may have missed events and should refetch `GET /v1/incidents?active=true`; live
-/// events follow. Without an id (or with an empty one), the stream starts with live events
+/// events follow. An open stream gets the same `event: resync`, whatever its filters, when the
+/// store loses the event stream (Redis restarted without its data). Without an id (or with an empty one), the stream starts with live events
 /// only, and its opening carries the `id:` it starts after, so that a client reconnecting
 /// before its first event misses nothing.
 ///
@@ -266,17 +267,12 @@ async fn open(
             if id == (0, 0) {
                 Phase::Replay { after: id }
             } else if id < bounds.trimmed_through || id > bounds.last {
-                let (ms, seq) = bounds.last;
                 let reason = if id > bounds.last {
                     "the event stream does not know this id (it was reset)"
                 } else {
                     "events after this id are no longer retained (trimmed, or the stream was reset)"
                 };
-                let data = serde_json::json!({
-                    "reason": format!("{reason}; refetch the state from GET /v1/incidents?active=true"),
-                    "last_event_id": format!("{}-{}", id.0, id.1),
-                });
-                head.push_str(&format!("id: {ms}-{seq}\nevent: resync\ndata: {data}\n\n"));
+                head.push_str(&resync_frame(bounds.last, reason, id));
                 Phase::Live {
                     skip_through: Some(bounds.last),
                 }
@@ -412,6 +408,13 @@ impl Feed {
                                 return Some(event.frame.clone());
                             }
                             self.passed_over = Some(event.id);
+                        }
+                        Next::Reset(frame) => {
+                            // Whatever the filters: what the client knows may be gone.
+                            self.phase = Phase::Live { skip_through: None };
+                            self.passed_over = None;
+                            self.heartbeat.reset();
+                            return Some(frame);
                         }
                         Next::Lagged => {
                             metrics::counter!("downradar_sse_lagged_total").increment(1);

@@ -385,6 +385,16 @@ pub struct StreamBounds {
     pub trimmed_through: StreamId,
 }
 
+impl StreamBounds {
+    /// Whether a reader that has read the stream through `read` finds it made anew (by a
+    /// store restarted without its data): it ends before that id, or holds nothing from
+    /// before that id although it has lost nothing to trimming since. (Trimmed down to
+    /// nothing, a stream holds nothing through its last id: no reset.)
+    pub fn reset_since(&self, read: StreamId) -> bool {
+        read != (0, 0) && (self.last < read || self.trimmed_through > read)
+    }
+}
+
 /// The id just before `id`: what a stream starting at `id` does not hold.
 pub(crate) fn just_before((ms, seq): StreamId) -> StreamId {
     match (ms, seq) {
@@ -626,6 +636,24 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_made_anew_is_told_from_one_trimmed() {
+        let bounds = |last, trimmed_through| StreamBounds {
+            last,
+            trimmed_through,
+        };
+        // Read through its last event, or not yet through it: no reset.
+        assert!(!bounds((10, 0), (0, 0)).reset_since((10, 0)));
+        assert!(!bounds((12, 0), (4, 0)).reset_since((10, 0)));
+        // Trimmed down to nothing: nothing is held through its last id.
+        assert!(!bounds((10, 0), (10, 0)).reset_since((10, 0)));
+        // Gone (ending before what was read), or begun after it.
+        assert!(bounds((0, 0), (0, 0)).reset_since((10, 0)));
+        assert!(bounds((15, 0), (14, u64::MAX)).reset_since((10, 0)));
+        // A reader that has read nothing has nothing to lose.
+        assert!(!bounds((0, 0), (0, 0)).reset_since((0, 0)));
+    }
 
     #[test]
     fn cell_fields_read_back() {

@@ -603,6 +603,41 @@ fn xadd(redis: &RedisServer, event: &IncidentEvent) -> String {
         .unwrap()
 }
 
+/// A live stream is told when the store loses the event stream (Redis restarted without its
+/// data): `event: resync`, whatever its filters, before the events of the new stream; its
+/// client had kept an incident open that the store no longer knew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_told_when_the_store_loses_the_stream() {
+    let app = spawn_app_with(Backend::Redis, &["--no-detector"]).await;
+    let redis = app.redis.as_ref().unwrap();
+    let mut all = Sse::connect(&app.url("/v1/events"), None).await;
+    let mut netflix = Sse::connect(&app.url("/v1/events?service=netflix"), None).await;
+    let start = test_epoch().unix_timestamp();
+    let old = commit(
+        app.store.as_ref(),
+        &[event(EventType::Opened, "tiktok", start, &["US"])],
+    )
+    .await;
+    let got = all.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(got.id.as_deref(), Some(old[0].as_str()));
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut redis.connection().unwrap())
+        .unwrap();
+    let new = xadd(redis, &event(EventType::Opened, "netflix", start, &["DE"]));
+    for sse in [&mut all, &mut netflix] {
+        let resync = sse.next_event(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(resync.event.as_deref(), Some("resync"), "{resync:?}");
+        let data: Value = serde_json::from_str(resync.data.as_deref().unwrap()).unwrap();
+        assert_eq!(data["last_event_id"], old[0].as_str(), "{data}");
+        let next = sse.next_event(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(next.id.as_deref(), Some(new.as_str()), "{next:?}");
+        assert_eq!(next.event.as_deref(), Some("incident.opened"));
+    }
+    // A stream that connects now starts on the new stream, with nothing to resync.
+    let mut fresh = Sse::connect(&app.url("/v1/events"), Some(&new)).await;
+    fresh.assert_quiet().await;
+}
+
 /// An entry on the stream that is not an event (another version's type, or written by hand)
 /// is passed over once: the reader neither reads it again and again nor stops at it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
