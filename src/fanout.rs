@@ -265,11 +265,14 @@ impl Fanout {
             }
             tokio::time::sleep_until(at + RECLAIM_EVERY).await;
         }
-        *last = Some((tokio::time::Instant::now(), of));
+        let started = tokio::time::Instant::now();
         for _ in 0..2 {
             self.probe.send_replace(of);
             tokio::time::sleep(RECLAIM_GAP).await;
         }
+        // Only a reclaim that ran to its end answers the calls waiting (a call dropped
+        // halfway, its client gone, does not).
+        *last = Some((started, of));
     }
 
     /// The most subscribers at once.

@@ -110,8 +110,8 @@ impl DetectorConfig {
 /// ordinary traffic after them look like an outage of every busy service.)
 const GAP_NATS: f64 = 20.0;
 /// An open incident expects reports at its own rate, so its service's silence weighs that
-/// much more; but a gap must then also show in the other services, with at least this
-/// evidence (about 1 in 150) without the one whose silence says most. (A flood that stopped
+/// much more; but a gap must then also show in the other services' usual traffic, with at
+/// least this evidence (about 1 in 150) without the one whose silence says most. (A flood that stopped
 /// dead with every other service while the server or the store was down had been taken as
 /// the outage's end: it resolved, and opened again as a second incident when reports came
 /// back. The one service of a deployment that watches one can only end its outage.)
@@ -275,7 +275,12 @@ impl Detector {
                     });
                 let (from, state) = match kept {
                     Some((cursor, state)) => (Some(cursor), state),
-                    None => (None, ServiceState::new(s.problems.clone(), &tuning, prior)),
+                    // With no saved state at all, every service starts with the data.
+                    None => (
+                        None,
+                        ServiceState::new(s.problems.clone(), &tuning, prior)
+                            .with_rises(saved.is_empty()),
+                    ),
                 };
                 Tracked {
                     id: s.id.clone(),
@@ -520,15 +525,19 @@ impl Detector {
     /// Whether a bucket at `t` with no report from any service is improbable enough to be
     /// missing data (see [`GAP_NATS`] and [`GAP_CORROBORATION_NATS`]).
     fn improbably_silent(&self, t: i64) -> bool {
-        let (mut baseline, mut all, mut most) = (0.0, 0.0, 0.0f64);
+        // The others' corroboration is their usual silence: incidents that are all over at
+        // once (a cascade) must not vouch for each other.
+        let (mut baseline, mut all, mut most, mut most_usual) = (0.0, 0.0, 0.0f64, 0.0);
         for tracked in &self.services {
             let usual = tracked.state.silence(t).unwrap_or(0.0);
             let expected = usual.max(tracked.state.incident_silence().unwrap_or(0.0));
             baseline += usual;
             all += expected;
-            most = most.max(expected);
+            if expected > most {
+                (most, most_usual) = (expected, usual);
+            }
         }
-        baseline >= GAP_NATS || all >= GAP_NATS && all - most >= GAP_CORROBORATION_NATS
+        baseline >= GAP_NATS || all >= GAP_NATS && baseline - most_usual >= GAP_CORROBORATION_NATS
     }
 
     fn incident(&self, tracked: &Tracked, open: &Open, resolved_at: Option<i64>) -> Incident {
@@ -866,6 +875,50 @@ mod tests {
         assert!((40..60).contains(&alone[1].1), "{alone:?}");
     }
 
+    /// A service added to a running detector's catalog got no reports before (no replica
+    /// took them): its ordinary traffic, starting, is no flood after quiet minutes.
+    #[test]
+    fn a_service_added_to_the_catalog_is_watched_before_anything_opens() {
+        let t0 = 1_790_000_000 - 1_790_000_000 % 60;
+        let mut detector = Detector::new(&catalog(), DetectorConfig::default());
+        let busy = |i: i64| {
+            [
+                cells(wobble(30.0, i), 0),
+                cells(wobble(4.0, i), 0),
+                cells(0, wobble(4.0, i + 1)),
+            ]
+        };
+        for i in 0..120 {
+            let counts = busy(i);
+            let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
+            detector.step(t0 + i * 60, &refs);
+        }
+        let saved = save_all(&mut detector, t0 + 120 * 60);
+        let added = Catalog::parse(
+            "test.toml",
+            &format!(
+                "{}\n[[service]]\nid = \"new\"\nname = \"New\"\nproblems = [\"login\", \"app\"]\n",
+                catalog_toml()
+            ),
+        )
+        .unwrap();
+        let (mut detector, errors) =
+            Detector::restore(&added, DetectorConfig::default(), &saved, &[]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut events = Vec::new();
+        for i in 120..240 {
+            let [up, down, other] = busy(i);
+            // Its reports start eight minutes after the restore, at its ordinary 10 a minute.
+            let new = if i >= 128 {
+                cells(wobble(10.0, i), 0)
+            } else {
+                Vec::new()
+            };
+            events.extend(detector.step(t0 + i * 60, &[&up, &down, &other, &new]));
+        }
+        assert!(events.is_empty(), "{events:#?}");
+    }
+
     /// A problem category added to a service (here while it is down) keeps its baseline and
     /// its open incident: learned afresh from the outage, it had never reported it.
     #[test]
@@ -915,6 +968,24 @@ mod tests {
             .state
             .expectation(at, SeriesFilter::default());
         assert_eq!(before, after, "the baseline is kept");
+        // The new problem starts at the mean share of those kept, not near nothing.
+        let share = |problem: &str| {
+            detector.services[0]
+                .state
+                .expectation(
+                    at,
+                    SeriesFilter {
+                        region: None,
+                        problem: Some(problem),
+                    },
+                )
+                .0
+        };
+        let (login, app, new) = (share("login"), share("app"), share("outage"));
+        assert!(
+            new > app && new < login && (new - (login + app) / 2.0).abs() < 0.01 * login,
+            "{login} {app} {new}"
+        );
         for i in day + 20..day + 120 {
             step(&mut detector, i);
         }

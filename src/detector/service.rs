@@ -264,6 +264,14 @@ pub struct ServiceState {
     /// Saved apart from the rest, with what the dispersions hold back (see [`encode`]).
     #[serde(skip)]
     ordinary_run: u32,
+    /// Whether its watch may end early on a rise seen within it (see `observe`): only for a
+    /// service whose data starts with its watch (a backtest's, or a first leader's warm-up
+    /// on the stored history). A service added to a running detector's catalog got no
+    /// reports before, by no fault of its own: its ordinary traffic, starting, looked like a
+    /// flood after quiet minutes. Not saved: a restored state is past its watch, or treated
+    /// as such an addition.
+    #[serde(skip)]
+    rises: bool,
     pub level: Level,
     pub region_levels: Vec<(RegionCode, Level)>,
 }
@@ -327,9 +335,17 @@ impl ServiceState {
             open: None,
             resolved_at: None,
             ordinary_run: 0,
+            rises: false,
             level: Level::Operational,
             region_levels: Vec::new(),
         }
+    }
+
+    /// The state, its watch ending early on a rise seen within it when `rises` (see the
+    /// field).
+    pub fn with_rises(mut self, rises: bool) -> Self {
+        self.rises = rises;
+        self
     }
 
     /// The bucket width (seconds) this state learned on.
@@ -346,9 +362,8 @@ impl ServiceState {
 
     /// Takes the catalog's problem categories for the service, when they changed: the
     /// problems kept keep what was learned of them (their shares, their CUSUMs, their counts
-    /// in the recent buckets and in an open incident), a new one starts from nothing (the
-    /// share of an unseen problem), and a removed one is forgotten but for its reports in the
-    /// totals. The baseline, the regions and an open incident are kept: a category added
+    /// in the recent buckets and in an open incident), a new one starts at the mean share of
+    /// those kept, and a removed one is forgotten but for its reports in the totals. The baseline, the regions and an open incident are kept: a category added
     /// while the service is down must not make the detector relearn it from the outage (it
     /// had, and never reported it). Returns whether anything changed.
     pub fn adopt_problems(&mut self, problems: &[Problem]) -> bool {
@@ -364,7 +379,21 @@ impl ServiceState {
                 .map(|i| i.and_then(|i| values.get(i).copied()).unwrap_or_default())
                 .collect()
         }
-        self.problem_totals = remap(&self.problem_totals, &old);
+        // A new problem starts at the mean share of those kept, not at an unseen one's: its
+        // ordinary reports, against a share near zero, scored as a flood, and taught the
+        // problems' shared score tails that such scores were ordinary for weeks.
+        let kept: Vec<f32> = old
+            .iter()
+            .filter_map(|i| i.and_then(|i| self.problem_totals.get(i).copied()))
+            .collect();
+        let mean = kept.iter().sum::<f32>() / kept.len().max(1) as f32;
+        self.problem_totals = old
+            .iter()
+            .map(|i| {
+                i.and_then(|i| self.problem_totals.get(i).copied())
+                    .unwrap_or(mean)
+            })
+            .collect();
         self.problem_cusums = remap(&self.problem_cusums, &old);
         for slot in &mut self.ring {
             slot.problem_x = remap(&slot.problem_x, &old);
@@ -517,7 +546,8 @@ impl ServiceState {
         // outweigh the population prior within minutes. Unless the counts rose within the
         // watch itself: a flood after quiet minutes is no busy service first seen.
         let longest = tuning.windows.last().copied().unwrap_or(1);
-        let watched = self.baseline.age as usize >= longest || self.rose_while_watched(tuning);
+        let watched =
+            self.baseline.age as usize >= longest || self.rises && self.rose_while_watched(tuning);
         let strong =
             watched && (verdict_total.strong || verdict_regions.strong || verdict_problems.strong);
         let possible =

@@ -804,6 +804,7 @@ impl Store for MemoryStore {
                 ((0, 0), Some(&(first, _))) => super::just_before(first),
                 (trimmed, _) => trimmed,
             },
+            trimmed: inner.detector.trimmed_through != (0, 0),
         })
     }
 }

@@ -383,15 +383,18 @@ pub struct StreamBounds {
     /// last saw an id before this one may have missed events. `(0, 0)`: the stream has held
     /// every event since its first.
     pub trimmed_through: StreamId,
+    /// Whether entries were ever trimmed from this stream (by retention). Redis trims whole
+    /// blocks of entries, so after a quiet spell longer than the retention the next event's
+    /// trim can take the last one a reader saw: that stream was not made anew.
+    pub trimmed: bool,
 }
 
 impl StreamBounds {
     /// Whether a reader that has read the stream through `read` finds it made anew (by a
     /// store restarted without its data): it ends before that id, or holds nothing from
-    /// before that id although it has lost nothing to trimming since. (Trimmed down to
-    /// nothing, a stream holds nothing through its last id: no reset.)
+    /// before that id although nothing was ever trimmed from it.
     pub fn reset_since(&self, read: StreamId) -> bool {
-        read != (0, 0) && (self.last < read || self.trimmed_through > read)
+        read != (0, 0) && (self.last < read || !self.trimmed && self.trimmed_through > read)
     }
 }
 
@@ -639,20 +642,23 @@ mod tests {
 
     #[test]
     fn a_stream_made_anew_is_told_from_one_trimmed() {
-        let bounds = |last, trimmed_through| StreamBounds {
+        let bounds = |last, trimmed_through, trimmed| StreamBounds {
             last,
             trimmed_through,
+            trimmed,
         };
         // Read through its last event, or not yet through it: no reset.
-        assert!(!bounds((10, 0), (0, 0)).reset_since((10, 0)));
-        assert!(!bounds((12, 0), (4, 0)).reset_since((10, 0)));
-        // Trimmed down to nothing: nothing is held through its last id.
-        assert!(!bounds((10, 0), (10, 0)).reset_since((10, 0)));
-        // Gone (ending before what was read), or begun after it.
-        assert!(bounds((0, 0), (0, 0)).reset_since((10, 0)));
-        assert!(bounds((15, 0), (14, u64::MAX)).reset_since((10, 0)));
+        assert!(!bounds((10, 0), (0, 0), false).reset_since((10, 0)));
+        assert!(!bounds((12, 0), (4, 0), true).reset_since((10, 0)));
+        // Trimmed down to nothing, or trimmed (a whole block) past what was read after a
+        // quiet spell: not made anew.
+        assert!(!bounds((10, 0), (10, 0), true).reset_since((10, 0)));
+        assert!(!bounds((15, 0), (14, u64::MAX), true).reset_since((10, 0)));
+        // Gone (ending before what was read), or begun after it with nothing trimmed.
+        assert!(bounds((0, 0), (0, 0), false).reset_since((10, 0)));
+        assert!(bounds((15, 0), (14, u64::MAX), false).reset_since((10, 0)));
         // A reader that has read nothing has nothing to lose.
-        assert!(!bounds((0, 0), (0, 0)).reset_since((0, 0)));
+        assert!(!bounds((0, 0), (0, 0), false).reset_since((0, 0)));
     }
 
     #[test]

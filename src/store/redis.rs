@@ -1547,6 +1547,7 @@ impl Store for RedisStore {
         Ok(StreamBounds {
             last,
             trimmed_through,
+            trimmed: removed,
         })
     }
 }

@@ -166,7 +166,6 @@ async fn redis_crash_under_load_loses_nothing_acknowledged() {
     );
 }
 
-/// Bodies, content types and service ids a client might send, valid and not.
 /// After Redis restarts, the connections the server held are broken, which each finds out
 /// only by its next command: the first read of each must still be answered, not refused
 /// with a 503 while `/readyz` says the store answers.
@@ -195,6 +194,7 @@ async fn the_first_reads_after_a_redis_restart_are_answered() {
     }
 }
 
+/// Bodies, content types and service ids a client might send, valid and not.
 fn requests() -> impl Strategy<Value = (String, Option<String>, Vec<u8>)> {
     let service = prop_oneof![
         Just("tiktok".to_owned()),
