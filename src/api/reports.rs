@@ -504,9 +504,10 @@ pub async fn read_reports(
         .as_ref()
         .map(|t| parse_time("since", t))
         .transpose()?;
-    // Checked as given, before rounding: swapped ends within one point are a mistake too.
-    if let (Some(since), Some(until)) = (since_given, until_given)
-        && since >= until
+    // Checked as given, before rounding: swapped ends within one point (or one second) are
+    // a mistake too.
+    if let (Some(since), Some(until)) = (&query.since, &query.until)
+        && parse_rfc3339("since", since)? >= parse_rfc3339("until", until)?
     {
         return Err(ApiError::invalid_query("since must be before until"));
     }

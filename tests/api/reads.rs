@@ -64,6 +64,7 @@ on_both_stores! {
             "since=2026-11-21T12:59:59Z&until=2026-11-21T12:00:01Z&resolution=1h",
             "since=2026-11-21T12:00:40Z&until=2026-11-21T12:00:20Z",
             "since=2026-11-21T12:00:30Z&until=2026-11-21T12:00:30Z",
+            "since=2026-11-21T12:00:30.7Z&until=2026-11-21T12:00:30.5Z",
             "since=2026-11-01T00:00:00Z&until=2026-11-03T00:00:00Z",
             "region=XX",
             "problem=wifi",
