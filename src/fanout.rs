@@ -308,9 +308,9 @@ impl Fanout {
         let _ = self.events.send(Broadcast::Event(event));
     }
 
-    /// The stream was made anew (see [`crate::store::StreamBounds::reset_since`]): every subscriber gets an
-    /// `event: resync`, and the stream is followed again from `through` (before its first
-    /// entry), which new subscribers start after.
+    /// The stream was made anew (see [`crate::store::StreamBounds::reset_since`]): every
+    /// subscriber gets an `event: resync`, and the stream is followed again from `through`
+    /// (before its first entry), which new subscribers start after.
     fn reset(&self, through: StreamId, last_seen: StreamId) {
         let mut position = self.position();
         *position = Some(through);

@@ -116,9 +116,9 @@ impl Filter {
 /// unknown to the stream), the stream starts with `event: resync` (its `data` says why): the
 /// client may have missed events and should refetch `GET /v1/incidents?active=true`; live
 /// events follow. An open stream gets the same `event: resync`, whatever its filters, when the
-/// store loses the event stream (Redis restarted without its data). Without an id (or with an empty one), the stream starts with live events
-/// only, and its opening carries the `id:` it starts after, so that a client reconnecting
-/// before its first event misses nothing.
+/// store loses the event stream (Redis restarted without its data). Without an id (or with an
+/// empty one), the stream starts with live events only, and its opening carries the `id:` it
+/// starts after, so that a client reconnecting before its first event misses nothing.
 ///
 /// The stream begins with a `retry:` hint; a comment (`: heartbeat`) comes every 15 s (`--sse-heartbeat`)
 /// when nothing else does, carrying the `id:` of the last event the filters passed over, so a

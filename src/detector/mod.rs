@@ -111,10 +111,11 @@ impl DetectorConfig {
 const GAP_NATS: f64 = 20.0;
 /// An open incident expects reports at its own rate, so its service's silence weighs that
 /// much more; but a gap must then also show in the other services' usual traffic, with at
-/// least this evidence (about 1 in 150) without the one whose silence says most. (A flood that stopped
-/// dead with every other service while the server or the store was down had been taken as
-/// the outage's end: it resolved, and opened again as a second incident when reports came
-/// back. The one service of a deployment that watches one can only end its outage.)
+/// least this evidence (about 1 in 150) without the one whose silence says most. (A flood
+/// that stopped dead with every other service while the server or the store was down had
+/// been taken as the outage's end: it resolved, and opened again as a second incident when
+/// reports came back. The one service of a deployment that watches one can only end its
+/// outage.)
 const GAP_CORROBORATION_NATS: f64 = 5.0;
 
 /// How often each service's state is saved when nothing about it changed (see

@@ -363,9 +363,10 @@ impl ServiceState {
     /// Takes the catalog's problem categories for the service, when they changed: the
     /// problems kept keep what was learned of them (their shares, their CUSUMs, their counts
     /// in the recent buckets and in an open incident), a new one starts at the mean share of
-    /// those kept, and a removed one is forgotten but for its reports in the totals. The baseline, the regions and an open incident are kept: a category added
-    /// while the service is down must not make the detector relearn it from the outage (it
-    /// had, and never reported it). Returns whether anything changed.
+    /// those kept, and a removed one is forgotten but for its reports in the totals. The
+    /// baseline, the regions and an open incident are kept: a category added while the
+    /// service is down must not make the detector relearn it from the outage (it had, and
+    /// never reported it). Returns whether anything changed.
     pub fn adopt_problems(&mut self, problems: &[Problem]) -> bool {
         if self.problems == problems {
             return false;
