@@ -746,6 +746,25 @@ mod tests {
         (mean * [0.6, 1.0, 1.4][(i % 3) as usize]).round() as u64
     }
 
+    /// Steps `detector` through the bucket at `t`, `counts` holding each service's cells in
+    /// catalog order.
+    fn step_with(
+        detector: &mut Detector,
+        t: i64,
+        counts: &[Vec<(Cell, u64)>],
+    ) -> Vec<IncidentEvent> {
+        let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
+        detector.step(t, &refs)
+    }
+
+    /// The `incident.opened` events among `events`.
+    fn opened(events: &[IncidentEvent]) -> Vec<&IncidentEvent> {
+        events
+            .iter()
+            .filter(|e| e.kind == EventType::Opened)
+            .collect()
+    }
+
     /// The states a first commit at `cursor` saves: every service's.
     fn save_all(detector: &mut Detector, cursor: i64) -> Vec<SavedState> {
         let saved: Vec<SavedState> = detector
@@ -776,10 +795,7 @@ mod tests {
             };
             events.extend(detector.step(t0 + i * 60, &[&[], &[], &flood]));
         }
-        let opened: Vec<_> = events
-            .iter()
-            .filter(|e| e.kind == EventType::Opened)
-            .collect();
+        let opened = opened(&events);
         assert_eq!(opened.len(), 1, "{events:?}");
         assert_eq!(opened[0].incident.service.as_str(), "other");
         assert!(
@@ -814,10 +830,7 @@ mod tests {
             };
             events.extend(detector.step(t0 + i * 60, &[&up, &down, &other]));
         }
-        let opened: Vec<_> = events
-            .iter()
-            .filter(|e| e.kind == EventType::Opened)
-            .collect();
+        let opened = opened(&events);
         assert_eq!(opened.len(), 1, "{events:#?}");
         assert_eq!(opened[0].incident.service.as_str(), "other");
         assert_eq!(opened[0].incident.started_at.unix_timestamp(), t0 + 3 * 60);
@@ -850,8 +863,7 @@ mod tests {
                         cells(0, wobble(others, i + 1)),
                     ]
                 };
-                let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
-                events.extend(detector.step(t0 + i * 60, &refs));
+                events.extend(step_with(&mut detector, t0 + i * 60, &counts));
             }
             events
                 .into_iter()
@@ -890,9 +902,7 @@ mod tests {
             ]
         };
         for i in 0..120 {
-            let counts = busy(i);
-            let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
-            detector.step(t0 + i * 60, &refs);
+            step_with(&mut detector, t0 + i * 60, &busy(i));
         }
         let saved = save_all(&mut detector, t0 + 120 * 60);
         let added = Catalog::parse(
@@ -937,9 +947,7 @@ mod tests {
         let mut detector = Detector::new(&catalog(), DetectorConfig::default());
         let mut events = Vec::new();
         let mut step = |detector: &mut Detector, i: i64| {
-            let counts = counts(i);
-            let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
-            events.extend(detector.step(t0 + i * 60, &refs));
+            events.extend(step_with(detector, t0 + i * 60, &counts(i)));
         };
         for i in 0..day + 20 {
             step(&mut detector, i);
@@ -1318,11 +1326,7 @@ mod tests {
     ) -> (Vec<String>, Vec<IncidentEvent>) {
         let catalog = catalog();
         let config = DetectorConfig::default();
-        let step = |detector: &mut Detector, i: i64| {
-            let counts = counts(i);
-            let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
-            detector.step(t0 + i * 60, &refs)
-        };
+        let step = |detector: &mut Detector, i: i64| step_with(detector, t0 + i * 60, &counts(i));
         let encoded = |d: &Detector| -> Vec<Vec<u8>> {
             d.services
                 .iter()
@@ -1445,9 +1449,7 @@ mod tests {
         let t0 = 1_790_000_000 - 1_790_000_000 % 3600;
         let mut detector = Detector::new(&catalog(), DetectorConfig::default());
         let crossing = (0..2000).find(|&i| {
-            let counts = counts(i64::MAX)(i);
-            let refs: Vec<&[(Cell, u64)]> = counts.iter().map(Vec::as_slice).collect();
-            detector.step(t0 + i * 60, &refs);
+            step_with(&mut detector, t0 + i * 60, &counts(i64::MAX)(i));
             detector.services[0].state.silence(t0 + i * 60).is_some()
         });
         assert_eq!(crossing, Some(1514));

@@ -513,7 +513,7 @@ impl RedisStore {
             .map_err(backend_error)
     }
 
-    /// Runs `pipe`, which is safe to run twice (a read, a `TIME`), on `conn` within
+    /// Runs `pipe`, which is safe to run twice (a read), on `conn` within
     /// [`CALL_TIMEOUT`], sent once more if the connection turns out dropped (see
     /// [`query_raw`](Self::query_raw)).
     async fn query_idempotent<T: redis::FromRedisValue>(
