@@ -178,6 +178,17 @@ impl Baseline {
         self.width
     }
 
+    /// Whether the baseline has learned from a whole day of buckets, whatever their width.
+    pub fn has_a_day(&self) -> bool {
+        self.age.saturating_mul(self.width.unsigned_abs()) >= DAY_SECS.unsigned_abs()
+    }
+
+    /// The mean count per bucket over about the last day: the service's usual rate, with no
+    /// season in it.
+    pub fn daily_mean(&self) -> f64 {
+        self.flat
+    }
+
     /// Number of test windows tracked.
     pub fn windows(&self) -> usize {
         self.dispersion.num.len()

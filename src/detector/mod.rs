@@ -568,13 +568,13 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The prior rate (reports per bucket) of a new service: the median rate of the services
-/// with at least a day of history, or the configured prior.
+/// The prior rate (reports per bucket) of a new service: the median of the mean daily rates
+/// of the services with at least a day of history, or the configured prior.
 fn population_prior<'a>(
     states: impl Iterator<Item = &'a ServiceState>,
     config: &DetectorConfig,
 ) -> f64 {
-    let mut rates: Vec<f64> = states.filter_map(|s| s.rate(0)).collect();
+    let mut rates: Vec<f64> = states.filter_map(ServiceState::daily_rate).collect();
     if rates.is_empty() {
         return config.prior_per_min * config.bucket.secs() as f64 / 60.0;
     }
@@ -886,6 +886,48 @@ mod tests {
         let alone = run(0.0);
         assert_eq!(alone[1].0, EventType::Resolved, "{alone:?}");
         assert!((40..60).contains(&alone[1].1), "{alone:?}");
+    }
+
+    /// A new service's prior is the other services' usual rate over the whole day, not
+    /// their expectation at one hour of it (it read the Unix epoch's slot, a Thursday
+    /// midnight, where these services have no reports at all); and a day of history is a
+    /// day, whatever the bucket width.
+    #[test]
+    fn the_population_prior_is_the_services_daily_rate() {
+        for width in [60, 300] {
+            let config = DetectorConfig {
+                bucket: crate::buckets::BucketWidth::new(std::time::Duration::from_secs(
+                    width as u64,
+                ))
+                .unwrap(),
+                ..DetectorConfig::default()
+            };
+            let mut detector = Detector::new(&catalog(), config.clone());
+            let t0 = 1_790_000_000 - 1_790_000_000 % 86_400;
+            // 10 reports a minute over the day: 1 at midnight UTC, 19 at noon.
+            let per_bucket = |t: i64| {
+                let phase = std::f64::consts::TAU * t.rem_euclid(86_400) as f64 / 86_400.0;
+                ((10.0 - 9.0 * phase.cos()) * width as f64 / 60.0).round() as u64
+            };
+            let buckets = 86_400 / width;
+            let mut prior = Vec::new();
+            for i in 0..2 * buckets {
+                let t = t0 + i * width;
+                let n = per_bucket(t);
+                step_with(&mut detector, t, &[cells(n, 0), cells(n, 0), cells(n, 0)]);
+                if i + 1 == buckets / 2 || i + 1 == 2 * buckets {
+                    let states = detector.services.iter().map(|s| &s.state);
+                    prior.push(population_prior(states, &config));
+                }
+            }
+            let configured = config.prior_per_min * width as f64 / 60.0;
+            let daily = 10.0 * width as f64 / 60.0;
+            assert_eq!(prior[0], configured, "{width} s: half a day learned");
+            assert!(
+                (prior[1] / daily - 1.0).abs() < 0.1,
+                "{width} s: {prior:?}, not {daily}"
+            );
+        }
     }
 
     /// A service added to a running detector's catalog got no reports before (no replica

@@ -413,9 +413,18 @@ impl ServiceState {
         true
     }
 
-    /// The service's flat rate, for the population prior of new services.
+    /// The service's expected count in the bucket starting at `t`; `None` before a day of
+    /// history.
     pub fn rate(&self, t: i64) -> Option<f64> {
-        (self.baseline.age >= 1440).then(|| self.baseline.expected(t))
+        self.baseline.has_a_day().then(|| self.baseline.expected(t))
+    }
+
+    /// The service's mean rate over about its last day (reports per bucket), whatever the
+    /// time of day; `None` before a day of history.
+    pub fn daily_rate(&self) -> Option<f64> {
+        self.baseline
+            .has_a_day()
+            .then(|| self.baseline.daily_mean())
     }
 
     /// How improbable a bucket at `t` with no report at all is for this service, in nats
