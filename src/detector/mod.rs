@@ -902,7 +902,7 @@ mod tests {
                 .unwrap(),
                 ..DetectorConfig::default()
             };
-            let mut detector = Detector::new(&catalog(), config.clone());
+            let mut detector = Detector::new(&catalog(), config);
             let t0 = 1_790_000_000 - 1_790_000_000 % 86_400;
             // 10 reports a minute over the day: 1 at midnight UTC, 19 at noon.
             let per_bucket = |t: i64| {
