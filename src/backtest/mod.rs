@@ -237,25 +237,40 @@ pub async fn replay(
     let mut progress = Progress::new();
     let settle = SETTLE.as_secs() as i64;
     let width = config.bucket.secs();
+    let mut quiet = QuietStretches::default();
     while let Some(chunk) = feed.next().await? {
         let engine =
             engine.get_or_insert_with(|| Engine::new(Detector::new(catalog, config), chunk.first));
+        // Told before the detector takes the stretch: the chunk ends where the next row is.
+        let rows = chunk.series.values().flatten().map(|b| b.start);
+        for (from, to) in quiet.stretches(rows, chunk.until, width) {
+            eprintln!(
+                "backtest: the file has no row from {} to {} ({:.0} days); those buckets count \
+                 as zero reports",
+                rfc3339(from),
+                rfc3339(to),
+                (to - from) as f64 / 86_400.0
+            );
+        }
         unread.add(chunk.series);
-        engine
-            .tick(chunk.until + settle, &unread, &mut events)
-            .await?;
-        for event in events.drain(..) {
-            match event.kind {
-                EventType::Opened => summary.opened += 1,
-                EventType::Updated => summary.updated += 1,
-                EventType::Resolved => summary.resolved += 1,
+        // A day of buckets at a time, so that a long stretch shows its progress too.
+        while engine.cursor() < chunk.until {
+            let until = chunk.until.min(engine.cursor() + TICK_SECS.max(width));
+            engine.tick(until + settle, &unread, &mut events).await?;
+            for event in events.drain(..) {
+                match event.kind {
+                    EventType::Opened => summary.opened += 1,
+                    EventType::Updated => summary.updated += 1,
+                    EventType::Resolved => summary.resolved += 1,
+                }
+                emit(&event)?;
             }
-            emit(&event)?;
+            progress.show(|| percent(chunk.read, chunk.size, engine.cursor()));
         }
         summary.rows = chunk.rows;
         summary.repeated = chunk.repeated;
         summary.buckets = ((chunk.until - chunk.first) / width) as u64;
-        progress.show(|| percent(chunk.read, chunk.size));
+        progress.show(|| percent(chunk.read, chunk.size, engine.cursor()));
     }
     progress.finish(None);
     Ok(summary)
@@ -318,14 +333,63 @@ fn read_truth(path: &Path) -> anyhow::Result<crate::simulate::Truth> {
     })
 }
 
-/// The progress line: `backtest:  42.0% of the file`.
-fn percent(done: u64, total: u64) -> String {
+/// Finds the long stretches of a file with no row, chunk by chunk.
+#[derive(Debug, Default)]
+struct QuietStretches {
+    /// The last bucket with a row so far, or where the next row is.
+    last: Option<i64>,
+}
+
+impl QuietStretches {
+    /// The stretches longer than [`QUIET_STRETCH_SECS`], as `[from, to)`, up to and among
+    /// `rows` (bucket starts, in any order) and `until` (where the next row is, or the end
+    /// of the file).
+    fn stretches(
+        &mut self,
+        rows: impl Iterator<Item = i64>,
+        until: i64,
+        width: i64,
+    ) -> Vec<(i64, i64)> {
+        let mut rows: Vec<i64> = rows.collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let mut found = Vec::new();
+        for next in rows.into_iter().chain([until]) {
+            if let Some(last) = self.last
+                && next - last > QUIET_STRETCH_SECS
+            {
+                found.push((last + width, next));
+            }
+            self.last = Some(next);
+        }
+        found
+    }
+}
+
+/// How many seconds of buckets the detector takes between progress lines.
+const TICK_SECS: i64 = 86_400;
+
+/// A stretch of the file with no row longer than this is worth a word: a typo in a year
+/// makes one, and the detector then takes its buckets one by one.
+const QUIET_STRETCH_SECS: i64 = 7 * 86_400;
+
+/// The progress line: `backtest:  42.0% of the file, detected up to 2026-10-05T12:00:00Z`.
+fn percent(done: u64, total: u64, cursor: i64) -> String {
     let percent = if total == 0 {
         100.0
     } else {
         100.0 * done as f64 / total as f64
     };
-    format!("backtest: {percent:5.1}% of the file")
+    format!(
+        "backtest: {percent:5.1}% of the file, detected up to {}",
+        rfc3339(cursor)
+    )
+}
+
+fn rfc3339(t: i64) -> String {
+    crate::detector::instant(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -350,6 +414,29 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), text).unwrap();
         file
+    }
+
+    /// A stretch of days with no row is told once, whichever chunks it falls between, and
+    /// before the detector takes it (a typo in a year gave minutes of silence).
+    #[tokio::test]
+    async fn long_stretches_with_no_row_are_told() {
+        let day = 86_400;
+        let later = START + 10 * day;
+        let file = file(&[
+            (START, "tiktok", 3),
+            (START, "netflix", 1),
+            (START + 60, "tiktok", 2),
+            (START + 2 * day, "tiktok", 2),
+            (later, "netflix", 4),
+            (later + 60, "tiktok", 1),
+        ]);
+        let mut quiet = QuietStretches::default();
+        let mut told = Vec::new();
+        for chunk in chunks(&file).await.unwrap() {
+            let rows = chunk.series.values().flatten().map(|b| b.start);
+            told.extend(quiet.stretches(rows, chunk.until, 60));
+        }
+        assert_eq!(told, [(START + 2 * day + 60, later)]);
     }
 
     async fn chunks(file: &tempfile::NamedTempFile) -> anyhow::Result<Vec<Chunk>> {

@@ -92,8 +92,12 @@ pub struct Report {
     pub false_by_class: BTreeMap<&'static str, usize>,
     pub service_weeks: f64,
     pub weeks_by_class: BTreeMap<&'static str, f64>,
-    /// Per detection, seconds from the outage's end to the incident's resolution, sorted.
+    /// Per detection, seconds from the outage's end to the incident's resolution (the event
+    /// that ends it), sorted.
     pub overstays: Vec<i64>,
+    /// Per detection, seconds from the outage's end to the incident's `resolved_at` (where
+    /// the detector says it ended), sorted.
+    pub end_errors: Vec<i64>,
     /// Seconds that false incidents were open, in all and the longest.
     pub false_open: i64,
     pub longest_false: i64,
@@ -134,9 +138,13 @@ struct Seen<'a> {
 }
 
 impl Seen<'_> {
-    /// When the incident resolved, or `end` (of the file) if it never did.
+    /// When the incident was resolved (its last event), or `end` (of the file) if it never
+    /// was: until then a status page shows it.
     fn closed(&self, end: OffsetDateTime) -> OffsetDateTime {
-        self.last.incident.resolved_at.unwrap_or(end)
+        match self.last.incident.resolved_at {
+            Some(_) => self.last.at,
+            None => end,
+        }
     }
 }
 
@@ -230,6 +238,9 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
         if let Some(i) = hit {
             let overstay = incidents[i].closed(truth.end) - outage.end;
             report.overstays.push(overstay.whole_seconds());
+            if let Some(said) = incidents[i].last.incident.resolved_at {
+                report.end_errors.push((said - outage.end).whole_seconds());
+            }
         }
         // Collect into the groups this outage belongs to.
         let add = |row: &mut Row| {
@@ -254,6 +265,7 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
         row.delays.sort_unstable();
     }
     report.overstays.sort_unstable();
+    report.end_errors.sort_unstable();
     report
 }
 
@@ -340,6 +352,15 @@ impl fmt::Display for Report {
             self.false_open as f64 / 3600.0,
             self.longest_false as f64 / 3600.0,
         )?;
+        let said =
+            |q: f64| minutes_at(&self.end_errors, q).map_or("-".to_owned(), |m| format!("{m:.0}"));
+        writeln!(
+            f,
+            "resolved_at minus the outage's end (min): p10 {}, median {}, p90 {}",
+            said(0.1),
+            said(0.5),
+            said(0.9),
+        )?;
         for (class, weeks) in &self.weeks_by_class {
             let n = self.false_by_class.get(class).copied().unwrap_or(0);
             writeln!(
@@ -399,7 +420,7 @@ mod tests {
                 "incident.resolved",
                 "2026-10-02T11:40:00Z",
                 a,
-                Some("2026-10-02T11:40:00Z"),
+                Some("2026-10-02T11:25:00Z"),
             ),
             event("incident.opened", "2026-10-02T15:01:00Z", b, None),
             event(
@@ -412,7 +433,9 @@ mod tests {
         ];
         let report = score(&truth, &events, Duration::from_secs(86_400));
         assert_eq!((report.all.detected, report.false_incidents), (1, 2));
+        // Shown open until the event that resolves it; said to have ended 25 minutes late.
         assert_eq!(report.overstays, [40 * 60]);
+        assert_eq!(report.end_errors, [25 * 60]);
         assert_eq!(report.false_open, (150 + 120) * 60);
         assert_eq!(report.longest_false, 150 * 60);
         let printed = report.to_string();
@@ -421,6 +444,10 @@ mod tests {
                 "open after the outage's end (min): median 40, p90 40, p99 40, max 40; \
                  false incidents open 4.5 h in all, the longest 2.5 h"
             ),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("resolved_at minus the outage's end (min): p10 25, median 25, p90 25"),
             "{printed}"
         );
     }

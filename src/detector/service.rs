@@ -66,6 +66,8 @@ const POSSIBLE_MIN_REPORTS: f64 = 3.0;
 const CUSUM_RATIO: f64 = 4.0;
 /// A bucket counts towards an outage's onset when above this multiple of its expectation.
 const ONSET_RATIO: f64 = 1.5;
+/// The false-alarm rate of the onset's test of a bucket, shared among the service's series.
+const ONSET_ALPHA: f64 = 0.05;
 /// Buckets kept for the windows, the onset and the resolution test: at least this many,
 /// and always the resolution time and the longest window (see [`Tuning::ring`]).
 pub const MIN_RING: usize = 60;
@@ -128,6 +130,11 @@ struct Slot {
     region_x: Vec<f32>,
     region_mu: Vec<f32>,
     problem_x: Vec<f32>,
+    /// Counts per region and problem, `[region * problems + problem]` (see
+    /// [`ServiceState::attribute`]), kept for the slots an incident may open on (the
+    /// longest window's); empty in older ones. Saved apart from the rest (see [`encode`]).
+    #[serde(skip)]
+    region_problem_x: Vec<f32>,
 }
 
 /// A CUSUM for a four-fold rise, with the sums of its current run.
@@ -213,6 +220,10 @@ pub struct Open {
     region_mu: Vec<f64>,
     problem_x: Vec<f64>,
     problem_mu: Vec<f64>,
+    /// Counts per region and problem since the onset, as in [`Slot`]. Saved apart from the
+    /// rest (see [`encode`]).
+    #[serde(skip)]
+    region_problem_x: Vec<f64>,
     /// Buckets observed since the onset, up to the newest one accumulated.
     buckets: u64,
     pub attribution: Attribution,
@@ -287,7 +298,17 @@ struct Pending {
     problems: Held,
 }
 
-/// A service's state as saved in the store.
+/// The counts per region and problem of the ring's slots and of the open incident, saved
+/// after [`Pending`] for the same reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Cells {
+    ring: Vec<Vec<f32>>,
+    open: Vec<f64>,
+}
+
+/// A service's state as saved in the store: the state, then what it holds back
+/// ([`Pending`]), then its counts per region and problem ([`Cells`]). Each part was added
+/// after the one before it: a build from before reads what it knows and ignores the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
     let pending = Pending {
@@ -297,6 +318,19 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
         problems: state.problem_dispersion.held(),
     };
     bytes.extend(postcard::to_stdvec(&pending)?);
+    let cells = Cells {
+        ring: state
+            .ring
+            .iter()
+            .map(|s| s.region_problem_x.clone())
+            .collect(),
+        open: state
+            .open
+            .as_ref()
+            .map(|o| o.region_problem_x.clone())
+            .unwrap_or_default(),
+    };
+    bytes.extend(postcard::to_stdvec(&cells)?);
     Ok(bytes)
 }
 
@@ -304,12 +338,25 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
-    if !rest.is_empty() {
-        let pending: Pending = postcard::from_bytes(rest).unwrap_or_default();
-        state.ordinary_run = pending.ordinary_run;
-        state.baseline.dispersion.set_held(pending.total);
-        state.region_dispersion.set_held(pending.regions);
-        state.problem_dispersion.set_held(pending.problems);
+    let Ok((pending, rest)) = postcard::take_from_bytes::<Pending>(rest) else {
+        return Ok(state);
+    };
+    state.ordinary_run = pending.ordinary_run;
+    state.baseline.dispersion.set_held(pending.total);
+    state.region_dispersion.set_held(pending.regions);
+    state.problem_dispersion.set_held(pending.problems);
+    // Counts per region and problem that do not fit the state are left out: attribution
+    // then judges a partial outage's countries on all their reports, as before they were
+    // kept.
+    if let Ok(cells) = postcard::from_bytes::<Cells>(rest)
+        && cells.ring.len() == state.ring.len()
+    {
+        for (slot, cells) in state.ring.iter_mut().zip(cells.ring) {
+            slot.region_problem_x = cells;
+        }
+        if let Some(open) = &mut state.open {
+            open.region_problem_x = cells.open;
+        }
     }
     Ok(state)
 }
@@ -395,13 +442,27 @@ impl ServiceState {
                     .unwrap_or(mean)
             })
             .collect();
+        // The same per region, for the counts kept per region and problem.
+        fn remap_rows<T: Copy + Default>(
+            values: &[T],
+            from: usize,
+            old: &[Option<usize>],
+        ) -> Vec<T> {
+            values
+                .chunks(from.max(1))
+                .flat_map(|row| remap(row, old))
+                .collect()
+        }
+        let np = self.problems.len();
         self.problem_cusums = remap(&self.problem_cusums, &old);
         for slot in &mut self.ring {
             slot.problem_x = remap(&slot.problem_x, &old);
+            slot.region_problem_x = remap_rows(&slot.region_problem_x, np, &old);
         }
         if let Some(open) = &mut self.open {
             open.problem_x = remap(&open.problem_x, &old);
             open.problem_mu = remap(&open.problem_mu, &old);
+            open.region_problem_x = remap_rows(&open.region_problem_x, np, &old);
             let attribution = &mut open.attribution;
             attribution.problems.retain(|p| problems.contains(p));
             if !attribution.partial || attribution.problems.is_empty() {
@@ -515,18 +576,23 @@ impl ServiceState {
         slot.mu = mu as f32;
         slot.problem_x.clear();
         slot.problem_x.resize(self.problems.len(), 0.0);
+        let np = self.problems.len();
         let mut region_x = std::mem::take(&mut slot.region_x);
         region_x.clear();
         region_x.resize(self.regions.len(), 0.0);
+        slot.region_problem_x.clear();
+        slot.region_problem_x.resize(self.regions.len() * np, 0.0);
         for (cell, count) in cells {
             let count = *count as f32;
             let r = self.region_index(cell.region);
             if region_x.len() < self.regions.len() {
                 region_x.resize(self.regions.len(), 0.0);
+                slot.region_problem_x.resize(self.regions.len() * np, 0.0);
             }
             region_x[r] += count;
             if let Some(p) = self.problems.iter().position(|p| *p == cell.problem) {
                 slot.problem_x[p] += count;
+                slot.region_problem_x[r * np + p] += count;
             }
             slot.x += count;
         }
@@ -536,6 +602,12 @@ impl ServiceState {
         slot.region_mu
             .extend((0..self.regions.len()).map(|r| (mu * self.region_share(r, hour, all)) as f32));
         self.ring.push_back(slot);
+        // Counts per region and problem serve an incident opening on the longest window's
+        // slots, and no older ones.
+        let longest = tuning.windows.last().copied().unwrap_or(1);
+        if let Some(old) = self.ring.len().checked_sub(longest + 1) {
+            self.ring[old].region_problem_x = Vec::new();
+        }
         let sums = self.window_sums(tuning);
 
         // Tests.
@@ -985,7 +1057,24 @@ impl ServiceState {
         // (see `Detector::step`), and a bucket before such a gap is no part of a run seen
         // after it (after three hours without data, ordinary minutes before them had been
         // taken as the start of an outage found after them).
+        // A bucket is part of it when its total, a country's or a problem's reports are
+        // above their expectation, significantly so among all those series. (A country of
+        // two reports in the bucket, against a tenth of one expected, had been enough: with
+        // many small countries one did so by chance in most minutes, and the onset walked
+        // back through ordinary ones, which diluted the sums the attribution judges.)
         let longest = tuning.windows.last().copied().unwrap_or(1);
+        let series = 1 + self.regions.len() + self.problems.len();
+        let h = -(ONSET_ALPHA / series as f64).ln();
+        let above = |x: f32, m: f64, k: f64| {
+            let x = f64::from(x);
+            x >= 1.0 && x > ONSET_RATIO * m && upper_score(x, m, k) >= h
+        };
+        let (k, k_region, k_problem) = (
+            self.baseline.dispersion(0),
+            self.region_dispersion.k(0),
+            self.problem_dispersion.k(0),
+        );
+        let shares = self.problem_shares();
         let mut onset = t;
         let mut from = self.ring.len() - 1;
         // Never reaching back into the previous incident: ids (service and start) stay unique.
@@ -994,11 +1083,16 @@ impl ServiceState {
             if s.t < floor || s.t != onset && s.t != onset - tuning.width {
                 break;
             }
-            let elevated = f64::from(s.x) > ONSET_RATIO * f64::from(s.mu) && s.x > 0.0
+            let mu = f64::from(s.mu);
+            let elevated = above(s.x, mu, k)
                 || s.region_x
                     .iter()
                     .zip(&s.region_mu)
-                    .any(|(x, m)| *x >= 2.0 && f64::from(*x) > 2.0 * ONSET_RATIO * f64::from(*m));
+                    .any(|(&x, &m)| above(x, f64::from(m), k_region))
+                || s.problem_x
+                    .iter()
+                    .zip(&shares)
+                    .any(|(&x, share)| above(x, mu * share, k_problem));
             if !elevated && s.t != t {
                 break;
             }
@@ -1015,6 +1109,7 @@ impl ServiceState {
             region_mu: vec![0.0; self.regions.len()],
             problem_x: vec![0.0; np],
             problem_mu: vec![0.0; np],
+            region_problem_x: Vec::new(),
             buckets: 0,
             attribution: Attribution {
                 scope: Scope::Global,
@@ -1024,11 +1119,10 @@ impl ServiceState {
             },
             caused_by: Vec::new(),
         };
-        let shares = self.problem_shares();
         for s in self.ring.iter().skip(from) {
             add_slot(&mut open, s, &shares);
         }
-        open.attribution = self.attribute(&open);
+        open.attribution = self.attribute(&open, true);
         open
     }
 
@@ -1036,7 +1130,7 @@ impl ServiceState {
     /// buckets before (up to [`ATTRIBUTION_STEADY`] in all, since it opened), where they
     /// agree (see [`steady`]).
     fn steady_attribution(&self, open: &Open) -> Attribution {
-        let now = open.attribution.settle(self.attribute(open));
+        let now = open.attribution.settle(self.attribute(open, false));
         if now == open.attribution {
             return now;
         }
@@ -1050,7 +1144,7 @@ impl ServiceState {
                 break;
             }
             remove_slot(&mut earlier, slot, &shares);
-            verdicts.push(open.attribution.settle(self.attribute(&earlier)));
+            verdicts.push(open.attribution.settle(self.attribute(&earlier, false)));
         }
         steady(&open.attribution, &verdicts)
     }
@@ -1065,8 +1159,10 @@ impl ServiceState {
     /// When the incident is over, the end of its last elevated bucket.
     ///
     /// The incident is judged on the series it is about: its elevated regions (regional, or
-    /// the countries a global outage shows in) and, when it is partial, its problems; it is
-    /// over once each of them is quiet. (A partial outage's countries, all problems summed,
+    /// the countries a global outage shows in), summed, and, when it is partial, its
+    /// problems, summed; it is over once both are quiet. (Each country on its own as well
+    /// kept incidents open longer with no gain: p99 27 → 58 minutes past their outages on
+    /// seed 1, and a headline outage split in two.) (A partial outage's countries, all problems summed,
     /// can look quiet while its problem still runs high: judged on them alone, it resolved
     /// and opened again, one outage split into several incidents.) With neither, the total.
     fn resolution(&self, open: &Open, tuning: &Tuning) -> Option<i64> {
@@ -1154,13 +1250,19 @@ impl ServiceState {
             x <= m
         };
         quiet.then(|| {
-            // The end of the last elevated bucket in the quiet stretch, or its start.
+            // Where in the quiet stretch the incident's rate most likely gave way to the
+            // baseline's: the end of the prefix with the largest log-likelihood ratio of the
+            // two (its start when none favours the incident). The last bucket above the
+            // baseline anywhere in the stretch, as before, was as often a late bucket of
+            // ordinary noise as the outage's end: a quarter of an hour late.
             let first = self.ring.len() - n;
-            let stretch = self.ring.iter().skip(first);
+            let (mut llr, mut best) = (0.0, 0.0);
             let mut end = self.ring[first].t;
-            for s in stretch {
+            for s in self.ring.iter().skip(first) {
                 let (a, b) = series(s);
-                if a > ONSET_RATIO * b && a >= 1.0 {
+                llr += a * rho.ln() - b * (rho - 1.0);
+                if llr > best {
+                    best = llr;
                     end = s.t + tuning.width;
                 }
             }
@@ -1168,15 +1270,34 @@ impl ServiceState {
         })
     }
 
-    /// Global or regional, partial or not, from the sums since the onset.
-    fn attribute(&self, open: &Open) -> Attribution {
+    /// Global or regional, partial or not, from the sums since the onset; `first` for the
+    /// attribution an incident opens with.
+    fn attribute(&self, open: &Open, first: bool) -> Attribution {
         let k = self.baseline.dispersion(self.baseline.windows() - 1);
         let rho = open.x / open.mu.max(1e-9);
         // Once global, an incident becomes regional only when the rest shows no sign of a
-        // rise at all.
-        let sticky = (open.attribution.scope == Scope::Global && open.buckets > 0)
-            .then_some(STAYS_GLOBAL_ALPHA);
-        let (scope, regions) = match concentrated(&open.region_x, &open.region_mu, rho, k, sticky) {
+        // rise at all. (Not when it opens: the scope it is given then is a placeholder, and
+        // the stricter test made an outage of one country global whenever the rest of a
+        // busy service rose a little by chance in its first buckets.)
+        let sticky =
+            (!first && open.attribution.scope == Scope::Global).then_some(STAYS_GLOBAL_ALPHA);
+        let (partial, problems) =
+            match concentrated(&open.problem_x, &open.problem_mu, rho, k, None) {
+                Some(elevated) if self.problems.len() > 1 => (true, elevated),
+                _ => (false, (0..self.problems.len()).collect()),
+            };
+        // A partial outage's countries are judged on its problems' reports alone: with every
+        // problem summed, the others' ordinary reports hid where it was (a rise of logins in
+        // the US alone was global, in no country or in random ones).
+        let restricted;
+        let (region_x, region_mu, rho) = match self.problem_rows(open, &problems) {
+            Some(rows) if partial => {
+                restricted = rows;
+                (&restricted.0[..], &restricted.1[..], restricted.2)
+            }
+            _ => (&open.region_x[..], &open.region_mu[..], rho),
+        };
+        let (scope, regions) = match concentrated(region_x, region_mu, rho, k, sticky) {
             Some(elevated) => (
                 Scope::Regional,
                 sorted(elevated.into_iter().map(|i| self.regions[i])),
@@ -1184,26 +1305,78 @@ impl ServiceState {
             None => (
                 Scope::Global,
                 sorted(
-                    elevated(&open.region_x, &open.region_mu, k)
+                    elevated(region_x, region_mu, k)
                         .into_iter()
                         .map(|i| self.regions[i]),
                 ),
             ),
         };
-        let (partial, problems) =
-            match concentrated(&open.problem_x, &open.problem_mu, rho, k, None) {
-                Some(elevated) if self.problems.len() > 1 => (
-                    true,
-                    sorted(elevated.into_iter().map(|i| self.problems[i].clone())),
-                ),
-                _ => (false, sorted(self.problems.iter().cloned())),
-            };
+        let problems = sorted(problems.into_iter().map(|p| self.problems[p].clone()));
         Attribution {
             scope,
             regions,
             partial,
             problems,
         }
+    }
+}
+
+impl ServiceState {
+    /// The countries an event about `open` names: its attribution's, or for a global
+    /// outage none of whose countries is elevated on its own yet (its first minutes, a
+    /// sparse service), those holding at least half of its excess. Only the event names
+    /// these: the incident is still judged, and resolved, on the service's whole counts.
+    pub fn regions_named(&self, open: &Open) -> Vec<RegionCode> {
+        let attribution = &open.attribution;
+        if attribution.scope == Scope::Regional || !attribution.regions.is_empty() {
+            return attribution.regions.clone();
+        }
+        let problems: Vec<usize> = attribution
+            .problems
+            .iter()
+            .filter_map(|p| self.problems.iter().position(|q| q == p))
+            .collect();
+        let rows = attribution
+            .partial
+            .then(|| self.problem_rows(open, &problems))
+            .flatten();
+        let (x, mu) = rows
+            .as_ref()
+            .map_or((&open.region_x[..], &open.region_mu[..]), |(x, mu, _)| {
+                (&x[..], &mu[..])
+            });
+        sorted(main_excess(x, mu).into_iter().map(|i| self.regions[i]))
+    }
+
+    /// Per region, the reports of `problems` since `open`'s onset and their expectation
+    /// (the region's share of the expectation times the problems'), and the problems'
+    /// overall factor; `None` when the counts per region and problem do not cover the
+    /// incident (a state saved before they were kept).
+    fn problem_rows(&self, open: &Open, problems: &[usize]) -> Option<(Vec<f64>, Vec<f64>, f64)> {
+        let np = self.problems.len();
+        let regions = open.region_x.len();
+        if np == 0 || open.region_problem_x.len() < regions * np {
+            return None;
+        }
+        let (px, pmu) = problems.iter().fold((0.0, 0.0), |(x, m), &p| {
+            (x + open.problem_x[p], m + open.problem_mu[p])
+        });
+        let covered: f64 = open.region_problem_x.iter().sum();
+        // Every counted report of the incident is in the rows (f32 sums: within a report).
+        if (covered - open.problem_x.iter().sum::<f64>()).abs() > 1.0 {
+            return None;
+        }
+        let share = pmu / open.mu.max(1e-9);
+        let x = (0..regions)
+            .map(|r| {
+                problems
+                    .iter()
+                    .map(|&p| open.region_problem_x[r * np + p])
+                    .sum()
+            })
+            .collect();
+        let mu = open.region_mu.iter().map(|m| m * share).collect();
+        Some((x, mu, px / pmu.max(1e-9)))
     }
 }
 
@@ -1305,6 +1478,9 @@ fn remove_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
         open.problem_x[p] -= f64::from(x);
         open.problem_mu[p] -= f64::from(s.mu) * problem_shares[p];
     }
+    for (sum, &x) in open.region_problem_x.iter_mut().zip(&s.region_problem_x) {
+        *sum -= f64::from(x);
+    }
     open.buckets -= 1;
 }
 
@@ -1322,6 +1498,12 @@ fn add_slot(open: &mut Open, s: &Slot, problem_shares: &[f64]) {
         open.problem_x[p] += f64::from(x);
         open.problem_mu[p] += f64::from(s.mu) * problem_shares[p];
     }
+    if open.region_problem_x.len() < s.region_problem_x.len() {
+        open.region_problem_x.resize(s.region_problem_x.len(), 0.0);
+    }
+    for (sum, &x) in open.region_problem_x.iter_mut().zip(&s.region_problem_x) {
+        *sum += f64::from(x);
+    }
     open.buckets += 1;
 }
 
@@ -1334,6 +1516,27 @@ fn elevated(x: &[f64], mu: &[f64], k: f64) -> Vec<usize> {
                 && x[i] >= ELEVATED_RATIO * mu[i]
                 && upper_score(x[i], mu[i], k) >= h
         })
+        .collect()
+}
+
+/// The series holding at least half of the excess of reports over their expectation, the
+/// largest excesses first.
+fn main_excess(x: &[f64], mu: &[f64]) -> Vec<usize> {
+    let mut excess: Vec<(usize, f64)> = (0..x.len())
+        .filter(|&i| x[i] >= 1.0 && x[i] > mu[i])
+        .map(|i| (i, x[i] - mu[i]))
+        .collect();
+    excess.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let half = excess.iter().map(|e| e.1).sum::<f64>() / 2.0;
+    let mut sum = 0.0;
+    excess
+        .into_iter()
+        .take_while(|&(_, e)| {
+            let before = sum;
+            sum += e;
+            before < half
+        })
+        .map(|(i, _)| i)
         .collect()
 }
 
@@ -1504,6 +1707,7 @@ mod tests {
             region_x: vec![x; state.regions.len()],
             region_mu: vec![mu as f32; state.regions.len()],
             problem_x: vec![x; state.problems.len()],
+            region_problem_x: Vec::new(),
         };
         state.ring.pop_front();
         state.ring.push_back(slot);
@@ -1646,6 +1850,36 @@ mod tests {
     /// was any (the same bytes without it) still decodes, with nothing held back, instead of
     /// being misread or relearned from scratch; and a state saved with it decodes in a build
     /// from before, which reads the rest and ignores what follows.
+    /// The counts per region and problem are saved after the rest, for the slots that keep
+    /// them; a state saved without them (by an earlier build) decodes with none.
+    #[test]
+    fn counts_per_region_and_problem_are_saved_after_the_rest() {
+        let (state, tuning, _) = learned(3 * 1440, |i| if i % 2 == 0 { 29 } else { 51 });
+        let longest = *tuning.windows.last().unwrap();
+        let kept: Vec<usize> = (0..state.ring.len())
+            .filter(|&i| !state.ring[i].region_problem_x.is_empty())
+            .collect();
+        assert_eq!(kept.len(), longest, "the longest window's slots keep them");
+        assert_eq!(kept[0], state.ring.len() - longest);
+        let saved = encode(&state).unwrap();
+        let restored = decode(&saved).unwrap();
+        let matrices = |s: &ServiceState| -> Vec<Vec<f32>> {
+            s.ring.iter().map(|s| s.region_problem_x.clone()).collect()
+        };
+        assert_eq!(matrices(&restored), matrices(&state));
+        assert_eq!(
+            encode(&restored).unwrap(),
+            saved,
+            "a round trip changes nothing"
+        );
+
+        let mut earlier = postcard::to_stdvec(&state).unwrap();
+        earlier.extend(postcard::to_stdvec(&Pending::default()).unwrap());
+        let old = decode(&earlier).unwrap();
+        assert!(old.ring.iter().all(|s| s.region_problem_x.is_empty()));
+        assert_eq!(old.ring.len(), state.ring.len());
+    }
+
     #[test]
     fn states_saved_before_anything_was_held_back_still_decode() {
         let (mut state, tuning, now) = learned(3 * 1440, |i| if i % 2 == 0 { 29 } else { 51 });
@@ -1733,6 +1967,7 @@ mod tests {
             region_mu: Vec::new(),
             problem_x: vec![200.0],
             problem_mu: vec![180.0],
+            region_problem_x: Vec::new(),
             buckets: 360,
             attribution: attribution(Scope::Global, &["DE"]),
             caused_by: Vec::new(),
