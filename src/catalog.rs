@@ -144,11 +144,12 @@ pub struct Catalog {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// The file could not be read.
-    #[error("{file}: cannot read the catalog: {source}")]
+    /// (The reason is in the message, and not also a `source`: printed with its causes,
+    /// the error said it twice.)
+    #[error("{file}: cannot read the catalog: {reason}")]
     Read {
         file: String,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not valid TOML, or has the wrong shape.
     #[error("{file}: {message}")]
@@ -195,9 +196,9 @@ impl Catalog {
     /// Loads and validates the catalog at `path`.
     pub fn load(path: &Path) -> Result<Self, CatalogError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| CatalogError::Read {
             file: file.clone(),
-            source,
+            reason,
         })?;
         Self::parse(&file, &text)
     }

@@ -84,8 +84,23 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         .ping()
         .await
         .context("Redis does not answer; check --redis-url")?;
+    // History has happened: a row more than a day ahead of Redis's clock (every replica's)
+    // is a mistake (a mistyped year), and would be read as live traffic once its time came.
+    // A day, not less: a file's clock or time zone may be off by hours.
+    let now = store
+        .server_time()
+        .await
+        .context("Redis does not answer; check --redis-url")?
+        .unix_timestamp();
     let started = Instant::now();
-    let summary = load(&store, &catalog, args.buckets.bucket, &args.input).await?;
+    let summary = load(
+        &store,
+        &catalog,
+        args.buckets.bucket,
+        &args.input,
+        Some(now),
+    )
+    .await?;
     eprintln!(
         "import: {} rows, {} reports, {} added, {} to the hourly roll-up only (older than \
          --retention), {} skipped (older than --rollup-retention) in {:.1?}",
@@ -103,15 +118,17 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
 }
 
 /// Reads the counts file at `path` and adds it to `store`; `bucket` is the width every
-/// timestamp must be aligned to (the deployment's `--bucket`). Nothing is written unless
-/// every row is good.
+/// timestamp must be aligned to (the deployment's `--bucket`), and with `now` (Unix
+/// seconds) no bucket may start more than [`FUTURE_SLACK_SECS`] after it. Nothing is
+/// written unless every row is good.
 pub async fn load(
     store: &dyn Store,
     catalog: &Catalog,
     bucket: BucketWidth,
     path: &Path,
+    now: Option<i64>,
 ) -> anyhow::Result<ImportSummary> {
-    let repeated = check(catalog, bucket, path)?;
+    let repeated = check(catalog, bucket, path, now)?;
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
     let mut summary = ImportSummary {
@@ -145,7 +162,12 @@ pub async fn load(
 /// The first pass: reads every row of the file and stops at the first bad one; counts the
 /// rows that repeat a cell among the rows of their bucket (in a file sorted by time, as the
 /// format asks, every such row).
-fn check(catalog: &Catalog, bucket: BucketWidth, path: &Path) -> anyhow::Result<Repeated> {
+fn check(
+    catalog: &Catalog,
+    bucket: BucketWidth,
+    path: &Path,
+    now: Option<i64>,
+) -> anyhow::Result<Repeated> {
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
     let mut rows = 0u64;
@@ -153,6 +175,18 @@ fn check(catalog: &Catalog, bucket: BucketWidth, path: &Path) -> anyhow::Result<
     let (mut current, mut cells) = (None, HashSet::new());
     while let Some(row) = reader.next_row()? {
         rows += 1;
+        if let Some(now) = now
+            && row.bucket > now + FUTURE_SLACK_SECS
+        {
+            anyhow::bail!(
+                "{}:{}: the bucket {} is more than a day ahead (it is {} by Redis's clock): \
+                 history cannot be in the future",
+                reader.file_name,
+                reader.line_no,
+                rfc3339(row.bucket),
+                rfc3339(now)
+            );
+        }
         if current != Some(row.bucket) {
             current = Some(row.bucket);
             cells.clear();
@@ -338,6 +372,19 @@ fn parse_row(
     })
 }
 
+/// How far ahead of the store's clock a history row may be.
+pub const FUTURE_SLACK_SECS: i64 = 86_400;
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,7 +413,13 @@ mod tests {
              2026-10-01T00:02:00Z,tiktok,US,login,1\n",
         )
         .unwrap();
-        let repeated = check(&Catalog::builtin(), BucketWidth::ONE_MINUTE, file.path()).unwrap();
+        let repeated = check(
+            &Catalog::builtin(),
+            BucketWidth::ONE_MINUTE,
+            file.path(),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             repeated,
             Repeated {

@@ -282,6 +282,18 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
     let bucket: BucketWidth = args.bucket;
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
+    if let (Some(truth), Some(path)) = (&truth, &args.truth)
+        && truth.bucket_secs != bucket.secs()
+    {
+        anyhow::bail!(
+            "{}: its outages were simulated on {} s buckets, and --bucket is {} s: pass \
+             --bucket {}s to score them",
+            path.display(),
+            truth.bucket_secs,
+            bucket.secs(),
+            truth.bucket_secs
+        );
+    }
     let feed = CountsFeed::open(&args.input, &catalog, bucket);
     let mut kept = Vec::new();
     let summary = replay(&catalog, args.detector.config(bucket), feed, |event| {

@@ -87,6 +87,7 @@ async fn store_with(
         catalog,
         BucketWidth::ONE_MINUTE,
         file.path(),
+        None,
     )
     .await
     .expect("import");
@@ -1032,6 +1033,29 @@ async fn the_backtest_command_prints_all_its_events_or_none() {
     );
     assert!(
         stderr.contains(&format!(":{}: unknown problem \"wifi\"", lines + 1)),
+        "{stderr}"
+    );
+
+    // A truth file is scored only on the buckets its outages were simulated on.
+    let (scenario, file) = simulate(2, 1, 7);
+    let truth = tempfile::NamedTempFile::new().unwrap();
+    serde_json::to_writer(
+        std::fs::File::create(truth.path()).unwrap(),
+        &scenario.truth(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .args(["backtest", "--bucket", "5m", "--input"])
+        .arg(file.path())
+        .arg("--truth")
+        .arg(truth.path())
+        .env_remove("DOWNRADAR_CATALOG")
+        .output()
+        .expect("run downradar backtest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("its outages were simulated on 60 s buckets, and --bucket is 300 s"),
         "{stderr}"
     );
 }

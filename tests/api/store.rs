@@ -2163,6 +2163,24 @@ async fn import_loads_a_counts_file_into_redis() {
         stderr.contains("bad.csv:3: unknown service \"myspace\""),
         "{stderr}"
     );
+
+    // A mistyped year: a row years ahead of Redis's clock is refused, nothing written.
+    let ahead = dir.path().join("ahead.csv");
+    std::fs::write(
+        &ahead,
+        format!(
+            "timestamp,service,region,problem,count\n{m},tiktok,US,login,5\n2062-01-01T00:00:00Z,tiktok,US,login,3\n",
+            m = minute(3)
+        ),
+    )
+    .unwrap();
+    let out = import(&ahead);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ahead.csv:3: the bucket 2062-01-01T00:00:00Z is more than a day ahead"),
+        "{stderr}"
+    );
     assert_eq!(
         app.get("/v1/services/tiktok/reports?region=US")
             .await
