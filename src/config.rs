@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// How long incident events stay on the event stream, for clients resuming a feed with
+    /// Last-Event-ID (1m to 30d). Incidents themselves are kept as long as the roll-ups.
+    #[arg(long, env = "DOWNRADAR_EVENT_RETENTION", default_value = "24h", value_parser = parse_event_retention)]
+    pub event_retention: Duration,
+
     /// Redis URL (Redis 7.0 or later), e.g. redis://127.0.0.1:6379/0. Without it, reports are
     /// kept in an embedded in-memory store (single process, lost on restart).
     #[arg(long, env = "DOWNRADAR_REDIS_URL")]
@@ -211,19 +216,15 @@ pub struct BucketArgs {
     /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d).
     #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub rollup_retention: Duration,
-
-    /// How long incident events stay on the event stream, for clients resuming a feed with
-    /// Last-Event-ID (1m to 30d). Incidents themselves are kept as long as the roll-ups.
-    #[arg(long, env = "DOWNRADAR_EVENT_RETENTION", default_value = "24h", value_parser = parse_event_retention)]
-    pub event_retention: Duration,
 }
 
 impl BucketArgs {
-    /// The store settings these give, with the ingest-only ones.
+    /// The store settings these give, with the serve-only ones.
     pub fn store_settings(
         &self,
         dedup_window: Duration,
         max_reporters_per_address: Option<NonZeroU32>,
+        event_retention: Duration,
     ) -> StoreSettings {
         StoreSettings {
             bucket: self.bucket,
@@ -231,7 +232,7 @@ impl BucketArgs {
             rollup_retention: self.rollup_retention,
             dedup_window,
             max_reporters_per_address,
-            event_retention: self.event_retention,
+            event_retention,
         }
     }
 }
@@ -567,10 +568,7 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.buckets.bucket.secs(), 300);
         assert_eq!(cli.serve.dedup_window, Duration::from_secs(3600));
-        assert_eq!(
-            cli.serve.buckets.event_retention,
-            Duration::from_secs(86_400)
-        );
+        assert_eq!(cli.serve.event_retention, Duration::from_secs(86_400));
         assert!(
             cli.serve
                 .trusted_proxies
@@ -597,10 +595,11 @@ mod tests {
     #[test]
     fn event_retention_reaches_the_store_settings() {
         let cli = Cli::try_parse_from(["downradar", "--event-retention", "90m"]).unwrap();
-        let settings = cli
-            .serve
-            .buckets
-            .store_settings(Duration::from_secs(900), None);
+        let serve = cli.serve;
+        let settings =
+            serve
+                .buckets
+                .store_settings(Duration::from_secs(900), None, serve.event_retention);
         assert_eq!(settings.event_retention, Duration::from_secs(5400));
         for edge in ["1m", "30d"] {
             assert!(Cli::try_parse_from(["downradar", "--event-retention", edge]).is_ok());

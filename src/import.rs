@@ -77,8 +77,10 @@ pub struct ImportSummary {
 /// Runs `downradar import`.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
-    // History is not deduplicated: the dedup settings play no part.
-    let settings = args.buckets.store_settings(Duration::from_secs(900), None);
+    // History is not deduplicated, and adds no events: those settings play no part.
+    let settings =
+        args.buckets
+            .store_settings(Duration::from_secs(900), None, Duration::from_secs(86_400));
     let store = RedisStore::connect(&args.redis_url, settings)?;
     store
         .ping()

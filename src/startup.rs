@@ -106,6 +106,7 @@ impl Application {
         let settings = args.buckets.store_settings(
             args.dedup_window,
             std::num::NonZeroU32::new(args.max_reporters_per_address),
+            args.event_retention,
         );
         // Before anything records a metric.
         crate::telemetry::prometheus();
