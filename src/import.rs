@@ -247,7 +247,12 @@ impl<'a> CountsReader<'a> {
             );
         }
         let row = reader.line.trim_end_matches(['\n', '\r']);
-        if row.trim_start_matches('\u{feff}') != HEADER {
+        let names: Vec<&str> = row
+            .trim_start_matches('\u{feff}')
+            .split(',')
+            .map(unquote)
+            .collect();
+        if names.join(",") != HEADER {
             bail!(
                 "{}:1: expected the header {HEADER:?}, found {row:?}",
                 reader.file_name
@@ -311,14 +316,24 @@ async fn write(
     })
 }
 
-/// Parses one data row: `2026-10-01T00:00:00Z,tiktok,US,login,3`.
+/// A CSV field without the double quotes some exporters put around every field. (No field
+/// of a counts file holds a comma or a quote, so nothing else of CSV's quoting applies.)
+fn unquote(field: &str) -> &str {
+    field
+        .strip_prefix('"')
+        .and_then(|f| f.strip_suffix('"'))
+        .filter(|f| !f.contains('"'))
+        .unwrap_or(field)
+}
+
+/// Parses one data row: `2026-10-01T00:00:00Z,tiktok,US,login,3` (fields may be quoted).
 fn parse_row(
     row: &str,
     catalog: &Catalog,
     bucket: BucketWidth,
     last: &mut (String, i64),
 ) -> Result<HistoryCount, String> {
-    let fields: Vec<&str> = row.split(',').collect();
+    let fields: Vec<&str> = row.split(',').map(unquote).collect();
     let [timestamp, service, region, problem, count] = fields[..] else {
         return Err(format!(
             "expected 5 fields, found {}: {row:?}",
@@ -446,6 +461,26 @@ mod tests {
         assert_eq!(count.cell.field(), "US:login");
         assert_eq!(count.count, 3);
         assert_eq!(count.bucket % 60, 0);
+        // As some exporters write every field.
+        let quoted = parse(r#""2026-10-01T00:01:00Z","tiktok","US","login","3""#).unwrap();
+        assert_eq!(quoted, count);
+        assert!(parse(r#""2026-10-01T00:01:00Z,tiktok,US,login,3""#).is_err());
+    }
+
+    /// A header with every name quoted is the header.
+    #[test]
+    fn a_quoted_header_is_the_header() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "\"timestamp\",\"service\",\"region\",\"problem\",\"count\"\n\
+             \"2026-10-01T00:01:00Z\",\"tiktok\",\"US\",\"login\",\"3\"\n",
+        )
+        .unwrap();
+        let catalog = Catalog::builtin();
+        let mut reader =
+            CountsReader::open(file.path(), &catalog, BucketWidth::ONE_MINUTE).unwrap();
+        assert_eq!(reader.next_row().unwrap().unwrap().count, 3);
     }
 
     #[test]
