@@ -78,7 +78,9 @@ pub struct Incident {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub started_at: OffsetDateTime,
-    /// End of the last elevated bucket, once resolved. The `incident.resolved` event comes
+    /// Where the outage most likely ended (a bucket boundary: where the counts most likely
+    /// gave way from the incident's rate to the baseline's), once resolved. The
+    /// `incident.resolved` event comes
     /// once the counts have looked ordinary for at least `--resolve-after` (15 minutes by
     /// default; longer where a sparse series needs more buckets to tell), so `resolved_at`
     /// can be up to that long before its `at`.
@@ -87,7 +89,8 @@ pub struct Incident {
     pub resolved_at: Option<OffsetDateTime>,
     /// Reports per minute the baseline expected, averaged over the incident so far: in an
     /// event, as of the event; in an open incident's record, as of the detector's last bucket
-    /// (refreshed every bucket, without an event).
+    /// (refreshed every bucket, without an event); in a resolved incident, from
+    /// `started_at` to `resolved_at`.
     pub expected_per_min: f64,
     /// Reports per minute observed, averaged over the incident so far (as
     /// `expected_per_min`).

@@ -548,7 +548,7 @@ impl Detector {
     }
 
     fn incident(&self, tracked: &Tracked, open: &Open, resolved_at: Option<i64>) -> Incident {
-        let (observed, expected) = open.per_min(self.tuning.width);
+        let (observed, expected) = tracked.state.per_min(open, resolved_at);
         Incident {
             id: Incident::id_for(&tracked.id, open.started_at),
             service: tracked.id.clone(),
@@ -1032,6 +1032,14 @@ mod tests {
         ends.sort();
         assert_eq!(ends.len(), 3 * outages.len(), "{events:#?}");
         assert!(ends.iter().all(|(_, late)| late.abs() <= 1), "{ends:?}");
+        // Its rate is the outage's, ten times the baseline: the quiet quarter of an hour it
+        // stayed open after its end is no part of it.
+        let factors: Vec<f64> = events
+            .iter()
+            .filter(|e| e.kind == EventType::Resolved && e.incident.service.as_str() != "other")
+            .map(|e| e.incident.observed_per_min / e.incident.expected_per_min)
+            .collect();
+        assert!(factors.iter().all(|f| *f > 8.5), "{factors:.1?}");
     }
 
     /// A problem of one country (logins in the US) is a regional, partial outage: the

@@ -230,14 +230,6 @@ pub struct Open {
     pub caused_by: Vec<crate::catalog::ServiceId>,
 }
 
-impl Open {
-    /// Reports per minute observed and expected since the onset.
-    pub fn per_min(&self, width: i64) -> (f64, f64) {
-        let minutes = (self.buckets.max(1) * width as u64) as f64 / 60.0;
-        (self.x / minutes, self.mu / minutes)
-    }
-}
-
 /// What a bucket changed about the service's incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -1322,6 +1314,25 @@ impl ServiceState {
 }
 
 impl ServiceState {
+    /// Reports per minute observed and expected over `open`, up to `end` when it has
+    /// ended (its `resolved_at`): the quiet buckets it had to stay open for after its last
+    /// elevated one are no part of it (counted, they diluted a resolved outage's rate, a
+    /// fifth of it for a four-minute outage at the default `--resolve-after`).
+    pub fn per_min(&self, open: &Open, end: Option<i64>) -> (f64, f64) {
+        let (mut x, mut mu, mut buckets) = (open.x, open.mu, open.buckets);
+        if let Some(end) = end {
+            for s in self.ring.iter().rev().take_while(|s| s.t >= end) {
+                if s.t >= open.started_at && buckets > 1 {
+                    x -= f64::from(s.x);
+                    mu -= f64::from(s.mu);
+                    buckets -= 1;
+                }
+            }
+        }
+        let minutes = (buckets.max(1) * self.width() as u64) as f64 / 60.0;
+        (x.max(0.0) / minutes, mu.max(0.0) / minutes)
+    }
+
     /// The countries an event about `open` names: its attribution's, or for a global
     /// outage none of whose countries is elevated on its own yet (its first minutes, a
     /// sparse service), those holding at least half of its excess. Only the event names
