@@ -472,10 +472,12 @@ impl Detector {
                 Change::Resolved { at } => (EventType::Resolved, Some(at)),
             };
             let incident = self.incident(tracked, open, resolved_at);
-            events.push(IncidentEvent { kind, at, incident });
             if resolved_at.is_some() {
                 self.services[i].state.close();
+            } else if let Some(open) = &mut self.services[i].state.open {
+                open.shown.clone_from(&incident.regions);
             }
+            events.push(IncidentEvent { kind, at, incident });
         }
         events
     }
@@ -1135,6 +1137,54 @@ mod tests {
             starts.iter().all(|&d| d == 0),
             "started_at - outage start: {starts:?}"
         );
+        global_events_name_countries_that_stay_named(&events);
+    }
+
+    /// Each event of a global incident names a country, and every country named before.
+    fn global_events_name_countries_that_stay_named(events: &[IncidentEvent]) {
+        let mut named: HashMap<&str, &[RegionCode]> = HashMap::new();
+        for e in events {
+            let incident = &e.incident;
+            if incident.scope != event::Scope::Global {
+                named.remove(incident.id.as_str());
+                continue;
+            }
+            assert!(!incident.regions.is_empty(), "{e:#?}");
+            if let Some(before) = named.insert(&incident.id, &incident.regions) {
+                assert!(
+                    before.iter().all(|r| incident.regions.contains(r)),
+                    "{before:?} then {:?}",
+                    incident.regions
+                );
+            }
+        }
+    }
+
+    /// A sparse service's global outage, none of whose countries is elevated on its own at
+    /// first, names those holding most of its excess from its first event, and keeps them
+    /// named as countries are found elevated.
+    #[test]
+    fn a_sparse_global_outage_names_its_countries_from_its_first_event() {
+        let regions = [
+            "US", "DE", "FR", "GB", "JP", "BR", "IT", "ES", "NL", "SE", "PL", "CA", "AU", "MX",
+            "IN",
+        ];
+        let outages: Vec<i64> = (0..6).map(|i| 2 * 1440 + 1500 * i).collect();
+        let events = run_rates(outages[5] + 120, &regions, |service, _, _, m| {
+            let x = [1.0, 0.5, 0.5][service] / 15.0 * diurnal(m);
+            // A rise to eight times over an hour.
+            let rise = outages
+                .iter()
+                .find(|&&o| (o..o + 90).contains(&m))
+                .map_or(1.0, |&o| 1.0 + 7.0 * ((m - o) as f64 / 60.0).min(1.0));
+            if service == 0 { x * rise } else { x }
+        });
+        let up: Vec<IncidentEvent> = events
+            .into_iter()
+            .filter(|e| e.incident.service.as_str() == "up")
+            .collect();
+        assert!(opened(&up).len() >= 5, "{up:#?}");
+        global_events_name_countries_that_stay_named(&up);
     }
 
     /// A new service's prior is the other services' usual rate over the whole day, not

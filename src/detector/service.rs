@@ -228,6 +228,10 @@ pub struct Open {
     buckets: u64,
     pub attribution: Attribution,
     pub caused_by: Vec<crate::catalog::ServiceId>,
+    /// The countries its last event named (see [`ServiceState::regions_named`]). Not saved:
+    /// after a restart the next event names the attribution's countries again.
+    #[serde(skip)]
+    pub shown: Vec<RegionCode>,
 }
 
 /// What a bucket changed about the service's incident.
@@ -1110,6 +1114,7 @@ impl ServiceState {
                 problems: Vec::new(),
             },
             caused_by: Vec::new(),
+            shown: Vec::new(),
         };
         for s in self.ring.iter().skip(from) {
             add_slot(&mut open, s, &shares);
@@ -1335,12 +1340,17 @@ impl ServiceState {
 
     /// The countries an event about `open` names: its attribution's, or for a global
     /// outage none of whose countries is elevated on its own yet (its first minutes, a
-    /// sparse service), those holding at least half of its excess. Only the event names
+    /// sparse service), those holding at least half of its excess. Only the events name
     /// these: the incident is still judged, and resolved, on the service's whole counts.
+    /// A global outage's events keep naming what they named (`shown`), so its list only
+    /// grows, as the attribution's does.
     pub fn regions_named(&self, open: &Open) -> Vec<RegionCode> {
         let attribution = &open.attribution;
-        if attribution.scope == Scope::Regional || !attribution.regions.is_empty() {
+        if attribution.scope == Scope::Regional {
             return attribution.regions.clone();
+        }
+        if !attribution.regions.is_empty() || !open.shown.is_empty() {
+            return sorted(attribution.regions.iter().chain(&open.shown).copied());
         }
         let problems: Vec<usize> = attribution
             .problems
@@ -1982,6 +1992,7 @@ mod tests {
             buckets: 360,
             attribution: attribution(Scope::Global, &["DE"]),
             caused_by: Vec::new(),
+            shown: Vec::new(),
         };
         for region in &state.regions {
             let (x, mu) = if *region == de {
