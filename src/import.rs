@@ -29,6 +29,9 @@ use crate::store::{Cell, HistoryAdded, HistoryCount, Store};
 /// The header every counts file starts with.
 pub const HEADER: &str = "timestamp,service,region,problem,count";
 
+/// How far ahead of the store's clock a history row may be.
+pub const FUTURE_SLACK_SECS: i64 = 86_400;
+
 /// Rows per store call: small enough that a batch (about two commands a row) is written well
 /// within the store's one-second call timeout.
 const BATCH_ROWS: usize = 5_000;
@@ -185,8 +188,8 @@ fn check(
                  history cannot be in the future",
                 reader.file_name,
                 reader.line_no,
-                rfc3339(row.bucket),
-                rfc3339(now)
+                crate::detector::bucket_time(row.bucket),
+                crate::detector::bucket_time(now)
             );
         }
         if current != Some(row.bucket) {
@@ -387,19 +390,6 @@ fn parse_row(
         },
         count,
     })
-}
-
-/// How far ahead of the store's clock a history row may be.
-pub const FUTURE_SLACK_SECS: i64 = 86_400;
-
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }
 
 #[cfg(test)]

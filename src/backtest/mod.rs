@@ -247,8 +247,8 @@ pub async fn replay(
             eprintln!(
                 "backtest: the file has no row from {} to {} ({:.0} days); those buckets count \
                  as zero reports",
-                rfc3339(from),
-                rfc3339(to),
+                crate::detector::bucket_time(from),
+                crate::detector::bucket_time(to),
                 (to - from) as f64 / 86_400.0
             );
         }
@@ -394,14 +394,8 @@ fn percent(done: u64, total: u64, cursor: i64) -> String {
     };
     format!(
         "backtest: {percent:5.1}% of the file, detected up to {}",
-        rfc3339(cursor)
+        crate::detector::bucket_time(cursor)
     )
-}
-
-fn rfc3339(t: i64) -> String {
-    crate::detector::instant(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

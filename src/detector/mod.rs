@@ -122,9 +122,9 @@ const GAP_CORROBORATION_NATS: f64 = 5.0;
 /// [`Detector::checkpoint`]); also the longest stretch of buckets a new leader replays.
 const CHECKPOINT_SECS: i64 = 15 * 60;
 
-/// A bucket start as a log shows it: RFC 3339 (a backtest's buckets are not the log's own
-/// time), or the Unix second if out of its range.
-fn bucket_time(t: i64) -> String {
+/// A bucket start as a log or a message shows it: RFC 3339 (a backtest's buckets are not the
+/// log's own time), or the Unix second if out of its range.
+pub(crate) fn bucket_time(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|at| {
@@ -1158,33 +1158,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    /// A sparse service's global outage, none of whose countries is elevated on its own at
-    /// first, names those holding most of its excess from its first event, and keeps them
-    /// named as countries are found elevated.
-    #[test]
-    fn a_sparse_global_outage_names_its_countries_from_its_first_event() {
-        let regions = [
-            "US", "DE", "FR", "GB", "JP", "BR", "IT", "ES", "NL", "SE", "PL", "CA", "AU", "MX",
-            "IN",
-        ];
-        let outages: Vec<i64> = (0..6).map(|i| 2 * 1440 + 1500 * i).collect();
-        let events = run_rates(outages[5] + 120, &regions, |service, _, _, m| {
-            let x = [1.0, 0.5, 0.5][service] / 15.0 * diurnal(m);
-            // A rise to eight times over an hour.
-            let rise = outages
-                .iter()
-                .find(|&&o| (o..o + 90).contains(&m))
-                .map_or(1.0, |&o| 1.0 + 7.0 * ((m - o) as f64 / 60.0).min(1.0));
-            if service == 0 { x * rise } else { x }
-        });
-        let up: Vec<IncidentEvent> = events
-            .into_iter()
-            .filter(|e| e.incident.service.as_str() == "up")
-            .collect();
-        assert!(opened(&up).len() >= 5, "{up:#?}");
-        global_events_name_countries_that_stay_named(&up);
     }
 
     /// A new service's prior is the other services' usual rate over the whole day, not

@@ -1871,6 +1871,42 @@ mod tests {
     /// was any (the same bytes without it) still decodes, with nothing held back, instead of
     /// being misread or relearned from scratch; and a state saved with it decodes in a build
     /// from before, which reads the rest and ignores what follows.
+    /// A global incident none of whose countries is elevated on its own names those holding
+    /// at least half of its excess, and its events go on naming what they named.
+    #[test]
+    fn a_global_incident_names_the_countries_of_its_excess() {
+        let tuning = crate::detector::DetectorConfig::default().tuning();
+        let mut state = ServiceState::new(vec![Problem::parse("login").unwrap()], &tuning, 0.5);
+        let code = |c: &str| RegionCode::parse(c).unwrap();
+        state.regions = vec![code("US"), code("DE"), code("FR"), code("JP")];
+        let mut open = Open {
+            started_at: 0,
+            opened_at: 60,
+            x: 20.0,
+            mu: 8.0,
+            // Excess: US 6, DE 4, FR 2, JP none.
+            region_x: vec![10.0, 6.0, 3.0, 1.0],
+            region_mu: vec![4.0, 2.0, 1.0, 1.0],
+            problem_x: vec![20.0],
+            problem_mu: vec![8.0],
+            region_problem_x: Vec::new(),
+            buckets: 2,
+            attribution: attribution(Scope::Global, &[]),
+            caused_by: Vec::new(),
+            shown: Vec::new(),
+        };
+        assert_eq!(state.regions_named(&open), [code("US")]);
+        open.region_x[1] = 8.0;
+        assert_eq!(state.regions_named(&open), [code("DE"), code("US")]);
+        // Named once, a country stays named beside those found elevated since.
+        open.shown = vec![code("US")];
+        open.attribution = attribution(Scope::Global, &["FR"]);
+        assert_eq!(state.regions_named(&open), [code("FR"), code("US")]);
+        // A regional incident names its countries alone.
+        open.attribution = attribution(Scope::Regional, &["JP"]);
+        assert_eq!(state.regions_named(&open), [code("JP")]);
+    }
+
     /// The counts per region and problem are saved after the rest, for the slots that keep
     /// them; a state saved without them (by an earlier build) decodes with none.
     #[test]
