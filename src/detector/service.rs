@@ -1153,15 +1153,15 @@ impl ServiceState {
         }
     }
 
-    /// When the incident is over, the end of its last elevated bucket.
+    /// When the incident is over, where it most likely ended (see `quiet_since`).
     ///
     /// The incident is judged on the series it is about: its elevated regions (regional, or
     /// the countries a global outage shows in), summed, and, when it is partial, its
-    /// problems, summed; it is over once both are quiet. (Each country on its own as well
-    /// kept incidents open longer with no gain: p99 27 → 58 minutes past their outages on
-    /// seed 1, and a headline outage split in two.) (A partial outage's countries, all problems summed,
-    /// can look quiet while its problem still runs high: judged on them alone, it resolved
-    /// and opened again, one outage split into several incidents.) With neither, the total.
+    /// problems, summed; it is over once both are quiet. With neither, the total. (A partial
+    /// outage's countries, all problems summed, can look quiet while its problem still runs
+    /// high: judged on them alone, it resolved and opened again, one outage split into
+    /// several incidents. Each country on its own as well kept incidents open longer with no
+    /// gain: p99 27 → 58 minutes past their outages on seed 1, and a headline outage split.)
     fn resolution(&self, open: &Open, tuning: &Tuning) -> Option<i64> {
         let regions: Vec<usize> = open
             .attribution
@@ -1211,7 +1211,7 @@ impl ServiceState {
 
     /// Whether one series of an open incident has been near its baseline for long enough
     /// (`series` gives a bucket's observed and expected counts, `onset` their sums since the
-    /// incident's onset); if so, the end of its last elevated bucket.
+    /// incident's onset); if so, where in the quiet stretch it most likely ended.
     fn quiet_since(
         &self,
         open: &Open,
