@@ -1919,7 +1919,7 @@ enum Purpose {
 }
 
 /// splitmix64 (Steele, Lea & Flood 2014): tiny, fast, and statistically sound for simulation.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 /// The splitmix64 output function, a bijection that scrambles every bit.
 fn mix64(mut z: u64) -> u64 {
@@ -1934,6 +1934,12 @@ impl SplitMix64 {
     fn stream(seed: u64, purpose: Purpose, index: u64) -> Self {
         let label = mix64((purpose as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
         Self(mix64(seed ^ label))
+    }
+
+    /// A stream of its own for `seed` (the detector's tests draw their counts from one).
+    #[cfg(test)]
+    pub(crate) fn seeded(seed: u64) -> Self {
+        Self(mix64(seed))
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -2041,7 +2047,7 @@ fn gamma(rng: &mut SplitMix64, shape: f64) -> f64 {
 
 /// A Poisson count: sequential inversion for small rates, PTRS (Hörmann 1993, "The
 /// transformed rejection method for generating Poisson random variables") for large ones.
-fn poisson(rng: &mut SplitMix64, lambda: f64) -> u64 {
+pub(crate) fn poisson(rng: &mut SplitMix64, lambda: f64) -> u64 {
     if lambda < POISSON_INVERSION_BELOW {
         let u = rng.uniform();
         let mut pmf = (-lambda).exp();

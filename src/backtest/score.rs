@@ -69,6 +69,11 @@ fn minutes_at(seconds: &[i64], q: f64) -> Option<f64> {
     Some(seconds[i] as f64 / 60.0)
 }
 
+/// [`minutes_at`] as printed: whole minutes, or `-` for none.
+fn whole_minutes_at(seconds: &[i64], q: f64) -> String {
+    minutes_at(seconds, q).map_or("-".to_owned(), |m| format!("{m:.0}"))
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 {
         f64::NAN
@@ -340,8 +345,7 @@ impl fmt::Display for Report {
             self.false_per_service_week(),
             self.false_per_service_week() * 30.0 / 7.0,
         )?;
-        let overstay =
-            |q: f64| minutes_at(&self.overstays, q).map_or("-".to_owned(), |m| format!("{m:.0}"));
+        let overstay = |q: f64| whole_minutes_at(&self.overstays, q);
         writeln!(
             f,
             "open after the outage's end (min): median {}, p90 {}, p99 {}, max {}; false incidents open {:.1} h in all, the longest {:.1} h",
@@ -352,8 +356,7 @@ impl fmt::Display for Report {
             self.false_open as f64 / 3600.0,
             self.longest_false as f64 / 3600.0,
         )?;
-        let said =
-            |q: f64| minutes_at(&self.end_errors, q).map_or("-".to_owned(), |m| format!("{m:.0}"));
+        let said = |q: f64| whole_minutes_at(&self.end_errors, q);
         writeln!(
             f,
             "resolved_at minus the outage's end (min): p10 {}, median {}, p90 {}",

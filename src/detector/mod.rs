@@ -896,28 +896,6 @@ mod tests {
         assert!((40..60).contains(&alone[1].1), "{alone:?}");
     }
 
-    /// Poisson counts from a fixed seed (SplitMix64, Knuth's method: rates here stay small).
-    struct Noise(u64);
-
-    impl Noise {
-        fn uniform(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        }
-
-        fn poisson(&mut self, lambda: f64) -> u64 {
-            let (limit, mut product, mut n) = ((-lambda).exp(), self.uniform(), 0);
-            while product > limit {
-                product *= self.uniform();
-                n += 1;
-            }
-            n
-        }
-    }
-
     /// Runs the test catalog (`up`, `down` depending on `up`, `other`) through `minutes`
     /// one-minute buckets of Poisson counts at `rate(service, region, problem, minute)`.
     fn run_rates(
@@ -926,7 +904,7 @@ mod tests {
         rate: impl Fn(usize, &str, &str, i64) -> f64,
     ) -> Vec<IncidentEvent> {
         let mut detector = Detector::new(&catalog(), DetectorConfig::default());
-        let mut noise = Noise(7);
+        let mut noise = crate::simulate::SplitMix64::seeded(7);
         let mut events = Vec::new();
         for m in 0..minutes {
             let counts: Vec<Vec<(Cell, u64)>> = (0..3)
@@ -934,7 +912,10 @@ mod tests {
                     let mut cells = Vec::new();
                     for region in regions {
                         for problem in ["login", "app"] {
-                            let n = noise.poisson(rate(service, region, problem, m));
+                            let n = crate::simulate::poisson(
+                                &mut noise,
+                                rate(service, region, problem, m),
+                            );
                             if n > 0 {
                                 cells.push((
                                     Cell {
