@@ -2001,7 +2001,7 @@ impl SplitMix64 {
 }
 
 /// A negative binomial count with mean `mean` and dispersion `k` ≥ 1 (variance mean + mean²/k).
-fn negative_binomial(rng: &mut SplitMix64, mean: f64, k: f64) -> u64 {
+pub(crate) fn negative_binomial(rng: &mut SplitMix64, mean: f64, k: f64) -> u64 {
     if mean <= 0.0 {
         return 0;
     }

@@ -18,7 +18,9 @@
 //! - **Dispersion.** `1/k` per test window, by the method of moments on de-seasonalised
 //!   residuals (the residual of the window sum against the window's expected sum), so daily
 //!   cycles do not pass for overdispersion. Buckets that look like possible problems are held
-//!   back until they turn out to be noise or an outage's onset (see [`Dispersion::hold`]).
+//!   back until they turn out to be noise or an outage's onset (see [`Dispersion::hold`]),
+//!   and so are the windows' scores in them from the score tails that calibrate the tests
+//!   (see [`Dispersion::learn_score`]).
 //!
 //! Updates take a winsorised count and stop altogether while an incident is open, so
 //! outages do not inflate the baseline.
@@ -248,6 +250,10 @@ pub struct Dispersion {
     held_num: Vec<f64>,
     #[serde(skip)]
     held_den: Vec<f64>,
+    /// Per tail, what it would have learned from the buckets held back, forgotten at the
+    /// same pace; saved apart from the rest (see [`HeldScores`]).
+    #[serde(skip)]
+    held_tails: Vec<Tail>,
 }
 
 /// What a [`Dispersion`] holds back, as saved after the rest of a service's state.
@@ -265,6 +271,19 @@ impl Held {
     }
 }
 
+/// What a [`Dispersion`]'s score tails hold back, as saved after the rest of a service's
+/// state (after [`Held`], which came first).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeldScores(Vec<Tail>);
+
+impl HeldScores {
+    /// Whether nothing is held back.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|t| t.buckets == 0.0)
+    }
+}
+
 /// Evidence scores in ordinary buckets above [`TAIL_U`] nats, to calibrate the model's
 /// p-values per series family (peaks over a threshold, detection.md §5: "calibrated per
 /// series"). Under a right model, a score exceeds `TAIL_U` in at most 1% of buckets and its
@@ -272,7 +291,7 @@ impl Held {
 /// than the negative binomial's (bursty crowds) show as a mean excess λ above 1 or as more
 /// exceedances; a score is then deflated to what the model's would be at the same
 /// empirical tail probability.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Tail {
     buckets: f64,
     exceed: f64,
@@ -287,6 +306,20 @@ const TAIL_PRIOR: f64 = 5.0;
 const TAIL_SECS: f64 = 30.0 * DAY_SECS as f64;
 
 impl Tail {
+    fn add(&mut self, other: &Tail) {
+        self.buckets += other.buckets;
+        self.exceed += other.exceed;
+        self.excess += other.excess;
+    }
+
+    fn learn(&mut self, score: f64) {
+        self.buckets += 1.0;
+        if score > TAIL_U {
+            self.exceed += 1.0;
+            self.excess += score - TAIL_U;
+        }
+    }
+
     fn calibrate(&self, score: f64) -> f64 {
         if score <= TAIL_U {
             return score;
@@ -306,6 +339,7 @@ impl Dispersion {
             tails: vec![Tail::default(); windows + 1],
             held_num: vec![0.0; windows],
             held_den: vec![0.0; windows],
+            held_tails: vec![Tail::default(); windows + 1],
         }
     }
 
@@ -338,7 +372,7 @@ impl Dispersion {
             *v *= keep;
         }
         let keep = 1.0 - width as f64 / TAIL_SECS;
-        for tail in &mut self.tails {
+        for tail in self.tails.iter_mut().chain(&mut self.held_tails) {
             tail.buckets *= keep;
             tail.exceed *= keep;
             tail.excess *= keep;
@@ -355,18 +389,23 @@ impl Dispersion {
             .map_or(score, |tail| tail.calibrate(score))
     }
 
-    /// Records the score of an ordinary bucket's test `test` (0 when too small to compute).
-    pub fn learn_score(&mut self, test: usize, score: f64) {
-        if self.tails.len() <= test {
-            // A state saved before the CUSUM had a tail of its own.
-            self.tails.resize(test + 1, Tail::default());
+    /// Records the score of an ordinary bucket's test `test` (0 when too small to compute),
+    /// or with `hold` holds it back with the bucket's residuals (see [`hold`](Self::hold)):
+    /// learned at once, the scores of a slow ramp's early buckets taught the tail that its
+    /// later ones were ordinary (a score of 79 nats deflated to 10), and for thirty days
+    /// deflated every later ramp of the service as much.
+    pub fn learn_score(&mut self, test: usize, score: f64, hold: bool) {
+        let tails = if hold {
+            &mut self.held_tails
+        } else {
+            &mut self.tails
+        };
+        if tails.len() <= test {
+            // A state saved before the CUSUM had a tail of its own, or before tails held
+            // anything back.
+            tails.resize(test + 1, Tail::default());
         }
-        let tail = &mut self.tails[test];
-        tail.buckets += 1.0;
-        if score > TAIL_U {
-            tail.exceed += 1.0;
-            tail.excess += score - TAIL_U;
-        }
+        tails[test].learn(score);
     }
 
     /// Adds one series' (observed, expected) sums per window.
@@ -411,6 +450,12 @@ impl Dispersion {
             self.num[i] += std::mem::take(num);
             self.den[i] += std::mem::take(den);
         }
+        if self.tails.len() < self.held_tails.len() {
+            self.tails.resize(self.held_tails.len(), Tail::default());
+        }
+        for (tail, held) in self.tails.iter_mut().zip(&mut self.held_tails) {
+            tail.add(&std::mem::take(held));
+        }
     }
 
     /// What is held back, to be saved.
@@ -429,10 +474,23 @@ impl Dispersion {
         }
     }
 
+    /// What the score tails hold back, to be saved.
+    pub fn held_scores(&self) -> HeldScores {
+        HeldScores(self.held_tails.clone())
+    }
+
+    /// Takes back what a saved state's score tails held back; nothing when it does not fit.
+    pub fn set_held_scores(&mut self, held: HeldScores) {
+        if held.0.len() == self.tails.len() {
+            self.held_tails = held.0;
+        }
+    }
+
     /// Forgets what was held back.
     pub fn drop_held(&mut self) {
         self.held_num.fill(0.0);
         self.held_den.fill(0.0);
+        self.held_tails.fill(Tail::default());
     }
 
     /// What a window's observed and expected sums add to `num` and `den` of window `i`.

@@ -903,6 +903,16 @@ mod tests {
         regions: &[&str],
         rate: impl Fn(usize, &str, &str, i64) -> f64,
     ) -> Vec<IncidentEvent> {
+        run_counts(minutes, regions, crate::simulate::poisson, rate)
+    }
+
+    /// As [`run_rates`], with counts drawn by `sample` from a generator and a mean.
+    fn run_counts(
+        minutes: i64,
+        regions: &[&str],
+        sample: impl Fn(&mut crate::simulate::SplitMix64, f64) -> u64,
+        rate: impl Fn(usize, &str, &str, i64) -> f64,
+    ) -> Vec<IncidentEvent> {
         let mut detector = Detector::new(&catalog(), DetectorConfig::default());
         let mut noise = crate::simulate::SplitMix64::seeded(7);
         let mut events = Vec::new();
@@ -912,10 +922,7 @@ mod tests {
                     let mut cells = Vec::new();
                     for region in regions {
                         for problem in ["login", "app"] {
-                            let n = crate::simulate::poisson(
-                                &mut noise,
-                                rate(service, region, problem, m),
-                            );
+                            let n = sample(&mut noise, rate(service, region, problem, m));
                             if n > 0 {
                                 cells.push((
                                     Cell {
@@ -1081,6 +1088,54 @@ mod tests {
             .unwrap_or_else(|| panic!("{events:#?}"));
         assert_eq!(up.incident.scope, event::Scope::Regional, "{up:#?}");
         assert_eq!(up.incident.regions, [RegionCode::parse("US").unwrap()]);
+    }
+
+    /// A slow ramp that the detector catches late does not blind it to the next. The
+    /// windows' score tails used to learn a ramp's scores as it rose, before it reached
+    /// three times the baseline and opened: a 15-minute score of 79 nats came out at 10,
+    /// and the tails remember for 30 days, so most of the service's later ramps never
+    /// opened. Held back with the dispersions now, a ramp's scores are forgotten once it
+    /// opens. Here: a report a minute (0.6 to 1.4 over the day, overdispersed as the
+    /// simulator's, `k` = 5), and every other day from the fourth a rise to six times over
+    /// 45 minutes and an hour on top, at another hour each time. (With the tails learning
+    /// at once, this run missed the last two ramps, and the same run with other seeds of the
+    /// noise missed one to three of the six in four seeds of seven; now none in any.)
+    #[test]
+    fn every_slow_ramp_of_a_service_opens_an_incident() {
+        let ramps: Vec<i64> = (0..6).map(|i| (4 + 2 * i) * 1440 + 480 + 97 * i).collect();
+        let factor = |m: i64| {
+            ramps.iter().fold(1.0, |f, &r| match m - r {
+                d @ 0..45 => 1.0 + 5.0 * d as f64 / 45.0,
+                45..105 => 6.0,
+                _ => f,
+            })
+        };
+        let share = |region: &str, problem: &str| {
+            (match region {
+                "US" => 0.5,
+                "DE" => 0.3,
+                _ => 0.2,
+            }) * if problem == "login" { 0.6 } else { 0.4 }
+        };
+        let events = run_counts(
+            ramps[5] + 120,
+            &["US", "DE", "JP"],
+            |noise, mean| crate::simulate::negative_binomial(noise, mean, 5.0),
+            |service, region, problem, m| {
+                let base = share(region, problem) * diurnal(m);
+                if service == 2 { base * factor(m) } else { base }
+            },
+        );
+        let found: Vec<bool> = ramps
+            .iter()
+            .map(|&r| {
+                opened(&events).iter().any(|e| {
+                    e.incident.service.as_str() == "other"
+                        && (r..r + 105).contains(&minute_of(e.at))
+                })
+            })
+            .collect();
+        assert_eq!(found, [true; 6], "ramps found, in order");
     }
 
     /// An outage's start is the first bucket of its rise: with many small countries, one
