@@ -268,6 +268,10 @@ const STAGED_TTL: Duration = Duration::from_secs(300);
 /// Longest any single Redis call may take before the caller gets [`StoreError::Timeout`].
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a ping that timed out waits for a fresh connection to say why (see
+/// `RedisStore::why_unanswered`).
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// The oldest Redis downradar runs on (major, minor): its scripts use `EXPIREAT … NX` and
 /// `GT`, new in 7.0. On an older one the detector could never commit.
 const MIN_REDIS_VERSION: (u32, u32) = (7, 0);
@@ -636,6 +640,20 @@ impl RedisStore {
             }
         }
         Ok(out)
+    }
+
+    /// What to say of a call that got no answer within `after`. The shared connections
+    /// retry a failed connection until the call times out, which hides why it failed; a
+    /// fresh connection, given [`PROBE_TIMEOUT`], says it (`Connection refused`, a name that
+    /// does not resolve, a password refused). A timeout still when that connects, or hangs.
+    async fn why_unanswered(&self, after: Duration) -> StoreError {
+        let fresh = self.client.get_multiplexed_async_connection();
+        match tokio::time::timeout(PROBE_TIMEOUT, fresh).await {
+            Ok(Err(e)) => StoreError::Unreachable(format!(
+                "no answer within {after:?}, and a new connection fails: {e}"
+            )),
+            _ => StoreError::Timeout(after),
+        }
     }
 
     /// Runs `pipe` on `conn` within [`CALL_TIMEOUT`], keeping Redis's own error for the
@@ -1146,7 +1164,10 @@ impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors().cmd("PING").cmd("INFO").arg("server");
-        let (pong, info): (Value, Value) = Self::query(&self.writes, &pipe).await?;
+        let (pong, info): (Value, Value) = match Self::query(&self.writes, &pipe).await {
+            Err(StoreError::Timeout(after)) => return Err(self.why_unanswered(after).await),
+            answer => answer?,
+        };
         match pong {
             Value::SimpleString(s) if s == "PONG" => {}
             other => {

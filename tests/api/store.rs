@@ -2091,7 +2091,8 @@ async fn redis_store_keeps_the_contract() {
 
 /// `downradar import` loads a counts file into a deployment's Redis, where the API sees it,
 /// and says how much of it only the hourly roll-up keeps; a bad row stops it with the file
-/// and line before anything is written, even the good rows before it.
+/// and line before anything is written, even the good rows before it; with no Redis at
+/// the URL, it says why it could not connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_loads_a_counts_file_into_redis() {
     let app = crate::helpers::spawn_app(Backend::Redis).await;
@@ -2187,5 +2188,28 @@ async fn import_loads_a_counts_file_into_redis() {
             .json()["total"],
         7,
         "the good row before the bad one is not written either"
+    );
+
+    // No Redis there: it says why, not only that Redis did not answer in time.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .args([
+            "import",
+            "--redis-url",
+            &format!("redis://127.0.0.1:{closed}"),
+        ])
+        .arg("--input")
+        .arg(&good)
+        .output()
+        .expect("run downradar import");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Redis does not answer") && stderr.contains("Connection refused"),
+        "{stderr}"
     );
 }
