@@ -645,7 +645,8 @@ impl RedisStore {
     /// What to say of a call that got no answer within `after`. The shared connections
     /// retry a failed connection until the call times out, which hides why it failed; a
     /// fresh connection, given [`PROBE_TIMEOUT`], says it (`Connection refused`, a name that
-    /// does not resolve, a password refused). A timeout still when that connects, or hangs.
+    /// does not resolve, a password refused). Still a timeout when that connects, or hangs
+    /// too.
     async fn why_unanswered(&self, after: Duration) -> StoreError {
         let fresh = self.client.get_multiplexed_async_connection();
         match tokio::time::timeout(PROBE_TIMEOUT, fresh).await {
