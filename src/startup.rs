@@ -41,6 +41,9 @@ const CLOCK_SYNC_AT_START: Duration = Duration::from_millis(500);
 /// How long a starting server waits for Redis to say its version (see
 /// `RedisStore::too_old`): one that does not say in time is checked by `/readyz` instead.
 const VERSION_CHECK_AT_START: Duration = Duration::from_millis(500);
+/// How long a starting server waits to learn where the event stream ends (see
+/// `Fanout::locate`): the fan-out keeps trying once running.
+const LOCATE_AT_START: Duration = Duration::from_millis(500);
 /// Readings of Redis's clock per measurement; the quickest counts.
 const CLOCK_SYNC_SAMPLES: usize = 5;
 /// An offset from Redis's clock (or a change of it) this large is logged as a warning: the
@@ -110,6 +113,15 @@ impl Application {
         );
         // Before anything records a metric.
         crate::telemetry::prometheus();
+        let fanout = Fanout::new(
+            FANOUT_RING,
+            args.max_subscribers as usize,
+            args.max_subscribers_per_address as usize,
+            args.sse_heartbeat,
+        );
+        // Where the event stream ends, learned before the first subscriber can connect (if the
+        // store does not answer now, the fan-out keeps trying once running, and subscribers
+        // are asked to retry until it has).
         let mut clock_sync = None;
         let store: Arc<dyn Store> = match &args.redis_url {
             Some(url) => {
@@ -117,21 +129,19 @@ impl Application {
                 tracing::info!(redis = %redact_url(url), "using the Redis store");
                 // A Redis too old to run the scripts stops the start, when it answers at
                 // once; otherwise the replica reports not ready (and logs why) until it is
-                // replaced (see `RedisStore::ping`).
-                if let Ok(Ok(Some(why))) =
-                    tokio::time::timeout(VERSION_CHECK_AT_START, store.too_old()).await
-                {
-                    anyhow::bail!("{}: {why}", redact_url(url));
-                }
-                if follow_store {
+                // replaced (see `RedisStore::ping`). Its clock is read, and the event stream
+                // located, at the same time: one after the other, a Redis that does not
+                // answer held the start up for each (2.1 s).
+                let version = tokio::time::timeout(VERSION_CHECK_AT_START, store.too_old());
+                let locate = tokio::time::timeout(LOCATE_AT_START, fanout.locate(store.as_ref()));
+                let version = if follow_store {
                     let mut sync = ClockSync::new(clock, store.clone());
                     // Before serving, when Redis answers at once; otherwise the task keeps
                     // trying every second, and until it succeeds the replica is not ready and
                     // does not run the detector.
-                    if tokio::time::timeout(CLOCK_SYNC_AT_START, sync.measure())
-                        .await
-                        .is_err()
-                    {
+                    let measure = tokio::time::timeout(CLOCK_SYNC_AT_START, sync.measure());
+                    let (version, measured, _) = tokio::join!(version, measure, locate);
+                    if measured.is_err() {
                         match sync.clock.offset() {
                             Some(offset) => sync.note(offset),
                             None => sync.failed(&"no answer within 0.5 s"),
@@ -139,6 +149,12 @@ impl Application {
                     }
                     clock = sync.clock.clone();
                     clock_sync = Some(sync);
+                    version
+                } else {
+                    tokio::join!(version, locate).0
+                };
+                if let Ok(Ok(Some(why))) = version {
+                    anyhow::bail!("{}: {why}", redact_url(url));
                 }
                 store
             }
@@ -147,7 +163,9 @@ impl Application {
                     "using the embedded in-memory store: single process, reports are lost on \
                      restart; pass --redis-url for a durable store"
                 );
-                Arc::new(MemoryStore::new(settings, clock.clone()))
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new(settings, clock.clone()));
+                let _ = fanout.locate(store.as_ref()).await;
+                store
             }
         };
         let secret = match &args.reporter_secret {
@@ -191,16 +209,6 @@ impl Application {
             args.detector_interval * 3,
             args.detector_warmup.min(args.buckets.retention),
         );
-        let fanout = Fanout::new(
-            FANOUT_RING,
-            args.max_subscribers as usize,
-            args.max_subscribers_per_address as usize,
-            args.sse_heartbeat,
-        );
-        // Where the event stream ends, before the first subscriber can connect (if the store
-        // does not answer now, the fan-out keeps trying once running, and subscribers are
-        // asked to retry until it has).
-        let _ = fanout.locate(store.as_ref()).await;
         let state = web::Data::new(AppState {
             catalog,
             store: store.clone(),
