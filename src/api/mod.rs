@@ -252,6 +252,61 @@ pub async fn head_as_get(
     next.call(req).await
 }
 
+/// Middleware: cross-origin reads (CORS). Whatever downradar answers to a `GET` is public,
+/// so a web page on any origin may read it, `Access-Control-Allow-Origin: *`: a status
+/// dashboard elsewhere can fetch the API, follow the event stream and revalidate with
+/// `If-None-Match` (whose preflight is answered here). Reports are not open to other
+/// origins: a page on another site could otherwise make each of its visitors' browsers file
+/// a report, from as many addresses, and fake an outage. A report needs a JSON body, which
+/// a browser sends across origins only after a preflight, and a preflight for anything but a
+/// read gets no CORS headers, so the browser never sends the report.
+pub async fn cors_reads(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::http::{Method, StatusCode, header};
+    let method = req.method().clone();
+    let preflight = method == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .is_some_and(|m| m == "GET" || m == "HEAD");
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    let reads = |response: &actix_web::dev::ServiceResponse<_>| {
+        response
+            .headers()
+            .get(header::ALLOW)
+            .and_then(|allow| allow.to_str().ok())
+            .is_some_and(|allow| allow.split(',').any(|m| m.trim() == "GET"))
+    };
+    if preflight && response.status() == StatusCode::METHOD_NOT_ALLOWED && reads(&response) {
+        // The route exists and takes reads: the router's 405 becomes the preflight's answer.
+        let answer = HttpResponse::NoContent()
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD"))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "If-None-Match, Last-Event-ID",
+            ))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+            .finish();
+        return Ok(response.into_response(answer));
+    }
+    if method == Method::GET || method == Method::HEAD {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::HeaderValue::from_static("*"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::HeaderValue::from_static("ETag, Retry-After"),
+        );
+    }
+    Ok(response)
+}
+
 /// Middleware: the Swagger UI under `/docs/` answers a file it does not have with a bare,
 /// empty 404; it gets the JSON error of every other unknown route instead.
 pub async fn docs_not_found(

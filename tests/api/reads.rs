@@ -134,6 +134,47 @@ on_both_stores! {
         }
         assert_eq!(app.get("/docs/").await.status, 200);
     }
+
+    /// Reads are open to web pages on any origin (a status dashboard elsewhere); reports
+    /// are not (a page could otherwise make its visitors' browsers file them): a browser
+    /// sends a JSON report across origins only after a preflight, which fails.
+    async fn reads_are_open_across_origins_and_reports_are_not(app) {
+        let origin = "https://dashboard.example";
+        let allowed = |r: &reqwest::Response| crate::helpers::header(r, "access-control-allow-origin");
+        for path in ["/v1/services", "/v1/services/tiktok/reports", "/v1/incidents?active=true", "/openapi.json"] {
+            let read = app.client.get(app.url(path)).header("origin", origin).send().await.unwrap();
+            assert_eq!((read.status().as_u16(), allowed(&read).as_deref()), (200, Some("*")), "{path}");
+            assert_eq!(crate::helpers::header(&read, "access-control-expose-headers").as_deref(), Some("ETag, Retry-After"));
+        }
+        let preflight = |path: &str, method: &str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url(path))
+                .header("origin", origin)
+                .header("access-control-request-method", method)
+                .send()
+        };
+        // Revalidating a read with If-None-Match needs a preflight: answered.
+        let read = preflight("/v1/services/tiktok", "GET").await.unwrap();
+        assert_eq!((read.status().as_u16(), allowed(&read).as_deref()), (204, Some("*")));
+        let headers = crate::helpers::header(&read, "access-control-allow-headers").unwrap();
+        assert!(headers.contains("If-None-Match") && headers.contains("Last-Event-ID"), "{headers}");
+        // A report's preflight fails, on a route that takes reports and reads alike.
+        let report = preflight("/v1/services/tiktok/reports", "POST").await.unwrap();
+        assert_eq!((report.status().as_u16(), allowed(&report)), (405, None));
+        let report = app
+            .client
+            .post(app.url("/v1/services/tiktok/reports"))
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(json!({"problem": "login", "region": "DE"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((report.status().as_u16(), allowed(&report)), (202, None));
+        // And a route that does not exist stays unknown.
+        let unknown = preflight("/v1/nothing", "GET").await.unwrap();
+        assert_eq!((unknown.status().as_u16(), allowed(&unknown)), (404, None));
+    }
 }
 
 impl crate::helpers::TestApp {
