@@ -113,15 +113,15 @@ impl Application {
         );
         // Before anything records a metric.
         crate::telemetry::prometheus();
+        // The fan-out learns where the event stream ends below, with the store, before the
+        // first subscriber can connect (if the store does not answer then, it keeps trying
+        // once running, and subscribers are asked to retry until it has).
         let fanout = Fanout::new(
             FANOUT_RING,
             args.max_subscribers as usize,
             args.max_subscribers_per_address as usize,
             args.sse_heartbeat,
         );
-        // Where the event stream ends, learned before the first subscriber can connect (if the
-        // store does not answer now, the fan-out keeps trying once running, and subscribers
-        // are asked to retry until it has).
         let mut clock_sync = None;
         let store: Arc<dyn Store> = match &args.redis_url {
             Some(url) => {
