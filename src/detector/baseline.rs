@@ -395,16 +395,20 @@ impl Dispersion {
     /// later ones were ordinary (a score of 79 nats deflated to 10), and for thirty days
     /// deflated every later ramp of the service as much.
     pub fn learn_score(&mut self, test: usize, score: f64, hold: bool) {
+        if self.tails.len() <= test {
+            // A state saved before the CUSUM had a tail of its own.
+            self.tails.resize(test + 1, Tail::default());
+        }
+        if self.held_tails.len() < self.tails.len() {
+            // A state saved before tails held anything back (or restored without it): one
+            // held tail per tail, so that what is held is saved whole (see `set_held_scores`).
+            self.held_tails.resize(self.tails.len(), Tail::default());
+        }
         let tails = if hold {
             &mut self.held_tails
         } else {
             &mut self.tails
         };
-        if tails.len() <= test {
-            // A state saved before the CUSUM had a tail of its own, or before tails held
-            // anything back.
-            tails.resize(test + 1, Tail::default());
-        }
         tails[test].learn(score);
     }
 
@@ -481,8 +485,9 @@ impl Dispersion {
 
     /// Takes back what a saved state's score tails held back; nothing when it does not fit.
     pub fn set_held_scores(&mut self, held: HeldScores) {
-        if held.0.len() == self.tails.len() {
+        if held.0.len() <= self.tails.len() {
             self.held_tails = held.0;
+            self.held_tails.resize(self.tails.len(), Tail::default());
         }
     }
 

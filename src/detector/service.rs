@@ -2051,10 +2051,24 @@ mod tests {
             problems: state.problem_dispersion.held_scores(),
         })
         .unwrap();
-        let older = decode(&saved[..saved.len() - trailer.len()]).unwrap();
+        let mut older = decode(&saved[..saved.len() - trailer.len()]).unwrap();
         assert!(older.baseline.dispersion.held_scores().is_empty());
         assert_eq!(older.baseline.dispersion.held(), held);
         assert_eq!(older.ordinary_run, state.ordinary_run);
+        // What such a state holds back from then on is saved whole, and restored. (Its tails
+        // held back only the windows' scores, one entry short of its tails, and a restore
+        // threw them away as not fitting, at every restart for good.)
+        for i in now + 7..now + 12 {
+            learn_possible(&mut older, &tuning, i, 120.0);
+        }
+        let scores = older.baseline.dispersion.held_scores();
+        assert!(!scores.is_empty());
+        let again = decode(&encode(&older).unwrap()).unwrap();
+        assert_eq!(again.baseline.dispersion.held_scores(), scores);
+        assert_eq!(
+            again.region_dispersion.held_scores(),
+            older.region_dispersion.held_scores()
+        );
         assert_eq!(
             encode(&restored).unwrap(),
             saved,
