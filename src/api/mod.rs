@@ -259,13 +259,18 @@ pub async fn head_as_get(
 /// origins: a page on another site could otherwise make each of its visitors' browsers file
 /// a report, from as many addresses, and fake an outage. A report needs a JSON body, which
 /// a browser sends across origins only after a preflight, and a preflight for anything but a
-/// read gets no CORS headers, so the browser never sends the report.
+/// read gets no CORS headers, so the browser never sends the report. Nor is `/metrics`, which
+/// is for the operator's scraper: a page visited from inside a private network must not read
+/// it.
 pub async fn cors_reads(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     use actix_web::http::{Method, StatusCode, header};
     let method = req.method().clone();
+    if req.path() == "/metrics" {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
     let preflight = method == Method::OPTIONS
         && req.headers().contains_key(header::ORIGIN)
         && req
