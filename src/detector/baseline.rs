@@ -454,9 +454,7 @@ impl Dispersion {
             self.num[i] += std::mem::take(num);
             self.den[i] += std::mem::take(den);
         }
-        if self.tails.len() < self.held_tails.len() {
-            self.tails.resize(self.held_tails.len(), Tail::default());
-        }
+        // Never more held tails than tails (see `learn_score` and `set_held_scores`).
         for (tail, held) in self.tails.iter_mut().zip(&mut self.held_tails) {
             tail.add(&std::mem::take(held));
         }
