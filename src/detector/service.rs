@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{Baseline, Dispersion, Held, HeldScores};
+use super::baseline::{Baseline, Dispersion, Held, HeldScores, SlowLevel};
 use super::event::Scope;
 use super::stats::{binomial_upper_score, lower_score, threshold, upper_score};
 use crate::catalog::Problem;
@@ -313,8 +313,9 @@ struct Scores {
 
 /// A service's state as saved in the store: the state, then what its dispersions hold back
 /// ([`Pending`]), then its counts per region and problem ([`Cells`]), then what its score
-/// tails hold back ([`Scores`]). Each part was added after the one before it: a build from
-/// before reads what it knows and ignores the rest.
+/// tails hold back ([`Scores`]), then its baseline's slow level ([`SlowLevel`]). Each part
+/// was added after the one before it: a build from before reads what it knows and ignores
+/// the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
     let pending = Pending {
@@ -343,6 +344,7 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
         problems: state.problem_dispersion.held_scores(),
     };
     bytes.extend(postcard::to_stdvec(&scores)?);
+    bytes.extend(postcard::to_stdvec(&state.baseline.slow_level())?);
     Ok(bytes)
 }
 
@@ -350,9 +352,16 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
-    let Ok((pending, rest)) = postcard::take_from_bytes::<Pending>(rest) else {
-        return Ok(state);
-    };
+    let slow = decode_trailers(&mut state, rest);
+    // A state saved before the slow level starts it where its short-term level is.
+    state.baseline.set_slow_level(slow);
+    Ok(state)
+}
+
+/// Restores what follows the state (see [`encode`]) as far as it decodes, and returns the
+/// slow level if it was saved.
+fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<SlowLevel> {
+    let (pending, rest) = postcard::take_from_bytes::<Pending>(rest).ok()?;
     state.ordinary_run = pending.ordinary_run;
     state.baseline.dispersion.set_held(pending.total);
     state.region_dispersion.set_held(pending.regions);
@@ -360,9 +369,7 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     // Counts per region and problem that do not fit the state are left out: attribution
     // then judges a partial outage's countries on all their reports, as before they were
     // kept.
-    let Ok((cells, rest)) = postcard::take_from_bytes::<Cells>(rest) else {
-        return Ok(state);
-    };
+    let (cells, rest) = postcard::take_from_bytes::<Cells>(rest).ok()?;
     if cells.ring.len() == state.ring.len() {
         for (slot, cells) in state.ring.iter_mut().zip(cells.ring) {
             slot.region_problem_x = cells;
@@ -373,12 +380,11 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     }
     // Scores held back are lost with a state saved before they were; the tails then learn
     // from the rest of the episode only.
-    if let Ok(scores) = postcard::from_bytes::<Scores>(rest) {
-        state.baseline.dispersion.set_held_scores(scores.total);
-        state.region_dispersion.set_held_scores(scores.regions);
-        state.problem_dispersion.set_held_scores(scores.problems);
-    }
-    Ok(state)
+    let (scores, rest) = postcard::take_from_bytes::<Scores>(rest).ok()?;
+    state.baseline.dispersion.set_held_scores(scores.total);
+    state.region_dispersion.set_held_scores(scores.regions);
+    state.problem_dispersion.set_held_scores(scores.problems);
+    postcard::from_bytes::<SlowLevel>(rest).ok()
 }
 
 impl ServiceState {
@@ -2045,13 +2051,16 @@ mod tests {
         assert_eq!(restored.ordinary_run, state.ordinary_run);
         // Saved by a build from before the score tails held anything back: the rest
         // decodes, and the tails hold nothing.
+        let slow = postcard::to_stdvec(&state.baseline.slow_level()).unwrap();
+        assert!(saved.ends_with(&slow), "the slow level is saved last");
+        assert_eq!(restored.baseline.slow_level(), state.baseline.slow_level());
         let trailer = postcard::to_stdvec(&Scores {
             total: scores,
             regions: state.region_dispersion.held_scores(),
             problems: state.problem_dispersion.held_scores(),
         })
         .unwrap();
-        let mut older = decode(&saved[..saved.len() - trailer.len()]).unwrap();
+        let mut older = decode(&saved[..saved.len() - slow.len() - trailer.len()]).unwrap();
         assert!(older.baseline.dispersion.held_scores().is_empty());
         assert_eq!(older.baseline.dispersion.held(), held);
         assert_eq!(older.ordinary_run, state.ordinary_run);
