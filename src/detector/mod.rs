@@ -1165,6 +1165,63 @@ mod tests {
         assert_eq!(found, [true; 6], "ramps found, in order");
     }
 
+    /// A sparse service's outage is not taken to have ended with its first burst. Its users
+    /// report at once (here 60 reports over five minutes, against a report every half hour),
+    /// then at ten times the usual rate for two hours: a report every three minutes. Weighed
+    /// against the rate of the burst, hundreds of times the baseline, a quarter of an hour
+    /// with a report or two was evidence of the end: the six incidents here said their
+    /// outages had ended 5 to 28 minutes in (12 on average). Weighed against twenty times
+    /// the baseline, they say 5 to 117 (46 on average): on so sparse a series a lull in an
+    /// outage can still pass for its end, but less often.
+    #[test]
+    fn a_sparse_outage_is_not_taken_to_have_ended_with_its_first_burst() {
+        let outages: Vec<i64> = (0..6).map(|i| (3 + 2 * i) * 1440 + 600 + 131 * i).collect();
+        let events = run_rates(
+            outages[5] + 300,
+            &["US", "DE"],
+            |service, region, problem, m| {
+                let share = if region == "US" { 0.7 } else { 0.3 }
+                    * if problem == "login" { 0.6 } else { 0.4 };
+                let base = 0.03 * share * diurnal(m);
+                if service != 2 {
+                    return base * 100.0;
+                }
+                match outages
+                    .iter()
+                    .map(|&o| m - o)
+                    .find(|d| (0..120).contains(d))
+                {
+                    Some(d) if d < 5 => 12.0 * share,
+                    Some(_) => base * 10.0,
+                    None => base,
+                }
+            },
+        );
+        let mut ended = Vec::new();
+        for &o in &outages {
+            let mine: Vec<&IncidentEvent> = events
+                .iter()
+                .filter(|e| {
+                    e.incident.service.as_str() == "other"
+                        && (o - 2..o + 180).contains(&minute_of(e.incident.started_at))
+                })
+                .collect();
+            let opened = mine.iter().filter(|e| e.kind == EventType::Opened).count();
+            assert_eq!(opened, 1, "one incident for the outage at {o}: {mine:#?}");
+            let end = mine
+                .iter()
+                .find(|e| e.kind == EventType::Resolved)
+                .and_then(|e| e.incident.resolved_at)
+                .unwrap_or_else(|| panic!("resolved: {mine:#?}"));
+            ended.push(minute_of(end) - o);
+        }
+        let mean = ended.iter().sum::<i64>() as f64 / ended.len() as f64;
+        assert!(
+            mean >= 30.0,
+            "said to end {ended:?} minutes into their outages"
+        );
+    }
+
     /// An outage's start is the first bucket of its rise: with many small countries, one
     /// of them above three times its expectation by chance had made ordinary minutes before
     /// the rise its start.

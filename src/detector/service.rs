@@ -76,6 +76,14 @@ pub const MIN_RING: usize = 60;
 /// at least `RESOLVE_EVIDENCE` extra reports.
 const RESOLVE_LLR: f64 = 3.0;
 const RESOLVE_EVIDENCE: f64 = 6.0;
+/// The incident's rate that a resolution weighs the recent counts against is at most this
+/// many times the baseline, unless a shorter window could not tell that rate from the
+/// baseline (see `quiet_since`). An outage's first burst (everyone who notices reports at
+/// once) overstates the rate it goes on at: on a sparse series it put that rate at hundreds
+/// of times the baseline, against which a quarter of an hour with a report or two was
+/// evidence of the end. On the simulations (seeds 1 to 3), 103 of 1,123 detections resolved
+/// more than ten minutes before their outage ended, 77 with this cap.
+const RESOLVE_MAX_RATIO: f64 = 20.0;
 /// Attribution: a region or problem is elevated when its count since the onset has a
 /// p-value below 0.05 / (number of series), is at least double and at least this many.
 const ELEVATED_ALPHA: f64 = 0.05;
@@ -1253,7 +1261,16 @@ impl ServiceState {
         (ix, im): (f64, f64),
         series: impl Fn(&Slot) -> (f64, f64),
     ) -> Option<i64> {
-        let rho = (ix / im.max(1e-9)).max(tuning.min_ratio);
+        // The incident's rate, as a multiple of the baseline, that a window expecting `m`
+        // reports weighs its counts against: the rate since the onset, but at most
+        // [`RESOLVE_MAX_RATIO`] unless the window is too short to tell that from the baseline
+        // (then the smallest rate it can tell, the onset's at most).
+        let onset = (ix / im.max(1e-9)).max(tuning.min_ratio);
+        let alternative = |m: f64| {
+            (1.0 + RESOLVE_EVIDENCE / m.max(1e-9))
+                .max(RESOLVE_MAX_RATIO)
+                .min(onset)
+        };
         let (mut x, mut m, mut n) = (0.0, 0.0, 0usize);
         for s in self.ring.iter().rev() {
             if s.t < open.started_at {
@@ -1263,13 +1280,14 @@ impl ServiceState {
             x += a;
             m += b;
             n += 1;
-            if n >= tuning.resolve_after && m * (rho - 1.0) >= RESOLVE_EVIDENCE {
+            if n >= tuning.resolve_after && m * (alternative(m) - 1.0) >= RESOLVE_EVIDENCE {
                 break;
             }
         }
         if n < tuning.resolve_after {
             return None;
         }
+        let rho = alternative(m);
         let quiet = if m * (rho - 1.0) >= RESOLVE_EVIDENCE {
             // log L(baseline) - log L(incident rate) over the window.
             let llr = m * (rho - 1.0) - x * rho.ln();
