@@ -180,16 +180,23 @@ impl Baseline {
         self.slow.clone()
     }
 
-    /// Restores the slow level's sums; `None` for a state saved before there was a slow
-    /// level, which starts it where the short-term level is (the same ratio, with a day's
-    /// weight): the expectation goes on from where the build that saved it left it.
+    /// Restores the slow level's sums; `None` (or sums that cannot be, from a damaged save)
+    /// for a state saved before there was a slow level, which starts it where the short-term
+    /// level is: the same ratio, pseudo-count included, with a day's weight, so that the
+    /// expectation goes on from where the build that saved it left it.
     pub fn set_slow_level(&mut self, slow: Option<SlowLevel>) {
-        self.slow = slow.unwrap_or_else(|| {
+        let valid = |s: &SlowLevel| {
+            [s.counts, s.profile]
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0)
+        };
+        self.slow = slow.filter(valid).unwrap_or_else(|| {
             let weight = (1.0 - (-self.width as f64 / LEVEL_SECS).exp())
                 / (1.0 - (-self.width as f64 / SLOW_LEVEL_SECS).exp());
+            let scale = |sum: f64| (sum + LEVEL_PSEUDO) * weight - LEVEL_PSEUDO;
             SlowLevel {
-                counts: self.level_counts * weight,
-                profile: self.level_profile * weight,
+                counts: scale(self.level_counts),
+                profile: scale(self.level_profile),
             }
         });
     }
@@ -642,8 +649,20 @@ mod tests {
     /// expectation, however the level stood.
     #[test]
     fn a_baseline_saved_before_the_slow_level_keeps_its_expectation() {
-        for factor in [0.5, 2.0] {
-            let mut b = learned(3 * 1440 + 60, |i| if i >= 3 * 1440 { factor } else { 1.0 });
+        // Busy (2 to 18 reports a minute) and sparse (a report every 5 to 50 minutes, where
+        // the pseudo-count weighs in), after an hour at half, twice, three times or none of
+        // the usual counts.
+        let cases = [
+            (1.0, 0.5),
+            (1.0, 2.0),
+            (0.01, 0.0),
+            (0.01, 0.5),
+            (0.01, 3.0),
+        ];
+        for (scale, factor) in cases {
+            let mut b = learned(3 * 1440 + 60, |i| {
+                scale * if i >= 3 * 1440 { factor } else { 1.0 }
+            });
             let t = (3 * 1440 + 60) * 60;
             let fast = ((b.level_counts + LEVEL_PSEUDO) / (b.level_profile + LEVEL_PSEUDO))
                 .clamp(MIN_LEVEL, MAX_LEVEL);
@@ -651,8 +670,8 @@ mod tests {
             b.set_slow_level(None);
             let restored = b.expected(t) / b.profile(t);
             assert!(
-                (restored / fast - 1.0).abs() < 0.01,
-                "{factor}: {restored} {fast}"
+                (restored / fast - 1.0).abs() < 1e-9,
+                "{scale} {factor}: {restored} {fast}"
             );
             b.set_slow_level(Some(slow.clone()));
             assert_eq!(b.slow_level(), slow, "saved, it is restored as it was");

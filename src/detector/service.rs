@@ -1263,14 +1263,17 @@ impl ServiceState {
     ) -> Option<i64> {
         // The incident's rate, as a multiple of the baseline, that a window expecting `m`
         // reports weighs its counts against: the rate since the onset, but at most
-        // [`RESOLVE_MAX_RATIO`] unless the window is too short to tell that from the baseline
-        // (then the smallest rate it can tell, the onset's at most).
+        // [`RESOLVE_MAX_RATIO`] (or the ratio it took to open, if higher) unless the window
+        // is too short to tell that from the baseline (then the smallest rate it can tell,
+        // the onset's at most). A window can tell the onset's rate, and so that one, once
+        // `m * (onset - 1)` reaches the evidence.
         let onset = (ix / im.max(1e-9)).max(tuning.min_ratio);
         let alternative = |m: f64| {
             (1.0 + RESOLVE_EVIDENCE / m.max(1e-9))
-                .max(RESOLVE_MAX_RATIO)
+                .max(RESOLVE_MAX_RATIO.max(tuning.min_ratio))
                 .min(onset)
         };
+        let evidence = |m: f64| m * (onset - 1.0) >= RESOLVE_EVIDENCE;
         let (mut x, mut m, mut n) = (0.0, 0.0, 0usize);
         for s in self.ring.iter().rev() {
             if s.t < open.started_at {
@@ -1280,7 +1283,7 @@ impl ServiceState {
             x += a;
             m += b;
             n += 1;
-            if n >= tuning.resolve_after && m * (alternative(m) - 1.0) >= RESOLVE_EVIDENCE {
+            if n >= tuning.resolve_after && evidence(m) {
                 break;
             }
         }
@@ -1288,7 +1291,7 @@ impl ServiceState {
             return None;
         }
         let rho = alternative(m);
-        let quiet = if m * (rho - 1.0) >= RESOLVE_EVIDENCE {
+        let quiet = if evidence(m) {
             // log L(baseline) - log L(incident rate) over the window.
             let llr = m * (rho - 1.0) - x * rho.ln();
             llr >= RESOLVE_LLR && x <= ONSET_RATIO * m.max(1.0) + 2.0
@@ -2072,6 +2075,14 @@ mod tests {
         let slow = postcard::to_stdvec(&state.baseline.slow_level()).unwrap();
         assert!(saved.ends_with(&slow), "the slow level is saved last");
         assert_eq!(restored.baseline.slow_level(), state.baseline.slow_level());
+        // Saved by the build before the slow level: the rest decodes, and the slow level
+        // starts where the short-term level stands.
+        let previous = decode(&saved[..saved.len() - slow.len()]).unwrap();
+        assert_eq!(previous.baseline.dispersion.held_scores(), scores);
+        assert_eq!(previous.baseline.dispersion.held(), held);
+        let mut started = state.baseline.clone();
+        started.set_slow_level(None);
+        assert_eq!(previous.baseline.slow_level(), started.slow_level());
         let trailer = postcard::to_stdvec(&Scores {
             total: scores,
             regions: state.region_dispersion.held_scores(),

@@ -11,9 +11,9 @@ expectation does not climb with the counts. For each combination of
 - a ramp to 4 or 6 times the usual count,
 - seeds 1, 2 and 3,
 
-it writes 20 days of one-minute counts with a ramp every other day from the third (at a
-random time between 08:00 and 20:00 UTC: a linear rise over 45 minutes, then an hour on
-top), runs `downradar backtest` on them at the default configuration, and counts the ramps
+it writes 20 days of one-minute counts with a ramp every other day from the fourth (day 3
+of days 0 to 19; at a random time between 08:00 and 20:00 UTC: a linear rise over 45
+minutes, then an hour on top), runs `downradar backtest` on them at the default configuration, and counts the ramps
 with an incident opened between 2 minutes before the rise and its end, and the incidents
 opened anywhere else. Run from the repository root, after `cargo build --release`:
 
@@ -21,7 +21,7 @@ opened anywhere else. Run from the repository root, after `cargo build --release
     python3 tests/tools/ramps/run.py --binary PATH   # another build, to compare
 
 Rows go to stdout as they finish, the totals last. Needs Python 3.11 and its standard
-library only; takes about a minute.
+library only; takes a few seconds.
 """
 
 import argparse
@@ -44,7 +44,8 @@ CATALOG = '[[service]]\nid = "svc"\nname = "Service"\nproblems = ["login"]\n'
 
 
 def poisson(rng: random.Random, mean: float) -> int:
-    """Knuth's method: fine for the means here (under 30)."""
+    """Knuth's method: exact, and quick enough for the means here (a few tens at most; it
+    would underflow above about 700)."""
     limit, k, p = math.exp(-mean), 0, rng.random()
     while p > limit:
         k += 1
@@ -58,8 +59,8 @@ def counts(rate: float, peak: float, k: float, seed: int) -> tuple[str, list[int
     ramps = [d * 1440 + rng.randrange(8 * 60, 20 * 60) for d in range(3, DAYS, 2)]
     lines = ["timestamp,service,region,problem,count"]
     for m in range(DAYS * 1440):
-        hour = (m % 1440) / 1440
-        mean = rate * (1 + 0.5 * math.sin(2 * math.pi * (hour - 0.3)))
+        day = (m % 1440) / 1440  # the fraction of the day gone
+        mean = rate * (1 + 0.5 * math.sin(2 * math.pi * (day - 0.3)))
         for r in ramps:
             if 0 <= m - r < RISE:
                 mean *= 1 + (peak - 1) * (m - r) / RISE
