@@ -719,7 +719,7 @@ async fn accuracy_holds_on_every_seed() {
             report.false_per_service_week() * 30.0 / 7.0 <= 1.5,
             "seed {seed}\n{report}"
         );
-        // Incidents end with their outages (21 to 28 minutes after at most, on these seeds),
+        // Incidents end with their outages (23 to 29 minutes after at most, on these seeds),
         // and no false one stays open for hours.
         assert!(
             report.overstays.last().is_some_and(|&s| s <= 3600),
