@@ -1156,9 +1156,9 @@ mod tests {
 
     /// The expectation does not climb with a slow ramp. With a level of the last two hours
     /// it did: here, on a service of a report a minute (Poisson) whose first ramp, to four
-    /// times, comes on its third day, the expectation climbed with each ramp to within three
-    /// times its count, and none of the six opened anything (at ten reports a minute, five
-    /// of six). The level now rises only over about a day.
+    /// times, comes on its third day, the expectation climbed with each ramp until the
+    /// counts stayed under three times it, and none of the six opened anything (at ten
+    /// reports a minute, one of the six did). The level now rises only over about a day.
     #[test]
     fn the_expectation_does_not_climb_with_a_slow_ramp() {
         let found = slow_ramps_found(2, 1.0, 4.0, crate::simulate::poisson);

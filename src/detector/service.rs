@@ -2070,8 +2070,6 @@ mod tests {
         assert!(!scores.is_empty(), "scores are held back");
         assert_eq!(restored.baseline.dispersion.held_scores(), scores);
         assert_eq!(restored.ordinary_run, state.ordinary_run);
-        // Saved by a build from before the score tails held anything back: the rest
-        // decodes, and the tails hold nothing.
         let slow = postcard::to_stdvec(&state.baseline.slow_level()).unwrap();
         assert!(saved.ends_with(&slow), "the slow level is saved last");
         assert_eq!(restored.baseline.slow_level(), state.baseline.slow_level());
@@ -2083,6 +2081,8 @@ mod tests {
         let mut started = state.baseline.clone();
         started.set_slow_level(None);
         assert_eq!(previous.baseline.slow_level(), started.slow_level());
+        // Saved by a build from before the score tails held anything back: the rest
+        // decodes, and the tails hold nothing.
         let trailer = postcard::to_stdvec(&Scores {
             total: scores,
             regions: state.region_dispersion.held_scores(),
