@@ -11,8 +11,8 @@
 //!   exactly what the total needs; regions get their own time-of-day shares (see `service`).
 //! - **Level.** The ratio of recent counts to the profile, shrunk to 1 by a pseudo-count and
 //!   kept between a half and three, so the baseline follows growth and unusual days: over
-//!   about two hours when the counts fall, over about a day when they rise (the smaller of
-//!   the two ratios), so that it does not climb with an outage's slow ramp.
+//!   about two hours, but above the profile only as fast as over about a day, so that it
+//!   does not climb with an outage's slow ramp.
 //! - **Flat rate.** A running mean of all counts (memory about a day), starting from the
 //!   population prior with the weight of ten minutes of data: a new service is judged against
 //!   the prior at first, then against itself.
@@ -37,8 +37,8 @@ const DAY_MEMORY_DAYS: f64 = 7.0;
 const WEEK_MEMORY_WEEKS: f64 = 4.0;
 /// Time constant of the short-term level, seconds.
 const LEVEL_SECS: f64 = 2.0 * 3600.0;
-/// Time constant of the slow level, seconds: the level follows a fall within hours but a
-/// rise only as fast as this one allows (see [`Baseline::level`]).
+/// Time constant of the slow level, seconds: the level rises above the profile only as fast
+/// as this one allows (see [`Baseline::level`]).
 const SLOW_LEVEL_SECS: f64 = DAY_SECS as f64;
 /// Pseudo-count (reports) shrinking the level towards 1.
 const LEVEL_PSEUDO: f64 = 10.0;
@@ -162,17 +162,20 @@ impl Baseline {
         1.0 / reports.max(1.0)
     }
 
-    /// The short-term level: the recent counts against the profile, over the last two hours
-    /// when they fall, but over about a day when they rise (the smaller of the two ratios).
-    /// A quiet day keeps the detector's sensitivity within hours; a rise within hours is
-    /// what an outage's slow ramp looks like, and a two-hour level chased it: on a lone
+    /// The short-term level: the recent counts against the profile over the last two hours,
+    /// but above the profile no higher than over about a day (the two-hour ratio, capped by
+    /// the larger of the one-day ratio and 1). A quiet day lowers the expectation within
+    /// hours, and the return to the profile takes hours too; a rise above it within hours
+    /// is what an outage's slow ramp looks like, and a two-hour level chased it: on a lone
     /// Poisson service of one to three reports a minute, rising to four times over 45
     /// minutes and staying there an hour, the expectation climbed with the counts, and 6 of
-    /// 54 such ramps opened an incident (`tests/tools/ramps`; all 54 now).
+    /// 54 such ramps opened an incident (`tests/tools/ramps`; all 54 now). (Capped by the
+    /// one-day ratio alone, the return from a quiet day took a day as well, and ordinary
+    /// bursts the day after opened incidents.)
     fn level(&self) -> f64 {
         let fast = (self.level_counts + LEVEL_PSEUDO) / (self.level_profile + LEVEL_PSEUDO);
         let slow = (self.slow.counts + LEVEL_PSEUDO) / (self.slow.profile + LEVEL_PSEUDO);
-        fast.min(slow).clamp(MIN_LEVEL, MAX_LEVEL)
+        fast.min(slow.max(1.0)).clamp(MIN_LEVEL, MAX_LEVEL)
     }
 
     /// The slow level's sums, as saved after the rest of a service's state.
@@ -628,9 +631,11 @@ mod tests {
         assert!((0.8..1.2).contains(&rel), "{rel}");
     }
 
-    /// The level follows a fall within hours, and a rise only over about a day: three hours
-    /// at a third of the usual counts take it most of the way down, three hours at three
-    /// times take it up by a fraction. (The profile learns the hours too, slowly.)
+    /// The level follows a fall within hours, and the return from it, but a rise above the
+    /// profile only over about a day: three hours at a third of the usual counts take it
+    /// most of the way down, three hours at three times take it up by a fraction, and three
+    /// hours of usual counts after a day at half take it most of the way back. (The profile
+    /// learns the hours too, slowly.)
     #[test]
     fn the_level_follows_a_fall_within_hours_and_a_rise_over_a_day() {
         let start = 14 * 1440 + 9 * 60;
@@ -642,6 +647,17 @@ mod tests {
         assert!(fall < 0.6, "a fall is followed within hours: {fall}");
         let rise = after(3.0);
         assert!(rise < 1.5, "a rise is not: {rise}");
+        let quiet_day = start - 1440..start;
+        let back = learned(
+            start + 180,
+            |i| if quiet_day.contains(&i) { 0.5 } else { 1.0 },
+        );
+        let t = (start + 180) * 60;
+        let back = back.expected(t) / diurnal(t);
+        assert!(
+            back > 0.9,
+            "the return from a quiet day is followed within hours: {back}"
+        );
     }
 
     /// A state saved before the slow level starts it at the ratio of the short-term level

@@ -15,10 +15,18 @@ it writes 20 days of one-minute counts with a ramp every other day from the four
 of days 0 to 19; at a random time between 08:00 and 20:00 UTC: a linear rise over 45
 minutes, then an hour on top), runs `downradar backtest` on them at the default configuration, and counts the ramps
 with an incident opened between 2 minutes before the rise and its end, and the incidents
-opened anywhere else. Run from the repository root, after `cargo build --release`:
+opened anywhere else.
+
+With `--quiet-day` it checks the other side of a slow baseline instead: the same service at
+1, 3 and 10 reports a minute (k = 5), with no ramps, but a day (day 10) at 0.3 or 0.5 times
+the usual counts, seeds 1 to 5; it counts the incidents opened on the day after the quiet
+one, when traffic is back to usual, and on the other days. Every one of them is false.
+
+Run from the repository root, after `cargo build --release`:
 
     python3 tests/tools/ramps/run.py                 # target/release/downradar
     python3 tests/tools/ramps/run.py --binary PATH   # another build, to compare
+    python3 tests/tools/ramps/run.py --quiet-day
 
 Rows go to stdout as they finish, the totals last. Needs Python 3.11 and its standard
 library only; takes a few seconds.
@@ -53,10 +61,18 @@ def poisson(rng: random.Random, mean: float) -> int:
     return k
 
 
-def counts(rate: float, peak: float, k: float, seed: int) -> tuple[str, list[int]]:
-    """The counts CSV of one run and the minute each ramp starts."""
+QUIET_DAY = 10
+
+
+def counts(
+    rate: float, peak: float, k: float, seed: int, quiet: float | None = None
+) -> tuple[str, list[int]]:
+    """The counts CSV of one run and the minute each ramp starts (none with `quiet`: then
+    day `QUIET_DAY` runs at `quiet` times the usual counts)."""
     rng = random.Random(seed)
-    ramps = [d * 1440 + rng.randrange(8 * 60, 20 * 60) for d in range(3, DAYS, 2)]
+    ramps = [] if quiet is not None else [
+        d * 1440 + rng.randrange(8 * 60, 20 * 60) for d in range(3, DAYS, 2)
+    ]
     lines = ["timestamp,service,region,problem,count"]
     for m in range(DAYS * 1440):
         day = (m % 1440) / 1440  # the fraction of the day gone
@@ -66,6 +82,8 @@ def counts(rate: float, peak: float, k: float, seed: int) -> tuple[str, list[int
                 mean *= 1 + (peak - 1) * (m - r) / RISE
             elif RISE <= m - r < RISE + TOP:
                 mean *= peak
+        if quiet is not None and m // 1440 == QUIET_DAY:
+            mean *= quiet
         if k:
             mean = rng.gammavariate(k, mean / k)
         n = poisson(rng, mean)
@@ -75,9 +93,8 @@ def counts(rate: float, peak: float, k: float, seed: int) -> tuple[str, list[int
     return "\n".join(lines) + "\n", ramps
 
 
-def run(binary: Path, rate: float, peak: float, k: float, seed: int) -> tuple[int, int, int]:
-    """Ramps found, ramps, and incidents opened outside every ramp."""
-    text, ramps = counts(rate, peak, k, seed)
+def opened(binary: Path, text: str) -> list[float]:
+    """The minutes (from the start) at which the backtest of `text` opened incidents."""
     with tempfile.TemporaryDirectory() as folder:
         catalog, data = Path(folder, "catalog.toml"), Path(folder, "counts.csv")
         catalog.write_text(CATALOG)
@@ -90,23 +107,52 @@ def run(binary: Path, rate: float, peak: float, k: float, seed: int) -> tuple[in
     if done.returncode != 0:
         sys.exit(f"backtest failed with status {done.returncode}:\n{done.stderr}")
     start = START.timestamp()
-    opened = [
+    return [
         (dt.datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp() - start) / 60
         for e in map(json.loads, done.stdout.splitlines())
         if e["type"] == "incident.opened"
     ]
+
+
+def run(binary: Path, rate: float, peak: float, k: float, seed: int) -> tuple[int, int, int]:
+    """Ramps found, ramps, and incidents opened outside every ramp."""
+    text, ramps = counts(rate, peak, k, seed)
+    at = opened(binary, text)
     within = lambda o, r: r - 2 <= o <= r + RISE + TOP
-    found = sum(any(within(o, r) for o in opened) for r in ramps)
-    elsewhere = sum(not any(within(o, r) for r in ramps) for o in opened)
+    found = sum(any(within(o, r) for o in at) for r in ramps)
+    elsewhere = sum(not any(within(o, r) for r in ramps) for o in at)
     return found, len(ramps), elsewhere
+
+
+def quiet_days(binary: Path) -> None:
+    """The `--quiet-day` table."""
+    print("| reports/min | quiet day at | seed | opened the day after | opened on other days |")
+    print("|---|---|---|---|---|")
+    totals = [0, 0]
+    for rate in (1.0, 3.0, 10.0):
+        for quiet in (0.3, 0.5):
+            for seed in (1, 2, 3, 4, 5):
+                text, _ = counts(rate, 1.0, 5.0, seed, quiet)
+                days = [int(o // 1440) for o in opened(binary, text)]
+                after = sum(d == QUIET_DAY + 1 for d in days)
+                print(f"| {rate:g} | {quiet:g}× | {seed} | {after} | {len(days) - after} |",
+                      flush=True)
+                totals = [totals[0] + after, totals[1] + len(days) - after]
+    print(f"\nincidents opened the day after the quiet day: {totals[0]}; "
+          f"on other days: {totals[1]} (30 runs of {DAYS} days)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", type=Path, default=REPO / "target/release/downradar")
+    parser.add_argument("--quiet-day", action="store_true",
+                        help="count false incidents around a quiet day instead")
     args = parser.parse_args()
     if not args.binary.exists():
         sys.exit(f"{args.binary} does not exist: run `cargo build --release` first")
+    if args.quiet_day:
+        quiet_days(args.binary)
+        return
     print("| counts | reports/min | peak | seed | ramps found | opened elsewhere |")
     print("|---|---|---|---|---|---|")
     totals = [0, 0, 0]
