@@ -76,13 +76,12 @@ pub struct Baseline {
     day_n: Vec<f32>,
     week: Vec<f32>,
     week_n: Vec<f32>,
-    /// Exponentially weighted sums of recent counts and of the profile at those buckets.
-    level_counts: f64,
-    level_profile: f64,
-    /// The same sums over about a day; saved apart from the rest (see [`SlowLevel`]), so
-    /// that states saved before there was one still decode.
+    /// The short-term level's sums, over about two hours.
+    level: LevelSums,
+    /// The same sums over about a day; saved apart from the rest (see
+    /// [`Baseline::slow_level`]), so that states saved before there was one still decode.
     #[serde(skip)]
-    slow: SlowLevel,
+    slow: LevelSums,
     flat: f64,
     flat_n: f64,
     /// Dispersion of the total, per test window.
@@ -105,9 +104,8 @@ impl Baseline {
             day_n: vec![0.0; day_slots],
             week: vec![0.0; week_slots],
             week_n: vec![0.0; week_slots],
-            level_counts: 0.0,
-            level_profile: 0.0,
-            slow: SlowLevel::default(),
+            level: LevelSums::default(),
+            slow: LevelSums::default(),
             flat: prior,
             flat_n: prior_n,
             dispersion: Dispersion::new(windows),
@@ -173,13 +171,12 @@ impl Baseline {
     /// one-day ratio alone, the return from a quiet day took a day as well, and ordinary
     /// bursts the day after opened incidents.)
     fn level(&self) -> f64 {
-        let fast = (self.level_counts + LEVEL_PSEUDO) / (self.level_profile + LEVEL_PSEUDO);
-        let slow = (self.slow.counts + LEVEL_PSEUDO) / (self.slow.profile + LEVEL_PSEUDO);
+        let (fast, slow) = (self.level.ratio(), self.slow.ratio());
         fast.min(slow.max(1.0)).clamp(MIN_LEVEL, MAX_LEVEL)
     }
 
     /// The slow level's sums, as saved after the rest of a service's state.
-    pub fn slow_level(&self) -> SlowLevel {
+    pub fn slow_level(&self) -> LevelSums {
         self.slow.clone()
     }
 
@@ -187,8 +184,8 @@ impl Baseline {
     /// for a state saved before there was a slow level, which starts it where the short-term
     /// level is: the same ratio, pseudo-count included, with a day's weight, so that the
     /// expectation goes on from where the build that saved it left it.
-    pub fn set_slow_level(&mut self, slow: Option<SlowLevel>) {
-        let valid = |s: &SlowLevel| {
+    pub fn set_slow_level(&mut self, slow: Option<LevelSums>) {
+        let valid = |s: &LevelSums| {
             [s.counts, s.profile]
                 .iter()
                 .all(|v| v.is_finite() && *v >= 0.0)
@@ -197,9 +194,9 @@ impl Baseline {
             let weight = (1.0 - (-self.width as f64 / LEVEL_SECS).exp())
                 / (1.0 - (-self.width as f64 / SLOW_LEVEL_SECS).exp());
             let scale = |sum: f64| (sum + LEVEL_PSEUDO) * weight - LEVEL_PSEUDO;
-            SlowLevel {
-                counts: scale(self.level_counts),
-                profile: scale(self.level_profile),
+            LevelSums {
+                counts: scale(self.level.counts),
+                profile: scale(self.level.profile),
             }
         });
     }
@@ -209,9 +206,8 @@ impl Baseline {
     pub fn rebase(&mut self, rate: f64) {
         self.day_n.fill(0.0);
         self.week_n.fill(0.0);
-        self.level_counts = 0.0;
-        self.level_profile = 0.0;
-        self.slow = SlowLevel::default();
+        self.level = LevelSums::default();
+        self.slow = LevelSums::default();
         self.flat = rate.max(MIN_EXPECTED);
         self.flat_n = PRIOR_SECS / self.width as f64;
         self.age = 0;
@@ -267,12 +263,10 @@ impl Baseline {
         self.week_n[w] = (self.week_n[w] + 1.0).min(week_cap);
         self.week[w] += (count as f32 - self.week[w]) / self.week_n[w];
 
-        let decay = (-width / LEVEL_SECS).exp();
-        self.level_counts = self.level_counts * decay + count;
-        self.level_profile = self.level_profile * decay + profile;
-        let decay = (-width / SLOW_LEVEL_SECS).exp();
-        self.slow.counts = self.slow.counts * decay + count;
-        self.slow.profile = self.slow.profile * decay + profile;
+        self.level
+            .learn((-width / LEVEL_SECS).exp(), count, profile);
+        self.slow
+            .learn((-width / SLOW_LEVEL_SECS).exp(), count, profile);
 
         self.flat_n = (self.flat_n + 1.0).min(FLAT_SECS / width);
         self.flat += (count - self.flat) / self.flat_n;
@@ -283,12 +277,26 @@ impl Baseline {
     }
 }
 
-/// The slow level's exponentially weighted sums of recent counts and of the profile at those
-/// buckets (see [`Baseline::level`]).
+/// Exponentially weighted sums of recent counts and of the profile at those buckets, for
+/// the short-term level and the slow one (see [`Baseline::level`]). (Inside [`Baseline`] the
+/// short-term sums serialise as the two numbers they were saved as before they were a
+/// struct.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SlowLevel {
+pub struct LevelSums {
     counts: f64,
     profile: f64,
+}
+
+impl LevelSums {
+    fn learn(&mut self, decay: f64, count: f64, profile: f64) {
+        self.counts = self.counts * decay + count;
+        self.profile = self.profile * decay + profile;
+    }
+
+    /// The counts against the profile, shrunk to 1 by [`LEVEL_PSEUDO`].
+    fn ratio(&self) -> f64 {
+        (self.counts + LEVEL_PSEUDO) / (self.profile + LEVEL_PSEUDO)
+    }
 }
 
 /// The dispersion `1/k` of a family of series, per test window, by the method of moments
@@ -680,8 +688,7 @@ mod tests {
                 scale * if i >= 3 * 1440 { factor } else { 1.0 }
             });
             let t = (3 * 1440 + 60) * 60;
-            let fast = ((b.level_counts + LEVEL_PSEUDO) / (b.level_profile + LEVEL_PSEUDO))
-                .clamp(MIN_LEVEL, MAX_LEVEL);
+            let fast = b.level.ratio().clamp(MIN_LEVEL, MAX_LEVEL);
             let slow = b.slow_level();
             b.set_slow_level(None);
             let restored = b.expected(t) / b.profile(t);

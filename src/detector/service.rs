@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{Baseline, Dispersion, Held, HeldScores, SlowLevel};
+use super::baseline::{Baseline, Dispersion, Held, HeldScores, LevelSums};
 use super::event::Scope;
 use super::stats::{binomial_upper_score, lower_score, threshold, upper_score};
 use crate::catalog::Problem;
@@ -321,7 +321,7 @@ struct Scores {
 
 /// A service's state as saved in the store: the state, then what its dispersions hold back
 /// ([`Pending`]), then its counts per region and problem ([`Cells`]), then what its score
-/// tails hold back ([`Scores`]), then its baseline's slow level ([`SlowLevel`]). Each part
+/// tails hold back ([`Scores`]), then its baseline's slow level ([`LevelSums`]). Each part
 /// was added after the one before it: a build from before reads what it knows and ignores
 /// the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
@@ -368,7 +368,7 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
 
 /// Restores what follows the state (see [`encode`]) as far as it decodes, and returns the
 /// slow level if it was saved.
-fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<SlowLevel> {
+fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<LevelSums> {
     let (pending, rest) = postcard::take_from_bytes::<Pending>(rest).ok()?;
     state.ordinary_run = pending.ordinary_run;
     state.baseline.dispersion.set_held(pending.total);
@@ -392,7 +392,7 @@ fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<SlowLevel> {
     state.baseline.dispersion.set_held_scores(scores.total);
     state.region_dispersion.set_held_scores(scores.regions);
     state.problem_dispersion.set_held_scores(scores.problems);
-    postcard::from_bytes::<SlowLevel>(rest).ok()
+    postcard::from_bytes::<LevelSums>(rest).ok()
 }
 
 impl ServiceState {
