@@ -185,7 +185,8 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "the body must not be encoded (Content-Encoding: {encoding:?}); send plain JSON"
+                "the body must not be encoded (Content-Encoding: {}); send plain JSON",
+                quoted(encoding)
             ),
         )
     }

@@ -202,13 +202,6 @@ async fn open(
     query: EventsQuery,
 ) -> Result<HttpResponse, ApiError> {
     let filter = Filter::parse(state, &query)?;
-    // A HEAD gets the stream's headers, not a subscription nobody will read: the connection
-    // would stay open, holding its place among the subscribers, until shutdown.
-    if super::is_head(req) {
-        // With a streamed (empty) body, so its framing headers are the GET's too.
-        return Ok(stream_head()
-            .streaming(futures_util::stream::empty::<Result<Bytes, actix_web::Error>>()));
-    }
     // An empty id is no id (some clients send the header empty before their first event).
     let resume = req
         .headers()
@@ -219,6 +212,14 @@ async fn open(
     let resume = resume
         .map(|id| parse_stream_id(id.trim()).ok_or_else(|| ApiError::invalid_last_event_id(&id)))
         .transpose()?;
+    // A HEAD gets the stream's headers (or the GET's refusal of its filters or its id), not
+    // a subscription nobody will read: the connection would stay open, holding its place
+    // among the subscribers, until shutdown. So it is never refused for want of a place.
+    if super::is_head(req) {
+        // With a streamed (empty) body, so its framing headers are the GET's too.
+        return Ok(stream_head()
+            .streaming(futures_util::stream::empty::<Result<Bytes, actix_web::Error>>()));
+    }
     // Subscribe before looking at the stream, so that nothing added meanwhile is missed.
     let address = state.secret.fingerprint(state.client_addr(req), None);
     let subscribed = match state.fanout.subscribe(address) {

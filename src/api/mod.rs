@@ -240,7 +240,8 @@ pub fn configure(
 /// server MUST take `HEAD` wherever it takes `GET`; feed validators and link checkers use it).
 /// The answer is the `GET`'s headers without its body: the HTTP layer decided at decoding
 /// that a `HEAD`'s answer carries no body, whatever the route. A handler whose body never
-/// ends (the event stream) asks [`is_head`] and makes none.
+/// ends (the event stream) asks [`is_head`] and makes none (and, taking no place among the
+/// subscribers, is never refused for want of one, where its `GET` may be).
 pub async fn head_as_get(
     mut req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -345,9 +346,11 @@ pub(crate) fn is_head(req: &HttpRequest) -> bool {
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     // A known path with the wrong method is 405, not 404, and says which methods it takes.
-    let known_path = req.resource_map().has_resource(req.path());
+    // The path as routed: percent-decoded where the router decodes it (`/v1/%73ervices`).
+    let path = req.match_info().as_str();
+    let known_path = req.resource_map().has_resource(path);
     if known_path {
-        let allow = allowed_methods(req.path());
+        let allow = allowed_methods(path);
         Ok(
             actix_web::ResponseError::error_response(&ApiError::method_not_allowed())
                 .customize()

@@ -147,7 +147,7 @@ pub struct ReportAccepted {
             example = json!({"code": "payload_too_large", "message": "the body is larger than 4096 bytes"})),
         (status = 415, description = "`unsupported_media_type`: the body is not sent as application/json, or is sent compressed (`Content-Encoding`).", body = ErrorBody,
             example = json!({"code": "unsupported_media_type", "message": "the body must be JSON, sent with Content-Type: application/json"})),
-        (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (not a JSON object, missing or unknown fields, both or neither of region and location, bad client_id).", body = ErrorBody,
+        (status = 422, description = "The report is well-formed JSON but invalid: `unknown_problem` (details list the allowed ones), `unknown_region`, `invalid_coordinates`, `location_outside_regions` (coordinates in no country) or `invalid_report` (not a JSON object, missing or unknown fields, both or neither of region and location, bad client_id, a number too large for any coordinate).", body = ErrorBody,
             examples(
                 ("unknown_problem" = (value = json!({"code": "unknown_problem", "message": "unknown problem \"wifi\" for service \"tiktok\"", "details": {"allowed": ["app", "login", "video-upload", "feed", "server-connection"]}}))),
                 ("unknown_region" = (value = json!({"code": "unknown_region", "message": "unknown region \"XX\": expected an ISO 3166-1 alpha-2 country code such as \"DE\""}))),
@@ -174,6 +174,11 @@ pub async fn create_report(
         serde_json::error::Category::Data => {
             // serde quotes what it rejects (a field name, a value) in full: cut it.
             ApiError::invalid_report(crate::text::tamed(&e.to_string(), super::error::ECHO_CHARS))
+        }
+        // Valid JSON (RFC 8259 sets no limit on numbers) that no coordinate can hold, such
+        // as `1e400`: serde files it with the syntax errors.
+        _ if e.to_string().starts_with("number out of range") => {
+            ApiError::invalid_report(format!("a number in the body is out of range: {e}"))
         }
         _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
     };

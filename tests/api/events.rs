@@ -311,6 +311,15 @@ on_both_stores! {
             .unwrap();
         let bad_id = crate::helpers::Answer::from(bad_id).await;
         assert_eq!((bad_id.status, bad_id.error_code().as_str()), (400, "invalid_last_event_id"));
+        // A HEAD is refused as its GET is, not told the stream is fine.
+        for head in [
+            app.client.head(&url).header("Last-Event-ID", "yesterday"),
+            app.client.head(app.url("/v1/events?last_event_id=yesterday")),
+            app.client.head(app.url("/v1/events?service=myspace")),
+        ] {
+            let status = head.send().await.unwrap().status().as_u16();
+            assert!(status == 400 || status == 404, "{status}");
+        }
         let unknown = app.get("/v1/events?service=myspace").await;
         assert_eq!((unknown.status, unknown.error_code().as_str()), (404, "unknown_service"));
         let bad_type = app.get("/v1/events?type=incident.exploded").await;

@@ -104,6 +104,11 @@ on_both_stores! {
         let huge = app.report("tiktok", &json!({"problem": "login", "location": {"lat": 1e308, "lon": 0.0}})).await;
         assert_eq!(huge.error_code(), "invalid_coordinates");
         assert!(huge.text.contains("latitude 1e308 is out of range") && huge.text.len() < 200, "{}", huge.text);
+        // Valid JSON, but a number no coordinate can hold: invalid, not malformed.
+        let body = br#"{"problem":"login","location":{"lat":1e400,"lon":0}}"#.to_vec();
+        let beyond = app.post_raw("/v1/services/tiktok/reports", Some("application/json"), body).await;
+        assert_eq!((beyond.status, beyond.error_code().as_str()), (422, "invalid_report"), "{}", beyond.text);
+        assert!(beyond.text.contains("out of range"), "{}", beyond.text);
     }
 
     async fn malformed_json_is_400(app) {
@@ -140,6 +145,14 @@ on_both_stores! {
                 assert_eq!(answer.error_code(), "unsupported_media_type");
             }
         }
+        // The coding is quoted, cut as every echo is.
+        let long = "z".repeat(200);
+        let answer = app.client.post(&url).header("content-type", "application/json")
+            .header("content-encoding", &long).body(body.clone()).send().await.unwrap();
+        let answer = crate::helpers::Answer::from(answer).await;
+        assert_eq!(answer.status, 415);
+        let message = answer.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(&long[..64]) && !message.contains(&long[..65]), "{message}");
     }
 
     async fn body_over_4_kib_is_413(app) {

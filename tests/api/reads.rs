@@ -243,6 +243,18 @@ async fn head_is_get_without_the_body() {
         crate::helpers::header(&allow, "allow").as_deref(),
         Some("GET, HEAD")
     );
+    // A path the router decodes (`%73` is `s`) is the same route, with the same methods.
+    let encoded = app
+        .client
+        .delete(app.url("/v1/%73ervices/tiktok/%72eports"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(encoded.status(), 405);
+    assert_eq!(
+        crate::helpers::header(&encoded, "allow").as_deref(),
+        Some("GET, HEAD, POST")
+    );
     // The spec and the docs answer HEAD too, so they say so.
     for path in ["/openapi.json", "/docs"] {
         let allow = app.client.post(app.url(path)).send().await.unwrap();
