@@ -264,6 +264,14 @@ impl Catalog {
                 .map(|d| ServiceId::parse(d))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| invalid(&raw_service.id, "depends_on", e.to_string()))?;
+            let mut seen = BTreeSet::new();
+            if let Some(twice) = depends_on.iter().find(|d| !seen.insert(*d)) {
+                return Err(invalid(
+                    &raw_service.id,
+                    "depends_on",
+                    format!("duplicate dependency {:?}", twice.as_str()),
+                ));
+            }
             services.push(Service {
                 id,
                 name: raw_service.name.trim().to_owned(),
@@ -508,6 +516,26 @@ mod tests {
         assert_eq!(
             err,
             r#"test.toml: service "a": depends_on: a service cannot depend on itself"#
+        );
+    }
+
+    #[test]
+    fn duplicate_dependency_is_rejected() {
+        let err = error_of(
+            r#"[[service]]
+            id = "a"
+            name = "A"
+            problems = ["app"]
+            depends_on = ["b", "b"]
+
+            [[service]]
+            id = "b"
+            name = "B"
+            problems = ["app"]"#,
+        );
+        assert_eq!(
+            err,
+            r#"test.toml: service "a": depends_on: duplicate dependency "b""#
         );
     }
 

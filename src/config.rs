@@ -35,6 +35,31 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+impl Cli {
+    /// Parses a command line (`args`, the program's name first), or says what is wrong with
+    /// it. With a subcommand, the flags of a default `serve` are not there, and neither are
+    /// their environment variables: `DOWNRADAR_BUCKET=7s` is no reason to refuse a
+    /// `backtest --bucket 60s` (each subcommand reads its own flags' variables).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Self::command();
+        // Top-level flags conflict with a subcommand, so one given is the first argument.
+        let subcommand = args
+            .get(1)
+            .and_then(|a| a.to_str())
+            .is_some_and(|a| command.find_subcommand(a).is_some());
+        if subcommand {
+            command = command.mut_args(|arg| arg.env(None::<&str>));
+        }
+        Self::from_arg_matches_mut(&mut command.try_get_matches_from(args)?)
+    }
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -141,9 +166,9 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_QUEUE_CAPACITY", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     pub queue_capacity: u32,
 
-    /// HTTP worker threads (default: one per CPU core).
-    #[arg(long, env = "DOWNRADAR_WORKERS")]
-    pub workers: Option<std::num::NonZeroUsize>,
+    /// HTTP worker threads, 1 to 512 (default: one per CPU core).
+    #[arg(long, env = "DOWNRADAR_WORKERS", value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub workers: Option<u16>,
 
     /// Log format.
     #[arg(long, env = "DOWNRADAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -246,7 +271,8 @@ pub struct ImportArgs {
     pub redis_url: String,
 
     /// Counts to load: CSV with the header timestamp,service,region,problem,count, each
-    /// timestamp the start of a bucket (the `backtest` input; `downradar simulate` writes it).
+    /// timestamp the start of a bucket, sorted by time (the `backtest` input; `downradar
+    /// simulate` writes it). A file, not a pipe: it is read twice, checked and then loaded.
     #[arg(long, value_name = "COUNTS.csv")]
     pub input: PathBuf,
 
@@ -577,6 +603,16 @@ mod tests {
     }
 
     #[test]
+    fn a_subcommand_is_parsed_without_the_default_serve() {
+        let cli = Cli::try_parse_args(["downradar", "openapi"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Openapi)));
+        let cli = Cli::try_parse_args(["downradar", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(cli.command.is_none());
+        // Serve's flags still conflict with a subcommand.
+        assert!(Cli::try_parse_args(["downradar", "--listen", "127.0.0.1:0", "openapi"]).is_err());
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         assert!(Cli::try_parse_from(["downradar", "--bucket", "7s"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--retention", "0s"]).is_err());
@@ -590,6 +626,10 @@ mod tests {
         // An empty HMAC key would make fingerprints of IPv4 addresses trivially reversible.
         assert!(Cli::try_parse_from(["downradar", "--reporter-secret", ""]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--reporter-secret", "s3cret"]).is_ok());
+        // actix takes at most 512 workers, and panics beyond.
+        assert!(Cli::try_parse_from(["downradar", "--workers", "513"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--workers", "0"]).is_err());
+        assert!(Cli::try_parse_from(["downradar", "--workers", "512"]).is_ok());
     }
 
     #[test]

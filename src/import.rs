@@ -133,6 +133,7 @@ pub async fn load(
     path: &Path,
     now: Option<i64>,
 ) -> anyhow::Result<ImportSummary> {
+    regular_file(path)?;
     let repeated = check(catalog, bucket, path, now)?;
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
@@ -164,9 +165,21 @@ pub async fn load(
     Ok(summary)
 }
 
-/// The first pass: reads every row of the file and stops at the first bad one; counts the
-/// rows that repeat a cell among the rows of their bucket (in a file sorted by time, as the
-/// format asks, every such row).
+/// Refuses a pipe (or a device): the file is read twice, checked and then loaded, and a pipe
+/// read again is empty. (A path that cannot be opened is left to the first reading to say.)
+fn regular_file(path: &Path) -> anyhow::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        bail!(
+            "{}: not a regular file (a pipe?): import reads its input twice, checking every \
+             row before it writes any, so write it to a file first",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The first pass: reads every row of the file and stops at the first bad one (or the first
+/// out of time order); counts the rows that repeat a cell among the rows of their bucket.
 fn check(
     catalog: &Catalog,
     bucket: BucketWidth,
@@ -190,6 +203,16 @@ fn check(
                 reader.line_no,
                 crate::detector::bucket_time(row.bucket),
                 crate::detector::bucket_time(now)
+            );
+        }
+        if current.is_some_and(|previous| row.bucket < previous) {
+            // The rows of a bucket must be together, or a repeat (a file concatenated
+            // twice, say) would go unseen, and be counted twice without a word.
+            bail!(
+                "{}:{}: rows are not sorted by time (this bucket starts before the previous \
+                 row's)",
+                reader.file_name,
+                reader.line_no
             );
         }
         if current != Some(row.bucket) {
@@ -442,6 +465,42 @@ mod tests {
             "{warning}"
         );
         assert_eq!(Repeated::default().warning(file.path()), None);
+    }
+
+    #[test]
+    fn a_file_out_of_time_order_is_refused() {
+        // A file concatenated twice: its second half repeats the first, but not next to it.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let rows =
+            "2026-10-01T00:01:00Z,tiktok,US,login,3\n2026-10-01T00:02:00Z,tiktok,US,login,2\n";
+        std::fs::write(file.path(), format!("{HEADER}\n{rows}{rows}")).unwrap();
+        let error = check(
+            &Catalog::builtin(),
+            BucketWidth::ONE_MINUTE,
+            file.path(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.ends_with(
+                ":4: rows are not sorted by time (this bucket starts before the previous row's)"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_pipe_is_refused_before_it_is_read() {
+        let error = regular_file(Path::new("/dev/null"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("/dev/null: not a regular file"),
+            "{error}"
+        );
+        let file = tempfile::NamedTempFile::new().unwrap();
+        regular_file(file.path()).unwrap();
     }
 
     #[test]

@@ -1,13 +1,17 @@
-use clap::Parser;
 use downradar::config::{Cli, Command};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Some(Command::Openapi) => {
-            println!("{}", downradar::api::openapi().to_pretty_json()?);
-            Ok(())
+            use std::io::Write;
+            let spec = downradar::api::openapi().to_pretty_json()?;
+            match writeln!(std::io::stdout().lock(), "{spec}") {
+                // A reader that stopped early (`| head`) wanted no more.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                written => Ok(written?),
+            }
         }
         Some(Command::Simulate(args)) if args.target.is_some() => {
             downradar::simulate::run_live(&args).await

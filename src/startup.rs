@@ -191,9 +191,10 @@ impl Application {
         // Decode the region polygons now rather than in the first report's request.
         let regions = crate::regions::Regions::builtin().countries().len();
         tracing::debug!(regions, "region index ready");
+        // At most 512, the most actix takes (it panics beyond).
         let workers = args.workers.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |n| n.get(),
+            || std::thread::available_parallelism().map_or(1, |n| n.get().min(512)),
+            usize::from,
         );
         let queue_per_worker = (args.queue_capacity as usize).div_ceil(workers);
         let doubts = Arc::new(Doubts::default());

@@ -294,6 +294,16 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             truth.bucket_secs
         );
     }
+    if let (Some(truth), Some(path)) = (&truth, &args.truth)
+        && truth.start + args.warmup >= truth.end
+    {
+        anyhow::bail!(
+            "{}: it covers {}, and --warmup {} leaves none of it to score",
+            path.display(),
+            humantime::format_duration((truth.end - truth.start).unsigned_abs()),
+            humantime::format_duration(args.warmup)
+        );
+    }
     let feed = CountsFeed::open(&args.input, &catalog, bucket);
     let mut kept = Vec::new();
     let summary = replay(&catalog, args.detector.config(bucket), feed, |event| {
@@ -303,11 +313,15 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     .await?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    for event in &kept {
+    let written = kept.iter().try_for_each(|event| {
         serde_json::to_writer(&mut out, event)?;
-        out.write_all(b"\n").context("writing to stdout")?;
+        out.write_all(b"\n")
+    });
+    match written.and_then(|()| out.flush()) {
+        // A reader that stopped early (`| head`) wanted no more.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        written => written.context("writing to stdout")?,
     }
-    out.flush().context("writing to stdout")?;
     drop(out);
     eprintln!(
         "backtest: {} rows, {} buckets, {} services: {} incidents opened, {} updates, {} resolved \

@@ -809,9 +809,24 @@ fn revocation_period() -> u64 {
 /// A Redis error as a store error; a refused connection means the command was never sent.
 fn backend_error(e: redis::RedisError) -> StoreError {
     if e.is_connection_refusal() {
-        StoreError::Unreachable(e.to_string())
+        StoreError::Unreachable(cut_error(e.to_string()))
     } else {
-        StoreError::Backend(e.to_string())
+        StoreError::Backend(cut_error(e.to_string()))
+    }
+}
+
+/// Most characters of a Redis error kept in a store error: a failed pipeline's error lists
+/// every command that failed (an import's batch out of memory: 200 KB on one line).
+const MAX_ERROR_CHARS: usize = 500;
+
+fn cut_error(message: String) -> String {
+    match message.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((end, _)) => format!(
+            "{}… ({} characters in all)",
+            &message[..end],
+            message.chars().count()
+        ),
+        None => message,
     }
 }
 
@@ -1025,7 +1040,11 @@ impl Store for RedisStore {
             pipe.hincr(key, field, *n).ignore();
         }
         for (key, at) in &expiries {
-            pipe.expire_at(key, *at).ignore();
+            // Set where the bucket has no expiry yet, else only ever lengthened: an import
+            // given a shorter --retention than the server's must not cut its live buckets'.
+            for option in ["NX", "GT"] {
+                pipe.cmd("EXPIREAT").arg(key).arg(*at).arg(option).ignore();
+            }
         }
         if !sums.is_empty() {
             Self::query::<()>(&self.writes, &pipe).await?;

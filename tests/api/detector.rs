@@ -995,6 +995,9 @@ async fn the_backtest_command_prints_all_its_events_or_none() {
             .args(["backtest", "--input"])
             .arg(input)
             .env_remove("DOWNRADAR_CATALOG")
+            // A server's settings in the environment, even invalid ones, are not backtest's.
+            .env("DOWNRADAR_BUCKET", "7s")
+            .env("DOWNRADAR_WORKERS", "0")
             .output()
             .expect("run downradar backtest")
     };
@@ -1056,6 +1059,21 @@ async fn the_backtest_command_prints_all_its_events_or_none() {
     assert!(!out.status.success());
     assert!(
         stderr.contains("its outages were simulated on 60 s buckets, and --bucket is 300 s"),
+        "{stderr}"
+    );
+    // Nor is a warmup that leaves nothing to score taken for a score of nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .args(["backtest", "--warmup", "2d", "--input"])
+        .arg(file.path())
+        .arg("--truth")
+        .arg(truth.path())
+        .env_remove("DOWNRADAR_CATALOG")
+        .output()
+        .expect("run downradar backtest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("it covers 1day, and --warmup 2days leaves none of it to score"),
         "{stderr}"
     );
 }

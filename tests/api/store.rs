@@ -2148,6 +2148,52 @@ async fn import_loads_a_counts_file_into_redis() {
         1
     );
 
+    // An import given a shorter retention adds its rows but never cuts a bucket's expiry.
+    let bucket_a = test_epoch().unix_timestamp() - 600;
+    let key = format!("dr:{{tiktok}}:b:60:{}", bucket_a - bucket_a.rem_euclid(60));
+    let ttl = |key: &str| -> i64 {
+        let mut redis = app.redis.as_ref().unwrap().connection().unwrap();
+        redis::cmd("TTL").arg(key).query(&mut redis).unwrap()
+    };
+    let before = ttl(&key);
+    assert!(before > 2 * 86_400, "{key}: {before}");
+    let shorter = dir.path().join("shorter.csv");
+    std::fs::write(
+        &shorter,
+        format!(
+            "timestamp,service,region,problem,count\n{},tiktok,US,login,1\n",
+            minute(10)
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .args([
+            "import",
+            "--retention",
+            "1d",
+            "--redis-url",
+            &url,
+            "--input",
+        ])
+        .arg(&shorter)
+        .output()
+        .expect("run downradar import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ttl(&key) > before - 60,
+        "{key}: {} after {before}",
+        ttl(&key)
+    );
+    let series = app
+        .get("/v1/services/tiktok/reports?region=US")
+        .await
+        .json();
+    assert_eq!(series["total"], 8, "{series}");
+
     let bad = dir.path().join("bad.csv");
     std::fs::write(
         &bad,
@@ -2186,7 +2232,7 @@ async fn import_loads_a_counts_file_into_redis() {
         app.get("/v1/services/tiktok/reports?region=US")
             .await
             .json()["total"],
-        7,
+        8,
         "the good row before the bad one is not written either"
     );
 
