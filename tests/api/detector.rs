@@ -1047,31 +1047,28 @@ async fn the_backtest_command_prints_all_its_events_or_none() {
         &scenario.truth(),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
-        .args(["backtest", "--bucket", "5m", "--input"])
-        .arg(file.path())
-        .arg("--truth")
-        .arg(truth.path())
-        .env_remove("DOWNRADAR_CATALOG")
-        .output()
-        .expect("run downradar backtest");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // Each refused, with what is wrong on stderr.
+    let refused = |flags: [&str; 2]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+            .arg("backtest")
+            .args(flags)
+            .arg("--input")
+            .arg(file.path())
+            .arg("--truth")
+            .arg(truth.path())
+            .env_remove("DOWNRADAR_CATALOG")
+            .output()
+            .expect("run downradar backtest");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refused(["--bucket", "5m"]);
     assert!(
         stderr.contains("its outages were simulated on 60 s buckets, and --bucket is 300 s"),
         "{stderr}"
     );
     // Nor is a warmup that leaves nothing to score taken for a score of nothing.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
-        .args(["backtest", "--warmup", "2d", "--input"])
-        .arg(file.path())
-        .arg("--truth")
-        .arg(truth.path())
-        .env_remove("DOWNRADAR_CATALOG")
-        .output()
-        .expect("run downradar backtest");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused(["--warmup", "2d"]);
     assert!(
         stderr.contains("it covers 1day, and --warmup 2days leaves none of it to score"),
         "{stderr}"
