@@ -813,6 +813,59 @@ mod tests {
         );
     }
 
+    /// A service silent for days whose reports begin and stay (a fresh deployment's, before
+    /// any history): its first traffic opens an incident, as a flood from nothing must, but
+    /// it is taken as the service's normal within three hours, not a day. A service with a
+    /// history keeps an outage open as long as it lasts.
+    #[test]
+    fn a_silent_service_whose_reports_begin_and_stay_is_not_down_for_a_day() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 86_400;
+        let (begin, end) = (2 * 1440, 2 * 1440 + 10 * 60);
+        let mut events = Vec::new();
+        for i in 0..end {
+            // "up" is busy throughout, so that "other"'s silence is no gap in the data;
+            // "down" runs at 5 a minute and is down (ten times that) for five hours.
+            let up = cells(wobble(40.0, i), 0);
+            let down_rate = if (begin..begin + 300).contains(&i) {
+                50.0
+            } else {
+                5.0
+            };
+            let down = cells(wobble(down_rate, i), 0);
+            let other = if i >= begin {
+                cells(wobble(10.0, i), 0)
+            } else {
+                Vec::new()
+            };
+            events.extend(detector.step(t0 + i * 60, &[&up, &down, &other]));
+        }
+        let of = |service: &str| -> Vec<&IncidentEvent> {
+            events
+                .iter()
+                .filter(|e| e.incident.service.as_str() == service)
+                .filter(|e| e.kind != EventType::Updated)
+                .collect()
+        };
+        let other = of("other");
+        assert_eq!(other.len(), 2, "opened and resolved, once: {other:#?}");
+        let opened = other[0].at.unix_timestamp();
+        assert!(opened <= t0 + (begin + 3) * 60, "{:?}", other[0]);
+        assert_eq!(other[1].kind, EventType::Resolved);
+        let open_for = other[1].at.unix_timestamp() - opened;
+        assert!(
+            (3 * 3600..=3 * 3600 + 300).contains(&open_for),
+            "{open_for} s"
+        );
+        let down = of("down");
+        assert_eq!(down.len(), 2, "{down:#?}");
+        assert!(
+            down[1].at.unix_timestamp() - down[0].at.unix_timestamp() >= 5 * 3600 - 300,
+            "{down:#?}"
+        );
+    }
+
     /// The first minutes are watched before anything opens, since a service first seen
     /// mid-stream is busy, not flooding: but a flood after quiet minutes within them is an
     /// outage (a backtest whose file starts just before one missed it altogether).
@@ -913,7 +966,18 @@ mod tests {
         sample: impl Fn(&mut crate::simulate::SplitMix64, f64) -> u64,
         rate: impl Fn(usize, &str, &str, i64) -> f64,
     ) -> Vec<IncidentEvent> {
-        let mut detector = Detector::new(&catalog(), DetectorConfig::default());
+        run_counts_with(DetectorConfig::default(), minutes, regions, sample, rate)
+    }
+
+    /// As [`run_counts`], with the detector configured by `config`.
+    fn run_counts_with(
+        config: DetectorConfig,
+        minutes: i64,
+        regions: &[&str],
+        sample: impl Fn(&mut crate::simulate::SplitMix64, f64) -> u64,
+        rate: impl Fn(usize, &str, &str, i64) -> f64,
+    ) -> Vec<IncidentEvent> {
+        let mut detector = Detector::new(&catalog(), config);
         let mut noise = crate::simulate::SplitMix64::seeded(7);
         let mut events = Vec::new();
         for m in 0..minutes {
@@ -1163,6 +1227,48 @@ mod tests {
     fn the_expectation_does_not_climb_with_a_slow_ramp() {
         let found = slow_ramps_found(2, 1.0, 4.0, crate::simulate::poisson);
         assert_eq!(found, [true; 6], "ramps found, in order");
+    }
+
+    /// A rise of `ratio` times for two hours from 10:00 on the third day, on a service at 100
+    /// reports a minute (reached over its first eight hours): when the detector, configured
+    /// with `min_ratio`, opens an incident for it (minutes after 10:00), if it does.
+    fn rise_found(min_ratio: f64, ratio: f64) -> Option<i64> {
+        let rise = 2 * 1440 + 600;
+        let config = DetectorConfig {
+            min_ratio,
+            ..DetectorConfig::default()
+        };
+        let events = run_counts_with(
+            config,
+            rise + 180,
+            &["US"],
+            crate::simulate::poisson,
+            |s, _, _, m| {
+                if s != 2 {
+                    return 5.0;
+                }
+                let busy = (0.15 * 2f64.powf(m as f64 / 57.0)).min(50.0);
+                if (rise..rise + 120).contains(&m) {
+                    busy * ratio
+                } else {
+                    busy
+                }
+            },
+        );
+        let opened = opened(&events);
+        assert!(opened.len() <= 1, "{opened:#?}");
+        opened
+            .first()
+            .map(|e| (e.at.unix_timestamp() - rise * 60) / 60)
+    }
+
+    /// `--min-ratio` below the doubling that possible problems need is still the ratio an
+    /// outage needs (the doubling gated both, so below 2 the setting did nothing).
+    #[test]
+    fn a_min_ratio_below_two_is_the_ratio_an_outage_needs() {
+        let found = rise_found(1.5, 1.7);
+        assert!(found.is_some_and(|m| m <= 5), "{found:?}");
+        assert_eq!(rise_found(3.0, 1.7), None);
     }
 
     /// A sparse service's outage is not taken to have ended with its first burst. Its users

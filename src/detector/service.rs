@@ -109,6 +109,14 @@ const REFRACTORY_BOOST: f64 = 1.5;
 /// An incident open this long, in buckets observed, is a new normal, not an outage (see
 /// `observe`).
 const MAX_OPEN_SECS: i64 = 86_400;
+/// The same for a service that had been silent before its incident (under
+/// [`SILENT_PER_MIN`] over the day before): its first traffic, a flood or its users
+/// arriving, opens an incident, and a flood is over within hours, while users stay. (With
+/// a day, a fresh deployment's services each held an outage open for a day when their
+/// reports began.) Three hours: the longest outage the simulator injects.
+const NEW_TRAFFIC_OPEN_SECS: i64 = 3 * 3600;
+/// Reports per minute, on average over a day, below which a service counts as silent.
+const SILENT_PER_MIN: f64 = 0.005;
 /// A service still in its watch opens an incident only on a rise after this many buckets.
 const WATCH_QUIET: usize = 2;
 /// For its first hour a service's counts are learned as they are, unwinsorised.
@@ -683,9 +691,10 @@ impl ServiceState {
                 self.learn(t, mu, possible, tuning, &sums);
                 None
             }
-            Some(mut open) if open.buckets as i64 * tuning.width >= MAX_OPEN_SECS => {
-                // Elevated for a day: not an outage but a new normal (or a baseline that was
-                // wrong from the start). Resolve it and learn the service afresh from here.
+            Some(mut open) if open.buckets as i64 * tuning.width >= self.max_open_secs(tuning) => {
+                // Elevated for a day (three hours, after a silent day): not an outage but a
+                // new normal (or a baseline that was wrong from the start). Resolve it and
+                // learn the service afresh from here.
                 // A day of buckets observed, not of time: buckets missing while the store or
                 // the server was down are not evidence, and an incident still open when
                 // data resumes after a day of them must be judged on the counts that follow,
@@ -741,6 +750,18 @@ impl ServiceState {
             })
             .collect();
         change
+    }
+
+    /// How long an incident stays open, in buckets observed, before it is taken as a new
+    /// normal (the baseline is frozen while it is open, so it says how the service was
+    /// before).
+    fn max_open_secs(&self, tuning: &Tuning) -> i64 {
+        let per_min = self.baseline.daily_mean() * 60.0 / tuning.width as f64;
+        if per_min < SILENT_PER_MIN {
+            NEW_TRAFFIC_OPEN_SECS
+        } else {
+            MAX_OPEN_SECS
+        }
     }
 
     /// The dispersions of the three families: the total, the regions and the problems.
@@ -848,12 +869,15 @@ impl ServiceState {
     ) -> Verdict {
         let mut v = Verdict::default();
         let mut consider = |x: f64, m: f64, score: &dyn Fn() -> f64| {
-            if x >= POSSIBLE_MIN_REPORTS.min(tuning.min_reporters) && x >= POSSIBLE_RATIO * m {
+            // Possible problems need a doubling; an outage, `--min-ratio` (which may be less).
+            let doubled = x >= POSSIBLE_RATIO * m;
+            let risen = x >= tuning.min_ratio * m;
+            if x >= POSSIBLE_MIN_REPORTS.min(tuning.min_reporters) && (doubled || risen) {
                 let s = score();
-                if s >= h && x >= tuning.min_reporters && x >= tuning.min_ratio * m {
+                if s >= h && x >= tuning.min_reporters && risen {
                     v.strong = true;
                 }
-                if s >= h * POSSIBLE_FRACTION {
+                if doubled && s >= h * POSSIBLE_FRACTION {
                     v.possible = true;
                 }
             }
