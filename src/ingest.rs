@@ -167,12 +167,16 @@ impl Doubts {
         entangled.contains(&true).then_some(entangled)
     }
 
-    /// The store has taken these revocations.
-    fn confirm(&self, revoked: &[Report]) {
+    /// The store has taken these revocations; returns how many of them were still waiting
+    /// (another writer may have confirmed some meanwhile).
+    fn confirm(&self, revoked: &[Report]) -> usize {
         let tokens: HashSet<ReportToken> = revoked.iter().map(|r| r.token).collect();
         let mut inner = self.lock();
+        let before = inner.unconfirmed.len();
         inner.unconfirmed.retain(|r| !tokens.contains(&r.token));
+        let confirmed = before - inner.unconfirmed.len();
         self.publish(&inner);
+        confirmed
     }
 
     /// Revokes unconfirmed reports, a bounded chunk per store call, until none is left or the
@@ -185,8 +189,10 @@ impl Doubts {
                 return Ok(());
             }
             store.revoke(&chunk).await?;
-            self.confirm(&chunk);
-            metrics::counter!("downradar_reports_revoked_total").increment(chunk.len() as u64);
+            // Counted once, by the writer that confirms it: writers revoking concurrently
+            // take the same chunk, and each counted it all.
+            let confirmed = self.confirm(&chunk);
+            metrics::counter!("downradar_reports_revoked_total").increment(confirmed as u64);
         }
     }
 
@@ -389,4 +395,41 @@ async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) 
 pub(crate) fn store_error(operation: &'static str, error: &StoreError) {
     metrics::counter!("downradar_store_errors_total", "operation" => operation).increment(1);
     tracing::warn!(operation, %error, "store call failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Problem;
+    use crate::reporter::ReporterSecret;
+
+    fn report(secret: &ReporterSecret, n: u8) -> Report {
+        Report {
+            service: crate::catalog::ServiceId::parse("tiktok").unwrap(),
+            cell: crate::store::Cell {
+                region: crate::regions::RegionCode::parse("DE").unwrap(),
+                problem: Problem::parse("login").unwrap(),
+            },
+            reporter: secret.fingerprint(std::net::IpAddr::from([10, 0, 0, n]), None),
+            address: None,
+            bucket: 0,
+            token: ReportToken::next(),
+        }
+    }
+
+    /// Writers revoking at once take the same reports; each is confirmed, and so counted in
+    /// `downradar_reports_revoked_total`, once.
+    #[test]
+    fn a_revocation_is_confirmed_once() {
+        let secret = ReporterSecret::random().unwrap();
+        let doubts = Doubts::default();
+        let reports: Vec<Report> = (0..3).map(|n| report(&secret, n)).collect();
+        let id = doubts.sending(reports.clone().into());
+        doubts.sent(id, reports.clone());
+        let first = doubts.peek_unconfirmed(MAX_BATCH);
+        let second = doubts.peek_unconfirmed(MAX_BATCH);
+        assert_eq!(doubts.confirm(&first), 3);
+        assert_eq!(doubts.confirm(&second), 0);
+        assert!(!doubts.any_unconfirmed());
+    }
 }

@@ -520,8 +520,13 @@ pub enum StoreError {
     /// The store could not be reached at all: the call was provably never sent.
     #[error("store unreachable: {0}")]
     Unreachable(String),
-    /// A detector commit was refused: the writer no longer holds the leader lease.
-    #[error("the detector lease is held by another process")]
+    /// A detector commit was refused: the writer no longer holds the leader lease, or the
+    /// saved state it continues from is no longer the store's (another leader committed
+    /// since, or the store lost its data).
+    #[error(
+        "the detector commit was refused: the lease is held by another process, or the saved \
+         state moved on (another leader committed, or the store lost its data)"
+    )]
     LeaseLost,
 }
 
