@@ -392,8 +392,20 @@ impl Fanout {
                     backoff.succeeded();
                     // A store restarted without its data has made the stream anew: what the
                     // subscribers know is gone, and they are told so before its new events.
-                    match store.stream_bounds().await {
-                        Ok(bounds) if bounds.reset_since(after) => {
+                    // One restarted from an older snapshot has lost the last entries they
+                    // read, and added new ones (the detector deciding again what it had
+                    // decided, under new ids): they are told so, and go on from its end.
+                    let bounds = match store.stream_bounds().await {
+                        Ok(bounds) if !read.events.is_empty() && !bounds.reset_since(after) => {
+                            store
+                                .holds_event(after)
+                                .await
+                                .map(|holds| (bounds.lost(after, holds), bounds))
+                        }
+                        other => other.map(|bounds| (false, bounds)),
+                    };
+                    match bounds {
+                        Ok((_, bounds)) if bounds.reset_since(after) => {
                             let through = bounds.trimmed_through.min(bounds.last);
                             tracing::warn!(
                                 last_read = %format!("{}-{}", after.0, after.1),
@@ -402,6 +414,16 @@ impl Fanout {
                             );
                             self.reset(through, after);
                             after = through;
+                            continue;
+                        }
+                        Ok((true, bounds)) => {
+                            tracing::warn!(
+                                last_read = %format!("{}-{}", after.0, after.1),
+                                "the event stream lost the last events read (the store went \
+                                 back to an older state): subscribers are told to resync"
+                            );
+                            self.reset(bounds.last, after);
+                            after = bounds.last;
                             continue;
                         }
                         Ok(_) => {}

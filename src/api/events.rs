@@ -116,7 +116,9 @@ impl Filter {
 /// unknown to the stream), the stream starts with `event: resync` (its `data` says why): the
 /// client may have missed events and should refetch `GET /v1/incidents?active=true`; live
 /// events follow. An open stream gets the same `event: resync`, whatever its filters, when the
-/// store loses the event stream (Redis restarted without its data). Without an id (or with an
+/// store loses the event stream (Redis restarted without its data) or its last events (Redis
+/// restarted from an older snapshot), and so does an id the stream no longer holds for that
+/// reason. Without an id (or with an
 /// empty one), the stream starts with live events only, and its opening carries the `id:` it
 /// starts after, so that a client reconnecting before its first event misses nothing.
 ///
@@ -265,11 +267,24 @@ async fn open(
                 .stream_bounds()
                 .await
                 .map_err(|e| super::incidents::unavailable("events", &e))?;
+            let lost = id != (0, 0)
+                && id >= bounds.trimmed_through
+                && id <= bounds.last
+                && bounds.lost(
+                    id,
+                    state
+                        .store
+                        .holds_event(id)
+                        .await
+                        .map_err(|e| super::incidents::unavailable("events", &e))?,
+                );
             if id == (0, 0) {
                 Phase::Replay { after: id }
-            } else if id < bounds.trimmed_through || id > bounds.last {
+            } else if id < bounds.trimmed_through || id > bounds.last || lost {
                 let reason = if id > bounds.last {
                     "the event stream does not know this id (it was reset)"
+                } else if lost {
+                    "the event stream no longer holds this id (the store went back to an older state)"
                 } else {
                     "events after this id are no longer retained (trimmed, or the stream was reset)"
                 };

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use super::{
     BucketCounts, Cell, CellFilter, DetectorCommit, DetectorSnapshot, Granularity, HistoryAdded,
     HistoryCount, IncidentQuery, IncidentRecord, Recorded, Report, ReportToken, SavedState, Store,
-    StoreError, StoreSettings, StreamBounds, StreamEvent, StreamRead, encode_json,
+    StoreError, StoreSettings, StreamBounds, StreamEvent, StreamId, StreamRead, encode_json,
     incident_service, lease_millis, parse_incident_id, parse_json, parse_stream_id, to_json,
     whole_secs,
 };
@@ -789,6 +789,12 @@ impl Store for MemoryStore {
                 Ok(Err(_)) | Err(_) => return Ok(StreamRead::default()),
             }
         }
+    }
+
+    async fn holds_event(&self, id: StreamId) -> Result<bool, StoreError> {
+        let inner = self.lock();
+        let stream = &inner.detector.stream;
+        Ok(stream.binary_search_by(|(entry, _)| entry.cmp(&id)).is_ok())
     }
 
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {

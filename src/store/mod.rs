@@ -396,6 +396,14 @@ impl StreamBounds {
     pub fn reset_since(&self, read: StreamId) -> bool {
         read != (0, 0) && (self.last < read || !self.trimmed && self.trimmed_through > read)
     }
+
+    /// Whether a reader's last entry `read`, which the stream no longer `holds`, was lost
+    /// rather than trimmed by retention: the store went back to an older state (a Redis
+    /// restarted from a snapshot), and the ids it adds since are new ones, after `read`, for
+    /// events the reader may have had under other ids.
+    pub fn lost(&self, read: StreamId, holds: bool) -> bool {
+        read != (0, 0) && !holds && self.trimmed_through < read
+    }
 }
 
 /// The id just before `id`: what a stream starting at `id` does not hold.
@@ -639,6 +647,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last event id and how far the stream has been trimmed.
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError>;
+
+    /// Whether the stream still holds the entry `id`. A reader's last entry gone from a
+    /// stream that goes on past it, and not trimmed away, means the store lost entries it had
+    /// (Redis restarted from an older snapshot) and added new ones since: see
+    /// [`StreamBounds::lost`].
+    async fn holds_event(&self, id: StreamId) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

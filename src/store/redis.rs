@@ -1552,6 +1552,19 @@ impl Store for RedisStore {
         Ok(StreamRead { events, through })
     }
 
+    async fn holds_event(&self, (ms, seq): StreamId) -> Result<bool, StoreError> {
+        let id = format!("{ms}-{seq}");
+        let mut pipe = redis::pipe();
+        pipe.cmd("XRANGE")
+            .arg(keys::events())
+            .arg(&id)
+            .arg(&id)
+            .arg("COUNT")
+            .arg(1);
+        let (entries,): (Vec<Value>,) = Self::query_idempotent(&self.reads, &pipe).await?;
+        Ok(!entries.is_empty())
+    }
+
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {
         let mut pipe = redis::pipe();
         pipe.exists(keys::events());

@@ -647,6 +647,55 @@ async fn live_streams_are_told_when_the_store_loses_the_stream() {
     fresh.assert_quiet().await;
 }
 
+/// A store that went back to an older state (Redis restarted from a snapshot) has lost the
+/// last events its readers had, and adds new ones after them, under new ids: the detector
+/// deciding again what it had decided. A live stream is told to resync before any of them,
+/// and so is a client resuming after a lost id. (Before, they got the repeats as new events,
+/// some with an earlier `at`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_told_when_the_store_goes_back_to_an_older_state() {
+    let app = spawn_app_with(Backend::Redis, &["--no-detector"]).await;
+    let redis = app.redis.as_ref().unwrap();
+    let mut live = Sse::connect(&app.url("/v1/events"), None).await;
+    let start = test_epoch().unix_timestamp();
+    let had = commit(
+        app.store.as_ref(),
+        &[
+            event(EventType::Opened, "tiktok", start, &["US"]),
+            event(EventType::Updated, "tiktok", start, &["US", "CA"]),
+        ],
+    )
+    .await;
+    let got = live.events(2).await;
+    assert_eq!(got[1].id.as_deref(), Some(had[1].as_str()));
+    // The snapshot held the first event only; the second is decided again, anew.
+    let _: u64 = redis::cmd("XDEL")
+        .arg("dr:events")
+        .arg(&had[1])
+        .query(&mut redis.connection().unwrap())
+        .unwrap();
+    let again = xadd(
+        redis,
+        &event(EventType::Updated, "tiktok", start, &["US", "CA"]),
+    );
+    let resync = live.next_event(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resync.event.as_deref(), Some("resync"), "{resync:?}");
+    assert_eq!(resync.id.as_deref(), Some(again.as_str()));
+    let data: Value = serde_json::from_str(resync.data.as_deref().unwrap()).unwrap();
+    assert_eq!(data["last_event_id"], had[1].as_str(), "{data}");
+    let next = event(EventType::Resolved, "tiktok", start, &["US", "CA"]);
+    let next_id = xadd(redis, &next);
+    assert_carries(&live.events(1).await[0], &next_id, &next);
+
+    let mut resumed = Sse::connect(&app.url("/v1/events"), Some(&had[1])).await;
+    let resync = resumed.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(resync.event.as_deref(), Some("resync"), "{resync:?}");
+    resumed.assert_quiet().await;
+    // An id it still holds resumes as ever.
+    let mut whole = Sse::connect(&app.url("/v1/events"), Some(&had[0])).await;
+    assert_eq!(whole.events(1).await[0].id.as_deref(), Some(again.as_str()));
+}
+
 /// An entry on the stream that is not an event (another version's type, or written by hand)
 /// is passed over once: the reader neither reads it again and again nor stops at it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
