@@ -118,9 +118,9 @@ impl Filter {
 /// events follow. An open stream gets the same `event: resync`, whatever its filters, when the
 /// store loses the event stream (Redis restarted without its data) or its last events (Redis
 /// restarted from an older snapshot), and so does an id the stream no longer holds for that
-/// reason. Without an id (or with an
-/// empty one), the stream starts with live events only, and its opening carries the `id:` it
-/// starts after, so that a client reconnecting before its first event misses nothing.
+/// reason. Without an id (or with an empty one), the stream starts with live events only,
+/// and its opening carries the `id:` it starts after, so that a client reconnecting before
+/// its first event misses nothing.
 ///
 /// The stream begins with a `retry:` hint; a comment (`: heartbeat`) comes every 15 s (`--sse-heartbeat`)
 /// when nothing else does, carrying the `id:` of the last event the filters passed over, so a
