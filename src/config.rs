@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use std::num::NonZeroU32;
 
 use crate::buckets::BucketWidth;
-use crate::reporter::TrustedProxies;
+use crate::reporter::{AllowedOrigins, TrustedProxies};
 use crate::store::StoreSettings;
 
 /// downradar: a self-hostable, crowd-sourced outage detector.
@@ -160,6 +160,13 @@ pub struct ServeArgs {
     /// Empty: the peer address is the client.
     #[arg(long, env = "DOWNRADAR_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
+
+    /// Comma-separated web origins whose pages may send reports from their visitors'
+    /// browsers (CORS), e.g. "https://status.example.com". Each is scheme://host[:port]; no
+    /// wildcard: a page elsewhere could make its visitors file reports and fake an outage.
+    /// Empty: reports come from the deployment's own origin, apps and bots only.
+    #[arg(long, env = "DOWNRADAR_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: AllowedOrigins,
 
     /// Reports that may wait to be written, split evenly among the HTTP workers (each has its
     /// own queue and writer); reports beyond it are answered 503 at once.
@@ -626,6 +633,30 @@ mod tests {
         // An empty HMAC key would make fingerprints of IPv4 addresses trivially reversible.
         assert!(Cli::try_parse_from(["downradar", "--reporter-secret", ""]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--reporter-secret", "s3cret"]).is_ok());
+        // An origin is scheme://host[:port], never a wildcard.
+        for origin in [
+            "*",
+            "status.example",
+            "https://status.example/path",
+            "ftp://x",
+            "https://",
+        ] {
+            let refused = Cli::try_parse_from(["downradar", "--allowed-origins", origin]);
+            assert!(refused.is_err(), "{origin}");
+        }
+        let cli = Cli::try_parse_from([
+            "downradar",
+            "--allowed-origins",
+            "https://Status.example, http://[::1]:3000",
+        ])
+        .unwrap();
+        assert!(cli.serve.allowed_origins.allows("https://status.example"));
+        assert!(cli.serve.allowed_origins.allows("http://[::1]:3000"));
+        assert!(
+            !cli.serve
+                .allowed_origins
+                .allows("https://status.example:8443")
+        );
         // actix takes at most 512 workers, and panics beyond.
         assert!(Cli::try_parse_from(["downradar", "--workers", "513"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--workers", "0"]).is_err());

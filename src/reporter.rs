@@ -126,6 +126,50 @@ impl ClientId {
     }
 }
 
+/// The web origins whose pages may send reports (`--allowed-origins`): each
+/// `scheme://host[:port]`, as a browser's `Origin` header writes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl FromStr for AllowedOrigins {
+    type Err = String;
+
+    /// Parses a comma-separated list such as `https://status.example.com,
+    /// http://localhost:3000`. An empty string allows none.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let host = part
+                    .strip_prefix("https://")
+                    .or_else(|| part.strip_prefix("http://"))
+                    .unwrap_or("");
+                let valid = !host.is_empty()
+                    && host.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+                    });
+                if valid {
+                    Ok(part.to_ascii_lowercase())
+                } else {
+                    Err(format!(
+                        "{part:?} is not an origin: give scheme://host[:port] (http or https, no \
+                         path and no wildcard), e.g. https://status.example.com"
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl AllowedOrigins {
+    /// Whether a request's `Origin` header names one of the allowed origins.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.0.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
 /// The proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`).
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);

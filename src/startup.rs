@@ -216,6 +216,7 @@ impl Application {
             clock,
             secret,
             trusted_proxies: args.trusted_proxies.clone(),
+            allowed_origins: args.allowed_origins.clone(),
             settings,
             fanout: fanout.clone(),
         });

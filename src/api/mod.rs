@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use crate::fanout::Fanout;
 use crate::ingest::Ingestor;
 use crate::regions::RegionCode;
-use crate::reporter::{ReporterSecret, TrustedProxies};
+use crate::reporter::{AllowedOrigins, ReporterSecret, TrustedProxies};
 use crate::store::{Store, StoreSettings};
 use error::ApiError;
 
@@ -42,6 +42,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub secret: ReporterSecret,
     pub trusted_proxies: TrustedProxies,
+    /// Web origins whose pages may send reports (`--allowed-origins`).
+    pub allowed_origins: AllowedOrigins,
     pub settings: StoreSettings,
     /// This process's incident event fan-out (for `GET /v1/events`).
     pub fanout: Arc<Fanout>,
@@ -256,13 +258,13 @@ pub async fn head_as_get(
 /// Middleware: cross-origin reads (CORS). Whatever downradar answers to a `GET` is public,
 /// so a web page on any origin may read it, `Access-Control-Allow-Origin: *`: a status
 /// dashboard elsewhere can fetch the API, follow the event stream and revalidate with
-/// `If-None-Match` (whose preflight is answered here). Reports are not open to other
-/// origins: a page on another site could otherwise make each of its visitors' browsers file
-/// a report, from as many addresses, and fake an outage. A report needs a JSON body, which
-/// a browser sends across origins only after a preflight, and a preflight for anything but a
-/// read gets no CORS headers, so the browser never sends the report. Nor is `/metrics`, which
-/// is for the operator's scraper: a page visited from inside a private network must not read
-/// it.
+/// `If-None-Match` (whose preflight is answered here). Reports are open only to the origins
+/// of `--allowed-origins`: a page on another site could otherwise make each of its visitors'
+/// browsers file a report, from as many addresses, and fake an outage. A report needs a JSON
+/// body, which a browser sends across origins only after a preflight, and a preflight for
+/// anything but a read gets no CORS headers unless it is a report's from an allowed origin,
+/// so the browser never sends the report. Nor is `/metrics`, which is for the operator's
+/// scraper: a page visited from inside a private network must not read it.
 pub async fn cors_reads(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -272,21 +274,62 @@ pub async fn cors_reads(
     if req.path() == "/metrics" {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
+    let requested = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .cloned();
     let preflight = method == Method::OPTIONS
         && req.headers().contains_key(header::ORIGIN)
-        && req
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && requested
+            .as_ref()
             .is_some_and(|m| m == "GET" || m == "HEAD");
+    // A report from a page of an allowed origin: its preflight and the report itself.
+    let reporter = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|origin| {
+            req.app_data::<web::Data<AppState>>()
+                .is_some_and(|state| state.allowed_origins.allows(origin))
+        })
+        .map(str::to_owned);
+    let report_preflight = method == Method::OPTIONS
+        && reporter.is_some()
+        && requested.as_ref().is_some_and(|m| m == "POST");
     let mut response = next.call(req).await?.map_into_boxed_body();
-    let reads = |response: &actix_web::dev::ServiceResponse<_>| {
+    let takes = |response: &actix_web::dev::ServiceResponse<_>, method: &str| {
         response
             .headers()
             .get(header::ALLOW)
             .and_then(|allow| allow.to_str().ok())
-            .is_some_and(|allow| allow.split(',').any(|m| m.trim() == "GET"))
+            .is_some_and(|allow| allow.split(',').any(|m| m.trim() == method))
     };
-    if preflight && response.status() == StatusCode::METHOD_NOT_ALLOWED && reads(&response) {
+    let not_allowed = response.status() == StatusCode::METHOD_NOT_ALLOWED;
+    if let Some(origin) = reporter.as_deref() {
+        if report_preflight && not_allowed && takes(&response, "POST") {
+            let answer = HttpResponse::NoContent()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST"))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type"))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+                .insert_header((header::VARY, "Origin"))
+                .finish();
+            return Ok(response.into_response(answer));
+        }
+        if method == Method::POST {
+            let headers = response.headers_mut();
+            if let Ok(origin) = header::HeaderValue::from_str(origin) {
+                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            }
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                header::HeaderValue::from_static("Retry-After"),
+            );
+            headers.append(header::VARY, header::HeaderValue::from_static("Origin"));
+            return Ok(response);
+        }
+    }
+    if preflight && not_allowed && takes(&response, "GET") {
         // The route exists and takes reads: the router's 405 becomes the preflight's answer.
         let answer = HttpResponse::NoContent()
             .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))

@@ -178,6 +178,50 @@ on_both_stores! {
         let unknown = preflight("/v1/nothing", "GET").await.unwrap();
         assert_eq!((unknown.status().as_u16(), allowed(&unknown)), (404, None));
     }
+
+    /// The pages of the origins in --allowed-origins may send reports from their visitors'
+    /// browsers; others still may not.
+    async fn reports_are_open_to_the_allowed_origins(app, "--allowed-origins", "https://Status.example, http://localhost:3000") {
+        let header = crate::helpers::header;
+        let preflight = |origin: &str, path: &str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url(path))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type")
+                .send()
+        };
+        let report = |origin: &str| {
+            app.client
+                .post(app.url("/v1/services/tiktok/reports"))
+                .header("origin", origin)
+                .header("content-type", "application/json")
+                .body(json!({"problem": "login", "region": "DE"}).to_string())
+                .send()
+        };
+        for origin in ["https://status.example", "http://localhost:3000"] {
+            let asked = preflight(origin, "/v1/services/tiktok/reports").await.unwrap();
+            assert_eq!(asked.status(), 204, "{origin}");
+            assert_eq!(header(&asked, "access-control-allow-origin").as_deref(), Some(origin));
+            assert_eq!(header(&asked, "access-control-allow-methods").as_deref(), Some("POST"));
+            assert_eq!(header(&asked, "access-control-allow-headers").as_deref(), Some("Content-Type"));
+            assert_eq!(header(&asked, "vary").as_deref(), Some("Origin"));
+            let sent = report(origin).await.unwrap();
+            assert_eq!(sent.status(), 202);
+            assert_eq!(header(&sent, "access-control-allow-origin").as_deref(), Some(origin));
+            assert_eq!(header(&sent, "access-control-expose-headers").as_deref(), Some("Retry-After"));
+        }
+        // Another origin, or a route that takes no reports: no CORS headers, as before.
+        let other = preflight("https://evil.example", "/v1/services/tiktok/reports").await.unwrap();
+        assert_eq!((other.status().as_u16(), header(&other, "access-control-allow-origin")), (405, None));
+        let sent = report("https://evil.example").await.unwrap();
+        assert_eq!((sent.status().as_u16(), header(&sent, "access-control-allow-origin")), (202, None));
+        let reads = preflight("https://status.example", "/v1/services").await.unwrap();
+        assert_eq!((reads.status().as_u16(), header(&reads, "access-control-allow-origin")), (405, None));
+        // Reads stay open to every origin.
+        let read = app.client.get(app.url("/v1/services")).header("origin", "https://status.example").send().await.unwrap();
+        assert_eq!(header(&read, "access-control-allow-origin").as_deref(), Some("*"));
+    }
 }
 
 impl crate::helpers::TestApp {
