@@ -137,29 +137,25 @@ impl FromStr for AllowedOrigins {
     /// Parses a comma-separated list such as `https://status.example.com,
     /// http://localhost:3000`. An empty string allows none.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-            .map(|part| {
-                let host = part
-                    .strip_prefix("https://")
-                    .or_else(|| part.strip_prefix("http://"))
-                    .unwrap_or("");
-                let valid = !host.is_empty()
-                    && host.chars().all(|c| {
-                        c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
-                    });
-                if valid {
-                    Ok(part.to_ascii_lowercase())
-                } else {
-                    Err(format!(
-                        "{part:?} is not an origin: give scheme://host[:port] (http or https, no \
-                         path and no wildcard), e.g. https://status.example.com"
-                    ))
-                }
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+        comma_separated(s, |part| {
+            let host = part
+                .strip_prefix("https://")
+                .or_else(|| part.strip_prefix("http://"))
+                .unwrap_or("");
+            let valid = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if valid {
+                Ok(part.to_ascii_lowercase())
+            } else {
+                Err(format!(
+                    "{part:?} is not an origin: give scheme://host[:port] (http or https, no path \
+                     and no wildcard), e.g. https://status.example.com"
+                ))
+            }
+        })
+        .map(Self)
     }
 }
 
@@ -168,6 +164,19 @@ impl AllowedOrigins {
     pub fn allows(&self, origin: &str) -> bool {
         self.0.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
+}
+
+/// The items of a comma-separated flag value, each parsed by `parse`; blanks are skipped, so
+/// an empty value is an empty list.
+fn comma_separated<T>(
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(parse)
+        .collect()
 }
 
 /// The proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`).
@@ -180,16 +189,12 @@ impl FromStr for TrustedProxies {
     /// Parses a comma-separated list of addresses and CIDR ranges, e.g.
     /// `10.0.0.0/8, 127.0.0.1, ::1`. An empty string trusts nobody.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-            .map(|part| {
-                part.parse::<IpNet>()
-                    .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("{part:?} is neither an IP address nor a CIDR range"))
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+        comma_separated(s, |part| {
+            part.parse::<IpNet>()
+                .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{part:?} is neither an IP address nor a CIDR range"))
+        })
+        .map(Self)
     }
 }
 
