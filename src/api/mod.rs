@@ -283,10 +283,11 @@ pub async fn cors_reads(
         && requested
             .as_ref()
             .is_some_and(|m| m == "GET" || m == "HEAD");
-    // A report from a page of an allowed origin: its preflight and the report itself.
-    let reporter = req
-        .headers()
-        .get(header::ORIGIN)
+    // A report from a page of an allowed origin: its preflight and the report itself (reads
+    // need no look at the list).
+    let reporter = matches!(method, Method::POST | Method::OPTIONS)
+        .then(|| req.headers().get(header::ORIGIN))
+        .flatten()
         .and_then(|o| o.to_str().ok())
         .filter(|origin| {
             req.app_data::<web::Data<AppState>>()
