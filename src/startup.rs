@@ -234,7 +234,7 @@ impl Application {
                 // Inside the request tracking, which labels a HEAD as such.
                 .wrap(from_fn(api::docs_not_found))
                 .wrap(from_fn(api::head_as_get))
-                .wrap(from_fn(api::cors_reads))
+                .wrap(from_fn(api::cors))
                 .wrap(from_fn(crate::telemetry::track_requests))
                 .configure(api::configure(state.clone(), ingestor))
         })

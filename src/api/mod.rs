@@ -255,7 +255,7 @@ pub async fn head_as_get(
     next.call(req).await
 }
 
-/// Middleware: cross-origin reads (CORS). Whatever downradar answers to a `GET` is public,
+/// Middleware: cross-origin reads and reports (CORS). Whatever downradar answers to a `GET` is public,
 /// so a web page on any origin may read it, `Access-Control-Allow-Origin: *`: a status
 /// dashboard elsewhere can fetch the API, follow the event stream and revalidate with
 /// `If-None-Match` (whose preflight is answered here). Reports are open only to the origins
@@ -265,7 +265,7 @@ pub async fn head_as_get(
 /// anything but a read gets no CORS headers unless it is a report's from an allowed origin,
 /// so the browser never sends the report. Nor is `/metrics`, which is for the operator's
 /// scraper: a page visited from inside a private network must not read it.
-pub async fn cors_reads(
+pub async fn cors(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
