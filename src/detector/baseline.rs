@@ -24,7 +24,9 @@
 //!   (see [`Dispersion::learn_score`]).
 //!
 //! Updates take a winsorised count and stop altogether while an incident is open, so
-//! outages do not inflate the baseline.
+//! outages do not inflate the baseline; but a slot of the day that was in an incident on
+//! each of the days before as well ([`Recurrence`]) is learned into the seasonal profile as
+//! it is, since what comes back at the same time every day is the service's day.
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +84,10 @@ pub struct Baseline {
     /// [`Baseline::slow_level`]), so that states saved before there was one still decode.
     #[serde(skip)]
     slow: LevelSums,
+    /// Which days each slot of the day spent in an open incident; saved apart from the rest
+    /// (see [`Baseline::recurrence`]).
+    #[serde(skip)]
+    recurrence: Recurrence,
     flat: f64,
     flat_n: f64,
     /// Dispersion of the total, per test window.
@@ -106,6 +112,7 @@ impl Baseline {
             week_n: vec![0.0; week_slots],
             level: LevelSums::default(),
             slow: LevelSums::default(),
+            recurrence: Recurrence::default(),
             flat: prior,
             flat_n: prior_n,
             dispersion: Dispersion::new(windows),
@@ -250,18 +257,8 @@ impl Baseline {
     /// with `hold`, the dispersion holds them back (see [`Dispersion::hold`]).
     pub fn learn(&mut self, t: i64, count: f64, windows: &[(f64, f64)], hold: bool) {
         let width = self.width as f64;
-        let slot = slot_secs(self.width);
-        let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
-        let d = w % self.day.len();
-        let per_slot = self.per_slot();
         let profile = self.profile(t);
-
-        let day_cap = (DAY_MEMORY_DAYS * per_slot) as f32;
-        self.day_n[d] = (self.day_n[d] + 1.0).min(day_cap);
-        self.day[d] += (count as f32 - self.day[d]) / self.day_n[d];
-        let week_cap = (WEEK_MEMORY_WEEKS * per_slot) as f32;
-        self.week_n[w] = (self.week_n[w] + 1.0).min(week_cap);
-        self.week[w] += (count as f32 - self.week[w]) / self.week_n[w];
+        self.learn_season(t, count);
 
         self.level
             .learn((-width / LEVEL_SECS).exp(), count, profile);
@@ -274,6 +271,88 @@ impl Baseline {
         self.dispersion.decay(self.width);
         self.dispersion.learn_or_hold(windows, hold);
         self.age += 1;
+    }
+
+    /// Learns the bucket at `t` holding `count` reports into the seasonal profile alone (the
+    /// day and week slots), as [`learn`](Self::learn) does with the rest.
+    pub fn learn_season(&mut self, t: i64, count: f64) {
+        let slot = slot_secs(self.width);
+        let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
+        let d = w % self.day.len();
+        let per_slot = self.per_slot();
+        let day_cap = (DAY_MEMORY_DAYS * per_slot) as f32;
+        self.day_n[d] = (self.day_n[d] + 1.0).min(day_cap);
+        self.day[d] += (count as f32 - self.day[d]) / self.day_n[d];
+        let week_cap = (WEEK_MEMORY_WEEKS * per_slot) as f32;
+        self.week_n[w] = (self.week_n[w] + 1.0).min(week_cap);
+        self.week[w] += (count as f32 - self.week[w]) / self.week_n[w];
+    }
+
+    /// Notes that the bucket at `t` falls in an open incident, and says whether its slot of
+    /// the day was in one on each of the [`RECUR_DAYS`] days before as well: then what the
+    /// incident shows at this time of day is the service's day, not an outage (see
+    /// `ServiceState::observe`).
+    pub fn recurs(&mut self, t: i64) -> bool {
+        let d = (t.rem_euclid(DAY_SECS) / slot_secs(self.width)) as usize;
+        self.recurrence
+            .mark(t.div_euclid(DAY_SECS), d, self.day.len())
+    }
+
+    /// Which days each slot of the day spent in an open incident, as saved after the rest of
+    /// a service's state.
+    pub fn recurrence(&self) -> &Recurrence {
+        &self.recurrence
+    }
+
+    /// Restores what [`recurrence`](Self::recurrence) saved; `None` for a state saved before
+    /// it was kept, which starts with no incident behind it.
+    pub fn set_recurrence(&mut self, recurrence: Option<Recurrence>) {
+        self.recurrence = recurrence.unwrap_or_default();
+    }
+}
+
+/// Days before today on which a slot of the day must have been in an open incident for
+/// today's to be taken as the service's day: two, so that a business-hours service, silent
+/// at night, whose first days open an incident each morning, stops doing so on its fourth,
+/// while an outage that happens to come back at the same time the next day is still one.
+pub const RECUR_DAYS: u32 = 2;
+
+/// Per slot of the day, the days of the last eight on which it was in an open incident.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recurrence {
+    /// The day (days since the Unix epoch) that bit 0 of every mask stands for.
+    day: i64,
+    /// Per slot of the day: bit `i` set when the slot was in an open incident `i` days
+    /// before `day`.
+    masks: Vec<u8>,
+}
+
+impl Recurrence {
+    /// Marks slot `slot` (of `slots`) as in an open incident on day `day`, and says whether
+    /// it was in one on each of the [`RECUR_DAYS`] days before.
+    fn mark(&mut self, day: i64, slot: usize, slots: usize) -> bool {
+        if self.masks.len() != slots {
+            // New, or from a state with other slots: nothing is known.
+            self.masks = vec![0; slots];
+            self.day = day;
+        }
+        let days = day - self.day;
+        if days < 0 {
+            // A bucket from before the marks (cannot happen in time order): nothing to say.
+            return false;
+        }
+        if days > 0 {
+            for mask in &mut self.masks {
+                *mask = u8::try_from(days)
+                    .ok()
+                    .and_then(|days| mask.checked_shl(u32::from(days)))
+                    .unwrap_or(0);
+            }
+            self.day = day;
+        }
+        self.masks[slot] |= 1;
+        let before = ((1u8 << RECUR_DAYS) - 1) << 1;
+        self.masks[slot] & before == before
     }
 }
 
@@ -619,6 +698,34 @@ mod tests {
 
     /// A baseline that learned `minutes` minutes of [`diurnal`] counts, each scaled by
     /// `factor` of its minute.
+    /// A slot recurs when it was in an incident on each of the two days before; a day
+    /// without one starts the count again, and eight days wipe the slate.
+    #[test]
+    fn a_slot_recurs_on_its_third_day_in_an_incident_in_a_row() {
+        let mut b = Baseline::new(60, 3, 1.0);
+        let t = 100 * DAY_SECS + 9 * 3600; // 09:00
+        assert!(!b.recurs(t));
+        assert!(!b.recurs(t + 60), "the same day again is not another day");
+        assert!(!b.recurs(t + DAY_SECS));
+        assert!(b.recurs(t + 2 * DAY_SECS), "the third day in a row");
+        assert!(
+            b.recurs(t + 3 * DAY_SECS + 600),
+            "the fourth, anywhere in the slot"
+        );
+        assert!(
+            !b.recurs(t + 3 * DAY_SECS + 900),
+            "but not in the next slot"
+        );
+        // A day without: two more days in a row before it recurs again.
+        assert!(!b.recurs(t + 5 * DAY_SECS));
+        assert!(!b.recurs(t + 6 * DAY_SECS));
+        assert!(b.recurs(t + 7 * DAY_SECS));
+        assert!(
+            !b.recurs(t + 15 * DAY_SECS),
+            "eight days on, nothing is remembered"
+        );
+    }
+
     fn learned(minutes: i64, factor: impl Fn(i64) -> f64) -> Baseline {
         let mut b = Baseline::new(60, 1, 1.0);
         for i in 0..minutes {

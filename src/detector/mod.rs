@@ -866,6 +866,50 @@ mod tests {
         );
     }
 
+    /// A business-hours service first seen at night (a fresh deployment's, before any
+    /// history) looks down every morning at first: its day is frozen out of the baseline by
+    /// the incident it opens. Its third morning in a row is learned, and from its fifth on
+    /// nothing opens. A service down at the same time on two days running is down on both.
+    #[test]
+    fn a_service_busy_in_business_hours_is_not_down_every_morning() {
+        let catalog = catalog();
+        let mut detector = Detector::new(&catalog, DetectorConfig::default());
+        let t0 = 1_790_000_000 - 1_790_000_000 % 86_400;
+        let mut events = Vec::new();
+        for i in 0..10 * 1440 {
+            let hour = i % 1440 / 60;
+            let day = i / 1440;
+            // "up" is busy throughout, so that the nights are no gap in the data; "down" is
+            // down (ten times its rate) from 14:00 to 15:00 on days 6 and 7; "other" gets
+            // ten times as many reports from 08:00 to 18:00 as at night.
+            let up = cells(wobble(40.0, i), 0);
+            let down_rate = if (6..=7).contains(&day) && hour == 14 {
+                50.0
+            } else {
+                5.0
+            };
+            let down = cells(wobble(down_rate, i), 0);
+            let other_rate = if (8..18).contains(&hour) { 10.0 } else { 1.0 };
+            let other = cells(wobble(other_rate, i), 0);
+            events.extend(detector.step(t0 + i * 60, &[&up, &down, &other]));
+        }
+        let opened = |service: &str| -> Vec<i64> {
+            events
+                .iter()
+                .filter(|e| e.incident.service.as_str() == service)
+                .filter(|e| e.kind == EventType::Opened)
+                .map(|e| (e.at.unix_timestamp() - t0) / 86_400)
+                .collect()
+        };
+        let other = opened("other");
+        assert!(
+            other.first() == Some(&0),
+            "its first morning looks like an outage: {other:?}"
+        );
+        assert!(other.iter().all(|&day| day < 4), "opened on days {other:?}");
+        assert_eq!(opened("down"), [6, 7]);
+    }
+
     /// The first minutes are watched before anything opens, since a service first seen
     /// mid-stream is busy, not flooding: but a flood after quiet minutes within them is an
     /// outage (a backtest whose file starts just before one missed it altogether).

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{Baseline, Dispersion, Held, HeldScores, LevelSums};
+use super::baseline::{Baseline, Dispersion, Held, HeldScores, LevelSums, Recurrence};
 use super::event::Scope;
 use super::stats::{binomial_upper_score, lower_score, threshold, upper_score};
 use crate::catalog::Problem;
@@ -329,8 +329,9 @@ struct Scores {
 
 /// A service's state as saved in the store: the state, then what its dispersions hold back
 /// ([`Pending`]), then its counts per region and problem ([`Cells`]), then what its score
-/// tails hold back ([`Scores`]), then its baseline's slow level ([`LevelSums`]). Each part
-/// was added after the one before it: a build from before reads what it knows and ignores
+/// tails hold back ([`Scores`]), then its baseline's slow level ([`LevelSums`]), then the
+/// days its slots of the day spent in incidents ([`Recurrence`]). Each part was added after
+/// the one before it: a build from before reads what it knows and ignores
 /// the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
@@ -361,6 +362,7 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     };
     bytes.extend(postcard::to_stdvec(&scores)?);
     bytes.extend(postcard::to_stdvec(&state.baseline.slow_level())?);
+    bytes.extend(postcard::to_stdvec(state.baseline.recurrence())?);
     Ok(bytes)
 }
 
@@ -368,15 +370,19 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
-    let slow = decode_trailers(&mut state, rest);
+    let (slow, recurrence) = decode_trailers(&mut state, rest).unzip();
     // A state saved before the slow level starts it where its short-term level is.
     state.baseline.set_slow_level(slow);
+    state.baseline.set_recurrence(recurrence.flatten());
     Ok(state)
 }
 
 /// Restores what follows the state (see [`encode`]) as far as it decodes, and returns the
-/// slow level if it was saved.
-fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<LevelSums> {
+/// slow level if it was saved, with the recurrence if that was too.
+fn decode_trailers(
+    state: &mut ServiceState,
+    rest: &[u8],
+) -> Option<(LevelSums, Option<Recurrence>)> {
     let (pending, rest) = postcard::take_from_bytes::<Pending>(rest).ok()?;
     state.ordinary_run = pending.ordinary_run;
     state.baseline.dispersion.set_held(pending.total);
@@ -400,7 +406,8 @@ fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<LevelSums> {
     state.baseline.dispersion.set_held_scores(scores.total);
     state.region_dispersion.set_held_scores(scores.regions);
     state.problem_dispersion.set_held_scores(scores.problems);
-    postcard::from_bytes::<LevelSums>(rest).ok()
+    let (slow, rest) = postcard::take_from_bytes::<LevelSums>(rest).ok()?;
+    Some((slow, postcard::from_bytes::<Recurrence>(rest).ok()))
 }
 
 impl ServiceState {
@@ -677,6 +684,7 @@ impl ServiceState {
         let possible =
             verdict_total.possible || verdict_regions.possible || verdict_problems.possible;
 
+        let was_open = self.open.is_some();
         let change = match self.open.take() {
             None if strong => {
                 // What the dispersions held back was this outage's onset.
@@ -726,6 +734,18 @@ impl ServiceState {
                 }
             }
         };
+
+        // The baseline is frozen while an incident is open, but for the slots of the day
+        // that were in one on each of the days before as well: a rise that comes back at
+        // the same time every day is the service's day, and the seasonal profile and the
+        // shares learn it as it is. (Frozen, a business-hours service silent at night, such
+        // as one first seen at night, opened an incident every morning, which resolved every
+        // evening, for as long as it ran.)
+        if (was_open || change == Some(Change::Opened)) && self.baseline.recurs(t) {
+            let x = self.ring.back().map_or(0.0, |s| f64::from(s.x));
+            self.baseline.learn_season(t, x);
+            self.learn_shares(t, tuning);
+        }
 
         self.level = match (&self.open, change) {
             (_, Some(Change::Resolved { .. })) => Level::Operational,
@@ -1060,9 +1080,13 @@ impl ServiceState {
             }
         }
         // Shares learn from ordinary buckets only.
-        if possible {
-            return;
+        if !possible {
+            self.learn_shares(t, tuning);
         }
+    }
+
+    /// Learns the region and problem shares from the newest bucket, at `t`.
+    fn learn_shares(&mut self, t: i64, tuning: &Tuning) {
         let hour = (t.rem_euclid(86_400) / 3600) as usize;
         let width = tuning.width as f64;
         let keep_all = 1.0 - width / (SHARE_MEMORY_DAYS * 86_400.0);
@@ -2083,8 +2107,23 @@ mod tests {
         assert_eq!(state.ordinary_run, 2);
         let held = state.baseline.dispersion.held();
         assert!(!held.is_empty(), "something is held back");
+        // The slot at `now` was in an incident on each of the three days before.
+        for day in (1..=3).rev() {
+            state.baseline.recurs((now - day * 1440) * 60);
+        }
+        assert!(state.baseline.recurs(now * 60), "the slot recurs");
         let saved = encode(&state).unwrap();
         let restored = decode(&saved).unwrap();
+        let recurrence = postcard::to_stdvec(state.baseline.recurrence()).unwrap();
+        assert!(saved.ends_with(&recurrence), "the recurrence is saved last");
+        assert_eq!(restored.baseline.recurrence(), state.baseline.recurrence());
+        // Saved by the build before the recurrence: the rest decodes, and no slot has an
+        // incident behind it.
+        let whole = saved.clone();
+        let saved = &whole[..whole.len() - recurrence.len()];
+        let before = decode(saved).unwrap();
+        assert_eq!(before.baseline.recurrence(), &Recurrence::default());
+        assert_eq!(before.baseline.slow_level(), state.baseline.slow_level());
         assert_eq!(restored.baseline.dispersion.held(), held);
         assert_eq!(
             restored.region_dispersion.held(),
@@ -2095,7 +2134,7 @@ mod tests {
         assert_eq!(restored.baseline.dispersion.held_scores(), scores);
         assert_eq!(restored.ordinary_run, state.ordinary_run);
         let slow = postcard::to_stdvec(&state.baseline.slow_level()).unwrap();
-        assert!(saved.ends_with(&slow), "the slow level is saved last");
+        assert!(saved.ends_with(&slow), "the slow level is saved before it");
         assert_eq!(restored.baseline.slow_level(), state.baseline.slow_level());
         // Saved by the build before the slow level: the rest decodes, and the slow level
         // starts where the short-term level stands.
@@ -2133,7 +2172,7 @@ mod tests {
         );
         assert_eq!(
             encode(&restored).unwrap(),
-            saved,
+            whole,
             "a round trip changes nothing"
         );
 
@@ -2150,7 +2189,7 @@ mod tests {
             before
         );
         assert_eq!(postcard::to_stdvec(&old).unwrap(), before);
-        let by_an_older_build: ServiceState = postcard::from_bytes(&saved).unwrap();
+        let by_an_older_build: ServiceState = postcard::from_bytes(saved).unwrap();
         assert_eq!(postcard::to_stdvec(&by_an_older_build).unwrap(), before);
     }
 

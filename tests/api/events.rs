@@ -612,6 +612,21 @@ fn xadd(redis: &RedisServer, event: &IncidentEvent) -> String {
         .unwrap()
 }
 
+/// Adds `event` to a stream emptied since `old` was its last id, under the id a millisecond
+/// after `old`: `*` gives `old` itself again within the same millisecond, and a client that
+/// had read up to `old` is then up to date with the new stream as far as ids can tell.
+fn xadd_after_reset(redis: &RedisServer, event: &IncidentEvent, old: &str) -> String {
+    let ms: u64 = old.split('-').next().unwrap().parse().unwrap();
+    let mut conn = redis.connection().unwrap();
+    redis::cmd("XADD")
+        .arg("dr:events")
+        .arg(format!("{}-0", ms + 1))
+        .arg("event")
+        .arg(serde_json::to_string(event).unwrap())
+        .query(&mut conn)
+        .unwrap()
+}
+
 /// A live stream is told when the store loses the event stream (Redis restarted without its
 /// data): `event: resync`, whatever its filters, before the events of the new stream; its
 /// client had kept an incident open that the store no longer knew.
@@ -632,7 +647,11 @@ async fn live_streams_are_told_when_the_store_loses_the_stream() {
     let _: () = redis::cmd("FLUSHALL")
         .query(&mut redis.connection().unwrap())
         .unwrap();
-    let new = xadd(redis, &event(EventType::Opened, "netflix", start, &["DE"]));
+    let new = xadd_after_reset(
+        redis,
+        &event(EventType::Opened, "netflix", start, &["DE"]),
+        &old[0],
+    );
     for sse in [&mut all, &mut netflix] {
         let resync = sse.next_event(Duration::from_secs(10)).await.unwrap();
         assert_eq!(resync.event.as_deref(), Some("resync"), "{resync:?}");
@@ -924,7 +943,7 @@ async fn resuming_across_a_reset_stream_gets_a_resync() {
         .query(&mut redis.connection().unwrap())
         .unwrap();
     let after_reset = event(EventType::Opened, "netflix", start, &["DE"]);
-    let new = xadd(redis, &after_reset);
+    let new = xadd_after_reset(redis, &after_reset, &old[0]);
 
     let mut resumed = Sse::connect(&app.url("/v1/events"), Some(&old[0])).await;
     let resync = resumed.next_event(Duration::from_secs(5)).await.unwrap();
