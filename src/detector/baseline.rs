@@ -304,10 +304,10 @@ impl Baseline {
         &self.recurrence
     }
 
-    /// Restores what [`recurrence`](Self::recurrence) saved; `None` for a state saved before
-    /// it was kept, which starts with no incident behind it.
-    pub fn set_recurrence(&mut self, recurrence: Option<Recurrence>) {
-        self.recurrence = recurrence.unwrap_or_default();
+    /// Restores what [`recurrence`](Self::recurrence) saved. (A state saved before it was
+    /// kept starts with the default: no incident behind any slot.)
+    pub fn set_recurrence(&mut self, recurrence: Recurrence) {
+        self.recurrence = recurrence;
     }
 }
 

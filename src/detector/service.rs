@@ -244,8 +244,8 @@ pub struct Open {
     buckets: u64,
     pub attribution: Attribution,
     pub caused_by: Vec<crate::catalog::ServiceId>,
-    /// The countries its last event named (see [`ServiceState::regions_named`]). Not saved:
-    /// after a restart the next event names the attribution's countries again.
+    /// The countries its last event named (see [`ServiceState::regions_named`]). Saved apart
+    /// from the rest (see [`encode`]).
     #[serde(skip)]
     pub shown: Vec<RegionCode>,
 }
@@ -330,8 +330,9 @@ struct Scores {
 /// A service's state as saved in the store: the state, then what its dispersions hold back
 /// ([`Pending`]), then its counts per region and problem ([`Cells`]), then what its score
 /// tails hold back ([`Scores`]), then its baseline's slow level ([`LevelSums`]), then the
-/// days its slots of the day spent in incidents ([`Recurrence`]). Each part was added after
-/// the one before it: a build from before reads what it knows and ignores
+/// days its slots of the day spent in incidents ([`Recurrence`]), then the countries its
+/// open incident's last event named ([`Open::shown`]). Each part was added after the one
+/// before it: a build from before reads what it knows and ignores
 /// the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
@@ -363,6 +364,8 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     bytes.extend(postcard::to_stdvec(&scores)?);
     bytes.extend(postcard::to_stdvec(&state.baseline.slow_level())?);
     bytes.extend(postcard::to_stdvec(state.baseline.recurrence())?);
+    let shown = state.open.as_ref().map_or(&[][..], |o| &o.shown[..]);
+    bytes.extend(postcard::to_stdvec(shown)?);
     Ok(bytes)
 }
 
@@ -370,19 +373,20 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
-    let (slow, recurrence) = decode_trailers(&mut state, rest).unzip();
+    let mut slow = None;
+    decode_trailers(&mut state, rest, &mut slow);
     // A state saved before the slow level starts it where its short-term level is.
     state.baseline.set_slow_level(slow);
-    state.baseline.set_recurrence(recurrence.flatten());
     Ok(state)
 }
 
-/// Restores what follows the state (see [`encode`]) as far as it decodes, and returns the
-/// slow level if it was saved, with the recurrence if that was too.
+/// Restores what follows the state (see [`encode`]) as far as it decodes; the slow level
+/// into `slow`, for [`decode`] to restore whether or not it was saved.
 fn decode_trailers(
     state: &mut ServiceState,
     rest: &[u8],
-) -> Option<(LevelSums, Option<Recurrence>)> {
+    slow: &mut Option<LevelSums>,
+) -> Option<()> {
     let (pending, rest) = postcard::take_from_bytes::<Pending>(rest).ok()?;
     state.ordinary_run = pending.ordinary_run;
     state.baseline.dispersion.set_held(pending.total);
@@ -406,8 +410,17 @@ fn decode_trailers(
     state.baseline.dispersion.set_held_scores(scores.total);
     state.region_dispersion.set_held_scores(scores.regions);
     state.problem_dispersion.set_held_scores(scores.problems);
-    let (slow, rest) = postcard::take_from_bytes::<LevelSums>(rest).ok()?;
-    Some((slow, postcard::from_bytes::<Recurrence>(rest).ok()))
+    let (level, rest) = postcard::take_from_bytes::<LevelSums>(rest).ok()?;
+    *slow = Some(level);
+    let (recurrence, rest) = postcard::take_from_bytes::<Recurrence>(rest).ok()?;
+    state.baseline.set_recurrence(recurrence);
+    // Saved before the countries shown were, a global outage's next event names its
+    // attribution's countries, which may be fewer than the last one named.
+    let shown = postcard::from_bytes::<Vec<RegionCode>>(rest).ok()?;
+    if let Some(open) = &mut state.open {
+        open.shown = shown;
+    }
+    Some(())
 }
 
 impl ServiceState {
@@ -2060,6 +2073,19 @@ mod tests {
         open.shown = vec![code("US")];
         open.attribution = attribution(Scope::Global, &["FR"]);
         assert_eq!(state.regions_named(&open), [code("FR"), code("US")]);
+        // Saved and restored (a restart, a new leader), it still does...
+        state.open = Some(open.clone());
+        let saved = encode(&state).unwrap();
+        let named = |state: &ServiceState| state.regions_named(state.open.as_ref().unwrap());
+        assert_eq!(named(&decode(&saved).unwrap()), [code("FR"), code("US")]);
+        // ...where a state saved before the countries shown were names the attribution's.
+        let shown = postcard::to_stdvec(&open.shown).unwrap();
+        assert!(
+            saved.ends_with(&shown),
+            "the countries shown are saved last"
+        );
+        let before = decode(&saved[..saved.len() - shown.len()]).unwrap();
+        assert_eq!(named(&before), [code("FR")]);
         // A regional incident names its countries alone.
         open.attribution = attribution(Scope::Regional, &["JP"]);
         assert_eq!(state.regions_named(&open), [code("JP")]);
@@ -2115,12 +2141,17 @@ mod tests {
         let saved = encode(&state).unwrap();
         let restored = decode(&saved).unwrap();
         let recurrence = postcard::to_stdvec(state.baseline.recurrence()).unwrap();
-        assert!(saved.ends_with(&recurrence), "the recurrence is saved last");
+        // No incident is open: no countries shown.
+        let shown = postcard::to_stdvec(&Vec::<RegionCode>::new()).unwrap();
+        assert!(
+            saved.ends_with(&[&recurrence[..], &shown[..]].concat()),
+            "the recurrence is saved before the countries shown, which come last"
+        );
         assert_eq!(restored.baseline.recurrence(), state.baseline.recurrence());
         // Saved by the build before the recurrence: the rest decodes, and no slot has an
         // incident behind it.
         let whole = saved.clone();
-        let saved = &whole[..whole.len() - recurrence.len()];
+        let saved = &whole[..whole.len() - recurrence.len() - shown.len()];
         let before = decode(saved).unwrap();
         assert_eq!(before.baseline.recurrence(), &Recurrence::default());
         assert_eq!(before.baseline.slow_level(), state.baseline.slow_level());
