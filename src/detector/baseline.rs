@@ -288,14 +288,20 @@ impl Baseline {
         self.week[w] += (count as f32 - self.week[w]) / self.week_n[w];
     }
 
-    /// Notes that the bucket at `t` falls in an open incident, and says whether its slot of
-    /// the day was in one on each of the [`RECUR_DAYS`] days before as well: then what the
-    /// incident shows at this time of day is the service's day, not an outage (see
-    /// `ServiceState::observe`).
+    /// Notes that the bucket at `t` falls in an open incident, and says whether the seasonal
+    /// profile should learn it all the same (see `ServiceState::observe`): its slot of the day
+    /// was in an incident on each of the [`RECUR_DAYS`] days before as well, and the profile
+    /// has less than a day's worth of that slot, so it has hardly seen that time of day
+    /// outside an incident. What the incident shows there is then the service's day, not an
+    /// outage. A slot the profile knows keeps its outages out of it, however often they
+    /// come back: a service down at 14:00 every day for a week, learned so, missed its
+    /// one-off outages at that time for a month after.
     pub fn recurs(&mut self, t: i64) -> bool {
         let d = (t.rem_euclid(DAY_SECS) / slot_secs(self.width)) as usize;
-        self.recurrence
-            .mark(t.div_euclid(DAY_SECS), d, self.day.len())
+        let recurred = self
+            .recurrence
+            .mark(t.div_euclid(DAY_SECS), d, self.day.len());
+        recurred && f64::from(self.day_n[d]) < self.per_slot()
     }
 
     /// Which days each slot of the day spent in an open incident, as saved after the rest of
@@ -331,15 +337,12 @@ impl Recurrence {
     /// Marks slot `slot` (of `slots`) as in an open incident on day `day`, and says whether
     /// it was in one on each of the [`RECUR_DAYS`] days before.
     fn mark(&mut self, day: i64, slot: usize, slots: usize) -> bool {
-        if self.masks.len() != slots {
-            // New, or from a state with other slots: nothing is known.
+        let days = day.checked_sub(self.day).unwrap_or(-1);
+        if self.masks.len() != slots || days < 0 {
+            // New, from a state with other slots, or with marks from after this bucket (a
+            // damaged save, a clock set back): nothing is known.
             self.masks = vec![0; slots];
             self.day = day;
-        }
-        let days = day - self.day;
-        if days < 0 {
-            // A bucket from before the marks (cannot happen in time order): nothing to say.
-            return false;
         }
         if days > 0 {
             for mask in &mut self.masks {
@@ -696,10 +699,9 @@ mod tests {
         assert!(b.dispersion(0) > 20.0, "{}", b.dispersion(0));
     }
 
-    /// A baseline that learned `minutes` minutes of [`diurnal`] counts, each scaled by
-    /// `factor` of its minute.
-    /// A slot recurs when it was in an incident on each of the two days before; a day
-    /// without one starts the count again, and eight days wipe the slate.
+    /// A slot recurs when it was in an incident on each of the two days before, while the
+    /// profile has less than a day's worth of it; a day without starts the count again, and
+    /// eight days wipe the slate.
     #[test]
     fn a_slot_recurs_on_its_third_day_in_an_incident_in_a_row() {
         let mut b = Baseline::new(60, 3, 1.0);
@@ -724,8 +726,19 @@ mod tests {
             !b.recurs(t + 15 * DAY_SECS),
             "eight days on, nothing is remembered"
         );
+        // Marks from after the bucket (a clock set back) are forgotten.
+        assert!(!b.recurs(t + 10 * DAY_SECS));
+        assert!(!b.recurs(t + 11 * DAY_SECS));
+        assert!(b.recurs(t + 12 * DAY_SECS));
+        // A slot of which the profile has a day's worth is not learned from its incidents.
+        for minute in 0..15 {
+            b.learn_season(t + 13 * DAY_SECS + minute * 60, 1.0);
+        }
+        assert!(!b.recurs(t + 13 * DAY_SECS), "the profile knows the slot");
     }
 
+    /// A baseline that learned `minutes` minutes of [`diurnal`] counts, each scaled by
+    /// `factor` of its minute.
     fn learned(minutes: i64, factor: impl Fn(i64) -> f64) -> Baseline {
         let mut b = Baseline::new(60, 1, 1.0);
         for i in 0..minutes {
