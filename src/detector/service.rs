@@ -373,20 +373,15 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
-    let mut slow = None;
-    decode_trailers(&mut state, rest, &mut slow);
+    let slow = decode_trailers(&mut state, rest);
     // A state saved before the slow level starts it where its short-term level is.
     state.baseline.set_slow_level(slow);
     Ok(state)
 }
 
-/// Restores what follows the state (see [`encode`]) as far as it decodes; the slow level
-/// into `slow`, for [`decode`] to restore whether or not it was saved.
-fn decode_trailers(
-    state: &mut ServiceState,
-    rest: &[u8],
-    slow: &mut Option<LevelSums>,
-) -> Option<()> {
+/// Restores what follows the state (see [`encode`]) as far as it decodes, and returns the
+/// slow level if it was saved.
+fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<LevelSums> {
     let (pending, rest) = postcard::take_from_bytes::<Pending>(rest).ok()?;
     state.ordinary_run = pending.ordinary_run;
     state.baseline.dispersion.set_held(pending.total);
@@ -410,8 +405,13 @@ fn decode_trailers(
     state.baseline.dispersion.set_held_scores(scores.total);
     state.region_dispersion.set_held_scores(scores.regions);
     state.problem_dispersion.set_held_scores(scores.problems);
-    let (level, rest) = postcard::take_from_bytes::<LevelSums>(rest).ok()?;
-    *slow = Some(level);
+    let (slow, rest) = postcard::take_from_bytes::<LevelSums>(rest).ok()?;
+    decode_trailers_after_slow_level(state, rest);
+    Some(slow)
+}
+
+/// Restores what follows the slow level (see [`encode`]) as far as it decodes.
+fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> Option<()> {
     let (recurrence, rest) = postcard::take_from_bytes::<Recurrence>(rest).ok()?;
     state.baseline.set_recurrence(recurrence);
     // Saved before the countries shown were, a global outage's next event names its
