@@ -25,8 +25,9 @@
 //!
 //! Updates take a winsorised count and stop altogether while an incident is open, so
 //! outages do not inflate the baseline; but a slot of the day that was in an incident on
-//! each of the days before as well ([`Recurrence`]) is learned into the seasonal profile as
-//! it is, since what comes back at the same time every day is the service's day.
+//! each of the days before as well ([`Recurrence`]), and that the profile has hardly seen
+//! outside one, is learned into the seasonal profile as it is, since what comes back there
+//! every day is the service's day (see [`Baseline::recurs`]).
 
 use serde::{Deserialize, Serialize};
 
