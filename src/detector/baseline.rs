@@ -295,8 +295,8 @@ impl Baseline {
     /// has less than a day's worth of that slot, so it has hardly seen that time of day
     /// outside an incident. What the incident shows there is then the service's day, not an
     /// outage. A slot the profile knows keeps its outages out of it, however often they
-    /// come back: a service down at 14:00 every day for a week, learned so, missed its
-    /// one-off outages at that time for a month after.
+    /// come back: a service down at 14:00 every day for a week, learned so, missed all six
+    /// of its one-off outages at that time over the 25 days after.
     pub fn recurs(&mut self, t: i64) -> bool {
         let d = (t.rem_euclid(DAY_SECS) / slot_secs(self.width)) as usize;
         let recurred = self

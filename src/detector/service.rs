@@ -332,8 +332,7 @@ struct Scores {
 /// tails hold back ([`Scores`]), then its baseline's slow level ([`LevelSums`]), then the
 /// days its slots of the day spent in incidents ([`Recurrence`]), then the countries its
 /// open incident's last event named ([`Open::shown`]). Each part was added after the one
-/// before it: a build from before reads what it knows and ignores
-/// the rest.
+/// before it: a build from before reads what it knows and ignores the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
     let pending = Pending {
@@ -2133,7 +2132,7 @@ mod tests {
         assert_eq!(state.ordinary_run, 2);
         let held = state.baseline.dispersion.held();
         assert!(!held.is_empty(), "something is held back");
-        // The slot at `now` was in an incident on each of the three days before.
+        // The slot at `now` is in an incident, as it was on each of the three days before.
         for day in (0..=3).rev() {
             state.baseline.recurs((now - day * 1440) * 60);
         }
