@@ -602,14 +602,7 @@ async fn an_id_past_the_retention_gets_a_resync() {
 
 /// Appends `event` to the event stream as a detector commit does.
 fn xadd(redis: &RedisServer, event: &IncidentEvent) -> String {
-    let mut conn = redis.connection().unwrap();
-    redis::cmd("XADD")
-        .arg("dr:events")
-        .arg("*")
-        .arg("event")
-        .arg(serde_json::to_string(event).unwrap())
-        .query(&mut conn)
-        .unwrap()
+    xadd_as(redis, "*", event)
 }
 
 /// Adds `event` to a stream emptied since `old` was its last id, under the id a millisecond
@@ -617,10 +610,15 @@ fn xadd(redis: &RedisServer, event: &IncidentEvent) -> String {
 /// had read up to `old` is then up to date with the new stream as far as ids can tell.
 fn xadd_after_reset(redis: &RedisServer, event: &IncidentEvent, old: &str) -> String {
     let ms: u64 = old.split('-').next().unwrap().parse().unwrap();
+    xadd_as(redis, &format!("{}-0", ms + 1), event)
+}
+
+/// Appends `event` to the event stream under `id` (`*`: one Redis picks).
+fn xadd_as(redis: &RedisServer, id: &str, event: &IncidentEvent) -> String {
     let mut conn = redis.connection().unwrap();
     redis::cmd("XADD")
         .arg("dr:events")
-        .arg(format!("{}-0", ms + 1))
+        .arg(id)
         .arg("event")
         .arg(serde_json::to_string(event).unwrap())
         .query(&mut conn)
