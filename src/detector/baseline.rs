@@ -121,6 +121,12 @@ impl Baseline {
         }
     }
 
+    /// The week slot and the day slot of the bucket at `t`.
+    fn slots(&self, t: i64) -> (usize, usize) {
+        let w = (t.rem_euclid(WEEK_SECS) / slot_secs(self.width)) as usize;
+        (w, w % self.day.len())
+    }
+
     fn per_slot(&self) -> f64 {
         (slot_secs(self.width) / self.width) as f64
     }
@@ -158,9 +164,7 @@ impl Baseline {
     /// the sampling noise alone (a gamma-distributed rate estimated from n reports adds
     /// `1/n` to `1/k`). Large while history is short, negligible once it is long.
     pub fn uncertainty(&self, t: i64) -> f64 {
-        let slot = slot_secs(self.width);
-        let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
-        let d = w % self.day.len();
+        let (w, d) = self.slots(t);
         let per_slot = self.per_slot();
         let reports = (f64::from(self.day_n[d]) + f64::from(self.week_n[w]) + per_slot / 2.0)
             * self.slot_value(w)
@@ -277,9 +281,7 @@ impl Baseline {
     /// Learns the bucket at `t` holding `count` reports into the seasonal profile alone (the
     /// day and week slots), as [`learn`](Self::learn) does with the rest.
     pub fn learn_season(&mut self, t: i64, count: f64) {
-        let slot = slot_secs(self.width);
-        let w = (t.rem_euclid(WEEK_SECS) / slot) as usize;
-        let d = w % self.day.len();
+        let (w, d) = self.slots(t);
         let per_slot = self.per_slot();
         let day_cap = (DAY_MEMORY_DAYS * per_slot) as f32;
         self.day_n[d] = (self.day_n[d] + 1.0).min(day_cap);
@@ -298,7 +300,7 @@ impl Baseline {
     /// come back: a service down at 14:00 every day for a week, learned so, missed all six
     /// of its one-off outages at that time over the 25 days after.
     pub fn recurs(&mut self, t: i64) -> bool {
-        let d = (t.rem_euclid(DAY_SECS) / slot_secs(self.width)) as usize;
+        let (_, d) = self.slots(t);
         let recurred = self
             .recurrence
             .mark(t.div_euclid(DAY_SECS), d, self.day.len());
