@@ -331,8 +331,9 @@ struct Scores {
 /// ([`Pending`]), then its counts per region and problem ([`Cells`]), then what its score
 /// tails hold back ([`Scores`]), then its baseline's slow level ([`LevelSums`]), then the
 /// days its slots of the day spent in incidents ([`Recurrence`]), then the countries its
-/// open incident's last event named ([`Open::shown`]). Each part was added after the one
-/// before it: a build from before reads what it knows and ignores the rest.
+/// open incident's last event named ([`Open::shown`]), then how many buckets of each slot of
+/// the day its profile learned at their own counts (`Baseline::known`). Each part was added
+/// after the one before it: a build from before reads what it knows and ignores the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
     let pending = Pending {
@@ -365,6 +366,7 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     bytes.extend(postcard::to_stdvec(state.baseline.recurrence())?);
     let shown = state.open.as_ref().map_or(&[][..], |o| &o.shown[..]);
     bytes.extend(postcard::to_stdvec(shown)?);
+    bytes.extend(postcard::to_stdvec(state.baseline.known())?);
     Ok(bytes)
 }
 
@@ -372,15 +374,27 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
-    let slow = decode_trailers(&mut state, rest);
+    let (slow, known) = decode_trailers(&mut state, rest);
     // A state saved before the slow level starts it where its short-term level is.
     state.baseline.set_slow_level(slow);
+    state.baseline.set_known(known);
     Ok(state)
 }
 
 /// Restores what follows the state (see [`encode`]) as far as it decodes, and returns the
-/// slow level if it was saved.
-fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<LevelSums> {
+/// slow level and the slots' known buckets, those of them that were saved.
+fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> (Option<LevelSums>, Option<Vec<f32>>) {
+    match decode_trailers_to_slow_level(state, rest) {
+        Some((slow, rest)) => (Some(slow), decode_trailers_after_slow_level(state, rest)),
+        None => (None, None),
+    }
+}
+
+/// Restores what follows the state up to the slow level, and returns it and the bytes after.
+fn decode_trailers_to_slow_level<'a>(
+    state: &mut ServiceState,
+    rest: &'a [u8],
+) -> Option<(LevelSums, &'a [u8])> {
     let (pending, rest) = postcard::take_from_bytes::<Pending>(rest).ok()?;
     state.ordinary_run = pending.ordinary_run;
     state.baseline.dispersion.set_held(pending.total);
@@ -404,22 +418,21 @@ fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> Option<LevelSums> {
     state.baseline.dispersion.set_held_scores(scores.total);
     state.region_dispersion.set_held_scores(scores.regions);
     state.problem_dispersion.set_held_scores(scores.problems);
-    let (slow, rest) = postcard::take_from_bytes::<LevelSums>(rest).ok()?;
-    decode_trailers_after_slow_level(state, rest);
-    Some(slow)
+    postcard::take_from_bytes::<LevelSums>(rest).ok()
 }
 
-/// Restores what follows the slow level (see [`encode`]) as far as it decodes.
-fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> Option<()> {
+/// Restores what follows the slow level (see [`encode`]) as far as it decodes, and returns
+/// the slots' known buckets if they were saved.
+fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> Option<Vec<f32>> {
     let (recurrence, rest) = postcard::take_from_bytes::<Recurrence>(rest).ok()?;
     state.baseline.set_recurrence(recurrence);
     // Saved before the countries shown were, a global outage's next event names its
     // attribution's countries, which may be fewer than the last one named.
-    let shown = postcard::from_bytes::<Vec<RegionCode>>(rest).ok()?;
+    let (shown, rest) = postcard::take_from_bytes::<Vec<RegionCode>>(rest).ok()?;
     if let Some(open) = &mut state.open {
         open.shown = shown;
     }
-    Some(())
+    postcard::from_bytes::<Vec<f32>>(rest).ok()
 }
 
 impl ServiceState {
@@ -755,7 +768,7 @@ impl ServiceState {
         // incident every morning, which resolved every evening, for as long as it ran.)
         if (was_open || change == Some(Change::Opened)) && self.baseline.recurs(t) {
             let x = self.ring.back().map_or(0.0, |s| f64::from(s.x));
-            self.baseline.learn_season(t, x);
+            self.baseline.learn_season(t, x, true);
             self.learn_shares(t, tuning);
         }
 
@@ -1062,7 +1075,8 @@ impl ServiceState {
             self.ordinary_run.saturating_add(1)
         };
         let release = self.ordinary_run as usize == tuning.windows.last().copied().unwrap_or(1);
-        self.baseline.learn(t, x.min(cap), &sums.total, hold);
+        self.baseline
+            .learn(t, x.min(cap), x <= cap, &sums.total, hold);
         // The score tails learn from every bucket without an incident.
         let extra = self.baseline.uncertainty(t);
         learn_scores(
@@ -2037,10 +2051,6 @@ mod tests {
         );
     }
 
-    /// What is held back is saved after the rest of the state: a state saved before there
-    /// was any (the same bytes without it) still decodes, with nothing held back, instead of
-    /// being misread or relearned from scratch; and a state saved with it decodes in a build
-    /// from before, which reads the rest and ignores what follows.
     /// A global incident none of whose countries is elevated on its own names those holding
     /// at least half of its excess, and its events go on naming what they named.
     #[test]
@@ -2079,11 +2089,12 @@ mod tests {
         assert_eq!(named(&decode(&saved).unwrap()), [code("FR"), code("US")]);
         // ...where a state saved before the countries shown were names the attribution's.
         let shown = postcard::to_stdvec(&open.shown).unwrap();
+        let known = postcard::to_stdvec(state.baseline.known()).unwrap();
         assert!(
-            saved.ends_with(&shown),
-            "the countries shown are saved last"
+            saved.ends_with(&[&shown[..], &known[..]].concat()),
+            "the countries shown are saved before the known slots, which come last"
         );
-        let before = decode(&saved[..saved.len() - shown.len()]).unwrap();
+        let before = decode(&saved[..saved.len() - shown.len() - known.len()]).unwrap();
         assert_eq!(named(&before), [code("FR")]);
         // A regional incident names its countries alone.
         open.attribution = attribution(Scope::Regional, &["JP"]);
@@ -2120,6 +2131,11 @@ mod tests {
         assert_eq!(old.ring.len(), state.ring.len());
     }
 
+    /// What is held back is saved after the rest of the state, and each part added since
+    /// after the one before: a state saved before there was any (the same bytes without it)
+    /// still decodes, with nothing held back, instead of being misread or relearned from
+    /// scratch; and a state saved with it decodes in a build from before, which reads the
+    /// rest and ignores what follows.
     #[test]
     fn states_saved_before_anything_was_held_back_still_decode() {
         let (mut state, tuning, now) = learned(3 * 1440, |i| if i % 2 == 0 { 29 } else { 51 });
@@ -2142,15 +2158,27 @@ mod tests {
         let recurrence = postcard::to_stdvec(state.baseline.recurrence()).unwrap();
         // No incident is open: no countries shown.
         let shown = postcard::to_stdvec(&Vec::<RegionCode>::new()).unwrap();
+        let known = postcard::to_stdvec(state.baseline.known()).unwrap();
         assert!(
-            saved.ends_with(&[&recurrence[..], &shown[..]].concat()),
-            "the recurrence is saved before the countries shown, which come last"
+            saved.ends_with(&[&recurrence[..], &shown[..], &known[..]].concat()),
+            "the recurrence is saved before the countries shown, and the known slots last"
         );
         assert_eq!(restored.baseline.recurrence(), state.baseline.recurrence());
+        assert_eq!(restored.baseline.known(), state.baseline.known());
+        // The possible problems' buckets were learned capped: their slot is not as well
+        // known as it is learned.
+        let mut as_learned = state.baseline.clone();
+        as_learned.set_known(None);
+        assert_ne!(as_learned.known(), state.baseline.known());
+        // Saved by the build before the known slots: the rest decodes, and every bucket
+        // learned counts as known, as that build counted them.
+        let whole = saved.clone();
+        let earlier = decode(&whole[..whole.len() - known.len()]).unwrap();
+        assert_eq!(earlier.baseline.known(), as_learned.known());
+        assert_eq!(earlier.baseline.recurrence(), state.baseline.recurrence());
         // Saved by the build before the recurrence: the rest decodes, and no slot has an
         // incident behind it.
-        let whole = saved.clone();
-        let saved = &whole[..whole.len() - recurrence.len() - shown.len()];
+        let saved = &whole[..whole.len() - recurrence.len() - shown.len() - known.len()];
         let before = decode(saved).unwrap();
         assert_eq!(before.baseline.recurrence(), &Recurrence::default());
         assert_eq!(before.baseline.slow_level(), state.baseline.slow_level());
