@@ -18,7 +18,8 @@
 //!   weighted by their share of reports, and jitters the weights per service (log-normal):
 //!   services differ in where their users are. Each country has its standard UTC offset (one
 //!   representative offset for multi-zone countries, no daylight saving: an hour's shift of a
-//!   smooth curve changes nothing a detector sees).
+//!   smooth curve changes nothing a detector sees; of a steep one it does, see the README's
+//!   *Baseline*).
 //! - **Problems.** The service's catalog problems, with Zipf weights (1, 1/2, 1/3, …): the
 //!   first problem of a catalog entry is the one most people report.
 //! - **Expected count** of one cell (bucket, region, problem) = base × region share × problem

@@ -8,7 +8,9 @@
 //!   weeks seen; a day slot with less than a day of data leans on the flat rate. Expected
 //!   values are interpolated between slot centres, so the baseline has no steps. A service's
 //!   total is the sum of its countries' local-time curves, so a profile on the UTC clock is
-//!   exactly what the total needs; regions get their own time-of-day shares (see `service`).
+//!   exactly what the total needs, but for daylight saving time: a steep morning that comes
+//!   an hour early after a country's clocks change looks like an outage every morning (the
+//!   README measures it). Regions get their own time-of-day shares (see `service`).
 //! - **Level.** The ratio of recent counts to the profile, shrunk to 1 by a pseudo-count and
 //!   kept between a half and three, so the baseline follows growth and unusual days: over
 //!   about two hours, but above the profile only as fast as over about a day, so that it
