@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""How often a service with a strong daily cycle looks down when it is not.
+
+Every incident this counts is false: the counts are Poisson, with no outage, at a night rate
+until 08:00 UTC, `ratio` times that from 08:00 to 18:00, and back at night after, rising and
+falling either at once (a step) or geometrically over `rise` minutes centred on the hour.
+
+- **Mornings** (the default): 14 days of such a service, first seen at midnight and at 13:00
+  UTC (a fresh deployment with no history), five seeds each, so ten runs per shape. Its
+  first three mornings open an incident, as a flood from nothing must while the day is
+  unknown; the table counts the incidents opened on the 110 days after (days 3 to 13).
+  Shapes: ten, twenty and a hundred times the night's rate, with a step, then with a rise
+  over an hour.
+- **`--clock-change`**: 28 days, first seen at midnight, five seeds, and from day 14 on the
+  day comes an hour earlier in UTC, as it does when a country's clocks go forward for
+  daylight saving time. The table counts the incidents opened on days 14 to 27. Shapes: five,
+  ten and twenty-five times the night's rate, rising over two to three hours.
+
+Run from the repository root, after `cargo build --release`:
+
+    python3 tests/tools/daily/run.py                  # target/release/downradar
+    python3 tests/tools/daily/run.py --clock-change
+    python3 tests/tools/daily/run.py --binary PATH    # another build, to compare
+
+Rows go to stdout as they finish, the totals last. Needs Python 3.11 and its standard
+library only; takes about half a minute (a minute with `--clock-change`).
+"""
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+CATALOG = '[[service]]\nid = "svc"\nname = "Service"\nproblems = ["login"]\n'
+SEEDS = (1, 2, 3, 4, 5)
+MORNINGS = ((1.0, 10.0, 0), (0.5, 10.0, 0), (0.05, 5.0, 0),
+            (1.0, 10.0, 60), (0.5, 10.0, 60), (0.05, 5.0, 60))
+CLOCK_CHANGES = ((1.0, 5.0, 180), (0.5, 5.0, 180), (0.5, 5.0, 120), (0.2, 5.0, 180))
+CHANGE_DAY = 14
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: exact, and quick enough for the means here (ten at most)."""
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def rate(night: float, day: float, rise: int, hour: float) -> float:
+    """Reports per minute at `hour` (UTC, fractional): `day` from 08:00 to 18:00, `night`
+    otherwise, changing at once (`rise` 0) or geometrically over `rise` minutes centred on
+    the hour."""
+    if not rise:
+        return day if 8 <= hour < 18 else night
+    span = rise / 60
+    up = min(1.0, max(0.0, (hour - 8 + span / 2) / span))
+    down = min(1.0, max(0.0, (18 + span / 2 - hour) / span))
+    return night * (day / night) ** min(up, down)
+
+
+def counts(night: float, day: float, rise: int, days: int, start_hour: int, seed: int,
+           change_day: int | None = None) -> str:
+    """The counts CSV of one run; from `change_day` on, the day comes an hour earlier."""
+    rng = random.Random(seed)
+    start = START + dt.timedelta(hours=start_hour)
+    lines = ["timestamp,service,region,problem,count"]
+    for m in range(days * 1440):
+        at = start + dt.timedelta(minutes=m)
+        hour = at.hour + at.minute / 60
+        if change_day is not None and m >= change_day * 1440:
+            hour = (hour + 1) % 24
+        n = poisson(rng, rate(night, day, rise, hour))
+        if n:
+            lines.append(f"{at.strftime('%Y-%m-%dT%H:%M:%SZ')},svc,US,login,{n}")
+    return "\n".join(lines) + "\n"
+
+
+def opened_days(binary: Path, text: str, start_hour: int) -> list[int]:
+    """The days (from the run's start) on which the backtest of `text` opened incidents."""
+    with tempfile.TemporaryDirectory() as folder:
+        catalog, data = Path(folder, "catalog.toml"), Path(folder, "counts.csv")
+        catalog.write_text(CATALOG)
+        data.write_text(text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOWNRADAR_")}
+        done = subprocess.run(
+            [str(binary), "backtest", "--catalog", str(catalog), "--input", str(data)],
+            env=env, capture_output=True, text=True,
+        )
+    if done.returncode != 0:
+        sys.exit(f"backtest failed with status {done.returncode}:\n{done.stderr}")
+    start = (START + dt.timedelta(hours=start_hour)).timestamp()
+    return [
+        int((dt.datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp() - start)
+            // 86_400)
+        for e in map(json.loads, done.stdout.splitlines())
+        if e["type"] == "incident.opened"
+    ]
+
+
+def shape(night: float, day: float, rise: int) -> str:
+    return f"{day / night:g}× | {'step' if not rise else f'{rise} min'}"
+
+
+def mornings(binary: Path) -> None:
+    """The default table."""
+    print("| day/night | rise | first seen | seed | days 0-2 opened | days 3-13 opened |")
+    print("|---|---|---|---|---|---|")
+    totals: dict[str, int] = {}
+    for night, day, rise in MORNINGS:
+        later = 0
+        for start_hour in (0, 13):
+            for seed in SEEDS:
+                days = opened_days(binary, counts(night, day, rise, 14, start_hour, seed),
+                                   start_hour)
+                first = sum(d < 3 for d in days)
+                print(f"| {shape(night, day, rise)} | {start_hour:02}:00 | {seed} | {first} "
+                      f"| {len(days) - first} |", flush=True)
+                later += len(days) - first
+        totals[shape(night, day, rise)] = later
+    print("\nincidents opened on days 3 to 13 (110 days, ten runs):")
+    for name, later in totals.items():
+        print(f"  {name.replace(' | ', ', ')}: {later}")
+
+
+def clock_change(binary: Path) -> None:
+    """The `--clock-change` table."""
+    print("| day/night | rise | seed | days 0-13 opened | days 14-27 opened |")
+    print("|---|---|---|---|---|")
+    totals: dict[str, list[int]] = {}
+    for night, day, rise in CLOCK_CHANGES:
+        after = []
+        for seed in SEEDS:
+            days = opened_days(binary, counts(night, day, rise, 28, 0, seed, CHANGE_DAY), 0)
+            before = sum(d < CHANGE_DAY for d in days)
+            print(f"| {shape(night, day, rise)} | {seed} | {before} | {len(days) - before} |",
+                  flush=True)
+            after.append(len(days) - before)
+        totals[shape(night, day, rise)] = after
+    print(f"\nincidents opened in the 14 days after the clock change, per seed:")
+    for name, after in totals.items():
+        print(f"  {name.replace(' | ', ', ')}: {after} ({sum(after)} in all)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", type=Path, default=REPO / "target/release/downradar")
+    parser.add_argument("--clock-change", action="store_true",
+                        help="move the day an hour earlier on day 14, as daylight saving does")
+    args = parser.parse_args()
+    if not args.binary.exists():
+        sys.exit(f"{args.binary} does not exist: run `cargo build --release` first")
+    if args.clock_change:
+        clock_change(args.binary)
+    else:
+        mornings(args.binary)
+
+
+if __name__ == "__main__":
+    main()
