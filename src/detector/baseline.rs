@@ -297,8 +297,8 @@ impl Baseline {
         let per_slot = self.per_slot();
         let day_cap = (DAY_MEMORY_DAYS * per_slot) as f32;
         self.day_n[d] = (self.day_n[d] + 1.0).min(day_cap);
-        if as_is {
-            self.known[d] = (self.known[d] + 1.0).min(day_cap);
+        if let Some(known) = self.known.get_mut(d).filter(|_| as_is) {
+            *known = (*known + 1.0).min(day_cap);
         }
         self.day[d] += (count as f32 - self.day[d]) / self.day_n[d];
         let week_cap = (WEEK_MEMORY_WEEKS * per_slot) as f32;
@@ -328,7 +328,10 @@ impl Baseline {
         let recurred = self
             .recurrence
             .mark(t.div_euclid(DAY_SECS), d, self.day.len());
-        recurred && f64::from(self.known[d]) < self.per_slot()
+        // (`known` fits the slots whenever a state was made or decoded; a state deserialised
+        // some other way takes every bucket learned as known.)
+        let known = self.known.get(d).copied().unwrap_or(self.day_n[d]);
+        recurred && f64::from(known) < self.per_slot()
     }
 
     /// Which days each slot of the day spent in an open incident, as saved after the rest of
@@ -350,13 +353,17 @@ impl Baseline {
     }
 
     /// Restores what [`known`](Self::known) saved. A state saved before it was kept (`None`),
-    /// or with other slots or values that cannot be, takes every bucket its slots learned as
-    /// learned at its own count, as the build that saved it did.
+    /// or with other slots or values that cannot be (more than its slot learned, from a
+    /// damaged save), takes every bucket its slots learned as learned at its own count, as
+    /// the build that saved it did. (No arithmetic on the state's width here: a damaged
+    /// save's width of zero must reach `ServiceState::fits`, which starts the service
+    /// afresh, not stop the decoding.)
     pub fn set_known(&mut self, known: Option<Vec<f32>>) {
-        let cap = (DAY_MEMORY_DAYS * self.per_slot()) as f32;
         let valid = |k: &Vec<f32>| {
             k.len() == self.day_n.len()
-                && k.iter().all(|v| v.is_finite() && (0.0..=cap).contains(v))
+                && k.iter()
+                    .zip(&self.day_n)
+                    .all(|(k, n)| k.is_finite() && (0.0..=*n).contains(k))
         };
         self.known = known.filter(valid).unwrap_or_else(|| self.day_n.clone());
     }
@@ -801,6 +808,16 @@ mod tests {
         b.set_known(Some(known));
         assert_eq!(b.known(), &b.day_n[..]);
         b.set_known(Some(vec![0.0; 3]));
+        assert_eq!(b.known(), &b.day_n[..]);
+        let mut more = b.day_n.clone();
+        more[d] += 1.0;
+        b.set_known(Some(more));
+        assert_eq!(b.known(), &b.day_n[..], "more than the slot learned");
+        // A damaged save's width of zero is for `ServiceState::fits` to turn away: restoring
+        // what it knows does not divide by it.
+        b.width = 0;
+        b.set_known(Some(vec![0.0; b.day_n.len()]));
+        b.set_known(None);
         assert_eq!(b.known(), &b.day_n[..]);
     }
 

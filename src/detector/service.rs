@@ -1075,8 +1075,9 @@ impl ServiceState {
             self.ordinary_run.saturating_add(1)
         };
         let release = self.ordinary_run as usize == tuning.windows.last().copied().unwrap_or(1);
+        let learned = x.min(cap);
         self.baseline
-            .learn(t, x.min(cap), x <= cap, &sums.total, hold);
+            .learn(t, learned, learned == x, &sums.total, hold);
         // The score tails learn from every bucket without an incident.
         let extra = self.baseline.uncertainty(t);
         learn_scores(

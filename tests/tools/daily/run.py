@@ -7,8 +7,9 @@ falling either at once (a step) or geometrically over `rise` minutes centred on 
 
 - **Mornings** (the default): 14 days of such a service, first seen at midnight and at 13:00
   UTC (a fresh deployment with no history), five seeds each, so ten runs per shape. Its
-  first three mornings open an incident, as a flood from nothing must while the day is
-  unknown; the table counts the incidents opened on the 110 days after (days 3 to 13).
+  first three mornings may open an incident (with a step, they all do), as a flood from
+  nothing must while the day is unknown; the table counts the incidents opened on the 110
+  days after (days 3 to 13).
   Shapes: ten, twenty and a hundred times the night's rate, with a step, then with a rise
   over an hour.
 - **`--clock-change`**: 28 days, first seen at midnight, five seeds, and from day 14 on the
