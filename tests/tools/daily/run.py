@@ -29,32 +29,21 @@ library only; takes about half a minute (a minute with `--clock-change`).
 
 import argparse
 import datetime as dt
-import json
-import math
-import os
 import random
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lone_service import opened_at, poisson  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
-CATALOG = '[[service]]\nid = "svc"\nname = "Service"\nproblems = ["login"]\n'
 SEEDS = (1, 2, 3, 4, 5)
 MORNINGS = ((1.0, 10.0, 0), (0.5, 10.0, 0), (0.05, 5.0, 0),
             (1.0, 10.0, 60), (0.5, 10.0, 60), (0.05, 5.0, 60))
 CLOCK_CHANGES = ((1.0, 5.0, 180), (0.5, 5.0, 180), (0.5, 5.0, 120), (0.2, 5.0, 180))
 CHANGE_DAY = 14
 
-
-def poisson(rng: random.Random, mean: float) -> int:
-    """Knuth's method: exact, and quick enough for the means here (ten at most)."""
-    limit, k, p = math.exp(-mean), 0, rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
 
 
 def rate(night: float, day: float, rise: int, hour: float) -> float:
@@ -88,24 +77,8 @@ def counts(night: float, day: float, rise: int, days: int, start_hour: int, seed
 
 def opened_days(binary: Path, text: str, start_hour: int) -> list[int]:
     """The days (from the run's start) on which the backtest of `text` opened incidents."""
-    with tempfile.TemporaryDirectory() as folder:
-        catalog, data = Path(folder, "catalog.toml"), Path(folder, "counts.csv")
-        catalog.write_text(CATALOG)
-        data.write_text(text)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOWNRADAR_")}
-        done = subprocess.run(
-            [str(binary), "backtest", "--catalog", str(catalog), "--input", str(data)],
-            env=env, capture_output=True, text=True,
-        )
-    if done.returncode != 0:
-        sys.exit(f"backtest failed with status {done.returncode}:\n{done.stderr}")
     start = (START + dt.timedelta(hours=start_hour)).timestamp()
-    return [
-        int((dt.datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp() - start)
-            // 86_400)
-        for e in map(json.loads, done.stdout.splitlines())
-        if e["type"] == "incident.opened"
-    ]
+    return [int((at - start) // 86_400) for at in opened_at(binary, text)]
 
 
 def shape(night: float, day: float, rise: int) -> str:

@@ -34,31 +34,20 @@ library only; takes a few seconds.
 
 import argparse
 import datetime as dt
-import json
 import math
-import os
 import random
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lone_service import opened_at, poisson  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 DAYS = 20
 RISE = 45  # minutes to the top
 TOP = 60  # minutes on top
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
-CATALOG = '[[service]]\nid = "svc"\nname = "Service"\nproblems = ["login"]\n'
 
-
-def poisson(rng: random.Random, mean: float) -> int:
-    """Knuth's method: exact, and quick enough for the means here (a few tens at most; it
-    would underflow above about 700)."""
-    limit, k, p = math.exp(-mean), 0, rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
 
 
 QUIET_DAY = 10
@@ -95,23 +84,8 @@ def counts(
 
 def opened(binary: Path, text: str) -> list[float]:
     """The minutes (from the start) at which the backtest of `text` opened incidents."""
-    with tempfile.TemporaryDirectory() as folder:
-        catalog, data = Path(folder, "catalog.toml"), Path(folder, "counts.csv")
-        catalog.write_text(CATALOG)
-        data.write_text(text)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOWNRADAR_")}
-        done = subprocess.run(
-            [str(binary), "backtest", "--catalog", str(catalog), "--input", str(data)],
-            env=env, capture_output=True, text=True,
-        )
-    if done.returncode != 0:
-        sys.exit(f"backtest failed with status {done.returncode}:\n{done.stderr}")
     start = START.timestamp()
-    return [
-        (dt.datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp() - start) / 60
-        for e in map(json.loads, done.stdout.splitlines())
-        if e["type"] == "incident.opened"
-    ]
+    return [(at - start) / 60 for at in opened_at(binary, text)]
 
 
 def run(binary: Path, rate: float, peak: float, k: float, seed: int) -> tuple[int, int, int]:

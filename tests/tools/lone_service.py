@@ -1,0 +1,47 @@
+"""What the tools that backtest a lone service (`ramps/run.py`, `daily/run.py`) share: its
+catalog, Poisson counts, and when a backtest of its counts opened incidents. Python 3.11's
+standard library only."""
+
+import datetime as dt
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CATALOG = '[[service]]\nid = "svc"\nname = "Service"\nproblems = ["login"]\n'
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: exact, and quick enough for the means here (a few tens at most; it
+    would underflow above about 700)."""
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def opened_at(binary: Path, text: str) -> list[float]:
+    """When (Unix seconds) `downradar backtest` of the counts CSV `text`, with [`CATALOG`],
+    opened incidents; exits with the backtest's error if it fails. `DOWNRADAR_` settings of
+    the caller's environment are left out, so the default configuration is the one run."""
+    with tempfile.TemporaryDirectory() as folder:
+        catalog, data = Path(folder, "catalog.toml"), Path(folder, "counts.csv")
+        catalog.write_text(CATALOG)
+        data.write_text(text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOWNRADAR_")}
+        done = subprocess.run(
+            [str(binary), "backtest", "--catalog", str(catalog), "--input", str(data)],
+            env=env, capture_output=True, text=True,
+        )
+    if done.returncode != 0:
+        sys.exit(f"backtest failed with status {done.returncode}:\n{done.stderr}")
+    return [
+        dt.datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
+        for e in map(json.loads, done.stdout.splitlines())
+        if e["type"] == "incident.opened"
+    ]
