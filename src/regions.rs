@@ -4,7 +4,8 @@
 //! assigned ISO 3166-1 alpha-2 codes plus `XK` (Kosovo, the user-assigned code used by the
 //! EU and Unicode CLDR), each with an English name, a continent, a representative point and
 //! a polygon. It turns a code given by a client into a [`RegionCode`] and a location into the
-//! country that contains it ([`Regions::locate`]).
+//! country that contains it ([`Regions::locate`]). [`DaylightSaving`] says which daylight
+//! saving rule each region's clocks follow and when it is in force.
 //!
 //! # Data
 //!
@@ -45,6 +46,8 @@
 //! about 40 ms and some 7 MB, once per process: call [`Regions::builtin`] at startup so the
 //! first request does not pay for it.
 
+mod dst;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -52,6 +55,8 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+pub use dst::DaylightSaving;
 
 /// The generated region data; see the module docs and `src/regions/NOTICE.md`.
 static DATA: &[u8] = include_bytes!("regions/countries.bin");

@@ -17,9 +17,9 @@
 //! - **Regions.** Each service draws 8 to 15 of [`COUNTRIES`], 25 large internet countries
 //!   weighted by their share of reports, and jitters the weights per service (log-normal):
 //!   services differ in where their users are. Each country has its standard UTC offset (one
-//!   representative offset for multi-zone countries, no daylight saving: an hour's shift of a
-//!   smooth curve changes nothing a detector sees; of a steep one it does, see the README's
-//!   *Baseline*).
+//!   representative offset for multi-zone countries) and keeps daylight saving time by its
+//!   rule ([`DaylightSaving`]: in the default October runs, Europe's clocks go back on the
+//!   25th, Australia's forward on the 4th and Egypt's back on the 29th).
 //! - **Problems.** The service's catalog problems, with Zipf weights (1, 1/2, 1/3, …): the
 //!   first problem of a catalog entry is the one most people report.
 //! - **Expected count** of one cell (bucket, region, problem) = base × region share × problem
@@ -79,7 +79,7 @@ use tokio::sync::Semaphore;
 use crate::buckets::BucketWidth;
 use crate::catalog::{Catalog, Problem, Service, ServiceId};
 use crate::config::SimulateArgs;
-use crate::regions::RegionCode;
+use crate::regions::{DaylightSaving, RegionCode};
 
 /// The countries reports come from: code, relative report volume, standard UTC offset (minutes).
 ///
@@ -1401,8 +1401,13 @@ impl LocalTime {
             diurnal: [0.0; COUNTRIES.len()],
             weekend: [false; COUNTRIES.len()],
         };
+        static RULES: std::sync::OnceLock<[DaylightSaving; COUNTRIES.len()]> =
+            std::sync::OnceLock::new();
+        let rules =
+            RULES.get_or_init(|| COUNTRIES.map(|(code, _, _)| DaylightSaving::of_code(code)));
         for (i, &(_, _, offset_min)) in COUNTRIES.iter().enumerate() {
-            let secs = unix_secs + f64::from(offset_min) * 60.0;
+            let shift = rules[i].shift(unix_secs.floor() as i64);
+            let secs = unix_secs + f64::from(offset_min) * 60.0 + shift as f64;
             let day = (secs / 86_400.0).floor();
             local.diurnal[i] = diurnal((secs - day * 86_400.0) / 3600.0);
             // 1970-01-01 was a Thursday: counting Monday as 0, day 0 is weekday 3.

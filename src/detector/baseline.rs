@@ -2,15 +2,16 @@
 //! week) times a short-term level, shrunk towards a flat rate and a population prior while
 //! history is short (detection.md §4.5, §4.6).
 //!
-//! - **Profile.** Running means of the count per bucket in each 15-minute slot of the UTC day
+//! - **Profile.** Running means of the count per bucket in each 15-minute slot of the day
 //!   (96 slots) and of the week (672 slots), with a memory of about a week (day slots) and four
 //!   weeks (week slots). The week profile weighs in as weeks accumulate, `n / (n + 1)` for n
 //!   weeks seen; a day slot with less than a day of data leans on the flat rate. Expected
-//!   values are interpolated between slot centres, so the baseline has no steps. A service's
-//!   total is the sum of its countries' local-time curves, so a profile on the UTC clock is
-//!   exactly what the total needs, but for daylight saving time: a steep morning that comes
-//!   an hour early after a country's clocks change looks like an outage every morning (the
-//!   README measures it). Regions get their own time-of-day shares (see `service`).
+//!   values are interpolated between slot centres, so the baseline has no steps. The slots
+//!   are those of the service's [`ProfileClock`]: UTC, moved forward while daylight saving
+//!   time is in force by the share of its reports from the countries observing it, so that
+//!   a steep morning that comes an hour earlier in UTC when its country's clocks go forward
+//!   is still the morning. Regions get their own time-of-day shares, each on its country's
+//!   clock (see `service`).
 //! - **Level.** The ratio of recent counts to the profile, shrunk to 1 by a pseudo-count and
 //!   kept between a half and three, so the baseline follows growth and unusual days: over
 //!   about two hours, but above the profile only as fast as over about a day, so that it
@@ -32,6 +33,8 @@
 //! every day is the service's day (see [`Baseline::recurs`]).
 
 use serde::{Deserialize, Serialize};
+
+use crate::regions::DaylightSaving;
 
 /// Seconds in a profile slot (or the bucket width when that is longer).
 const SLOT_SECS: i64 = 900;
@@ -97,6 +100,10 @@ pub struct Baseline {
     /// Saved apart from the rest (see [`Baseline::known`]).
     #[serde(skip)]
     known: Vec<f32>,
+    /// The clock the slots are on; `None` in a state saved before there was one, whose
+    /// profile ran on UTC. Saved apart from the rest (see [`Baseline::clock`]).
+    #[serde(skip)]
+    clock: Option<ProfileClock>,
     flat: f64,
     flat_n: f64,
     /// Dispersion of the total, per test window.
@@ -123,6 +130,7 @@ impl Baseline {
             slow: LevelSums::default(),
             recurrence: Recurrence::default(),
             known: vec![0.0; day_slots],
+            clock: Some(ProfileClock::default()),
             flat: prior,
             flat_n: prior_n,
             dispersion: Dispersion::new(windows),
@@ -130,9 +138,17 @@ impl Baseline {
         }
     }
 
+    /// The time `t` (Unix seconds) on the profile's clock (see [`ProfileClock`]).
+    fn local(&self, t: i64) -> i64 {
+        t + self
+            .clock
+            .as_ref()
+            .map_or(0, |c| c.ahead(t, slot_secs(self.width)))
+    }
+
     /// The week slot and the day slot of the bucket at `t`.
     fn slots(&self, t: i64) -> (usize, usize) {
-        let w = (t.rem_euclid(WEEK_SECS) / slot_secs(self.width)) as usize;
+        let w = (self.local(t).rem_euclid(WEEK_SECS) / slot_secs(self.width)) as usize;
         (w, w % self.day.len())
     }
 
@@ -144,7 +160,7 @@ impl Baseline {
     pub fn profile(&self, t: i64) -> f64 {
         let slot = slot_secs(self.width);
         // Interpolate between the centres of the two nearest slots.
-        let centre = t + self.width / 2 - slot / 2;
+        let centre = self.local(t) + self.width / 2 - slot / 2;
         let pos = centre.rem_euclid(WEEK_SECS) as f64 / slot as f64;
         let i0 = pos.floor() as usize;
         let frac = pos - i0 as f64;
@@ -327,7 +343,7 @@ impl Baseline {
         let (_, d) = self.slots(t);
         let recurred = self
             .recurrence
-            .mark(t.div_euclid(DAY_SECS), d, self.day.len());
+            .mark(self.local(t).div_euclid(DAY_SECS), d, self.day.len());
         // (`known` fits the slots whenever a state was made or decoded; a state deserialised
         // some other way takes every bucket learned as known.)
         let known = self.known.get(d).copied().unwrap_or(self.day_n[d]);
@@ -366,6 +382,141 @@ impl Baseline {
                     .all(|(k, n)| k.is_finite() && (0.0..=*n).contains(k))
         };
         self.known = known.filter(valid).unwrap_or_else(|| self.day_n.clone());
+    }
+
+    /// The clock the profile runs on, as saved after the rest of a service's state; `None`
+    /// for a state saved before there was one (its profile ran on UTC).
+    pub fn clock(&self) -> Option<&ProfileClock> {
+        self.clock.as_ref()
+    }
+
+    /// Restores what [`clock`](Self::clock) saved. Shares that cannot be (from a damaged
+    /// save) are taken as no clock saved.
+    pub fn set_clock(&mut self, clock: Option<ProfileClock>) {
+        self.clock = clock.filter(ProfileClock::valid);
+    }
+
+    /// Moves the profile to `clock` at `t`, if it differs from the present one by more than
+    /// [`CLOCK_HYSTERESIS`] (or there was none): every slot's history moves with it, so that
+    /// what the profile learned of a time of day stays with that time of day. Says whether
+    /// it moved.
+    pub fn follow_clock(&mut self, clock: ProfileClock, t: i64) -> bool {
+        if self
+            .clock
+            .as_ref()
+            .is_some_and(|c| c.distance(&clock) <= CLOCK_HYSTERESIS)
+        {
+            return false;
+        }
+        let before = self.local(t);
+        self.clock = Some(clock);
+        let by = (self.local(t) - before) / slot_secs(self.width);
+        if by != 0 {
+            for day in [&mut self.day, &mut self.day_n, &mut self.known] {
+                rotate(day, by);
+            }
+            rotate(&mut self.week, by);
+            rotate(&mut self.week_n, by);
+            rotate(&mut self.recurrence.masks, by);
+        }
+        true
+    }
+}
+
+/// Moves every element of `v` `by` places on (or back, when negative), round the end.
+fn rotate<T>(v: &mut [T], by: i64) {
+    if let Some(n) = i64::try_from(v.len()).ok().filter(|&n| n > 0) {
+        v.rotate_right(by.rem_euclid(n) as usize);
+    }
+}
+
+/// How much the shares of a service's reports by daylight saving rule must change before its
+/// profile moves to a new clock: a tenth of its reports. Shares drift, and each move of the
+/// clock during daylight saving time moves the profile a slot or more.
+pub const CLOCK_HYSTERESIS: f64 = 0.1;
+
+/// The clock a service's seasonal profile runs on: UTC, moved forward while a daylight
+/// saving rule is in force by an hour times the share of the service's reports from the
+/// countries that follow it, in whole profile slots. A service used in one country keeps
+/// that country's standard time, so its day stays in the same slots all year; one used
+/// across many keeps a mean of their clocks, as its total (the sum of their curves) does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileClock {
+    /// Per rule other than none, the share of the reports from the countries following it;
+    /// sorted by rule, each above zero, summing to at most 1.
+    shares: Vec<(DaylightSaving, f32)>,
+}
+
+impl ProfileClock {
+    /// The clock of a service whose reports come from countries following `rules` with the
+    /// given weights (reports, in any unit).
+    pub fn of(rules: impl IntoIterator<Item = (DaylightSaving, f64)>) -> Self {
+        let mut sums = std::collections::BTreeMap::new();
+        let mut all = 0.0;
+        for (rule, weight) in rules {
+            let weight = if weight.is_finite() {
+                weight.max(0.0)
+            } else {
+                0.0
+            };
+            all += weight;
+            if rule != DaylightSaving::None {
+                *sums.entry(rule).or_insert(0.0) += weight;
+            }
+        }
+        if all <= 0.0 {
+            return Self::default();
+        }
+        let shares = sums
+            .into_iter()
+            .map(|(rule, sum)| (rule, (sum / all) as f32))
+            .filter(|&(_, share)| share > 0.0)
+            .collect();
+        Self { shares }
+    }
+
+    /// Whether the shares can be: each above zero, at most one in all, on distinct rules.
+    fn valid(&self) -> bool {
+        let sum: f64 = self.shares.iter().map(|&(_, s)| f64::from(s)).sum();
+        self.shares
+            .iter()
+            .all(|&(rule, s)| rule != DaylightSaving::None && s > 0.0)
+            && self.shares.windows(2).all(|w| w[0].0 < w[1].0)
+            && sum <= 1.0 + 1e-4
+    }
+
+    /// Seconds the clock is ahead of UTC at `t`, in whole slots of `slot` seconds (to the
+    /// nearest, ties to even: a slot of two hours does not move for an hour's change).
+    fn ahead(&self, t: i64, slot: i64) -> i64 {
+        let ahead: f64 = self
+            .shares
+            .iter()
+            .map(|&(rule, share)| f64::from(share) * rule.shift(t) as f64)
+            .sum();
+        (ahead / slot as f64).round_ties_even() as i64 * slot
+    }
+
+    /// How far apart two clocks' shares are: the total variation distance between them, the
+    /// share of reports on no rule included.
+    fn distance(&self, other: &Self) -> f64 {
+        let share = |c: &Self, rule| {
+            c.shares
+                .iter()
+                .find(|(r, _)| *r == rule)
+                .map_or(0.0, |&(_, s)| f64::from(s))
+        };
+        let none = |c: &Self| 1.0 - c.shares.iter().map(|&(_, s)| f64::from(s)).sum::<f64>();
+        let rules: std::collections::BTreeSet<_> = self
+            .shares
+            .iter()
+            .chain(&other.shares)
+            .map(|&(r, _)| r)
+            .collect();
+        let apart: f64 = rules
+            .into_iter()
+            .map(|r| (share(self, r) - share(other, r)).abs())
+            .sum();
+        (apart + (none(self) - none(other)).abs()) / 2.0
     }
 }
 
@@ -749,6 +900,93 @@ mod tests {
         }
         // A noiseless series is nearly Poisson-free of extra variance: k is large.
         assert!(b.dispersion(0) > 20.0, "{}", b.dispersion(0));
+    }
+
+    /// 2026-07-06 00:00 UTC, a Monday in British summer time; and Great Britain's clock.
+    const JULY: i64 = 1_783_296_000;
+    fn british() -> ProfileClock {
+        ProfileClock::of([(DaylightSaving::Europe, 1.0)])
+    }
+
+    #[test]
+    fn a_clock_is_ahead_by_its_share_of_an_hour_in_whole_slots_while_its_rules_are_in_force() {
+        use DaylightSaving::*;
+        assert_eq!(british().ahead(JULY, 900), 3600);
+        assert_eq!(british().ahead(JULY - 180 * DAY_SECS, 900), 0, "in January");
+        // A quarter of the reports from Europe, 40 % from North America, the rest from
+        // countries without daylight saving time, in reports of any unit.
+        let mixed = ProfileClock::of([(Europe, 2.5), (NorthAmerica, 4.0), (None, 3.5)]);
+        // 0.65 of an hour is 2.6 slots of 15 minutes: 3 slots.
+        assert_eq!(mixed.ahead(JULY, 900), 2700);
+        // On a slot of an hour, 0.65 rounds to one; on two hours, a whole hour is half a
+        // slot and rounds to even, none.
+        assert_eq!(mixed.ahead(JULY, 3600), 3600);
+        assert_eq!(british().ahead(JULY, 7200), 0);
+        // No reports, or none from a country with daylight saving: UTC.
+        assert_eq!(ProfileClock::of([]), ProfileClock::default());
+        assert_eq!(ProfileClock::of([(None, 5.0)]).ahead(JULY, 900), 0);
+        assert_eq!(
+            ProfileClock::of([(Europe, f64::NAN), (None, 1.0)]),
+            ProfileClock::default()
+        );
+        // The distance counts the share on no rule too.
+        assert!((british().distance(&ProfileClock::default()) - 1.0).abs() < 1e-6);
+        assert!(
+            (mixed.distance(&ProfileClock::of([(Europe, 1.0), (None, 3.0)])) - 0.4).abs() < 1e-6
+        );
+        assert!(mixed.valid() && british().valid() && ProfileClock::default().valid());
+        for shares in [
+            vec![(Europe, f32::NAN)],
+            vec![(Europe, 0.0)],
+            vec![(Europe, 0.7), (NorthAmerica, 0.7)],
+            vec![(NorthAmerica, 0.2), (Europe, 0.2)],
+            vec![(None, 0.5)],
+        ] {
+            assert!(!ProfileClock { shares }.valid());
+        }
+    }
+
+    /// Moving to another clock moves what each slot learned with it: the expectation of
+    /// every bucket of the week ahead is what it was, and a day learned on UTC before the
+    /// clocks went forward is still the day when they have.
+    #[test]
+    fn a_profile_moving_to_another_clock_takes_its_history_with_it() {
+        // Learned on UTC in a British summer week (as by a build from before the clock):
+        // the day, from 07:00 to 17:00 UTC, at 30 a minute, the night at one.
+        let busy = |t: i64| {
+            let hour = t.rem_euclid(DAY_SECS) / 3600;
+            if (7..17).contains(&hour) { 30.0 } else { 1.0 }
+        };
+        let mut b = Baseline::new(60, 1, 1.0);
+        b.set_clock(None);
+        for i in 0..10 * 1440 {
+            let t = JULY + i * 60;
+            let e = b.expected(t);
+            b.learn(t, busy(t), true, &[(busy(t), e)], false);
+            b.recurs(t);
+        }
+        let now = JULY + 10 * DAY_SECS;
+        let week: Vec<f64> = (0..7 * 1440).map(|i| b.expected(now + i * 60)).collect();
+        let recurrence = b.recurrence.clone();
+        assert!(b.follow_clock(british(), now));
+        for (i, (was, is)) in week
+            .iter()
+            .zip((0..).map(|i| b.expected(now + i * 60)))
+            .enumerate()
+        {
+            assert!((was - is).abs() < 1e-9 * was, "minute {i}: {was} then {is}");
+        }
+        // The slots moved an hour (four of them) on, marks of incidents included.
+        assert_eq!(b.recurrence.masks[4..], recurrence.masks[..92]);
+        // A small drift in where reports come from does not move it again.
+        let drifted =
+            ProfileClock::of([(DaylightSaving::Europe, 0.92), (DaylightSaving::None, 0.08)]);
+        assert!(!b.follow_clock(drifted, now));
+        assert_eq!(b.clock(), Some(&british()));
+        // In winter, on its clock, the day is still from 08:00 to 18:00 British time: from
+        // 08:00 UTC.
+        let january = JULY + 182 * DAY_SECS + 8 * 3600 + 1800;
+        assert!(b.expected(january) > 20.0 && b.expected(january - 3600) < 10.0);
     }
 
     /// A slot recurs when it was in an incident on each of the two days before, while the

@@ -3,8 +3,9 @@
 //!
 //! Every bucket, three families of series are tested (detection.md §5): the service total,
 //! each region, and each problem category. Region and problem expectations are the total's
-//! expectation times the series' share (regions by UTC hour of day, since the regional mix
-//! follows the time zones; problems overall). Each series runs exact negative-binomial tail
+//! expectation times the series' share (regions by hour of the day on each country's
+//! standard clock, since the regional mix follows the time zones and daylight saving time;
+//! problems overall). Each series runs exact negative-binomial tail
 //! tests over several windows plus a CUSUM for a four-fold rise; a family fires when any of
 //! its tests passes the family's threshold (see [`Thresholds`]) with at least
 //! `min_reporters` reports and at least `min_ratio` times the expected count. The size rule
@@ -15,11 +16,13 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{Baseline, Dispersion, Held, HeldScores, LevelSums, Recurrence};
+use super::baseline::{
+    Baseline, Dispersion, Held, HeldScores, LevelSums, ProfileClock, Recurrence,
+};
 use super::event::Scope;
 use super::stats::{binomial_upper_score, lower_score, threshold, upper_score};
 use crate::catalog::Problem;
-use crate::regions::RegionCode;
+use crate::regions::{DaylightSaving, RegionCode};
 use crate::store::Cell;
 
 /// Downdetector's three levels.
@@ -266,9 +269,14 @@ pub enum Change {
 pub struct ServiceState {
     baseline: Baseline,
     regions: Vec<RegionCode>,
-    /// Per region, exponentially weighted reports in each UTC hour of the day (24 each).
+    /// Per region, exponentially weighted reports in each hour of the day on the region's
+    /// standard clock (24 each: UTC plus the country's daylight saving shift, so that an
+    /// hour of its users' day keeps its place all year; see [`ServiceState::region_hour`]).
     region_hours: Vec<f32>,
     region_totals: Vec<f32>,
+    /// The same for all regions together, per UTC hour. Nothing in this build reads it (the
+    /// regions' hours, each on its own clock, sum to what it was for); it is learned and
+    /// saved for the builds before, which divide by it.
     hour_totals: Vec<f32>,
     problems: Vec<Problem>,
     problem_totals: Vec<f32>,
@@ -332,8 +340,9 @@ struct Scores {
 /// tails hold back ([`Scores`]), then its baseline's slow level ([`LevelSums`]), then the
 /// days its slots of the day spent in incidents ([`Recurrence`]), then the countries its
 /// open incident's last event named ([`Open::shown`]), then how many buckets of each slot of
-/// the day its profile learned at their own counts (`Baseline::known`). Each part was added
-/// after the one before it: a build from before reads what it knows and ignores the rest.
+/// the day its profile learned at their own counts (`Baseline::known`), then the clock its
+/// profile runs on ([`ProfileClock`]). Each part was added after the one before it: a build
+/// from before reads what it knows and ignores the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
     let pending = Pending {
@@ -367,6 +376,7 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let shown = state.open.as_ref().map_or(&[][..], |o| &o.shown[..]);
     bytes.extend(postcard::to_stdvec(shown)?);
     bytes.extend(postcard::to_stdvec(state.baseline.known())?);
+    bytes.extend(postcard::to_stdvec(&state.baseline.clock())?);
     Ok(bytes)
 }
 
@@ -374,19 +384,26 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
-    let (slow, known) = decode_trailers(&mut state, rest);
+    let (slow, (known, clock)) = decode_trailers(&mut state, rest);
     // A state saved before the slow level starts it where its short-term level is.
     state.baseline.set_slow_level(slow);
     state.baseline.set_known(known);
+    // One saved before the profile's clock ran on UTC: `None` says so, and the first bucket
+    // observed moves it to its clock (see `ServiceState::keep_clocks`).
+    state.baseline.set_clock(clock);
     Ok(state)
 }
 
+/// What follows the known buckets in a save, when it was saved.
+type AfterSlowLevel = (Option<Vec<f32>>, Option<ProfileClock>);
+
 /// Restores what follows the state (see [`encode`]) as far as it decodes, and returns the
-/// slow level and the slots' known buckets, those of them that were saved.
-fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> (Option<LevelSums>, Option<Vec<f32>>) {
+/// slow level, the slots' known buckets and the profile's clock, those of them that were
+/// saved.
+fn decode_trailers(state: &mut ServiceState, rest: &[u8]) -> (Option<LevelSums>, AfterSlowLevel) {
     match decode_trailers_to_slow_level(state, rest) {
         Some((slow, rest)) => (Some(slow), decode_trailers_after_slow_level(state, rest)),
-        None => (None, None),
+        None => (None, (None, None)),
     }
 }
 
@@ -422,17 +439,29 @@ fn decode_trailers_to_slow_level<'a>(
 }
 
 /// Restores what follows the slow level (see [`encode`]) as far as it decodes, and returns
-/// the slots' known buckets if they were saved.
-fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> Option<Vec<f32>> {
-    let (recurrence, rest) = postcard::take_from_bytes::<Recurrence>(rest).ok()?;
+/// the slots' known buckets and the profile's clock, if they were saved.
+fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> AfterSlowLevel {
+    let Ok((recurrence, rest)) = postcard::take_from_bytes::<Recurrence>(rest) else {
+        return (None, None);
+    };
     state.baseline.set_recurrence(recurrence);
     // Saved before the countries shown were, a global outage's next event names its
     // attribution's countries, which may be fewer than the last one named.
-    let (shown, rest) = postcard::take_from_bytes::<Vec<RegionCode>>(rest).ok()?;
+    let Ok((shown, rest)) = postcard::take_from_bytes::<Vec<RegionCode>>(rest) else {
+        return (None, None);
+    };
     if let Some(open) = &mut state.open {
         open.shown = shown;
     }
-    postcard::from_bytes::<Vec<f32>>(rest).ok()
+    let Ok((known, rest)) = postcard::take_from_bytes::<Vec<f32>>(rest) else {
+        return (None, None);
+    };
+    // (Saved as an option: a state restored from a build before the clock, and saved again
+    // before its first bucket, still says its profile is on UTC.)
+    let clock = postcard::from_bytes::<Option<ProfileClock>>(rest)
+        .ok()
+        .flatten();
+    (Some(known), clock)
 }
 
 impl ServiceState {
@@ -607,19 +636,67 @@ impl ServiceState {
         self.region_totals.iter().map(|&v| f64::from(v)).sum()
     }
 
-    /// The number of reports the hourly share of region `r` in UTC hour `h` rests on: its
-    /// reports in that hour plus a pseudo-count at its share over the whole day, which is
-    /// shrunk (add one half) so unseen regions get a small share. `all` is
-    /// [`region_reports`](Self::region_reports).
-    fn region_share_reports(&self, r: usize, h: usize, all: f64) -> f64 {
-        let day = (f64::from(self.region_totals[r]) + 0.5)
-            / (all + 0.5 * (self.regions.len() + 1) as f64);
-        f64::from(self.region_hours[r * 24 + h]) + SHARE_PSEUDO * day
+    /// The hour of the day at `t` on region `r`'s standard clock, which its hourly shares
+    /// are kept by: UTC moved forward while the country's daylight saving time is in force.
+    /// (Only the shift matters, not the time zone: each region's hours are its own.)
+    fn region_hour(&self, r: usize, t: i64) -> usize {
+        let local = t + DaylightSaving::of(self.regions[r]).shift(t);
+        (local.rem_euclid(86_400) / 3600) as usize
     }
 
-    /// Expected share of region `r` in UTC hour `h` (see `region_share_reports`).
-    fn region_share(&self, r: usize, h: usize, all: f64) -> f64 {
-        self.region_share_reports(r, h, all) / (f64::from(self.hour_totals[h]) + SHARE_PSEUDO)
+    /// The number of reports the hourly share of region `r` at `t` rests on: its reports in
+    /// that hour (see [`region_hour`](Self::region_hour)) plus a pseudo-count at its share
+    /// over the whole day, which is shrunk (add one half) so unseen regions get a small share.
+    /// `all` is [`region_reports`](Self::region_reports).
+    fn region_share_reports(&self, r: usize, t: i64, all: f64) -> f64 {
+        let day = (f64::from(self.region_totals[r]) + 0.5) / self.share_days(all);
+        f64::from(self.region_hours[r * 24 + self.region_hour(r, t)]) + SHARE_PSEUDO * day
+    }
+
+    /// The denominator of the regions' day shares (see `region_share_reports`): every
+    /// region's reports and an unseen region's, each shrunk by a half.
+    fn share_days(&self, all: f64) -> f64 {
+        all + 0.5 * (self.regions.len() + 1) as f64
+    }
+
+    /// What the regions' shares at `t` are shares of: the sum of every region's reports in
+    /// its hour at `t` (`region_share_reports`) and an unseen region's pseudo-count, so the
+    /// shares of all regions, seen or not, sum to one whichever clocks they keep.
+    fn region_shares_total(&self, t: i64, all: f64) -> f64 {
+        let seen: f64 = (0..self.regions.len())
+            .map(|r| self.region_share_reports(r, t, all))
+            .sum();
+        seen + self.unseen_share_reports(all)
+    }
+
+    /// The pseudo-count a region never seen gets (see `region_share_reports`).
+    fn unseen_share_reports(&self, all: f64) -> f64 {
+        SHARE_PSEUDO * 0.5 / self.share_days(all)
+    }
+
+    /// Keeps the service's clocks up to date at `t`, once an hour (and on the first bucket
+    /// after a state from a build before them was restored): the profile's follows where
+    /// the reports come from (see [`ProfileClock`]). A state saved before regions kept their
+    /// own clocks had their hours on UTC; those of regions in daylight saving time now move
+    /// an hour on, to where their clock now files them.
+    fn keep_clocks(&mut self, t: i64, width: i64) {
+        let restored = self.baseline.clock().is_none();
+        if !restored && t.rem_euclid(3600) >= width {
+            return;
+        }
+        if restored {
+            for r in 0..self.regions.len() {
+                let by = DaylightSaving::of(self.regions[r]).shift(t) / 3600;
+                self.region_hours[r * 24..(r + 1) * 24].rotate_right(by as usize);
+            }
+        }
+        let clock = ProfileClock::of(
+            self.regions
+                .iter()
+                .zip(&self.region_totals)
+                .map(|(&code, &reports)| (DaylightSaving::of(code), f64::from(reports))),
+        );
+        self.baseline.follow_clock(clock, t);
     }
 
     fn problem_share(&self, p: usize) -> f64 {
@@ -636,7 +713,7 @@ impl ServiceState {
 
     /// Processes the bucket starting at `t` with its `cells`; returns what changed.
     pub fn observe(&mut self, t: i64, cells: &[(Cell, u64)], tuning: &Tuning) -> Option<Change> {
-        let hour = (t.rem_euclid(86_400) / 3600) as usize;
+        self.keep_clocks(t, tuning.width);
         let mu = self.baseline.expected(t);
 
         // The bucket's marginals.
@@ -672,9 +749,12 @@ impl ServiceState {
         }
         slot.region_x = region_x;
         let all = self.region_reports();
+        let shares_total = self.region_shares_total(t, all);
         slot.region_mu.clear();
-        slot.region_mu
-            .extend((0..self.regions.len()).map(|r| (mu * self.region_share(r, hour, all)) as f32));
+        slot.region_mu.extend(
+            (0..self.regions.len())
+                .map(|r| (mu * self.region_share_reports(r, t, all) / shares_total) as f32),
+        );
         self.ring.push_back(slot);
         // Counts per region and problem serve an incident opening on the longest window's
         // slots, and no older ones.
@@ -694,8 +774,7 @@ impl ServiceState {
             _ => 1.0,
         };
         let verdict_total = self.test_total(tuning, &sums, inv_k_1, extra, boost);
-        let (verdict_regions, region_verdicts) =
-            self.test_regions(tuning, &sums, extra, hour, boost);
+        let (verdict_regions, region_verdicts) = self.test_regions(tuning, &sums, extra, t, boost);
         let verdict_problems = self.test_problems(tuning, &sums, extra, boost);
         // Nothing opens before the service has been watched for the longest window: a
         // service first seen mid-stream is busy, not flooding. After that, its own counts
@@ -967,7 +1046,7 @@ impl ServiceState {
         tuning: &Tuning,
         sums: &WindowSums,
         extra: f64,
-        hour: usize,
+        t: i64,
         boost: f64,
     ) -> (Verdict, Vec<Verdict>) {
         let h = tuning.thresholds.family(self.regions.len()) * boost;
@@ -979,7 +1058,7 @@ impl ServiceState {
                 (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))
             });
             // The share, too, is an estimate from a limited number of reports.
-            let extra = extra + 1.0 / self.region_share_reports(r, hour, all_reports).max(1.0);
+            let extra = extra + 1.0 / self.region_share_reports(r, t, all_reports).max(1.0);
             let inv_k = 1.0 / self.region_dispersion.k(0);
             self.region_cusums[r].update(x, mu, inv_k + extra);
             let v = self.verdict(
@@ -1121,7 +1200,7 @@ impl ServiceState {
         let slot = self.ring.back().cloned().unwrap_or_default();
         for r in 0..self.regions.len() {
             let xr = slot.region_x.get(r).copied().unwrap_or(0.0);
-            let i = r * 24 + hour;
+            let i = r * 24 + self.region_hour(r, t);
             self.region_hours[i] = self.region_hours[i] * keep_hour as f32 + xr;
             self.region_totals[r] = self.region_totals[r] * keep_all as f32 + xr;
         }
@@ -1717,16 +1796,13 @@ impl ServiceState {
         let mut mean = self.baseline.expected(t);
         let mut k = self.baseline.dispersion(0);
         if let Some(code) = of.region {
-            let hour = (t.rem_euclid(86_400) / 3600) as usize;
             let all = self.region_reports();
-            let share = match self.regions.iter().position(|&r| r == code) {
-                Some(r) => self.region_share(r, hour, all),
+            let reports = match self.regions.iter().position(|&r| r == code) {
+                Some(r) => self.region_share_reports(r, t, all),
                 // A region never seen: the share an unseen region gets.
-                None => {
-                    let day = 0.5 / (all + 0.5 * (self.regions.len() + 1) as f64);
-                    SHARE_PSEUDO * day / (f64::from(self.hour_totals[hour]) + SHARE_PSEUDO)
-                }
+                None => self.unseen_share_reports(all),
             };
+            let share = reports / self.region_shares_total(t, all);
             mean *= share;
             k = k.min(self.region_dispersion.k(0));
         }
@@ -1921,6 +1997,97 @@ mod tests {
         );
     }
 
+    /// A service used in one country keeps its day where it was when the country's clocks
+    /// change: its profile and its country's hourly share run on the country's standard
+    /// time. On UTC alone, a British service twenty times busier from 08:00 to 18:00 local
+    /// time saw its first morning of summer time, an hour early in UTC, as an outage.
+    #[test]
+    fn a_countrys_day_keeps_its_place_when_its_clocks_change() {
+        let tuning = crate::detector::DetectorConfig::default().tuning();
+        let problems = vec![Problem::parse("login").unwrap()];
+        let gb = RegionCode::parse("GB").unwrap();
+        let cell = Cell {
+            region: gb,
+            problem: problems[0].clone(),
+        };
+        // 2026-03-22 00:00 UTC; British summer time starts a week later, at 01:00 UTC.
+        let start = 1_774_137_600;
+        let summer = start + 7 * 86_400 + 3600;
+        let busy = |t: i64| {
+            let local = t + if t >= summer { 3600 } else { 0 };
+            let minutes = local.rem_euclid(86_400) / 60;
+            // One a minute at night, rising over an hour from 07:30 to twenty, falling from
+            // 17:30.
+            let rise = ((minutes as f64 - 450.0) / 60.0).clamp(0.0, 1.0);
+            let fall = ((1110.0 - minutes as f64) / 60.0).clamp(0.0, 1.0);
+            20f64.powf(rise.min(fall)).round() as u64
+        };
+        let mut state = ServiceState::new(problems, &tuning, 1.0);
+        let mut opened = Vec::new();
+        for i in 0..14 * 1440 {
+            let t = start + i * 60;
+            if state.observe(t, &[(cell.clone(), busy(t))], &tuning) == Some(Change::Opened) {
+                opened.push(t);
+            }
+            let local = t + if t >= summer { 3600 } else { 0 };
+            if local.rem_euclid(86_400) == 9 * 3600 {
+                // At 09:00 local time the expectation is the day's, before the change and
+                // after, for the service and for its country.
+                for of in [None, Some(gb)] {
+                    let (mean, _) = state.expectation(
+                        t,
+                        SeriesFilter {
+                            region: of,
+                            problem: None,
+                        },
+                    );
+                    if t > start + 3 * 86_400 {
+                        assert!(
+                            (14.0..26.0).contains(&mean),
+                            "{of:?} at {t}: {mean} expected against 20"
+                        );
+                    }
+                }
+            }
+        }
+        // The first mornings may open incidents (a day never seen); none after the change.
+        assert!(
+            opened.iter().all(|&t| t < start + 3 * 86_400),
+            "opened at {opened:?}"
+        );
+        assert_eq!(
+            state.baseline.clock(),
+            Some(&ProfileClock::of([(DaylightSaving::Europe, 1.0)]))
+        );
+        // Restored from a build before the clocks (whose profile and hourly shares ran on
+        // UTC), it moves both to the country's clock at its next bucket: saved at 09:00 BST
+        // with its day learned at 07:00 to 17:00 UTC, it expects 09:00 BST's count at 08:00
+        // UTC the next bucket, as it should.
+        let mut old = state.clone();
+        let on_its_clock = old.region_hours.clone();
+        for r in 0..old.regions.len() {
+            old.region_hours[r * 24..(r + 1) * 24].rotate_left(1);
+        }
+        old.baseline
+            .follow_clock(ProfileClock::default(), start + 14 * 86_400);
+        old.baseline.set_clock(None);
+        let t = start + 14 * 86_400 + 8 * 3600;
+        old.observe(t, &[(cell.clone(), busy(t))], &tuning);
+        assert_eq!(old.region_hours, {
+            // (The bucket just learned added to its hour.)
+            let mut hours = on_its_clock;
+            let i = old.region_hour(0, t);
+            hours[i] = old.region_hours[i];
+            hours
+        });
+        let total = SeriesFilter {
+            region: None,
+            problem: None,
+        };
+        let (mean, _) = old.expectation(t + 60, total);
+        assert!((14.0..26.0).contains(&mean), "{mean} expected against 20");
+    }
+
     /// A bucket that looks like possible problems does not teach the dispersions while it
     /// may be an outage's onset: its residual is the rise suspected, not noise. Learned at
     /// once, an hour of a busy service at three times its rate (a ramp on its way up) took
@@ -2091,11 +2258,13 @@ mod tests {
         // ...where a state saved before the countries shown were names the attribution's.
         let shown = postcard::to_stdvec(&open.shown).unwrap();
         let known = postcard::to_stdvec(state.baseline.known()).unwrap();
+        let clock = postcard::to_stdvec(&state.baseline.clock()).unwrap();
         assert!(
-            saved.ends_with(&[&shown[..], &known[..]].concat()),
-            "the countries shown are saved before the known slots, which come last"
+            saved.ends_with(&[&shown[..], &known[..], &clock[..]].concat()),
+            "the countries shown are saved before the known slots and the clock"
         );
-        let before = decode(&saved[..saved.len() - shown.len() - known.len()]).unwrap();
+        let after = saved.len() - shown.len() - known.len() - clock.len();
+        let before = decode(&saved[..after]).unwrap();
         assert_eq!(named(&before), [code("FR")]);
         // A regional incident names its countries alone.
         open.attribution = attribution(Scope::Regional, &["JP"]);
@@ -2160,12 +2329,21 @@ mod tests {
         // No incident is open: no countries shown.
         let shown = postcard::to_stdvec(&Vec::<RegionCode>::new()).unwrap();
         let known = postcard::to_stdvec(state.baseline.known()).unwrap();
+        let clock = postcard::to_stdvec(&state.baseline.clock()).unwrap();
         assert!(
-            saved.ends_with(&[&recurrence[..], &shown[..], &known[..]].concat()),
-            "the recurrence is saved before the countries shown, and the known slots last"
+            saved.ends_with(&[&recurrence[..], &shown[..], &known[..], &clock[..]].concat()),
+            "the recurrence is saved before the countries shown, then the known slots, and \
+             the profile's clock last"
         );
         assert_eq!(restored.baseline.recurrence(), state.baseline.recurrence());
         assert_eq!(restored.baseline.known(), state.baseline.known());
+        assert!(state.baseline.clock().is_some());
+        assert_eq!(restored.baseline.clock(), state.baseline.clock());
+        // Saved by the build before the clock: its profile ran on UTC, and says so.
+        let whole = saved.clone();
+        let unclocked = decode(&whole[..whole.len() - clock.len()]).unwrap();
+        assert_eq!(unclocked.baseline.clock(), None);
+        assert_eq!(unclocked.baseline.known(), state.baseline.known());
         // The possible problems' buckets were learned capped: their slot is not as well
         // known as it is learned.
         let mut as_learned = state.baseline.clone();
@@ -2173,13 +2351,13 @@ mod tests {
         assert_ne!(as_learned.known(), state.baseline.known());
         // Saved by the build before the known slots: the rest decodes, and every bucket
         // learned counts as known, as that build counted them.
-        let whole = saved.clone();
-        let earlier = decode(&whole[..whole.len() - known.len()]).unwrap();
+        let earlier = decode(&whole[..whole.len() - clock.len() - known.len()]).unwrap();
         assert_eq!(earlier.baseline.known(), as_learned.known());
         assert_eq!(earlier.baseline.recurrence(), state.baseline.recurrence());
         // Saved by the build before the recurrence: the rest decodes, and no slot has an
         // incident behind it.
-        let saved = &whole[..whole.len() - recurrence.len() - shown.len() - known.len()];
+        let saved =
+            &whole[..whole.len() - recurrence.len() - shown.len() - known.len() - clock.len()];
         let before = decode(saved).unwrap();
         assert_eq!(before.baseline.recurrence(), &Recurrence::default());
         assert_eq!(before.baseline.slow_level(), state.baseline.slow_level());

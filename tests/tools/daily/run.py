@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """How often a service with a strong daily cycle looks down when it is not.
 
-Every incident this counts is false: the counts are Poisson, with no outage, at a night rate
-until 08:00 UTC, `ratio` times that from 08:00 to 18:00, and back at night after, rising and
-falling either at once (a step) or geometrically over `rise` minutes centred on the hour.
+Every incident this counts is false: the counts are Poisson, with no outage, of a service
+used in Great Britain (`GB`), at a night rate until 08:00 local time, `ratio` times that from
+08:00 to 18:00, and back at night after, rising and falling either at once (a step) or
+geometrically over `rise` minutes centred on the hour.
 
 - **Mornings** (the default): 14 days of such a service, first seen at midnight and at 13:00
   UTC (a fresh deployment with no history), five seeds each, so ten runs per shape. Its
@@ -12,10 +13,11 @@ falling either at once (a step) or geometrically over `rise` minutes centred on 
   days after (days 3 to 13).
   Shapes: ten, twenty and a hundred times the night's rate, with a step, then with a rise
   over an hour.
-- **`--clock-change`**: 28 days, first seen at midnight, five seeds, and from day 14 on the
-  day comes an hour earlier in UTC, as it does when a country's clocks go forward for
-  daylight saving time. The table counts the incidents opened on days 14 to 27. Shapes: five,
-  ten and twenty-five times the night's rate, rising over two to three hours.
+- **`--clock-change`**: 28 days, first seen at midnight, five seeds, with British summer
+  time starting on day 14 (2026-03-29, the day comes an hour earlier in UTC) and, in a
+  second set of runs, ending on day 14 (2026-10-25, an hour later). The table counts the
+  incidents opened on days 14 to 27. Shapes: five, ten and twenty-five times the night's
+  rate, rising over two to three hours.
 
 Run from the repository root, after `cargo build --release`:
 
@@ -24,7 +26,8 @@ Run from the repository root, after `cargo build --release`:
     python3 tests/tools/daily/run.py --binary PATH    # another build, to compare
 
 Rows go to stdout as they finish, the totals last. Needs Python 3.11 and its standard
-library only; takes about half a minute (a minute with `--clock-change`).
+library (and the system's time zone database, for `zoneinfo`); takes about half a minute (two
+minutes with `--clock-change`).
 """
 
 import argparse
@@ -32,12 +35,17 @@ import datetime as dt
 import random
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lone_service import opened_at, poisson  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+LONDON = ZoneInfo("Europe/London")
+# The clock-change runs start 14 days before British summer time starts and ends.
+CHANGE_STARTS = (("forward", dt.datetime(2026, 3, 15, tzinfo=dt.timezone.utc)),
+                 ("back", dt.datetime(2026, 10, 11, tzinfo=dt.timezone.utc)))
 SEEDS = (1, 2, 3, 4, 5)
 MORNINGS = ((1.0, 10.0, 0), (0.5, 10.0, 0), (0.05, 5.0, 0),
             (1.0, 10.0, 60), (0.5, 10.0, 60), (0.05, 5.0, 60))
@@ -47,7 +55,7 @@ CHANGE_DAY = 14
 
 
 def rate(night: float, day: float, rise: int, hour: float) -> float:
-    """Reports per minute at `hour` (UTC, fractional): `day` from 08:00 to 18:00, `night`
+    """Reports per minute at `hour` (local, fractional): `day` from 08:00 to 18:00, `night`
     otherwise, changing at once (`rise` 0) or geometrically over `rise` minutes centred on
     the hour."""
     if not rise:
@@ -58,27 +66,22 @@ def rate(night: float, day: float, rise: int, hour: float) -> float:
     return night * (day / night) ** min(up, down)
 
 
-def counts(night: float, day: float, rise: int, days: int, start_hour: int, seed: int,
-           change_day: int | None = None) -> str:
-    """The counts CSV of one run; from `change_day` on, the day comes an hour earlier."""
+def counts(night: float, day: float, rise: int, days: int, start: dt.datetime, seed: int) -> str:
+    """The counts CSV of one run from `start` (UTC), on London's clock."""
     rng = random.Random(seed)
-    start = START + dt.timedelta(hours=start_hour)
     lines = ["timestamp,service,region,problem,count"]
     for m in range(days * 1440):
         at = start + dt.timedelta(minutes=m)
-        hour = at.hour + at.minute / 60
-        if change_day is not None and m >= change_day * 1440:
-            hour = (hour + 1) % 24
-        n = poisson(rng, rate(night, day, rise, hour))
+        local = at.astimezone(LONDON)
+        n = poisson(rng, rate(night, day, rise, local.hour + local.minute / 60))
         if n:
-            lines.append(f"{at.strftime('%Y-%m-%dT%H:%M:%SZ')},svc,US,login,{n}")
+            lines.append(f"{at.strftime('%Y-%m-%dT%H:%M:%SZ')},svc,GB,login,{n}")
     return "\n".join(lines) + "\n"
 
 
-def opened_days(binary: Path, text: str, start_hour: int) -> list[int]:
-    """The days (from the run's start) on which the backtest of `text` opened incidents."""
-    start = (START + dt.timedelta(hours=start_hour)).timestamp()
-    return [int((at - start) // 86_400) for at in opened_at(binary, text)]
+def opened_days(binary: Path, text: str, start: dt.datetime) -> list[int]:
+    """The days (from `start`) on which the backtest of `text` opened incidents."""
+    return [int((at - start.timestamp()) // 86_400) for at in opened_at(binary, text)]
 
 
 def shape(night: float, day: float, rise: int) -> str:
@@ -94,8 +97,8 @@ def mornings(binary: Path) -> None:
         later = 0
         for start_hour in (0, 13):
             for seed in SEEDS:
-                days = opened_days(binary, counts(night, day, rise, 14, start_hour, seed),
-                                   start_hour)
+                start = START + dt.timedelta(hours=start_hour)
+                days = opened_days(binary, counts(night, day, rise, 14, start, seed), start)
                 first = sum(d < 3 for d in days)
                 print(f"| {shape(night, day, rise)} | {start_hour:02}:00 | {seed} | {first} "
                       f"| {len(days) - first} |", flush=True)
@@ -108,19 +111,20 @@ def mornings(binary: Path) -> None:
 
 def clock_change(binary: Path) -> None:
     """The `--clock-change` table."""
-    print("| day/night | rise | seed | days 0-13 opened | days 14-27 opened |")
-    print("|---|---|---|---|---|")
+    print("| clocks go | day/night | rise | seed | days 0-13 opened | days 14-27 opened |")
+    print("|---|---|---|---|---|---|")
     totals: dict[str, list[int]] = {}
-    for night, day, rise in CLOCK_CHANGES:
-        after = []
-        for seed in SEEDS:
-            days = opened_days(binary, counts(night, day, rise, 28, 0, seed, CHANGE_DAY), 0)
-            before = sum(d < CHANGE_DAY for d in days)
-            print(f"| {shape(night, day, rise)} | {seed} | {before} | {len(days) - before} |",
-                  flush=True)
-            after.append(len(days) - before)
-        totals[shape(night, day, rise)] = after
-    print(f"\nincidents opened in the 14 days after the clock change, per seed:")
+    for way, start in CHANGE_STARTS:
+        for night, day, rise in CLOCK_CHANGES:
+            after = []
+            for seed in SEEDS:
+                days = opened_days(binary, counts(night, day, rise, 28, start, seed), start)
+                before = sum(d < CHANGE_DAY for d in days)
+                print(f"| {way} | {shape(night, day, rise)} | {seed} | {before} "
+                      f"| {len(days) - before} |", flush=True)
+                after.append(len(days) - before)
+            totals[f"{way}, {shape(night, day, rise)}"] = after
+    print(f"\nincidents opened in the 14 days after the clocks changed, per seed:")
     for name, after in totals.items():
         print(f"  {name.replace(' | ', ', ')}: {after} ({sum(after)} in all)")
 
@@ -129,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", type=Path, default=REPO / "target/release/downradar")
     parser.add_argument("--clock-change", action="store_true",
-                        help="move the day an hour earlier on day 14, as daylight saving does")
+                        help="runs whose clocks go forward, then back, on day 14")
     args = parser.parse_args()
     if not args.binary.exists():
         sys.exit(f"{args.binary} does not exist: run `cargo build --release` first")
