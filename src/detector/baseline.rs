@@ -212,6 +212,17 @@ impl Baseline {
         fast.min(slow.max(1.0)).clamp(MIN_LEVEL, MAX_LEVEL)
     }
 
+    /// While an incident is open (the baseline frozen), moves the short-term level up
+    /// towards the slow one, at the short-term level's own pace, if it is below it.
+    pub fn relax_level(&mut self, t: i64) {
+        let slow = self.slow.ratio();
+        if self.level.ratio() < slow {
+            let profile = self.profile(t);
+            let keep = (-(self.width as f64) / LEVEL_SECS).exp();
+            self.level.learn(keep, slow * profile, profile);
+        }
+    }
+
     /// The slow level's sums, as saved after the rest of a service's state.
     pub fn slow_level(&self) -> LevelSums {
         self.slow.clone()
@@ -900,6 +911,45 @@ mod tests {
         }
         // A noiseless series is nearly Poisson-free of extra variance: k is large.
         assert!(b.dispersion(0) > 20.0, "{}", b.dispersion(0));
+    }
+
+    /// While an incident is open, a short-term level dragged below the slow one climbs back
+    /// to it over hours, as it would outside one; one above it stays where it was.
+    #[test]
+    fn an_incident_lets_a_level_below_the_slow_one_climb_back() {
+        let mut b = Baseline::new(60, 1, 10.0);
+        let learn = |b: &mut Baseline, from: i64, minutes: i64, x: f64| {
+            for i in from..from + minutes {
+                let e = b.expected(i * 60);
+                b.learn(i * 60, x, true, &[(x, e)], false);
+            }
+        };
+        // Two days at ten a minute, then two hours at three.
+        learn(&mut b, 0, 2 * 1440, 10.0);
+        learn(&mut b, 2 * 1440, 120, 3.0);
+        let now = 2 * 1440 + 120;
+        let (fast, slow) = (b.level.ratio(), b.slow.ratio());
+        assert!(fast < 0.7 && slow > 0.9, "fast {fast}, slow {slow}");
+        // Four hours of an incident: the level climbs most of the way back.
+        for i in now..now + 240 {
+            b.relax_level(i * 60);
+        }
+        assert_eq!(b.slow.ratio(), slow, "the slow level stays frozen");
+        let relaxed = b.level.ratio();
+        assert!(
+            relaxed > 0.85 * slow && relaxed <= slow,
+            "{relaxed} against {slow}"
+        );
+        // A level above the slow one is not brought down.
+        let mut high = Baseline::new(60, 1, 10.0);
+        learn(&mut high, 0, 2 * 1440, 10.0);
+        learn(&mut high, 2 * 1440, 60, 20.0);
+        let before = high.level.clone();
+        assert!(before.ratio() > high.slow.ratio());
+        for i in now..now + 240 {
+            high.relax_level(i * 60);
+        }
+        assert_eq!(high.level, before);
     }
 
     /// 2026-07-06 00:00 UTC, a Monday in British summer time; and Great Britain's clock.

@@ -845,6 +845,9 @@ impl ServiceState {
         // every day is the service's day, and the seasonal profile and the shares learn it
         // as it is. (Frozen, a business-hours service first seen at night opened an
         // incident every morning, which resolved every evening, for as long as it ran.)
+        if was_open && self.open.is_some() {
+            self.baseline.relax_level(t);
+        }
         if (was_open || change == Some(Change::Opened)) && self.baseline.recurs(t) {
             let x = self.ring.back().map_or(0.0, |s| f64::from(s.x));
             self.baseline.learn_season(t, x, true);
@@ -1995,6 +1998,34 @@ mod tests {
             after > 0.67 * profile,
             "an hour of ordinary counts left the expectation at {after} against {profile}"
         );
+    }
+
+    /// `--min-ratio` below the doubling that possible problems need is still the ratio an
+    /// outage needs (the doubling gated both, so below 2 the setting did nothing): a busy
+    /// series, nearly Poisson, at 1.7 times its expectation over every window is an outage
+    /// at a ratio of 1.5, not at 3, and never possible problems.
+    #[test]
+    fn a_min_ratio_below_two_is_the_ratio_an_outage_needs() {
+        let problems = vec![Problem::parse("login").unwrap()];
+        let verdict = |min_ratio: f64| {
+            let tuning = Tuning {
+                min_ratio,
+                ..crate::detector::DetectorConfig::default().tuning()
+            };
+            let state = ServiceState::new(problems.clone(), &tuning, 1.0);
+            let mut dispersion = Dispersion::new(tuning.windows.len());
+            let expected: Vec<f64> = tuning.windows.iter().map(|&w| 100.0 * w as f64).collect();
+            let ordinary: Vec<(f64, f64)> = expected.iter().map(|&m| (m, m)).collect();
+            for _ in 0..10_000 {
+                dispersion.learn(&ordinary);
+            }
+            let risen: Vec<(f64, f64)> = expected.iter().map(|&m| (1.7 * m, m)).collect();
+            let h = tuning.thresholds.family(1);
+            state.verdict(&tuning, h, &dispersion, 0.0, Cusum::default(), &risen)
+        };
+        let (low, default) = (verdict(1.5), verdict(3.0));
+        assert!(low.strong && !low.possible, "{low:?}");
+        assert!(!default.strong && !default.possible, "{default:?}");
     }
 
     /// A service used in one country keeps its day where it was when the country's clocks
