@@ -18,6 +18,7 @@
 //! - Approximated by a neighbouring rule, within hours of their own instants: Moldova and
 //!   Lebanon (Europe's days, midnight local), Cuba (North America's days, midnight local).
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use super::RegionCode;
@@ -111,7 +112,10 @@ impl DaylightSaving {
     /// How far the clocks are ahead of standard time at `t` (Unix seconds): an hour while
     /// the rule is in force, else nothing.
     pub fn shift(self, t: i64) -> i64 {
-        let Some((start, end)) = self.span(civil_year(t)) else {
+        if self == Self::None {
+            return 0;
+        }
+        let Some((start, end)) = Self::spans(civil_year(t))[self as usize] else {
             return 0;
         };
         let on = if start < end {
@@ -122,6 +126,28 @@ impl DaylightSaving {
             t < end || t >= start
         };
         if on { HOUR } else { 0 }
+    }
+
+    /// Every rule's [`span`](Self::span) in `year`, by discriminant. The detector asks for
+    /// shifts per bucket and region, and a year's spans take a few dozen calendar
+    /// computations: the last year asked for on each thread is kept.
+    fn spans(year: i64) -> [Option<(i64, i64)>; RULES.len() + 1] {
+        type Spans = (i64, [Option<(i64, i64)>; RULES.len() + 1]);
+        thread_local! {
+            static LAST: Cell<Spans> = const { Cell::new((i64::MIN, [None; RULES.len() + 1])) };
+        }
+        LAST.with(|last| {
+            let (cached, spans) = last.get();
+            if cached == year {
+                return spans;
+            }
+            let mut spans = [None; RULES.len() + 1];
+            for (rule, _) in RULES {
+                spans[rule as usize] = rule.span(year);
+            }
+            last.set((year, spans));
+            spans
+        })
     }
 
     /// When the rule's clocks go forward and back in `year` (Unix seconds).
@@ -252,9 +278,9 @@ mod tests {
         }
     }
 
-    /// The transitions of 2026, as the IANA database gives them (`zdump -v` of
-    /// Europe/Berlin, America/New_York, Australia/Sydney, Pacific/Auckland, America/Santiago,
-    /// Asia/Jerusalem and Africa/Cairo).
+    /// The transitions of 2026, as the IANA database gives them (Python's `zoneinfo` on
+    /// Debian's `tzdata` for Europe/Berlin, America/New_York, Australia/Sydney,
+    /// Pacific/Auckland, America/Santiago, Asia/Jerusalem and Africa/Cairo).
     #[test]
     fn the_2026_transitions_fall_on_the_instants_of_the_time_zone_database() {
         use DaylightSaving::*;
@@ -309,6 +335,12 @@ mod tests {
         assert_eq!(Chile.shift(new_year), HOUR);
         assert_eq!(Europe.shift(new_year), 0);
         assert_eq!(None.shift(at(datetime!(2026-07-01 12:00 UTC))), 0);
+        // The spans kept per thread are those of the year asked for, whichever came before.
+        for year in [2026, 1999, 1999, 2026, 2100, 1970] {
+            for (rule, _) in RULES {
+                assert_eq!(DaylightSaving::spans(year)[rule as usize], rule.span(year));
+            }
+        }
     }
 
     #[test]
