@@ -3,9 +3,9 @@
 //!
 //! Every bucket, three families of series are tested (detection.md §5): the service total,
 //! each region, and each problem category. Region and problem expectations are the total's
-//! expectation times the series' share (regions by hour of the day on each country's
-//! standard clock, since the regional mix follows the time zones and daylight saving time;
-//! problems overall). Each series runs exact negative-binomial tail
+//! expectation times the series' share (regions by hour of the day on a clock that moves
+//! with each country's, since the regional mix follows the time zones and daylight saving
+//! time; problems overall). Each series runs exact negative-binomial tail
 //! tests over several windows plus a CUSUM for a four-fold rise; a family fires when any of
 //! its tests passes the family's threshold (see [`Thresholds`]) with at least
 //! `min_reporters` reports and at least `min_ratio` times the expected count. The size rule
@@ -269,9 +269,10 @@ pub enum Change {
 pub struct ServiceState {
     baseline: Baseline,
     regions: Vec<RegionCode>,
-    /// Per region, exponentially weighted reports in each hour of the day on the region's
-    /// standard clock (24 each: UTC plus the country's daylight saving shift, so that an
-    /// hour of its users' day keeps its place all year; see [`ServiceState::region_hour`]).
+    /// Per region, exponentially weighted reports in each hour of the day on a clock that
+    /// moves with the region's (24 each: UTC plus the country's daylight saving shift, so
+    /// that an hour of its users' day keeps its place all year; see
+    /// [`ServiceState::region_hour`]).
     region_hours: Vec<f32>,
     region_totals: Vec<f32>,
     /// The same for all regions together, per UTC hour. Nothing in this build reads it (the
@@ -456,11 +457,19 @@ fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> Af
     let Ok((known, rest)) = postcard::take_from_bytes::<Vec<f32>>(rest) else {
         return (None, None);
     };
+    if rest.is_empty() {
+        // Saved before the clock: its profile ran on UTC.
+        return (Some(known), None);
+    }
     // (Saved as an option: a state restored from a build before the clock, and saved again
-    // before its first bucket, still says its profile is on UTC.)
-    let clock = postcard::from_bytes::<Option<ProfileClock>>(rest)
-        .ok()
-        .flatten();
+    // before its first bucket, still says its profile is on UTC.) A clock that does not
+    // decode, or cannot be, is no sign of an old save: the profile is taken to be on the
+    // clock its regions give, as it most likely was, and is not moved.
+    let clock = match postcard::from_bytes::<Option<ProfileClock>>(rest) {
+        Ok(None) => None,
+        Ok(Some(clock)) if clock.valid() => Some(clock),
+        _ => Some(state.regions_clock()),
+    };
     (Some(known), clock)
 }
 
@@ -636,8 +645,8 @@ impl ServiceState {
         self.region_totals.iter().map(|&v| f64::from(v)).sum()
     }
 
-    /// The hour of the day at `t` on region `r`'s standard clock, which its hourly shares
-    /// are kept by: UTC moved forward while the country's daylight saving time is in force.
+    /// The hour of the day at `t` on the clock region `r`'s hourly shares are kept by: UTC
+    /// moved forward while the country's daylight saving time is in force.
     /// (Only the shift matters, not the time zone: each region's hours are its own.)
     fn region_hour(&self, r: usize, t: i64) -> usize {
         let local = t + DaylightSaving::of(self.regions[r]).shift(t);
@@ -690,13 +699,17 @@ impl ServiceState {
                 self.region_hours[r * 24..(r + 1) * 24].rotate_right(by as usize);
             }
         }
-        let clock = ProfileClock::of(
+        self.baseline.follow_clock(self.regions_clock(), t);
+    }
+
+    /// The clock the reports' countries give the profile (see [`ProfileClock`]).
+    fn regions_clock(&self) -> ProfileClock {
+        ProfileClock::of(
             self.regions
                 .iter()
                 .zip(&self.region_totals)
                 .map(|(&code, &reports)| (DaylightSaving::of(code), f64::from(reports))),
-        );
-        self.baseline.follow_clock(clock, t);
+        )
     }
 
     fn problem_share(&self, p: usize) -> f64 {
@@ -2029,8 +2042,8 @@ mod tests {
     }
 
     /// A service used in one country keeps its day where it was when the country's clocks
-    /// change: its profile and its country's hourly share run on the country's standard
-    /// time. On UTC alone, a British service twenty times busier from 08:00 to 18:00 local
+    /// change: its profile and its country's hourly share run on a clock that moves with
+    /// the country's. On UTC alone, a British service twenty times busier from 08:00 to 18:00 local
     /// time saw its first morning of summer time, an hour early in UTC, as an outage.
     #[test]
     fn a_countrys_day_keeps_its_place_when_its_clocks_change() {
@@ -2375,6 +2388,11 @@ mod tests {
         let unclocked = decode(&whole[..whole.len() - clock.len()]).unwrap();
         assert_eq!(unclocked.baseline.clock(), None);
         assert_eq!(unclocked.baseline.known(), state.baseline.known());
+        // A clock that does not decode is no old save: the regions' clock, not moved.
+        let mut damaged = whole[..whole.len() - clock.len()].to_vec();
+        damaged.extend([1, 200]);
+        let damaged = decode(&damaged).unwrap();
+        assert_eq!(damaged.baseline.clock(), Some(&state.regions_clock()));
         // The possible problems' buckets were learned capped: their slot is not as well
         // known as it is learned.
         let mut as_learned = state.baseline.clone();

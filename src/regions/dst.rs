@@ -1,8 +1,9 @@
 //! Daylight saving time: which rule each region's clocks follow, and when it is in force.
 //!
-//! The detector's profiles and regional shares run on each country's standard time, which is
-//! UTC shifted by a fixed offset; during daylight saving time the country's day comes an hour
-//! earlier in UTC, and a steep daily rise seen an hour early looks like an outage. These are
+//! During daylight saving time a country's day comes an hour earlier in UTC, and a steep
+//! daily rise seen an hour early looks like an outage; so the detector's profiles and
+//! regional shares run on clocks that move with the countries' (UTC plus their daylight
+//! saving shift; the time zone itself does not matter to them). These are
 //! the rules in force in 2026, from the IANA time zone database (`europe`, `northamerica`,
 //! `australasia`, `southamerica`, `asia`, `africa`; public domain), applied to every year:
 //!
@@ -23,8 +24,10 @@ use std::sync::OnceLock;
 
 use super::RegionCode;
 
-/// The daylight saving rule a region's clocks follow. The discriminants are saved with
-/// detector state (see `Baseline`'s profile clock): never renumber them.
+/// The daylight saving rule a region's clocks follow. Saved with detector state (see
+/// `Baseline`'s profile clock) by position, as serde numbers variants: never reorder or
+/// remove one, only add at the end (a build that meets a rule it does not know takes the
+/// saved clock as damaged and uses the one its regions give).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
