@@ -28,8 +28,8 @@
 //!
 //! Updates take a winsorised count and stop while an incident is open, so outages do not
 //! inflate the baseline; but a short-term level below the slow one goes on climbing back
-//! towards it (see [`Baseline::relax_level`]), and a slot of the day that was in an incident on
-//! each of the days before as well ([`Recurrence`]), and that the profile has hardly seen
+//! towards it (see [`Baseline::relax_level`]), and a slot of the day that was in an incident
+//! on each of the days before as well ([`Recurrence`]), and that the profile has hardly seen
 //! outside one, is learned into the seasonal profile as it is, since what comes back there
 //! every day is the service's day (see [`Baseline::recurs`]).
 
@@ -218,10 +218,9 @@ impl Baseline {
     /// would climb back after a quiet spell outside an incident, whatever the counts. It
     /// learns the counts the slow level expects, so on a sparse series, where its
     /// pseudo-count weighs most, it stops short of the slow ratio, as after two hours of
-    /// such counts it would. A
-    /// level dragged down just before an incident opened (by hours the profile
-    /// overestimates) otherwise held the expectation there, and ordinary counts after it
-    /// looked like an outage for as long as they lasted: on simulation seed 8, a busy
+    /// such counts it would. A level dragged down just before an incident opened (by hours
+    /// the profile overestimates) otherwise held the expectation there, and ordinary counts
+    /// after it looked like an outage for as long as they lasted: on simulation seed 8, a busy
     /// service whose profile recalled a ramp learned on its first day three weeks before
     /// (its week slots, three quarters of the profile by then, at two and a half times the
     /// counts) kept a false incident open for 24 hours, until the day-long limit resolved

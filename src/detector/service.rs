@@ -852,15 +852,17 @@ impl ServiceState {
             }
         };
 
+        // While an incident stays open, a level dragged down before it climbs back (see
+        // `Baseline::relax_level`).
+        if was_open && self.open.is_some() {
+            self.baseline.relax_level(t);
+        }
         // The baseline is frozen while an incident is open, but for the slots of the day
         // that were in one on each of the days before as well and that the profile has
         // hardly seen outside one (see `Baseline::recurs`): a rise that comes back there
         // every day is the service's day, and the seasonal profile and the shares learn it
         // as it is. (Frozen, a business-hours service first seen at night opened an
         // incident every morning, which resolved every evening, for as long as it ran.)
-        if was_open && self.open.is_some() {
-            self.baseline.relax_level(t);
-        }
         if (was_open || change == Some(Change::Opened)) && self.baseline.recurs(t) {
             let x = self.ring.back().map_or(0.0, |s| f64::from(s.x));
             self.baseline.learn_season(t, x, true);
