@@ -668,14 +668,15 @@ impl ServiceState {
         all + 0.5 * (self.regions.len() + 1) as f64
     }
 
-    /// What the regions' shares at `t` are shares of: the sum of every region's reports in
-    /// its hour at `t` (`region_share_reports`) and an unseen region's pseudo-count, so the
+    /// Every region's [`region_share_reports`](Self::region_share_reports) at `t`, and what
+    /// their shares are shares of: their sum and an unseen region's pseudo-count, so the
     /// shares of all regions, seen or not, sum to one whichever clocks they keep.
-    fn region_shares_total(&self, t: i64, all: f64) -> f64 {
-        let seen: f64 = (0..self.regions.len())
+    fn region_shares(&self, t: i64, all: f64) -> (Vec<f64>, f64) {
+        let reports: Vec<f64> = (0..self.regions.len())
             .map(|r| self.region_share_reports(r, t, all))
-            .sum();
-        seen + self.unseen_share_reports(all)
+            .collect();
+        let total = reports.iter().sum::<f64>() + self.unseen_share_reports(all);
+        (reports, total)
     }
 
     /// The pseudo-count a region never seen gets (see `region_share_reports`).
@@ -762,11 +763,12 @@ impl ServiceState {
         }
         slot.region_x = region_x;
         let all = self.region_reports();
-        let shares_total = self.region_shares_total(t, all);
+        let (share_reports, shares_total) = self.region_shares(t, all);
         slot.region_mu.clear();
         slot.region_mu.extend(
-            (0..self.regions.len())
-                .map(|r| (mu * self.region_share_reports(r, t, all) / shares_total) as f32),
+            share_reports
+                .iter()
+                .map(|reports| (mu * reports / shares_total) as f32),
         );
         self.ring.push_back(slot);
         // Counts per region and problem serve an incident opening on the longest window's
@@ -787,7 +789,8 @@ impl ServiceState {
             _ => 1.0,
         };
         let verdict_total = self.test_total(tuning, &sums, inv_k_1, extra, boost);
-        let (verdict_regions, region_verdicts) = self.test_regions(tuning, &sums, extra, t, boost);
+        let (verdict_regions, region_verdicts) =
+            self.test_regions(tuning, &sums, extra, &share_reports, boost);
         let verdict_problems = self.test_problems(tuning, &sums, extra, boost);
         // Nothing opens before the service has been watched for the longest window: a
         // service first seen mid-stream is busy, not flooding. After that, its own counts
@@ -1059,24 +1062,25 @@ impl ServiceState {
         )
     }
 
+    /// Tests every region; `share_reports` is what each region's share at this bucket
+    /// rests on (see `region_shares`), which widens its dispersion.
     fn test_regions(
         &mut self,
         tuning: &Tuning,
         sums: &WindowSums,
         extra: f64,
-        t: i64,
+        share_reports: &[f64],
         boost: f64,
     ) -> (Verdict, Vec<Verdict>) {
         let h = tuning.thresholds.family(self.regions.len()) * boost;
         let mut all = Verdict::default();
         let mut each = Vec::with_capacity(self.regions.len());
-        let all_reports = self.region_reports();
-        for r in 0..self.regions.len() {
+        for (r, &reports) in share_reports.iter().enumerate() {
             let (x, mu) = self.ring.back().map_or((0.0, 0.0), |s| {
                 (f64::from(s.region_x[r]), f64::from(s.region_mu[r]))
             });
             // The share, too, is an estimate from a limited number of reports.
-            let extra = extra + 1.0 / self.region_share_reports(r, t, all_reports).max(1.0);
+            let extra = extra + 1.0 / reports.max(1.0);
             let inv_k = 1.0 / self.region_dispersion.k(0);
             self.region_cusums[r].update(x, mu, inv_k + extra);
             let v = self.verdict(
@@ -1820,7 +1824,7 @@ impl ServiceState {
                 // A region never seen: the share an unseen region gets.
                 None => self.unseen_share_reports(all),
             };
-            let share = reports / self.region_shares_total(t, all);
+            let share = reports / self.region_shares(t, all).1;
             mean *= share;
             k = k.min(self.region_dispersion.k(0));
         }
