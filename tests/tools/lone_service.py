@@ -2,6 +2,7 @@
 catalog, Poisson counts, and when a backtest of its counts opened incidents. Python 3.11's
 standard library only."""
 
+import argparse
 import datetime as dt
 import json
 import math
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
 
 CATALOG = '[[service]]\nid = "svc"\nname = "Service"\nproblems = ["login"]\n'
 
@@ -45,3 +48,14 @@ def opened_at(binary: Path, text: str) -> list[float]:
         for e in map(json.loads, done.stdout.splitlines())
         if e["type"] == "incident.opened"
     ]
+
+
+def add_binary_argument(parser: argparse.ArgumentParser) -> None:
+    """`--binary`, the downradar build a tool runs (default: the release build)."""
+    parser.add_argument("--binary", type=Path, default=REPO / "target/release/downradar")
+
+
+def require_binary(binary: Path) -> None:
+    """Exits with what to do when `binary` has not been built."""
+    if not binary.exists():
+        sys.exit(f"{binary} does not exist: run `cargo build --release` first")

@@ -38,9 +38,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lone_service import opened_at, poisson  # noqa: E402
+from lone_service import add_binary_argument, opened_at, poisson, require_binary  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[3]
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
 LONDON = ZoneInfo("Europe/London")
 # The clock-change runs start 14 days before British summer time starts and ends.
@@ -131,12 +130,11 @@ def clock_change(binary: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", type=Path, default=REPO / "target/release/downradar")
+    add_binary_argument(parser)
     parser.add_argument("--clock-change", action="store_true",
                         help="runs whose clocks go forward, then back, on day 14")
     args = parser.parse_args()
-    if not args.binary.exists():
-        sys.exit(f"{args.binary} does not exist: run `cargo build --release` first")
+    require_binary(args.binary)
     if args.clock_change:
         clock_change(args.binary)
     else:

@@ -40,9 +40,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lone_service import opened_at, poisson  # noqa: E402
+from lone_service import add_binary_argument, opened_at, poisson, require_binary  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[3]
 DAYS = 20
 RISE = 45  # minutes to the top
 TOP = 60  # minutes on top
@@ -118,12 +117,11 @@ def quiet_days(binary: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", type=Path, default=REPO / "target/release/downradar")
+    add_binary_argument(parser)
     parser.add_argument("--quiet-day", action="store_true",
                         help="count false incidents around a quiet day instead")
     args = parser.parse_args()
-    if not args.binary.exists():
-        sys.exit(f"{args.binary} does not exist: run `cargo build --release` first")
+    require_binary(args.binary)
     if args.quiet_day:
         quiet_days(args.binary)
         return
