@@ -687,20 +687,24 @@ impl ServiceState {
     /// Keeps the service's clocks up to date at `t`, once an hour (and on the first bucket
     /// after a state from a build before them was restored): the profile's follows where
     /// the reports come from (see [`ProfileClock`]). A state saved before regions kept their
-    /// own clocks had their hours on UTC; those of regions in daylight saving time now move
-    /// an hour on, to where their clock now files them.
+    /// own clocks had their hours on UTC, learned up to its last bucket; those of regions
+    /// that were in daylight saving time then move an hour on, to where their clock files
+    /// them, and so does the profile. (By the clocks of the last bucket, not of `t`: a state
+    /// saved in summer and restored in winter had learned its days an hour early in UTC.)
     fn keep_clocks(&mut self, t: i64, width: i64) {
         let restored = self.baseline.clock().is_none();
         if !restored && t.rem_euclid(3600) >= width {
             return;
         }
+        let mut learned = t;
         if restored {
+            learned = self.ring.back().map_or(t, |slot| slot.t);
             for r in 0..self.regions.len() {
-                let by = DaylightSaving::of(self.regions[r]).shift(t) / 3600;
+                let by = DaylightSaving::of(self.regions[r]).shift(learned) / 3600;
                 self.region_hours[r * 24..(r + 1) * 24].rotate_right(by as usize);
             }
         }
-        self.baseline.follow_clock(self.regions_clock(), t);
+        self.baseline.follow_clock(self.regions_clock(), learned);
     }
 
     /// The clock the reports' countries give the profile (see [`ProfileClock`]).
@@ -2121,6 +2125,7 @@ mod tests {
         old.baseline
             .follow_clock(ProfileClock::default(), start + 14 * 86_400);
         old.baseline.set_clock(None);
+        let saved = old.clone();
         let t = start + 14 * 86_400 + 8 * 3600;
         old.observe(t, &[(cell.clone(), busy(t))], &tuning);
         assert_eq!(old.region_hours, {
@@ -2136,6 +2141,19 @@ mod tests {
         };
         let (mean, _) = old.expectation(t + 60, total);
         assert!((14.0..26.0).contains(&mean), "{mean} expected against 20");
+        // Restored in winter (26 October, the day after the clocks went back), it moves them
+        // by the clocks of its last bucket, a summer one, as the build with the clocks had
+        // them all along: its days were learned on UTC an hour early, however long ago.
+        let winter = start + 218 * 86_400 + 8 * 3600;
+        let (mut old, mut new) = (saved, state);
+        for state in [&mut old, &mut new] {
+            state.observe(winter, &[(cell.clone(), 5)], &tuning);
+        }
+        assert_eq!(old.region_hours, new.region_hours);
+        assert_eq!(
+            old.expectation(winter + 60, total),
+            new.expectation(winter + 60, total)
+        );
     }
 
     /// A bucket that looks like possible problems does not teach the dispersions while it
