@@ -124,6 +124,11 @@ const SILENT_PER_MIN: f64 = 0.005;
 const WATCH_QUIET: usize = 2;
 /// For its first hour a service's counts are learned as they are, unwinsorised.
 const COLD_SECS: f64 = 3600.0;
+/// The bucket an incident opens on teaches the score tails scores of at most this many
+/// times their family's threshold (see [`ServiceState::learn_opening`]).
+const OPENING_SCORE_CAP: f64 = 2.0;
+/// ... and only in windows expecting at least this many reports.
+const OPENING_MIN_EXPECTED: f64 = 0.5;
 /// Memory of the region and problem shares, in days; pseudo-count of the hourly shares.
 const SHARE_MEMORY_DAYS: f64 = 7.0;
 const SHARE_PSEUDO: f64 = 20.0;
@@ -815,6 +820,7 @@ impl ServiceState {
                 for dispersion in self.dispersions() {
                     dispersion.drop_held();
                 }
+                self.learn_opening(t, tuning, &sums);
                 let open = self.open_incident(t, tuning);
                 self.open = Some(open);
                 Some(Change::Opened)
@@ -914,6 +920,49 @@ impl ServiceState {
     }
 
     /// The dispersions of the three families: the total, the regions and the problems.
+    /// Teaches the score tails the bucket an incident opens on, as one bucket: each test's
+    /// score at most [`OPENING_SCORE_CAP`] times its family's threshold, and only from
+    /// windows expecting at least [`OPENING_MIN_EXPECTED`] reports. Learning from ordinary
+    /// buckets alone, the tails never saw the bursts of a series that bursts often, since
+    /// each one opened an incident: they went on judging the next burst as rare as the
+    /// first. An outage teaches them no more than that a score of about the threshold
+    /// happened; the sparse series' windows, where one report more is an outage or
+    /// nothing, are left out (there a few openings outweighed what the tail knew, and the
+    /// service's slow ramps were missed).
+    fn learn_opening(&mut self, t: i64, tuning: &Tuning, sums: &WindowSums) {
+        let extra = self.baseline.uncertainty(t);
+        let cap = |series: usize| Learns::Opening {
+            cap: OPENING_SCORE_CAP * tuning.thresholds.family(series),
+        };
+        learn_scores(
+            &mut self.baseline.dispersion,
+            &sums.total,
+            extra,
+            self.cusum,
+            cap(1),
+        );
+        let learns = cap(self.regions.len());
+        for (r, &cusum) in self.region_cusums.iter().enumerate() {
+            learn_scores(
+                &mut self.region_dispersion,
+                sums.region(r),
+                extra,
+                cusum,
+                learns,
+            );
+        }
+        let learns = cap(self.problems.len());
+        for (p, &cusum) in self.problem_cusums.iter().enumerate() {
+            learn_scores(
+                &mut self.problem_dispersion,
+                sums.problem(p),
+                extra,
+                cusum,
+                learns,
+            );
+        }
+    }
+
     fn dispersions(&mut self) -> [&mut Dispersion; 3] {
         [
             &mut self.baseline.dispersion,
@@ -1183,14 +1232,25 @@ impl ServiceState {
         let learned = x.min(cap);
         self.baseline
             .learn(t, learned, learned == x, &sums.total, hold);
-        // The score tails learn from every bucket without an incident.
+        // The score tails learn from every bucket without an incident, but for the first
+        // hour's: those are scored against the population prior, not the service, and a
+        // service whose data starts at full volume scored tens of nats a bucket there. They
+        // had taught its tails that such scores were ordinary, and for the tails' 30 days
+        // of memory deflated its later scores: at `--min-ratio` 1.5 a busy service's rise
+        // to 1.7 or 1.9 times on its third day opened nothing, and what the tails held the
+        // false incidents to depended on how the service's data had begun.
+        let learns = if cold {
+            Learns::Nothing
+        } else {
+            Learns::Ordinary { hold }
+        };
         let extra = self.baseline.uncertainty(t);
         learn_scores(
             &mut self.baseline.dispersion,
             &sums.total,
             extra,
             self.cusum,
-            hold,
+            learns,
         );
         // So do the region and problem families' tails; their dispersions hold back as the
         // total's does.
@@ -1198,13 +1258,13 @@ impl ServiceState {
         for (r, &cusum) in self.region_cusums.iter().enumerate() {
             let region = sums.region(r);
             self.region_dispersion.learn_or_hold(region, hold);
-            learn_scores(&mut self.region_dispersion, region, extra, cusum, hold);
+            learn_scores(&mut self.region_dispersion, region, extra, cusum, learns);
         }
         self.problem_dispersion.decay(tuning.width);
         for (p, &cusum) in self.problem_cusums.iter().enumerate() {
             let problem = sums.problem(p);
             self.problem_dispersion.learn_or_hold(problem, hold);
-            learn_scores(&mut self.problem_dispersion, problem, extra, cusum, hold);
+            learn_scores(&mut self.problem_dispersion, problem, extra, cusum, learns);
         }
         if release {
             for dispersion in self.dispersions() {
@@ -1649,23 +1709,40 @@ fn learn_scores(
     windows: &[(f64, f64)],
     extra_inv_k: f64,
     cusum: Cusum,
-    hold: bool,
+    learns: Learns,
 ) {
-    let big = |x: f64, m: f64| x >= 3.0 && x >= 1.5 * m;
+    let (hold, cap, min_expected) = match learns {
+        Learns::Nothing => return,
+        Learns::Ordinary { hold } => (hold, f64::INFINITY, 0.0),
+        Learns::Opening { cap } => (false, cap, OPENING_MIN_EXPECTED),
+    };
+    let big = |x: f64, m: f64| x >= 3.0 && x >= 1.5 * m && m >= min_expected;
     for (i, &(x, m)) in windows.iter().enumerate() {
         let score = if big(x, m) {
-            upper_score(x, m, 1.0 / (1.0 / dispersion.k_with_held(i) + extra_inv_k))
+            upper_score(x, m, 1.0 / (1.0 / dispersion.k_with_held(i) + extra_inv_k)).min(cap)
         } else {
             0.0
         };
         dispersion.learn_score(i, score, hold);
     }
     let score = if big(f64::from(cusum.x), f64::from(cusum.mu)) {
-        f64::from(cusum.s)
+        f64::from(cusum.s).min(cap)
     } else {
         0.0
     };
     dispersion.learn_score(windows.len(), score, false);
+}
+
+/// What a bucket teaches the score tails (see [`learn_scores`]).
+#[derive(Debug, Clone, Copy)]
+enum Learns {
+    /// Nothing: the service's first hour, scored against the population prior.
+    Nothing,
+    /// An ordinary bucket's scores; with `hold`, the windows' are held back.
+    Ordinary { hold: bool },
+    /// The scores of the bucket an incident opens on, each at most `cap` (see
+    /// [`ServiceState::learn_opening`]).
+    Opening { cap: f64 },
 }
 
 /// The attribution that follows `current` given `verdicts`, what the evidence said in the
@@ -2020,6 +2097,56 @@ mod tests {
         assert!(
             after > 0.67 * profile,
             "an hour of ordinary counts left the expectation at {after} against {profile}"
+        );
+    }
+
+    /// The bucket an incident opens on teaches the score tails, once and no more than scores
+    /// of twice the threshold: a series whose bursts keep opening incidents comes to judge
+    /// them as its own (learning from ordinary buckets alone, its tails never saw one), and
+    /// an outage ten times larger teaches them no more. A sparse series' windows, expecting
+    /// under half a report, learn nothing from it.
+    #[test]
+    fn an_opening_teaches_the_score_tails_no_more_than_twice_the_threshold() {
+        let tests = crate::detector::DetectorConfig::default()
+            .tuning()
+            .windows
+            .len()
+            + 1;
+        let calibrated = |state: &ServiceState| -> Vec<f64> {
+            (0..tests)
+                .map(|test| state.baseline.dispersion.calibrate(test, 40.0))
+                .collect()
+        };
+        let opened_by = |state: &ServiceState, tuning: &Tuning, now: i64, burst: u64| {
+            let mut state = state.clone();
+            let cell = Cell {
+                region: RegionCode::parse("US").unwrap(),
+                problem: state.problems[0].clone(),
+            };
+            let t = now * 60;
+            let change = state.observe(t, &[(cell, burst)], tuning);
+            assert_eq!(change, Some(Change::Opened), "a burst of {burst}");
+            calibrated(&state)
+        };
+        // Busy: 40 reports a minute, give or take 11.
+        let (state, tuning, now) = learned(3 * 1440, |i| if i % 2 == 0 { 29 } else { 51 });
+        let before = calibrated(&state);
+        let (small, large) = (
+            opened_by(&state, &tuning, now, 1000),
+            opened_by(&state, &tuning, now, 10_000),
+        );
+        assert!(
+            small.iter().zip(&before).all(|(a, b)| a < b),
+            "a score of 40 nats came out at {before:?} before the opening, {small:?} after"
+        );
+        assert_eq!(small, large);
+        // Sparse: a report an hour.
+        let (state, tuning, now) = learned(3 * 1440, |i| u64::from(i % 60 == 0));
+        let before = calibrated(&state);
+        let after = opened_by(&state, &tuning, now, 30);
+        assert!(
+            after.iter().zip(&before).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{before:?} before, {after:?} after"
         );
     }
 
