@@ -1232,18 +1232,10 @@ impl ServiceState {
         let learned = x.min(cap);
         self.baseline
             .learn(t, learned, learned == x, &sums.total, hold);
-        // The score tails learn from every bucket without an incident, but for the first
-        // hour's: those are scored against the population prior, not the service, and a
-        // service whose data starts at full volume scored tens of nats a bucket there. They
-        // had taught its tails that such scores were ordinary, and for the tails' 30 days
-        // of memory deflated its later scores: at `--min-ratio` 1.5 a busy service's rise
-        // to 1.7 or 1.9 times on its third day opened nothing, and what the tails held the
-        // false incidents to depended on how the service's data had begun.
-        let learns = if cold {
-            Learns::Nothing
-        } else {
-            Learns::Ordinary { hold }
-        };
+        // The score tails learn from every bucket without an incident. (The first hour's
+        // too, though they are scored against the population prior, not the service: see
+        // *Known defect* beside `--min-ratio` in the README.)
+        let learns = Learns::Ordinary { hold };
         let extra = self.baseline.uncertainty(t);
         learn_scores(
             &mut self.baseline.dispersion,
@@ -1712,7 +1704,6 @@ fn learn_scores(
     learns: Learns,
 ) {
     let (hold, cap, min_expected) = match learns {
-        Learns::Nothing => return,
         Learns::Ordinary { hold } => (hold, f64::INFINITY, 0.0),
         Learns::Opening { cap } => (false, cap, OPENING_MIN_EXPECTED),
     };
@@ -1736,8 +1727,6 @@ fn learn_scores(
 /// What a bucket teaches the score tails (see [`learn_scores`]).
 #[derive(Debug, Clone, Copy)]
 enum Learns {
-    /// Nothing: the service's first hour, scored against the population prior.
-    Nothing,
     /// An ordinary bucket's scores; with `hold`, the windows' are held back.
     Ordinary { hold: bool },
     /// The scores of the bucket an incident opens on, each at most `cap` (see
