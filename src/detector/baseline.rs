@@ -668,6 +668,12 @@ pub struct Dispersion {
     /// same pace; saved apart from the rest (see [`HeldScores`]).
     #[serde(skip)]
     held_tails: Vec<Tail>,
+    /// Per tail, what it learned from the service's first hour, used with it until the
+    /// baseline has learned a day (see
+    /// [`learn_first_hour_score`](Self::learn_first_hour_score)); saved apart from the rest
+    /// (see [`FirstHourScores`]).
+    #[serde(skip)]
+    first_hour: Vec<Tail>,
 }
 
 /// What a [`Dispersion`] holds back, as saved after the rest of a service's state.
@@ -697,6 +703,11 @@ impl HeldScores {
         self.0.iter().all(|t| t.buckets == 0.0)
     }
 }
+
+/// What a [`Dispersion`]'s score tails learned from the service's first hour, as saved
+/// after the rest of a service's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FirstHourScores(Vec<Tail>);
 
 /// Evidence scores in ordinary buckets above [`TAIL_U`] nats, to calibrate the model's
 /// p-values per series family (peaks over a threshold, detection.md §5: "calibrated per
@@ -754,6 +765,7 @@ impl Dispersion {
             held_num: vec![0.0; windows],
             held_den: vec![0.0; windows],
             held_tails: vec![Tail::default(); windows + 1],
+            first_hour: Vec::new(),
         }
     }
 
@@ -786,7 +798,8 @@ impl Dispersion {
             *v *= keep;
         }
         let keep = 1.0 - width as f64 / TAIL_SECS;
-        for tail in self.tails.iter_mut().chain(&mut self.held_tails) {
+        let tails = self.tails.iter_mut().chain(&mut self.held_tails);
+        for tail in tails.chain(&mut self.first_hour) {
             tail.buckets *= keep;
             tail.exceed *= keep;
             tail.excess *= keep;
@@ -797,10 +810,48 @@ impl Dispersion {
     /// calibrated to this family's tail of that test.
     pub fn calibrate(&self, test: usize, score: f64) -> f64 {
         // A state saved before the CUSUM had a tail of its own uses the longest window's.
-        self.tails
-            .get(test)
-            .or(self.tails.last())
-            .map_or(score, |tail| tail.calibrate(score))
+        let Some(tail) = self.tails.get(test).or(self.tails.last()) else {
+            return score;
+        };
+        match self.first_hour.get(test) {
+            Some(first_hour) => {
+                let mut tail = tail.clone();
+                tail.add(first_hour);
+                tail.calibrate(score)
+            }
+            None => tail.calibrate(score),
+        }
+    }
+
+    /// Records the score of test `test` in a bucket of the service's first hour, scored
+    /// against a baseline still near the population prior. Such scores hold back the tests
+    /// while the baseline learns the service's first day (nothing else would, once its
+    /// 15-minute watch is over: its first morning, never seen, looks like an outage), and
+    /// are then forgotten ([`forget_first_hour`](Self::forget_first_hour)): kept in the
+    /// tails for their 30 days, the huge scores of a service whose data starts at full
+    /// volume deflated every later score (a busy service's rise to 1.7 or 1.9 times on its
+    /// third day opened nothing at `--min-ratio` 1.5).
+    pub fn learn_first_hour_score(&mut self, test: usize, score: f64) {
+        if self.first_hour.len() <= test {
+            self.first_hour.resize(test + 1, Tail::default());
+        }
+        self.first_hour[test].learn(score);
+    }
+
+    /// Forgets the scores of the service's first hour (see
+    /// [`learn_first_hour_score`](Self::learn_first_hour_score)).
+    pub fn forget_first_hour(&mut self) {
+        self.first_hour = Vec::new();
+    }
+
+    /// What the score tails learned from the service's first hour, to be saved.
+    pub fn first_hour_scores(&self) -> FirstHourScores {
+        FirstHourScores(self.first_hour.clone())
+    }
+
+    /// Takes back what a saved state's tails learned from its first hour.
+    pub fn set_first_hour_scores(&mut self, scores: FirstHourScores) {
+        self.first_hour = scores.0;
     }
 
     /// Records the score of an ordinary bucket's test `test` (0 when too small to compute),

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{
-    Baseline, Dispersion, Held, HeldScores, LevelSums, ProfileClock, Recurrence,
+    Baseline, Dispersion, FirstHourScores, Held, HeldScores, LevelSums, ProfileClock, Recurrence,
 };
 use super::event::Scope;
 use super::stats::{binomial_upper_score, lower_score, threshold, upper_score};
@@ -324,6 +324,15 @@ struct Pending {
     problems: Held,
 }
 
+/// What the families' score tails learned from the service's first hour (see
+/// `Dispersion::learn_first_hour_score`), saved after the profile's clock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct FirstHour {
+    total: FirstHourScores,
+    regions: FirstHourScores,
+    problems: FirstHourScores,
+}
+
 /// The counts per region and problem of the ring's slots and of the open incident, saved
 /// after [`Pending`] for the same reason.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -347,7 +356,8 @@ struct Scores {
 /// days its slots of the day spent in incidents ([`Recurrence`]), then the countries its
 /// open incident's last event named ([`Open::shown`]), then how many buckets of each slot of
 /// the day its profile learned at their own counts (`Baseline::known`), then the clock its
-/// profile runs on ([`ProfileClock`]). Each part was added after the one before it: a build
+/// profile runs on ([`ProfileClock`]), then what its score tails learned from its first
+/// hour ([`FirstHour`]). Each part was added after the one before it: a build
 /// from before reads what it knows and ignores the rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
@@ -383,6 +393,12 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     bytes.extend(postcard::to_stdvec(shown)?);
     bytes.extend(postcard::to_stdvec(state.baseline.known())?);
     bytes.extend(postcard::to_stdvec(&state.baseline.clock())?);
+    let first_hour = FirstHour {
+        total: state.baseline.dispersion.first_hour_scores(),
+        regions: state.region_dispersion.first_hour_scores(),
+        problems: state.problem_dispersion.first_hour_scores(),
+    };
+    bytes.extend(postcard::to_stdvec(&first_hour)?);
     Ok(bytes)
 }
 
@@ -470,11 +486,24 @@ fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> Af
     // before its first bucket, still says its profile is on UTC.) A clock that does not
     // decode, or cannot be, is no sign of an old save: the profile is taken to be on the
     // clock its regions give, as it most likely was, and is not moved.
-    let clock = match postcard::from_bytes::<Option<ProfileClock>>(rest) {
-        Ok(None) => None,
-        Ok(Some(clock)) if clock.valid() => Some(clock),
-        _ => Some(state.regions_clock()),
+    let (clock, rest) = match postcard::take_from_bytes::<Option<ProfileClock>>(rest) {
+        Ok((None, rest)) => (None, rest),
+        Ok((Some(clock), rest)) if clock.valid() => (Some(clock), rest),
+        _ => (Some(state.regions_clock()), &[][..]),
     };
+    // Saved before the first hour's scores were kept apart: they are in the tails, if any.
+    if let Ok(first_hour) = postcard::from_bytes::<FirstHour>(rest) {
+        state
+            .baseline
+            .dispersion
+            .set_first_hour_scores(first_hour.total);
+        state
+            .region_dispersion
+            .set_first_hour_scores(first_hour.regions);
+        state
+            .problem_dispersion
+            .set_first_hour_scores(first_hour.problems);
+    }
     (Some(known), clock)
 }
 
@@ -1232,10 +1261,19 @@ impl ServiceState {
         let learned = x.min(cap);
         self.baseline
             .learn(t, learned, learned == x, &sums.total, hold);
-        // The score tails learn from every bucket without an incident. (The first hour's
-        // too, though they are scored against the population prior, not the service: see
-        // *Known defect* beside `--min-ratio` in the README.)
-        let learns = Learns::Ordinary { hold };
+        // The score tails learn from every bucket without an incident; the first hour's
+        // scores, against a baseline still near the population prior, only for that hour
+        // (see `Dispersion::learn_first_hour_score`).
+        if self.baseline.has_a_day() {
+            for dispersion in self.dispersions() {
+                dispersion.forget_first_hour();
+            }
+        }
+        let learns = if cold {
+            Learns::FirstHour
+        } else {
+            Learns::Ordinary { hold }
+        };
         let extra = self.baseline.uncertainty(t);
         learn_scores(
             &mut self.baseline.dispersion,
@@ -1705,7 +1743,12 @@ fn learn_scores(
 ) {
     let (hold, cap, min_expected) = match learns {
         Learns::Ordinary { hold } => (hold, f64::INFINITY, 0.0),
+        Learns::FirstHour => (false, f64::INFINITY, 0.0),
         Learns::Opening { cap } => (false, cap, OPENING_MIN_EXPECTED),
+    };
+    let learn = |dispersion: &mut Dispersion, test: usize, score: f64, hold: bool| match learns {
+        Learns::FirstHour => dispersion.learn_first_hour_score(test, score),
+        _ => dispersion.learn_score(test, score, hold),
     };
     let big = |x: f64, m: f64| x >= 3.0 && x >= 1.5 * m && m >= min_expected;
     for (i, &(x, m)) in windows.iter().enumerate() {
@@ -1714,14 +1757,14 @@ fn learn_scores(
         } else {
             0.0
         };
-        dispersion.learn_score(i, score, hold);
+        learn(dispersion, i, score, hold);
     }
     let score = if big(f64::from(cusum.x), f64::from(cusum.mu)) {
         f64::from(cusum.s).min(cap)
     } else {
         0.0
     };
-    dispersion.learn_score(windows.len(), score, false);
+    learn(dispersion, windows.len(), score, false);
 }
 
 /// What a bucket teaches the score tails (see [`learn_scores`]).
@@ -1729,6 +1772,8 @@ fn learn_scores(
 enum Learns {
     /// An ordinary bucket's scores; with `hold`, the windows' are held back.
     Ordinary { hold: bool },
+    /// A bucket of the service's first hour: its scores serve until the hour ends.
+    FirstHour,
     /// The scores of the bucket an incident opens on, each at most `cap` (see
     /// [`ServiceState::learn_opening`]).
     Opening { cap: f64 },
@@ -2089,6 +2134,35 @@ mod tests {
         );
     }
 
+    /// The scores of a service's first hour, against a baseline still near the population
+    /// prior, hold back its tests through its first day (a save within it keeps them) and
+    /// are then forgotten: here a 40-nat score comes out at a fraction of that on its first
+    /// day, and near what it is after. (They had stayed in the tails for their 30 days.)
+    #[test]
+    fn the_first_hours_scores_serve_the_first_day_only() {
+        // Busy from its first minute, far above the prior.
+        let per_min = |i: i64| if i % 2 == 0 { 290 } else { 510 };
+        let (state, tuning, now) = learned(120, per_min);
+        let calibrated = |s: &ServiceState| -> Vec<f64> {
+            (0..=tuning.windows.len())
+                .map(|test| s.baseline.dispersion.calibrate(test, 40.0))
+                .collect()
+        };
+        let first_day = calibrated(&state);
+        assert!(first_day.iter().all(|&c| c < 20.0), "{first_day:?}");
+        let mut state = decode(&encode(&state).unwrap()).unwrap();
+        assert_eq!(calibrated(&state), first_day, "restored");
+        let cell = Cell {
+            region: RegionCode::parse("US").unwrap(),
+            problem: state.problems[0].clone(),
+        };
+        for i in now..1440 + 60 {
+            state.observe(i * 60, &[(cell.clone(), per_min(i))], &tuning);
+        }
+        let after = calibrated(&state);
+        assert!(after.iter().all(|&c| c > 35.0), "{after:?}");
+    }
+
     /// The bucket an incident opens on teaches the score tails, once and no more than scores
     /// of twice the threshold: a series whose bursts keep opening incidents comes to judge
     /// them as its own (learning from ordinary buckets alone, its tails never saw one), and
@@ -2443,11 +2517,13 @@ mod tests {
         let shown = postcard::to_stdvec(&open.shown).unwrap();
         let known = postcard::to_stdvec(state.baseline.known()).unwrap();
         let clock = postcard::to_stdvec(&state.baseline.clock()).unwrap();
+        let first_hour = postcard::to_stdvec(&FirstHour::default()).unwrap();
         assert!(
-            saved.ends_with(&[&shown[..], &known[..], &clock[..]].concat()),
-            "the countries shown are saved before the known slots and the clock"
+            saved.ends_with(&[&shown[..], &known[..], &clock[..], &first_hour[..]].concat()),
+            "the countries shown are saved before the known slots, the clock and the first \
+             hour's scores"
         );
-        let after = saved.len() - shown.len() - known.len() - clock.len();
+        let after = saved.len() - shown.len() - known.len() - clock.len() - first_hour.len();
         let before = decode(&saved[..after]).unwrap();
         assert_eq!(named(&before), [code("FR")]);
         // A regional incident names its countries alone.
@@ -2514,22 +2590,36 @@ mod tests {
         let shown = postcard::to_stdvec(&Vec::<RegionCode>::new()).unwrap();
         let known = postcard::to_stdvec(state.baseline.known()).unwrap();
         let clock = postcard::to_stdvec(&state.baseline.clock()).unwrap();
+        // Three days in, the first hour's scores are forgotten.
+        let first_hour = postcard::to_stdvec(&FirstHour::default()).unwrap();
         assert!(
-            saved.ends_with(&[&recurrence[..], &shown[..], &known[..], &clock[..]].concat()),
-            "the recurrence is saved before the countries shown, then the known slots, and \
-             the profile's clock last"
+            saved.ends_with(
+                &[
+                    &recurrence[..],
+                    &shown[..],
+                    &known[..],
+                    &clock[..],
+                    &first_hour[..]
+                ]
+                .concat()
+            ),
+            "the recurrence is saved before the countries shown, then the known slots, the \
+             profile's clock and the first hour's scores last"
         );
         assert_eq!(restored.baseline.recurrence(), state.baseline.recurrence());
         assert_eq!(restored.baseline.known(), state.baseline.known());
         assert!(state.baseline.clock().is_some());
         assert_eq!(restored.baseline.clock(), state.baseline.clock());
-        // Saved by the build before the clock: its profile ran on UTC, and says so.
+        // Saved by the build before the first hour's scores were kept apart: the same.
         let whole = saved.clone();
-        let unclocked = decode(&whole[..whole.len() - clock.len()]).unwrap();
+        let prior = whole[..whole.len() - first_hour.len()].to_vec();
+        assert_eq!(encode(&decode(&prior).unwrap()).unwrap(), whole);
+        // Saved by the build before the clock: its profile ran on UTC, and says so.
+        let unclocked = decode(&prior[..prior.len() - clock.len()]).unwrap();
         assert_eq!(unclocked.baseline.clock(), None);
         assert_eq!(unclocked.baseline.known(), state.baseline.known());
         // A clock that does not decode is no old save: the regions' clock, not moved.
-        let mut damaged = whole[..whole.len() - clock.len()].to_vec();
+        let mut damaged = prior[..prior.len() - clock.len()].to_vec();
         damaged.extend([1, 200]);
         let damaged = decode(&damaged).unwrap();
         assert_eq!(damaged.baseline.clock(), Some(&state.regions_clock()));
@@ -2540,13 +2630,13 @@ mod tests {
         assert_ne!(as_learned.known(), state.baseline.known());
         // Saved by the build before the known slots: the rest decodes, and every bucket
         // learned counts as known, as that build counted them.
-        let earlier = decode(&whole[..whole.len() - clock.len() - known.len()]).unwrap();
+        let earlier = decode(&prior[..prior.len() - clock.len() - known.len()]).unwrap();
         assert_eq!(earlier.baseline.known(), as_learned.known());
         assert_eq!(earlier.baseline.recurrence(), state.baseline.recurrence());
         // Saved by the build before the recurrence: the rest decodes, and no slot has an
         // incident behind it.
         let saved =
-            &whole[..whole.len() - recurrence.len() - shown.len() - known.len() - clock.len()];
+            &prior[..prior.len() - recurrence.len() - shown.len() - known.len() - clock.len()];
         let before = decode(saved).unwrap();
         assert_eq!(before.baseline.recurrence(), &Recurrence::default());
         assert_eq!(before.baseline.slow_level(), state.baseline.slow_level());
