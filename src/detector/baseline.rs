@@ -841,7 +841,9 @@ impl Dispersion {
     /// Forgets the scores of the service's first hour (see
     /// [`learn_first_hour_score`](Self::learn_first_hour_score)).
     pub fn forget_first_hour(&mut self) {
-        self.first_hour = Vec::new();
+        if !self.first_hour.is_empty() {
+            self.first_hour = Vec::new();
+        }
     }
 
     /// What the score tails learned from the service's first hour, to be saved.

@@ -948,7 +948,6 @@ impl ServiceState {
         }
     }
 
-    /// The dispersions of the three families: the total, the regions and the problems.
     /// Teaches the score tails the bucket an incident opens on, as one bucket: each test's
     /// score at most [`OPENING_SCORE_CAP`] times its family's threshold, and only from
     /// windows expecting at least [`OPENING_MIN_EXPECTED`] reports. Learning from ordinary
@@ -992,6 +991,7 @@ impl ServiceState {
         }
     }
 
+    /// The dispersions of the three families: the total, the regions and the problems.
     fn dispersions(&mut self) -> [&mut Dispersion; 3] {
         [
             &mut self.baseline.dispersion,
@@ -1262,8 +1262,8 @@ impl ServiceState {
         self.baseline
             .learn(t, learned, learned == x, &sums.total, hold);
         // The score tails learn from every bucket without an incident; the first hour's
-        // scores, against a baseline still near the population prior, only for that hour
-        // (see `Dispersion::learn_first_hour_score`).
+        // scores, against a baseline still near the population prior, only until the
+        // baseline has learned a day (see `Dispersion::learn_first_hour_score`).
         if self.baseline.has_a_day() {
             for dispersion in self.dispersions() {
                 dispersion.forget_first_hour();
@@ -1772,7 +1772,7 @@ fn learn_scores(
 enum Learns {
     /// An ordinary bucket's scores; with `hold`, the windows' are held back.
     Ordinary { hold: bool },
-    /// A bucket of the service's first hour: its scores serve until the hour ends.
+    /// A bucket of the service's first hour: its scores serve through its first day.
     FirstHour,
     /// The scores of the bucket an incident opens on, each at most `cap` (see
     /// [`ServiceState::learn_opening`]).
