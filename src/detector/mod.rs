@@ -1317,8 +1317,8 @@ mod tests {
 
     /// Below 2, `--min-ratio` lets a busy service's rise to 1.7 or 1.9 times open on its
     /// third day, within minutes, and nothing before it. The scores of its first hour,
-    /// against a baseline still near the population prior, are forgotten when the hour
-    /// ends: kept in the score tails for their 30 days, they deflated such a rise below the
+    /// against a baseline still near the population prior, are forgotten once it has a
+    /// day: kept in the score tails for their 30 days, they deflated such a rise below the
     /// threshold (neither opened anything).
     #[test]
     fn a_rise_above_a_min_ratio_below_two_opens() {
