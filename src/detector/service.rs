@@ -885,9 +885,13 @@ impl ServiceState {
                     self.open = Some(open);
                     Some(Change::Resolved { at: end })
                 } else {
+                    // An update says something new: a global incident names every country
+                    // it has named before (see `regions_named`), so a country leaving its
+                    // excess changes its attribution but not what its next event would say.
                     let attribution = self.steady_attribution(&open);
-                    let changed = attribution != open.attribution;
+                    let before = self.shown_attribution(&open);
                     open.attribution = attribution;
+                    let changed = self.shown_attribution(&open) != before;
                     self.open = Some(open);
                     changed.then_some(Change::Updated)
                 }
@@ -1661,6 +1665,15 @@ impl ServiceState {
         }
         let minutes = (buckets.max(1) * self.width() as u64) as f64 / 60.0;
         (x.max(0.0) / minutes, mu.max(0.0) / minutes)
+    }
+
+    /// What an event of `open` would say of its attribution: scope, the countries it
+    /// names, partial, problems.
+    fn shown_attribution(&self, open: &Open) -> Attribution {
+        Attribution {
+            regions: self.regions_named(open),
+            ..open.attribution.clone()
+        }
     }
 
     /// The countries an event about `open` names: its attribution's, or for a global

@@ -2,6 +2,7 @@
 //! duplicates, incidents reach the API, and accuracy holds on simulated traffic of several
 //! seeds.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -701,6 +702,7 @@ async fn accuracy_holds_on_every_seed() {
     for seed in [1, 2, 3] {
         let (scenario, file) = simulate(12, 14, seed);
         let events = backtest(&catalog, &file).await;
+        every_update_says_something_new(&events);
         let report = score::score(&scenario.truth(), &events, Duration::from_secs(86_400));
         let headline = &report.headline;
         assert!(
@@ -726,6 +728,37 @@ async fn accuracy_holds_on_every_seed() {
             "seed {seed}\n{report}"
         );
         assert!(report.longest_false <= 3 * 3600, "seed {seed}\n{report}");
+    }
+}
+
+/// The event contract: an `incident.updated` announces a change of scope, regions, partial,
+/// problems or cause, never of figures alone.
+fn every_update_says_something_new(events: &[IncidentEvent]) {
+    let mut last: HashMap<&str, &IncidentEvent> = HashMap::new();
+    for event in events {
+        let incident = &event.incident;
+        if event.kind == EventType::Updated {
+            let before = &last[incident.id.as_str()].incident;
+            assert!(
+                (
+                    &before.scope,
+                    &before.regions,
+                    before.partial,
+                    &before.problems,
+                    &before.caused_by
+                ) != (
+                    &incident.scope,
+                    &incident.regions,
+                    incident.partial,
+                    &incident.problems,
+                    &incident.caused_by
+                ),
+                "an update of {} at {} changes nothing but figures",
+                incident.id,
+                event.at
+            );
+        }
+        last.insert(&incident.id, event);
     }
 }
 
