@@ -1490,7 +1490,8 @@ impl CountSampler {
 const LIVE_CONCURRENCY: usize = 64;
 /// Longest a live request may take before it counts as an error.
 const LIVE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// When every request has failed for this long, live mode gives up.
+/// When every request has failed for this long, live mode gives up (503s included: a
+/// server whose store is down refuses every report, though its `/healthz` answers).
 const LIVE_FAILING_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A report due within this much of now is sent at once: timers have millisecond grain.
 const LIVE_EARLY: std::time::Duration = std::time::Duration::from_millis(1);
@@ -1598,8 +1599,8 @@ pub async fn run_live(args: &SimulateArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(LIVE_REQUEST_TIMEOUT, drained).await;
     }
     progress.finish(stopped);
-    if let Some(error) = live.first_error.lock().ok().and_then(|e| e.clone()) {
-        eprintln!("simulate: first error: {error}");
+    if let Some(failure) = live.first_failure.lock().ok().and_then(|e| e.clone()) {
+        eprintln!("simulate: first failure: {failure}");
     }
     if matches!(stopped, Stop::Failing) {
         bail!(
@@ -1635,17 +1636,18 @@ struct Live {
     not_counted: AtomicU64,
     unavailable: AtomicU64,
     errors: AtomicU64,
-    /// Real offset (µs) of the first failure since the last success; `u64::MAX` when the last
-    /// answer was a success (202 or 503: the server is there).
+    /// Real offset (µs) of the first failure (an error or a 503) since the last 202;
+    /// `u64::MAX` when the last answer was a 202.
     failing_since_us: AtomicU64,
-    first_error: std::sync::Mutex<Option<String>>,
+    first_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// What became of one live report.
 enum Outcome {
     Counted,
     NotCounted,
-    Unavailable,
+    /// A 503, with its body.
+    Unavailable(String),
     Error(String),
 }
 
@@ -1661,7 +1663,7 @@ impl Live {
             unavailable: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             failing_since_us: AtomicU64::new(u64::MAX),
-            first_error: std::sync::Mutex::new(None),
+            first_failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -1673,11 +1675,11 @@ impl Live {
         let counter = match &outcome {
             Outcome::Counted => &self.counted,
             Outcome::NotCounted => &self.not_counted,
-            Outcome::Unavailable => &self.unavailable,
+            Outcome::Unavailable(_) => &self.unavailable,
             Outcome::Error(_) => &self.errors,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let Outcome::Error(message) = outcome {
+        if let Outcome::Error(message) | Outcome::Unavailable(message) = outcome {
             let now = self.elapsed_us();
             let _ = self.failing_since_us.compare_exchange(
                 u64::MAX,
@@ -1685,7 +1687,7 @@ impl Live {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
-            if let Ok(mut first) = self.first_error.lock() {
+            if let Ok(mut first) = self.first_failure.lock() {
                 first.get_or_insert(message);
             }
         } else {
@@ -1815,11 +1817,15 @@ async fn send_report(request: reqwest::RequestBuilder) -> Outcome {
             Ok(Accepted { counted: false }) => Outcome::NotCounted,
             Err(e) => Outcome::Error(format!("202 with an unexpected body: {}", error_chain(&e))),
         },
-        503 => Outcome::Unavailable,
         status => {
             let body = answer.text().await.unwrap_or_default();
             let body: String = body.chars().take(300).collect();
-            Outcome::Error(format!("{status}: {body}"))
+            let message = format!("{status}: {body}");
+            if status == 503 {
+                Outcome::Unavailable(message)
+            } else {
+                Outcome::Error(message)
+            }
         }
     }
 }

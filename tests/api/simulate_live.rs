@@ -124,3 +124,35 @@ async fn an_unreachable_target_fails_at_once_with_a_clear_message() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("cannot reach"), "{stderr}");
 }
+
+/// A server whose store is down answers `/healthz` but refuses every report with a 503: the
+/// simulation says so and gives up, as it does when every request fails.
+#[tokio::test]
+async fn a_target_that_refuses_every_report_fails_after_ten_seconds() {
+    let mut app = spawn_app(Backend::Redis).await;
+    app.redis.as_mut().expect("a private redis-server").kill();
+    let output = run_simulate(
+        &[
+            "--target",
+            &app.address,
+            "--services",
+            "1",
+            "--days",
+            "1",
+            "--speed",
+            "3600",
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("failed for 10 s; giving up"), "{stderr}");
+    assert!(stderr.contains("first failure: 503"), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|line| line.contains("stopped: the target fails"))
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    assert!(number_before(summary, " 503") > 0, "{summary}");
+    assert_eq!(number_before(summary, " counted,"), 0, "{summary}");
+}
