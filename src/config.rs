@@ -561,7 +561,8 @@ pub struct BacktestArgs {
     pub bucket: BucketWidth,
 
     /// Score the events against this truth file of `downradar simulate` and print recall,
-    /// precision, false incidents, delays and attribution to stderr.
+    /// precision, false incidents, delays and attribution to stderr. The truth of another run
+    /// (other buckets, a service the catalog lacks, a period the rows are outside) is refused.
     #[arg(long, value_name = "TRUTH.json")]
     pub truth: Option<PathBuf>,
 

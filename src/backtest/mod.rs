@@ -217,6 +217,8 @@ pub struct Summary {
     pub rows: u64,
     pub repeated: Repeated,
     pub buckets: u64,
+    /// Start of the first bucket and end of the last, when the file has rows.
+    pub span: Option<(i64, i64)>,
     pub opened: u64,
     pub updated: u64,
     pub resolved: u64,
@@ -270,6 +272,7 @@ pub async fn replay(
         summary.rows = chunk.rows;
         summary.repeated = chunk.repeated;
         summary.buckets = ((chunk.until - chunk.first) / width) as u64;
+        summary.span = Some((chunk.first, chunk.until));
         progress.show(|| percent(chunk.read, chunk.size, engine.cursor()));
     }
     progress.finish(None);
@@ -304,6 +307,19 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             humantime::format_duration(args.warmup)
         );
     }
+    if let (Some(truth), Some(path)) = (&truth, &args.truth)
+        && let Some(missing) = truth
+            .services
+            .iter()
+            .find(|s| catalog.get(s.id.as_str()).is_none())
+    {
+        anyhow::bail!(
+            "{}: its outages were simulated on service {:?}, which the catalog does not have: \
+             it is the truth of a run with another catalog",
+            path.display(),
+            missing.id.as_str()
+        );
+    }
     let feed = CountsFeed::open(&args.input, &catalog, bucket);
     let mut kept = Vec::new();
     let summary = replay(&catalog, args.detector.config(bucket), feed, |event| {
@@ -311,6 +327,20 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
+    if let (Some(truth), Some(path), Some((first, until))) = (&truth, &args.truth, summary.span)
+        && (first < truth.start.unix_timestamp() || until > truth.end.unix_timestamp())
+    {
+        anyhow::bail!(
+            "{}: its outages were simulated from {} to {}, and the counts of {} run from {} to \
+             {}: it is the truth of another run",
+            path.display(),
+            crate::detector::bucket_time(truth.start.unix_timestamp()),
+            crate::detector::bucket_time(truth.end.unix_timestamp()),
+            args.input.display(),
+            crate::detector::bucket_time(first),
+            crate::detector::bucket_time(until)
+        );
+    }
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let written = kept.iter().try_for_each(|event| {

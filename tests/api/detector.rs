@@ -1080,21 +1080,50 @@ async fn the_backtest_command_prints_all_its_events_or_none() {
         &scenario.truth(),
     )
     .unwrap();
-    // Each refused, with what is wrong on stderr.
-    let refused = |flags: [&str; 2]| {
+    // Each refused, with what is wrong on stderr and nothing on stdout.
+    let refused_with = |truth: &std::path::Path, flags: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
             .arg("backtest")
             .args(flags)
             .arg("--input")
             .arg(file.path())
             .arg("--truth")
-            .arg(truth.path())
+            .arg(truth)
             .env_remove("DOWNRADAR_CATALOG")
             .output()
             .expect("run downradar backtest");
         assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
+    let refused = |flags: [&str; 2]| refused_with(truth.path(), &flags);
+    // The truth of another run is no score of this one: another period, another catalog.
+    let another = |change: &dyn Fn(&mut downradar::simulate::Truth)| {
+        let mut other = scenario.truth();
+        change(&mut other);
+        let path = tempfile::NamedTempFile::new().unwrap();
+        serde_json::to_writer(std::fs::File::create(path.path()).unwrap(), &other).unwrap();
+        path
+    };
+    let later = another(&|t| {
+        t.start += time::Duration::days(2);
+        t.end += time::Duration::days(2);
+    });
+    let stderr = refused_with(later.path(), &["--warmup", "1h"]);
+    assert!(
+        stderr.contains("its outages were simulated from 2026-10-03T00:00:00Z to 2026-10-04T00:00:00Z, and the counts of"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("it is the truth of another run"),
+        "{stderr}"
+    );
+    let elsewhere = another(&|t| t.services[0].id = ServiceId::parse("myspace").unwrap());
+    let stderr = refused_with(elsewhere.path(), &["--warmup", "1h"]);
+    assert!(
+        stderr.contains("simulated on service \"myspace\", which the catalog does not have"),
+        "{stderr}"
+    );
     let stderr = refused(["--bucket", "5m"]);
     assert!(
         stderr.contains("its outages were simulated on 60 s buckets, and --bucket is 300 s"),
