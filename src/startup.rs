@@ -233,6 +233,7 @@ impl Application {
             App::new()
                 // Inside the request tracking, which labels a HEAD as such.
                 .wrap(from_fn(api::docs_not_found))
+                .wrap(from_fn(api::close_after_unread_chunked_body))
                 .wrap(from_fn(api::head_as_get))
                 .wrap(from_fn(api::cors))
                 .wrap(from_fn(crate::telemetry::track_requests))

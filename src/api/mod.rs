@@ -357,6 +357,76 @@ pub async fn cors(
     Ok(response)
 }
 
+/// Middleware: a connection whose request was answered before its chunked body ended is
+/// closed. The HTTP layer (actix-http 3.20) reads the rest of a chunked body the handler
+/// dropped before it takes the next request on the connection, without a time limit, so a
+/// body that never ends held the connection open for good: a report refused at once (an
+/// unknown service, a wrong content type) or after its 10 seconds (408) left it open for as
+/// long as the client liked, which any client could use to hold the server's sockets. The
+/// layer closes the connection instead (after a second's linger) when the body is still
+/// held as the response goes out, so the body is handed on through a handle that the
+/// response keeps. A body read to its end changes nothing: the connection stays open for
+/// the next request. (A `Content-Length` body the handler left unread is closed for already.)
+pub async fn close_after_unread_chunked_body(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use std::cell::RefCell;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll};
+
+    use actix_web::HttpMessage;
+    use actix_web::body::{BodySize, BoxBody, MessageBody};
+    use actix_web::dev::Payload;
+    use actix_web::web::Bytes;
+    use futures_util::Stream;
+
+    /// A response body that holds the request's body until it has been sent.
+    struct Holding {
+        body: BoxBody,
+        _unread: Rc<RefCell<Payload>>,
+    }
+
+    impl MessageBody for Holding {
+        type Error = <BoxBody as MessageBody>::Error;
+
+        fn size(&self) -> BodySize {
+            self.body.size()
+        }
+
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+            Pin::new(&mut self.body).poll_next(cx)
+        }
+    }
+
+    let chunked = req
+        .headers()
+        .get(actix_web::http::header::TRANSFER_ENCODING)
+        .is_some();
+    if !chunked {
+        return next.call(req).await.map(|r| r.map_into_left_body());
+    }
+    let unread = Rc::new(RefCell::new(req.take_payload()));
+    let handed = unread.clone();
+    let stream =
+        futures_util::stream::poll_fn(move |cx| Pin::new(&mut *handed.borrow_mut()).poll_next(cx));
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(stream),
+    });
+    let response = next.call(req).await?;
+    Ok(response
+        .map_into_boxed_body()
+        .map_body(|_, body| Holding {
+            body,
+            _unread: unread,
+        })
+        .map_into_right_body())
+}
+
 /// Middleware: the Swagger UI under `/docs/` answers a file it does not have with a bare,
 /// empty 404; it gets the JSON error of every other unknown route instead.
 pub async fn docs_not_found(

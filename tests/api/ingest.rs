@@ -324,3 +324,59 @@ async fn a_retry_after_a_503_is_told_the_truth() {
         other => panic!("unexpected {other}: {}", retry.text),
     }
 }
+
+/// A report refused before its chunked body ended closes its connection: left open, the
+/// HTTP layer would wait for the rest of a body that need never come, and any client could
+/// hold the server's sockets that way. A chunked report read to its end leaves the
+/// connection open for the next request.
+#[tokio::test]
+async fn a_refused_report_whose_body_never_ends_closes_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with(Backend::Memory, &[]).await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let head = |path: &str, content_type: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        )
+    };
+    for (path, content_type, status) in [
+        ("/v1/services/myspace/reports", "application/json", "404"),
+        ("/v1/services/github/reports", "text/plain", "415"),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let request = head(path, content_type) + "5\r\n{\"pro\r\n";
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the connection stays open"))
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+    }
+
+    let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let body = r#"{"problem":"git","region":"DE"}"#;
+    let request = head("/v1/services/github/reports", "application/json")
+        + &format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = [0; 1024];
+    let n = socket.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let next = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    socket.write_all(next.as_bytes()).await.unwrap();
+    let mut answer = [0; 1024];
+    let n = socket.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
