@@ -190,7 +190,18 @@ pub async fn create_report(
             "a report is a JSON object, such as {\"problem\":\"login\",\"region\":\"DE\"}",
         ));
     }
-    let new: NewReport = serde_json::from_slice(&body).map_err(malformed)?;
+    let new: NewReport = match serde_json::from_slice(&body) {
+        Ok(new) => new,
+        Err(e) => {
+            // serde stops at the first thing a report cannot hold (an unknown field in
+            // `{"a":`, say), which may come before a body that is not JSON at all breaks
+            // off: such a body is malformed, not an invalid report.
+            if e.classify() == serde_json::error::Category::Data {
+                serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(malformed)?;
+            }
+            return Err(malformed(e));
+        }
+    };
 
     let (cell, client_id) = validate(service, new)?;
     let addr = state.client_addr(&req);
