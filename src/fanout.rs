@@ -159,6 +159,49 @@ pub struct Fanout {
     probe: watch::Sender<Option<Fingerprint>>,
     /// When the last reclaim started, and of which streams; held while one runs.
     last_reclaim: tokio::sync::Mutex<Option<(tokio::time::Instant, Option<Fingerprint>)>>,
+    /// The calls of [`Fanout::reclaim`] not yet answered, in all and per client address (of
+    /// those refused for their address's limit): a reclaim goes on until there is room for
+    /// them all.
+    waiting: Mutex<Waiting>,
+}
+
+/// See [`Fanout::waiting`].
+#[derive(Debug, Default)]
+struct Waiting {
+    all: usize,
+    by_address: HashMap<Fingerprint, usize>,
+}
+
+/// One call of [`Fanout::reclaim`] counted among the waiting until it returns or is dropped.
+struct Waiter<'a> {
+    fanout: &'a Fanout,
+    of: Option<Fingerprint>,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(fanout: &'a Fanout, of: Option<Fingerprint>) -> Self {
+        let mut waiting = fanout.waiting();
+        waiting.all += 1;
+        if let Some(address) = of {
+            *waiting.by_address.entry(address).or_default() += 1;
+        }
+        Self { fanout, of }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.fanout.waiting();
+        waiting.all -= 1;
+        if let Some(address) = self.of
+            && let Some(n) = waiting.by_address.get_mut(&address)
+        {
+            *n -= 1;
+            if *n == 0 {
+                waiting.by_address.remove(&address);
+            }
+        }
+    }
 }
 
 /// A subscription; it counts as a subscriber until dropped.
@@ -191,6 +234,7 @@ impl Fanout {
             heartbeat,
             probe: watch::channel(None).0,
             last_reclaim: tokio::sync::Mutex::new(None),
+            waiting: Mutex::new(Waiting::default()),
         })
     }
 
@@ -205,6 +249,10 @@ impl Fanout {
 
     fn by_address(&self) -> MutexGuard<'_, HashMap<Fingerprint, usize>> {
         self.by_address.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A new subscriber from the client `address`, receiving every event published after the
@@ -252,13 +300,16 @@ impl Fanout {
     /// (see the module documentation): every stream (with `of`, only those of that client
     /// address) sends a heartbeat, and again [`RECLAIM_GAP`] later, when a gone peer has
     /// answered the first with a reset and the write fails; and so on, up to
-    /// [`RECLAIM_PROBES`] heartbeats, until a place is free [`RECLAIM_GAP`] after one.
+    /// [`RECLAIM_PROBES`] heartbeats, until there are places for every call still waiting
+    /// [`RECLAIM_GAP`] after one (for one place, two clients reconnecting at once from an
+    /// address at its limit had one of them refused).
     /// Reclaims start at least [`RECLAIM_EVERY`] apart (a client hammering at its address's
     /// limit makes its own streams beat, no one else's); a call is answered by a reclaim of
     /// its streams that started after it was made. A call returns within 3 s: one that has
     /// waited [`RECLAIM_EVERY`] for the reclaims of others gives up.
     pub async fn reclaim(&self, of: Option<Fingerprint>) {
         let called = tokio::time::Instant::now();
+        let _waiter = Waiter::new(self, of);
         // Calls for many addresses queue: past a while, a call gives up (and is refused).
         let Ok(mut last) = tokio::time::timeout(RECLAIM_EVERY, self.last_reclaim.lock()).await
         else {
@@ -274,7 +325,7 @@ impl Fanout {
         for probe in 1..=RECLAIM_PROBES {
             self.probe.send_replace(of);
             tokio::time::sleep(RECLAIM_GAP).await;
-            if probe >= 2 && self.has_room(of) {
+            if probe >= 2 && self.has_room_for_the_waiting(of) {
                 break;
             }
         }
@@ -283,13 +334,16 @@ impl Fanout {
         *last = Some((started, of));
     }
 
-    /// Whether a subscription would find a place: any (`None`), or one of the client
-    /// address `of`.
-    fn has_room(&self, of: Option<Fingerprint>) -> bool {
+    /// Whether every call of [`reclaim`](Self::reclaim) still waiting would find a place:
+    /// any (`None`), or those of the client address `of` one of that address.
+    fn has_room_for_the_waiting(&self, of: Option<Fingerprint>) -> bool {
+        let waiting = self.waiting();
         let address_room = of.is_none_or(|address| {
-            self.by_address().get(&address).copied().unwrap_or(0) < self.per_address
+            let held = self.by_address().get(&address).copied().unwrap_or(0);
+            let wanted = waiting.by_address.get(&address).copied().unwrap_or(0);
+            held + wanted <= self.per_address
         });
-        address_room && self.subscribers() < self.max_subscribers
+        address_room && self.subscribers() + waiting.all <= self.max_subscribers
     }
 
     /// The most subscribers at once.
@@ -602,6 +656,42 @@ mod tests {
         assert!(matches!(of_a.next().await, Next::Probe));
         reclaim.await.unwrap();
         assert!(started.elapsed() <= Duration::from_millis(1500));
+    }
+
+    /// Two clients reconnecting at once from an address at its limit, whose old streams
+    /// notice that their clients left on different heartbeats: the reclaim goes on until
+    /// there is a place for each (it stopped at the first, and one was refused).
+    #[tokio::test(start_paused = true)]
+    async fn a_reclaim_frees_a_place_for_every_call_waiting() {
+        let secret = crate::reporter::ReporterSecret::from_config("test");
+        let a = address(&secret, 1);
+        let fanout = Fanout::new(8, 4, 2, Duration::from_secs(15));
+        // Streams whose clients left: each learns it on its `beats`-th heartbeat.
+        for beats in [2, 3] {
+            let (mut gone, _) = fanout.subscribe(a).expect("a place");
+            tokio::spawn(async move {
+                for _ in 0..beats {
+                    assert!(matches!(gone.next().await, Next::Probe));
+                }
+            });
+        }
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let fanout = fanout.clone();
+                tokio::spawn(async move { fanout.reclaim(Some(a)).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        let first = fanout.subscribe(a);
+        let second = fanout.subscribe(a);
+        assert!(first.is_ok() && second.is_ok(), "{:?}", second.err());
+        let waiting = fanout.waiting();
+        assert!(
+            waiting.by_address.is_empty() && waiting.all == 0,
+            "{waiting:?}"
+        );
     }
 
     #[test]

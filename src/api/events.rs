@@ -129,9 +129,10 @@ impl Filter {
 /// to it has waited unread for `--client-stall-timeout` (60 s). One client address may hold
 /// at most `--max-subscribers-per-address` (64) streams at once (429 `too_many_streams`).
 /// Before a stream is refused for lack of room, every stream (the address's own, when the
-/// address is at its limit) gets a heartbeat, 250 ms apart, up to four times until a place
-/// is free, so that places held by clients that have left are freed: a refusal takes up to
-/// 3 s, and a reconnect is not refused for the place it just left.
+/// address is at its limit) gets a heartbeat, 250 ms apart, up to four times until there is
+/// a place for every stream waiting, so that places held by clients that have left are
+/// freed: a refusal takes up to 3 s, and reconnects are not refused for the places they
+/// just left.
 /// When the stream cannot be served for now (503 or 429), a client that accepts
 /// `text/event-stream` gets a 200 stream with a `retry:` delay and an `event: unavailable`
 /// that ends at once, since a browser's `EventSource` never reconnects after an answer other
