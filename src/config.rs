@@ -329,7 +329,7 @@ pub struct SimulateArgs {
     pub speed: f64,
 
     /// Catalog of services (TOML). Without it, the built-in catalog is used.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "DOWNRADAR_CATALOG")]
     pub catalog: Option<PathBuf>,
 
     /// Simulate only the first N services of the catalog (default: all of them).
@@ -417,11 +417,24 @@ fn duration_between(s: &str, min: Duration, max: Duration) -> Result<Duration, S
     if d < min || d > max {
         return Err(format!(
             "must be between {} and {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
+            written(min),
+            written(max)
         ));
     }
     Ok(d)
+}
+
+/// A bound as `--help` writes it: `3650d`, not `9years 11months 27days 21h 50m 24s` (humantime
+/// counts a year as 365.25 days and a month as a twelfth of that).
+fn written(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".to_owned(),
+        s if d.subsec_nanos() == 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if d.subsec_nanos() == 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if d.subsec_nanos() == 0 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => humantime::format_duration(d).to_string(),
+    }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -579,6 +592,15 @@ pub struct BacktestArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn bounds_are_written_as_the_help_writes_them() {
+        let refused = parse_retention("5000d").unwrap_err();
+        assert_eq!(refused, "must be between 1h and 3650d");
+        assert_eq!(written(Duration::from_millis(1500)), "1s 500ms");
+        assert_eq!(written(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(written(Duration::from_secs(300)), "5m");
+    }
 
     #[test]
     fn cli_is_consistent() {

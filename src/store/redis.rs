@@ -392,10 +392,10 @@ impl RedisStore {
         // (possibly delayed) ACK. (Over loopback, where ACKs are immediate, it measured the
         // same either way.)
         let info = redis::IntoConnectionInfo::into_connection_info(url)
-            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?
+            .map_err(|e| StoreError::Backend(format!("--redis-url: not a Redis URL: {e}")))?
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info)
-            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
+            .map_err(|e| StoreError::Backend(format!("--redis-url: not a Redis URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
             .set_response_timeout(Some(CALL_TIMEOUT))
