@@ -251,7 +251,8 @@ pub struct MapCountry {
     /// baseline for the service.
     #[schema(example = 14.5)]
     pub expected: Option<f64>,
-    /// `reports / expected`; absent with `expected`.
+    /// `reports / expected`, the expectation taken as at least 0.001 (a country expected to
+    /// be silent); absent with `expected`.
     #[schema(example = 15.2)]
     pub ratio: Option<f64>,
     /// A point inside the country for a map marker (the centroid of its largest part).
@@ -354,7 +355,8 @@ pub struct Outage {
     /// ranks the list.
     #[schema(example = 56.8)]
     pub excess_per_min: f64,
-    /// `observed_per_min / expected_per_min`.
+    /// `observed_per_min / expected_per_min`, the expectation taken as at least 0.001 per
+    /// minute (a service expected to be silent; `expected_per_min` shows it rounded to 0).
     #[schema(example = 14.5)]
     pub ratio: f64,
 }
