@@ -1336,9 +1336,10 @@ mod tests {
     /// then at ten times the usual rate for two hours: a report every three minutes. Weighed
     /// against the rate of the burst, hundreds of times the baseline, a quarter of an hour
     /// with a report or two was evidence of the end: the six incidents here said their
-    /// outages had ended 5 to 28 minutes in (12 on average). Weighed against twenty times
-    /// the baseline, they say 5 to 117 (46 on average): on so sparse a series a lull in an
-    /// outage can still pass for its end, but less often.
+    /// outages had ended 5 to 28 minutes in (12 on average); weighed against twenty times
+    /// the baseline, 5 to 117 (46 on average); against ten times, 5 to 117 (63 on
+    /// average): on so sparse a series a lull in an outage can still pass for its end, but
+    /// less often.
     #[test]
     fn a_sparse_outage_is_not_taken_to_have_ended_with_its_first_burst() {
         let outages: Vec<i64> = (0..6).map(|i| (3 + 2 * i) * 1440 + 600 + 131 * i).collect();
@@ -1383,7 +1384,7 @@ mod tests {
         }
         let mean = ended.iter().sum::<i64>() as f64 / ended.len() as f64;
         assert!(
-            mean >= 30.0,
+            mean >= 55.0,
             "said to end {ended:?} minutes into their outages"
         );
     }
