@@ -355,7 +355,9 @@ pub struct SimulateArgs {
     pub seed: u64,
 
     /// Mean number of outages each service starts per week (0 to 100); an outage of an
-    /// upstream service may add cascading outages to its dependents.
+    /// upstream service may add cascading outages to its dependents. Over 7 days or more of
+    /// 5 services or more, every kind of outage the services allow happens at least once
+    /// (none at 0).
     #[arg(long, default_value_t = 2.0, value_parser = parse_outages_per_week)]
     pub outages_per_week: f64,
 }

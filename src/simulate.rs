@@ -1029,7 +1029,7 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        if self.params.days >= 7 && self.services.len() >= 5 {
+        if self.params.days >= 7 && self.services.len() >= 5 && self.params.outages_per_week > 0.0 {
             self.add_missing_kinds();
         }
     }
@@ -2158,6 +2158,17 @@ mod tests {
 
     fn scenario(seed: u64, days: u32, outages_per_week: f64) -> Scenario {
         Scenario::generate(catalog().services(), params(seed, days, outages_per_week)).unwrap()
+    }
+
+    /// No outages asked for, none made: the kinds chance left out are added only to a
+    /// scenario that has outages (an outage-free history to import had four to six).
+    #[test]
+    fn no_outages_means_none() {
+        for seed in [1, 2] {
+            let truth = scenario(seed, 30, 0.0).truth();
+            assert!(truth.outages.is_empty(), "{:?}", truth.outages.first());
+        }
+        assert!(!scenario(1, 30, 0.1).truth().outages.is_empty());
     }
 
     fn csv(scenario: &Scenario) -> Vec<u8> {

@@ -102,8 +102,26 @@ async fn metrics_show_the_detector_leading() {
     // Counters of events that may never happen are there from the start.
     assert_eq!(value("downradar_detector_missing_buckets_total"), 0.0);
     assert_eq!(value("downradar_reports_revoked_total"), 0.0);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    // A replica that never runs the detector says so: a sum over the replicas is then 0,
+    // not absent, when only such replicas are left.
+    let (mut follower, base) = start_binary(&redis, &["--no-detector"]).await;
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|line| line == "downradar_detector_leader 0"),
+        "{text}"
+    );
+    for child in [&mut server, &mut follower] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
 
 /// A server that speaks enough of Redis's protocol to say it is Redis `version`: `PING`,
