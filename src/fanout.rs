@@ -165,7 +165,7 @@ pub struct Fanout {
     waiting: Mutex<Waiting>,
 }
 
-/// See [`Fanout::waiting`].
+/// The calls of [`Fanout::reclaim`] waiting (the `waiting` field of [`Fanout`]).
 #[derive(Debug, Default)]
 struct Waiting {
     all: usize,

@@ -248,7 +248,8 @@ impl Application {
         tracing::info!(listen = %args.listen, port, workers, "serving HTTP");
         if args.no_detector {
             tracing::info!("--no-detector: another replica must run the detector");
-            // Said, so that a sum over the replicas is 0, not absent, when only these are left.
+            // Exported as 0, so that a sum over the replicas is 0, not absent, when only such
+            // replicas are left.
             metrics::gauge!("downradar_detector_leader").set(0.0);
         }
         Ok(Self {

@@ -368,18 +368,42 @@ async fn a_refused_report_whose_body_never_ends_closes_its_connection() {
     let request = head("/v1/services/github/reports", "application/json")
         + &format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
     socket.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = [0; 1024];
-    let n = socket.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    // Reads one whole answer: its head, then the JSON body its Content-Length gives.
+    async fn answer(socket: &mut tokio::net::TcpStream) -> String {
+        let mut received = Vec::new();
+        loop {
+            let text = String::from_utf8_lossy(&received).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            let mut chunk = [0; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut chunk))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed after {text:?}");
+            received.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let accepted = answer(&mut socket).await;
+    assert!(accepted.starts_with("HTTP/1.1 202"), "{accepted}");
     assert!(
-        !answer.to_ascii_lowercase().contains("connection: close"),
-        "{answer}"
+        !accepted.to_ascii_lowercase().contains("connection: close"),
+        "{accepted}"
     );
     let next = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
     socket.write_all(next.as_bytes()).await.unwrap();
-    let mut answer = [0; 1024];
-    let n = socket.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let healthy = answer(&mut socket).await;
+    assert!(healthy.starts_with("HTTP/1.1 200"), "{healthy}");
 }

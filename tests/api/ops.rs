@@ -60,6 +60,12 @@ async fn readiness_follows_redis() {
     assert!(ready, "ready again within 5 s of Redis coming back");
 }
 
+/// The `/metrics` text of the server at `base`.
+async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    let answer = client.get(format!("{base}/metrics")).send().await.unwrap();
+    answer.text().await.unwrap()
+}
+
 /// The detector's metrics, from a server process of its own: the metrics recorder is one per
 /// process, and `cargo test` runs every app of this binary in one, their detectors included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,14 +79,7 @@ async fn metrics_show_the_detector_leading() {
     let client = reqwest::Client::new();
     let mut text = String::new();
     for _ in 0..100 {
-        text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = metrics(&client, &base).await;
         if text.contains("downradar_detector_leader 1") {
             break;
         }
@@ -105,14 +104,7 @@ async fn metrics_show_the_detector_leading() {
     // A replica that never runs the detector says so: a sum over the replicas is then 0,
     // not absent, when only such replicas are left.
     let (mut follower, base) = start_binary(&redis, &["--no-detector"]).await;
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&client, &base).await;
     assert!(
         text.lines()
             .any(|line| line == "downradar_detector_leader 0"),
