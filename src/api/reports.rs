@@ -182,10 +182,17 @@ pub async fn create_report(
         }
         _ => ApiError::malformed_json(format!("the body is not valid JSON: {e}")),
     };
+    // A body refused as a report is first checked to be JSON at all: one that is not is
+    // malformed, whatever else is wrong with it.
+    let well_formed = || {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map(drop)
+            .map_err(malformed)
+    };
     // serde would also take a struct from an array of its fields in order; a report is an
     // object. (Checked by the first byte, so a valid report is parsed once.)
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(malformed)?;
+        well_formed()?;
         return Err(ApiError::invalid_report(
             "a report is a JSON object, such as {\"problem\":\"login\",\"region\":\"DE\"}",
         ));
@@ -195,9 +202,9 @@ pub async fn create_report(
         Err(e) => {
             // serde stops at the first thing a report cannot hold (an unknown field in
             // `{"a":`, say), which may come before a body that is not JSON at all breaks
-            // off: such a body is malformed, not an invalid report.
+            // off.
             if e.classify() == serde_json::error::Category::Data {
-                serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(malformed)?;
+                well_formed()?;
             }
             return Err(malformed(e));
         }
