@@ -71,7 +71,8 @@ pub enum Command {
     ///
     /// Writes the counts as CSV (the input of `backtest`) and the injected outages as JSON, to
     /// measure a detector against. Deterministic: the same flags and seed give byte-identical
-    /// files. Progress goes to stderr; nothing is written to stdout.
+    /// files. Progress goes to stderr; nothing is written to stdout but the counts of
+    /// `--output -`.
     Simulate(SimulateArgs),
     /// Load recorded counts (CSV) into Redis, so a new deployment has history from its start.
     ///
@@ -122,8 +123,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_EVENT_RETENTION", default_value = "24h", value_parser = parse_event_retention)]
     pub event_retention: Duration,
 
-    /// Redis URL (Redis 7.0 or later), e.g. redis://127.0.0.1:6379/0. Without it, reports are
-    /// kept in an embedded in-memory store (single process, lost on restart).
+    /// Redis URL (Redis 7.0 or later), e.g. redis://127.0.0.1:6379/0, or
+    /// redis://:PASSWORD@HOST:6379/0. A Redis that refuses its credentials stops the start; one
+    /// that does not answer is waited for (not ready meanwhile). Without it, reports are kept in
+    /// an embedded in-memory store (single process, lost on restart).
     #[arg(long, env = "DOWNRADAR_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -273,7 +276,7 @@ impl BucketArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
     /// Redis URL of the deployment to load history into (Redis 7.0 or later), e.g.
-    /// redis://127.0.0.1:6379/0.
+    /// redis://127.0.0.1:6379/0, or redis://:PASSWORD@HOST:6379/0.
     #[arg(long, env = "DOWNRADAR_REDIS_URL")]
     pub redis_url: String,
 
@@ -302,8 +305,8 @@ pub struct ImportArgs {
 ))]
 pub struct SimulateArgs {
     /// Where to write the counts: CSV with the header timestamp,service,region,problem,count,
-    /// one row per non-zero bucket cell, sorted by time. Give exactly one of --output and
-    /// --target.
+    /// one row per non-zero bucket cell, sorted by time; `-` writes them to standard output
+    /// (for `downradar backtest --input -`). Give exactly one of --output and --target.
     #[arg(long, value_name = "COUNTS.csv", requires = "truth")]
     pub output: Option<PathBuf>,
 
@@ -567,7 +570,8 @@ pub struct BacktestArgs {
     pub catalog: Option<PathBuf>,
 
     /// Counts to run the detector over: CSV with the header
-    /// timestamp,service,region,problem,count, sorted by time (`downradar simulate` writes it).
+    /// timestamp,service,region,problem,count, sorted by time (`downradar simulate` writes it);
+    /// `-` reads standard input.
     #[arg(long, value_name = "COUNTS.csv")]
     pub input: PathBuf,
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,9 @@ use crate::store::{Cell, HistoryAdded, HistoryCount, Store};
 
 /// The header every counts file starts with.
 pub const HEADER: &str = "timestamp,service,region,problem,count";
+
+/// The path that names standard input, for `backtest --input` (import refuses it).
+pub const STDIN: &str = "-";
 
 /// How far ahead of the store's clock a history row may be.
 pub const FUTURE_SLACK_SECS: i64 = 86_400;
@@ -63,6 +66,65 @@ impl Repeated {
     }
 }
 
+/// How far apart a file's bucket starts are: a file of wider buckets than `--bucket` says
+/// (5-minute counts read as 1-minute ones) has every start a multiple of its width from the
+/// first, and the detector would see each count followed by empty buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spacing {
+    /// The first bucket start and the last seen.
+    first: Option<i64>,
+    last: i64,
+    /// Distinct starts seen, and the greatest common divisor of their distances from the
+    /// first (0 while there is one).
+    starts: u64,
+    gcd: i64,
+}
+
+impl Spacing {
+    /// Fewest distinct bucket starts that make a wider spacing worth a word: by chance, 24
+    /// starts of a `w`-wide file fall on a grid `k·w` wide about once in `k^23`.
+    const MIN_STARTS: u64 = 24;
+
+    /// Notes a row's bucket start (rows come in time order).
+    fn add(&mut self, start: i64) {
+        match self.first {
+            None => (self.first, self.last, self.starts) = (Some(start), start, 1),
+            Some(first) if start != self.last => {
+                self.last = start;
+                self.starts += 1;
+                self.gcd = gcd(self.gcd, (start - first).abs());
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The warning to show when every bucket start is a whole multiple of a width wider than
+    /// `bucket` from the first, over enough of them to tell.
+    pub fn warning(&self, bucket: BucketWidth) -> Option<String> {
+        let width = bucket.secs();
+        if self.starts < Self::MIN_STARTS || self.gcd <= width {
+            return None;
+        }
+        let wide = humantime::format_duration(Duration::from_secs(self.gcd.unsigned_abs()));
+        let narrow = humantime::format_duration(Duration::from_secs(width.unsigned_abs()));
+        Some(format!(
+            "warning: the {} bucket starts of the file are all a multiple of {wide} apart, and \
+             --bucket is {narrow}: if its buckets are {wide} wide, pass --bucket {wide}; read \
+             as {narrow} buckets, each count is followed by {} empty ones",
+            self.starts,
+            self.gcd / width - 1
+        ))
+    }
+}
+
+/// The greatest common divisor of `a` and `b` (not negative), with `gcd(0, b) = b`.
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportSummary {
@@ -75,6 +137,8 @@ pub struct ImportSummary {
     pub added: HistoryAdded,
     /// Rows repeating a cell of their bucket.
     pub repeated: Repeated,
+    /// How far apart the file's buckets are.
+    pub spacing: Spacing,
 }
 
 /// Runs `downradar import`.
@@ -85,17 +149,23 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         args.buckets
             .store_settings(Duration::from_secs(900), None, Duration::from_secs(86_400));
     let store = RedisStore::connect(&args.redis_url, settings)?;
-    store
-        .ping()
-        .await
-        .context("Redis does not answer; check --redis-url")?;
+    let unusable = || {
+        format!(
+            "{}: cannot use this Redis; check --redis-url",
+            crate::startup::redact_url(&args.redis_url)
+        )
+    };
+    if let Some(why) = store.refusal(Duration::from_secs(2)).await {
+        bail!("{}: {why}", crate::startup::redact_url(&args.redis_url));
+    }
+    store.ping().await.with_context(unusable)?;
     // History has happened: a row more than a day ahead of Redis's clock (every replica's)
     // is a mistake (a mistyped year), and would be read as live traffic once its time came.
     // A day, not less: a file's clock or time zone may be off by hours.
     let now = store
         .server_time()
         .await
-        .context("Redis does not answer; check --redis-url")?
+        .with_context(unusable)?
         .unix_timestamp();
     let started = Instant::now();
     let summary = load(
@@ -119,6 +189,9 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     if let Some(warning) = summary.repeated.warning(&args.input) {
         eprintln!("import: {warning}");
     }
+    if let Some(warning) = summary.spacing.warning(args.buckets.bucket) {
+        eprintln!("import: {warning}");
+    }
     Ok(())
 }
 
@@ -134,11 +207,12 @@ pub async fn load(
     now: Option<i64>,
 ) -> anyhow::Result<ImportSummary> {
     regular_file(path)?;
-    let repeated = check(catalog, bucket, path, now)?;
+    let (repeated, spacing) = check(catalog, bucket, path, now)?;
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
     let mut summary = ImportSummary {
         repeated,
+        spacing,
         ..ImportSummary::default()
     };
     let mut batch = Vec::with_capacity(BATCH_ROWS);
@@ -168,6 +242,12 @@ pub async fn load(
 /// Refuses a pipe (or a device): the file is read twice, checked and then loaded, and a pipe
 /// read again is empty. (A path that cannot be opened is left to the first reading to say.)
 fn regular_file(path: &Path) -> anyhow::Result<()> {
+    if path == Path::new(STDIN) {
+        bail!(
+            "--input -: import cannot read standard input: it reads its input twice, checking \
+             every row before it writes any, so write it to a file first"
+        );
+    }
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         bail!(
             "{}: not a regular file (a pipe?): import reads its input twice, checking every \
@@ -179,13 +259,14 @@ fn regular_file(path: &Path) -> anyhow::Result<()> {
 }
 
 /// The first pass: reads every row of the file and stops at the first bad one (or the first
-/// out of time order); counts the rows that repeat a cell among the rows of their bucket.
+/// out of time order); counts the rows that repeat a cell among the rows of their bucket,
+/// and notes how far apart the buckets are.
 fn check(
     catalog: &Catalog,
     bucket: BucketWidth,
     path: &Path,
     now: Option<i64>,
-) -> anyhow::Result<Repeated> {
+) -> anyhow::Result<(Repeated, Spacing)> {
     let mut reader = CountsReader::open(path, catalog, bucket)?;
     let mut progress = Progress::new();
     let mut rows = 0u64;
@@ -229,17 +310,17 @@ fn check(
         }
     }
     progress.finish(None);
-    Ok(repeated)
+    Ok((repeated, reader.spacing))
 }
 
 /// Streams the rows of a counts file, checking each (errors name the file and line).
 pub struct CountsReader<'a> {
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn Read + Send>>,
     catalog: &'a Catalog,
     bucket: BucketWidth,
     /// The file's name, for messages.
     pub file_name: String,
-    /// Its size in bytes, and the bytes read so far.
+    /// Its size in bytes (0 when unknown: standard input, a pipe), and the bytes read so far.
     pub size: u64,
     pub read: u64,
     /// The last line read (1 is the header).
@@ -247,16 +328,23 @@ pub struct CountsReader<'a> {
     line: String,
     /// The last timestamp parsed, reused while rows share it (they are sorted by time).
     last_timestamp: (String, i64),
+    /// How far apart the buckets read so far are.
+    pub spacing: Spacing,
 }
 
 impl<'a> CountsReader<'a> {
-    /// Opens `path` and checks its header.
+    /// Opens `path` (`-`: standard input) and checks its header.
     pub fn open(path: &Path, catalog: &'a Catalog, bucket: BucketWidth) -> anyhow::Result<Self> {
-        let file_name = path.display().to_string();
-        let file = File::open(path).with_context(|| format!("{file_name}: cannot open"))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (input, file_name, size): (Box<dyn Read + Send>, _, _) = if path == Path::new(STDIN) {
+            (Box::new(io::stdin()), "(standard input)".to_owned(), 0)
+        } else {
+            let file_name = path.display().to_string();
+            let file = File::open(path).with_context(|| format!("{file_name}: cannot open"))?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            (Box::new(file), file_name, size)
+        };
         let mut reader = Self {
-            reader: BufReader::with_capacity(1 << 20, file),
+            reader: BufReader::with_capacity(1 << 20, input),
             catalog,
             bucket,
             file_name,
@@ -265,6 +353,7 @@ impl<'a> CountsReader<'a> {
             line_no: 0,
             line: String::new(),
             last_timestamp: (String::new(), 0),
+            spacing: Spacing::default(),
         };
         if !reader.read_line()? {
             bail!(
@@ -315,11 +404,11 @@ impl<'a> CountsReader<'a> {
             if row.is_empty() {
                 continue;
             }
-            return parse_row(row, self.catalog, self.bucket, &mut self.last_timestamp)
-                .map(Some)
-                .map_err(|message| {
-                    anyhow::anyhow!("{}:{}: {message}", self.file_name, self.line_no)
-                });
+            let row = parse_row(row, self.catalog, self.bucket, &mut self.last_timestamp).map_err(
+                |message| anyhow::anyhow!("{}:{}: {message}", self.file_name, self.line_no),
+            )?;
+            self.spacing.add(row.bucket);
+            return Ok(Some(row));
         }
     }
 }
@@ -443,7 +532,7 @@ mod tests {
              2026-10-01T00:02:00Z,tiktok,US,login,1\n",
         )
         .unwrap();
-        let repeated = check(
+        let (repeated, _) = check(
             &Catalog::builtin(),
             BucketWidth::ONE_MINUTE,
             file.path(),
@@ -465,6 +554,56 @@ mod tests {
             "{warning}"
         );
         assert_eq!(Repeated::default().warning(file.path()), None);
+    }
+
+    #[test]
+    fn a_file_of_wider_buckets_than_bucket_says_is_told() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let spacing = |minutes: &[i64]| {
+            let rows: String = minutes
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{},tiktok,US,login,3\n",
+                        crate::detector::bucket_time(m * 60)
+                    )
+                })
+                .collect();
+            std::fs::write(file.path(), format!("{HEADER}\n{rows}")).unwrap();
+            check(
+                &Catalog::builtin(),
+                BucketWidth::ONE_MINUTE,
+                file.path(),
+                None,
+            )
+            .unwrap()
+            .1
+        };
+        // Five-minute counts, some five minutes empty, one start given twice.
+        let mut five: Vec<i64> = (0..40).filter(|i| i % 7 != 3).map(|i| 5 * i).collect();
+        five.insert(4, five[3]);
+        let warning = spacing(&five).warning(BucketWidth::ONE_MINUTE).unwrap();
+        assert_eq!(
+            warning,
+            "warning: the 34 bucket starts of the file are all a multiple of 5m apart, and \
+             --bucket is 1m: if its buckets are 5m wide, pass --bucket 5m; read as 1m buckets, \
+             each count is followed by 4 empty ones"
+        );
+        let five_minutes = BucketWidth::new(Duration::from_secs(300)).unwrap();
+        assert_eq!(spacing(&five).warning(five_minutes), None, "as they are");
+        // One start off the grid, or too few starts to tell, says nothing.
+        let mut off = five.clone();
+        off.push(five.last().unwrap() + 1);
+        assert_eq!(spacing(&off).warning(BucketWidth::ONE_MINUTE), None);
+        assert_eq!(spacing(&five[..23]).warning(BucketWidth::ONE_MINUTE), None);
+        // Hourly counts read as five-minute ones.
+        let hours: Vec<i64> = (0..30).map(|h| 60 * h).collect();
+        assert!(
+            spacing(&hours)
+                .warning(five_minutes)
+                .unwrap()
+                .contains("a multiple of 1h apart, and --bucket is 5m")
+        );
     }
 
     #[test]

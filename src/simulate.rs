@@ -196,7 +196,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let (Some(output), Some(truth)) = (&args.output, &args.truth) else {
         bail!("simulate: --output and --truth are required to write files");
     };
-    if same_path(output, truth) {
+    let to_stdout = output == Path::new(crate::import::STDIN);
+    if !to_stdout && same_path(output, truth) {
         bail!(
             "simulate: --output and --truth name the same file ({}); the counts would \
              overwrite the truth",
@@ -206,13 +207,18 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let (scenario, selected) = plan(args, args.start.unwrap_or(FILE_START))?;
     write_truth(truth, &scenario)?;
 
-    let file = File::create(output)
-        .with_context(|| format!("{}: cannot create the counts file", output.display()))?;
+    let (counts, name): (Box<dyn Write>, String) = if to_stdout {
+        (Box::new(io::stdout().lock()), "standard output".to_owned())
+    } else {
+        let file = File::create(output)
+            .with_context(|| format!("{}: cannot create the counts file", output.display()))?;
+        (Box::new(file), output.display().to_string())
+    };
     // Progress overwrites one line on a terminal; in a log, a line per day is clearer.
     let interactive = io::stderr().is_terminal();
     let days = args.days;
     let summary = scenario
-        .write_counts(file, |day| {
+        .write_counts(counts, |day| {
             let line = format!("simulate: day {day}/{days} ({}%)", day * 100 / days);
             if interactive {
                 eprint!("\r{line}");
@@ -220,7 +226,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
                 eprintln!("{line}");
             }
         })
-        .with_context(|| format!("{}: cannot write the counts", output.display()))?;
+        .with_context(|| format!("{name}: cannot write the counts"))?;
     if interactive {
         eprintln!();
     }
@@ -233,7 +239,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         summary.rows,
         summary.reports,
         scenario.outages.len(),
-        output.display(),
+        name,
         truth.display(),
     );
     print_notes(&scenario, selected);

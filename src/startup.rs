@@ -132,6 +132,9 @@ impl Application {
                 // replaced (see `RedisStore::ping`). Its clock is read, and the event stream
                 // located, at the same time: one after the other, a Redis that does not
                 // answer held the start up for each (2.1 s).
+                // A Redis that refuses the URL's credentials fails the start: waiting never
+                // mends that (see `RedisStore::refusal`).
+                let refusal = store.refusal(VERSION_CHECK_AT_START);
                 let version = tokio::time::timeout(VERSION_CHECK_AT_START, store.too_old());
                 let locate = tokio::time::timeout(LOCATE_AT_START, fanout.locate(store.as_ref()));
                 let version = if follow_store {
@@ -140,7 +143,11 @@ impl Application {
                     // trying every second, and until it succeeds the replica is not ready and
                     // does not run the detector.
                     let measure = tokio::time::timeout(CLOCK_SYNC_AT_START, sync.measure());
-                    let (version, measured, _) = tokio::join!(version, measure, locate);
+                    let (refusal, version, measured, _) =
+                        tokio::join!(refusal, version, measure, locate);
+                    if let Some(why) = refusal {
+                        anyhow::bail!("{}: {why}", redact_url(url));
+                    }
                     if measured.is_err() {
                         match sync.clock.offset() {
                             Some(offset) => sync.note(offset),
@@ -151,7 +158,11 @@ impl Application {
                     clock_sync = Some(sync);
                     version
                 } else {
-                    tokio::join!(version, locate).0
+                    let (refusal, version, _) = tokio::join!(refusal, version, locate);
+                    if let Some(why) = refusal {
+                        anyhow::bail!("{}: {why}", redact_url(url));
+                    }
+                    version
                 };
                 if let Ok(Ok(Some(why))) = version {
                     anyhow::bail!("{}: {why}", redact_url(url));
@@ -487,7 +498,7 @@ fn limit_stalls(connection: &dyn std::any::Any, timeout: Duration) {
 }
 
 /// A Redis URL without its password, for logs.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])

@@ -26,7 +26,7 @@ use crate::config::BacktestArgs;
 use crate::detector::{
     CountSource, Detector, DetectorConfig, Engine, EventType, IncidentEvent, SETTLE,
 };
-use crate::import::{CountsReader, Repeated};
+use crate::import::{CountsReader, Repeated, Spacing};
 use crate::progress::Progress;
 use crate::store::{BucketCounts, StoreError};
 
@@ -55,11 +55,15 @@ pub struct Chunk {
     /// Rows so far that repeated a cell their bucket already had (their counts are added),
     /// and the line of the first.
     pub repeated: Repeated,
+    /// How far apart the buckets read so far are.
+    pub spacing: Spacing,
 }
 
 /// A counts file read on a thread of its own, chunk after chunk (see the module docs).
 pub struct CountsFeed {
     chunks: mpsc::Receiver<anyhow::Result<Chunk>>,
+    /// What [`started`](Self::started) received, for [`next`](Self::next) to return.
+    first: Option<Option<anyhow::Result<Chunk>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -80,13 +84,27 @@ impl CountsFeed {
         });
         Self {
             chunks,
+            first: None,
             reader: Some(reader),
+        }
+    }
+
+    /// Waits until the file has been read up to the end of its first chunk (or to its end,
+    /// or an error, which `next` then returns). A `downradar simulate --output -` piping the
+    /// counts here has written its truth file by then.
+    pub async fn started(&mut self) {
+        if self.first.is_none() {
+            self.first = Some(self.chunks.recv().await);
         }
     }
 
     /// The next chunk, or `None` after the last.
     pub async fn next(&mut self) -> anyhow::Result<Option<Chunk>> {
-        if let Some(chunk) = self.chunks.recv().await {
+        let received = match self.first.take() {
+            Some(first) => first,
+            None => self.chunks.recv().await,
+        };
+        if let Some(chunk) = received {
             return chunk.map(Some);
         }
         // The reader is done (its end of the channel is gone, so it is exiting): at the end
@@ -127,6 +145,7 @@ fn read_chunks(
                 // The chunk is complete: every bucket before this row's is in it.
                 full.until = row.bucket;
                 (full.rows, full.read, full.repeated) = (rows - 1, reader.read, repeated);
+                full.spacing = reader.spacing;
                 if tx.blocking_send(Ok(full)).is_err() {
                     return Ok(());
                 }
@@ -142,6 +161,7 @@ fn read_chunks(
             read: 0,
             size: reader.size,
             repeated: Repeated::default(),
+            spacing: Spacing::default(),
         }));
         if row.count == 0 {
             continue;
@@ -167,6 +187,7 @@ fn read_chunks(
     if let (Some(mut tail), Some(last)) = (chunk, last) {
         tail.until = last + width;
         (tail.rows, tail.read, tail.repeated) = (rows, reader.read, repeated);
+        tail.spacing = reader.spacing;
         let _ = tx.blocking_send(Ok(tail));
     }
     Ok(())
@@ -216,6 +237,7 @@ impl CountSource for Unread {
 pub struct Summary {
     pub rows: u64,
     pub repeated: Repeated,
+    pub spacing: Spacing,
     pub buckets: u64,
     /// Start of the first bucket and end of the last, when the file has rows.
     pub span: Option<(i64, i64)>,
@@ -271,6 +293,7 @@ pub async fn replay(
         }
         summary.rows = chunk.rows;
         summary.repeated = chunk.repeated;
+        summary.spacing = chunk.spacing;
         summary.buckets = ((chunk.until - chunk.first) / width) as u64;
         summary.span = Some((chunk.first, chunk.until));
         progress.show(|| percent(chunk.read, chunk.size, engine.cursor()));
@@ -284,6 +307,10 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let catalog = Catalog::load_or_builtin(args.catalog.as_deref())?;
     let bucket: BucketWidth = args.bucket;
+    let mut feed = CountsFeed::open(&args.input, &catalog, bucket);
+    if args.truth.is_some() {
+        feed.started().await;
+    }
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
     if let (Some(truth), Some(path)) = (&truth, &args.truth)
         && truth.bucket_secs != bucket.secs()
@@ -320,7 +347,6 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             missing.id.as_str()
         );
     }
-    let feed = CountsFeed::open(&args.input, &catalog, bucket);
     let mut kept = Vec::new();
     let summary = replay(&catalog, args.detector.config(bucket), feed, |event| {
         kept.push(event.clone());
@@ -365,6 +391,9 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         started.elapsed()
     );
     if let Some(warning) = summary.repeated.warning(&args.input) {
+        eprintln!("backtest: {warning}");
+    }
+    if let Some(warning) = summary.spacing.warning(bucket) {
         eprintln!("backtest: {warning}");
     }
     if let Some(truth) = truth {
@@ -429,17 +458,17 @@ const TICK_SECS: i64 = 86_400;
 /// makes one, and the detector then takes its buckets one by one.
 const QUIET_STRETCH_SECS: i64 = 7 * 86_400;
 
-/// The progress line: `backtest:  42.0% of the file, detected up to 2026-10-05T12:00:00Z`.
+/// The progress line: `backtest:  42.0% of the file, detected up to 2026-10-05T12:00:00Z`;
+/// of standard input, whose size is unknown (0), the megabytes read instead.
 fn percent(done: u64, total: u64, cursor: i64) -> String {
-    let percent = if total == 0 {
-        100.0
+    let until = crate::detector::bucket_time(cursor);
+    if total == 0 {
+        let mb = done as f64 / 1e6;
+        format!("backtest: {mb:.1} MB read, detected up to {until}")
     } else {
-        100.0 * done as f64 / total as f64
-    };
-    format!(
-        "backtest: {percent:5.1}% of the file, detected up to {}",
-        crate::detector::bucket_time(cursor)
-    )
+        let percent = 100.0 * done as f64 / total as f64;
+        format!("backtest: {percent:5.1}% of the file, detected up to {until}")
+    }
 }
 
 #[cfg(test)]

@@ -430,6 +430,21 @@ impl RedisStore {
         Ok(too_old(&info))
     }
 
+    /// Why Redis will not let downradar in, when it says so: it refused the user or password
+    /// of the URL, requires a password the URL does not give, or denies the user `PING`.
+    /// Retrying never mends these, unlike a Redis that does not answer; so `None` too when a
+    /// fresh connection cannot be made, or gets no answer, within `within`.
+    pub async fn refusal(&self, within: Duration) -> Option<String> {
+        let probe = async {
+            let mut conn = self.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        };
+        match tokio::time::timeout(within, probe).await {
+            Ok(Err(e)) => refusal_of(&e),
+            _ => None,
+        }
+    }
+
     /// Redis's own clock (`TIME`), which every replica follows (see
     /// [`crate::clock::StoreClock`]).
     pub async fn server_time(&self) -> Result<time::OffsetDateTime, StoreError> {
@@ -804,6 +819,28 @@ fn revocation_period() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     now.as_secs() / StoreSettings::REVOCATION_TTL.as_secs()
+}
+
+/// What to tell an operator of `e` when it is Redis refusing this client (see
+/// [`RedisStore::refusal`]).
+fn refusal_of(e: &redis::RedisError) -> Option<String> {
+    match (e.kind(), e.code()) {
+        (redis::ErrorKind::AuthenticationFailed, _) => Some(
+            "Redis refused the user or password of --redis-url (redis://:PASSWORD@HOST:PORT, \
+             or redis://USER:PASSWORD@HOST:PORT for an ACL user)"
+                .to_owned(),
+        ),
+        (_, Some("NOAUTH")) => Some(
+            "Redis requires a password and --redis-url gives none (redis://:PASSWORD@HOST:PORT, \
+             or redis://USER:PASSWORD@HOST:PORT for an ACL user)"
+                .to_owned(),
+        ),
+        (_, Some("NOPERM")) => Some(format!(
+            "the user of --redis-url may not run downradar's commands: {}",
+            cut_error(e.to_string())
+        )),
+        _ => None,
+    }
 }
 
 /// A Redis error as a store error; a refused connection means the command was never sent.

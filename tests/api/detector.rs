@@ -1137,6 +1137,75 @@ async fn the_backtest_command_prints_all_its_events_or_none() {
     );
 }
 
+/// `simulate --output -` writes its counts to stdout and `backtest --input -` reads stdin, so
+/// the two pipe into each other: the backtest waits to read the truth until the counts
+/// begin (the simulation writes its truth first), and prints what it prints for the same
+/// counts in a file.
+#[test]
+fn a_simulation_pipes_into_a_backtest() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_downradar");
+    let dir = tempfile::tempdir().unwrap();
+    let (file, file_truth, truth) = (
+        dir.path().join("counts.csv"),
+        dir.path().join("file-truth.json"),
+        dir.path().join("truth.json"),
+    );
+    let scenario = ["simulate", "--services", "6", "--days", "3", "--seed", "7"];
+    let written = Command::new(bin)
+        .args(scenario)
+        .arg("--output")
+        .arg(&file)
+        .arg("--truth")
+        .arg(&file_truth)
+        .env_remove("DOWNRADAR_CATALOG")
+        .output()
+        .unwrap();
+    assert!(written.status.success());
+    let backtest = |input: &std::path::Path| {
+        let mut command = Command::new(bin);
+        command
+            .args(["backtest", "--input"])
+            .arg(input)
+            .env_remove("DOWNRADAR_CATALOG");
+        command
+    };
+    let from_file = backtest(&file).output().unwrap();
+    assert!(from_file.status.success());
+    assert!(!from_file.stdout.is_empty(), "the scenario has outages");
+
+    let mut simulate = Command::new(bin)
+        .args(scenario)
+        .args(["--output", "-", "--truth"])
+        .arg(&truth)
+        .env_remove("DOWNRADAR_CATALOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let piped = backtest(std::path::Path::new("-"))
+        .arg("--truth")
+        .arg(&truth)
+        .stdin(simulate.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    let simulated = simulate.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success(), "{stderr}");
+    assert!(simulated.status.success());
+    assert!(
+        String::from_utf8_lossy(&simulated.stderr).contains("-> standard output,"),
+        "{}",
+        String::from_utf8_lossy(&simulated.stderr)
+    );
+    assert_eq!(piped.stdout, from_file.stdout);
+    assert!(stderr.contains("score against"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&truth).unwrap(),
+        std::fs::read(&file_truth).unwrap()
+    );
+}
+
 /// A detector state saved by an earlier build (`fixtures/detector-state.bin`, see
 /// `fixtures/README.md`): seven quiet days of the first built-in service, as a commit on
 /// 2026-12-06 saved it. A later build must take it up where it was left (a state it cannot

@@ -2255,7 +2255,71 @@ async fn import_loads_a_counts_file_into_redis() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("Redis does not answer") && stderr.contains("Connection refused"),
+        stderr.contains("cannot use this Redis; check --redis-url")
+            && stderr.contains("Connection refused"),
         "{stderr}"
     );
+}
+
+/// A Redis that refuses the URL's credentials stops `serve` and `import` at once, saying so
+/// (waiting would never mend it): a wrong password, and no password where one is required.
+#[test]
+fn a_redis_refusing_the_credentials_stops_serve_and_import() {
+    let redis = crate::helpers::RedisServer::start();
+    let mut conn = redis.connection().unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "sesame"])
+        .query(&mut conn)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let counts = dir.path().join("counts.csv");
+    std::fs::write(
+        &counts,
+        "timestamp,service,region,problem,count\n2026-10-01T00:00:00Z,tiktok,US,login,1\n",
+    )
+    .unwrap();
+    let wrong = format!("redis://:open@127.0.0.1:{}/", redis.port);
+    let none = redis.url();
+    let port = crate::helpers::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    for (url, expected) in [
+        (&wrong, "Redis refused the user or password of --redis-url"),
+        (
+            &none,
+            "Redis requires a password and --redis-url gives none",
+        ),
+    ] {
+        let commands: [&[&str]; 2] = [
+            &["serve", "--listen", &listen, "--redis-url", url],
+            &["import", "--redis-url", url, "--input"],
+        ];
+        for args in commands {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"));
+            command.args(args).env_remove("DOWNRADAR_REDIS_URL");
+            if args[0] == "import" {
+                command.arg(&counts);
+            }
+            let mut child = command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("{args:?} kept running");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?}: {stderr}");
+            assert!(stderr.contains(expected), "{args:?}: {stderr}");
+            assert!(
+                !stderr.contains("sesame") && !stderr.contains(":open@"),
+                "{stderr}"
+            );
+        }
+    }
 }
