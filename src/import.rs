@@ -29,7 +29,8 @@ use crate::store::{Cell, HistoryAdded, HistoryCount, Store};
 /// The header every counts file starts with.
 pub const HEADER: &str = "timestamp,service,region,problem,count";
 
-/// The path that names standard input, for `backtest --input` (import refuses it).
+/// The path that names standard input or output: `backtest --input -` reads the counts from
+/// stdin, `simulate --output -` writes them to stdout (import refuses it).
 pub const STDIN: &str = "-";
 
 /// How far ahead of the store's clock a history row may be.
@@ -149,14 +150,10 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         args.buckets
             .store_settings(Duration::from_secs(900), None, Duration::from_secs(86_400));
     let store = RedisStore::connect(&args.redis_url, settings)?;
-    let unusable = || {
-        format!(
-            "{}: cannot use this Redis; check --redis-url",
-            crate::startup::redact_url(&args.redis_url)
-        )
-    };
+    let shown = crate::startup::redact_url(&args.redis_url);
+    let unusable = || format!("{shown}: cannot use this Redis; check --redis-url");
     if let Some(why) = store.refusal(Duration::from_secs(2)).await {
-        bail!("{}: {why}", crate::startup::redact_url(&args.redis_url));
+        bail!("{shown}: {why}");
     }
     store.ping().await.with_context(unusable)?;
     // History has happened: a row more than a day ahead of Redis's clock (every replica's)
