@@ -205,9 +205,15 @@ impl Catalog {
 
     /// Parses and validates catalog TOML; `file` names the source in error messages.
     pub fn parse(file: &str, text: &str) -> Result<Self, CatalogError> {
-        let raw: RawCatalog = toml::from_str(text).map_err(|e| CatalogError::Syntax {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+        let raw: RawCatalog = toml::from_str(text).map_err(|e| {
+            let message = e.to_string().trim_end().to_owned();
+            CatalogError::Syntax {
+                file: file.to_owned(),
+                message: match e.span().and_then(|span| service_at(text, span.start)) {
+                    Some(id) => format!("service {id:?}: {message}"),
+                    None => message,
+                },
+            }
         })?;
         let invalid = |service: &str, field: &'static str, message: String| CatalogError::Invalid {
             file: file.to_owned(),
@@ -367,6 +373,30 @@ impl Catalog {
         }
         None
     }
+}
+
+/// The id of the `[[service]]` entry that byte `at` of the catalog `text` lies in, when the
+/// entry gives one as a string: the service a TOML error there is about (a field of the
+/// wrong type, a missing or unknown one).
+fn service_at(text: &str, at: usize) -> Option<String> {
+    const HEADER: &str = "[[service]]";
+    let start = if text.get(at..)?.starts_with(HEADER) {
+        at
+    } else {
+        text.get(..at)?.rfind(HEADER)?
+    };
+    let entry = &text[start + HEADER.len()..];
+    let entry = &entry[..entry.find("\n[").unwrap_or(entry.len())];
+    entry.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        let value = value.trim_start();
+        let quote = value.chars().next().filter(|c| matches!(c, '"' | '\''))?;
+        let value = &value[1..];
+        if key.trim() != "id" {
+            return None;
+        }
+        Some(value[..value.find(quote)?].to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -550,6 +580,32 @@ mod tests {
         assert!(err.starts_with("test.toml: "), "{err}");
         assert!(err.contains("problem"), "{err}");
         assert!(error_of("[[service]\n").starts_with("test.toml: "));
+    }
+
+    #[test]
+    fn type_errors_name_the_service() {
+        let two = |second: &str| {
+            error_of(&format!(
+                "[[service]]\nid = \"a\"\nname = \"A\"\nproblems = [\"app\"]\n\n\
+                 [[service]]\n{second}"
+            ))
+        };
+        let err = two("id = \"b\"  # the second\nname = \"B\"\nproblems = [\"app\", 3]\n");
+        assert!(
+            err.starts_with("test.toml: service \"b\": TOML parse error at line 9")
+                && err.contains("invalid type: integer `3`, expected a string"),
+            "{err}"
+        );
+        let err = two("name = 'B'\nid = 'b'\nproblems = [\"app\"]\ndepends_on = \"a\"\n");
+        assert!(err.starts_with("test.toml: service \"b\": "), "{err}");
+        let err = two("id = \"b\"\nproblems = [\"app\"]\n");
+        assert!(
+            err.starts_with("test.toml: service \"b\": ") && err.contains("missing field `name`"),
+            "{err}"
+        );
+        // An id that is no string names no service.
+        let err = two("id = 7\nname = \"B\"\nproblems = [\"app\"]\n");
+        assert!(err.starts_with("test.toml: TOML parse error"), "{err}");
     }
 
     #[test]
