@@ -387,6 +387,10 @@ fn service_at(text: &str, at: usize) -> Option<String> {
     };
     let entry = &text[start + HEADER.len()..];
     let entry = &entry[..entry.find("\n[").unwrap_or(entry.len())];
+    // Past the entry, the error is about a table after it.
+    if at > start + HEADER.len() + entry.len() {
+        return None;
+    }
     entry.lines().find_map(|line| {
         let (key, value) = line.split_once('=')?;
         let value = value.trim_start();
@@ -603,9 +607,15 @@ mod tests {
             err.starts_with("test.toml: service \"b\": ") && err.contains("missing field `name`"),
             "{err}"
         );
-        // An id that is no string names no service.
+        // An id that is no string names no service; nor does a table after the services.
         let err = two("id = 7\nname = \"B\"\nproblems = [\"app\"]\n");
         assert!(err.starts_with("test.toml: TOML parse error"), "{err}");
+        for after in ["[other]\nx = 1\n", "[[servce]]\nid = \"c\"\n"] {
+            let err = two(&format!(
+                "id = \"b\"\nname = \"B\"\nproblems = [\"app\"]\n{after}"
+            ));
+            assert!(err.starts_with("test.toml: TOML parse error"), "{err}");
+        }
     }
 
     #[test]

@@ -106,12 +106,21 @@ impl Spacing {
         if self.starts < Self::MIN_STARTS || self.gcd <= width {
             return None;
         }
-        let wide = humantime::format_duration(Duration::from_secs(self.gcd.unsigned_abs()));
+        let spacing = Duration::from_secs(self.gcd.unsigned_abs());
+        let wide = humantime::format_duration(spacing);
         let narrow = humantime::format_duration(Duration::from_secs(width.unsigned_abs()));
+        // Only a width that divides an hour can be given (a daily file's cannot).
+        let advice = match BucketWidth::new(spacing) {
+            Ok(_) => format!("if its buckets are {wide} wide, pass --bucket {wide}"),
+            Err(_) => format!(
+                "if its buckets are {wide} wide, they are wider than any --bucket (which \
+                 must divide an hour)"
+            ),
+        };
         Some(format!(
             "warning: the {} bucket starts of the file are all a multiple of {wide} apart, and \
-             --bucket is {narrow}: if its buckets are {wide} wide, pass --bucket {wide}; read \
-             as {narrow} buckets, each count is followed by {} empty ones",
+             --bucket is {narrow}: {advice}; read as {narrow} buckets, each count is followed \
+             by {} empty ones",
             self.starts,
             self.gcd / width - 1
         ))
@@ -593,13 +602,22 @@ mod tests {
         off.push(five.last().unwrap() + 1);
         assert_eq!(spacing(&off).warning(BucketWidth::ONE_MINUTE), None);
         assert_eq!(spacing(&five[..23]).warning(BucketWidth::ONE_MINUTE), None);
-        // Hourly counts read as five-minute ones.
+        // Hourly counts read as five-minute ones; daily counts, wider than any bucket.
         let hours: Vec<i64> = (0..30).map(|h| 60 * h).collect();
         assert!(
             spacing(&hours)
                 .warning(five_minutes)
                 .unwrap()
-                .contains("a multiple of 1h apart, and --bucket is 5m")
+                .contains("a multiple of 1h apart, and --bucket is 5m: if its buckets are 1h wide, pass --bucket 1h;")
+        );
+        let days: Vec<i64> = (0..30).map(|d| 1440 * d).collect();
+        let warning = spacing(&days).warning(five_minutes).unwrap();
+        assert!(
+            warning.contains(
+                "if its buckets are 1day wide, they are wider than any --bucket (which must \
+                 divide an hour); read as 5m buckets, each count is followed by 287 empty ones"
+            ),
+            "{warning}"
         );
     }
 

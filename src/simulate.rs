@@ -168,6 +168,9 @@ fn plan(args: &SimulateArgs, start: OffsetDateTime) -> anyhow::Result<(Scenario,
 
 /// Writes the ground truth of `scenario` to `path` (pretty JSON).
 fn write_truth(path: &Path, scenario: &Scenario) -> anyhow::Result<()> {
+    if path == Path::new(crate::import::STDIN) {
+        bail!("--truth -: the truth is written to a file of its own; give its path");
+    }
     let truth = File::create(path)
         .with_context(|| format!("{}: cannot create the truth file", path.display()))?;
     let mut truth_writer = BufWriter::new(truth);

@@ -498,13 +498,31 @@ fn limit_stalls(connection: &dyn std::any::Any, timeout: Duration) {
 }
 
 /// A Redis URL without its password, for logs.
+/// (The user and password before the host; and a socket URL's `pass=` parameter,
+/// `redis+unix:///run/redis.sock?pass=…`.)
 pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])
         }
         _ => url.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key == "pass" => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -518,6 +536,14 @@ mod tests {
         assert_eq!(
             super::redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            super::redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2&user=dr"),
+            "redis+unix:///run/redis.sock?db=1&pass=***&user=dr"
+        );
+        assert_eq!(
+            super::redact_url("redis://u:p@db:6379/0?protocol=resp3"),
+            "redis://***@db:6379/0?protocol=resp3"
         );
     }
 }

@@ -98,6 +98,18 @@ impl CountsFeed {
         }
     }
 
+    /// The error [`started`](Self::started) received, if it received one: what a later
+    /// failure (a truth file a failed simulation never wrote) comes from.
+    pub fn failed(&mut self) -> Option<anyhow::Error> {
+        match self.first.take() {
+            Some(Some(Err(e))) => Some(e),
+            first => {
+                self.first = first;
+                None
+            }
+        }
+    }
+
     /// The next chunk, or `None` after the last.
     pub async fn next(&mut self) -> anyhow::Result<Option<Chunk>> {
         let received = match self.first.take() {
@@ -311,7 +323,10 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     if args.truth.is_some() {
         feed.started().await;
     }
-    let truth = args.truth.as_deref().map(read_truth).transpose()?;
+    let truth = match args.truth.as_deref().map(read_truth).transpose() {
+        Ok(truth) => truth,
+        Err(e) => return Err(feed.failed().unwrap_or(e)),
+    };
     if let (Some(truth), Some(path)) = (&truth, &args.truth)
         && truth.bucket_secs != bucket.secs()
     {
@@ -408,6 +423,9 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
 }
 
 fn read_truth(path: &Path) -> anyhow::Result<crate::simulate::Truth> {
+    if path == Path::new(crate::import::STDIN) {
+        bail!("--truth -: the truth is read from a file of its own; give its path");
+    }
     let file =
         std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     serde_json::from_reader(io::BufReader::new(file)).with_context(|| {

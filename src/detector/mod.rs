@@ -86,14 +86,12 @@ impl DetectorConfig {
             .max(1.0) as usize;
         Tuning {
             ring: service::MIN_RING
-                .max(resolve_after + 1)
+                .max(Tuning::resolve_longest(resolve_after) + 1)
                 .max(windows.last().copied().unwrap_or(1)),
             width,
             min_reporters: f64::from(self.min_reporters),
             min_ratio: self.min_ratio,
-            resolve_after: (self.resolve_after.as_secs() as f64 / width as f64)
-                .ceil()
-                .max(1.0) as usize,
+            resolve_after,
             thresholds: Thresholds {
                 buckets_per_false_alarm: buckets_30d / self.false_alarm_budget.max(1e-6),
                 tests: windows.len() as f64 + 1.0,

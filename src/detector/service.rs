@@ -50,6 +50,13 @@ pub struct Tuning {
     pub ring: usize,
 }
 
+impl Tuning {
+    /// The longest window a resolution stretches to (see [`RESOLVE_STRETCH`]).
+    pub fn resolve_longest(resolve_after: usize) -> usize {
+        (resolve_after * RESOLVE_STRETCH.0).div_ceil(RESOLVE_STRETCH.1)
+    }
+}
+
 /// Evidence thresholds in nats, from the false-alarm budget.
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
@@ -72,7 +79,8 @@ const ONSET_RATIO: f64 = 1.5;
 /// The false-alarm rate of the onset's test of a bucket, shared among the service's series.
 const ONSET_ALPHA: f64 = 0.05;
 /// Buckets kept for the windows, the onset and the resolution test: at least this many,
-/// and always the resolution time and the longest window (see [`Tuning::ring`]).
+/// and always the longest resolution window and the longest test window (see
+/// [`Tuning::ring`]).
 pub const MIN_RING: usize = 60;
 /// Resolution: the recent counts must favour the baseline over the incident's rate by this
 /// likelihood ratio, over a window long enough that the incident's rate would have produced
@@ -1567,7 +1575,7 @@ impl ServiceState {
         let evidence = |m: f64| m * (onset - 1.0) >= RESOLVE_EVIDENCE;
         // The window is long enough for the capped rate's evidence too, when that takes at
         // most RESOLVE_STRETCH times the resolution time (see there).
-        let longest = (tuning.resolve_after * RESOLVE_STRETCH.0).div_ceil(RESOLVE_STRETCH.1);
+        let longest = Tuning::resolve_longest(tuning.resolve_after);
         let enough = |m: f64, n: usize| {
             evidence(m) && (n >= longest || m * (capped - 1.0) >= RESOLVE_EVIDENCE)
         };
