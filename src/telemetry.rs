@@ -25,10 +25,15 @@ pub fn init_logging(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // Colours only on a terminal: a log file or a collector would get escape codes.
+    // A log line that cannot be written is dropped: the subscriber's own report of that
+    // goes to the same closed stderr, where it panicked (`failed printing to stderr`). A
+    // server whose log pipe went away died at its next line, or, when that line came from
+    // another thread, hung on SIGTERM with that thread gone.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     // A second call (tests start many apps in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -273,3 +273,59 @@ async fn sigterm_settles_reports_answered_503_before_exiting() {
         "only the acknowledged report stays counted"
     );
 }
+
+/// With its log pipe gone (a log collector that died), the server goes on serving, and a
+/// SIGTERM still stops it cleanly: a log line that cannot be written is dropped. (The log
+/// subscriber's report of a failed write went to the same closed stderr and panicked: the
+/// server died at its next log line, or hung on SIGTERM when that line was another thread's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_neither_kills_nor_hangs_the_server() {
+    use std::io::BufRead;
+    let port = crate::helpers::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("DOWNRADAR_REDIS_URL")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start downradar");
+    let stderr = child.stderr.take().unwrap();
+    let serving = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        lines.any(|line| line.is_ok_and(|l| l.contains("serving HTTP")))
+    });
+    let serving = tokio::time::timeout(Duration::from_secs(20), serving).await;
+    // The reader, and with it the pipe's only reading end, is gone now.
+    assert!(
+        matches!(serving, Ok(Ok(true))),
+        "the server never said it serves"
+    );
+
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let answer = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = json!({"problem": "app", "region": "FR"});
+    let answer = client
+        .post(format!("{base}/v1/services/netflix/reports"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+
+    send("-TERM", &child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
