@@ -529,21 +529,19 @@ pub(crate) fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_not_logged() {
-        assert_eq!(
-            super::redact_url("redis://:hunter2@db:6379/0"),
-            "redis://***@db:6379/0"
-        );
-        assert_eq!(
-            super::redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(
-            super::redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2&user=dr"),
-            "redis+unix:///run/redis.sock?db=1&pass=***&user=dr"
-        );
-        assert_eq!(
-            super::redact_url("redis://u:p@db:6379/0?protocol=resp3"),
-            "redis://***@db:6379/0?protocol=resp3"
-        );
+        for (url, shown) in [
+            ("redis://:hunter2@db:6379/0", "redis://***@db:6379/0"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=hunter2&user=dr",
+                "redis+unix:///run/redis.sock?db=1&pass=***&user=dr",
+            ),
+            (
+                "redis://u:p@db:6379/0?protocol=resp3",
+                "redis://***@db:6379/0?protocol=resp3",
+            ),
+        ] {
+            assert_eq!(super::redact_url(url), shown);
+        }
     }
 }
