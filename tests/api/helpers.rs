@@ -12,6 +12,22 @@ use downradar::startup::Application;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+/// Waits for `child` to exit, at most `limit`; past it, kills the child and fails with
+/// `what` (a process that should have stopped by itself and did not).
+pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Which store an app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

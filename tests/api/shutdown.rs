@@ -316,16 +316,14 @@ async fn a_closed_log_pipe_neither_kills_nor_hangs_the_server() {
     assert_eq!(answer.status(), 202);
 
     send("-TERM", &child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server did not stop on SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = tokio::task::spawn_blocking(move || {
+        crate::helpers::exit_within(
+            &mut child,
+            Duration::from_secs(20),
+            "the server did not stop on SIGTERM",
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }

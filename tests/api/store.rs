@@ -2304,14 +2304,11 @@ fn a_redis_refusing_the_credentials_stops_serve_and_import() {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while child.try_wait().unwrap().is_none() {
-                if std::time::Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!("{args:?} kept running");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            crate::helpers::exit_within(
+                &mut child,
+                Duration::from_secs(20),
+                &format!("{args:?} kept running"),
+            );
             let out = child.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{args:?}: {stderr}");
