@@ -327,40 +327,8 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         Ok(truth) => truth,
         Err(e) => return Err(feed.failed().unwrap_or(e)),
     };
-    if let (Some(truth), Some(path)) = (&truth, &args.truth)
-        && truth.bucket_secs != bucket.secs()
-    {
-        anyhow::bail!(
-            "{}: its outages were simulated on {} s buckets, and --bucket is {} s: pass \
-             --bucket {}s to score them",
-            path.display(),
-            truth.bucket_secs,
-            bucket.secs(),
-            truth.bucket_secs
-        );
-    }
-    if let (Some(truth), Some(path)) = (&truth, &args.truth)
-        && truth.start + args.warmup >= truth.end
-    {
-        anyhow::bail!(
-            "{}: it covers {}, and --warmup {} leaves none of it to score",
-            path.display(),
-            humantime::format_duration((truth.end - truth.start).unsigned_abs()),
-            humantime::format_duration(args.warmup)
-        );
-    }
-    if let (Some(truth), Some(path)) = (&truth, &args.truth)
-        && let Some(missing) = truth
-            .services
-            .iter()
-            .find(|s| catalog.get(s.id.as_str()).is_none())
-    {
-        anyhow::bail!(
-            "{}: its outages were simulated on service {:?}, which the catalog does not have: \
-             it is the truth of a run with another catalog",
-            path.display(),
-            missing.id.as_str()
-        );
+    if let (Some(truth), Some(path)) = (&truth, &args.truth) {
+        check_truth(truth, path, bucket, args.warmup, &catalog)?;
     }
     let mut kept = Vec::new();
     let summary = replay(&catalog, args.detector.config(bucket), feed, |event| {
@@ -417,6 +385,50 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             "\nscore against {} (first {} not scored):\n{report}",
             args.truth.as_deref().unwrap_or(Path::new("")).display(),
             humantime::format_duration(args.warmup)
+        );
+    }
+    Ok(())
+}
+
+/// Refuses the truth at `path` when it cannot score a run on `bucket`-wide buckets of
+/// `catalog`'s services: its buckets are others, `warmup` leaves none of it, or it names a
+/// service the catalog lacks. (Whether the counts lie in its period is known only once they
+/// are read.)
+fn check_truth(
+    truth: &crate::simulate::Truth,
+    path: &Path,
+    bucket: BucketWidth,
+    warmup: std::time::Duration,
+    catalog: &Catalog,
+) -> anyhow::Result<()> {
+    if truth.bucket_secs != bucket.secs() {
+        bail!(
+            "{}: its outages were simulated on {} s buckets, and --bucket is {} s: pass \
+             --bucket {}s to score them",
+            path.display(),
+            truth.bucket_secs,
+            bucket.secs(),
+            truth.bucket_secs
+        );
+    }
+    if truth.start + warmup >= truth.end {
+        bail!(
+            "{}: it covers {}, and --warmup {} leaves none of it to score",
+            path.display(),
+            humantime::format_duration((truth.end - truth.start).unsigned_abs()),
+            humantime::format_duration(warmup)
+        );
+    }
+    if let Some(missing) = truth
+        .services
+        .iter()
+        .find(|s| catalog.get(s.id.as_str()).is_none())
+    {
+        bail!(
+            "{}: its outages were simulated on service {:?}, which the catalog does not have: \
+             it is the truth of a run with another catalog",
+            path.display(),
+            missing.id.as_str()
         );
     }
     Ok(())
