@@ -967,8 +967,11 @@ impl Dispersion {
     fn moments(&self, i: usize, observed: f64, expected: f64) -> (f64, f64) {
         let sd = (expected + expected * expected / self.k(i)).sqrt();
         // Cap residuals at CAP_SD standard deviations: one burst must not make every later
-        // burst look ordinary. (A tighter cap, 3 to 6, measured worse on NAB: more false
-        // positives on bursty series; see the README.)
+        // burst look ordinary. A tighter cap reads less of a bursty series' bursts as spread,
+        // and more of them open incidents: on NAB (2026-12-07, `tests/tools/nab/run.py`),
+        // 4, 6, 8, 10, 12, 15 and 20 standard deviations gave 124, 112, 96, 91, 75, 67 and 63
+        // false-positive rows and scored 54.98, 56.69, 53.61, 54.24, 56.82, 58.14 and 58.80
+        // (30 is the same as 20).
         let residual = (observed - expected).clamp(-CAP_SD * sd, CAP_SD * sd);
         (residual * residual - expected, expected * expected)
     }
