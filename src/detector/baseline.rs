@@ -969,9 +969,10 @@ impl Dispersion {
         // Cap residuals at CAP_SD standard deviations: one burst must not make every later
         // burst look ordinary. A tighter cap reads less of a bursty series' bursts as spread,
         // and more of them open incidents: on NAB (2026-12-07, `tests/tools/nab/run.py`),
-        // 4, 6, 8, 10, 12, 15 and 20 standard deviations gave 124, 112, 96, 91, 75, 67 and 63
-        // false-positive rows and scored 54.98, 56.69, 53.61, 54.24, 56.82, 58.14 and 58.80
-        // (30 is the same as 20).
+        // 4, 6, 8, 10, 12, 15 and 20 standard deviations gave 131, 114, 101, 93, 92, 91 and
+        // 88 false-positive rows, hit 26, 26, then 24 windows, and scored 53.98, 56.44,
+        // 52.87, 54.00, 54.16, 54.32 and 54.82 (30 is the same as 20): no cap buys windows
+        // without false positives.
         let residual = (observed - expected).clamp(-CAP_SD * sd, CAP_SD * sd);
         (residual * residual - expected, expected * expected)
     }

@@ -1257,6 +1257,78 @@ mod tests {
         assert_eq!(found, [true; 6], "ramps found, in order");
     }
 
+    /// An outage that comes back soon after the detector saw the last one end is reported
+    /// again, within minutes. Here: six times over two weeks, a service of a report a minute
+    /// (overdispersed as the simulator's, `k` = 5) runs at ten times for 40 minutes, is back
+    /// at its usual counts for 25, then runs at six times for 40. Each return is covered
+    /// within a quarter of an hour of its start (here after 3, 1, 4, 11, 5 and 9 minutes),
+    /// by a new incident or the first one still open. For an hour after a resolution,
+    /// opening another used to take half again the evidence, so that an outage taken to
+    /// have ended too early would not open twice: here the returns were covered after 5, 1,
+    /// 6, 13, 10 and 38 minutes, and the simulations' outages, an hour or more apart, never
+    /// showed what it cost.
+    #[test]
+    fn an_outage_that_comes_back_soon_after_it_ended_is_reported_again() {
+        let outages: Vec<i64> = (0..6).map(|i| (4 + 2 * i) * 1440 + 300 + 131 * i).collect();
+        let factor = |m: i64| {
+            outages.iter().fold(1.0, |f, &o| match m - o {
+                0..40 => 10.0,
+                65..105 => 6.0,
+                _ => f,
+            })
+        };
+        let events = run_counts(
+            outages[5] + 180,
+            &["US", "DE", "JP"],
+            |noise, mean| crate::simulate::negative_binomial(noise, mean, 5.0),
+            |service, region, problem, m| {
+                let share = (match region {
+                    "US" => 0.5,
+                    "DE" => 0.3,
+                    _ => 0.2,
+                }) * if problem == "login" { 0.6 } else { 0.4 };
+                let base = share * diurnal(m);
+                if service == 2 { base * factor(m) } else { base }
+            },
+        );
+        // When incidents of the service were open, in minutes.
+        let mut open: Vec<(i64, i64)> = Vec::new();
+        for e in events
+            .iter()
+            .filter(|e| e.incident.service.as_str() == "other")
+        {
+            match e.kind {
+                EventType::Opened => open.push((minute_of(e.at), i64::MAX)),
+                EventType::Resolved => {
+                    if let Some(last) = open.last_mut() {
+                        last.1 = minute_of(e.at);
+                    }
+                }
+                EventType::Updated => {}
+            }
+        }
+        let covered: Vec<Option<i64>> = outages
+            .iter()
+            .map(|&o| {
+                let back = o + 65;
+                (back..back + 40)
+                    .find(|m| open.iter().any(|&(from, to)| (from..to).contains(m)))
+                    .map(|m| m - back)
+            })
+            .collect();
+        assert!(
+            covered.iter().all(|c| c.is_some_and(|m| m <= 15)),
+            "minutes into each return before an incident was open: {covered:?}; open: {open:?}"
+        );
+        // And the first outage of each pair opened one.
+        for &o in &outages {
+            assert!(
+                open.iter().any(|&(from, _)| (o..o + 40).contains(&from)),
+                "the outage at minute {o} opened an incident: {open:?}"
+            );
+        }
+    }
+
     /// The expectation does not climb with a slow ramp. With a level of the last two hours
     /// it did: here, on a service of a report a minute (Poisson) whose first ramp, to four
     /// times, comes on its third day, the expectation climbed with each ramp until the

@@ -130,11 +130,6 @@ const STAYS_GLOBAL_ALPHA: f64 = 0.05;
 /// country or problem near the line otherwise crossed it back and forth, an update a
 /// minute.
 const ATTRIBUTION_STEADY: usize = 3;
-/// After a resolution, opening again needs this much more evidence for this long. A bucket
-/// that would have opened an incident but for it is no noise, though, and teaches the
-/// dispersions nothing (see `observe`).
-const REFRACTORY_SECS: i64 = 3600;
-const REFRACTORY_BOOST: f64 = 1.5;
 /// An incident open this long, in buckets observed, is a new normal, not an outage (see
 /// `observe`).
 const MAX_OPEN_SECS: i64 = 86_400;
@@ -233,22 +228,15 @@ impl WindowSums {
 /// What the tests say about one series this bucket.
 #[derive(Debug, Clone, Copy, Default)]
 struct Verdict {
-    /// The largest score, as a multiple of its threshold, of the tests whose counts were
-    /// high enough to open an incident (enough reporters, `--min-ratio`).
-    peak: f64,
+    strong: bool,
     possible: bool,
 }
 
 impl Verdict {
-    /// Whether an incident opens.
-    fn strong(&self) -> bool {
-        self.peak >= 1.0
-    }
-
-    /// Both verdicts in one: the larger peak, possible if either is.
+    /// Both verdicts in one: strong if either is, possible if either is.
     fn or(self, other: Verdict) -> Verdict {
         Verdict {
-            peak: self.peak.max(other.peak),
+            strong: self.strong || other.strong,
             possible: self.possible || other.possible,
         }
     }
@@ -863,16 +851,10 @@ impl ServiceState {
         // Tests.
         let inv_k_1 = 1.0 / self.baseline.dispersion(0);
         let extra = self.baseline.uncertainty(t);
-        // Hysteresis: for a while after an incident resolved, opening another takes more
-        // evidence, so one outage with a lull does not become two incidents.
-        let boost = match self.resolved_at {
-            Some(end) if t - end < REFRACTORY_SECS => REFRACTORY_BOOST,
-            _ => 1.0,
-        };
-        let verdict_total = self.test_total(tuning, &sums, inv_k_1, extra, boost);
+        let verdict_total = self.test_total(tuning, &sums, inv_k_1, extra);
         let (verdict_regions, region_verdicts) =
-            self.test_regions(tuning, &sums, extra, &share_reports, boost);
-        let verdict_problems = self.test_problems(tuning, &sums, extra, boost);
+            self.test_regions(tuning, &sums, extra, &share_reports);
+        let verdict_problems = self.test_problems(tuning, &sums, extra);
         // Nothing opens before the service has been watched for the longest window: a
         // service first seen mid-stream is busy, not flooding. After that, its own counts
         // outweigh the population prior within minutes. Unless the counts rose within the
@@ -881,7 +863,7 @@ impl ServiceState {
         let watched =
             self.baseline.age as usize >= longest || self.rises && self.rose_while_watched(tuning);
         let verdict = verdict_total.or(verdict_regions).or(verdict_problems);
-        let strong = watched && verdict.strong();
+        let strong = watched && verdict.strong;
         let possible = verdict.possible;
 
         let was_open = self.open.is_some();
@@ -897,20 +879,7 @@ impl ServiceState {
                 Some(Change::Opened)
             }
             None => {
-                // A bucket that only the hour after a resolution kept from opening an
-                // incident is not noise, and the dispersions forget it with what they held
-                // back before it, as an opening does. Released as noise, one such burst on
-                // a bursty series (NAB's AAPL tweets: 2,300 tweets in 5 minutes against 110
-                // expected, 45 minutes after the incident of a burst of 1,458 resolved)
-                // widened the dispersion threefold for days (`k` 2.2 to 0.7), and five days
-                // later a rise to 4 to 16 times the expectation for hours opened nothing.
-                let refrained = watched && boost > 1.0 && verdict.peak * boost >= 1.0;
-                self.learn(t, mu, possible || refrained, tuning, &sums);
-                if refrained {
-                    for dispersion in self.dispersions() {
-                        dispersion.drop_held();
-                    }
-                }
+                self.learn(t, mu, possible, tuning, &sums);
                 None
             }
             Some(mut open) if open.buckets as i64 * tuning.width >= self.max_open_secs(tuning) => {
@@ -984,7 +953,7 @@ impl ServiceState {
             .map(|(&code, v)| {
                 let level = if affected.is_some_and(|o| o.attribution.regions.contains(&code)) {
                     Level::Outage
-                } else if v.possible || v.strong() {
+                } else if v.possible || v.strong {
                     Level::Possible
                 } else {
                     Level::Operational
@@ -1160,8 +1129,8 @@ impl ServiceState {
             let risen = x >= tuning.min_ratio * m;
             if x >= POSSIBLE_MIN_REPORTS.min(tuning.min_reporters) && (doubled || risen) {
                 let s = score();
-                if x >= tuning.min_reporters && risen {
-                    v.peak = v.peak.max(s / h);
+                if s >= h && x >= tuning.min_reporters && risen {
+                    v.strong = true;
                 }
                 if doubled && s >= h * POSSIBLE_FRACTION {
                     v.possible = true;
@@ -1187,12 +1156,11 @@ impl ServiceState {
         sums: &WindowSums,
         inv_k: f64,
         extra: f64,
-        boost: f64,
     ) -> Verdict {
         let last = self.ring.back().cloned().unwrap_or_default();
         self.cusum
             .update(f64::from(last.x), f64::from(last.mu), inv_k + extra);
-        let h = tuning.thresholds.family(1) * boost;
+        let h = tuning.thresholds.family(1);
         self.verdict(
             tuning,
             h,
@@ -1211,9 +1179,8 @@ impl ServiceState {
         sums: &WindowSums,
         extra: f64,
         share_reports: &[f64],
-        boost: f64,
     ) -> (Verdict, Vec<Verdict>) {
-        let h = tuning.thresholds.family(self.regions.len()) * boost;
+        let h = tuning.thresholds.family(self.regions.len());
         let mut all = Verdict::default();
         let mut each = Vec::with_capacity(self.regions.len());
         for (r, &reports) in share_reports.iter().enumerate() {
@@ -1238,17 +1205,11 @@ impl ServiceState {
         (all, each)
     }
 
-    fn test_problems(
-        &mut self,
-        tuning: &Tuning,
-        sums: &WindowSums,
-        extra: f64,
-        boost: f64,
-    ) -> Verdict {
+    fn test_problems(&mut self, tuning: &Tuning, sums: &WindowSums, extra: f64) -> Verdict {
         if self.problems.len() < 2 {
             return Verdict::default();
         }
-        let h = tuning.thresholds.family(self.problems.len()) * boost;
+        let h = tuning.thresholds.family(self.problems.len());
         let mut all = Verdict::default();
         for p in 0..self.problems.len() {
             let share = self.problem_share(p);
@@ -2310,8 +2271,8 @@ mod tests {
             state.verdict(&tuning, h, &dispersion, 0.0, Cusum::default(), &risen)
         };
         let (low, default) = (verdict(1.5), verdict(3.0));
-        assert!(low.strong() && !low.possible, "{low:?}");
-        assert!(!default.strong() && !default.possible, "{default:?}");
+        assert!(low.strong && !low.possible, "{low:?}");
+        assert!(!default.strong && !default.possible, "{default:?}");
     }
 
     /// A service used in one country keeps its day where it was when the country's clocks
@@ -2547,75 +2508,6 @@ mod tests {
         assert!(
             same(after.0, before.0) && same(after.1, before.1),
             "{before:?} before the ramp, {after:?} after"
-        );
-    }
-
-    /// A burst that only the hour after a resolution kept from opening an incident is no
-    /// noise: the dispersions forget it, with what they held back before it, as an opening
-    /// does. Released as noise, it widened them (here a burst of 254 against about 40 took
-    /// `k` of the one-minute window from 17.8 to 15.1; on NAB's AAPL tweets, one took it from
-    /// 2.2 to 0.7, and a rise to ten times for hours five days later opened nothing).
-    #[test]
-    fn a_burst_kept_from_opening_by_a_recent_resolution_is_not_learned_as_noise() {
-        let usual = |i: i64| if i % 2 == 0 { 29 } else { 51 };
-        let (mut state, tuning, now) = learned(3 * 1440, usual);
-        let cell = Cell {
-            region: RegionCode::parse("US").unwrap(),
-            problem: state.problems[0].clone(),
-        };
-        let observe = |state: &mut ServiceState, i: i64, x: u64| {
-            state.observe(i * 60, &[(cell.clone(), x)], &tuning)
-        };
-        // A burst opens an incident, which resolves once the counts are back.
-        assert_eq!(observe(&mut state, now, 400), Some(Change::Opened));
-        let mut i = now + 1;
-        while !matches!(
-            observe(&mut state, i, usual(i)),
-            Some(Change::Resolved { .. })
-        ) {
-            i += 1;
-            assert!(i < now + 60, "the incident resolves");
-        }
-        state.close();
-        // Twenty minutes on, within the hour after the resolution but with no window
-        // reaching back to it, the largest burst that opens nothing then, though it would
-        // open an incident without the resolution before it.
-        for i in i + 1..i + 21 {
-            observe(&mut state, i, usual(i));
-        }
-        let i = i + 21;
-        let opens = |state: &ServiceState, x: u64| {
-            let mut state = state.clone();
-            observe(&mut state, i, x) == Some(Change::Opened)
-        };
-        let mut fresh = state.clone();
-        fresh.resolved_at = None;
-        let x = (usual(i)..1000)
-            .take_while(|&x| !opens(&state, x))
-            .last()
-            .unwrap();
-        assert!(opens(&fresh, x), "a burst of {x} would open an incident");
-        let windows = tuning.windows.len();
-        let k = |state: &ServiceState| -> Vec<f64> {
-            (0..windows)
-                .map(|w| state.baseline.dispersion.k(w))
-                .collect()
-        };
-        let before = k(&state);
-        assert_eq!(observe(&mut state, i, x), None);
-        assert!(state.baseline.dispersion.held().is_empty());
-        for dispersion in state.dispersions() {
-            assert!(dispersion.held_scores().is_empty());
-        }
-        // Past the point where what is held back is learned as noise.
-        for i in i + 1..i + 31 {
-            observe(&mut state, i, usual(i));
-        }
-        let after = k(&state);
-        let near = |(b, a): (&f64, &f64)| (a / b - 1.0).abs() < 0.01;
-        assert!(
-            before.iter().zip(&after).all(near),
-            "a burst of {x}: k {before:?} before, {after:?} after"
         );
     }
 

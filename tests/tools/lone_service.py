@@ -1,5 +1,5 @@
-"""What the tools that backtest a lone service (`ramps/run.py`, `daily/run.py`) share: its
-catalog, Poisson counts, and when a backtest of its counts opened incidents. Python 3.11's
+"""What the tools that backtest a lone service (`ramps`, `daily` and `relapse`) share: its
+catalog, Poisson counts, and the incidents a backtest of its counts opened. Python 3.11's
 standard library only."""
 
 import argparse
@@ -28,10 +28,10 @@ def poisson(rng: random.Random, mean: float) -> int:
     return k
 
 
-def opened_at(binary: Path, text: str) -> list[float]:
-    """When (Unix seconds) `downradar backtest` of the counts CSV `text`, with [`CATALOG`],
-    opened incidents; exits with the backtest's error if it fails. `DOWNRADAR_` settings of
-    the caller's environment are left out, so the default configuration is the one run."""
+def events(binary: Path, text: str) -> list[dict]:
+    """The incident events of `downradar backtest` of the counts CSV `text`, with
+    [`CATALOG`]; exits with the backtest's error if it fails. `DOWNRADAR_` settings of the
+    caller's environment are left out, so the default configuration is the one run."""
     with tempfile.TemporaryDirectory() as folder:
         catalog, data = Path(folder, "catalog.toml"), Path(folder, "counts.csv")
         catalog.write_text(CATALOG)
@@ -43,11 +43,31 @@ def opened_at(binary: Path, text: str) -> list[float]:
         )
     if done.returncode != 0:
         sys.exit(f"backtest failed with status {done.returncode}:\n{done.stderr}")
-    return [
-        dt.datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
-        for e in map(json.loads, done.stdout.splitlines())
-        if e["type"] == "incident.opened"
-    ]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def seconds(at: str) -> float:
+    """Unix seconds of an event's RFC 3339 `at`."""
+    return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def opened_at(binary: Path, text: str) -> list[float]:
+    """When (Unix seconds) the backtest of the counts CSV `text` opened incidents (see
+    [`events`])."""
+    return [seconds(e["at"]) for e in events(binary, text) if e["type"] == "incident.opened"]
+
+
+def open_spans(binary: Path, text: str) -> list[tuple[float, float]]:
+    """When (Unix seconds) each incident of the backtest of `text` opened and was resolved
+    (infinity for one still open at the end), in order (see [`events`]; a lone service has
+    one incident open at a time)."""
+    spans: list[tuple[float, float]] = []
+    for e in events(binary, text):
+        if e["type"] == "incident.opened":
+            spans.append((seconds(e["at"]), math.inf))
+        elif e["type"] == "incident.resolved":
+            spans[-1] = (spans[-1][0], seconds(e["at"]))
+    return spans
 
 
 def add_binary_argument(parser: argparse.ArgumentParser) -> None:
