@@ -28,6 +28,24 @@ def poisson(rng: random.Random, mean: float) -> int:
     return k
 
 
+def daily_mean(rate: float, minute: int) -> float:
+    """The mean count at `minute` of a service of `rate` reports a minute at the day's mean:
+    0.5 to 1.5 times that over the day."""
+    day = (minute % 1440) / 1440  # the fraction of the day gone
+    return rate * (1 + 0.5 * math.sin(2 * math.pi * (day - 0.3)))
+
+
+def counts_csv(start: dt.datetime, counts: list[int]) -> str:
+    """The counts CSV of the service's one-minute `counts` from `start` (a row for each
+    minute with reports)."""
+    lines = ["timestamp,service,region,problem,count"]
+    for m, n in enumerate(counts):
+        if n:
+            at = (start + dt.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            lines.append(f"{at},svc,US,login,{n}")
+    return "\n".join(lines) + "\n"
+
+
 def events(binary: Path, text: str) -> list[dict]:
     """The incident events of `downradar backtest` of the counts CSV `text`, with
     [`CATALOG`]; exits with the backtest's error if it fails. `DOWNRADAR_` settings of the
@@ -70,12 +88,14 @@ def open_spans(binary: Path, text: str) -> list[tuple[float, float]]:
     return spans
 
 
-def add_binary_argument(parser: argparse.ArgumentParser) -> None:
-    """`--binary`, the downradar build a tool runs (default: the release build)."""
+def arguments(doc: str, flag: str, help: str) -> argparse.Namespace:
+    """The command line of a tool whose module docstring is `doc`: `--binary`, the downradar
+    build it runs (default: the release build), and one switch `flag`; exits with what to
+    do when that build does not exist."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--binary", type=Path, default=REPO / "target/release/downradar")
-
-
-def require_binary(binary: Path) -> None:
-    """Exits with what to do when `binary` has not been built."""
-    if not binary.exists():
-        sys.exit(f"{binary} does not exist: run `cargo build --release` first")
+    parser.add_argument(flag, action="store_true", help=help)
+    args = parser.parse_args()
+    if not args.binary.exists():
+        sys.exit(f"{args.binary} does not exist: run `cargo build --release` first")
+    return args

@@ -30,7 +30,6 @@ library (and the system's time zone database, for `zoneinfo`); takes about half 
 minutes with `--clock-change`).
 """
 
-import argparse
 import datetime as dt
 import random
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lone_service import add_binary_argument, opened_at, poisson, require_binary  # noqa: E402
+from lone_service import arguments, opened_at, poisson  # noqa: E402
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
 LONDON = ZoneInfo("Europe/London")
@@ -129,12 +128,9 @@ def clock_change(binary: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_binary_argument(parser)
-    parser.add_argument("--clock-change", action="store_true",
-                        help="runs whose clocks go forward, then back, on day 14")
-    args = parser.parse_args()
-    require_binary(args.binary)
+    args = arguments(
+        __doc__, "--clock-change", "runs whose clocks go forward, then back, on day 14"
+    )
     if args.clock_change:
         clock_change(args.binary)
     else:

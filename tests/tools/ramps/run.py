@@ -32,15 +32,13 @@ Rows go to stdout as they finish, the totals last. Needs Python 3.11 and its sta
 library only; takes a few seconds.
 """
 
-import argparse
 import datetime as dt
-import math
 import random
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lone_service import add_binary_argument, opened_at, poisson, require_binary  # noqa: E402
+from lone_service import arguments, counts_csv, daily_mean, opened_at, poisson  # noqa: E402
 
 DAYS = 20
 RISE = 45  # minutes to the top
@@ -61,10 +59,9 @@ def counts(
     ramps = [] if quiet is not None else [
         d * 1440 + rng.randrange(8 * 60, 20 * 60) for d in range(3, DAYS, 2)
     ]
-    lines = ["timestamp,service,region,problem,count"]
+    counts = []
     for m in range(DAYS * 1440):
-        day = (m % 1440) / 1440  # the fraction of the day gone
-        mean = rate * (1 + 0.5 * math.sin(2 * math.pi * (day - 0.3)))
+        mean = daily_mean(rate, m)
         for r in ramps:
             if 0 <= m - r < RISE:
                 mean *= 1 + (peak - 1) * (m - r) / RISE
@@ -74,11 +71,8 @@ def counts(
             mean *= quiet
         if k:
             mean = rng.gammavariate(k, mean / k)
-        n = poisson(rng, mean)
-        if n:
-            at = (START + dt.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            lines.append(f"{at},svc,US,login,{n}")
-    return "\n".join(lines) + "\n", ramps
+        counts.append(poisson(rng, mean))
+    return counts_csv(START, counts), ramps
 
 
 def opened(binary: Path, text: str) -> list[float]:
@@ -116,12 +110,7 @@ def quiet_days(binary: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_binary_argument(parser)
-    parser.add_argument("--quiet-day", action="store_true",
-                        help="count false incidents around a quiet day instead")
-    args = parser.parse_args()
-    require_binary(args.binary)
+    args = arguments(__doc__, "--quiet-day", "count false incidents around a quiet day instead")
     if args.quiet_day:
         quiet_days(args.binary)
         return

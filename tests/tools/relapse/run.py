@@ -30,16 +30,14 @@ Rows go to stdout as they finish, the totals last. Needs Python 3.11 and its sta
 library only; takes about a minute.
 """
 
-import argparse
 import datetime as dt
-import math
 import random
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lone_service import add_binary_argument, open_spans, poisson, require_binary  # noqa: E402
+from lone_service import arguments, counts_csv, daily_mean, open_spans, poisson  # noqa: E402
 
 DAYS = 14
 FIRST_DAY = 5
@@ -53,20 +51,16 @@ def counts(rate: float, back: float, gap: int, seed: int) -> tuple[str, list[int
     """The counts CSV of one run and the minute each first outage starts."""
     rng = random.Random(seed)
     firsts = [d * 1440 + rng.randrange(2 * 60, 20 * 60) for d in range(FIRST_DAY, DAYS)]
-    lines = ["timestamp,service,region,problem,count"]
+    counts = []
     for m in range(DAYS * 1440):
-        day = (m % 1440) / 1440  # the fraction of the day gone
-        mean = rate * (1 + 0.5 * math.sin(2 * math.pi * (day - 0.3)))
+        mean = daily_mean(rate, m)
         for f in firsts:
             if 0 <= m - f < LASTS:
                 mean *= FIRST
             elif 0 <= m - (f + LASTS + gap) < LASTS:
                 mean *= back
-        n = poisson(rng, rng.gammavariate(K, mean / K))
-        if n:
-            at = (START + dt.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            lines.append(f"{at},svc,US,login,{n}")
-    return "\n".join(lines) + "\n", firsts
+        counts.append(poisson(rng, rng.gammavariate(K, mean / K)))
+    return counts_csv(START, counts), firsts
 
 
 def run(binary: Path, rate: float, back: float, gap: int, seed: int):
@@ -92,12 +86,7 @@ def run(binary: Path, rate: float, back: float, gap: int, seed: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_binary_argument(parser)
-    parser.add_argument("--apart", action="store_true",
-                        help="the second outage 150 minutes after the first, not a return")
-    args = parser.parse_args()
-    require_binary(args.binary)
+    args = arguments(__doc__, "--apart", "the second outage 150 minutes after the first, not a return")
     gaps = (150,) if args.apart else (20, 40)
     print("| reports/min | return at | gap (min) | returns reported | median minutes in "
           "| first outages found | opened elsewhere |")
