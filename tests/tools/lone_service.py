@@ -19,8 +19,8 @@ CATALOG = '[[service]]\nid = "svc"\nname = "Service"\nproblems = ["login"]\n'
 
 
 def poisson(rng: random.Random, mean: float) -> int:
-    """Knuth's method: exact, and quick enough for the means here (a few tens at most; it
-    would underflow above about 700)."""
+    """Knuth's method: exact, and quick enough for the means here (a few hundred at most;
+    it would underflow above about 700)."""
     limit, k, p = math.exp(-mean), 0, rng.random()
     while p > limit:
         k += 1
