@@ -367,8 +367,8 @@ impl Baseline {
     /// capped at half again that expectation. Counted as known, three or four mornings of
     /// them closed the slot to its incidents before its third morning in one, and the slot,
     /// learned at a fraction of the day's rate, went on opening incidents a few minutes past
-    /// eight: on 21 of 110 later mornings over ten 14-day runs, against 10 now (the README
-    /// has the measurement).
+    /// eight: on 21 of 110 later mornings over ten 14-day runs, against 4 now (the README
+    /// has the measurement: `tests/tools/daily/run.py`, a hundred times, with a step).
     pub fn recurs(&mut self, t: i64) -> bool {
         let (_, d) = self.slots(t);
         let recurred = self
