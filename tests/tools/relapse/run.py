@@ -77,16 +77,19 @@ def run(binary: Path, rate: float, back: float, gap: int, seed: int):
         )
         covered.append(None if minute is None else minute - r)
     # An opening detects an outage from 2 minutes before it to 15 minutes after its end.
-    near = lambda o, f, r: f - 2 <= o <= f + LASTS + 15 or r - 2 <= o <= r + LASTS + 15
-    found = sum(any(f - 2 <= a <= f + LASTS + 15 for a, _ in spans) for f in firsts)
+    detects = lambda o, start: start - 2 <= o <= start + LASTS + 15
+    found = sum(any(detects(a, f) for a, _ in spans) for f in firsts)
     elsewhere = sum(
-        not any(near(a, f, f + LASTS + gap) for f in firsts) for a, _ in spans
+        not any(detects(a, f) or detects(a, f + LASTS + gap) for f in firsts)
+        for a, _ in spans
     )
     return covered, found, len(firsts), elsewhere
 
 
 def main() -> None:
-    args = arguments(__doc__, "--apart", "the second outage 150 minutes after the first, not a return")
+    args = arguments(
+        __doc__, "--apart", "the second outage 150 minutes after the first, not a return"
+    )
     gaps = (150,) if args.apart else (20, 40)
     print("| reports/min | return at | gap (min) | returns reported | median minutes in "
           "| first outages found | opened elsewhere |")
