@@ -137,7 +137,7 @@ impl Application {
                 let refusal = store.refusal(VERSION_CHECK_AT_START);
                 let version = tokio::time::timeout(VERSION_CHECK_AT_START, store.too_old());
                 let locate = tokio::time::timeout(LOCATE_AT_START, fanout.locate(store.as_ref()));
-                let version = if follow_store {
+                let (refusal, version) = if follow_store {
                     let mut sync = ClockSync::new(clock, store.clone());
                     // Before serving, when Redis answers at once; otherwise the task keeps
                     // trying every second, and until it succeeds the replica is not ready and
@@ -145,10 +145,7 @@ impl Application {
                     let measure = tokio::time::timeout(CLOCK_SYNC_AT_START, sync.measure());
                     let (refusal, version, measured, _) =
                         tokio::join!(refusal, version, measure, locate);
-                    if let Some(why) = refusal {
-                        anyhow::bail!("{}: {why}", redact_url(url));
-                    }
-                    if measured.is_err() {
+                    if refusal.is_none() && measured.is_err() {
                         match sync.clock.offset() {
                             Some(offset) => sync.note(offset),
                             None => sync.failed(&"no answer within 0.5 s"),
@@ -156,15 +153,13 @@ impl Application {
                     }
                     clock = sync.clock.clone();
                     clock_sync = Some(sync);
-                    version
+                    (refusal, version)
                 } else {
                     let (refusal, version, _) = tokio::join!(refusal, version, locate);
-                    if let Some(why) = refusal {
-                        anyhow::bail!("{}: {why}", redact_url(url));
-                    }
-                    version
+                    (refusal, version)
                 };
-                if let Ok(Ok(Some(why))) = version {
+                let too_old = version.ok().and_then(Result::ok).flatten();
+                if let Some(why) = refusal.or(too_old) {
                     anyhow::bail!("{}: {why}", redact_url(url));
                 }
                 store
