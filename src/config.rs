@@ -536,8 +536,8 @@ pub struct DetectorArgs {
     #[arg(long, env = "DOWNRADAR_MIN_RATIO", default_value = "3", value_parser = parse_min_ratio)]
     pub min_ratio: f64,
 
-    /// How long reports must stay near the baseline before an incident resolves (1m to 2h);
-    /// a sparse series may need longer to tell.
+    /// How long reports must stay near the baseline before an incident resolves (1m to 2h),
+    /// and must have two minutes before as well; a sparse series may need longer to tell.
     #[arg(long, env = "DOWNRADAR_RESOLVE_AFTER", default_value = "15m", value_parser = parse_resolve_after)]
     pub resolve_after: Duration,
 

@@ -86,7 +86,7 @@ impl DetectorConfig {
             .max(1.0) as usize;
         Tuning {
             ring: service::MIN_RING
-                .max(Tuning::resolve_longest(resolve_after) + 1)
+                .max(Tuning::resolve_longest(resolve_after) + 1 + Tuning::resolve_confirm(width))
                 .max(windows.last().copied().unwrap_or(1)),
             width,
             min_reporters: f64::from(self.min_reporters),
@@ -1328,6 +1328,67 @@ mod tests {
         );
     }
 
+    /// A lull in an outage as long as `--resolve-after` does not end it: an incident resolves
+    /// only once its counts have also been quiet in the windows ending up to two minutes
+    /// before the newest (`RESOLVE_CONFIRM_SECS`). Here, at about a report a minute
+    /// (Poisson), each of six outages runs at ten times for 40 minutes, falls back to the
+    /// baseline for 15 minutes and goes on at ten times for 40 more. Without the
+    /// confirmation, each resolved in the last minute of its lull and opened a second
+    /// incident one or two minutes later.
+    #[test]
+    fn a_lull_as_long_as_the_resolution_time_does_not_split_an_outage() {
+        const LULL: i64 = 15;
+        let outages: Vec<i64> = (0..6).map(|i| (4 + 2 * i) * 1440 + 300 + 131 * i).collect();
+        let factor = |m: i64| {
+            outages.iter().fold(1.0, |f, &o| match m - o {
+                0..40 => 10.0,
+                d if (40 + LULL..80 + LULL).contains(&d) => 10.0,
+                _ => f,
+            })
+        };
+        let events = run_counts(
+            outages[5] + 180,
+            &["US", "DE", "JP"],
+            crate::simulate::poisson,
+            |service, region, problem, m| {
+                let share = (match region {
+                    "US" => 0.5,
+                    "DE" => 0.3,
+                    _ => 0.2,
+                }) * if problem == "login" { 0.6 } else { 0.4 };
+                let base = share * diurnal(m);
+                if service == 2 { base * factor(m) } else { base }
+            },
+        );
+        // When incidents of the service opened and resolved, in minutes.
+        let mut open: Vec<(i64, i64)> = Vec::new();
+        for e in events
+            .iter()
+            .filter(|e| e.incident.service.as_str() == "other")
+        {
+            match e.kind {
+                EventType::Opened => open.push((minute_of(e.at), i64::MAX)),
+                EventType::Resolved => {
+                    if let Some(last) = open.last_mut() {
+                        last.1 = minute_of(e.at);
+                    }
+                }
+                EventType::Updated => {}
+            }
+        }
+        // One incident per outage, opened in its first minutes and resolved within half an
+        // hour of its end; nothing else.
+        let end = 80 + LULL;
+        let ok = open.len() == outages.len()
+            && outages.iter().zip(&open).all(|(&o, &(from, to))| {
+                (o..o + 5).contains(&from) && (o + end..o + end + 30).contains(&to)
+            });
+        assert!(
+            ok,
+            "outages start at {outages:?}, {end} minutes each; incidents: {open:?}"
+        );
+    }
+
     /// The expectation does not climb with a slow ramp. With a level of the last two hours
     /// it did: here, on a service of a report a minute (Poisson) whose first ramp, to four
     /// times, comes on its third day, the expectation climbed with each ramp until the
@@ -2111,7 +2172,7 @@ mod tests {
                 ]
             }
         };
-        // `up` passes a day of history in minute 1514 (checked here, so that a change of the
+        // `up` passes a day of history in minute 1516 (checked here, so that a change of the
         // detector that moves it fails this test instead of leaving it pointless); these
         // phases and silent minutes are where a replay covering the silent minute decided
         // it otherwise (found by trying every phase and the minutes before the crossing
@@ -2122,8 +2183,8 @@ mod tests {
             step_with(&mut detector, t0 + i * 60, &counts(i64::MAX)(i));
             detector.services[0].state.silence(t0 + i * 60).is_some()
         });
-        assert_eq!(crossing, Some(1514));
-        for (phase, silent) in [(0, 1513), (0, 1514), (14, 1514)] {
+        assert_eq!(crossing, Some(1516));
+        for (phase, silent) in [(12, 1516), (13, 1515), (13, 1516)] {
             let t0 = 1_790_000_000 - 1_790_000_000 % 3600 + phase * 60;
             let (divergences, _) =
                 crash_everywhere(counts(silent), t0, silent + 20, silent + 1..silent + 16);

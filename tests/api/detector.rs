@@ -820,7 +820,7 @@ async fn a_warm_ups_announcement_comes_before_the_next_events() {
         detector.tick().await.expect("tick"),
         TickOutcome::Leader(_)
     ));
-    run_for(&clock, &mut detector, 60 * 60).await;
+    run_for(&clock, &mut detector, 70 * 60).await;
     let streamed = streamed(&store).await;
     let kinds: Vec<EventType> = streamed.iter().map(|e| e.kind).collect();
     assert_eq!(kinds.first(), Some(&EventType::Opened), "{streamed:?}");
