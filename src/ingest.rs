@@ -391,10 +391,20 @@ async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) 
     }
 }
 
-/// Logs and counts a store failure.
+/// Counts a store failure, and logs it (at most once a second, see
+/// [`Throttle`](crate::telemetry::Throttle): while the store is down every batch and every
+/// read fails).
 pub(crate) fn store_error(operation: &'static str, error: &StoreError) {
+    static LOGGED: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
     metrics::counter!("downradar_store_errors_total", "operation" => operation).increment(1);
-    tracing::warn!(operation, %error, "store call failed");
+    if let Some(skipped) = LOGGED.admit(Instant::now()) {
+        tracing::warn!(
+            operation,
+            %error,
+            also_failed = skipped,
+            "store call failed (also_failed: other failed calls since the last such line)"
+        );
+    }
 }
 
 #[cfg(test)]

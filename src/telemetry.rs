@@ -5,7 +5,7 @@
 //! and the status, never the client address: downradar does not log who reported.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -180,8 +180,46 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
         .map_or("other", |&(_, label)| label)
 }
 
+/// A warning that may come with every request or every batch (a store that fails, a replica
+/// shedding load) is written at most once a second, saying how many it stands for: a line
+/// per answer would flood the log, and slow the replica, exactly when it is overloaded or
+/// its store is down (the metrics count every one).
+pub struct Throttle {
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    pub const fn new() -> Self {
+        Self {
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether a line may be written at `now`; if so, how many were left out since the last
+    /// one written.
+    pub fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, skipped) = &mut *state;
+        if last.is_some_and(|last| now.saturating_duration_since(last) < Self::EVERY) {
+            *skipped += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(skipped))
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Middleware: counts and times every request by route pattern and status, and logs it at
-/// debug level (server errors at warn).
+/// debug level (server errors at warn; `503 Service Unavailable`, load shed or a store
+/// down, at most once a second, see [`Throttle`]).
 pub async fn track_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -203,10 +241,41 @@ pub async fn track_requests(
     .increment(1);
     metrics::histogram!("downradar_http_request_duration_seconds", "route" => route.clone())
         .record(elapsed.as_secs_f64());
-    if status.is_server_error() {
+    static UNAVAILABLE: Throttle = Throttle::new();
+    if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(skipped) = UNAVAILABLE.admit(Instant::now()) {
+            tracing::warn!(
+                %method,
+                %route,
+                status = status.as_u16(),
+                ?elapsed,
+                also_unavailable = skipped,
+                "request failed (also_unavailable: other 503 answers since the last such line)"
+            );
+        }
+    } else if status.is_server_error() {
         tracing::warn!(%method, %route, status = status.as_u16(), ?elapsed, "request failed");
     } else {
         tracing::debug!(%method, %route, status = status.as_u16(), ?elapsed, "request");
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_writes_a_line_a_second_and_counts_the_rest() {
+        let throttle = Throttle::new();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(throttle.admit(at(0)), Some(0));
+        assert_eq!(throttle.admit(at(1)), None);
+        assert_eq!(throttle.admit(at(999)), None);
+        assert_eq!(throttle.admit(at(1000)), Some(2));
+        assert_eq!(throttle.admit(at(1500)), None);
+        assert_eq!(throttle.admit(at(5000)), Some(1));
+        assert_eq!(throttle.admit(at(6000)), Some(0));
+    }
 }
