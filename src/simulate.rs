@@ -66,7 +66,7 @@ use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -181,17 +181,41 @@ fn write_truth(path: &Path, scenario: &Scenario) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write the truth", path.display()))
 }
 
-/// Whether `a` and `b` name the same file, whether or not it exists yet (`x.csv` and
-/// `./x.csv` do).
-fn same_path(a: &Path, b: &Path) -> bool {
-    let full = |p: &Path| {
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+/// Whether `a` and `b` name the same file, whether or not it exists yet: `x.csv` and
+/// `./x.csv` do, and so do a symbolic link and its target, or two hard links of one file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    // Both there: one file by its device and inode, however it is reached.
+    #[cfg(unix)]
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return (x.dev(), x.ino()) == (y.dev(), y.ino());
+    }
+    a == b || resolved(a).is_some_and(|x| resolved(b) == Some(x))
+}
+
+/// The file `path` leads to, with every symbolic link followed and its directory made
+/// absolute, whether or not the file exists yet: a link to a file not there yet leads where
+/// creating the link's name creates it. `None` when a directory on the way does not exist or
+/// the links loop.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(full) = path.canonicalize() {
+        return Some(full);
+    }
+    let mut path = path.to_owned();
+    // Linux follows at most 40 links in a row (MAXSYMLINKS) before it calls it a loop.
+    for _ in 0..40 {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok()?,
+            _ => Path::new(".").canonicalize().ok()?,
         };
-        Some(dir.canonicalize().ok()?.join(p.file_name()?))
-    };
-    a == b || full(a).is_some_and(|x| full(b) == Some(x))
+        let full = dir.join(path.file_name()?);
+        match std::fs::read_link(&full) {
+            // A relative target is relative to the link's directory.
+            Ok(target) => path = dir.join(target),
+            Err(_) => return Some(full),
+        }
+    }
+    None
 }
 
 /// What `downradar simulate --output` does: generates the scenario and writes both files.
@@ -200,11 +224,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         bail!("simulate: --output and --truth are required to write files");
     };
     let to_stdout = output == Path::new(crate::import::STDIN);
-    if !to_stdout && same_path(output, truth) {
+    if !to_stdout && same_file(output, truth) {
         bail!(
-            "simulate: --output and --truth name the same file ({}); the counts would \
+            "simulate: --output {} and --truth {} name the same file; the counts would \
              overwrite the truth",
-            output.display()
+            output.display(),
+            truth.display()
         );
     }
     let (scenario, selected) = plan(args, args.start.unwrap_or(FILE_START))?;
@@ -2223,13 +2248,81 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.csv");
         let dotted = dir.path().join(".").join("a.csv");
-        assert!(same_path(&a, &a));
+        let b = dir.path().join("b.json");
+        assert!(same_file(&a, &a));
         assert!(
-            same_path(&a, &dotted),
+            same_file(&a, &dotted),
             "not written yet, and named two ways"
         );
-        assert!(!same_path(&a, &dir.path().join("b.json")));
-        assert!(same_path(Path::new("x.csv"), Path::new("./x.csv")));
+        assert!(!same_file(&a, &b));
+        assert!(same_file(Path::new("x.csv"), Path::new("./x.csv")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_and_its_target_are_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        let b = dir.path().join("b.json");
+        // A link to a file not there yet leads to it: creating the link creates the file.
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink("a.csv", &link).unwrap();
+        assert!(same_file(&link, &a), "a dangling link and its target");
+        assert!(same_file(&a, &link));
+        assert!(!same_file(&link, &b));
+        // A link to a link, through a subdirectory, to a file that is there.
+        std::fs::write(&a, "x").unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let chained = sub.join("chained.csv");
+        std::os::unix::fs::symlink("../link.csv", &chained).unwrap();
+        assert!(
+            same_file(&chained, &a),
+            "links followed to an existing file"
+        );
+        assert!(same_file(&sub.join("..").join("a.csv"), &a));
+        std::fs::remove_file(&a).unwrap();
+        assert!(
+            same_file(&chained, &a),
+            "links followed to a file not there"
+        );
+        // Two names of one file.
+        std::fs::write(&b, "{}").unwrap();
+        let hard = dir.path().join("hard.json");
+        std::fs::hard_link(&b, &hard).unwrap();
+        assert!(same_file(&hard, &b), "hard links");
+        assert!(!same_file(&hard, &a));
+        // Links in a loop lead nowhere, and are no other file.
+        let (x, y) = (dir.path().join("x"), dir.path().join("y"));
+        std::os::unix::fs::symlink("y", &x).unwrap();
+        std::os::unix::fs::symlink("x", &y).unwrap();
+        assert_eq!(resolved(&x), None);
+        assert!(!same_file(&x, &a));
+
+        // And the command refuses them, before it writes either.
+        std::fs::write(&a, "the truth").unwrap();
+        let refused = run(&simulate_args(&[
+            "--output".as_ref(),
+            chained.as_os_str(),
+            "--truth".as_ref(),
+            a.as_os_str(),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("name the same file"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "the truth");
+    }
+
+    /// The arguments of `downradar simulate` for a day of one service, with `flags`.
+    fn simulate_args(flags: &[&std::ffi::OsStr]) -> SimulateArgs {
+        let args = ["downradar", "simulate", "--days", "1", "--services", "1"]
+            .map(std::ffi::OsStr::new)
+            .into_iter()
+            .chain(flags.iter().copied());
+        match crate::config::Cli::try_parse_args(args).unwrap().command {
+            Some(crate::config::Command::Simulate(args)) => args,
+            other => panic!("not simulate: {other:?}"),
+        }
     }
 
     #[test]
