@@ -321,8 +321,10 @@ pub struct SimulateArgs {
 
     /// Where to write the ground truth (JSON): the seed, each simulated service's volume and
     /// regions, and every injected outage with its kind, time span, regions and problems.
-    /// Required with --output; optional with --target, where it is written before the first
-    /// report is sent.
+    /// Required with --output, where it is put in place once the counts are written (with
+    /// --output -, before they begin, for `backtest --input -`), so that a run that fails
+    /// leaves no truth of counts it did not write. Optional with --target, where it is written
+    /// before the first report is sent.
     #[arg(long, value_name = "TRUTH.json")]
     pub truth: Option<PathBuf>,
 

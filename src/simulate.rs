@@ -166,19 +166,90 @@ fn plan(args: &SimulateArgs, start: OffsetDateTime) -> anyhow::Result<(Scenario,
     Ok((scenario, selected))
 }
 
-/// Writes the ground truth of `scenario` to `path` (pretty JSON).
-fn write_truth(path: &Path, scenario: &Scenario) -> anyhow::Result<()> {
-    if path == Path::new(crate::import::STDIN) {
-        bail!("--truth -: the truth is written to a file of its own; give its path");
-    }
-    let truth = File::create(path)
+/// The ground truth of a run (pretty JSON), written beside its destination under a
+/// temporary name and moved into place by [`put_in_place`](Self::put_in_place): until then,
+/// a file of that name from an earlier run stays as it was. Dropped before
+/// [`keep`](Self::keep), it is removed from wherever it is, so a run that fails leaves no
+/// truth of counts it did not write. A destination that is there and no regular file (a
+/// device such as `/dev/null`, a named pipe) is written directly, and never removed.
+struct TruthFile {
+    /// The path as given, for messages.
+    given: PathBuf,
+    /// Where it goes: the given path with its links followed, so that a link to the truth
+    /// is written through, as creating the file would, rather than replaced.
+    destination: PathBuf,
+    /// The temporary file, until it is moved to the destination.
+    pending: Option<PathBuf>,
+    /// Whether it was moved to the destination.
+    placed: bool,
+    kept: bool,
+}
+
+impl TruthFile {
+    /// Writes the truth of `scenario` for `path`.
+    fn write(path: &Path, scenario: &Scenario) -> anyhow::Result<Self> {
+        if path == Path::new(crate::import::STDIN) {
+            bail!("--truth -: the truth is written to a file of its own; give its path");
+        }
+        let destination = resolved(path).unwrap_or_else(|| path.to_owned());
+        let special = std::fs::metadata(&destination).is_ok_and(|m| !m.is_file());
+        let pending = (!special).then(|| {
+            let mut temporary = destination.clone().into_os_string();
+            temporary.push(format!(".{}.tmp", std::process::id()));
+            PathBuf::from(temporary)
+        });
+        let file = match &pending {
+            Some(temporary) => File::create_new(temporary),
+            None => File::create(&destination),
+        }
         .with_context(|| format!("{}: cannot create the truth file", path.display()))?;
-    let mut truth_writer = BufWriter::new(truth);
-    serde_json::to_writer_pretty(&mut truth_writer, &scenario.truth())
-        .map_err(io::Error::from)
-        .and_then(|()| writeln!(truth_writer))
-        .and_then(|()| truth_writer.flush())
-        .with_context(|| format!("{}: cannot write the truth", path.display()))
+        let truth = Self {
+            given: path.to_owned(),
+            destination,
+            pending,
+            placed: false,
+            kept: false,
+        };
+        let mut writer = BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut writer, &scenario.truth())
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(writer))
+            .and_then(|()| writer.flush())
+            .with_context(|| format!("{}: cannot write the truth", path.display()))?;
+        Ok(truth)
+    }
+
+    /// Moves the truth to its destination, replacing any file there; once moved, does
+    /// nothing.
+    fn put_in_place(&mut self) -> anyhow::Result<()> {
+        if let Some(temporary) = &self.pending {
+            std::fs::rename(temporary, &self.destination)
+                .with_context(|| format!("{}: cannot write the truth", self.given.display()))?;
+            self.pending = None;
+            self.placed = true;
+        }
+        Ok(())
+    }
+
+    /// Keeps the truth where it is.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for TruthFile {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let written = match &self.pending {
+            Some(temporary) => temporary,
+            None if self.placed => &self.destination,
+            None => return,
+        };
+        // Nothing more to do if it cannot be removed; the run fails with its own error.
+        let _ = std::fs::remove_file(written);
+    }
 }
 
 /// Whether `a` and `b` name the same file, whether or not it exists yet: `x.csv` and
@@ -233,7 +304,15 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         );
     }
     let (scenario, selected) = plan(args, args.start.unwrap_or(FILE_START))?;
-    write_truth(truth, &scenario)?;
+    // Written first, so that a truth that cannot be written stops the run before the counts
+    // are touched; put in place once the counts are written, so that a run that fails leaves
+    // the truth of an earlier run as it was, and no new truth of counts never written. On
+    // standard output it goes in place before the counts begin: a `backtest --input -`
+    // reading them reads it then. (It is removed again if they fail.)
+    let mut truth_file = TruthFile::write(truth, &scenario)?;
+    if to_stdout {
+        truth_file.put_in_place()?;
+    }
 
     let (counts, name): (Box<dyn Write>, String) = if to_stdout {
         (Box::new(io::stdout().lock()), "standard output".to_owned())
@@ -258,6 +337,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if interactive {
         eprintln!();
     }
+    truth_file.put_in_place()?;
+    truth_file.keep();
 
     let cascading = scenario.outages_of_kind(Kind::Cascading);
     eprintln!(
@@ -1573,7 +1654,9 @@ pub async fn run_live(args: &SimulateArgs) -> anyhow::Result<()> {
         ),
     }
     if let Some(truth) = &args.truth {
-        write_truth(truth, &scenario)?;
+        let mut truth_file = TruthFile::write(truth, &scenario)?;
+        truth_file.put_in_place()?;
+        truth_file.keep();
     }
     print_notes(&scenario, selected);
 
@@ -2311,6 +2394,64 @@ mod tests {
         .to_string();
         assert!(refused.contains("name the same file"), "{refused}");
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "the truth");
+    }
+
+    /// A run whose counts cannot be written leaves no new truth: none where there was none,
+    /// an earlier run's as it was, and no temporary file.
+    #[test]
+    fn a_run_whose_counts_fail_leaves_no_new_truth() {
+        let dir = tempfile::tempdir().unwrap();
+        let truth = dir.path().join("truth.json");
+        let args = |output: &Path| {
+            simulate_args(&[
+                "--output".as_ref(),
+                output.as_os_str(),
+                "--truth".as_ref(),
+                truth.as_os_str(),
+            ])
+        };
+        let nowhere = dir.path().join("nodir").join("counts.csv");
+        let failed = format!("{:#}", run(&args(&nowhere)).unwrap_err());
+        assert!(failed.contains("cannot create the counts file"), "{failed}");
+        assert!(!truth.exists(), "a truth of counts never written");
+
+        std::fs::write(&truth, "an earlier run's").unwrap();
+        run(&args(&nowhere)).unwrap_err();
+        let full = Path::new("/dev/full");
+        if full.exists() {
+            // Opened, and every write refused: the counts fail as they are written.
+            let failed = format!("{:#}", run(&args(full)).unwrap_err());
+            assert!(failed.contains("cannot write the counts"), "{failed}");
+        }
+        assert_eq!(std::fs::read_to_string(&truth).unwrap(), "an earlier run's");
+        let names = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(), ["truth.json"]);
+
+        // A run that writes its counts replaces it.
+        let counts = dir.path().join("counts.csv");
+        run(&args(&counts)).unwrap();
+        let written: Truth =
+            serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+        assert_eq!(written.services.len(), 1);
+        assert_eq!(names(), ["counts.csv", "truth.json"]);
+        // A truth thrown away is written to the device, not beside it.
+        let null = Path::new("/dev/null");
+        if null.exists() {
+            run(&simulate_args(&[
+                "--output".as_ref(),
+                counts.as_os_str(),
+                "--truth".as_ref(),
+                null.as_os_str(),
+            ]))
+            .unwrap();
+        }
     }
 
     /// The arguments of `downradar simulate` for a day of one service, with `flags`.
