@@ -37,6 +37,7 @@
 //! - [`import`]: recorded counts (the backtest CSV) into a store, as history.
 //! - [`backtest`]: the detector over recorded counts, and its score against a simulation's truth.
 //! - [`progress`]: the progress line of the long offline commands.
+//! - [`output`]: their standard output, which a reader may close early.
 
 pub mod api;
 pub mod backtest;
@@ -49,6 +50,7 @@ pub mod detector;
 pub mod fanout;
 pub mod import;
 pub mod ingest;
+pub mod output;
 pub mod progress;
 pub mod regions;
 pub mod reporter;

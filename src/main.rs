@@ -7,11 +7,8 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Openapi) => {
             use std::io::Write;
             let spec = downradar::api::openapi().to_pretty_json()?;
-            match writeln!(std::io::stdout().lock(), "{spec}") {
-                // A reader that stopped early (`| head`) wanted no more.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                written => Ok(written?),
-            }
+            downradar::output::closed_pipe_is_end(writeln!(std::io::stdout().lock(), "{spec}"))?;
+            Ok(())
         }
         Some(Command::Simulate(args)) if args.target.is_some() => {
             downradar::simulate::run_live(&args).await

@@ -324,21 +324,28 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     // Progress overwrites one line on a terminal; in a log, a line per day is clearer.
     let interactive = io::stderr().is_terminal();
     let days = args.days;
-    let summary = scenario
-        .write_counts(counts, |day| {
-            let line = format!("simulate: day {day}/{days} ({}%)", day * 100 / days);
-            if interactive {
-                eprint!("\r{line}");
-            } else {
-                eprintln!("{line}");
-            }
-        })
+    let written = scenario.write_counts(counts, |day| {
+        let line = format!("simulate: day {day}/{days} ({}%)", day * 100 / days);
+        if interactive {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    });
+    let summary = crate::output::closed_pipe_is_end(written)
         .with_context(|| format!("{name}: cannot write the counts"))?;
     if interactive {
         eprintln!();
     }
     truth_file.put_in_place()?;
     truth_file.keep();
+    let Some(summary) = summary else {
+        eprintln!(
+            "simulate: the reader of {name} closed it before the end; {} is complete",
+            truth.display()
+        );
+        return Ok(());
+    };
 
     let cascading = scenario.outages_of_kind(Kind::Cascading);
     eprintln!(

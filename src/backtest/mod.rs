@@ -356,11 +356,8 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, event)?;
         out.write_all(b"\n")
     });
-    match written.and_then(|()| out.flush()) {
-        // A reader that stopped early (`| head`) wanted no more.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        written => written.context("writing to stdout")?,
-    }
+    crate::output::closed_pipe_is_end(written.and_then(|()| out.flush()))
+        .context("writing to stdout")?;
     drop(out);
     eprintln!(
         "backtest: {} rows, {} buckets, {} services: {} incidents opened, {} updates, {} resolved \

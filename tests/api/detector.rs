@@ -1207,6 +1207,56 @@ fn a_simulation_pipes_into_a_backtest() {
     );
 }
 
+/// A reader that stops early (`| head`) ends `simulate --output -` as it ends `backtest`:
+/// no error, and the truth file complete, the same as a whole run's.
+#[test]
+fn a_simulation_whose_reader_stops_early_ends_normally() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_downradar");
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, truth) = (dir.path().join("whole.json"), dir.path().join("truth.json"));
+    // Megabytes of counts: more than the pipe and the writer's buffer hold.
+    let scenario = ["simulate", "--services", "3", "--days", "2", "--seed", "7"];
+    let written = Command::new(bin)
+        .args(scenario)
+        .arg("--output")
+        .arg(dir.path().join("counts.csv"))
+        .arg("--truth")
+        .arg(&whole)
+        .env_remove("DOWNRADAR_CATALOG")
+        .output()
+        .unwrap();
+    assert!(written.status.success());
+
+    let mut simulate = Command::new(bin)
+        .args(scenario)
+        .args(["--output", "-", "--truth"])
+        .arg(&truth)
+        .env_remove("DOWNRADAR_CATALOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = simulate.stdout.take().unwrap();
+    let mut header = [0; 39];
+    stdout.read_exact(&mut header).unwrap();
+    assert_eq!(&header, b"timestamp,service,region,problem,count\n");
+    drop(stdout);
+    let stopped = simulate.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stopped.status.success(), "{stderr}");
+    assert!(!stderr.contains("Error"), "{stderr}");
+    assert!(
+        stderr.contains("the reader of standard output closed it before the end"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&truth).unwrap(),
+        std::fs::read(&whole).unwrap()
+    );
+}
+
 /// A detector state saved by an earlier build (`fixtures/detector-state.bin`, see
 /// `fixtures/README.md`): seven quiet days of the first built-in service, as a commit on
 /// 2026-12-06 saved it. A later build must take it up where it was left (a state it cannot
