@@ -248,27 +248,43 @@ pub struct BucketArgs {
     #[arg(long, env = "DOWNRADAR_RETENTION", default_value = "8d", value_parser = parse_retention)]
     pub retention: Duration,
 
-    /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d).
+    /// How long the hourly roll-ups of the buckets are kept, for long history (1h to 3650d;
+    /// at least --retention).
     #[arg(long, env = "DOWNRADAR_ROLLUP_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub rollup_retention: Duration,
 }
 
 impl BucketArgs {
-    /// The store settings these give, with the serve-only ones.
+    /// The store settings these give, with the serve-only ones; refused when the roll-ups
+    /// would be kept for less time than the buckets they sum. Every read and write takes the
+    /// roll-up to outlive its buckets: reads at `resolution=1h` would show zeros where the
+    /// buckets still hold reports, and `import` would put rows into buckets past the
+    /// roll-up's retention without their roll-up, and without counting them as skipped.
     pub fn store_settings(
         &self,
         dedup_window: Duration,
         max_reporters_per_address: Option<NonZeroU32>,
         event_retention: Duration,
-    ) -> StoreSettings {
-        StoreSettings {
+    ) -> anyhow::Result<StoreSettings> {
+        if self.rollup_retention < self.retention {
+            anyhow::bail!(
+                "--rollup-retention {} is shorter than --retention {}: the hourly roll-ups must \
+                 be kept at least as long as the buckets they sum (reads at resolution=1h would \
+                 show zeros where the buckets still hold reports); raise --rollup-retention to \
+                 {} or more, or lower --retention",
+                written(self.rollup_retention),
+                written(self.retention),
+                written(self.retention)
+            );
+        }
+        Ok(StoreSettings {
             bucket: self.bucket,
             retention: self.retention,
             rollup_retention: self.rollup_retention,
             dedup_window,
             max_reporters_per_address,
             event_retention,
-        }
+        })
     }
 }
 
@@ -696,13 +712,45 @@ mod tests {
     }
 
     #[test]
+    fn roll_ups_kept_for_less_time_than_their_buckets_are_refused() {
+        let settings = |flags: &[&str]| {
+            let argv = ["downradar"].iter().chain(flags);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let buckets = match &cli.command {
+                Some(Command::Import(import)) => &import.buckets,
+                _ => &cli.serve.buckets,
+            };
+            buckets.store_settings(Duration::from_secs(900), None, DAY)
+        };
+        let shorter = ["--retention", "30d", "--rollup-retention", "7d"];
+        let refused = settings(&shorter).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("--rollup-retention 7d is shorter than --retention 30d:"),
+            "{refused}"
+        );
+        assert!(refused.contains("raise --rollup-retention to 30d or more"));
+        let import = [
+            "import",
+            "--redis-url",
+            "redis://127.0.0.1",
+            "--input",
+            "c.csv",
+        ];
+        assert!(settings(&[&import[..], &shorter].concat()).is_err());
+        // As long is enough, and the defaults (8d, 90d) are.
+        assert!(settings(&["--retention", "30d", "--rollup-retention", "720h"]).is_ok());
+        assert!(settings(&[]).is_ok());
+        assert!(settings(&import).is_ok());
+    }
+
+    #[test]
     fn event_retention_reaches_the_store_settings() {
         let cli = Cli::try_parse_from(["downradar", "--event-retention", "90m"]).unwrap();
         let serve = cli.serve;
-        let settings =
-            serve
-                .buckets
-                .store_settings(Duration::from_secs(900), None, serve.event_retention);
+        let settings = serve
+            .buckets
+            .store_settings(Duration::from_secs(900), None, serve.event_retention)
+            .unwrap();
         assert_eq!(settings.event_retention, Duration::from_secs(5400));
         for edge in ["1m", "30d"] {
             assert!(Cli::try_parse_from(["downradar", "--event-retention", edge]).is_ok());

@@ -157,7 +157,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     // History is not deduplicated, and adds no events: those settings play no part.
     let settings =
         args.buckets
-            .store_settings(Duration::from_secs(900), None, Duration::from_secs(86_400));
+            .store_settings(Duration::from_secs(900), None, Duration::from_secs(86_400))?;
     let store = RedisStore::connect(&args.redis_url, settings)?;
     let shown = crate::startup::redact_url(&args.redis_url);
     let unusable = || format!("{shown}: cannot use this Redis; check --redis-url");

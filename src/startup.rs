@@ -110,7 +110,7 @@ impl Application {
             args.dedup_window,
             std::num::NonZeroU32::new(args.max_reporters_per_address),
             args.event_retention,
-        );
+        )?;
         // Before anything records a metric.
         crate::telemetry::prometheus();
         // The fan-out learns where the event stream ends below, with the store, before the

@@ -2320,3 +2320,61 @@ fn a_redis_refusing_the_credentials_stops_serve_and_import() {
         }
     }
 }
+
+/// Roll-ups kept for less time than their buckets are refused by `serve` and `import` at
+/// once, naming both flags and their values, given as flags or in the environment: reads at
+/// `resolution=1h` would show zeros where the buckets hold reports.
+#[test]
+fn roll_ups_kept_shorter_than_their_buckets_stop_serve_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = dir.path().join("counts.csv");
+    std::fs::write(&counts, "timestamp,service,region,problem,count\n").unwrap();
+    let listen = format!("127.0.0.1:{}", crate::helpers::free_port());
+    let flags = ["--retention", "30d", "--rollup-retention", "7d"];
+    // Each command line, and whether the retentions are in the environment instead.
+    let runs = [
+        (
+            [&["serve", "--listen", &listen][..], &flags].concat(),
+            false,
+        ),
+        (vec!["--listen", &listen], true),
+        // No Redis there: the settings are refused before it is asked.
+        (
+            [
+                &["import", "--redis-url", "redis://127.0.0.1:1"][..],
+                &flags,
+            ]
+            .concat(),
+            false,
+        ),
+    ];
+    for (args, in_environment) in runs {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"));
+        command.args(&args).env_remove("DOWNRADAR_REDIS_URL");
+        if in_environment {
+            command
+                .env("DOWNRADAR_RETENTION", "30d")
+                .env("DOWNRADAR_ROLLUP_RETENTION", "7d");
+        }
+        if args[0] == "import" {
+            command.arg("--input").arg(&counts);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        crate::helpers::exit_within(
+            &mut child,
+            Duration::from_secs(20),
+            &format!("{args:?} kept running"),
+        );
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--rollup-retention 7d is shorter than --retention 30d"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
