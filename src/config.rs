@@ -600,7 +600,9 @@ pub struct BacktestArgs {
 
     /// Score the events against this truth file of `downradar simulate` and print recall,
     /// precision, false incidents, delays and attribution to stderr. The truth of another run
-    /// (other buckets, a service the catalog lacks, a period the rows are outside) is refused.
+    /// (other buckets, a service the catalog lacks, a period the rows are outside) is refused,
+    /// and so are counts cut short: no rows, or rows that begin after the truth's start or end
+    /// before its end by longer than its services take to send 50 reports at their mean rate.
     #[arg(long, value_name = "TRUTH.json")]
     pub truth: Option<PathBuf>,
 

@@ -336,19 +336,8 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    if let (Some(truth), Some(path), Some((first, until))) = (&truth, &args.truth, summary.span)
-        && (first < truth.start.unix_timestamp() || until > truth.end.unix_timestamp())
-    {
-        anyhow::bail!(
-            "{}: its outages were simulated from {} to {}, and the counts of {} run from {} to \
-             {}: it is the truth of another run",
-            path.display(),
-            crate::detector::bucket_time(truth.start.unix_timestamp()),
-            crate::detector::bucket_time(truth.end.unix_timestamp()),
-            args.input.display(),
-            crate::detector::bucket_time(first),
-            crate::detector::bucket_time(until)
-        );
+    if let (Some(truth), Some(path)) = (&truth, &args.truth) {
+        check_span(truth, path, &args.input, summary.span)?;
     }
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -429,6 +418,83 @@ fn check_truth(
         );
     }
     Ok(())
+}
+
+/// How many reports the truth's services send, at their mean rate, in the longest quiet
+/// spell a whole counts file of theirs may begin or end with (see [`check_span`]). Measured:
+/// over 50 simulated months of one or two services (`--outages-per-week 0`), the longest
+/// stretch without a row anywhere in a file lasted as long as its services take to send 19
+/// reports at their mean rate (negative binomial counts in the night's trough); 50 leaves a
+/// wide margin, and is still well under a day of the sparsest service (0.05 a minute: 17
+/// hours).
+const QUIET_REPORTS: f64 = 50.0;
+
+/// Refuses the truth at `path` for the counts of `input`, whose rows run over `span` (the
+/// start of the first bucket with a row, the end of the last), `None` without a row: rows
+/// outside the truth's period are another run's; and a file with no row, or whose rows begin
+/// after the period's start or end before its end by more than the truth's services stay
+/// quiet ([`QUIET_REPORTS`] at their mean rate), is cut short: its outages past the rows
+/// would be scored as missed. A file's first and last buckets may lack rows (zero counts are
+/// left out), so equality would be wrong for a sparse run.
+fn check_span(
+    truth: &crate::simulate::Truth,
+    path: &Path,
+    input: &Path,
+    span: Option<(i64, i64)>,
+) -> anyhow::Result<()> {
+    let (start, end) = (truth.start.unix_timestamp(), truth.end.unix_timestamp());
+    let time = crate::detector::bucket_time;
+    let Some((first, until)) = span else {
+        bail!(
+            "{}: the file has no rows, so there is nothing to score against {}, whose outages \
+             were simulated from {} to {}: pass the counts file of that run",
+            input.display(),
+            path.display(),
+            time(start),
+            time(end)
+        );
+    };
+    if first < start || until > end {
+        bail!(
+            "{}: its outages were simulated from {} to {}, and the counts of {} run from {} to \
+             {}: it is the truth of another run",
+            path.display(),
+            time(start),
+            time(end),
+            input.display(),
+            time(first),
+            time(until)
+        );
+    }
+    let per_min: f64 = truth.services.iter().map(|s| s.base_per_min).sum();
+    // Saturates when the truth has no reports to send: nothing is then too quiet.
+    let quiet = (QUIET_REPORTS / per_min * 60.0).ceil() as i64;
+    let gap = |secs: i64| humantime::format_duration(std::time::Duration::from_secs(secs as u64));
+    let (edge, missing) = if end - until > quiet {
+        (
+            format!("end at {}, {} before", time(until), gap(end - until)),
+            "end",
+        )
+    } else if first - start > quiet {
+        (
+            format!("begin at {}, {} after", time(first), gap(first - start)),
+            "start",
+        )
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{}: its rows {edge} the {missing} of the period of {} ({} to {}): the file is cut \
+         short, and the truth's outages outside its rows would be scored as missed (its \
+         services send {QUIET_REPORTS} reports in {} at their mean rate of {per_min:.2} a \
+         minute; whole simulated files go no longer than about 20 reports' time without a \
+         row): pass the whole counts file of that run",
+        input.display(),
+        path.display(),
+        time(start),
+        time(end),
+        gap(quiet)
+    )
 }
 
 fn read_truth(path: &Path) -> anyhow::Result<crate::simulate::Truth> {
@@ -520,6 +586,61 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), text).unwrap();
         file
+    }
+
+    /// A truth scores counts whose rows cover its period, up to a quiet spell at either edge
+    /// as long as its services take to send [`QUIET_REPORTS`] reports at their mean rate.
+    #[test]
+    fn a_truth_refuses_counts_cut_short() {
+        let catalog = Catalog::builtin();
+        let params = crate::simulate::Params {
+            start: time::OffsetDateTime::from_unix_timestamp(START).unwrap(),
+            days: 2,
+            bucket: BucketWidth::ONE_MINUTE,
+            seed: 7,
+            outages_per_week: 0.0,
+        };
+        let scenario =
+            crate::simulate::Scenario::generate(&catalog.services()[..1], params).unwrap();
+        let mut truth = scenario.truth();
+        // A sparse service: 50 reports in 1,000 minutes.
+        truth.services[0].base_per_min = 0.05;
+        let end = truth.end.unix_timestamp();
+        let quiet = 1000 * 60;
+        let check = |span| {
+            check_span(&truth, Path::new("t.json"), Path::new("c.csv"), span)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(Some((START, end))), Ok(()));
+        assert_eq!(check(Some((START + quiet, end - quiet))), Ok(()));
+        let refused = check(Some((START, end - quiet - 60))).unwrap_err();
+        assert!(
+            refused.starts_with(
+                "c.csv: its rows end at 2026-09-22T21:19:00Z, 16h 41m before the end of the \
+                 period of t.json (2026-09-21T14:00:00Z to 2026-09-23T14:00:00Z): the file is \
+                 cut short"
+            ),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("its services send 50 reports in 16h 40m at their mean rate of 0.05"),
+            "{refused}"
+        );
+        let refused = check(Some((START + quiet + 60, end))).unwrap_err();
+        assert!(
+            refused.contains("its rows begin at 2026-09-22T06:41:00Z, 16h 41m after the start"),
+            "{refused}"
+        );
+        let refused = check(None).unwrap_err();
+        assert!(
+            refused.starts_with("c.csv: the file has no rows"),
+            "{refused}"
+        );
+        let refused = check(Some((START - 60, end))).unwrap_err();
+        assert!(
+            refused.ends_with("it is the truth of another run"),
+            "{refused}"
+        );
     }
 
     /// A stretch of days with no row is told once, whichever chunks it falls between, and

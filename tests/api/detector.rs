@@ -1138,6 +1138,62 @@ async fn the_backtest_command_prints_all_its_events_or_none() {
     );
 }
 
+/// `backtest --truth` refuses counts cut short, before any event is printed, rather than
+/// scoring the truth's outages past them as missed: a file with no rows, its first day alone
+/// against the two days of its truth, its last or its first hours cut off.
+#[test]
+fn a_truth_is_not_scored_on_counts_cut_short() {
+    let (scenario, file) = simulate(2, 2, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.json");
+    serde_json::to_writer(std::fs::File::create(&truth).unwrap(), &scenario.truth()).unwrap();
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first_day = lines
+        .iter()
+        .position(|l| l.starts_with("2026-10-02"))
+        .unwrap();
+    let tenth = lines.len() / 10;
+    let cut: [(&str, Vec<&str>, &str); 4] = [
+        ("empty.csv", lines[..1].to_vec(), "the file has no rows"),
+        (
+            "day-one.csv",
+            lines[..first_day].to_vec(),
+            "its rows end at 2026-10-02T00:00:00Z, 1day before the end of the period of",
+        ),
+        (
+            "head.csv",
+            lines[..lines.len() - tenth].to_vec(),
+            "before the end of the period of",
+        ),
+        (
+            "tail.csv",
+            [&lines[..1], &lines[tenth..]].concat(),
+            "after the start of the period of",
+        ),
+    ];
+    for (name, rows, expected) in cut {
+        let input = dir.path().join(name);
+        std::fs::write(&input, rows.join("\n") + "\n").unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+            .args(["backtest", "--input"])
+            .arg(&input)
+            .arg("--truth")
+            .arg(&truth)
+            .env_remove("DOWNRADAR_CATALOG")
+            .output()
+            .expect("run downradar backtest");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(
+            stderr.contains("2026-10-01T00:00:00Z to 2026-10-03T00:00:00Z"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
 /// `simulate --output -` writes its counts to stdout and `backtest --input -` reads stdin, so
 /// the two pipe into each other: the backtest waits to read the truth until the counts
 /// begin (the simulation writes its truth first), and prints what it prints for the same
