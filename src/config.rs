@@ -545,7 +545,7 @@ pub struct DetectorArgs {
     #[arg(long, env = "DOWNRADAR_FALSE_ALARM_BUDGET", default_value = "1", value_parser = parse_budget)]
     pub false_alarm_budget: f64,
 
-    /// Fewest distinct reporters in the evidence before an incident opens.
+    /// Fewest distinct reporters in the evidence before an incident opens (1 to 10000).
     #[arg(long, env = "DOWNRADAR_MIN_REPORTERS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub min_reporters: u32,
 
