@@ -249,10 +249,12 @@ pub struct MapCountry {
     pub reports: u64,
     /// What the baseline expects from it over the window; absent while the detector has no
     /// baseline for the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 14.5)]
     pub expected: Option<f64>,
     /// `reports / expected`, the expectation taken as at least 0.001 (a country expected to
     /// be silent); absent with `expected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 15.2)]
     pub ratio: Option<f64>,
     /// A point inside the country for a map marker (the centroid of its largest part).

@@ -313,3 +313,36 @@ async fn head_is_get_without_the_body() {
         assert!(head.status().is_success(), "{path}: {}", head.status());
     }
 }
+
+/// Without the detector there is no expectation: the map leaves it and the ratio out (absent,
+/// not null, as its schema says), as the series does.
+#[tokio::test]
+async fn without_a_baseline_the_map_and_the_series_leave_the_expectation_out() {
+    let app =
+        crate::helpers::spawn_app_with(crate::helpers::Backend::Memory, &["--no-detector"]).await;
+    let answer = app
+        .report(
+            "tiktok",
+            &json!({"problem": "login", "region": "DE", "client_id": "a"}),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    app.clock.advance(Duration::from_secs(60));
+    let map = app.get("/v1/services/tiktok/map").await.json();
+    let de = &map["countries"][0];
+    assert_eq!(
+        (&de["region"], &de["reports"]),
+        (&"DE".into(), &1.into()),
+        "{map}"
+    );
+    assert!(
+        de.get("expected").is_none() && de.get("ratio").is_none(),
+        "{map}"
+    );
+    let series = app.get("/v1/services/tiktok/reports").await.json();
+    let points = series["points"].as_array().unwrap();
+    assert!(
+        points.iter().all(|p| p.get("expected").is_none()),
+        "{series}"
+    );
+}
