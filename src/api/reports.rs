@@ -648,8 +648,19 @@ pub(crate) fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
 /// answers with, a feed's id and links among them, is written in UTC.
 fn parse_rfc3339(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     let t = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
+        // The likely slips, said outright: a `+` sent bare in a URL's query arrives as a
+        // space, and Unix seconds or a bare date are no timestamps here.
+        let hint = if value.contains(' ') {
+            " (a `+` in a query means a space: send an offset's `+` as %2B)"
+        } else if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            " (Unix seconds are not taken)"
+        } else if value.len() == 10 {
+            " (a date needs a time and an offset as well)"
+        } else {
+            ""
+        };
         ApiError::invalid_query(format!(
-            "{name}={} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z: {e}",
+            "{name}={} is not an RFC 3339 timestamp such as 2026-11-21T12:00:00Z{hint}: {e}",
             super::error::quoted(value)
         ))
     })?;

@@ -83,6 +83,18 @@ on_both_stores! {
             assert_eq!(answer.status, 400, "{query}: {}", answer.text);
             assert!(answer.json()["message"].as_str().unwrap().starts_with(says), "{query}: {}", answer.text);
         }
+        // The likely slips are named: a bare `+` (a space once decoded), Unix seconds, a date.
+        for (query, says) in [
+            ("since=2026-11-21T12:00:00+02:00", "send an offset's `+` as %2B"),
+            ("since=1796643660", "Unix seconds are not taken"),
+            ("since=2026-11-21", "a date needs a time and an offset as well"),
+        ] {
+            let answer = app.get(&format!("/v1/services/tiktok/reports?{query}")).await;
+            assert_eq!(answer.status, 400, "{query}: {}", answer.text);
+            assert!(answer.json()["message"].as_str().unwrap().contains(says), "{query}: {}", answer.text);
+        }
+        let offset = app.get("/v1/services/tiktok/reports?since=2026-11-21T12:00:00%2B02:00&until=2026-11-21T13:00:00%2B02:00").await;
+        assert_eq!(offset.status, 200, "{}", offset.text);
         let last = app.get("/v1/services/tiktok/reports?since=9999-12-31T23:00:00Z&until=9999-12-31T23:59:00Z").await;
         assert_eq!(last.status, 200, "{}", last.text);
         assert_eq!(last.json()["until"], "9999-12-31T23:59:00Z");
