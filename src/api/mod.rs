@@ -200,6 +200,19 @@ fn refine(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     serde_json::from_value(doc).unwrap_or(api)
 }
 
+/// The message of a query the deserializer refused, in the API's words where its own are a
+/// library's: a parameter given twice (the deserializer's "duplicate field") says which,
+/// and that it is taken once.
+fn query_message(message: &str) -> String {
+    match message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        Some(name) => format!("{name} is given more than once; give it once"),
+        None => message.to_owned(),
+    }
+}
+
 /// Registers state, this worker's ingest handle, routes, docs and the JSON error handlers.
 pub fn configure(
     state: web::Data<AppState>,
@@ -214,7 +227,9 @@ pub fn configure(
                 // The deserializer's own message, without actix's prefix (the parameters
                 // that can fail name themselves: see `query_param`).
                 let message = match err {
-                    actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+                    actix_web::error::QueryPayloadError::Deserialize(e) => {
+                        query_message(&e.to_string())
+                    }
                     other => other.to_string(),
                 };
                 ApiError::invalid_query(crate::text::tamed(&message, error::ECHO_CHARS)).into()

@@ -646,6 +646,10 @@ async fn incidents_are_served_by_the_api() {
             "/v1/incidents?scope=planetary",
             r#"scope must be global or regional, not "planetary""#,
         ),
+        (
+            "/v1/incidents?limit=1&limit=2",
+            "limit is given more than once; give it once",
+        ),
     ] {
         let answer = app.get(bad).await;
         assert_eq!(answer.status, 400, "{bad}");
