@@ -447,6 +447,9 @@ fn unquote(field: &str) -> &str {
         .unwrap_or(field)
 }
 
+/// How much of a field a message about a row echoes, in characters.
+const ECHO_CHARS: usize = 64;
+
 /// Parses one data row: `2026-10-01T00:00:00Z,tiktok,US,login,3` (fields may be quoted).
 fn parse_row(
     row: &str,
@@ -455,17 +458,28 @@ fn parse_row(
     last: &mut (String, i64),
 ) -> Result<HistoryCount, String> {
     let fields: Vec<&str> = row.split(',').map(unquote).collect();
+    // A row is echoed only as far as anyone needs to recognise it: a damaged file's row can
+    // run to megabytes.
+    let echo = |text: &str| crate::text::quoted(text, ECHO_CHARS);
     let [timestamp, service, region, problem, count] = fields[..] else {
         return Err(format!(
-            "expected 5 fields, found {}: {row:?}",
-            fields.len()
+            "expected 5 fields, found {}: {}",
+            fields.len(),
+            crate::text::quoted(row, 2 * ECHO_CHARS)
         ));
     };
+    if timestamp == "timestamp" {
+        return Err(
+            "the header again, in the middle of the file (two files joined?): a counts file \
+             has one header, on its first line"
+                .to_owned(),
+        );
+    }
     let start = if last.0 == timestamp {
         last.1
     } else {
         let at = OffsetDateTime::parse(timestamp, &Rfc3339)
-            .map_err(|e| format!("timestamp {timestamp:?} is not RFC 3339: {e}"))?;
+            .map_err(|e| format!("timestamp {} is not RFC 3339: {e}", echo(timestamp)))?;
         let start = at.unix_timestamp();
         if at.nanosecond() != 0 || bucket.start_of(at) != start {
             return Err(format!(
@@ -479,19 +493,23 @@ fn parse_row(
     };
     let service = catalog
         .get(service)
-        .ok_or_else(|| format!("unknown service {service:?}"))?;
+        .ok_or_else(|| format!("unknown service {}", echo(service)))?;
     if !service.has_problem(problem) {
         return Err(format!(
-            "unknown problem {problem:?} for service {:?}",
+            "unknown problem {} for service {:?}",
+            echo(problem),
             service.id.as_str()
         ));
     }
     let region = RegionCode::parse(region).map_err(|e| e.to_string())?;
     let count = count.trim().parse::<u64>().map_err(|e| {
         if count.trim().starts_with('-') {
-            format!("count {count:?} is negative; a count of reporters is 0 or more")
+            format!(
+                "count {} is negative; a count of reporters is 0 or more",
+                echo(count)
+            )
         } else {
-            format!("count {count:?} is not a whole number: {e}")
+            format!("count {} is not a whole number: {e}", echo(count))
         }
     })?;
     if count > MAX_COUNT {
@@ -703,9 +721,26 @@ mod tests {
                 "2026-10-01T00:01:00Z,tiktok,US,login,2.5",
                 "not a whole number",
             ),
+            (
+                "timestamp,service,region,problem,count",
+                "the header again, in the middle of the file",
+            ),
         ] {
             let err = parse(row).unwrap_err();
             assert!(err.contains(needle), "{row}: {err}");
+        }
+        // A damaged row is echoed only in part.
+        let long = "x".repeat(2_000_000);
+        for row in [
+            format!("2026-10-01T00:01:00Z,{long},US,login,3"),
+            format!("2026-10-01T00:01:00Z,tiktok,US,login,3,{long}"),
+        ] {
+            let err = parse(&row).unwrap_err();
+            assert!(
+                err.len() < 300 && err.ends_with('…'),
+                "{}",
+                &err[..300.min(err.len())]
+            );
         }
     }
 }
