@@ -1055,6 +1055,40 @@ mod tests {
         1.0 + 0.4 * (std::f64::consts::TAU * (m % 1440) as f64 / 1440.0).sin()
     }
 
+    /// The rate of the three test services' cells at minute `m` (about a report a minute in
+    /// all, on a daily cycle), the last one's times `factor(m)`.
+    fn rate_times(factor: impl Fn(i64) -> f64) -> impl Fn(usize, &str, &str, i64) -> f64 {
+        move |service, region, problem, m| {
+            let share = (match region {
+                "US" => 0.5,
+                "DE" => 0.3,
+                _ => 0.2,
+            }) * if problem == "login" { 0.6 } else { 0.4 };
+            let base = share * diurnal(m);
+            if service == 2 { base * factor(m) } else { base }
+        }
+    }
+
+    /// When the incidents of `service` were open, in minutes (to `i64::MAX` if still open).
+    fn open_spans(events: &[IncidentEvent], service: &str) -> Vec<(i64, i64)> {
+        let mut open: Vec<(i64, i64)> = Vec::new();
+        for e in events
+            .iter()
+            .filter(|e| e.incident.service.as_str() == service)
+        {
+            match e.kind {
+                EventType::Opened => open.push((minute_of(e.at), i64::MAX)),
+                EventType::Resolved => {
+                    if let Some(last) = open.last_mut() {
+                        last.1 = minute_of(e.at);
+                    }
+                }
+                EventType::Updated => {}
+            }
+        }
+        open
+    }
+
     /// An upstream incident that resolves in the very bucket in which a dependent's opens is
     /// no cause of it: the upstream's outage had ended a quarter of an hour before.
     #[test]
@@ -1281,32 +1315,9 @@ mod tests {
             outages[5] + 180,
             &["US", "DE", "JP"],
             |noise, mean| crate::simulate::negative_binomial(noise, mean, 5.0),
-            |service, region, problem, m| {
-                let share = (match region {
-                    "US" => 0.5,
-                    "DE" => 0.3,
-                    _ => 0.2,
-                }) * if problem == "login" { 0.6 } else { 0.4 };
-                let base = share * diurnal(m);
-                if service == 2 { base * factor(m) } else { base }
-            },
+            rate_times(factor),
         );
-        // When incidents of the service were open, in minutes.
-        let mut open: Vec<(i64, i64)> = Vec::new();
-        for e in events
-            .iter()
-            .filter(|e| e.incident.service.as_str() == "other")
-        {
-            match e.kind {
-                EventType::Opened => open.push((minute_of(e.at), i64::MAX)),
-                EventType::Resolved => {
-                    if let Some(last) = open.last_mut() {
-                        last.1 = minute_of(e.at);
-                    }
-                }
-                EventType::Updated => {}
-            }
-        }
+        let open = open_spans(&events, "other");
         // Each first outage opened an incident that resolved before its return, and the
         // return opened another within a quarter of an hour.
         let reopened: Vec<Option<i64>> = outages
@@ -1350,32 +1361,9 @@ mod tests {
             outages[5] + 180,
             &["US", "DE", "JP"],
             crate::simulate::poisson,
-            |service, region, problem, m| {
-                let share = (match region {
-                    "US" => 0.5,
-                    "DE" => 0.3,
-                    _ => 0.2,
-                }) * if problem == "login" { 0.6 } else { 0.4 };
-                let base = share * diurnal(m);
-                if service == 2 { base * factor(m) } else { base }
-            },
+            rate_times(factor),
         );
-        // When incidents of the service opened and resolved, in minutes.
-        let mut open: Vec<(i64, i64)> = Vec::new();
-        for e in events
-            .iter()
-            .filter(|e| e.incident.service.as_str() == "other")
-        {
-            match e.kind {
-                EventType::Opened => open.push((minute_of(e.at), i64::MAX)),
-                EventType::Resolved => {
-                    if let Some(last) = open.last_mut() {
-                        last.1 = minute_of(e.at);
-                    }
-                }
-                EventType::Updated => {}
-            }
-        }
+        let open = open_spans(&events, "other");
         // One incident per outage, opened in its first minutes and resolved within half an
         // hour of its end; nothing else.
         let end = 80 + LULL;

@@ -1204,7 +1204,7 @@ fn a_truth_is_not_scored_on_counts_cut_short() {
 /// counts in a file.
 #[test]
 fn a_simulation_pipes_into_a_backtest() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let bin = env!("CARGO_BIN_EXE_downradar");
     let dir = tempfile::tempdir().unwrap();
     let (file, file_truth, truth) = (
@@ -1235,15 +1235,7 @@ fn a_simulation_pipes_into_a_backtest() {
     assert!(from_file.status.success());
     assert!(!from_file.stdout.is_empty(), "the scenario has outages");
 
-    let mut simulate = Command::new(bin)
-        .args(scenario)
-        .args(["--output", "-", "--truth"])
-        .arg(&truth)
-        .env_remove("DOWNRADAR_CATALOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut simulate = simulate_to_pipe(&scenario, &truth);
     let piped = backtest(std::path::Path::new("-"))
         .arg("--truth")
         .arg(&truth)
@@ -1267,12 +1259,26 @@ fn a_simulation_pipes_into_a_backtest() {
     );
 }
 
+/// `downradar simulate` with the flags of `scenario`, its counts on a pipe and its truth in
+/// `truth`.
+fn simulate_to_pipe(scenario: &[&str], truth: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+        .args(scenario)
+        .args(["--output", "-", "--truth"])
+        .arg(truth)
+        .env_remove("DOWNRADAR_CATALOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A reader that stops early (`| head`) ends `simulate --output -` as it ends `backtest`:
 /// no error, and the truth file complete, the same as a whole run's.
 #[test]
 fn a_simulation_whose_reader_stops_early_ends_normally() {
     use std::io::Read;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let bin = env!("CARGO_BIN_EXE_downradar");
     let dir = tempfile::tempdir().unwrap();
     let (whole, truth) = (dir.path().join("whole.json"), dir.path().join("truth.json"));
@@ -1289,15 +1295,7 @@ fn a_simulation_whose_reader_stops_early_ends_normally() {
         .unwrap();
     assert!(written.status.success());
 
-    let mut simulate = Command::new(bin)
-        .args(scenario)
-        .args(["--output", "-", "--truth"])
-        .arg(&truth)
-        .env_remove("DOWNRADAR_CATALOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut simulate = simulate_to_pipe(&scenario, &truth);
     let mut stdout = simulate.stdout.take().unwrap();
     let mut header = [0; 39];
     stdout.read_exact(&mut header).unwrap();

@@ -28,6 +28,25 @@ pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::proce
     }
 }
 
+/// Runs `command` (its standard output discarded), which must stop by itself within 20 s
+/// and fail; returns its standard error.
+pub fn failure_of(command: &mut std::process::Command, what: &str) -> String {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    exit_within(
+        &mut child,
+        Duration::from_secs(20),
+        &format!("{what} kept running"),
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{what}: {stderr}");
+    stderr
+}
+
 /// Which store an app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

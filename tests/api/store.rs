@@ -2299,19 +2299,7 @@ fn a_redis_refusing_the_credentials_stops_serve_and_import() {
             if args[0] == "import" {
                 command.arg(&counts);
             }
-            let mut child = command
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            crate::helpers::exit_within(
-                &mut child,
-                Duration::from_secs(20),
-                &format!("{args:?} kept running"),
-            );
-            let out = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?}: {stderr}");
+            let stderr = crate::helpers::failure_of(&mut command, &format!("{args:?}"));
             assert!(stderr.contains(expected), "{args:?}: {stderr}");
             assert!(
                 !stderr.contains("sesame") && !stderr.contains(":open@"),
@@ -2359,19 +2347,7 @@ fn roll_ups_kept_shorter_than_their_buckets_stop_serve_and_import() {
         if args[0] == "import" {
             command.arg("--input").arg(&counts);
         }
-        let mut child = command
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        crate::helpers::exit_within(
-            &mut child,
-            Duration::from_secs(20),
-            &format!("{args:?} kept running"),
-        );
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?}: {stderr}");
+        let stderr = crate::helpers::failure_of(&mut command, &format!("{args:?}"));
         assert!(
             stderr.contains("--rollup-retention 7d is shorter than --retention 30d"),
             "{args:?}: {stderr}"
