@@ -555,7 +555,8 @@ pub struct DetectorArgs {
     pub min_ratio: f64,
 
     /// How long reports must stay near the baseline before an incident resolves (1m to 2h),
-    /// and must have two minutes before as well; a sparse series may need longer to tell.
+    /// and must have 2/15 of it before as well (two minutes at 15m); a sparse series may
+    /// need longer to tell.
     #[arg(long, env = "DOWNRADAR_RESOLVE_AFTER", default_value = "15m", value_parser = parse_resolve_after)]
     pub resolve_after: Duration,
 

@@ -86,7 +86,11 @@ impl DetectorConfig {
             .max(1.0) as usize;
         Tuning {
             ring: service::MIN_RING
-                .max(Tuning::resolve_longest(resolve_after) + 1 + Tuning::resolve_confirm(width))
+                .max(
+                    Tuning::resolve_longest(resolve_after)
+                        + 1
+                        + Tuning::resolve_confirm(resolve_after),
+                )
                 .max(windows.last().copied().unwrap_or(1)),
             width,
             min_reporters: f64::from(self.min_reporters),
@@ -1341,7 +1345,7 @@ mod tests {
 
     /// A lull in an outage as long as `--resolve-after` does not end it: an incident resolves
     /// only once its counts have also been quiet in the windows ending up to two minutes
-    /// before the newest (`RESOLVE_CONFIRM_SECS`). Here, at about a report a minute
+    /// before the newest (`RESOLVE_CONFIRM`). Here, at about a report a minute
     /// (Poisson), each of six outages runs at ten times for 40 minutes, falls back to the
     /// baseline for 15 minutes and goes on at ten times for 40 more. Without the
     /// confirmation, each resolved in the last minute of its lull and opened a second

@@ -57,11 +57,12 @@ impl Tuning {
     }
 
     /// Buckets before the newest whose windows must have been quiet as well for an incident
-    /// to resolve (see [`RESOLVE_CONFIRM_SECS`]), for buckets of `width` seconds.
-    pub fn resolve_confirm(width: i64) -> usize {
-        (RESOLVE_CONFIRM_SECS as f64 / width.max(1) as f64)
-            .ceil()
-            .max(1.0) as usize
+    /// to resolve (see [`RESOLVE_CONFIRM`]), for a resolution time of `resolve_after`
+    /// buckets.
+    pub fn resolve_confirm(resolve_after: usize) -> usize {
+        (resolve_after * RESOLVE_CONFIRM.0)
+            .div_ceil(RESOLVE_CONFIRM.1)
+            .max(1)
     }
 }
 
@@ -120,19 +121,20 @@ const RESOLVE_MAX_RATIO: f64 = 10.0;
 /// the longest 69 (107).
 const RESOLVE_STRETCH: (usize, usize) = (3, 2);
 /// An incident resolves only when its series were quiet (see `ServiceState::quiet_since`) in
-/// the windows ending with each bucket of this many seconds before the newest as well (at
-/// least one bucket). The test runs every bucket on windows that overlap all but a bucket,
-/// so an outage that goes on has a chance to pass for over at each of them: on a sparse
-/// series, a lull of a quarter of an hour with a report or none now and then, which ends
-/// with the next report. Confirmed over two minutes (2026-12-07, seeds 1 to 12; held-out
-/// 13 to 18): resolutions decided more than ten minutes before their outages ended
-/// 242 → 190 (110 → 89), `resolved_at` more than ten minutes early 345 → 295 (157 → 136),
-/// splits 34 → 21 (15 → 10), false incidents 67 → 54 (29 → 22); the cost is two minutes
-/// more open past every outage's end, median 17 → 19, p99 34 → 38 (36 → 41). A longer
-/// `--resolve-after` instead: at 17 minutes (a median of 18 past the end), 316 early
-/// `resolved_at`s and 25 splits; at 19 (a median of 20), 287 and 21, about what this
-/// gives a minute sooner.
-const RESOLVE_CONFIRM_SECS: i64 = 120;
+/// the windows ending with each bucket before the newest, over this fraction (numerator,
+/// denominator) of the resolution time, as well (at least one bucket; two minutes at the
+/// default `--resolve-after` of 15, a bucket of the demo's 10 seconds at its 1 minute). The
+/// test runs every bucket on windows that overlap all but a bucket, so an outage that goes
+/// on has a chance to pass for over at each of them: on a sparse series, a lull of a
+/// quarter of an hour with a report or none now and then, which ends with the next report.
+/// Confirmed over two minutes (2026-12-07, seeds 1 to 12; held-out 13 to 18): resolutions
+/// decided more than ten minutes before their outages ended 242 → 190 (110 → 89),
+/// `resolved_at` more than ten minutes early 345 → 295 (157 → 136), splits 34 → 21
+/// (15 → 10), false incidents 67 → 54 (29 → 22); the cost is two minutes more open past
+/// every outage's end, median 17 → 19, p99 34 → 38 (36 → 41). A longer `--resolve-after`
+/// instead: at 17 minutes (a median of 18 past the end), 316 early `resolved_at`s and 25
+/// splits; at 19 (a median of 20), 287 and 21, about what this gives a minute sooner.
+const RESOLVE_CONFIRM: (usize, usize) = (2, 15);
 /// Attribution: a region or problem is elevated when its count since the onset has a
 /// p-value below 0.05 / (number of series), is at least double and at least this many.
 const ELEVATED_ALPHA: f64 = 0.05;
@@ -1515,10 +1517,10 @@ impl ServiceState {
     /// several incidents. Each country on its own as well kept incidents open longer with no
     /// gain: p99 27 → 58 minutes past their outages on seed 1, and a headline outage split.)
     ///
-    /// It must have looked over as well by the buckets up to each bucket of the last
-    /// [`RESOLVE_CONFIRM_SECS`] before the newest (see there).
+    /// It must have looked over as well by the buckets up to each of a few before the newest
+    /// (see [`RESOLVE_CONFIRM`]).
     fn resolution(&self, open: &Open, tuning: &Tuning) -> Option<i64> {
-        let confirm = Tuning::resolve_confirm(tuning.width);
+        let confirm = Tuning::resolve_confirm(tuning.resolve_after);
         for back in 0..confirm {
             self.ended(open, tuning, back)?;
         }
