@@ -2504,6 +2504,52 @@ mod tests {
         assert!(learned.1 < 0.7 * before[0].1, "{learned:?}");
     }
 
+    /// A burst that the series' score tails deflate below possible problems is still held
+    /// back from the dispersions when its evidence before the calibration says possible
+    /// problems: the tails already account for the series' bursts, and learned by the
+    /// dispersions as well, each burst widened the spread the next was judged by.
+    #[test]
+    fn a_burst_the_tails_deflate_is_still_held_back_from_the_dispersions() {
+        // 40 reports a minute, give or take 11, and tails that have seen scores of 40 nats
+        // in a third of the buckets: a bursty series.
+        let (mut state, tuning, now) = learned(3 * 1440, |i| if i % 2 == 0 { 29 } else { 51 });
+        for dispersion in state.dispersions() {
+            for _ in 0..2000 {
+                for test in 0..=tuning.windows.len() {
+                    dispersion.learn_score(test, 40.0, false);
+                }
+            }
+        }
+        let before = state.baseline.dispersion(0);
+        let (mu, k) = (state.baseline.expected(now * 60), before);
+        let raw = upper_score(90.0, mu, k);
+        let h = tuning.thresholds.family(1);
+        let calibrated = state.baseline.dispersion.calibrate(0, raw);
+        assert!(
+            calibrated < h * POSSIBLE_FRACTION && raw >= h * POSSIBLE_FRACTION,
+            "a burst of 90 against {mu:.1} scores {raw:.1}, {calibrated:.1} calibrated (h {h:.1})"
+        );
+        let cell = Cell {
+            region: RegionCode::parse("US").unwrap(),
+            problem: Problem::parse("login").unwrap(),
+        };
+        assert_eq!(state.observe(now * 60, &[(cell, 90)], &tuning), None);
+        assert_eq!(
+            state.level,
+            Level::Operational,
+            "not possible problems once calibrated"
+        );
+        assert!(
+            !state.baseline.dispersion.held().is_empty(),
+            "held back from the dispersions"
+        );
+        let after = state.baseline.dispersion(0);
+        assert!(
+            (after / before - 1.0).abs() < 1e-9,
+            "k per minute {before} → {after}"
+        );
+    }
+
     /// Nor do the windows' score tails learn such a bucket's scores while it may be an
     /// outage's onset: learned at once, a slow ramp's scores taught the tails as it rose (a
     /// 15-minute score of 79 nats came out at 10), and for the tails' 30 days of memory
