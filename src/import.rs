@@ -481,6 +481,12 @@ fn parse_row(
         let at = OffsetDateTime::parse(timestamp, &Rfc3339)
             .map_err(|e| format!("timestamp {} is not RFC 3339: {e}", echo(timestamp)))?;
         let start = at.unix_timestamp();
+        if start < 0 {
+            // Bucket keys and incident ids are Unix seconds, which the API gives from 1970.
+            return Err(format!(
+                "timestamp {timestamp} is before 1970-01-01T00:00:00Z: counts start then or later"
+            ));
+        }
         if at.nanosecond() != 0 || bucket.start_of(at) != start {
             return Err(format!(
                 "timestamp {timestamp} is not the start of a {}s bucket; pass the --bucket \
@@ -709,6 +715,10 @@ mod tests {
         for (row, needle) in [
             ("2026-10-01T00:01:00Z,tiktok,US,login", "expected 5 fields"),
             ("yesterday,tiktok,US,login,3", "not RFC 3339"),
+            (
+                "1969-12-31T23:59:00Z,tiktok,US,login,3",
+                "is before 1970-01-01T00:00:00Z",
+            ),
             (
                 "2026-10-01T00:01:30Z,tiktok,US,login,3",
                 "not the start of a 60s bucket",

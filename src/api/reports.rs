@@ -4,8 +4,10 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::format_description::FormatItem;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
@@ -644,18 +646,29 @@ pub(crate) fn parse_time_up(name: &str, value: &str) -> Result<i64, ApiError> {
     parse_rfc3339(name, value).map(|t| t.unix_timestamp() + i64::from(t.nanosecond() > 0))
 }
 
+/// `2026-11-21`: a date alone, named in the error for one.
+const DATE: &[FormatItem<'_>] = format_description!("[year]-[month]-[day]");
+/// `2026-11-21T12:00:00`: a date and time without an offset, named in the error for one.
+const LOCAL_DATE_TIME: &[FormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+
 /// An RFC 3339 time that is also one in UTC (years 0000 to 9999): every time the API
 /// answers with, a feed's id and links among them, is written in UTC.
 fn parse_rfc3339(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     let t = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
         // The likely slips, said outright: a `+` sent bare in a URL's query arrives as a
-        // space, and Unix seconds or a bare date are no timestamps here.
-        let hint = if value.contains(' ') {
+        // space, and Unix seconds, a bare date or a time without its offset are no
+        // timestamps here. A hint is given only when the
+        // value would parse with the slip mended.
+        let parses = |v: String| OffsetDateTime::parse(&v, &Rfc3339).is_ok();
+        let hint = if value.contains(' ') && parses(value.replace(' ', "+")) {
             " (a `+` in a query means a space: send an offset's `+` as %2B)"
         } else if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
             " (Unix seconds are not taken)"
-        } else if value.len() == 10 {
+        } else if Date::parse(value, DATE).is_ok() {
             " (a date needs a time and an offset as well)"
+        } else if PrimitiveDateTime::parse(value, LOCAL_DATE_TIME).is_ok() {
+            " (a time needs its offset: Z for UTC, or such as %2B02:00)"
         } else {
             ""
         };

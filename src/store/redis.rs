@@ -431,7 +431,8 @@ impl RedisStore {
     }
 
     /// Why Redis will not let downradar in, when it says so: it refused the user or password
-    /// of the URL, requires a password the URL does not give, or denies the user `PING`.
+    /// of the URL, requires a password the URL does not give, denies the user `PING`, or has
+    /// no database of the URL's number.
     /// Retrying never mends these, unlike a Redis that does not answer; so `None` too when a
     /// fresh connection cannot be made, or gets no answer, within `within`.
     pub async fn refusal(&self, within: Duration) -> Option<String> {
@@ -838,6 +839,13 @@ fn refusal_of(e: &redis::RedisError) -> Option<String> {
         (_, Some("NOPERM")) => Some(format!(
             "the user of --redis-url may not run downradar's commands: {}",
             cut_error(e.to_string())
+        )),
+        // The `SELECT` of the URL's database, refused as the connection was made.
+        _ if e.to_string().contains("refused to switch database") => Some(format!(
+            "Redis has no database of the number --redis-url gives after its port \
+             (redis://HOST:PORT/DB, DB from 0 to one less than Redis's `databases`, 16 by \
+             default): {}",
+            cut_error(e.detail().unwrap_or("refused").to_owned())
         )),
         _ => None,
     }

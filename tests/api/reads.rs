@@ -88,10 +88,18 @@ on_both_stores! {
             ("since=2026-11-21T12:00:00+02:00", "send an offset's `+` as %2B"),
             ("since=1796643660", "Unix seconds are not taken"),
             ("since=2026-11-21", "a date needs a time and an offset as well"),
+            ("since=2026-11-21T12:00:00", "a time needs its offset"),
         ] {
             let answer = app.get(&format!("/v1/services/tiktok/reports?{query}")).await;
             assert_eq!(answer.status, 400, "{query}: {}", answer.text);
             assert!(answer.json()["message"].as_str().unwrap().contains(says), "{query}: {}", answer.text);
+        }
+        // Other values of a date's length, or with a space, are not said to be one.
+        for query in ["since=tomorrow!!", "since=2026-13-45", "since=last%20week"] {
+            let answer = app.get(&format!("/v1/services/tiktok/reports?{query}")).await;
+            assert_eq!(answer.status, 400, "{query}: {}", answer.text);
+            let message = answer.json()["message"].as_str().unwrap().to_owned();
+            assert!(!message.contains(" (a "), "{query}: {message}");
         }
         let offset = app.get("/v1/services/tiktok/reports?since=2026-11-21T12:00:00%2B02:00&until=2026-11-21T13:00:00%2B02:00").await;
         assert_eq!(offset.status, 200, "{}", offset.text);

@@ -2262,7 +2262,8 @@ async fn import_loads_a_counts_file_into_redis() {
 }
 
 /// A Redis that refuses the URL's credentials stops `serve` and `import` at once, saying so
-/// (waiting would never mend it): a wrong password, and no password where one is required.
+/// (waiting would never mend it): a wrong password, no password where one is required, and a
+/// database number the server does not have.
 #[test]
 fn a_redis_refusing_the_credentials_stops_serve_and_import() {
     let redis = crate::helpers::RedisServer::start();
@@ -2280,6 +2281,7 @@ fn a_redis_refusing_the_credentials_stops_serve_and_import() {
     .unwrap();
     let wrong = format!("redis://:open@127.0.0.1:{}/", redis.port);
     let none = redis.url();
+    let no_such_database = format!("redis://:sesame@127.0.0.1:{}/99", redis.port);
     let port = crate::helpers::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     for (url, expected) in [
@@ -2287,6 +2289,10 @@ fn a_redis_refusing_the_credentials_stops_serve_and_import() {
         (
             &none,
             "Redis requires a password and --redis-url gives none",
+        ),
+        (
+            &no_such_database,
+            "Redis has no database of the number --redis-url gives after its port",
         ),
     ] {
         let commands: [&[&str]; 2] = [
@@ -2305,6 +2311,7 @@ fn a_redis_refusing_the_credentials_stops_serve_and_import() {
                 !stderr.contains("sesame") && !stderr.contains(":open@"),
                 "{stderr}"
             );
+            assert!(!stderr.contains("no answer within"), "{args:?}: {stderr}");
         }
     }
 }
