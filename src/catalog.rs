@@ -377,7 +377,7 @@ impl Catalog {
 
 /// The id of the `[[service]]` entry that byte `at` of the catalog `text` lies in, when the
 /// entry gives one as a string: the service a TOML error there is about (a field of the
-/// wrong type, a missing or unknown one).
+/// wrong type, a missing or unknown one, or a table of its own such as `[service.links]`).
 fn service_at(text: &str, at: usize) -> Option<String> {
     const HEADER: &str = "[[service]]";
     let start = if text.get(at..)?.starts_with(HEADER) {
@@ -386,12 +386,19 @@ fn service_at(text: &str, at: usize) -> Option<String> {
         text.get(..at)?.rfind(HEADER)?
     };
     let entry = &text[start + HEADER.len()..];
-    let entry = &entry[..entry.find("\n[").unwrap_or(entry.len())];
+    // The entry goes on through the tables of its own (`[service.…]`), to the next header.
+    let end = entry
+        .match_indices("\n[")
+        .map(|(i, _)| i)
+        .find(|&i| !entry[i + 1..].starts_with("[service."))
+        .unwrap_or(entry.len());
     // Past the entry, the error is about a table after it.
-    if at > start + HEADER.len() + entry.len() {
+    if at > start + HEADER.len() + end {
         return None;
     }
-    entry.lines().find_map(|line| {
+    // The entry's own keys come before its tables.
+    let keys = &entry[..entry.find("\n[").unwrap_or(end)];
+    keys.lines().find_map(|line| {
         let (key, value) = line.split_once('=')?;
         let value = value.trim_start();
         let quote = value.chars().next().filter(|c| matches!(c, '"' | '\''))?;
@@ -605,6 +612,12 @@ mod tests {
         let err = two("id = \"b\"\nproblems = [\"app\"]\n");
         assert!(
             err.starts_with("test.toml: service \"b\": ") && err.contains("missing field `name`"),
+            "{err}"
+        );
+        // A table of the entry's own is the entry's.
+        let err = two("id = \"b\"\nname = \"B\"\nproblems = [\"app\"]\n[service.links]\nx = 1\n");
+        assert!(
+            err.starts_with("test.toml: service \"b\": ") && err.contains("unknown field `links`"),
             "{err}"
         );
         // An id that is no string names no service; nor does a table after the services.

@@ -123,11 +123,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_EVENT_RETENTION", default_value = "24h", value_parser = parse_event_retention)]
     pub event_retention: Duration,
 
-    /// Redis URL (Redis 7.0 or later), e.g. redis://127.0.0.1:6379/0, or
-    /// redis://:PASSWORD@HOST:6379/0. A Redis that refuses its credentials, or has no database
-    /// of the URL's number, stops the start; one that does not answer is waited for (not ready
-    /// meanwhile). Without it, reports are kept in
-    /// an embedded in-memory store (single process, lost on restart).
+    /// Redis URL (Redis 7.0 or later, standalone: not a Cluster), e.g.
+    /// redis://127.0.0.1:6379/0, or redis://:PASSWORD@HOST:6379/0. A Redis that refuses its
+    /// credentials, has no database of the URL's number, or is a Cluster node, stops the
+    /// start; one that does not answer is waited for (not ready meanwhile). Without it,
+    /// reports are kept in an embedded in-memory store (single process, lost on restart).
     #[arg(long, env = "DOWNRADAR_REDIS_URL")]
     pub redis_url: Option<String>,
 

@@ -39,7 +39,7 @@ const CLOCK_SYNC_CHECK: Duration = Duration::from_secs(1);
 /// How long a starting server waits for its first measurement.
 const CLOCK_SYNC_AT_START: Duration = Duration::from_millis(500);
 /// How long a starting server waits for Redis to say its version (see
-/// `RedisStore::too_old`): one that does not say in time is checked by `/readyz` instead.
+/// `RedisStore::unsupported`): one that does not say in time is checked by `/readyz` instead.
 const VERSION_CHECK_AT_START: Duration = Duration::from_millis(500);
 /// How long a starting server waits to learn where the event stream ends (see
 /// `Fanout::locate`): the fan-out keeps trying once running.
@@ -127,15 +127,15 @@ impl Application {
             Some(url) => {
                 let store = Arc::new(RedisStore::connect(url, settings)?);
                 tracing::info!(redis = %redact_url(url), "using the Redis store");
-                // A Redis too old to run the scripts stops the start, when it answers at
-                // once; otherwise the replica reports not ready (and logs why) until it is
+                // A Redis too old to run the scripts, or a Cluster node or a Sentinel, stops
+                // the start, when it answers at once; otherwise the replica reports not ready (and logs why) until it is
                 // replaced (see `RedisStore::ping`). Its clock is read, and the event stream
                 // located, at the same time: one after the other, a Redis that does not
                 // answer held the start up for each (2.1 s).
                 // A Redis that refuses the URL's credentials fails the start: waiting never
                 // mends that (see `RedisStore::refusal`).
                 let refusal = store.refusal(VERSION_CHECK_AT_START);
-                let version = tokio::time::timeout(VERSION_CHECK_AT_START, store.too_old());
+                let version = tokio::time::timeout(VERSION_CHECK_AT_START, store.unsupported());
                 let locate = tokio::time::timeout(LOCATE_AT_START, fanout.locate(store.as_ref()));
                 let (refusal, version) = if follow_store {
                     let mut sync = ClockSync::new(clock, store.clone());
@@ -158,8 +158,8 @@ impl Application {
                     let (refusal, version, _) = tokio::join!(refusal, version, locate);
                     (refusal, version)
                 };
-                let too_old = version.ok().and_then(Result::ok).flatten();
-                if let Some(why) = refusal.or(too_old) {
+                let unsupported = version.ok().and_then(Result::ok).flatten();
+                if let Some(why) = refusal.or(unsupported) {
                     anyhow::bail!("{}: {why}", redact_url(url));
                 }
                 store

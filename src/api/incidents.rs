@@ -215,7 +215,7 @@ pub struct IncidentDetail {
 }
 
 /// What the incident rests on: reports against the baseline, over time and per affected
-/// region and problem. Expectations are absent while the detector has no model of the service.
+/// region and problem. Expectations are null while the detector has no model of the service.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Evidence {
     /// Width of each point of `series`: `1m`, `5m`, `15m` or `1h` (the finest that keeps the
@@ -238,7 +238,9 @@ pub struct EvidencePoint {
     pub at: OffsetDateTime,
     #[schema(example = 58.0)]
     pub observed_per_min: f64,
-    #[schema(example = 4.1)]
+    /// Reports per minute the baseline expected; null while the detector has no model of
+    /// the service.
+    #[schema(required = true, example = 4.1)]
     pub expected_per_min: Option<f64>,
 }
 
@@ -248,7 +250,9 @@ pub struct RegionEvidence {
     pub region: RegionCode,
     #[schema(example = 41.5)]
     pub observed_per_min: f64,
-    #[schema(example = 2.2)]
+    /// Reports per minute the baseline expected; null while the detector has no model of
+    /// the service.
+    #[schema(required = true, example = 2.2)]
     pub expected_per_min: Option<f64>,
 }
 
@@ -259,7 +263,9 @@ pub struct ProblemEvidence {
     pub problem: crate::catalog::Problem,
     #[schema(example = 39.0)]
     pub observed_per_min: f64,
-    #[schema(example = 1.3)]
+    /// Reports per minute the baseline expected; null while the detector has no model of
+    /// the service.
+    #[schema(required = true, example = 1.3)]
     pub expected_per_min: Option<f64>,
 }
 
@@ -469,7 +475,8 @@ pub struct ServiceStatus {
     #[schema(value_type = String, example = "tiktok")]
     pub service: ServiceId,
     pub level: StatusLevel,
-    /// The open incident, if any.
+    /// The open incident; null when there is none.
+    #[schema(required = true)]
     pub active_incident: Option<Incident>,
     /// Per region the service has reports from, its level; sorted by region.
     pub regions: Vec<RegionStatus>,

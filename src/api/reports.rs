@@ -406,11 +406,11 @@ pub struct Series {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub until: OffsetDateTime,
-    /// The region filter, if any.
-    #[schema(value_type = Option<String>)]
+    /// The region filter; null without one.
+    #[schema(value_type = Option<String>, required = true)]
     pub region: Option<String>,
-    /// The problem filter, if any.
-    #[schema(value_type = Option<String>)]
+    /// The problem filter; null without one.
+    #[schema(value_type = Option<String>, required = true)]
     pub problem: Option<String>,
     /// Sum of all points.
     pub total: u64,

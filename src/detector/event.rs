@@ -79,13 +79,13 @@ pub struct Incident {
     #[schema(value_type = String, format = DateTime)]
     pub started_at: OffsetDateTime,
     /// Where the outage most likely ended (a bucket boundary: where the counts most likely
-    /// gave way from the incident's rate to the baseline's), once resolved. The
-    /// `incident.resolved` event comes
-    /// once the counts have looked ordinary for at least `--resolve-after` (15 minutes by
-    /// default; longer where a sparse series needs more buckets to tell), so `resolved_at`
-    /// can be up to that long before its `at`.
+    /// gave way from the incident's rate to the baseline's), once resolved; null while the
+    /// incident is open. The `incident.resolved` event comes once the counts have looked
+    /// ordinary for at least `--resolve-after` (15 minutes by default; longer where a sparse
+    /// series needs more buckets to tell), so `resolved_at` can be up to that long before
+    /// its `at`.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub resolved_at: Option<OffsetDateTime>,
     /// Reports per minute the baseline expected, averaged over the incident so far: in an
     /// event, as of the event; in an open incident's record, as of the detector's last bucket

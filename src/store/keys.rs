@@ -42,7 +42,9 @@
 //! cross-service keys, and one detector commit (a single Lua script) writes them together with
 //! the per-service state and incident keys of every service it touches. That script therefore
 //! needs all of its keys on one node: **the detector commit works on a single Redis instance
-//! only, not on a Redis Cluster** (the report keys above stay cluster-ready).
+//! only, not on a Redis Cluster**. Nor does the connection (one `ConnectionManager`, which
+//! follows no `MOVED`), so a replica refuses a Cluster node at its start (see
+//! `RedisStore::unsupported`); the report keys above stay cluster-ready.
 
 use crate::catalog::ServiceId;
 use crate::reporter::Fingerprint;

@@ -277,13 +277,37 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 const MIN_REDIS_VERSION: (u32, u32) = (7, 0);
 
 /// Why the server of an `INFO server` reply cannot serve downradar: its `redis_version` is
-/// older than [`MIN_REDIS_VERSION`]. `None` when it is recent enough, or does not say (a
-/// server that speaks the protocol under another name is given the benefit of the doubt).
-fn too_old(info: &str) -> Option<String> {
-    let version = info
-        .lines()
-        .find_map(|line| line.strip_prefix("redis_version:"))?
-        .trim();
+/// older than [`MIN_REDIS_VERSION`], or it runs as a Cluster node or a Sentinel. `None` when
+/// it can, or does not say (a server that speaks the protocol under another name is given
+/// the benefit of the doubt).
+fn unsupported(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    match field("redis_mode") {
+        // One connection per replica sends every service's keys to one node, and a detector
+        // commit spans services: a Cluster moves most of them elsewhere (`MOVED`).
+        Some("cluster") => {
+            return Some(
+                "Redis runs as a Cluster node (redis_mode:cluster), which downradar does not \
+                 support: a replica sends every service's keys, and the detector commits \
+                 every service's state, to the one Redis of --redis-url; use a standalone \
+                 Redis (with replicas for failover)"
+                    .to_owned(),
+            );
+        }
+        Some("sentinel") => {
+            return Some(
+                "this is a Redis Sentinel (redis_mode:sentinel), which holds no data: give \
+                 --redis-url the address of the Redis it monitors"
+                    .to_owned(),
+            );
+        }
+        _ => {}
+    }
+    let version = field("redis_version")?;
     let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
     let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
         return None;
@@ -421,13 +445,13 @@ impl RedisStore {
     }
 
     /// Why the server cannot serve downradar, when it is older than needed (see
-    /// [`MIN_REDIS_VERSION`]); `None` when it can. An error when it does not answer, or does
-    /// not let this user run `INFO`.
-    pub async fn too_old(&self) -> Result<Option<String>, StoreError> {
+    /// [`MIN_REDIS_VERSION`]) or runs as a Cluster node or a Sentinel; `None` when it can. An
+    /// error when it does not answer, or does not let this user run `INFO`.
+    pub async fn unsupported(&self) -> Result<Option<String>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("INFO").arg("server");
         let (info,): (String,) = Self::query(&self.writes, &pipe).await?;
-        Ok(too_old(&info))
+        Ok(unsupported(&info))
     }
 
     /// Why Redis will not let downradar in, when it says so: it refused the user or password
@@ -1242,7 +1266,7 @@ impl Store for RedisStore {
             }
         }
         let info = redis::from_redis_value::<String>(info).unwrap_or_default();
-        too_old(&info).map_or(Ok(()), |why| Err(StoreError::Backend(why)))
+        unsupported(&info).map_or(Ok(()), |why| Err(StoreError::Backend(why)))
     }
 
     async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -1668,13 +1692,25 @@ mod tests {
             ("10.0.0", false),
             ("unstable", false),
         ] {
-            assert_eq!(too_old(&info(version)).is_some(), old, "{version}");
+            assert_eq!(unsupported(&info(version)).is_some(), old, "{version}");
         }
-        assert_eq!(too_old("# Server\r\nvalkey_version:8.0.1\r\n"), None);
+        assert_eq!(unsupported("# Server\r\nvalkey_version:8.0.1\r\n"), None);
         assert_eq!(
-            too_old(&info("6.2.14")).as_deref(),
+            unsupported(&info("6.2.14")).as_deref(),
             Some("Redis 6.2.14 is too old: downradar needs Redis 7.0 or later")
         );
+    }
+
+    #[test]
+    fn a_cluster_node_or_a_sentinel_is_unsupported() {
+        for (mode, says) in [
+            ("cluster", "Redis runs as a Cluster node"),
+            ("sentinel", "this is a Redis Sentinel"),
+        ] {
+            let info = format!("# Server\r\nredis_version:7.2.4\r\nredis_mode:{mode}\r\n");
+            let why = unsupported(&info).unwrap_or_default();
+            assert!(why.starts_with(says), "{mode}: {why}");
+        }
     }
 
     /// Series sums by region or problem read a bucket's fields as `counts` does

@@ -60,16 +60,24 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Further `redis-server` arguments (see [`start_with`](Self::start_with)).
+    args: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with further `redis-server` arguments, such as `--cluster-enabled yes`.
+    pub fn start_with(args: &[&str]) -> Self {
         let port = server_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             port,
             dir,
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         server.restart();
         server
@@ -95,6 +103,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

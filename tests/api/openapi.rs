@@ -108,3 +108,87 @@ async fn spec_and_swagger_ui_are_served() {
     assert_eq!(docs.status, 200, "{}", docs.text);
     assert!(docs.text.contains("swagger"), "{}", docs.text);
 }
+
+/// A property the server writes as `null` is `required` in the spec: a client generated
+/// from it must expect the key to be there. Walks real answers (an open incident and its
+/// evidence, a status without an incident, an unfiltered series) through their schemas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_answered_as_null_are_required() {
+    use downradar::detector::EventType;
+
+    let app = crate::helpers::spawn_app_with(Backend::Memory, &["--no-detector"]).await;
+    let start = crate::helpers::test_epoch().unix_timestamp() - 1800;
+    let opened = crate::events::event(EventType::Opened, "tiktok", start, &["US"]);
+    crate::events::commit(app.store.as_ref(), &[opened]).await;
+    let spec: serde_json::Value =
+        serde_json::from_str(&downradar::api::openapi().to_json().unwrap()).unwrap();
+    let id = format!("tiktok-{start}");
+    for (path, schema) in [
+        (format!("/v1/incidents/{id}"), "IncidentDetail"),
+        ("/v1/incidents?active=true".to_owned(), "IncidentList"),
+        ("/v1/services/tiktok/status".to_owned(), "ServiceStatus"),
+        ("/v1/services/github/status".to_owned(), "ServiceStatus"),
+        ("/v1/services/tiktok/reports".to_owned(), "Series"),
+    ] {
+        let answer = app.get(&path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+        let schema = serde_json::json!({"$ref": format!("#/components/schemas/{schema}")});
+        let mut nulls = 0;
+        nulls_are_required(&spec, &schema, &answer.json(), &path, &mut nulls);
+        assert!(
+            nulls > 0,
+            "{path} answered no null to check: {}",
+            answer.text
+        );
+    }
+}
+
+/// Checks that each `null` in `value` is a required property of its object's schema, and
+/// counts them.
+fn nulls_are_required(
+    spec: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+    nulls: &mut usize,
+) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let resolved = &spec["components"]["schemas"][name];
+        assert!(!resolved.is_null(), "{at}: no schema {name}");
+        return nulls_are_required(spec, resolved, value, at, nulls);
+    }
+    if let Some(variants) = schema["oneOf"].as_array() {
+        // `Option<T>` of a schema: T, or null.
+        for variant in variants.iter().filter(|v| v["type"] != "null") {
+            nulls_are_required(spec, variant, value, at, nulls);
+        }
+        return;
+    }
+    match value {
+        serde_json::Value::Object(fields) => {
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|n| n.as_str()).collect())
+                .unwrap_or_default();
+            for (key, field) in fields {
+                let at = format!("{at}.{key}");
+                if field.is_null() {
+                    *nulls += 1;
+                    assert!(
+                        required.contains(&key.as_str()),
+                        "{at} is null but not required"
+                    );
+                } else if let Some(property) = schema["properties"].get(key) {
+                    nulls_are_required(spec, property, field, &at, nulls);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                nulls_are_required(spec, &schema["items"], item, &format!("{at}[{i}]"), nulls);
+            }
+        }
+        _ => {}
+    }
+}

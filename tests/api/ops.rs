@@ -187,6 +187,25 @@ async fn a_redis_too_old_for_the_scripts_stops_the_start() {
     );
 }
 
+/// A Redis Cluster node stops the start, saying that downradar needs a standalone Redis:
+/// it answered `/readyz`, then `MOVED` to most reports and every detector tick.
+#[tokio::test]
+async fn a_redis_cluster_node_stops_the_start() {
+    let redis = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let clock = std::sync::Arc::new(downradar::clock::ManualClock::new(
+        crate::helpers::test_epoch(),
+    ));
+    let Err(error) = crate::helpers::build_app(Some(&redis.url()), &[], clock).await else {
+        panic!("started on a Redis Cluster node");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("Redis runs as a Cluster node (redis_mode:cluster)"),
+        "{error:#}"
+    );
+}
+
 /// A least-privilege Redis user, denied the `@dangerous` commands (`INFO`, `KEYS`, `FLUSHALL`,
 /// `CONFIG`…), runs everything downradar needs: the replica is ready, counts reports and
 /// commits its detector's steps.
