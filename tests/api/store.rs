@@ -19,8 +19,8 @@ use downradar::store::{
     IncidentFilter, IncidentQuery, Recorded, Report, ReportToken, SavedState, Store, StoreError,
     StoreSettings, StreamBounds, StreamRead,
 };
-use time::OffsetDateTime;
 
+use crate::events::event;
 use crate::helpers::{Backend, RedisServer, RedisTap, test_epoch};
 
 fn settings(max_reporters_per_address: u32) -> StoreSettings {
@@ -441,39 +441,6 @@ async fn let_pass(backend: Backend, clock: &ManualClock, by: Duration) {
 
 fn service(id: &str) -> ServiceId {
     ServiceId::parse(id).unwrap()
-}
-
-/// An event of the incident of `svc` that started at `start`, affecting `regions`; a
-/// `Resolved` event resolves it.
-fn event(kind: EventType, svc: &str, start: i64, regions: &[&str]) -> IncidentEvent {
-    let svc = service(svc);
-    let started_at = OffsetDateTime::from_unix_timestamp(start).unwrap();
-    let resolved = kind == EventType::Resolved;
-    IncidentEvent {
-        kind,
-        at: started_at + Duration::from_secs(120),
-        incident: Incident {
-            id: Incident::id_for(&svc, start),
-            service: svc,
-            status: if resolved {
-                IncidentStatus::Resolved
-            } else {
-                IncidentStatus::Open
-            },
-            scope: Scope::Regional,
-            regions: regions
-                .iter()
-                .map(|r| RegionCode::parse(r).unwrap())
-                .collect(),
-            partial: true,
-            problems: vec![Problem::parse("login").unwrap()],
-            caused_by: vec![],
-            started_at,
-            resolved_at: resolved.then(|| started_at + Duration::from_secs(600)),
-            expected_per_min: 1.5,
-            observed_per_min: 42.25,
-        },
-    }
 }
 
 /// Commits `events` as holder `holder`, keeping the states and cursor as they are (cursor 0).
