@@ -2161,39 +2161,32 @@ async fn import_loads_a_counts_file_into_redis() {
         .json();
     assert_eq!(series["total"], 8, "{series}");
 
-    let bad = dir.path().join("bad.csv");
-    std::fs::write(
-        &bad,
-        format!(
-            "timestamp,service,region,problem,count\n{m},tiktok,US,login,5\n{m},myspace,US,login,3\n",
-            m = minute(3)
-        ),
-    )
-    .unwrap();
-    let out = import(&bad);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("bad.csv:3: unknown service \"myspace\""),
-        "{stderr}"
+    // Each refused file: its name, its rows after the header, and what its error says.
+    let refused = |name: &str, rows: String, says: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("timestamp,service,region,problem,count\n{rows}"),
+        )
+        .unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"));
+        command
+            .args(["import", "--redis-url", &url, "--input"])
+            .arg(&path);
+        let stderr = crate::helpers::failure_of(&mut command, name);
+        assert!(stderr.contains(says), "{name}: {stderr}");
+    };
+    let m = minute(3);
+    refused(
+        "bad.csv",
+        format!("{m},tiktok,US,login,5\n{m},myspace,US,login,3\n"),
+        "bad.csv:3: unknown service \"myspace\"",
     );
-
     // A mistyped year: a row years ahead of Redis's clock is refused, nothing written.
-    let ahead = dir.path().join("ahead.csv");
-    std::fs::write(
-        &ahead,
-        format!(
-            "timestamp,service,region,problem,count\n{m},tiktok,US,login,5\n2062-01-01T00:00:00Z,tiktok,US,login,3\n",
-            m = minute(3)
-        ),
-    )
-    .unwrap();
-    let out = import(&ahead);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("ahead.csv:3: the bucket 2062-01-01T00:00:00Z is more than a day ahead"),
-        "{stderr}"
+    refused(
+        "ahead.csv",
+        format!("{m},tiktok,US,login,5\n2062-01-01T00:00:00Z,tiktok,US,login,3\n"),
+        "ahead.csv:3: the bucket 2062-01-01T00:00:00Z is more than a day ahead",
     );
     assert_eq!(
         app.get("/v1/services/tiktok/reports?region=US")
@@ -2209,18 +2202,16 @@ async fn import_loads_a_counts_file_into_redis() {
         .local_addr()
         .unwrap()
         .port();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"));
+    command
         .args([
             "import",
             "--redis-url",
             &format!("redis://127.0.0.1:{closed}"),
         ])
         .arg("--input")
-        .arg(&good)
-        .output()
-        .expect("run downradar import");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .arg(&good);
+    let stderr = crate::helpers::failure_of(&mut command, "import with no Redis");
     assert!(
         stderr.contains("cannot use this Redis; check --redis-url")
             && stderr.contains("Connection refused"),
