@@ -9,7 +9,7 @@ use std::time::Duration;
 use downradar::catalog::{Problem, ServiceId};
 use downradar::detector::{EventType, Incident, IncidentEvent, IncidentStatus, Scope};
 use downradar::regions::RegionCode;
-use downradar::store::{DetectorCommit, Store};
+use downradar::store::Store;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -179,17 +179,7 @@ pub(crate) async fn commit(store: &dyn Store, events: &[IncidentEvent]) -> Vec<S
             .await
             .unwrap()
     );
-    store
-        .commit_detector(DetectorCommit {
-            holder: "test-leader",
-            continues_from: store.load_detector().await.unwrap().map(|s| s.cursor),
-            cursor: 0,
-            states: &[],
-            forget: &[],
-            gaps: &[],
-            events,
-            refreshed: &[],
-        })
+    crate::store::commit_events(store, "test-leader", events)
         .await
         .unwrap()
 }

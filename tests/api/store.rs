@@ -444,7 +444,7 @@ fn service(id: &str) -> ServiceId {
 }
 
 /// Commits `events` as holder `holder`, keeping the states and cursor as they are (cursor 0).
-async fn commit_events(
+pub(crate) async fn commit_events(
     store: &dyn Store,
     holder: &str,
     events: &[IncidentEvent],
