@@ -116,7 +116,10 @@ impl Incident {
 pub struct IncidentEvent {
     #[serde(rename = "type")]
     pub kind: EventType,
-    /// When the detector made the decision (in a backtest, the simulated tick time).
+    /// When the detector made the decision: the end of the bucket whose counts decided it,
+    /// as in a backtest. (The live detector takes up a bucket at its first tick, every 10 s
+    /// by default, from 2 s after the bucket's end, so the event is written a few seconds
+    /// after its `at`.)
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
