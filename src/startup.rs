@@ -128,10 +128,10 @@ impl Application {
                 let store = Arc::new(RedisStore::connect(url, settings)?);
                 tracing::info!(redis = %redact_url(url), "using the Redis store");
                 // A Redis too old to run the scripts, or a Cluster node or a Sentinel, stops
-                // the start, when it answers at once; otherwise the replica reports not ready (and logs why) until it is
-                // replaced (see `RedisStore::ping`). Its clock is read, and the event stream
-                // located, at the same time: one after the other, a Redis that does not
-                // answer held the start up for each (2.1 s).
+                // the start, when it answers at once; otherwise the replica reports not
+                // ready (and logs why) until it is replaced (see `RedisStore::ping`). Its
+                // clock is read, and the event stream located, at the same time: one after
+                // the other, a Redis that does not answer held the start up for each (2.1 s).
                 // A Redis that refuses the URL's credentials fails the start: waiting never
                 // mends that (see `RedisStore::refusal`).
                 let refusal = store.refusal(VERSION_CHECK_AT_START);

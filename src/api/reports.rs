@@ -658,8 +658,7 @@ fn parse_rfc3339(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     let t = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
         // The likely slips, said outright: a `+` sent bare in a URL's query arrives as a
         // space, and Unix seconds, a bare date or a time without its offset are no
-        // timestamps here. A hint is given only when the
-        // value would parse with the slip mended.
+        // timestamps here. Each hint is given only when the value is that slip.
         let parses = |v: String| OffsetDateTime::parse(&v, &Rfc3339).is_ok();
         let hint = if value.contains(' ') && parses(value.replace(' ', "+")) {
             " (a `+` in a query means a space: send an offset's `+` as %2B)"
