@@ -65,7 +65,13 @@ async fn drains_on(signal: &str) {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The signal comes once the load is running (50 reports acknowledged), however slow the
+    // machine: after a fixed 800 ms, a loaded one had acknowledged only 46.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while *acked.lock().unwrap() <= 50 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     send(signal, &child);
     let exit = exit_code(child).await;
     stop.store(true, Ordering::Relaxed);
