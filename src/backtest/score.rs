@@ -16,11 +16,12 @@
 //!   regional outage the exact set of regions; `partial`; for a partial outage the exact set
 //!   of problems; `caused_by` exactly. It is *exact* when all of them are right.
 //! - The first `warmup` of the file is not scored: the backtest starts with no history, as a
-//!   new deployment does without `downradar import`.
+//!   new deployment does without `downradar import`. Neither are the outages that start in
+//!   it, the incidents that open in it, nor the incidents that detect such an outage.
 //! - The headline class is what the targets name: outages of at least 5× the
 //!   baseline on services with at least one report per minute.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -63,10 +64,14 @@ impl Row {
     }
 }
 
-/// The `q`-quantile of `seconds` (sorted), in minutes; `None` when there are none.
+/// The `q`-quantile of `seconds` (sorted), in minutes; `None` when there are none. Linear
+/// between the two nearest values (Hyndman and Fan's type 7, numpy's default), so the
+/// median of an even number of values is the mean of the two middle ones.
 fn minutes_at(seconds: &[i64], q: f64) -> Option<f64> {
-    let i = (seconds.len().checked_sub(1)? as f64 * q).round() as usize;
-    Some(seconds[i] as f64 / 60.0)
+    let h = seconds.len().checked_sub(1)? as f64 * q.clamp(0.0, 1.0);
+    let (below, above) = (h.floor() as usize, h.ceil() as usize);
+    let (a, b) = (seconds[below] as f64, seconds[above] as f64);
+    Some((a + (h - h.floor()) * (b - a)) / 60.0)
 }
 
 /// [`minutes_at`] as printed: whole minutes, or `-` for none.
@@ -170,7 +175,16 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
             }
         }
     }
-    incidents.retain(|s| s.opened >= scored_from);
+    // Incidents opened before the scored period are not scored, nor are those that detect an
+    // outage that began before it (counted false, they would charge the warm-up's outages to
+    // the scored period).
+    let unscored = |seen: &Seen<'_>| {
+        seen.opened < scored_from
+            || truth.outages.iter().any(|o| {
+                o.start < scored_from && o.service == seen.last.incident.service && detects(seen, o)
+            })
+    };
+    incidents.retain(|seen| !unscored(seen));
 
     let class_of: HashMap<&str, (VolumeClass, f64)> = truth
         .services
@@ -197,13 +211,10 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
         .filter(|o| o.start >= scored_from)
         .collect();
     for outage in &outages {
-        let from = outage.start - time::Duration::minutes(EARLY_MIN);
-        let to = outage.end + time::Duration::minutes(LATE_MIN);
         let hit = (0..incidents.len()).find(|&i| {
             !matched[i]
                 && incidents[i].last.incident.service == outage.service
-                && incidents[i].opened >= from
-                && incidents[i].opened <= to
+                && detects(&incidents[i], outage)
         });
         if let Some(i) = hit {
             matched[i] = true;
@@ -220,11 +231,9 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
         let open = (seen.closed(truth.end) - seen.last.incident.started_at).whole_seconds();
         report.false_open += open;
         report.longest_false = report.longest_false.max(open);
-        let split = outages.iter().any(|o| {
-            o.service == seen.last.incident.service
-                && seen.opened >= o.start - time::Duration::minutes(EARLY_MIN)
-                && seen.opened <= o.end + time::Duration::minutes(LATE_MIN)
-        });
+        let split = outages
+            .iter()
+            .any(|o| o.service == seen.last.incident.service && detects(seen, o));
         if split {
             report.splits += 1;
         }
@@ -274,6 +283,13 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
     report
 }
 
+/// Whether `seen` opened within `outage`'s span: from [`EARLY_MIN`] before its start to
+/// [`LATE_MIN`] after its end (its service is not checked).
+fn detects(seen: &Seen<'_>, outage: &TruthOutage) -> bool {
+    seen.opened >= outage.start - time::Duration::minutes(EARLY_MIN)
+        && seen.opened <= outage.end + time::Duration::minutes(LATE_MIN)
+}
+
 fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>) {
     row.detected += 1;
     row.delays
@@ -283,16 +299,23 @@ fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>) {
         (outage.scope, got.scope),
         (simulate::Scope::Global, Scope::Global) | (simulate::Scope::Regional, Scope::Regional)
     );
-    let regions = outage.scope == simulate::Scope::Global || got.regions == outage.regions;
+    let regions =
+        outage.scope == simulate::Scope::Global || same_set(&got.regions, &outage.regions);
     let partial = got.partial == outage.partial;
-    let problems = !outage.partial || got.problems == outage.problems;
-    let cause = got.caused_by == outage.caused_by;
+    let problems = !outage.partial || same_set(&got.problems, &outage.problems);
+    let cause = same_set(&got.caused_by, &outage.caused_by);
     row.scope += usize::from(scope);
     row.regions += usize::from(scope && regions);
     row.partial += usize::from(partial);
     row.problems += usize::from(partial && problems);
     row.cause += usize::from(cause);
     row.exact += usize::from(scope && regions && partial && problems && cause);
+}
+
+/// Whether `a` and `b` hold the same items, in whatever order: the detector writes its lists
+/// sorted, but a truth written by hand or by another tool need not.
+fn same_set<T: Ord>(a: &[T], b: &[T]) -> bool {
+    a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
 }
 
 impl fmt::Display for Report {
@@ -394,6 +417,79 @@ mod tests {
                 "expected_per_min": 1.0, "observed_per_min": 9.0}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn quantiles_lie_between_the_nearest_values() {
+        let minutes = |m: &[i64]| m.iter().map(|m| m * 60).collect::<Vec<_>>();
+        assert_eq!(minutes_at(&[], 0.5), None);
+        assert_eq!(minutes_at(&minutes(&[7]), 0.9), Some(7.0));
+        assert_eq!(minutes_at(&minutes(&[1, 2, 3]), 0.5), Some(2.0));
+        // The median of an even number of values is the mean of the middle two.
+        assert_eq!(minutes_at(&minutes(&[16, 18]), 0.5), Some(17.0));
+        assert_eq!(
+            minutes_at(&minutes(&[1, 2, 21, 22, 30, 40]), 0.5),
+            Some(21.5)
+        );
+        // p90 of 1..=10: 9 steps of 0.9 from the first, 10 % of the way from 9 to 10.
+        let p90 = minutes_at(&minutes(&(1..=10).collect::<Vec<_>>()), 0.9).unwrap();
+        assert!((p90 - 9.1).abs() < 1e-9, "{p90}");
+    }
+
+    /// A truth with one service, `svc`, from 2026-10-01 to 2026-10-03, and `outages`.
+    fn truth_of(outages: serde_json::Value) -> Truth {
+        serde_json::from_value(serde_json::json!({
+            "seed": 1, "start": "2026-10-01T00:00:00Z", "end": "2026-10-03T00:00:00Z",
+            "bucket_secs": 60,
+            "services": [{"id": "svc", "class": "high", "base_per_min": 10.0,
+                "weekend_factor": 1.0, "regions": {"US": 1.0, "CA": 1.0}, "problems": {"login": 1.0},
+                "blips": 0}],
+            "outages": outages
+        }))
+        .unwrap()
+    }
+
+    /// Regions, problems and causes are compared as sets: a truth need not list them sorted.
+    #[test]
+    fn attribution_lists_are_compared_whatever_their_order() {
+        let truth = truth_of(serde_json::json!([{"id": "o1", "service": "svc",
+            "kind": "regional", "start": "2026-10-02T10:00:00Z", "end": "2026-10-02T11:00:00Z",
+            "scope": "regional", "regions": ["US", "CA"], "partial": false,
+            "problems": ["login"], "caused_by": [], "peak_ratio": 10.0}]));
+        let mut opened = event(
+            "incident.opened",
+            "2026-10-02T10:01:00Z",
+            "2026-10-02T10:00:00Z",
+            None,
+        );
+        opened.incident.scope = Scope::Regional;
+        opened.incident.regions = ["CA", "US"]
+            .iter()
+            .map(|r| crate::regions::RegionCode::parse(r).unwrap())
+            .collect();
+        let report = score(&truth, &[opened], Duration::from_secs(86_400));
+        assert_eq!((report.all.detected, report.all.exact), (1, 1));
+    }
+
+    /// An outage that starts in the warm-up is not scored, and neither is the incident that
+    /// detects it after the warm-up: it is no false incident.
+    #[test]
+    fn the_detection_of_an_outage_begun_in_the_warm_up_is_not_scored() {
+        let truth = truth_of(serde_json::json!([{"id": "o1", "service": "svc",
+            "kind": "ramp", "start": "2026-10-01T23:50:00Z", "end": "2026-10-02T01:00:00Z",
+            "scope": "global", "regions": ["US"], "partial": false,
+            "problems": ["login"], "caused_by": [], "peak_ratio": 6.0}]));
+        let opened = event(
+            "incident.opened",
+            "2026-10-02T00:20:00Z",
+            "2026-10-02T00:10:00Z",
+            None,
+        );
+        let report = score(&truth, &[opened], Duration::from_secs(86_400));
+        assert_eq!(
+            (report.all.outages, report.incidents, report.false_incidents),
+            (0, 0, 0)
+        );
     }
 
     /// A detection that stays open 40 minutes past its outage's end, a false incident open
