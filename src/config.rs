@@ -605,11 +605,14 @@ pub struct BacktestArgs {
     /// (other buckets, a service the catalog lacks, a period the rows are outside) is refused,
     /// and so are counts cut short: no rows, or rows that begin after the truth's start or end
     /// before its end by longer than its services take to send 50 reports at their mean rate.
+    /// An incident detects an outage when it opens from 2 minutes before the outage's start
+    /// to 15 after its end; the README's Accuracy section gives every rule.
     #[arg(long, value_name = "TRUTH.json")]
     pub truth: Option<PathBuf>,
 
     /// With --truth: how much of the start is not scored, since the backtest starts with no
-    /// history (as a deployment without `downradar import` does).
+    /// history (as a deployment without `downradar import` does): neither the outages that
+    /// begin in it, nor the incidents opened in it or detecting those outages.
     #[arg(long, default_value = "1d", value_parser = parse_warmup, requires = "truth")]
     pub warmup: Duration,
 
