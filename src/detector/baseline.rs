@@ -977,7 +977,7 @@ impl Dispersion {
         // both ways as the cap tightens, and none is kept for NAB's sake. Once holding back
         // was judged before the score calibration (see `ServiceState::learn`), 4, 6, 8, 10,
         // 12, 15 and 20 scored 55.16, 57.29, 60.88, 57.96, 59.29, 59.71 and 59.87, with 143,
-        // 128, 122, 122, 113, 110 and 114 false-positive rows: eight a lone bump, still
+        // 128, 122, 122, 113, 110 and 109 false-positive rows: eight a lone bump, still
         // none kept.
         let residual = (observed - expected).clamp(-CAP_SD * sd, CAP_SD * sd);
         (residual * residual - expected, expected * expected)

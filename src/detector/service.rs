@@ -1317,7 +1317,7 @@ impl ServiceState {
         // scored 7 nats against a one-bucket dispersion `1/k` of 1.6 widened by earlier
         // bursts, 5 after the calibration, under half the threshold, and the burst's next
         // buckets were judged against a `1/k` of 2.1 to 3.4. Judged before it (2026-12-07):
-        // NAB 54.82 → 59.87 (windows hit 24 → 27, false-positive rows 88 → 114), ramps
+        // NAB 54.82 → 59.87 (windows hit 24 → 27, false-positive rows 88 → 109), ramps
         // (`tests/tools/ramps`) 276 → 285 of 324; seeds 1 to 12 false incidents 54 → 56,
         // headline outages 2,556 → 2,557 of 2,558, all 4,532 → 4,534; seeds 13 to 18, the
         // relapse and the daily tools the same. Judged before it for the learning cap too,
