@@ -14,7 +14,9 @@
 //!   shows an outage for all of that time.
 //! - Attribution is judged on the incident's last state (its last event): the scope; for a
 //!   regional outage the exact set of regions; `partial`; for a partial outage the exact set
-//!   of problems; `caused_by` exactly. It is *exact* when all of them are right.
+//!   of problems; the set of `caused_by`. It is *exact* when all of them are right. Sets
+//!   are compared whatever their order.
+//! - Delays and other quantiles are linear between the two nearest values.
 //! - The first `warmup` of the file is not scored: the backtest starts with no history, as a
 //!   new deployment does without `downradar import`. Neither are the outages that start in
 //!   it, the incidents that open in it, nor the incidents that detect such an outage.
@@ -431,7 +433,7 @@ mod tests {
             minutes_at(&minutes(&[1, 2, 21, 22, 30, 40]), 0.5),
             Some(21.5)
         );
-        // p90 of 1..=10: 9 steps of 0.9 from the first, 10 % of the way from 9 to 10.
+        // p90 of 1..=10: at 9 × 0.9 = 8.1, a tenth of the way from the ninth value to the tenth.
         let p90 = minutes_at(&minutes(&(1..=10).collect::<Vec<_>>()), 0.9).unwrap();
         assert!((p90 - 9.1).abs() < 1e-9, "{p90}");
     }
