@@ -1,7 +1,19 @@
+use std::process::ExitCode;
+
 use downradar::config::{Cli, Command};
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", downradar::output::error_report(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Some(Command::Openapi) => {

@@ -1259,6 +1259,29 @@ fn a_simulation_pipes_into_a_backtest() {
     );
 }
 
+/// A command that fails on the user's input says why, with its causes, and no stack
+/// backtrace, even where `RUST_BACKTRACE` is set (anyhow printed one then).
+#[test]
+fn a_failed_command_says_why_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.csv");
+    let stderr = crate::helpers::failure_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+            .args(["backtest", "--input"])
+            .arg(&missing)
+            .env_remove("DOWNRADAR_CATALOG")
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1"),
+        "backtest of a missing file",
+    );
+    assert!(
+        stderr.starts_with(&format!("Error: {}: cannot open", missing.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Caused by:\n    No such file"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
 /// `downradar simulate` with the flags of `scenario`, its counts on a pipe and its truth in
 /// `truth`.
 fn simulate_to_pipe(scenario: &[&str], truth: &std::path::Path) -> std::process::Child {
