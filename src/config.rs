@@ -190,7 +190,7 @@ pub struct ServeArgs {
 
     /// Never run the detector in this process: it serves reports, incidents and events while
     /// other replicas detect (without this, every replica stands ready to take over).
-    #[arg(long, env = "DOWNRADAR_NO_DETECTOR")]
+    #[arg(long, env = "DOWNRADAR_NO_DETECTOR", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_detector: bool,
 
     /// How often the detector runs (1s to 1m). Every replica ticks; the one holding the lease
@@ -234,7 +234,7 @@ pub struct ServeArgs {
     /// holds any counts, incidents or detector state is refused. Unless given explicitly,
     /// --demo sets --bucket 10s, --detector-interval 2s, --detector-warmup 3d and
     /// --resolve-after 1m.
-    #[arg(long, env = "DOWNRADAR_DEMO")]
+    #[arg(long, env = "DOWNRADAR_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 }
 

@@ -259,3 +259,61 @@ async fn a_redis_user_without_dangerous_commands_is_enough() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A switch set in the environment takes the spellings people use (`1`, `yes`, `on`), not
+/// only `true`: `DOWNRADAR_NO_DETECTOR=1` was refused with "invalid value '1'".
+#[test]
+fn a_switch_in_the_environment_takes_the_usual_spellings() {
+    use std::io::BufRead;
+    let serve = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DOWNRADAR_REPORTER_SECRET", "s")
+            .env_remove("DOWNRADAR_DEMO")
+            .env_remove("DOWNRADAR_NO_DETECTOR");
+        command
+    };
+    let refused = crate::helpers::failure_of(
+        serve().env("DOWNRADAR_DEMO", "maybe"),
+        "DOWNRADAR_DEMO=maybe",
+    );
+    assert!(
+        refused.contains("invalid value 'maybe' for '--demo'"),
+        "{refused}"
+    );
+
+    let mut child = serve()
+        .env("DOWNRADAR_NO_DETECTOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match read.recv_timeout(left) {
+            Ok(line) if line.contains("--no-detector: another replica") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        found,
+        "DOWNRADAR_NO_DETECTOR=1 did not apply:\n{}",
+        seen.join("\n")
+    );
+}
