@@ -206,7 +206,9 @@ pub struct ServeArgs {
     pub detector_warmup: Duration,
 
     /// Most clients following GET /v1/events at once on this process (1 to 1000000); more are
-    /// answered 503 too_many_subscribers.
+    /// answered 503 too_many_subscribers. Each holds a file descriptor: where the open-file
+    /// limit (raised to its hard limit at start) leaves no room for them beside half the
+    /// descriptors (at most 1,024 kept for everything else), fewer are taken, with a warning.
     #[arg(long, env = "DOWNRADAR_MAX_SUBSCRIBERS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_subscribers: u32,
 
@@ -216,9 +218,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_MAX_SUBSCRIBERS_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_subscribers_per_address: u32,
 
-    /// How long data sent to a client may wait, unread or unacknowledged, before its
-    /// connection is closed (1s to 1h; TCP_USER_TIMEOUT, on Linux). A GET /v1/events client
-    /// that stops reading, or whose network is gone, gives up its place after this long.
+    /// How long data sent to a client may wait unacknowledged by the client's machine before
+    /// its connection is closed (1s to 1h; TCP_USER_TIMEOUT, on Linux). A GET /v1/events
+    /// client whose network is gone gives up its place after this long; one that stops
+    /// reading, once its receive buffer is full (events fill it; heartbeats alone take hours).
     #[arg(long, env = "DOWNRADAR_CLIENT_STALL_TIMEOUT", default_value = "60s", value_parser = parse_client_stall_timeout)]
     pub client_stall_timeout: Duration,
 

@@ -118,7 +118,7 @@ impl Application {
         // once running, and subscribers are asked to retry until it has).
         let fanout = Fanout::new(
             FANOUT_RING,
-            args.max_subscribers as usize,
+            subscriber_places(args.max_subscribers as usize, open_files_limit()),
             args.max_subscribers_per_address as usize,
             args.sse_heartbeat,
         );
@@ -480,7 +480,9 @@ impl ClockSync {
 /// window is closed). A stream's body is not polled while its client does not read, so
 /// without it a stalled `GET /v1/events` client would hold its subscriber place until
 /// shutdown, and one whose network vanished until TCP's retransmissions give up (about 15
-/// minutes). The streams' heartbeats make sure such a connection always has data waiting.
+/// minutes). The streams' heartbeats make sure a connection whose network vanished always has
+/// data waiting; a client that stops reading acknowledges them into its receive buffer until
+/// that is full, which heartbeats alone take hours to do (events, much less).
 fn limit_stalls(connection: &dyn std::any::Any, timeout: Duration) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
@@ -490,6 +492,51 @@ fn limit_stalls(connection: &dyn std::any::Any, timeout: Duration) {
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = (connection, timeout);
+}
+
+/// The most files the process may have open (`ulimit -n`), after raising its soft limit to
+/// the hard one, as a server holding a descriptor per connection should (systemd starts
+/// services with a soft limit of 1,024, and its hard limit is usually far higher). `None`
+/// where there is no limit.
+fn open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return limit.maximum,
+            Err(error) => {
+                tracing::debug!(%error, "cannot raise the soft limit on open files");
+            }
+        }
+    }
+    limit.current
+}
+
+/// How many event-stream subscribers to take at most: `configured` (`--max-subscribers`),
+/// or fewer when the open-file limit would not leave room beside them for report clients,
+/// the store's connections and the listener. Each subscriber holds a descriptor; with a
+/// limit of 256 and 250 subscribers, the listener failed to accept ("Too many open
+/// files"), so reports and `/healthz` went unanswered until the subscribers left. Half the
+/// descriptors, up to 1,024 of them, are kept for the rest.
+fn subscriber_places(configured: usize, open_files: Option<u64>) -> usize {
+    let Some(files) = open_files else {
+        return configured;
+    };
+    let room = usize::try_from(files - (files / 2).min(1024)).unwrap_or(usize::MAX);
+    if configured > room {
+        tracing::warn!(
+            max_subscribers = configured,
+            open_files = files,
+            taken = room,
+            "--max-subscribers is more than the open-file limit leaves room for; taking fewer \
+             (raise the limit, e.g. LimitNOFILE= in a systemd unit or ulimit -n)"
+        );
+    }
+    configured.min(room)
 }
 
 /// A Redis URL without its password, for logs.
@@ -522,6 +569,19 @@ pub(crate) fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn subscribers_leave_half_the_descriptors_up_to_1024() {
+        use super::subscriber_places;
+        assert_eq!(subscriber_places(10_000, None), 10_000);
+        assert_eq!(subscriber_places(10_000, Some(256)), 128);
+        assert_eq!(subscriber_places(10_000, Some(1024)), 512);
+        assert_eq!(subscriber_places(10_000, Some(4096)), 3072);
+        assert_eq!(subscriber_places(10_000, Some(524_288)), 10_000);
+        assert_eq!(subscriber_places(100, Some(256)), 100);
+        assert_eq!(subscriber_places(10_000, Some(1)), 1);
+        assert_eq!(subscriber_places(10_000, Some(0)), 0);
+    }
+
     #[test]
     fn passwords_are_not_logged() {
         for (url, shown) in [

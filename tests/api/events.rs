@@ -939,3 +939,91 @@ async fn resuming_across_a_reset_stream_gets_a_resync() {
     assert_eq!(resync.id.as_deref(), Some(new.as_str()));
     resumed.assert_quiet().await;
 }
+
+/// Each subscriber holds a file descriptor. Under a low open-file limit the server takes
+/// fewer subscribers than `--max-subscribers` (and says so), so that reports and health
+/// checks still find a descriptor: with `ulimit -n 256` and 250 subscribers, it failed to
+/// accept any connection until they left. Where only the soft limit is low, it raises it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_leave_room_under_the_open_file_limit() {
+    let start = |ulimit: &str| {
+        let port = crate::helpers::free_port();
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit {ulimit} && exec \"$0\" serve --listen 127.0.0.1:{port} --no-detector \
+                 --max-subscribers-per-address 1000"
+            ))
+            .arg(env!("CARGO_BIN_EXE_downradar"))
+            .env("DOWNRADAR_REPORTER_SECRET", "s")
+            .env_remove("DOWNRADAR_MAX_SUBSCRIBERS")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start downradar under sh");
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let client = reqwest::Client::new();
+    let ready = |base: String| {
+        let client = client.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while client.get(format!("{base}/healthz")).send().await.is_err() {
+                assert!(tokio::time::Instant::now() < deadline, "no answer");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    // Soft and hard limit 256: half of it is kept for everything else.
+    let (mut child, base) = start("-n 256");
+    ready(base.clone()).await;
+    let url = format!("{base}/v1/events");
+    let mut streams = Vec::new();
+    for _ in 0..128 {
+        streams.push(Sse::connect(&url, None).await);
+    }
+    let refused = client.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "too_many_subscribers");
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let report = client
+        .post(format!("{base}/v1/services/tiktok/reports"))
+        .json(&serde_json::json!({"problem": "login", "region": "DE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 202);
+    drop(streams);
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("--max-subscribers is more than the open-file limit leaves room for"),
+        "{log}"
+    );
+
+    // A soft limit under the hard one is raised to it.
+    let (mut child, base) = start("-S -n 256");
+    ready(base).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // "Max open files <soft> <hard> files"
+    assert_eq!(open_files[3], open_files[4], "{limits}");
+}
