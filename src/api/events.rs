@@ -150,7 +150,7 @@ impl Filter {
                 ("Cache-Control" = String, description = "`no-cache`"),
                 ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream"),
             ),
-            example = json!("retry: 3000\nid: 1795262400000-0\n: downradar incident events\n\nid: 1795262580000-0\nevent: incident.opened\ndata: {\"type\":\"incident.opened\",\"at\":\"2026-11-21T12:03:00Z\",\"incident\":{\"id\":\"tiktok-1795262460\",\"service\":\"tiktok\",\"status\":\"open\",\"scope\":\"regional\",\"regions\":[\"US\"],\"partial\":false,\"problems\":[\"app\",\"login\"],\"caused_by\":[],\"started_at\":\"2026-11-21T12:01:00Z\",\"resolved_at\":null,\"expected_per_min\":4.2,\"observed_per_min\":61.0}}\n\n: heartbeat\n\n")),
+            example = json!("retry: 3000\nid: 1795262400000-0\n: downradar incident events\n\nid: 1795262580000-0\nevent: incident.opened\ndata: {\"type\":\"incident.opened\",\"at\":\"2026-11-21T12:03:00Z\",\"incident\":{\"id\":\"tiktok-1795262460\",\"service\":\"tiktok\",\"status\":\"open\",\"scope\":\"regional\",\"regions\":[\"US\"],\"partial\":true,\"problems\":[\"app\",\"login\"],\"caused_by\":[],\"started_at\":\"2026-11-21T12:01:00Z\",\"resolved_at\":null,\"expected_per_min\":4.2,\"observed_per_min\":61.0}}\n\n: heartbeat\n\n")),
         (status = 400, description = "`invalid_query` (a bad region or event type) or `invalid_last_event_id`.", body = ErrorBody,
             example = json!({"code": "invalid_last_event_id", "message": "Last-Event-ID \"abc\" is not an event id (<milliseconds>-<sequence>, as sent in each event's id: field, or 0 for every retained event)"})),
         UnknownService,

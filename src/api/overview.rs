@@ -159,7 +159,7 @@ pub struct ProblemShare {
     /// Distinct reporters of this problem in the window.
     #[schema(example = 412)]
     pub reports: u64,
-    /// Its share of all the window's reports (0 when there are none).
+    /// Its share of all the window's reports, to three decimals (0 when there are none).
     #[schema(example = 0.61)]
     pub share: f64,
 }
@@ -177,7 +177,7 @@ pub struct ProblemList {
     pub until: OffsetDateTime,
     /// Distinct reporters in the window, all problems.
     pub total: u64,
-    /// Every problem of the service, most reported first.
+    /// Every problem of the service, most reported first (ties in alphabetical order).
     pub problems: Vec<ProblemShare>,
 }
 
@@ -192,7 +192,7 @@ pub struct ProblemList {
         (status = 200, description = "The problems.", body = ProblemList,
             example = json!({"service": "tiktok", "since": "2026-11-20T12:04:00Z", "until": "2026-11-21T12:04:00Z", "total": 675,
                 "problems": [{"problem": "login", "reports": 412, "share": 0.61}, {"problem": "app", "reports": 201, "share": 0.298},
-                             {"problem": "feed", "reports": 62, "share": 0.092}, {"problem": "video-upload", "reports": 0, "share": 0.0}, {"problem": "server-connection", "reports": 0, "share": 0.0}]})),
+                             {"problem": "feed", "reports": 62, "share": 0.092}, {"problem": "server-connection", "reports": 0, "share": 0.0}, {"problem": "video-upload", "reports": 0, "share": 0.0}]})),
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "window=\"9d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
         UnknownService,
@@ -230,7 +230,7 @@ pub async fn service_problems(
                 share: if total == 0 {
                     0.0
                 } else {
-                    reports as f64 / total as f64
+                    round3(reports as f64 / total as f64)
                 },
             })
             .collect(),
@@ -242,7 +242,7 @@ pub async fn service_problems(
 pub struct MapCountry {
     #[schema(value_type = String, example = "US")]
     pub region: RegionCode,
-    #[schema(example = "United States of America")]
+    #[schema(example = "United States")]
     pub name: &'static str,
     /// Distinct reporters from the country in the window.
     #[schema(example = 220)]
@@ -258,9 +258,9 @@ pub struct MapCountry {
     #[schema(example = 15.2)]
     pub ratio: Option<f64>,
     /// A point inside the country for a map marker (the centroid of its largest part).
-    #[schema(example = 39.5)]
+    #[schema(example = 39.20361)]
     pub lat: f64,
-    #[schema(example = -98.4)]
+    #[schema(example = -98.05451)]
     pub lon: f64,
 }
 
@@ -289,8 +289,8 @@ pub struct OutageMap {
     responses(
         (status = 200, description = "The map.", body = OutageMap,
             example = json!({"service": "tiktok", "since": "2026-11-21T11:04:00Z", "until": "2026-11-21T12:04:00Z",
-                "countries": [{"region": "US", "name": "United States of America", "reports": 220, "expected": 14.5, "ratio": 15.2, "lat": 39.5, "lon": -98.4},
-                              {"region": "DE", "name": "Germany", "reports": 9, "expected": 7.1, "ratio": 1.27, "lat": 51.1, "lon": 10.4}]})),
+                "countries": [{"region": "US", "name": "United States", "reports": 220, "expected": 14.5, "ratio": 15.2, "lat": 39.20361, "lon": -98.05451},
+                              {"region": "DE", "name": "Germany", "reports": 9, "expected": 7.1, "ratio": 1.27, "lat": 51.63561, "lon": 9.89737}]})),
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "window=\"2d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
         UnknownService,
@@ -346,6 +346,11 @@ pub async fn service_map(
 /// Two decimals are plenty for rates and ratios read by people.
 pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// `x` to three decimals.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// An ongoing outage and how bad it is.

@@ -22,7 +22,7 @@ pub struct RegionInfo {
     /// Continent code: AF, AN, AS, EU, NA, OC or SA.
     pub continent: Continent,
     /// A representative point inside the country (for maps).
-    #[schema(value_type = Object, example = json!({"lat": 51.1, "lon": 10.4}))]
+    #[schema(value_type = Object, example = json!({"lat": 51.63561, "lon": 9.89737}))]
     pub centroid: Coordinates,
 }
 
@@ -34,7 +34,7 @@ pub struct RegionInfo {
 #[utoipa::path(
     tag = "regions",
     responses((status = 200, description = "The regions.", body = RegionList,
-        example = json!({"regions": [{"code": "DE", "name": "Germany", "continent": "EU", "centroid": {"lat": 51.1, "lon": 10.4}}]})))
+        example = json!({"regions": [{"code": "DE", "name": "Germany", "continent": "EU", "centroid": {"lat": 51.63561, "lon": 9.89737}}]})))
 )]
 #[get("/v1/regions")]
 pub async fn list_regions() -> HttpResponse {

@@ -7,6 +7,28 @@ use serde_json::json;
 use crate::on_both_stores;
 
 on_both_stores! {
+    /// Shares are given to three decimals (as the spec's example shows them), and problems
+    /// reported as often are in alphabetical order.
+    async fn problem_shares_are_rounded_and_ties_alphabetical(app, "--no-detector") {
+        for (id, problem) in [("a", "login"), ("b", "login"), ("c", "app")] {
+            let answer = app.report("tiktok", &json!({"problem": problem, "region": "DE", "client_id": id})).await;
+            assert_eq!(answer.json()["counted"], true);
+        }
+        app.clock.advance(Duration::from_secs(60));
+        let problems = app.get("/v1/services/tiktok/problems?window=1h").await.json();
+        assert_eq!(problems["total"], 3, "{problems}");
+        let listed: Vec<(String, f64)> = problems["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["problem"].as_str().unwrap().to_owned(), p["share"].as_f64().unwrap()))
+            .collect();
+        let expected = [("login", 0.667), ("app", 0.333), ("feed", 0.0), ("server-connection", 0.0), ("video-upload", 0.0)];
+        assert_eq!(listed, expected.map(|(p, s)| (p.to_owned(), s)), "{problems}");
+    }
+}
+
+on_both_stores! {
     async fn series_counts_distinct_reporters_per_bucket_with_filters(app) {
         // Three reporters now (two in DE, one in FR), one a minute later, one a repeat.
         for (id, region, problem) in [("a", "DE", "login"), ("b", "DE", "feed"), ("c", "FR", "login")] {
