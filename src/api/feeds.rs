@@ -310,6 +310,17 @@ fn scope_word(scope: Scope) -> &'static str {
     }
 }
 
+/// A rate for people: one decimal, or two significant digits under 0.1, so that a service
+/// expected to be near silent does not read "0.0 expected" (0.01 is "0.010").
+fn per_min(rate: f64) -> String {
+    if rate > 0.0 && rate < 0.1 {
+        let decimals = (-rate.log10()).ceil() as usize + 1;
+        format!("{rate:.decimals$}")
+    } else {
+        format!("{rate:.1}")
+    }
+}
+
 fn join<T: ToString>(items: &[T]) -> String {
     items
         .iter()
@@ -371,8 +382,9 @@ fn entry_summary(name: &dyn Fn(&str) -> String, incident: &Incident) -> String {
         text.push_str(&format!(" Problems: {}{kind}.", join(&incident.problems)));
     }
     text.push_str(&format!(
-        " Reports per minute: {:.1} observed, {:.1} expected.",
-        incident.observed_per_min, incident.expected_per_min
+        " Reports per minute: {} observed, {} expected.",
+        per_min(incident.observed_per_min),
+        per_min(incident.expected_per_min)
     ));
     if !incident.caused_by.is_empty() {
         let causes: Vec<String> = incident
@@ -551,7 +563,7 @@ fn cache_control() -> CacheControl {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BadgeQuery {
-    /// The left text, 1 to 64 characters without control characters. Default: the
+    /// The left text, 1 to 64 characters, without control characters (nor U+FFFE, U+FFFF). Default: the
     /// service's name.
     #[param(
         example = "TikTok (EU)",
@@ -606,7 +618,9 @@ pub async fn service_badge(
     let label = match &query.label {
         Some(label) => {
             let chars = label.chars().count();
-            if !(1..=MAX_LABEL_CHARS).contains(&chars) || label.chars().any(char::is_control) {
+            // Nor U+FFFE and U+FFFF, which XML does not allow either.
+            let unfit = |c: char| c.is_control() || c == '\u{fffe}' || c == '\u{ffff}';
+            if !(1..=MAX_LABEL_CHARS).contains(&chars) || label.chars().any(unfit) {
                 return Err(ApiError::invalid_query(format!(
                     "label must be 1 to {MAX_LABEL_CHARS} characters without control characters"
                 )));
@@ -742,5 +756,19 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("Reports per minute: 61.0 observed, 4.2 expected."));
+    }
+
+    #[test]
+    fn small_rates_keep_two_significant_digits() {
+        let written: Vec<String> = [0.0, 0.01, 0.012, 0.05, 0.099, 0.1, 4.24, 61.0]
+            .into_iter()
+            .map(per_min)
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "0.0", "0.010", "0.012", "0.050", "0.099", "0.1", "4.2", "61.0"
+            ]
+        );
     }
 }

@@ -130,6 +130,8 @@ on_both_stores! {
             ("/v1/services/myspace/badge.svg", "unknown_service"),
             ("/v1/services/netflix/badge.svg?label=", "invalid_query"),
             ("/v1/services/netflix/badge.svg?label=a%0Ab", "invalid_query"),
+            // Not a character XML allows.
+            ("/v1/services/netflix/badge.svg?label=a%EF%BF%BEb", "invalid_query"),
         ] {
             assert_eq!(app.get(path).await.error_code(), code, "{path}");
         }
