@@ -563,8 +563,8 @@ fn cache_control() -> CacheControl {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BadgeQuery {
-    /// The left text, 1 to 64 characters, without control characters (nor U+FFFE, U+FFFF). Default: the
-    /// service's name.
+    /// The left text, 1 to 64 characters, without control characters (nor U+FFFE, U+FFFF).
+    /// Default: the service's name.
     #[param(
         example = "TikTok (EU)",
         min_length = 1,
