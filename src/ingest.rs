@@ -384,7 +384,10 @@ async fn flush(store: Arc<dyn Store>, doubts: Arc<Doubts>, batch: Vec<Pending>) 
                 let _ = reply.send(Err(IngestError::Unavailable));
             }
             // A refused connection proves nothing was sent; anything else may have been applied.
-            let maybe_applied = !matches!(error, StoreError::Unreachable(_));
+            let maybe_applied = !matches!(
+                error,
+                StoreError::Unreachable(_) | StoreError::Misconfigured(_)
+            );
             doubts.sent(id, reports.iter().filter(|_| maybe_applied).cloned());
             false
         }

@@ -375,6 +375,9 @@ struct ClockSync {
     logged: Option<time::Duration>,
     /// Whether a failure to measure has been logged since the last success (once is enough).
     failure_logged: bool,
+    /// Whether this replica's reports are refused for another `--bucket` than the detector
+    /// leader's (logged when it starts and when it ends).
+    width_refused: bool,
 }
 
 impl ClockSync {
@@ -384,6 +387,7 @@ impl ClockSync {
             redis,
             logged: None,
             failure_logged: false,
+            width_refused: false,
         }
     }
 
@@ -405,12 +409,32 @@ impl ClockSync {
         match found {
             Ok(found) => {
                 self.note(found.offset);
+                self.check_width().await;
                 true
             }
             Err(e) => {
                 self.failed(&e);
                 false
             }
+        }
+    }
+
+    /// Whether the detector's leader reads the buckets this replica writes (see
+    /// [`RedisStore::check_bucket_width`]), logged when that changes.
+    async fn check_width(&mut self) {
+        match self.redis.check_bucket_width().await {
+            Err(crate::store::StoreError::Misconfigured(why))
+                if !std::mem::replace(&mut self.width_refused, true) =>
+            {
+                tracing::error!("refusing reports: {why}");
+            }
+            Ok(()) if std::mem::replace(&mut self.width_refused, false) => {
+                tracing::info!(
+                    "the detector's leader reads this replica's buckets now: taking reports"
+                );
+            }
+            // Redis did not answer: the next measurement checks again.
+            _ => {}
         }
     }
 

@@ -41,7 +41,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "The store answers.", body = Health, example = json!({"status": "ready", "store": "redis"})),
-        (status = 503, description = "`unavailable`: the store does not answer (or, on Redis, its clock has not been read yet, or it is older than 7.0).", body = ErrorBody,
+        (status = 503, description = "`unavailable`: the store does not answer (or, on Redis, its clock has not been read yet, it is older than 7.0, or the detector's leader detects on another `--bucket` than this replica's).", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"})),
     )

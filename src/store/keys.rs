@@ -11,6 +11,7 @@
 //! | `dr:{svc}:addr:<fingerprint>`         | string | reporters counted from one address (only with `--max-reporters-per-address`) | dedup window from the first (`PX`) |
 //! | `dr:{svc}:revoked:<period>`           | hash   | field `<token>` → 1 for each report revoked in the period | 2 periods of 10 minutes |
 //! | `dr:detector:lease`                   | string | the detector leader lease: its holder's id (`SET NX PX`, renewed by the holder) | the lease ttl (`PX`) |
+//! | `dr:detector:bucket`                  | string | the width (seconds) of the buckets the lease's holder detects on, written with the lease | the lease ttl (`PX`) |
 //! | `dr:detector:cursor`                  | string | start (Unix seconds) of the next bucket the detector has not processed | none |
 //! | `dr:detector:services`                | set    | ids of the services that have a detector state | none |
 //! | `dr:detector:saved`                   | hash   | field service id → `<cursor>:<checksum>`: the cursor its state was saved at, and the state's 64-bit FNV-1a in hex (absent, or not the state's: saved at `dr:detector:cursor`) | none |
@@ -82,6 +83,12 @@ pub fn revoked(service: &ServiceId, period: u64) -> String {
 /// The detector leader lease: the holder's id.
 pub fn detector_lease() -> String {
     format!("{PREFIX}:detector:lease")
+}
+
+/// The width of the buckets the detector leader reads, written with its lease: a replica
+/// with another `--bucket` would acknowledge reports into buckets nobody detects on.
+pub fn detector_bucket() -> String {
+    format!("{PREFIX}:detector:bucket")
 }
 
 /// The detector's cursor: the start of the next bucket it has not processed.

@@ -528,6 +528,10 @@ pub enum StoreError {
     /// The store could not be reached at all: the call was provably never sent.
     #[error("store unreachable: {0}")]
     Unreachable(String),
+    /// This replica's settings disagree with the deployment's, so its writes would be lost
+    /// (another `--bucket` than the detector leader's); the call was not sent.
+    #[error("{0}")]
+    Misconfigured(String),
     /// A detector commit was refused: the writer no longer holds the leader lease, or the
     /// saved state it continues from is no longer the store's (another leader committed
     /// since, or the store lost its data).

@@ -24,6 +24,7 @@
 //! reloads its state before trying again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -136,16 +137,18 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 ";
 
-/// Takes or renews the detector lease. KEYS[1] the lease; ARGV[1] the holder, ARGV[2] the
-/// time to live in milliseconds. Returns 1 when the holder has the lease, 0 when another does.
+/// Takes or renews the detector lease. KEYS[1] the lease, KEYS[2] the width of the buckets
+/// its holder detects on; ARGV[1] the holder, ARGV[2] the time to live in milliseconds,
+/// ARGV[3] the holder's bucket width in seconds, written with the lease and expiring with it.
+/// Returns 1 when the holder has the lease, 0 when another does.
 const LEASE_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-elseif redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
+elseif not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+return 1
 ";
 
 /// Gives the detector lease up. KEYS[1] the lease; ARGV[1] the holder. Deletes the lease only
@@ -405,6 +408,10 @@ pub struct RedisStore {
     /// The connection [`Store::wait_events`] blocks (`XREAD BLOCK`), made when first needed
     /// and dropped after a failure, so it never holds up the shared connections.
     blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The bucket width of the detector leader when it is not this replica's (0 when they
+    /// agree, or no leader said): reports are then refused (see
+    /// [`check_bucket_width`](Self::check_bucket_width)).
+    leader_width: AtomicI64,
 }
 
 impl RedisStore {
@@ -441,6 +448,7 @@ impl RedisStore {
             commit: Script::new(COMMIT_LUA),
             client,
             blocking: tokio::sync::Mutex::new(None),
+            leader_width: AtomicI64::new(0),
         })
     }
 
@@ -467,6 +475,43 @@ impl RedisStore {
         match tokio::time::timeout(within, probe).await {
             Ok(Err(e)) => refusal_of(&e),
             _ => None,
+        }
+    }
+
+    /// Whether the detector's leader reads the buckets this replica writes: the leader
+    /// writes its `--bucket` with its lease ([`keys::detector_bucket`]). A replica started
+    /// with another width answered reports 202 into buckets nobody detects on; while the
+    /// widths differ, this replica's reports are refused (503) and its `/readyz` fails,
+    /// with this error as the reason. Checked with every clock reading and readiness check.
+    pub async fn check_bucket_width(&self) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.get(keys::detector_bucket());
+        let (leader,): (Option<String>,) = Self::query_idempotent(&self.reads, &pipe).await?;
+        self.note_leader_width(leader.as_deref())
+    }
+
+    /// Takes the leader's bucket width as read from Redis (see
+    /// [`check_bucket_width`](Self::check_bucket_width)).
+    fn note_leader_width(&self, leader: Option<&str>) -> Result<(), StoreError> {
+        let own = self.settings.width(Granularity::Fine);
+        let other = leader
+            .and_then(|w| w.parse::<i64>().ok())
+            .filter(|&w| w != own)
+            .unwrap_or(0);
+        self.leader_width.store(other, Ordering::Relaxed);
+        self.width_refusal()
+    }
+
+    /// The refusal of this replica's writes while the leader's bucket width is not its own.
+    fn width_refusal(&self) -> Result<(), StoreError> {
+        match self.leader_width.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            leader => Err(StoreError::Misconfigured(format!(
+                "this replica writes buckets of {}s but the detector's leader reads buckets of \
+                 {leader}s, so its reports would never be detected: give every replica the \
+                 same --bucket",
+                self.settings.width(Granularity::Fine)
+            ))),
         }
     }
 
@@ -975,6 +1020,7 @@ impl Store for RedisStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        self.width_refusal()?;
         let groups = by_service(batch);
         let period = revocation_period();
         let window_ms = self.settings.dedup_window.as_millis() as u64;
@@ -1252,11 +1298,16 @@ impl Store for RedisStore {
     /// user is often denied, and nothing else downradar runs is) is taken to be recent enough.
     async fn ping(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.ignore_errors().cmd("PING").cmd("INFO").arg("server");
-        let (pong, info): (Value, Value) = match Self::query(&self.writes, &pipe).await {
-            Err(StoreError::Timeout(after)) => return Err(self.why_unanswered(after).await),
-            answer => answer?,
-        };
+        pipe.ignore_errors()
+            .cmd("PING")
+            .cmd("INFO")
+            .arg("server")
+            .get(keys::detector_bucket());
+        let (pong, info, leader): (Value, Value, Value) =
+            match Self::query(&self.writes, &pipe).await {
+                Err(StoreError::Timeout(after)) => return Err(self.why_unanswered(after).await),
+                answer => answer?,
+            };
         match pong {
             Value::SimpleString(s) if s == "PONG" => {}
             other => {
@@ -1266,14 +1317,20 @@ impl Store for RedisStore {
             }
         }
         let info = redis::from_redis_value::<String>(info).unwrap_or_default();
-        unsupported(&info).map_or(Ok(()), |why| Err(StoreError::Backend(why)))
+        if let Some(why) = unsupported(&info) {
+            return Err(StoreError::Backend(why));
+        }
+        let leader = redis::from_redis_value::<Option<String>>(leader).unwrap_or_default();
+        self.note_leader_width(leader.as_deref())
     }
 
     async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut call = self.lease.prepare_invoke();
         call.key(keys::detector_lease())
+            .key(keys::detector_bucket())
             .arg(holder)
-            .arg(lease_millis(ttl));
+            .arg(lease_millis(ttl))
+            .arg(self.settings.width(Granularity::Fine));
         let reply = self.run_script(&self.lease, &call, true).await?;
         Ok(redis::from_redis_value::<i64>(reply).map_err(parse_error)? == 1)
     }

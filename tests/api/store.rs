@@ -2319,3 +2319,76 @@ fn roll_ups_kept_shorter_than_their_buckets_stop_serve_and_import() {
         );
     }
 }
+
+/// A replica whose `--bucket` is not the detector leader's wrote reports the detector never
+/// reads, and answered them 202. It now refuses them (503) and is not ready while the leader's
+/// width differs, and takes them again once no leader of another width holds the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_bucket_width_refuses_reports() {
+    use crate::helpers::start_binary;
+    let redis = RedisServer::start();
+    let (mut leader, _) =
+        start_binary(&redis, &["--bucket", "10s", "--detector-interval", "1s"]).await;
+    let mut conn = redis.connection().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let width: Option<String> = redis::cmd("GET")
+            .arg("dr:detector:bucket")
+            .query(&mut conn)
+            .unwrap();
+        if width.as_deref() == Some("10") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader did not write its width: {width:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = reqwest::Client::new();
+    let report = |base: String, id: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/v1/services/tiktok/reports"))
+                .json(&serde_json::json!({"problem": "login", "region": "DE", "client_id": id}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let ready = |base: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+
+    let (mut other, other_base) = start_binary(&redis, &["--no-detector"]).await;
+    assert_eq!(report(other_base.clone(), "a").await, 503);
+    assert_eq!(ready(other_base.clone()).await, 503);
+    let (mut same, same_base) = start_binary(&redis, &["--no-detector", "--bucket", "10s"]).await;
+    assert_eq!(report(same_base.clone(), "b").await, 202);
+    assert_eq!(ready(same_base).await, 200);
+
+    // The leader gone, its width expires with its lease (3 s): the other replica takes
+    // reports again.
+    leader.kill().unwrap();
+    let _ = leader.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ready(other_base.clone()).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "still refused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(report(other_base, "c").await, 202);
+    for child in [&mut other, &mut same] {
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+}
