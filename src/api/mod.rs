@@ -286,7 +286,8 @@ pub async fn cors(
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     use actix_web::http::{Method, StatusCode, header};
     let method = req.method().clone();
-    if req.path() == "/metrics" {
+    // The path as routed, percent-decoded: `/%6detrics` is `/metrics` too.
+    if req.match_info().as_str() == "/metrics" {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let requested = req
