@@ -36,13 +36,14 @@ impl ReporterSecret {
     /// The fingerprint of a reporter at `addr` with the optional install id `client_id`.
     ///
     /// An IPv6 reporter is identified by its /64 prefix, the block one household or device
-    /// gets, so privacy addresses rotating inside it do not make one person many reporters.
+    /// gets, so privacy addresses rotating inside it do not make one person many reporters;
+    /// an IPv6 address that carries an IPv4 one ([`embedded_ipv4`]) is that IPv4 address.
     /// The hashed input is tagged and length-prefixed, so no (address, id) pair can collide
     /// with another.
     pub fn fingerprint(&self, addr: IpAddr, client_id: Option<&ClientId>) -> Fingerprint {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
             .expect("HMAC accepts keys of any length");
-        match addr.to_canonical() {
+        match embedded_ipv4(addr) {
             IpAddr::V4(v4) => {
                 mac.update(b"4");
                 mac.update(&v4.octets());
@@ -244,6 +245,26 @@ impl TrustedProxies {
     }
 }
 
+/// `addr`, or the IPv4 address an IPv6 one carries: IPv4-mapped (`::ffff:a.b.c.d`),
+/// translated by NAT64 under the well-known prefix (`64:ff9b::a.b.c.d`, RFC 6052), or
+/// IPv4-compatible (`::a.b.c.d`, deprecated but still written). Taken by its /64, every IPv4
+/// client behind a NAT64 or SIIT front end was one reporter.
+pub fn embedded_ipv4(addr: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = addr.to_canonical() else {
+        return addr.to_canonical();
+    };
+    let s = v6.segments();
+    let last32 = || std::net::Ipv4Addr::from(u128::from(v6) as u32);
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    // `::` and `::1` are not IPv4-compatible addresses, nor is anything under ::/112.
+    let compatible = s[..6] == [0; 6] && s[6] != 0;
+    if nat64 || compatible {
+        IpAddr::V4(last32())
+    } else {
+        IpAddr::V6(v6)
+    }
+}
+
 /// An `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:5678`,
 /// `[2001:db8::1]:443`), or an IPv6 address in brackets without one (`[2001:db8::1]`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -263,6 +284,27 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv4_address_inside_an_ipv6_one_is_its_own_reporter() {
+        let secret = ReporterSecret(SecretSlice::from(b"k".to_vec()));
+        let of = |a: &str| secret.fingerprint(a.parse().unwrap(), None);
+        // NAT64 (well-known prefix), IPv4-mapped and IPv4-compatible: the IPv4 host.
+        assert_eq!(of("64:ff9b::198.51.100.1"), of("198.51.100.1"));
+        assert_eq!(of("64:ff9b::c633:6401"), of("198.51.100.1"));
+        assert_ne!(of("64:ff9b::203.0.113.9"), of("64:ff9b::198.51.100.1"));
+        assert_eq!(of("::ffff:203.0.113.9"), of("203.0.113.9"));
+        assert_eq!(of("::203.0.113.9"), of("203.0.113.9"));
+        // Other IPv6 addresses by their /64.
+        assert_eq!(of("2001:db8::1"), of("2001:db8::2"));
+        assert_ne!(of("2001:db8::1"), of("2001:db8:0:1::1"));
+        assert_eq!(of("::1"), of("::2"));
+        assert_ne!(of("::1"), of("0.0.0.1"));
+        assert_eq!(
+            embedded_ipv4("64:ff9b:1::1".parse().unwrap()).to_string(),
+            "64:ff9b:1::1"
+        );
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
