@@ -160,7 +160,8 @@ pub struct ServeArgs {
 
     /// Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For
     /// header is believed (and, for feed links, Forwarded or X-Forwarded-Host/-Proto: such a
-    /// proxy must set or strip a client's Forwarded header), e.g. "10.0.0.0/8,127.0.0.1".
+    /// proxy must set or strip a client's Forwarded and X-Forwarded-Host headers), e.g.
+    /// "10.0.0.0/8,127.0.0.1".
     /// Empty: the peer address is the client.
     #[arg(long, env = "DOWNRADAR_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,

@@ -68,13 +68,15 @@ const HOME: &str = "https://github.com/downradar/downradar";
             body = String,
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Vary" = String, description = "`Host, Forwarded, X-Forwarded-Host, X-Forwarded-Proto`: the headers the links are built from")
             ),
             example = json!(example_feed(false))),
         (status = 304, description = "Not modified: the client's copy is current (no body).",
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Vary" = String, description = "`Host, Forwarded, X-Forwarded-Host, X-Forwarded-Proto`")
             )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "limit must be a whole number from 1 to 200, not \"500\""})),
@@ -109,13 +111,15 @@ pub async fn incidents_feed(
             body = String,
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Vary" = String, description = "`Host, Forwarded, X-Forwarded-Host, X-Forwarded-Proto`: the headers the links are built from")
             ),
             example = json!(example_feed(true))),
         (status = 304, description = "Not modified: the client's copy is current (no body).",
             headers(
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
-                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
+                ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`"),
+                ("Vary" = String, description = "`Host, Forwarded, X-Forwarded-Host, X-Forwarded-Proto`")
             )),
         (status = 400, description = "`invalid_query`: a bad parameter, limit, time or cursor, or a `service` that is not the path's.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "service=\"github\" contradicts the path's service \"tiktok\""})),
@@ -234,8 +238,17 @@ async fn feed(
             .map(|(incident, updated)| entry(state, &base, incident, *updated))
             .collect(),
     };
-    Ok(conditional(req, ATOM, feed.render()))
+    let mut response = conditional(req, ATOM, feed.render());
+    // The links are built from these headers: a shared cache must not give one client's
+    // copy (a forged `X-Forwarded-Host` that a proxy passed on) to another.
+    response
+        .headers_mut()
+        .insert(header::VARY, header::HeaderValue::from_static(LINKS_VARY));
+    Ok(response)
 }
+
+/// The request headers a feed's links are built from (see [`base_url`]).
+const LINKS_VARY: &str = "Host, Forwarded, X-Forwarded-Host, X-Forwarded-Proto";
 
 /// `body` as `content_type`, with its `ETag`, or `304 Not Modified` when the request's
 /// `If-None-Match` holds one that is current (RFC 9110 §13.1.2). A malformed condition

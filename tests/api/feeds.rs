@@ -27,9 +27,13 @@ on_both_stores! {
         // No date: a feed's newest date can go back, and would then make a changed feed
         // look unchanged to If-Modified-Since.
         assert_eq!(crate::helpers::header(&first, "last-modified"), None);
+        // The links come from these headers: a shared cache keeps a copy per value.
+        let vary = "Host, Forwarded, X-Forwarded-Host, X-Forwarded-Proto";
+        assert_eq!(header(&first, "vary"), vary);
         let again = conditional_get(&app, "/v1/incidents.atom", Some(("if-none-match", etag.as_str()))).await;
         assert_eq!(again.status(), 304);
         assert_eq!(header(&again, "etag"), etag);
+        assert_eq!(header(&again, "vary"), vary);
         assert!(again.bytes().await.unwrap().is_empty());
         let dated = conditional_get(&app, "/v1/incidents.atom", Some(("if-modified-since", "Fri, 31 Dec 9999 23:59:59 GMT"))).await;
         assert_eq!(dated.status(), 200, "a date proves nothing about a feed");
