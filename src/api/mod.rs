@@ -443,18 +443,34 @@ pub async fn close_after_unread_chunked_body(
         .map_into_right_body())
 }
 
-/// Middleware: the Swagger UI under `/docs/` answers a file it does not have with a bare,
-/// empty 404; it gets the JSON error of every other unknown route instead.
-pub async fn docs_not_found(
+/// Middleware for the Swagger UI under `/docs/`. Its pages may not be framed by another
+/// site (`X-Frame-Options: DENY`, `frame-ancestors 'none'`): its "Try it out" forms come
+/// filled in, so a page framing them could have its visitors file reports from this origin
+/// with a click, which CORS keeps other pages from doing. And a file it does not have, which
+/// it answers with a bare, empty 404, gets the JSON error of every other unknown route.
+pub async fn docs_pages(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let response = next.call(req).await?;
+    use actix_web::http::header;
+    // The path as routed, percent-decoded (`/%64ocs/` is routed here too).
+    let path = req.match_info().as_str();
+    let docs = path == "/docs" || path.starts_with("/docs/");
+    let mut response = next.call(req).await?;
+    if docs {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::X_FRAME_OPTIONS,
+            header::HeaderValue::from_static("DENY"),
+        );
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
     let bare = response.status() == actix_web::http::StatusCode::NOT_FOUND
-        && response.request().path().starts_with("/docs/")
-        && !response
-            .headers()
-            .contains_key(actix_web::http::header::CONTENT_TYPE);
+        && docs
+        && !response.headers().contains_key(header::CONTENT_TYPE);
     if !bare {
         return Ok(response.map_into_boxed_body());
     }

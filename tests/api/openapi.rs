@@ -107,6 +107,26 @@ async fn spec_and_swagger_ui_are_served() {
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status, 200, "{}", docs.text);
     assert!(docs.text.contains("swagger"), "{}", docs.text);
+    // Its pages, and their scripts, may not be framed by another site (clickjacking of the
+    // filled-in "Try it out" forms), however the path is spelled.
+    for path in ["/docs/", "/docs/swagger-ui.css", "/%64ocs/"] {
+        let answer = app.client.get(app.url(path)).send().await.unwrap();
+        let header = |name| crate::helpers::header(&answer, name);
+        assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{path}");
+        assert_eq!(
+            header("content-security-policy").as_deref(),
+            Some("frame-ancestors 'none'"),
+            "{path}"
+        );
+    }
+    // Nowhere else.
+    let spec = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::helpers::header(&spec, "x-frame-options"), None);
 }
 
 /// A property the server writes as `null` is `required` in the spec: a client generated
