@@ -24,7 +24,7 @@ use crate::config::ImportArgs;
 use crate::progress::Progress;
 use crate::regions::RegionCode;
 use crate::store::redis::RedisStore;
-use crate::store::{Cell, HistoryAdded, HistoryCount, Store};
+use crate::store::{Cell, HistoryAdded, HistoryCount, Store, StoreError};
 
 /// The header every counts file starts with.
 pub const HEADER: &str = "timestamp,service,region,problem,count";
@@ -164,7 +164,11 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     if let Some(why) = store.refusal(Duration::from_secs(2)).await {
         bail!("{shown}: {why}");
     }
-    store.ping().await.with_context(unusable)?;
+    match store.ping().await {
+        // Buckets the detector does not read (see `RedisStore::check_bucket_width`).
+        Err(StoreError::Misconfigured(why)) => bail!("{shown}: {why}"),
+        pinged => pinged.with_context(unusable)?,
+    }
     // History has happened: a row more than a day ahead of Redis's clock (every replica's)
     // is a mistake (a mistyped year), and would be read as live traffic once its time came.
     // A day, not less: a file's clock or time zone may be off by hours.

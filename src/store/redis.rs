@@ -507,9 +507,9 @@ impl RedisStore {
         match self.leader_width.load(Ordering::Relaxed) {
             0 => Ok(()),
             leader => Err(StoreError::Misconfigured(format!(
-                "this replica writes buckets of {}s but the detector's leader reads buckets of \
-                 {leader}s, so its reports would never be detected: give every replica the \
-                 same --bucket",
+                "--bucket is {}s here, but the detector's leader reads buckets of {leader}s, \
+                 so the reports written here would never be detected: give every replica \
+                 (and import) the same --bucket",
                 self.settings.width(Granularity::Fine)
             ))),
         }

@@ -2376,6 +2376,29 @@ async fn a_replica_with_another_bucket_width_refuses_reports() {
     let (mut same, same_base) = start_binary(&redis, &["--no-detector", "--bucket", "10s"]).await;
     assert_eq!(report(same_base.clone(), "b").await, 202);
     assert_eq!(ready(same_base).await, 200);
+    // Nor does an import of history into buckets of another width go ahead.
+    let counts = tempfile::NamedTempFile::new().unwrap();
+    let hour = time::OffsetDateTime::now_utc().unix_timestamp() / 3600 * 3600 - 3600;
+    let row = time::OffsetDateTime::from_unix_timestamp(hour)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    std::fs::write(
+        counts.path(),
+        format!("timestamp,service,region,problem,count\n{row},tiktok,DE,login,3\n"),
+    )
+    .unwrap();
+    let refused = crate::helpers::failure_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
+            .args(["import", "--redis-url", &redis.url(), "--input"])
+            .arg(counts.path())
+            .env_remove("DOWNRADAR_BUCKET"),
+        "import with another --bucket",
+    );
+    assert!(
+        refused.contains("--bucket is 60s here, but the detector's leader reads buckets of 10s"),
+        "{refused}"
+    );
 
     // The leader gone, its width expires with its lease (3 s): the other replica takes
     // reports again.
