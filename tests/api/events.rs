@@ -961,7 +961,10 @@ async fn subscribers_leave_room_under_the_open_file_limit() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start downradar under sh");
-        (child, format!("http://127.0.0.1:{port}"))
+        (
+            crate::helpers::Process(child),
+            format!("http://127.0.0.1:{port}"),
+        )
     };
     let client = reqwest::Client::new();
     let ready = |base: String| {
@@ -1005,19 +1008,18 @@ async fn subscribers_leave_room_under_the_open_file_limit() {
     assert_eq!(report.status(), 202);
     drop(streams);
     child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     assert!(
         log.contains("--max-subscribers is more than the open-file limit leaves room for"),
         "{log}"
     );
 
     // A soft limit under the hard one is raised to it.
-    let (mut child, base) = start("-S -n 256");
+    let (child, base) = start("-S -n 256");
     ready(base).await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
-    child.kill().unwrap();
-    let _ = child.wait();
+    drop(child);
     let open_files: Vec<&str> = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))

@@ -319,9 +319,34 @@ pub fn test_epoch() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(now - now.rem_euclid(3600) + 1800).expect("valid time")
 }
 
+/// A child process that is killed when dropped, so a test that fails half-way does not leave
+/// servers running after it (a failed run left two for 40 minutes).
+pub struct Process(pub std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Harmless when it has exited already, and waited on or not.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real binary on `redis` with extra flags; returns the process and its base URL
 /// once it answers.
-pub async fn start_binary(redis: &RedisServer, flags: &[&str]) -> (std::process::Child, String) {
+pub async fn start_binary(redis: &RedisServer, flags: &[&str]) -> (Process, String) {
     let port = free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_downradar"))
         .args([
@@ -337,6 +362,7 @@ pub async fn start_binary(redis: &RedisServer, flags: &[&str]) -> (std::process:
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start downradar");
+    let child = Process(child);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -17,7 +17,7 @@ fn send(signal: &str, child: &Child) {
     assert!(status.success(), "kill {signal}");
 }
 
-async fn exit_code(mut child: Child) -> Option<i32> {
+async fn exit_code(mut child: crate::helpers::Process) -> Option<i32> {
     tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
