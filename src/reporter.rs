@@ -250,18 +250,18 @@ impl TrustedProxies {
 /// IPv4-compatible (`::a.b.c.d`, deprecated but still written). Taken by its /64, every IPv4
 /// client behind a NAT64 or SIIT front end was one reporter.
 pub fn embedded_ipv4(addr: IpAddr) -> IpAddr {
-    let IpAddr::V6(v6) = addr.to_canonical() else {
-        return addr.to_canonical();
+    let canonical = addr.to_canonical();
+    let IpAddr::V6(v6) = canonical else {
+        return canonical;
     };
     let s = v6.segments();
-    let last32 = || std::net::Ipv4Addr::from(u128::from(v6) as u32);
     let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
     // `::` and `::1` are not IPv4-compatible addresses, nor is anything under ::/112.
     let compatible = s[..6] == [0; 6] && s[6] != 0;
     if nat64 || compatible {
-        IpAddr::V4(last32())
+        IpAddr::V4(std::net::Ipv4Addr::from(u128::from(v6) as u32))
     } else {
-        IpAddr::V6(v6)
+        canonical
     }
 }
 
