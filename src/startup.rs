@@ -13,6 +13,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::api::budget::ReadBudget;
 use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, StoreClock, SystemClock};
@@ -76,6 +77,7 @@ pub struct Application {
     fanout: Arc<Fanout>,
     demo: Option<Demo>,
     clock_sync: Option<ClockSync>,
+    reads: Arc<ReadBudget>,
 }
 
 impl Application {
@@ -216,6 +218,7 @@ impl Application {
             args.detector_interval * 3,
             args.detector_warmup.min(args.buckets.retention),
         );
+        let reads = Arc::new(ReadBudget::new());
         let state = web::Data::new(AppState {
             catalog,
             store: store.clone(),
@@ -225,6 +228,7 @@ impl Application {
             allowed_origins: args.allowed_origins.clone(),
             settings,
             fanout: fanout.clone(),
+            reads: reads.clone(),
         });
 
         let listener = TcpListener::bind(args.listen)
@@ -267,12 +271,18 @@ impl Application {
             fanout,
             demo,
             clock_sync,
+            reads,
         })
     }
 
     /// The store it serves from.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    /// The budget of bucket reads its requests take from (see [`crate::api::budget`]).
+    pub fn reads(&self) -> Arc<ReadBudget> {
+        self.reads.clone()
     }
 
     /// The bound port.

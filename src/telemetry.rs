@@ -149,11 +149,16 @@ fn describe() {
         "downradar_detector_missing_buckets_total",
         "Buckets the detector took as missing data (no report anywhere where many were expected), not as silence."
     );
+    describe_counter!(
+        "downradar_reads_refused_total",
+        "Requests answered 503 overloaded because this replica was already reading as many stored buckets as it allows at once."
+    );
     // Counters without labels exist from the start, at 0: a rule like `increase(...)` sees a
     // series before the first event instead of none.
     for name in [
         "downradar_reports_revoked_total",
         "downradar_detector_missing_buckets_total",
+        "downradar_reads_refused_total",
     ] {
         metrics::counter!(name).increment(0);
     }

@@ -270,6 +270,17 @@ impl ApiError {
             "too many reports are waiting to be written; retry shortly",
         )
     }
+
+    /// 503 `overloaded`: this process reads as many stored buckets as it allows at once
+    /// (see [`super::budget`]).
+    pub fn reads_overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "this server is busy with other large reads of stored counts; retry shortly, or \
+             ask for a shorter range or a coarser resolution",
+        )
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -315,6 +326,26 @@ pub fn example(code: &str, message: &str) -> Value {
     example = json!({"code": "unknown_service", "message": "unknown service \"myspace\"; GET /v1/services lists them"})
 )]
 pub struct UnknownService(
+    #[expect(
+        dead_code,
+        reason = "names the body's schema for the spec; never built"
+    )]
+    ErrorBody,
+);
+
+/// The 503 answers of the endpoints that read stored counts (see [`super::budget`]), for
+/// their `responses(...)` in the spec.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "`unavailable`: the store failed or was slow; or `overloaded`: this replica is already reading as many stored buckets as it allows at once (two of the largest series, or many small reads) and this request waited a second for its turn. Nothing was read; retry after `Retry-After` seconds.",
+    headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+    examples(
+        ("unavailable" = (value = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"}))),
+        ("overloaded" = (value = json!({"code": "overloaded", "message": "this server is busy with other large reads of stored counts; retry shortly, or ask for a shorter range or a coarser resolution"}))),
+    )
+)]
+pub struct ReadsUnavailable(
     #[expect(
         dead_code,
         reason = "names the body's schema for the spec; never built"

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
+use super::error::{ApiError, ErrorBody, ReadsUnavailable, StoreUnavailable, UnknownService};
 use crate::catalog::ServiceId;
 use crate::detector::{Incident, IncidentEvent, IncidentStatus, Level, Scope};
 use crate::regions::RegionCode;
@@ -308,6 +308,10 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
     };
     let since = align(start - EVIDENCE_LEAD, step);
     let until = align(end + step - 1, step);
+    let _reading = state
+        .reads
+        .take((until - since) / state.settings.width(granularity))
+        .await?;
     let buckets = state
         .store
         .counts(&incident.service, granularity, since, until)
@@ -418,7 +422,7 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
                              "problems": [{"problem": "login", "observed_per_min": 39.0, "expected_per_min": 1.3}]}})),
         (status = 404, description = "`unknown_incident`: no such incident (or it has expired).", body = ErrorBody,
             example = json!({"code": "unknown_incident", "message": "unknown incident \"tiktok-1\""})),
-        StoreUnavailable,
+        ReadsUnavailable,
     )
 )]
 #[get("/v1/incidents/{id}")]
@@ -496,7 +500,7 @@ pub struct ServiceStatus {
         (status = 200, description = "The status.", body = ServiceStatus,
             example = json!({"service": "tiktok", "level": "outage", "active_incident": {"id": "tiktok-1795262460", "service": "tiktok", "status": "open", "scope": "regional", "regions": ["US"], "partial": false, "problems": ["app", "feed", "login", "server-connection", "video-upload"], "caused_by": [], "started_at": "2026-11-21T12:01:00Z", "resolved_at": null, "expected_per_min": 4.2, "observed_per_min": 61.0}, "regions": [{"region": "DE", "level": "operational"}, {"region": "US", "level": "outage"}], "reports_24h": 1342})),
         UnknownService,
-        StoreUnavailable,
+        ReadsUnavailable,
     )
 )]
 #[get("/v1/services/{id}/status")]

@@ -6,6 +6,7 @@
 //! and the drift test use it); the running server serves the same spec at `/openapi.json`
 //! and Swagger UI at `/docs`.
 
+pub mod budget;
 pub mod error;
 pub mod events;
 pub mod feeds;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub settings: StoreSettings,
     /// This process's incident event fan-out (for `GET /v1/events`).
     pub fanout: Arc<Fanout>,
+    /// The stored buckets this process may be reading at once.
+    pub reads: Arc<budget::ReadBudget>,
 }
 
 impl AppState {

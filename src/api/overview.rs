@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
+use super::error::{ApiError, ErrorBody, ReadsUnavailable, StoreUnavailable, UnknownService};
 use super::incidents::unavailable;
 use super::reports::datetime;
 use crate::buckets::{ROLLUP_SECS, align};
@@ -57,6 +57,17 @@ pub(crate) async fn counts_between(
             align(until + ROLLUP_SECS - 1, ROLLUP_SECS),
         ));
     }
+    let _reading = state
+        .reads
+        .take(
+            ranges
+                .iter()
+                .map(|&(granularity, from, to)| {
+                    (to - from).max(0) / state.settings.width(granularity)
+                })
+                .sum(),
+        )
+        .await?;
     let mut out = BTreeMap::new();
     for (granularity, from, to) in ranges {
         if from >= to {
@@ -196,7 +207,7 @@ pub struct ProblemList {
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "window=\"9d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
         UnknownService,
-        StoreUnavailable,
+        ReadsUnavailable,
     )
 )]
 #[get("/v1/services/{id}/problems")]
@@ -294,7 +305,7 @@ pub struct OutageMap {
         (status = 400, description = "`invalid_query`: a bad window.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "window=\"2d\" is not one of 5m, 15m, 30m, 1h, 3h, 6h, 12h, 24h, 48h, 7d"})),
         UnknownService,
-        StoreUnavailable,
+        ReadsUnavailable,
     )
 )]
 #[get("/v1/services/{id}/map")]

@@ -10,7 +10,7 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, StoreUnavailable, UnknownService};
+use super::error::{ApiError, ErrorBody, ReadsUnavailable, UnknownService};
 use crate::buckets::{ROLLUP_SECS, Resolution, align};
 use crate::catalog::Service;
 use crate::ingest::{IngestError, Ingestor};
@@ -479,7 +479,7 @@ fn band(
         (status = 400, description = "`invalid_query`: a bad timestamp, resolution, region or problem; `since` not before `until`; a range outside 1970 to 9999; more than 2,000 points; or more than 30,000 store buckets to read.", body = ErrorBody,
             example = json!({"code": "invalid_query", "message": "the range holds 2880 points at 1m; at most 2000 are allowed"})),
         UnknownService,
-        StoreUnavailable,
+        ReadsUnavailable,
     )
 )]
 #[get("/v1/services/{id}/reports")]
@@ -590,6 +590,7 @@ pub async fn read_reports(
         region,
         problem: query.problem.as_deref(),
     };
+    let _reading = state.reads.take(buckets_read).await?;
     let sums = state
         .store
         .sums(&service.id, granularity, since, until, of)

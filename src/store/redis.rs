@@ -4,7 +4,8 @@
 //! background) carry all traffic but the event feed's blocking reads (a third connection,
 //! see [`Store::wait_events`]), one for writes and one for reads, so a replica holds three
 //! Redis connections however loaded it is, and a large series read does not queue ahead of
-//! report batches on the same socket. Every call
+//! report batches on the same socket; the read connection is driven on a thread of its own
+//! (see [`ReadThread`]), so parsing a large reply does not delay theirs either. Every call
 //! is bounded by a timeout: during a Redis outage the manager makes callers wait for its
 //! reconnect, and a caller must get a 503 within two seconds instead.
 //!
@@ -392,12 +393,64 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// A thread of its own, with its own runtime, that drives the read connection and runs every
+/// read on it: the reply of a large series read (30,000 buckets, 0.1 s of parsing) then no
+/// longer holds up the write connection's replies, whose driver runs elsewhere (the thread
+/// that made it), and with them every report waiting for its batch. The thread ends when
+/// the store is dropped.
+struct ReadThread {
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the store, which ends the thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ReadThread {
+    fn start() -> Result<Self, StoreError> {
+        let failed = |e: std::io::Error| StoreError::Backend(format!("no read thread: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(failed)?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("redis-reads".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(failed)?;
+        Ok(Self {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
+
+    /// Runs `task` on the thread; dropping the future (a client that went away) cancels it.
+    async fn run<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+        impl<T> Drop for AbortOnDrop<T> {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let mut task = AbortOnDrop(self.runtime.spawn(task));
+        (&mut task.0)
+            .await
+            .map_err(|e| StoreError::Backend(format!("a read was lost: {e}")))?
+    }
+}
+
 /// The Redis-backed store.
 pub struct RedisStore {
     /// Report batches, revocations and pings.
     writes: ConnectionManager,
-    /// Series reads.
+    /// Series reads, run on [`reads_thread`](Self::reads_thread).
     reads: ConnectionManager,
+    /// The thread the read connection is driven on.
+    reads_thread: ReadThread,
     settings: StoreSettings,
     record: Script,
     revoke: Script,
@@ -440,6 +493,7 @@ impl RedisStore {
         Ok(Self {
             writes: connect()?,
             reads: connect()?,
+            reads_thread: ReadThread::start()?,
             settings,
             record: Script::new(RECORD_LUA),
             revoke: Script::new(REVOKE_LUA),
@@ -486,7 +540,7 @@ impl RedisStore {
     pub async fn check_bucket_width(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.get(keys::detector_bucket());
-        let (leader,): (Option<String>,) = Self::query_idempotent(&self.reads, &pipe).await?;
+        let (leader,): (Option<String>,) = self.read(&pipe).await?;
         self.note_leader_width(leader.as_deref())
     }
 
@@ -575,7 +629,7 @@ impl RedisStore {
             for &(s, hour) in chunk {
                 pipe.exists(keys::bucket(&services[s], ROLLUP_SECS, hour));
             }
-            let exists: Vec<bool> = Self::query_idempotent(&self.reads, &pipe).await?;
+            let exists: Vec<bool> = self.read(&pipe).await?;
             if exists.len() != chunk.len() {
                 return Err(StoreError::Backend(
                     "a roll-up pipeline lost replies".into(),
@@ -612,6 +666,19 @@ impl RedisStore {
         Self::query_raw(conn, pipe, true)
             .await?
             .map_err(backend_error)
+    }
+
+    /// Runs `pipe`, a read, on the read connection as [`query_idempotent`](Self::query_idempotent)
+    /// does, on the connection's own thread (see [`ReadThread`]).
+    async fn read<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let conn = self.reads.clone();
+        let pipe = pipe.clone();
+        self.reads_thread
+            .run(async move { Self::query_idempotent(&conn, &pipe).await })
+            .await
     }
 
     /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`), loads
@@ -717,7 +784,7 @@ impl RedisStore {
             for (_, service, start) in chunk {
                 pipe.get(keys::incident(service, *start));
             }
-            let records: Vec<Option<String>> = Self::query_idempotent(&self.reads, &pipe).await?;
+            let records: Vec<Option<String>> = self.read(&pipe).await?;
             for ((id, _, _), record) in chunk.iter().zip(records) {
                 if let Some(incident) = record.and_then(|json| parse_json(&json, id)) {
                     out.push(incident);
@@ -1205,8 +1272,7 @@ impl Store for RedisStore {
             for &(s, start) in chunk {
                 pipe.hgetall(keys::bucket(&services[s], width, start));
             }
-            let replies: Vec<Vec<(String, u64)>> =
-                Self::query_idempotent(&self.reads, &pipe).await?;
+            let replies: Vec<Vec<(String, u64)>> = self.read(&pipe).await?;
             if replies.len() != chunk.len() {
                 return Err(StoreError::Backend("a counts pipeline lost replies".into()));
             }
@@ -1263,7 +1329,7 @@ impl Store for RedisStore {
                     _ => pipe.hgetall(key),
                 };
             }
-            let replies: Vec<Value> = Self::query_idempotent(&self.reads, &pipe).await?;
+            let replies: Vec<Value> = self.read(&pipe).await?;
             if replies.len() != chunk.len() {
                 return Err(StoreError::Backend("a sums pipeline lost replies".into()));
             }
@@ -1345,7 +1411,7 @@ impl Store for RedisStore {
     async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.get(keys::detector_state(service));
-        let (state,): (Option<Vec<u8>>,) = Self::query_idempotent(&self.reads, &pipe).await?;
+        let (state,): (Option<Vec<u8>>,) = self.read(&pipe).await?;
         Ok(state)
     }
 
@@ -1362,7 +1428,7 @@ impl Store for RedisStore {
             Vec<String>,
             HashMap<String, String>,
             Option<String>,
-        ) = Self::query_idempotent(&self.reads, &pipe).await?;
+        ) = self.read(&pipe).await?;
         let Some(cursor) = cursor else {
             return Ok(None);
         };
@@ -1386,7 +1452,7 @@ impl Store for RedisStore {
             for service in chunk {
                 pipe.get(keys::detector_state(service));
             }
-            let blobs: Vec<Option<Vec<u8>>> = Self::query_idempotent(&self.reads, &pipe).await?;
+            let blobs: Vec<Option<Vec<u8>>> = self.read(&pipe).await?;
             for (service, blob) in chunk.iter().zip(blobs) {
                 if let Some(state) = blob {
                     let at = saved
@@ -1539,7 +1605,7 @@ impl Store for RedisStore {
                 .arg("LIMIT")
                 .arg(offset)
                 .arg(page);
-            let (ids,): (Vec<(String, i64)>,) = Self::query_idempotent(&self.reads, &pipe).await?;
+            let (ids,): (Vec<(String, i64)>,) = self.read(&pipe).await?;
             let exhausted = ids.len() < page;
             if let Some((id, start)) = ids.last() {
                 // How many entries of the last entry's second have been read: all of this
@@ -1583,8 +1649,7 @@ impl Store for RedisStore {
             0,
             -1,
         );
-        let (record, events): (Option<String>, Vec<String>) =
-            Self::query_idempotent(&self.reads, &pipe).await?;
+        let (record, events): (Option<String>, Vec<String>) = self.read(&pipe).await?;
         Ok(record.and_then(|json| IncidentRecord::from_json(id, &json, &events)))
     }
 
@@ -1611,7 +1676,7 @@ impl Store for RedisStore {
                 .arg("+")
                 .arg("COUNT")
                 .arg(count);
-            let (reply,): (Value,) = Self::query_idempotent(&self.reads, &pipe).await?;
+            let (reply,): (Value,) = self.read(&pipe).await?;
             let entries = stream_entries(reply)?;
             let exhausted = entries.len() < count;
             let (events, last) = stream_events(entries)?;
@@ -1687,21 +1752,21 @@ impl Store for RedisStore {
             .arg(&id)
             .arg("COUNT")
             .arg(1);
-        let (entries,): (Vec<Value>,) = Self::query_idempotent(&self.reads, &pipe).await?;
+        let (entries,): (Vec<Value>,) = self.read(&pipe).await?;
         Ok(!entries.is_empty())
     }
 
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {
         let mut pipe = redis::pipe();
         pipe.exists(keys::events());
-        let (exists,): (bool,) = Self::query_idempotent(&self.reads, &pipe).await?;
+        let (exists,): (bool,) = self.read(&pipe).await?;
         if !exists {
             return Ok(StreamBounds::default());
         }
         // The stream key is never deleted once made (trimming leaves it, empty).
         let mut pipe = redis::pipe();
         pipe.cmd("XINFO").arg("STREAM").arg(keys::events());
-        let (info,): (Value,) = Self::query_idempotent(&self.reads, &pipe).await?;
+        let (info,): (Value,) = self.read(&pipe).await?;
         let last = reply_stream_id(info_field(&info, "last-generated-id")).unwrap_or_default();
         // Everything before the first entry left has been trimmed, if anything was: Redis 7
         // counts the entries ever added (an older Redis does not, and then an id before the

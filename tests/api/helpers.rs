@@ -310,6 +310,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The app's store, for tests that write what the detector would.
     pub store: Arc<dyn downradar::store::Store>,
+    /// The app's budget of bucket reads, for tests that use it up.
+    pub reads: Arc<downradar::api::budget::ReadBudget>,
 }
 
 /// The moment test apps start at: 30 minutes into the current hour, so a test's reports stay
@@ -408,6 +410,7 @@ pub async fn spawn_app_at(
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
+    let reads = app.reads();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -419,6 +422,7 @@ pub async fn spawn_app_at(
         redis,
         clock,
         store,
+        reads,
     }
 }
 

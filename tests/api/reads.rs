@@ -29,6 +29,53 @@ on_both_stores! {
 }
 
 on_both_stores! {
+    /// The endpoints that read stored counts share the replica's budget of bucket reads:
+    /// while it is used up, a request waits its turn for a second and is then answered 503
+    /// `overloaded` with `Retry-After`; once room is freed, the same requests are answered.
+    async fn reads_of_counts_wait_for_the_budget_then_are_refused(app, "--no-detector") {
+        let answer = app.report("tiktok", &json!({"problem": "login", "region": "DE"})).await;
+        assert_eq!(answer.json()["counted"], true);
+        app.clock.advance(Duration::from_secs(60));
+        let paths = [
+            "/v1/services/tiktok/reports?resolution=15m",
+            "/v1/services/tiktok/problems",
+            "/v1/services/tiktok/map",
+            "/v1/services/tiktok/status",
+        ];
+        let held = app.reads.take(i64::MAX).await.expect("the whole budget is free");
+        let started = std::time::Instant::now();
+        let refused = futures_util::future::join_all(paths.map(|path| app.get(path))).await;
+        assert!(started.elapsed() >= downradar::api::budget::QUEUE_WAIT, "each waited its turn first");
+        for (path, answer) in paths.iter().zip(&refused) {
+            assert_eq!(answer.status, 503, "{path}: {}", answer.text);
+            assert_eq!(answer.error_code(), "overloaded", "{path}");
+            assert_eq!(answer.retry_after.as_deref(), Some("1"), "{path}");
+        }
+        // What reads no counts is not held up.
+        assert_eq!(app.get("/v1/services/tiktok").await.status, 200);
+        let metrics = app.get("/metrics").await.text;
+        let refusals: f64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("downradar_reads_refused_total "))
+            .unwrap_or_else(|| panic!("no downradar_reads_refused_total in:\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(refusals >= 4.0, "{refusals}");
+
+        // A request waiting when room is freed is answered.
+        let waiting = app.get(paths[0]);
+        let freed = async {
+            tokio::time::sleep(downradar::api::budget::QUEUE_WAIT / 4).await;
+            drop(held);
+        };
+        let (answer, ()) = tokio::join!(waiting, freed);
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.json()["total"], 1);
+        for path in &paths[1..] {
+            assert_eq!(app.get(path).await.status, 200, "{path}");
+        }
+    }
+
     async fn series_counts_distinct_reporters_per_bucket_with_filters(app) {
         // Three reporters now (two in DE, one in FR), one a minute later, one a repeat.
         for (id, region, problem) in [("a", "DE", "login"), ("b", "DE", "feed"), ("c", "FR", "login")] {

@@ -6,7 +6,10 @@
 --                SHAPE=outage puts every reporter on one service, two countries and two
 --                problems, as during an outage (the default spreads them over 200 cells).
 --   MODE=healthz: GET /healthz, the ceiling of the HTTP stack on this machine.
--- done() prints one machine-readable line: RESULT <rps> <p50 ms> <p99 ms> <errors>.
+--   MODE=series: GET SERIES_PATH (a large series read, for tests/bench/reads.sh).
+-- done() prints one machine-readable line:
+--   RESULT <rps> <p50 ms> <p99 ms> <errors> <requests>
+-- where errors counts failed connections, timeouts and answers other than 2xx/3xx.
 
 local mode = os.getenv("MODE") or "report"
 local services = {
@@ -34,6 +37,8 @@ end
 function request()
   if mode == "healthz" then
     return wrk.format("GET", "/healthz")
+  elseif mode == "series" then
+    return wrk.format("GET", os.getenv("SERIES_PATH"))
   end
   counter = counter + 1
   local s = services[counter % #services + 1]
@@ -47,7 +52,7 @@ end
 function done(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.status + summary.errors.timeout
-  io.write(string.format("RESULT %.0f %.3f %.3f %d\n",
+  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n",
     summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors, summary.requests))
 end

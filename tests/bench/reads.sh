@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Large series reads beside report ingest (a benchmark, not a test): the reports/s and p50/p99
+# latency of a Redis-backed server under a steady report load, while 0, 1 and READERS clients
+# keep reading the largest series it serves (2,000 points at 15m: 30,000 one-minute buckets,
+# all of them stored), and how many of those reads were answered and how many refused
+# (503 `overloaded`, or no answer within 10 s). Rounds are interleaved. Needs wrk and redis-server
+# (apt-get install -y wrk redis-server).
+#
+#   tests/bench/reads.sh                          # 2 rounds of 10 s, 8 report connections, 32 readers
+#   ROUNDS=3 SECONDS_PER_RUN=8 READERS=64 tests/bench/reads.sh
+#   BIN=/path/to/downradar tests/bench/reads.sh   # another build (e.g. before a change)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROUNDS=${ROUNDS:-2}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+CONNECTIONS=${CONNECTIONS:-8}
+READERS=${READERS:-32}
+SERVICE=instagram
+
+for tool in wrk redis-server redis-cli python3; do
+  command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install -y $tool" >&2; exit 1; }
+done
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+
+cargo build --release --quiet
+bin=${BIN:-${CARGO_TARGET_DIR:-target}/release/downradar}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  --logfile "$work/redis.log" &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis_url="redis://127.0.0.1:$redis_port/"
+
+# 22 days of history up to now: every minute, ten cells of one service.
+python3 - "$SERVICE" >"$work/history.csv" <<'EOF'
+import sys, time
+service = sys.argv[1]
+now = int(time.time()) // 60 * 60
+cells = [(r, p) for r in ("US", "DE", "GB", "FR", "BR") for p in ("login", "feed")]
+print("timestamp,service,region,problem,count")
+for t in range(now - 22 * 86400, now, 60):
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    for region, problem in cells:
+        print(f"{stamp},{service},{region},{problem},3")
+EOF
+export DOWNRADAR_REPORTER_SECRET=bench RUST_LOG=warn DOWNRADAR_RETENTION=30d
+"$bin" import --redis-url "$redis_url" --input "$work/history.csv" 2>"$work/import.log"
+port=$(free_port)
+"$bin" serve --listen "127.0.0.1:$port" --redis-url "$redis_url" --no-detector 2>"$work/app.log" &
+pids+=($!)
+base="http://127.0.0.1:$port"
+wait_http "$base/readyz"
+
+since=$(python3 -c 'import time; t = int(time.time()) // 900 * 900 + 900 - 2000 * 900; print(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)))')
+series="/v1/services/$SERVICE/reports?resolution=15m&since=$since"
+curl -sf -o /dev/null "$base$series" || { echo "the series read failed" >&2; exit 1; }
+
+# readers -> "reports/s p50 p99 errors answered/s refused/s"
+measure() {
+  local readers=$1 reader_pid=
+  if [ "$readers" -gt 0 ]; then
+    # The readers start first and stop after the report load.
+    MODE=series SERIES_PATH=$series wrk -t1 -c"$readers" -d"$((SECONDS_PER_RUN + 2))s" --timeout 10s \
+      -s tests/bench/load.lua "$base" >"$work/readers.out" &
+    reader_pid=$!
+    sleep 1
+  fi
+  local reports
+  reports=$(RUN=$(date +%s%N) MODE=report wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
+    -s tests/bench/load.lua "$base" | awk '/^RESULT/ {print $2, $3, $4, $5}')
+  if [ -n "$reader_pid" ]; then
+    wait "$reader_pid"
+    awk -v r="$reports" -v s="$((SECONDS_PER_RUN + 2))" \
+      '/^RESULT/ {printf "%s %.1f %.1f\n", r, ($6 - $5) / s, $5 / s}' "$work/readers.out"
+  else
+    echo "$reports - -"
+  fi
+}
+
+echo "machine: $(nproc) cores; $ROUNDS rounds of ${SECONDS_PER_RUN} s, $CONNECTIONS report connections" >&2
+printf '%-6s %-8s %10s %8s %8s %7s %11s %11s\n' round readers reports/s p50_ms p99_ms errors reads_ok/s failed/s
+for round in $(seq "$ROUNDS"); do
+  for readers in 0 1 "$READERS"; do
+    read -r rps p50 p99 errors ok refused <<<"$(measure "$readers")"
+    printf '%-6s %-8s %10s %8s %8s %7s %11s %11s\n' "$round" "$readers" "$rps" "$p50" "$p99" "$errors" "$ok" "$refused"
+  done
+done
