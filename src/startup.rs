@@ -242,7 +242,7 @@ impl Application {
                 Ingestor::start(state.store.clone(), worker_doubts.clone(), queue_per_worker);
             App::new()
                 // Inside the request tracking, which labels a HEAD as such.
-                .wrap(from_fn(api::docs_pages))
+                .wrap(from_fn(api::browser_headers))
                 .wrap(from_fn(api::close_after_unread_chunked_body))
                 .wrap(from_fn(api::head_as_get))
                 .wrap(from_fn(api::cors))

@@ -35,20 +35,20 @@ const REPLAY_PAGE: usize = 200;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Only events of this service's incidents.
-    #[param(value_type = Option<String>, example = "tiktok")]
+    /// Only events of this service's incidents, e.g. `tiktok`.
+    #[param(value_type = Option<String>)]
     pub service: Option<String>,
-    /// Only events of incidents affecting this country (ISO 3166-1 alpha-2).
-    #[param(value_type = Option<String>, example = "US")]
+    /// Only events of incidents affecting this country (ISO 3166-1 alpha-2), e.g. `US`.
+    #[param(value_type = Option<String>)]
     pub region: Option<String>,
     /// Only these event types, comma-separated: `incident.opened`, `incident.updated`,
-    /// `incident.resolved`.
+    /// `incident.resolved`; e.g. `incident.opened,incident.resolved`.
     #[serde(rename = "type")]
-    #[param(rename = "type", value_type = Option<String>, example = "incident.opened,incident.resolved")]
+    #[param(rename = "type", value_type = Option<String>)]
     pub kind: Option<String>,
     /// Where to resume, for clients that cannot send the `Last-Event-ID` header (which wins
-    /// when both are given).
-    #[param(value_type = Option<String>, example = "1795262580000-0")]
+    /// when both are given), e.g. `1795262580000-0`.
+    #[param(value_type = Option<String>)]
     pub last_event_id: Option<String>,
 }
 
@@ -137,11 +137,14 @@ impl Filter {
 /// `text/event-stream` gets a 200 stream with a `retry:` delay and an `event: unavailable`
 /// that ends at once, since a browser's `EventSource` never reconnects after an answer other
 /// than 200.
+///
+/// Swagger UI's "Try it out" waits for the end of the answer, which a stream never reaches:
+/// follow it with `curl -N` or an `EventSource` instead.
 #[utoipa::path(
     tag = "incidents",
     params(
         EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`0`: replay everything retained).", example = "1795262580000-0"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id, e.g. `1795262580000-0` (`0`: replay everything retained)."),
     ),
     responses(
         (status = 200, description = "The event stream (never ends by itself). Each `data:` is an `IncidentEvent`; `event: resync` carries `{\"reason\": …, \"last_event_id\": …}`.",

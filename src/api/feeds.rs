@@ -577,9 +577,8 @@ fn cache_control() -> CacheControl {
 #[into_params(parameter_in = Query)]
 pub struct BadgeQuery {
     /// The left text, 1 to 64 characters, without control characters (nor U+FFFE, U+FFFF).
-    /// Default: the service's name.
+    /// Default: the service's name. E.g. `TikTok (EU)`.
     #[param(
-        example = "TikTok (EU)",
         min_length = 1,
         max_length = 64,
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"

@@ -29,36 +29,35 @@ pub(crate) fn unavailable(what: &'static str, e: &crate::store::StoreError) -> A
 #[into_params(parameter_in = Query)]
 pub struct IncidentsQuery {
     /// `true`: only open incidents; `false`: only resolved ones. Default: both.
-    #[param(example = true)]
     #[serde(default, deserialize_with = "active")]
     pub active: Option<bool>,
-    /// Only incidents of this service.
-    #[param(value_type = Option<String>, example = "tiktok")]
+    /// Only incidents of this service, e.g. `tiktok`.
+    #[param(value_type = Option<String>)]
     pub service: Option<String>,
-    /// Only incidents affecting this country (ISO 3166-1 alpha-2).
-    #[param(value_type = Option<String>, example = "US")]
+    /// Only incidents affecting this country (ISO 3166-1 alpha-2), e.g. `US`.
+    #[param(value_type = Option<String>)]
     pub region: Option<String>,
     /// Only `global` or only `regional` incidents.
-    #[param(value_type = Option<Scope>, example = "regional")]
+    #[param(value_type = Option<Scope>)]
     #[serde(default, deserialize_with = "scope")]
     pub scope: Option<Scope>,
     /// `true`: only partial outages (some problems elevated); `false`: only full ones.
-    #[param(example = false)]
     #[serde(default, deserialize_with = "partial")]
     pub partial: Option<bool>,
-    /// Only incidents that started at or after this time (RFC 3339).
-    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-20T00:00:00Z")]
+    /// Only incidents that started at or after this time (RFC 3339), e.g.
+    /// `2026-11-20T00:00:00Z`.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// Only incidents that started before this time (RFC 3339).
-    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-22T00:00:00Z")]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// Page size, 1 to 200 (default 50).
-    #[param(example = 50, minimum = 1, maximum = 200)]
+    #[param(minimum = 1, maximum = 200)]
     #[serde(default, deserialize_with = "limit")]
     pub limit: Option<usize>,
     /// Where the page starts: the previous page's `next_cursor` (the id of its last
-    /// incident). Absent: the newest incidents.
-    #[param(value_type = Option<String>, example = "tiktok-1795262460",
+    /// incident), e.g. `tiktok-1795262460`. Absent: the newest incidents.
+    #[param(value_type = Option<String>,
         pattern = "^[a-z0-9-]{1,64}-(0|[1-9][0-9]{0,17})$")]
     pub cursor: Option<String>,
 }

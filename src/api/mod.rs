@@ -446,12 +446,15 @@ pub async fn close_after_unread_chunked_body(
         .map_into_right_body())
 }
 
-/// Middleware for the Swagger UI under `/docs/`. Its pages may not be framed by another
-/// site (`X-Frame-Options: DENY`, `frame-ancestors 'none'`): its "Try it out" forms come
-/// filled in, so a page framing them could have its visitors file reports from this origin
-/// with a click, which CORS keeps other pages from doing. And a file it does not have, which
-/// it answers with a bare, empty 404, gets the JSON error of every other unknown route.
-pub async fn docs_pages(
+/// Middleware: headers for browsers, and the Swagger UI's 404s. No answer may be taken by a
+/// browser for another type than it says (`X-Content-Type-Options: nosniff`): a JSON error
+/// that echoes a path is never run as a page or a script. The Swagger UI's pages under
+/// `/docs/` may not be framed by another site (`X-Frame-Options: DENY`,
+/// `frame-ancestors 'none'`): its "Try it out" forms come filled in, so a page framing them
+/// could have its visitors file reports from this origin with a click, which CORS keeps other
+/// pages from doing. And a file it does not have, which it answers with a bare, empty 404,
+/// gets the JSON error of every other unknown route.
+pub async fn browser_headers(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
@@ -474,12 +477,18 @@ pub async fn docs_pages(
     let bare = response.status() == actix_web::http::StatusCode::NOT_FOUND
         && docs
         && !response.headers().contains_key(header::CONTENT_TYPE);
-    if !bare {
-        return Ok(response.map_into_boxed_body());
-    }
-    let path = response.request().path().to_owned();
-    let error = actix_web::ResponseError::error_response(&ApiError::route_not_found(&path));
-    Ok(response.into_response(error))
+    let mut response = if bare {
+        let path = response.request().path().to_owned();
+        let error = actix_web::ResponseError::error_response(&ApiError::route_not_found(&path));
+        response.into_response(error)
+    } else {
+        response.map_into_boxed_body()
+    };
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
 }
 
 /// Marks a request that came as `HEAD` (see [`head_as_get`]).

@@ -156,8 +156,8 @@ fn window_range(state: &AppState, secs: i64) -> (i64, i64) {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WindowQuery {
-    /// How far back to look, ending now.
-    #[param(value_type = Option<String>, example = "1h",
+    /// How far back to look, ending now, e.g. `1h`.
+    #[param(value_type = Option<String>,
         pattern = "^(5m|15m|30m|1h|3h|6h|12h|24h|48h|7d)$")]
     pub window: Option<String>,
 }

@@ -134,7 +134,7 @@ pub struct ReportAccepted {
     tag = "reports",
     params(("id" = String, Path, description = "Service id", example = "tiktok")),
     request_body(content = NewReport, content_type = "application/json", examples(
-        ("region" = (summary = "By country code", value = json!({"problem": "login", "region": "DE"}))),
+        ("country" = (summary = "By country code", value = json!({"problem": "login", "region": "DE"}))),
         ("location" = (summary = "By coordinates", value = json!({"problem": "login", "location": {"lat": 52.52, "lon": 13.40}, "client_id": "app-install-42"})))
     )),
     responses(
@@ -364,23 +364,24 @@ fn validate(service: &Service, new: NewReport) -> Result<(Cell, Option<ClientId>
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
-    /// Start of the series (RFC 3339), rounded down to the resolution. Default: 60 points
-    /// before `until`.
-    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-21T11:00:00Z")]
+    /// Start of the series (RFC 3339, e.g. `2026-11-21T11:00:00Z`), rounded down to the
+    /// resolution. Default: 60 points before `until`.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// End of the series (RFC 3339, exclusive), rounded up to the resolution. Default: the end
     /// of the bucket that holds the present moment.
-    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-21T12:00:00Z")]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// Width of each point: `1m`, `5m`, `15m` or `1h`; it must be a whole number of buckets
     /// (`1h` always is). Default: the finest that is (`1m` with the default bucket width).
-    #[param(value_type = Option<String>, pattern = "^(1m|5m|15m|1h)$", example = "5m")]
+    #[param(value_type = Option<String>, pattern = "^(1m|5m|15m|1h)$")]
     pub resolution: Option<String>,
-    /// Only count reports from this country.
-    #[param(value_type = Option<String>, example = "DE")]
+    /// Only count reports from this country (ISO 3166-1 alpha-2), e.g. `DE`.
+    #[param(value_type = Option<String>)]
     pub region: Option<String>,
-    /// Only count reports of this problem category.
-    #[param(value_type = Option<String>, example = "login")]
+    /// Only count reports of this problem category, one of the service's (see
+    /// `GET /v1/services/{id}`), e.g. `login`.
+    #[param(value_type = Option<String>)]
     pub problem: Option<String>,
 }
 

@@ -62,6 +62,20 @@ fn every_operation_documents_summary_description_and_errors() {
                 op["description"].as_str().is_some_and(|s| !s.is_empty()),
                 "{what}: no description"
             );
+            // Swagger UI fills a parameter's example into "Try it out": an optional filter
+            // with one (a past date, a made-up cursor) made the first try answer nothing.
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                if param["required"] != true {
+                    let name = &param["name"];
+                    assert!(
+                        param["example"].is_null()
+                            && param["examples"].is_null()
+                            && param["schema"]["example"].is_null()
+                            && param["schema"]["examples"].is_null(),
+                        "{what}: optional parameter {name} has an example: {param}"
+                    );
+                }
+            }
             for (status, response) in op["responses"].as_object().unwrap() {
                 if status == "304" {
                     // Not Modified has no body by definition (RFC 9110 §15.4.5).
@@ -127,6 +141,35 @@ async fn spec_and_swagger_ui_are_served() {
         .await
         .unwrap();
     assert_eq!(crate::helpers::header(&spec, "x-frame-options"), None);
+    // No answer is sniffed for another type than it says: pages, the spec, errors, reports.
+    let report = app
+        .client
+        .post(app.url("/v1/services/tiktok/reports"))
+        .json(&serde_json::json!({"problem": "login", "region": "DE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 202);
+    for answer in [spec, report] {
+        assert_eq!(
+            crate::helpers::header(&answer, "x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+    }
+    for path in [
+        "/docs/",
+        "/docs/swagger-ui.css",
+        "/docs/nothing.js",
+        "/nowhere",
+        "/healthz",
+    ] {
+        let answer = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            crate::helpers::header(&answer, "x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
 }
 
 /// A property the server writes as `null` is `required` in the spec: a client generated
