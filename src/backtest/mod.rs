@@ -366,7 +366,8 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         eprintln!("backtest: {warning}");
     }
     if let Some(truth) = truth {
-        let report = score::score(&truth, &kept, args.warmup);
+        let causes = score::Causes::new(&catalog, args.detector.cascade_window);
+        let report = score::score(&truth, &kept, args.warmup, &causes);
         eprintln!(
             "\nscore against {} (first {} not scored):\n{report}",
             args.truth.as_deref().unwrap_or(Path::new("")).display(),

@@ -16,6 +16,11 @@
 //!   regional outage the exact set of regions; `partial`; for a partial outage the exact set
 //!   of problems; the set of `caused_by`. It is *exact* when all of them are right. Sets
 //!   are compared whatever their order.
+//! - `caused_by` is judged by what the event contract makes it, "upstream services with an
+//!   open incident when this one opened" (see [`Causes`]): the cause the simulator injected,
+//!   and any other upstream (`depends_on`) outage under way when this one began, or
+//!   beginning at most the cascade window after. A dependent's own outage during an
+//!   unrelated upstream one is, to a detector that sees counts only, a cascade.
 //! - Delays and other quantiles are linear between the two nearest values.
 //! - The first `warmup` of the file is not scored: the backtest starts with no history, as a
 //!   new deployment does without `downradar import`. Neither are the outages that start in
@@ -29,6 +34,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::catalog::{Catalog, ServiceId};
 use crate::detector::{IncidentEvent, Scope};
 use crate::simulate::{self, Kind, Truth, TruthOutage, VolumeClass};
 
@@ -160,8 +166,48 @@ impl Seen<'_> {
     }
 }
 
+/// What an outage's `caused_by` should name, as the event contract defines it: its upstream
+/// services (the catalog's `depends_on`) with an outage under way when it began, or beginning
+/// at most `window` (the detector's `--cascade-window`) after it; and the cause the simulator
+/// injected.
+pub struct Causes {
+    upstream: HashMap<ServiceId, Vec<ServiceId>>,
+    window: time::Duration,
+}
+
+impl Causes {
+    pub fn new(catalog: &Catalog, window: Duration) -> Self {
+        Self {
+            upstream: catalog
+                .services()
+                .iter()
+                .map(|s| (s.id.clone(), s.depends_on.clone()))
+                .collect(),
+            window: time::Duration::try_from(window).unwrap_or(time::Duration::MAX),
+        }
+    }
+
+    /// The causes `outage` should be given, among `truth`'s outages.
+    fn of<'a>(&self, truth: &'a Truth, outage: &'a TruthOutage) -> BTreeSet<&'a ServiceId> {
+        let upstream = self
+            .upstream
+            .get(&outage.service)
+            .map_or(&[][..], Vec::as_slice);
+        let under_way = truth.outages.iter().filter(|o| {
+            upstream.contains(&o.service)
+                && o.start <= outage.start + self.window
+                && o.end > outage.start
+        });
+        outage
+            .caused_by
+            .iter()
+            .chain(under_way.map(|o| &o.service))
+            .collect()
+    }
+}
+
 /// Scores `events` (a backtest's output, in order) against `truth`.
-pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Report {
+pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration, causes: &Causes) -> Report {
     let scored_from = truth.start + warmup;
     let mut incidents: Vec<Seen<'_>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
@@ -258,12 +304,12 @@ pub fn score(truth: &Truth, events: &[IncidentEvent], warmup: Duration) -> Repor
                 report.end_errors.push((said - outage.end).whole_seconds());
             }
         }
+        let expected_causes = causes.of(truth, outage);
         // Collect into the groups this outage belongs to.
         let add = |row: &mut Row| {
             row.outages += 1;
             if let Some(i) = hit {
-                let seen = &incidents[i];
-                judge(row, outage, seen);
+                judge(row, outage, &incidents[i], &expected_causes);
             }
         };
         add(&mut report.all);
@@ -292,7 +338,7 @@ fn detects(seen: &Seen<'_>, outage: &TruthOutage) -> bool {
         && seen.opened <= outage.end + time::Duration::minutes(LATE_MIN)
 }
 
-fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>) {
+fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>, causes: &BTreeSet<&ServiceId>) {
     row.detected += 1;
     row.delays
         .push((seen.opened - outage.start).whole_seconds());
@@ -305,7 +351,7 @@ fn judge(row: &mut Row, outage: &TruthOutage, seen: &Seen<'_>) {
         outage.scope == simulate::Scope::Global || same_set(&got.regions, &outage.regions);
     let partial = got.partial == outage.partial;
     let problems = !outage.partial || same_set(&got.problems, &outage.problems);
-    let cause = same_set(&got.caused_by, &outage.caused_by);
+    let cause = got.caused_by.iter().collect::<BTreeSet<_>>() == *causes;
     row.scope += usize::from(scope);
     row.regions += usize::from(scope && regions);
     row.partial += usize::from(partial);
@@ -438,6 +484,14 @@ mod tests {
         assert!((p90 - 9.1).abs() < 1e-9, "{p90}");
     }
 
+    /// No service depends on another.
+    fn no_causes() -> Causes {
+        Causes {
+            upstream: HashMap::new(),
+            window: time::Duration::minutes(5),
+        }
+    }
+
     /// A truth with one service, `svc`, from 2026-10-01 to 2026-10-03, and `outages`.
     fn truth_of(outages: serde_json::Value) -> Truth {
         serde_json::from_value(serde_json::json!({
@@ -469,8 +523,101 @@ mod tests {
             .iter()
             .map(|r| crate::regions::RegionCode::parse(r).unwrap())
             .collect();
-        let report = score(&truth, &[opened], Duration::from_secs(86_400));
+        let report = score(&truth, &[opened], Duration::from_secs(86_400), &no_causes());
         assert_eq!((report.all.detected, report.all.exact), (1, 1));
+    }
+
+    /// `caused_by` is judged as the event contract defines it: an upstream outage under way
+    /// when a dependent's own outage began is its cause, injected or not; one that ended
+    /// before it began, or began more than the cascade window after, is not.
+    #[test]
+    fn causes_are_the_upstream_outages_under_way() {
+        let outage = |id: &str, service: &str, start: &str, end: &str, caused_by: &[&str]| {
+            serde_json::json!({"id": id, "service": service, "kind": "global",
+                "start": start, "end": end, "scope": "global", "regions": ["US"],
+                "partial": false, "problems": ["login"], "caused_by": caused_by,
+                "peak_ratio": 10.0})
+        };
+        let truth = truth_of(serde_json::json!([
+            outage(
+                "o1",
+                "up",
+                "2026-10-02T09:00:00Z",
+                "2026-10-02T12:00:00Z",
+                &[]
+            ),
+            // Its own outage, during the upstream one.
+            outage(
+                "o2",
+                "svc",
+                "2026-10-02T10:00:00Z",
+                "2026-10-02T10:30:00Z",
+                &[]
+            ),
+            outage(
+                "o3",
+                "up",
+                "2026-10-02T14:00:00Z",
+                "2026-10-02T14:30:00Z",
+                &[]
+            ),
+            // After the upstream one ended; and one before the next began (within the window).
+            outage(
+                "o4",
+                "svc",
+                "2026-10-02T15:00:00Z",
+                "2026-10-02T15:30:00Z",
+                &[]
+            ),
+            outage(
+                "o5",
+                "svc",
+                "2026-10-02T18:00:00Z",
+                "2026-10-02T18:30:00Z",
+                &[]
+            ),
+            outage(
+                "o6",
+                "up",
+                "2026-10-02T18:04:00Z",
+                "2026-10-02T18:30:00Z",
+                &[]
+            ),
+        ]));
+        let causes = Causes {
+            upstream: [(
+                ServiceId::parse("svc").unwrap(),
+                vec![ServiceId::parse("up").unwrap()],
+            )]
+            .into(),
+            window: time::Duration::minutes(5),
+        };
+        let named = |start: &str, caused_by: &[&str]| {
+            let mut opened = event("incident.opened", start, start, None);
+            opened.incident.caused_by = caused_by
+                .iter()
+                .map(|s| ServiceId::parse(s).unwrap())
+                .collect();
+            opened
+        };
+        let right = [
+            named("2026-10-02T10:00:00Z", &["up"]),
+            named("2026-10-02T15:00:00Z", &[]),
+            named("2026-10-02T18:00:00Z", &["up"]),
+        ];
+        let report = score(&truth, &right, Duration::from_secs(86_400), &causes);
+        assert_eq!(
+            report.all.detected, 3,
+            "svc's own outages (up's are not detected here)"
+        );
+        assert_eq!(report.all.cause, 3);
+        let wrong = [
+            named("2026-10-02T10:00:00Z", &[]),
+            named("2026-10-02T15:00:00Z", &["up"]),
+            named("2026-10-02T18:00:00Z", &[]),
+        ];
+        let report = score(&truth, &wrong, Duration::from_secs(86_400), &causes);
+        assert_eq!(report.all.cause, 0);
     }
 
     /// An outage that starts in the warm-up is not scored, and neither is the incident that
@@ -487,7 +634,7 @@ mod tests {
             "2026-10-02T00:10:00Z",
             None,
         );
-        let report = score(&truth, &[opened], Duration::from_secs(86_400));
+        let report = score(&truth, &[opened], Duration::from_secs(86_400), &no_causes());
         assert_eq!(
             (report.all.outages, report.incidents, report.false_incidents),
             (0, 0, 0)
@@ -532,7 +679,7 @@ mod tests {
             ),
             event("incident.opened", "2026-10-02T22:01:00Z", c, None),
         ];
-        let report = score(&truth, &events, Duration::from_secs(86_400));
+        let report = score(&truth, &events, Duration::from_secs(86_400), &no_causes());
         assert_eq!((report.all.detected, report.false_incidents), (1, 2));
         // Shown open until the event that resolves it; said to have ended 25 minutes late.
         assert_eq!(report.overstays, [40 * 60]);

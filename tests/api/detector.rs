@@ -708,7 +708,13 @@ async fn accuracy_holds_on_every_seed() {
         let (scenario, file) = simulate(12, 14, seed);
         let events = backtest(&catalog, &file).await;
         every_update_says_something_new(&events);
-        let report = score::score(&scenario.truth(), &events, Duration::from_secs(86_400));
+        let causes = score::Causes::new(&catalog, DetectorConfig::default().cascade_window);
+        let report = score::score(
+            &scenario.truth(),
+            &events,
+            Duration::from_secs(86_400),
+            &causes,
+        );
         let headline = &report.headline;
         assert!(
             headline.outages >= 10,
