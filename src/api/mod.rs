@@ -7,6 +7,7 @@
 //! and Swagger UI at `/docs`.
 
 pub mod budget;
+mod docs;
 pub mod error;
 pub mod events;
 pub mod feeds;
@@ -462,6 +463,7 @@ pub async fn browser_headers(
     // The path as routed, percent-decoded (`/%64ocs/` is routed here too).
     let path = req.match_info().as_str();
     let docs = path == "/docs" || path.starts_with("/docs/");
+    let docs_path = docs.then(|| path.to_owned());
     let mut response = next.call(req).await?;
     if docs {
         let headers = response.headers_mut();
@@ -481,6 +483,8 @@ pub async fn browser_headers(
         let path = response.request().path().to_owned();
         let error = actix_web::ResponseError::error_response(&ApiError::route_not_found(&path));
         response.into_response(error)
+    } else if let Some(path) = docs_path {
+        docs::serve(response.map_into_boxed_body(), &path).await?
     } else {
         response.map_into_boxed_body()
     };

@@ -1,6 +1,6 @@
 //! The committed spec matches the code, and the served spec and docs are there.
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app};
 
 const COMMITTED: &str = include_str!("../../openapi/openapi.json");
 
@@ -254,4 +254,106 @@ fn nulls_are_required(
         }
         _ => {}
     }
+}
+
+/// The Swagger UI's files are revalidated rather than fetched again (`ETag`, `no-cache`,
+/// `304`), and text goes gzip-compressed to a client that accepts it, as its own
+/// representation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_files_are_compressed_and_revalidated() {
+    use std::io::Read;
+
+    let app = spawn_app(Backend::Memory).await;
+    type Head = (
+        u16,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    async fn fetch(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> (Head, Vec<u8>) {
+        let mut request = app.client.get(app.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let answer = request.send().await.unwrap();
+        let header = |name| crate::helpers::header(&answer, name);
+        let head = (
+            answer.status().as_u16(),
+            header("etag"),
+            header("content-encoding"),
+            header("cache-control"),
+            header("vary"),
+        );
+        (head, answer.bytes().await.unwrap().to_vec())
+    }
+    let bundle = "/docs/swagger-ui-bundle.js";
+    let ((status, etag, coding, cache, _), plain) = fetch(&app, bundle, &[]).await;
+    assert_eq!(
+        (status, coding, cache.as_deref()),
+        (200, None, Some("no-cache"))
+    );
+    let etag = etag.expect("an ETag");
+    assert!(plain.len() > 1_000_000, "{}", plain.len());
+
+    let ((status, gzip_etag, coding, _, vary), gzipped) =
+        fetch(&app, bundle, &[("accept-encoding", "gzip, deflate, br")]).await;
+    assert_eq!((status, coding.as_deref()), (200, Some("gzip")));
+    assert_eq!(vary.as_deref(), Some("Accept-Encoding"));
+    let gzip_etag = gzip_etag.expect("an ETag");
+    assert_ne!(gzip_etag, etag, "each coding is its own representation");
+    assert!(
+        gzipped.len() < plain.len() / 3,
+        "{} of {}",
+        gzipped.len(),
+        plain.len()
+    );
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain);
+    // Refused gzip gets the file as it is.
+    let ((_, _, coding, _, _), _) = fetch(&app, bundle, &[("accept-encoding", "gzip;q=0")]).await;
+    assert_eq!(coding, None);
+
+    // Revalidation: each representation by its own tag.
+    let (etag, gzip_etag) = (etag.as_str(), gzip_etag.as_str());
+    let ((status, again, coding, _, _), body) =
+        fetch(&app, bundle, &[("if-none-match", etag)]).await;
+    assert_eq!((status, again.as_deref(), coding), (304, Some(etag), None));
+    assert!(body.is_empty());
+    let ((status, ..), _) = fetch(
+        &app,
+        bundle,
+        &[("if-none-match", gzip_etag), ("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, 304);
+    let ((status, ..), _) = fetch(
+        &app,
+        bundle,
+        &[("if-none-match", etag), ("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, 200, "the other coding's tag does not match");
+
+    // An image is not compressed, but revalidated all the same.
+    let ((status, etag, coding, cache, _), _) = fetch(
+        &app,
+        "/docs/favicon-32x32.png",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(
+        (status, coding, cache.as_deref()),
+        (200, None, Some("no-cache"))
+    );
+    assert!(etag.is_some());
+    // The page itself too, and a file it lacks stays the JSON 404.
+    let ((status, _, coding, ..), _) = fetch(&app, "/docs/", &[("accept-encoding", "gzip")]).await;
+    assert_eq!((status, coding.as_deref()), (200, Some("gzip")));
+    let ((status, etag, ..), _) =
+        fetch(&app, "/docs/nothing.js", &[("accept-encoding", "gzip")]).await;
+    assert_eq!((status, etag), (404, None));
 }
