@@ -193,12 +193,18 @@ pub async fn events(
     }
 }
 
-/// Whether the client asked for an event stream by name (as `EventSource` does).
+/// Whether the client asked for an event stream by name (as `EventSource` does), and not
+/// with `q=0` (which refuses it).
 fn accepts_event_stream(req: &HttpRequest) -> bool {
-    req.headers()
-        .get_all(header::ACCEPT)
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+    use actix_web::HttpMessage;
+    req.get_header::<header::Accept>().is_some_and(|accept| {
+        accept.iter().any(|item| {
+            item.item
+                .essence_str()
+                .eq_ignore_ascii_case("text/event-stream")
+                && item.quality > header::Quality::ZERO
+        })
+    })
 }
 
 /// The stream of `GET /v1/events`, or why there is none.

@@ -377,6 +377,15 @@ on_both_stores! {
         assert!(refused.retry_after.is_some());
         // A browser's EventSource would give up for good on a 503: it is told to retry.
         assert_told_to_retry(&app, &url, "too_many_subscribers").await;
+        // As is any client that names the stream among what it accepts, but not one that
+        // refuses it (`q=0`), which gets the JSON 503.
+        for (accept, status) in [
+            ("application/json;q=0.5, Text/Event-Stream", 200),
+            ("text/event-stream;q=0, application/json", 503),
+        ] {
+            let answer = app.client.get(&url).header("accept", accept).send().await.unwrap();
+            assert_eq!(answer.status().as_u16(), status, "{accept}");
+        }
         drop(first);
         wait_for_a_place(&app, &url, 503).await;
     }
