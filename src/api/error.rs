@@ -338,7 +338,7 @@ pub struct UnknownService(
 #[derive(utoipa::IntoResponses)]
 #[response(
     status = 503,
-    description = "`unavailable`: the store failed or was slow; or `overloaded`: this replica is already reading as many stored buckets as it allows at once (two of the largest series, or many small reads) and this request waited a second for its turn. Nothing was read; retry after `Retry-After` seconds.",
+    description = "`unavailable`: the store failed or was slow; or `overloaded`: this replica is already reading as many stored buckets as it allows at once (for reads of over 2,000 buckets, two of the largest series; for smaller ones, 30,000 buckets in all) and this request waited a second for its turn, without reading any counts. Retry after `Retry-After` seconds.",
     headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
     examples(
         ("unavailable" = (value = json!({"code": "unavailable", "message": "the store is unavailable; retry shortly"}))),

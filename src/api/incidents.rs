@@ -307,7 +307,7 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
     };
     let since = align(start - EVIDENCE_LEAD, step);
     let until = align(end + step - 1, step);
-    let _reading = state
+    let reading = state
         .reads
         .take((until - since) / state.settings.width(granularity))
         .await?;
@@ -316,6 +316,7 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
         .counts(&incident.service, granularity, since, until)
         .await
         .map_err(|e| unavailable("incident evidence", &e))?;
+    drop(reading);
     let model = super::overview::service_state(state, &incident.service).await?;
     let points = ((until - since) / step) as usize;
     let mut observed = vec![0u64; points];

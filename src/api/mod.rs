@@ -447,14 +447,16 @@ pub async fn close_after_unread_chunked_body(
         .map_into_right_body())
 }
 
-/// Middleware: headers for browsers, and the Swagger UI's 404s. No answer may be taken by a
-/// browser for another type than it says (`X-Content-Type-Options: nosniff`): a JSON error
+/// Middleware: headers for browsers, and the Swagger UI's files. No answer may be taken by a
+/// browser for another type than it says (`X-Content-Type-Options: nosniff`; the answers to
+/// CORS preflights, made outside this, have no body to sniff): a JSON error
 /// that echoes a path is never run as a page or a script. The Swagger UI's pages under
 /// `/docs/` may not be framed by another site (`X-Frame-Options: DENY`,
 /// `frame-ancestors 'none'`): its "Try it out" forms come filled in, so a page framing them
 /// could have its visitors file reports from this origin with a click, which CORS keeps other
-/// pages from doing. And a file it does not have, which it answers with a bare, empty 404,
-/// gets the JSON error of every other unknown route.
+/// pages from doing. Its files are compressed and revalidated (see [`docs`]); and a file it
+/// does not have, which it answers with a bare, empty 404, gets the JSON error of every
+/// other unknown route.
 pub async fn browser_headers(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,

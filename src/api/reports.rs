@@ -591,7 +591,7 @@ pub async fn read_reports(
         region,
         problem: query.problem.as_deref(),
     };
-    let _reading = state.reads.take(buckets_read).await?;
+    let reading = state.reads.take(buckets_read).await?;
     let sums = state
         .store
         .sums(&service.id, granularity, since, until, of)
@@ -600,6 +600,7 @@ pub async fn read_reports(
             crate::ingest::store_error("counts", &e);
             ApiError::unavailable()
         })?;
+    drop(reading);
     let mut counts = vec![0u64; points as usize];
     for (start, sum) in sums {
         if let Some(slot) = counts.get_mut(((start - since) / step) as usize) {

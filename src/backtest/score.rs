@@ -16,11 +16,14 @@
 //!   regional outage the exact set of regions; `partial`; for a partial outage the exact set
 //!   of problems; the set of `caused_by`. It is *exact* when all of them are right. Sets
 //!   are compared whatever their order.
-//! - `caused_by` is judged by what the event contract makes it, "upstream services with an
-//!   open incident when this one opened" (see [`Causes`]): the cause the simulator injected,
-//!   and any other upstream (`depends_on`) outage under way when this one began, or
-//!   beginning at most the cascade window after. A dependent's own outage during an
-//!   unrelated upstream one is, to a detector that sees counts only, a cascade.
+//! - `caused_by` is judged by the rule the detector follows (the event contract's "upstream
+//!   services with an open incident when this one opened", widened by the cascade window),
+//!   applied to the truth's times (see [`Causes`]): the cause the simulator injected, and
+//!   any other upstream (`depends_on`) outage under way when this one began, or beginning at
+//!   most the cascade window after. A dependent's own outage during an unrelated upstream
+//!   one is, to a detector that sees counts only, a cascade. (An upstream incident stays
+//!   open some minutes past its outage's end, until its resolution is confirmed: a dependent
+//!   outage beginning then is named caused by it, and scored wrong here.)
 //! - Delays and other quantiles are linear between the two nearest values.
 //! - The first `warmup` of the file is not scored: the backtest starts with no history, as a
 //!   new deployment does without `downradar import`. Neither are the outages that start in
@@ -183,7 +186,9 @@ impl Causes {
                 .iter()
                 .map(|s| (s.id.clone(), s.depends_on.clone()))
                 .collect(),
-            window: time::Duration::try_from(window).unwrap_or(time::Duration::MAX),
+            // At most a day, so that adding it to a time cannot overflow (the CLI allows an hour).
+            window: time::Duration::try_from(window.min(Duration::from_secs(86_400)))
+                .unwrap_or(time::Duration::DAY),
         }
     }
 

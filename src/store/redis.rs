@@ -393,11 +393,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// A thread of its own, with its own runtime, that drives the read connection and runs every
-/// read on it: the reply of a large series read (30,000 buckets, 0.1 s of parsing) then no
-/// longer holds up the write connection's replies, whose driver runs elsewhere (the thread
-/// that made it), and with them every report waiting for its batch. The thread ends when
-/// the store is dropped.
+/// A thread of its own, with its own runtime, that drives the read connection (it is made,
+/// and re-made after a failure, there) and receives every read's replies: a large series
+/// read's reply (30,000 buckets, about 0.1 s of decoding) then no longer holds up the write
+/// connection's replies, whose driver runs on another thread (the one it was first used or
+/// last re-made from), and with them every report waiting for its batch. Replies are turned
+/// into their types by the callers, on their own threads. The thread ends when the store
+/// is dropped.
 struct ReadThread {
     runtime: tokio::runtime::Handle,
     /// Dropped with the store, which ends the thread.
@@ -407,25 +409,38 @@ struct ReadThread {
 impl ReadThread {
     fn start() -> Result<Self, StoreError> {
         let failed = |e: std::io::Error| StoreError::Backend(format!("no read thread: {e}"));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(failed)?;
-        let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (started, handle) = std::sync::mpsc::channel();
+        // The runtime is made, and dropped, on its thread: never inside the caller's.
         std::thread::Builder::new()
             .name("redis-reads".into())
             .spawn(move || {
-                let _ = runtime.block_on(stopped);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => {
+                        let _ = started.send(Ok(runtime.handle().clone()));
+                        let _ = runtime.block_on(stopped);
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                }
             })
             .map_err(failed)?;
+        let runtime = handle
+            .recv()
+            .map_err(|_| StoreError::Backend("no read thread: it ended at once".into()))?
+            .map_err(failed)?;
         Ok(Self {
-            runtime: handle,
+            runtime,
             _stop: stop,
         })
     }
 
-    /// Runs `task` on the thread; dropping the future (a client that went away) cancels it.
+    /// Runs `task` on the thread; dropping the future (a client that went away, a timeout)
+    /// cancels it, and a panic in it is the caller's.
     async fn run<T: Send + 'static>(
         &self,
         task: impl Future<Output = Result<T, StoreError>> + Send + 'static,
@@ -437,9 +452,11 @@ impl ReadThread {
             }
         }
         let mut task = AbortOnDrop(self.runtime.spawn(task));
-        (&mut task.0)
-            .await
-            .map_err(|e| StoreError::Backend(format!("a read was lost: {e}")))?
+        match (&mut task.0).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Backend(format!("a read was lost: {e}"))),
+        }
     }
 }
 
@@ -490,10 +507,17 @@ impl RedisStore {
             ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                 .map_err(|e| StoreError::Backend(e.to_string()))
         };
+        // The read connection is made on its thread, so that its background tasks (a RESP3
+        // connection's disconnect listener, which re-makes it) run there too.
+        let reads_thread = ReadThread::start()?;
+        let reads = {
+            let _on_reads_thread = reads_thread.runtime.enter();
+            connect()?
+        };
         Ok(Self {
             writes: connect()?,
-            reads: connect()?,
-            reads_thread: ReadThread::start()?,
+            reads,
+            reads_thread,
             settings,
             record: Script::new(RECORD_LUA),
             revoke: Script::new(REVOKE_LUA),
@@ -540,7 +564,7 @@ impl RedisStore {
     pub async fn check_bucket_width(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.get(keys::detector_bucket());
-        let (leader,): (Option<String>,) = self.read(&pipe).await?;
+        let (leader,): (Option<String>,) = self.read(pipe).await?;
         self.note_leader_width(leader.as_deref())
     }
 
@@ -629,7 +653,7 @@ impl RedisStore {
             for &(s, hour) in chunk {
                 pipe.exists(keys::bucket(&services[s], ROLLUP_SECS, hour));
             }
-            let exists: Vec<bool> = self.read(&pipe).await?;
+            let exists: Vec<bool> = self.read(pipe).await?;
             if exists.len() != chunk.len() {
                 return Err(StoreError::Backend(
                     "a roll-up pipeline lost replies".into(),
@@ -669,16 +693,18 @@ impl RedisStore {
     }
 
     /// Runs `pipe`, a read, on the read connection as [`query_idempotent`](Self::query_idempotent)
-    /// does, on the connection's own thread (see [`ReadThread`]).
-    async fn read<T: redis::FromRedisValue + Send + 'static>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
+    /// does, on the connection's own thread (see [`ReadThread`]), within [`CALL_TIMEOUT`]
+    /// from now (a read queued behind others on that thread included); the reply is turned
+    /// into `T` here.
+    async fn read<T: redis::FromRedisValue>(&self, pipe: redis::Pipeline) -> Result<T, StoreError> {
         let conn = self.reads.clone();
-        let pipe = pipe.clone();
-        self.reads_thread
-            .run(async move { Self::query_idempotent(&conn, &pipe).await })
+        let on_thread = self
+            .reads_thread
+            .run(async move { Self::query_idempotent::<Value>(&conn, &pipe).await });
+        let reply = tokio::time::timeout(CALL_TIMEOUT, on_thread)
             .await
+            .map_err(|_| StoreError::Timeout(CALL_TIMEOUT))??;
+        redis::from_redis_value(reply).map_err(|e| StoreError::Backend(cut_error(e.to_string())))
     }
 
     /// Runs a pipeline of `script` calls; when Redis has lost the script (`NOSCRIPT`), loads
@@ -784,7 +810,7 @@ impl RedisStore {
             for (_, service, start) in chunk {
                 pipe.get(keys::incident(service, *start));
             }
-            let records: Vec<Option<String>> = self.read(&pipe).await?;
+            let records: Vec<Option<String>> = self.read(pipe).await?;
             for ((id, _, _), record) in chunk.iter().zip(records) {
                 if let Some(incident) = record.and_then(|json| parse_json(&json, id)) {
                     out.push(incident);
@@ -1272,7 +1298,7 @@ impl Store for RedisStore {
             for &(s, start) in chunk {
                 pipe.hgetall(keys::bucket(&services[s], width, start));
             }
-            let replies: Vec<Vec<(String, u64)>> = self.read(&pipe).await?;
+            let replies: Vec<Vec<(String, u64)>> = self.read(pipe).await?;
             if replies.len() != chunk.len() {
                 return Err(StoreError::Backend("a counts pipeline lost replies".into()));
             }
@@ -1329,7 +1355,7 @@ impl Store for RedisStore {
                     _ => pipe.hgetall(key),
                 };
             }
-            let replies: Vec<Value> = self.read(&pipe).await?;
+            let replies: Vec<Value> = self.read(pipe).await?;
             if replies.len() != chunk.len() {
                 return Err(StoreError::Backend("a sums pipeline lost replies".into()));
             }
@@ -1411,7 +1437,7 @@ impl Store for RedisStore {
     async fn detector_state(&self, service: &ServiceId) -> Result<Option<Vec<u8>>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.get(keys::detector_state(service));
-        let (state,): (Option<Vec<u8>>,) = self.read(&pipe).await?;
+        let (state,): (Option<Vec<u8>>,) = self.read(pipe).await?;
         Ok(state)
     }
 
@@ -1428,7 +1454,7 @@ impl Store for RedisStore {
             Vec<String>,
             HashMap<String, String>,
             Option<String>,
-        ) = self.read(&pipe).await?;
+        ) = self.read(pipe).await?;
         let Some(cursor) = cursor else {
             return Ok(None);
         };
@@ -1452,7 +1478,7 @@ impl Store for RedisStore {
             for service in chunk {
                 pipe.get(keys::detector_state(service));
             }
-            let blobs: Vec<Option<Vec<u8>>> = self.read(&pipe).await?;
+            let blobs: Vec<Option<Vec<u8>>> = self.read(pipe).await?;
             for (service, blob) in chunk.iter().zip(blobs) {
                 if let Some(state) = blob {
                     let at = saved
@@ -1605,7 +1631,7 @@ impl Store for RedisStore {
                 .arg("LIMIT")
                 .arg(offset)
                 .arg(page);
-            let (ids,): (Vec<(String, i64)>,) = self.read(&pipe).await?;
+            let (ids,): (Vec<(String, i64)>,) = self.read(pipe).await?;
             let exhausted = ids.len() < page;
             if let Some((id, start)) = ids.last() {
                 // How many entries of the last entry's second have been read: all of this
@@ -1649,7 +1675,7 @@ impl Store for RedisStore {
             0,
             -1,
         );
-        let (record, events): (Option<String>, Vec<String>) = self.read(&pipe).await?;
+        let (record, events): (Option<String>, Vec<String>) = self.read(pipe).await?;
         Ok(record.and_then(|json| IncidentRecord::from_json(id, &json, &events)))
     }
 
@@ -1676,7 +1702,7 @@ impl Store for RedisStore {
                 .arg("+")
                 .arg("COUNT")
                 .arg(count);
-            let (reply,): (Value,) = self.read(&pipe).await?;
+            let (reply,): (Value,) = self.read(pipe).await?;
             let entries = stream_entries(reply)?;
             let exhausted = entries.len() < count;
             let (events, last) = stream_events(entries)?;
@@ -1752,21 +1778,21 @@ impl Store for RedisStore {
             .arg(&id)
             .arg("COUNT")
             .arg(1);
-        let (entries,): (Vec<Value>,) = self.read(&pipe).await?;
+        let (entries,): (Vec<Value>,) = self.read(pipe).await?;
         Ok(!entries.is_empty())
     }
 
     async fn stream_bounds(&self) -> Result<StreamBounds, StoreError> {
         let mut pipe = redis::pipe();
         pipe.exists(keys::events());
-        let (exists,): (bool,) = self.read(&pipe).await?;
+        let (exists,): (bool,) = self.read(pipe).await?;
         if !exists {
             return Ok(StreamBounds::default());
         }
         // The stream key is never deleted once made (trimming leaves it, empty).
         let mut pipe = redis::pipe();
         pipe.cmd("XINFO").arg("STREAM").arg(keys::events());
-        let (info,): (Value,) = self.read(&pipe).await?;
+        let (info,): (Value,) = self.read(pipe).await?;
         let last = reply_stream_id(info_field(&info, "last-generated-id")).unwrap_or_default();
         // Everything before the first entry left has been trimmed, if anything was: Redis 7
         // counts the entries ever added (an older Redis does not, and then an id before the

@@ -8,8 +8,9 @@
 --   MODE=healthz: GET /healthz, the ceiling of the HTTP stack on this machine.
 --   MODE=series: GET SERIES_PATH (a large series read, for tests/bench/reads.sh).
 -- done() prints one machine-readable line:
---   RESULT <rps> <p50 ms> <p99 ms> <errors> <requests>
--- where errors counts failed connections, timeouts and answers other than 2xx/3xx.
+--   RESULT <rps> <p50 ms> <p99 ms> <errors> <requests> <non-2xx/3xx answers> <timeouts>
+-- where errors counts failed connections, timeouts and answers other than 2xx/3xx, and
+-- requests counts the answers received (of whatever status).
 
 local mode = os.getenv("MODE") or "report"
 local services = {
@@ -52,7 +53,8 @@ end
 function done(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.status + summary.errors.timeout
-  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n",
+  io.write(string.format("RESULT %.0f %.3f %.3f %d %d %d %d\n",
     summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors, summary.requests))
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors, summary.requests,
+    summary.errors.status, summary.errors.timeout))
 end

@@ -2,8 +2,8 @@
 # Large series reads beside report ingest (a benchmark, not a test): the reports/s and p50/p99
 # latency of a Redis-backed server under a steady report load, while 0, 1 and READERS clients
 # keep reading the largest series it serves (2,000 points at 15m: 30,000 one-minute buckets,
-# all of them stored), and how many of those reads were answered and how many refused
-# (503 `overloaded`, or no answer within 10 s). Rounds are interleaved. Needs wrk and redis-server
+# all of them stored), and how many of those reads were answered, refused (503 `overloaded`)
+# or not answered within 10 s. Rounds are interleaved. Needs wrk and redis-server
 # (apt-get install -y wrk redis-server).
 #
 #   tests/bench/reads.sh                          # 2 rounds of 10 s, 8 report connections, 32 readers
@@ -59,11 +59,16 @@ pids+=($!)
 base="http://127.0.0.1:$port"
 wait_http "$base/readyz"
 
-since=$(python3 -c 'import time; t = int(time.time()) // 900 * 900 + 900 - 2000 * 900; print(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)))')
-series="/v1/services/$SERVICE/reports?resolution=15m&since=$since"
+# The largest series: 2,000 points at 15m, ending with the current quarter hour. Both ends
+# are given, so that it stays 2,000 points (not 2,001, refused) when a quarter hour passes.
+read -r since until < <(python3 -c 'import time
+u = int(time.time()) // 900 * 900 + 900
+f = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+print(f(u - 2000 * 900), f(u))')
+series="/v1/services/$SERVICE/reports?resolution=15m&since=$since&until=$until"
 curl -sf -o /dev/null "$base$series" || { echo "the series read failed" >&2; exit 1; }
 
-# readers -> "reports/s p50 p99 errors answered/s refused/s"
+# readers -> "reports/s p50 p99 errors answered/s refused/s timeouts"
 measure() {
   local readers=$1 reader_pid=
   if [ "$readers" -gt 0 ]; then
@@ -78,18 +83,19 @@ measure() {
     -s tests/bench/load.lua "$base" | awk '/^RESULT/ {print $2, $3, $4, $5}')
   if [ -n "$reader_pid" ]; then
     wait "$reader_pid"
+    # Answered: 2xx; refused: any other status (503 overloaded); timeouts: none in 10 s.
     awk -v r="$reports" -v s="$((SECONDS_PER_RUN + 2))" \
-      '/^RESULT/ {printf "%s %.1f %.1f\n", r, ($6 - $5) / s, $5 / s}' "$work/readers.out"
+      '/^RESULT/ {printf "%s %.1f %.1f %d\n", r, ($6 - $7) / s, $7 / s, $8}' "$work/readers.out"
   else
-    echo "$reports - -"
+    echo "$reports - - -"
   fi
 }
 
 echo "machine: $(nproc) cores; $ROUNDS rounds of ${SECONDS_PER_RUN} s, $CONNECTIONS report connections" >&2
-printf '%-6s %-8s %10s %8s %8s %7s %11s %11s\n' round readers reports/s p50_ms p99_ms errors reads_ok/s failed/s
+printf '%-6s %-8s %10s %8s %8s %7s %11s %10s %9s\n' round readers reports/s p50_ms p99_ms errors reads_ok/s refused/s timeouts
 for round in $(seq "$ROUNDS"); do
   for readers in 0 1 "$READERS"; do
-    read -r rps p50 p99 errors ok refused <<<"$(measure "$readers")"
-    printf '%-6s %-8s %10s %8s %8s %7s %11s %11s\n' "$round" "$readers" "$rps" "$p50" "$p99" "$errors" "$ok" "$refused"
+    read -r rps p50 p99 errors ok refused timeouts <<<"$(measure "$readers")"
+    printf '%-6s %-8s %10s %8s %8s %7s %11s %10s %9s\n' "$round" "$readers" "$rps" "$p50" "$p99" "$errors" "$ok" "$refused" "$timeouts"
   done
 done
