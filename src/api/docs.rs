@@ -12,10 +12,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use actix_web::HttpMessage;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
-use actix_web::http::header::{
-    self, AcceptEncoding, CacheControl, CacheDirective, ETag, Encoding, EntityTag, HeaderValue,
-    IfNoneMatch,
-};
+use actix_web::http::header::{self, AcceptEncoding, Encoding, EntityTag, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 
@@ -61,19 +58,12 @@ pub async fn serve(
         Some(_) => format!("{}-gzip", served.digest),
         None => served.digest.clone(),
     });
-    let fresh = match req.get_header::<IfNoneMatch>() {
-        Some(IfNoneMatch::Any) => true,
-        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|tag| tag.weak_eq(&etag)),
-        None => false,
-    };
-    let mut response = if fresh {
-        head.set_body(BoxBody::new(())).map_into_boxed_body()
-    } else {
-        head.set_body(match gzip {
-            Some(gzip) => gzip.clone().boxed(),
-            None => body.boxed(),
-        })
-    };
+    let fresh = super::not_modified(&req, &etag);
+    let mut response = head.set_body(match (fresh, gzip) {
+        (true, _) => BoxBody::new(()),
+        (false, Some(gzip)) => gzip.clone().boxed(),
+        (false, None) => body.boxed(),
+    });
     if fresh {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response.headers_mut().remove(header::CONTENT_TYPE);
@@ -88,15 +78,9 @@ pub async fn serve(
     }
     headers.insert(
         header::ETAG,
-        ETag(etag).to_string().parse().expect("a valid ETag"),
+        HeaderValue::from_str(&etag.to_string()).expect("a hex digest is a valid ETag"),
     );
-    headers.insert(
-        header::CACHE_CONTROL,
-        CacheControl(vec![CacheDirective::NoCache])
-            .to_string()
-            .parse()
-            .expect("a valid Cache-Control"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(ServiceResponse::new(req, response))
 }
 
@@ -114,12 +98,11 @@ fn compressible(content_type: &str) -> bool {
 /// one of another length: the files are the binary's own, so the same path is the same
 /// file, and digesting 1.5 MB again for every request would cost more than sending it).
 fn served(path: &str, body: &Bytes, text: bool) -> Arc<Served> {
-    use sha2::Digest;
     let mut served = SERVED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(kept) = served.get(path).filter(|kept| kept.len == body.len()) {
         return kept.clone();
     }
-    let digest = crate::reporter::hex(&sha2::Sha256::digest(body)[..16]);
+    let digest = super::digest_tag(body);
     let gzip = text.then(|| {
         let mut encoder =
             flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 3), Default::default());

@@ -23,8 +23,8 @@ mod xml;
 
 use std::net::Ipv6Addr;
 
-use actix_web::http::header::{self, CacheControl, CacheDirective, ETag, EntityTag, IfNoneMatch};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
+use actix_web::http::header::{self, CacheControl, CacheDirective, ETag, EntityTag};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -254,14 +254,8 @@ const LINKS_VARY: &str = "Host, Forwarded, X-Forwarded-Host, X-Forwarded-Proto";
 /// `If-None-Match` holds one that is current (RFC 9110 §13.1.2). A malformed condition
 /// header is ignored, as if absent.
 fn conditional(req: &HttpRequest, content_type: &str, body: String) -> HttpResponse {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(body.as_bytes());
-    let etag = EntityTag::new_strong(crate::reporter::hex(&digest[..16]));
-    let fresh = match req.get_header::<IfNoneMatch>() {
-        Some(IfNoneMatch::Any) => true,
-        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|tag| tag.weak_eq(&etag)),
-        None => false,
-    };
+    let etag = EntityTag::new_strong(super::digest_tag(body.as_bytes()));
+    let fresh = super::not_modified(req, &etag);
     let mut response = if fresh {
         HttpResponse::NotModified()
     } else {

@@ -497,6 +497,26 @@ pub async fn browser_headers(
     Ok(response)
 }
 
+/// A digest of `bytes` for a strong `ETag`: the first 16 bytes of their SHA-256, in hex, the
+/// same from every replica.
+pub(crate) fn digest_tag(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    crate::reporter::hex(&sha2::Sha256::digest(bytes)[..16])
+}
+
+/// Whether `req`'s `If-None-Match` holds `etag`, so that the client's copy is current and a
+/// `GET` is answered `304 Not Modified` (weak comparison, RFC 9110 §13.1.2). A malformed
+/// header is taken as absent.
+pub(crate) fn not_modified(req: &HttpRequest, etag: &actix_web::http::header::EntityTag) -> bool {
+    match actix_web::HttpMessage::get_header::<actix_web::http::header::IfNoneMatch>(req) {
+        Some(actix_web::http::header::IfNoneMatch::Any) => true,
+        Some(actix_web::http::header::IfNoneMatch::Items(tags)) => {
+            tags.iter().any(|tag| tag.weak_eq(etag))
+        }
+        None => false,
+    }
+}
+
 /// Marks a request that came as `HEAD` (see [`head_as_get`]).
 #[derive(Clone, Copy)]
 struct Head;
