@@ -520,6 +520,7 @@ pub async fn status_of(state: &AppState, service: ServiceId) -> Result<ServiceSt
     let until = crate::buckets::align(state.clock.now().unix_timestamp(), width) + width;
     let reports_24h = super::overview::counts_between(state, &service, until - 86_400, until)
         .await?
+        .cells
         .values()
         .sum();
     Ok(ServiceStatus {

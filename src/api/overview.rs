@@ -19,6 +19,14 @@ use crate::detector::service::{SeriesFilter, ServiceState};
 use crate::regions::{RegionCode, Regions};
 use crate::store::{Cell, Granularity, IncidentQuery};
 
+/// Distinct reporters per cell of a service over a range, and where they begin.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub cells: BTreeMap<Cell, u64>,
+    /// The start of the earliest bucket read that holds a report.
+    pub first: Option<i64>,
+}
+
 /// Distinct reporters per cell of `service` in `[since, until)` (both multiples of the bucket
 /// width): whole hours from the hourly roll-up, the hour fractions at either end from the fine
 /// buckets, so a day costs at most about 25 + 2 × 60 reads with one-minute buckets. When the
@@ -29,7 +37,7 @@ pub(crate) async fn counts_between(
     service: &ServiceId,
     since: i64,
     until: i64,
-) -> Result<BTreeMap<Cell, u64>, ApiError> {
+) -> Result<Counts, ApiError> {
     let fine = state.settings.width(Granularity::Fine);
     let now = state.clock.now().unix_timestamp();
     let fine_kept = now - crate::store::whole_secs(state.settings.retention) <= since;
@@ -68,7 +76,7 @@ pub(crate) async fn counts_between(
                 .sum(),
         )
         .await?;
-    let mut out = BTreeMap::new();
+    let mut out = Counts::default();
     for (granularity, from, to) in ranges {
         if from >= to {
             continue;
@@ -79,12 +87,28 @@ pub(crate) async fn counts_between(
             .await
             .map_err(|e| unavailable("counts", &e))?;
         for bucket in buckets {
+            if bucket.cells.iter().any(|&(_, n)| n > 0) {
+                out.first = Some(out.first.map_or(bucket.start, |t| t.min(bucket.start)));
+            }
             for (cell, n) in bucket.cells {
-                *out.entry(cell).or_default() += n;
+                *out.cells.entry(cell).or_default() += n;
             }
         }
     }
     Ok(out)
+}
+
+/// Where the expectations over a read from `since` begin: at `since`, or where the service's
+/// history does when that is later. The detector knows when its first report came; reports
+/// the read found before it (history imported since) move the start back to them. Expected
+/// counts over time without history would be reports that nobody could have sent: a week's
+/// map on a deployment three days old said every country had under half its usual reports.
+/// `first_read`: the start of the read's first bucket with a report.
+pub(crate) fn history_start(model: &ServiceState, first_read: Option<i64>, since: i64) -> i64 {
+    match model.first_report() {
+        Some(t) => since.max(first_read.map_or(t, |f| f.min(t))),
+        None => since,
+    }
 }
 
 /// The detector's saved state of `service`, when it has one learned on the current bucket
@@ -218,7 +242,9 @@ pub async fn service_problems(
 ) -> Result<HttpResponse, ApiError> {
     let service = state.service(&id)?;
     let (since, until) = window_range(&state, parse_window(query.window.as_deref(), 86_400)?);
-    let counts = counts_between(&state, &service.id, since, until).await?;
+    let counts = counts_between(&state, &service.id, since, until)
+        .await?
+        .cells;
     let mut per_problem: Vec<(Problem, u64)> =
         service.problems.iter().map(|p| (p.clone(), 0)).collect();
     for (cell, n) in counts {
@@ -258,7 +284,8 @@ pub struct MapCountry {
     /// Distinct reporters from the country in the window.
     #[schema(example = 220)]
     pub reports: u64,
-    /// What the baseline expects from it over the window; absent while the detector has no
+    /// What the baseline expects from it over the window, or over the part of it since the
+    /// service's history began (its first report); absent while the detector has no
     /// baseline for the service.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 14.5)]
@@ -319,7 +346,7 @@ pub async fn service_map(
     let counts = counts_between(&state, &service.id, since, until).await?;
     let model = service_state(&state, &service.id).await?;
     let mut per_region: BTreeMap<RegionCode, u64> = BTreeMap::new();
-    for (cell, n) in counts {
+    for (cell, n) in counts.cells {
         *per_region.entry(cell.region).or_default() += n;
     }
     let regions = Regions::builtin();
@@ -331,7 +358,7 @@ pub async fn service_map(
                     region: Some(region),
                     problem: None,
                 };
-                expected_between(m, of, since, until)
+                expected_between(m, of, history_start(m, counts.first, since), until)
             });
             let country = regions.country(region);
             MapCountry {

@@ -430,7 +430,9 @@ pub struct Point {
     pub count: u64,
     /// Reports the baseline expects in the bucket (for the same region and problem filter):
     /// the detector's current model of the service (seasonal profile, level and shares)
-    /// applied to the bucket's time. Absent while the detector has no model of the service.
+    /// applied to the bucket's time. Absent while the detector has no model of the service,
+    /// and for buckets before the service's history began (its first report); a bucket
+    /// that holds that moment expects reports from it on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 2.4)]
     pub expected: Option<f64>,
@@ -444,14 +446,14 @@ pub struct Point {
 /// The chance, per point, of a count reaching the upper band by chance alone.
 const BAND_P: f64 = 1e-3;
 
-/// Expected count and upper band of the point `[start, start + step)` for the series `of`.
+/// Expected count and upper band of the series `of` over `[from, until)`.
 fn band(
     model: &crate::detector::service::ServiceState,
     of: crate::detector::service::SeriesFilter<'_>,
-    start: i64,
-    step: i64,
+    from: i64,
+    until: i64,
 ) -> (f64, u64) {
-    let (mean, variance) = model.expectation_over(start, start + step, of);
+    let (mean, variance) = model.expectation_over(from, until, of);
     let extra = variance - mean;
     let k = if extra > 1e-12 {
         mean * mean / extra
@@ -469,7 +471,8 @@ fn band(
 /// Distinct reporters per bucket for one service, optionally for one country and one problem,
 /// at a resolution of 1m, 5m, 15m or 1h (at most 2,000 points). Empty buckets appear as zero.
 /// Once the detector has a model of the service, each point also carries the count the
-/// baseline expects and the upper edge of the usual range, for the same filters.
+/// baseline expects and the upper edge of the usual range, for the same filters (from the
+/// service's first report on).
 /// `1h` reads the hourly roll-up, which is kept longer than the fine buckets.
 #[utoipa::path(
     tag = "reports",
@@ -601,6 +604,7 @@ pub async fn read_reports(
             ApiError::unavailable()
         })?;
     drop(reading);
+    let first_read = sums.iter().filter(|&&(_, n)| n > 0).map(|&(t, _)| t).min();
     let mut counts = vec![0u64; points as usize];
     for (start, sum) in sums {
         if let Some(slot) = counts.get_mut(((start - since) / step) as usize) {
@@ -608,6 +612,9 @@ pub async fn read_reports(
         }
     }
     let model = super::overview::service_state(&state, &service.id).await?;
+    let history = model
+        .as_ref()
+        .map(|m| (m, super::overview::history_start(m, first_read, since)));
     let of = crate::detector::service::SeriesFilter {
         region,
         problem: query.problem.as_deref(),
@@ -625,7 +632,9 @@ pub async fn read_reports(
             .enumerate()
             .map(|(i, count)| {
                 let start = since + i as i64 * step;
-                let band = model.as_ref().map(|m| band(m, of, start, step));
+                let band = history
+                    .filter(|&(_, from)| from < start + step)
+                    .map(|(m, from)| band(m, of, from.max(start), start + step));
                 Ok(Point {
                     bucket: datetime(start)?,
                     count,

@@ -368,9 +368,18 @@ pub struct ServiceState {
     /// as such an addition.
     #[serde(skip)]
     rises: bool,
+    /// The start of the first bucket with a report it observed: where its service's history
+    /// begins, as far as the detector saw it; `None` before any, [`LONG_AGO`] for a state
+    /// saved before it was kept. Saved apart from the rest (see [`encode`]).
+    #[serde(skip)]
+    first_report: Option<i64>,
     pub level: Level,
     pub region_levels: Vec<(RegionCode, Level)>,
 }
+
+/// [`ServiceState::first_report`] of a state saved before it was kept: its history began
+/// at some unknown time before.
+const LONG_AGO: i64 = i64::MIN;
 
 /// What a service's state holds back for later (see `ServiceState::learn`), saved after the
 /// rest: a state saved before there was any decodes as it was, with nothing held back (and
@@ -416,8 +425,9 @@ struct Scores {
 /// open incident's last event named ([`Open::shown`]), then how many buckets of each slot of
 /// the day its profile learned at their own counts (`Baseline::known`), then the clock its
 /// profile runs on ([`ProfileClock`]), then what its score tails learned from its first
-/// hour ([`FirstHour`]). Each part was added after the one before it: a build
-/// from before reads what it knows and ignores the rest.
+/// hour ([`FirstHour`]), then the start of its first bucket with a report. Each part was
+/// added after the one before it: a build from before reads what it knows and ignores the
+/// rest.
 pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(state)?;
     let pending = Pending {
@@ -458,6 +468,7 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
         problems: state.problem_dispersion.first_hour_scores(),
     };
     bytes.extend(postcard::to_stdvec(&first_hour)?);
+    bytes.extend(postcard::to_stdvec(&state.first_report)?);
     Ok(bytes)
 }
 
@@ -465,6 +476,8 @@ pub fn encode(state: &ServiceState) -> Result<Vec<u8>, postcard::Error> {
 /// state, when that part does not decode.
 pub fn decode(bytes: &[u8]) -> Result<ServiceState, postcard::Error> {
     let (mut state, rest) = postcard::take_from_bytes::<ServiceState>(bytes)?;
+    // Unless saved with it, its first report is long past.
+    state.first_report = Some(LONG_AGO);
     let (slow, (known, clock)) = decode_trailers(&mut state, rest);
     // A state saved before the slow level starts it where its short-term level is.
     state.baseline.set_slow_level(slow);
@@ -551,7 +564,10 @@ fn decode_trailers_after_slow_level(state: &mut ServiceState, rest: &[u8]) -> Af
         _ => (Some(state.regions_clock()), &[][..]),
     };
     // Saved before the first hour's scores were kept apart: they are in the tails, if any.
-    if let Ok(first_hour) = postcard::from_bytes::<FirstHour>(rest) {
+    if let Ok((first_hour, rest)) = postcard::take_from_bytes::<FirstHour>(rest) {
+        if let Ok(first_report) = postcard::from_bytes::<Option<i64>>(rest) {
+            state.first_report = first_report;
+        }
         state
             .baseline
             .dispersion
@@ -588,9 +604,17 @@ impl ServiceState {
             resolved_at: None,
             ordinary_run: 0,
             rises: false,
+            first_report: None,
             level: Level::Operational,
             region_levels: Vec::new(),
         }
+    }
+
+    /// The start of the first bucket with a report this state observed, where known: its
+    /// service's history, as the detector saw it, begins there. `None` before any report,
+    /// and for a state saved by a build that did not keep it.
+    pub fn first_report(&self) -> Option<i64> {
+        self.first_report.filter(|&t| t != LONG_AGO)
     }
 
     /// The state, its watch ending early on a rise seen within it when `rises` (see the
@@ -824,6 +848,9 @@ impl ServiceState {
 
     /// Processes the bucket starting at `t` with its `cells`; returns what changed.
     pub fn observe(&mut self, t: i64, cells: &[(Cell, u64)], tuning: &Tuning) -> Option<Change> {
+        if self.first_report.is_none() && cells.iter().any(|&(_, n)| n > 0) {
+            self.first_report = Some(t);
+        }
         self.keep_clocks(t, tuning.width);
         let mu = self.baseline.expected(t);
 
@@ -2676,17 +2703,54 @@ mod tests {
         let known = postcard::to_stdvec(state.baseline.known()).unwrap();
         let clock = postcard::to_stdvec(&state.baseline.clock()).unwrap();
         let first_hour = postcard::to_stdvec(&FirstHour::default()).unwrap();
+        let first_report = postcard::to_stdvec(&state.first_report).unwrap();
         assert!(
-            saved.ends_with(&[&shown[..], &known[..], &clock[..], &first_hour[..]].concat()),
-            "the countries shown are saved before the known slots, the clock and the first \
-             hour's scores"
+            saved.ends_with(
+                &[
+                    &shown[..],
+                    &known[..],
+                    &clock[..],
+                    &first_hour[..],
+                    &first_report[..]
+                ]
+                .concat()
+            ),
+            "the countries shown are saved before the known slots, the clock, the first \
+             hour's scores and the first report"
         );
-        let after = saved.len() - shown.len() - known.len() - clock.len() - first_hour.len();
+        let after = saved.len()
+            - shown.len()
+            - known.len()
+            - clock.len()
+            - first_hour.len()
+            - first_report.len();
         let before = decode(&saved[..after]).unwrap();
         assert_eq!(named(&before), [code("FR")]);
         // A regional incident names its countries alone.
         open.attribution = attribution(Scope::Regional, &["JP"]);
         assert_eq!(state.regions_named(&open), [code("JP")]);
+    }
+
+    /// The first report observed marks where the service's history begins: silent buckets
+    /// before it do not, nor does any bucket after; and it is saved.
+    #[test]
+    fn the_first_bucket_with_a_report_is_kept() {
+        let (mut state, tuning, _) = learned(30, |i| u64::from(i >= 20));
+        assert_eq!(state.first_report(), Some(20 * 60));
+        let cell = Cell {
+            region: RegionCode::parse("DE").unwrap(),
+            problem: Problem::parse("login").unwrap(),
+        };
+        state.observe(30 * 60, &[(cell, 4)], &tuning);
+        assert_eq!(state.first_report(), Some(20 * 60));
+        let restored = decode(&encode(&state).unwrap()).unwrap();
+        assert_eq!(restored.first_report(), Some(20 * 60));
+        let (silent, _, _) = learned(30, |_| 0);
+        assert_eq!(silent.first_report(), None);
+        assert_eq!(
+            decode(&encode(&silent).unwrap()).unwrap().first_report(),
+            None
+        );
     }
 
     /// The counts per region and problem are saved after the rest, for the slots that keep
@@ -2750,6 +2814,7 @@ mod tests {
         let clock = postcard::to_stdvec(&state.baseline.clock()).unwrap();
         // Three days in, the first hour's scores are forgotten.
         let first_hour = postcard::to_stdvec(&FirstHour::default()).unwrap();
+        let first_report = postcard::to_stdvec(&Some(0_i64)).unwrap();
         assert!(
             saved.ends_with(
                 &[
@@ -2757,21 +2822,37 @@ mod tests {
                     &shown[..],
                     &known[..],
                     &clock[..],
-                    &first_hour[..]
+                    &first_hour[..],
+                    &first_report[..]
                 ]
                 .concat()
             ),
             "the recurrence is saved before the countries shown, then the known slots, the \
-             profile's clock and the first hour's scores last"
+             profile's clock, the first hour's scores and the first report last"
+        );
+        assert_eq!(
+            restored.first_report(),
+            Some(0),
+            "its first minute had reports"
         );
         assert_eq!(restored.baseline.recurrence(), state.baseline.recurrence());
         assert_eq!(restored.baseline.known(), state.baseline.known());
         assert!(state.baseline.clock().is_some());
         assert_eq!(restored.baseline.clock(), state.baseline.clock());
-        // Saved by the build before the first hour's scores were kept apart: the same.
+        // Saved by the build before the first report was kept: its history began at some
+        // time unknown, and saved again it still did.
+        let long_ago = postcard::to_stdvec(&Some(LONG_AGO)).unwrap();
         let whole = saved.clone();
-        let prior = whole[..whole.len() - first_hour.len()].to_vec();
-        assert_eq!(encode(&decode(&prior).unwrap()).unwrap(), whole);
+        let unreported = &whole[..whole.len() - first_report.len()];
+        let old = decode(unreported).unwrap();
+        assert_eq!(old.first_report(), None);
+        assert_eq!(encode(&old).unwrap(), [unreported, &long_ago].concat());
+        // Saved by the build before the first hour's scores were kept apart: the same.
+        let prior = unreported[..unreported.len() - first_hour.len()].to_vec();
+        assert_eq!(
+            encode(&decode(&prior).unwrap()).unwrap(),
+            [unreported, &long_ago].concat()
+        );
         // Saved by the build before the clock: its profile ran on UTC, and says so.
         let unclocked = decode(&prior[..prior.len() - clock.len()]).unwrap();
         assert_eq!(unclocked.baseline.clock(), None);

@@ -466,8 +466,19 @@ pub async fn poll(
     path: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
+    poll_for(app, path, Duration::from_secs(10), done).await
+}
+
+/// Like [`poll`], for at most `limit`.
+pub async fn poll_for(
+    app: &TestApp,
+    path: &str,
+    limit: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         let answer = app.get(path).await;
         assert_eq!(answer.status, 200, "{path}");
         last = answer.json();

@@ -447,3 +447,69 @@ async fn without_a_baseline_the_map_and_the_series_leave_the_expectation_out() {
         "{series}"
     );
 }
+
+on_both_stores! {
+    /// A deployment two days old has two days of history: a week's map and series expect
+    /// reports only from the service's first report on. (Expected over the whole week, the
+    /// map said every country had under a third of its usual reports.)
+    async fn expectations_begin_with_the_services_history(app, "--detector-interval", "1s") {
+        use downradar::catalog::{Problem, ServiceId};
+        use downradar::clock::Clock;
+        use downradar::store::{Cell, HistoryCount};
+        let start = app.clock.now().unix_timestamp();
+        // The detector's first tick, at `start`, made its model of the service.
+        crate::helpers::poll(&app, "/v1/services/tiktok/reports", |series| {
+            series["points"][0].get("expected").is_some()
+        })
+        .await;
+        let (days, per_min) = (2, 10);
+        let counts: Vec<HistoryCount> = (0..days * 1440)
+            .map(|m| HistoryCount {
+                service: ServiceId::parse("tiktok").unwrap(),
+                bucket: start + m * 60,
+                cell: Cell {
+                    region: downradar::regions::RegionCode::parse("DE").unwrap(),
+                    problem: Problem::parse("login").unwrap(),
+                },
+                count: per_min,
+            })
+            .collect();
+        app.store.add_history(&counts).await.unwrap();
+        app.clock.advance(Duration::from_secs(days as u64 * 86_400));
+        // As usual, over the days it has (once the detector has learned them).
+        let week = "/v1/services/tiktok/map?window=7d";
+        let map = crate::helpers::poll_for(&app, week, Duration::from_secs(60), |map| {
+            map["countries"][0]["ratio"].as_f64().is_some_and(|r| (0.8..1.25).contains(&r))
+        })
+        .await;
+        assert_eq!(map["countries"][0]["reports"], days * 1440 * per_min as i64, "{map}");
+        // The last day alone is within the history: the same.
+        let day = app.get("/v1/services/tiktok/map?window=24h").await.json();
+        let ratio = day["countries"][0]["ratio"].as_f64().unwrap();
+        assert!((0.8..1.25).contains(&ratio), "{day}");
+        // The hourly series over the week: no expectation before the first report, one
+        // from then on.
+        let start_hour = start - start.rem_euclid(3600);
+        let since = time::OffsetDateTime::from_unix_timestamp(start_hour - 5 * 86_400).unwrap();
+        let series = app
+            .get(&format!(
+                "/v1/services/tiktok/reports?resolution=1h&region=DE&since={}",
+                since.format(&time::format_description::well_known::Rfc3339).unwrap()
+            ))
+            .await
+            .json();
+        let first_hour = 5 * 24;
+        for (i, point) in series["points"].as_array().unwrap().iter().enumerate() {
+            let i = i as i64;
+            assert_eq!(
+                point.get("expected").is_some(),
+                i >= first_hour,
+                "point {i}, history from point {first_hour}: {point}"
+            );
+            if i > first_hour && point["count"] == 600 {
+                let expected = point["expected"].as_f64().unwrap();
+                assert!((480.0..750.0).contains(&expected), "{point}");
+            }
+        }
+    }
+}
