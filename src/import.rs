@@ -186,7 +186,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         Some(now),
     )
     .await?;
-    eprintln!(
+    crate::diag!(
         "import: {} rows, {} reports, {} added, {} to the hourly roll-up only (older than \
          --retention), {} skipped (older than --rollup-retention) in {:.1?}",
         summary.rows,
@@ -197,10 +197,10 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         started.elapsed()
     );
     if let Some(warning) = summary.repeated.warning(&args.input) {
-        eprintln!("import: {warning}");
+        crate::diag!("import: {warning}");
     }
     if let Some(warning) = summary.spacing.warning(args.buckets.bucket) {
-        eprintln!("import: {warning}");
+        crate::diag!("import: {warning}");
     }
     Ok(())
 }

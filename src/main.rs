@@ -7,7 +7,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("{}", downradar::output::error_report(&error));
+            downradar::diag!("{}", downradar::output::error_report(&error));
             ExitCode::FAILURE
         }
     }

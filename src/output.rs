@@ -4,6 +4,29 @@
 
 use std::io;
 
+/// `eprintln!` for what a command tells its user on standard error (progress, warnings,
+/// summaries), but a line that cannot be written is dropped: `eprintln!` panics when
+/// standard error is a closed pipe (a log shipper gone, a killed `tee`), and the command
+/// stopped part-way with exit code 101, leaving half a file or half an import behind.
+#[macro_export]
+macro_rules! diag {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// [`diag!`] without the line end (a progress line redrawn in place), flushed.
+#[macro_export]
+macro_rules! diag_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, $($arg)*);
+        let _ = stderr.flush();
+    }};
+}
+
 /// `written`, the outcome of writing to standard output, with a reader that closed the pipe
 /// before the end taken as the normal end of the output: `Ok(None)`. Such a reader wanted no
 /// more, and failing the command for it would report an error where nobody made one.

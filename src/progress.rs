@@ -30,7 +30,7 @@ impl Progress {
         }
         self.last = Instant::now();
         let end = if self.terminal { "\r" } else { "\n" };
-        eprint!("{}{end}", line());
+        crate::diag_inline!("{}{end}", line());
         let _ = std::io::stderr().flush();
         self.shown = true;
     }
@@ -42,8 +42,8 @@ impl Progress {
             return;
         }
         match last {
-            Some(line) => eprintln!("{line}"),
-            None if self.shown => eprintln!(),
+            Some(line) => crate::diag!("{line}"),
+            None if self.shown => crate::diag!(),
             None => {}
         }
     }

@@ -327,20 +327,20 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let written = scenario.write_counts(counts, |day| {
         let line = format!("simulate: day {day}/{days} ({}%)", day * 100 / days);
         if interactive {
-            eprint!("\r{line}");
+            crate::diag_inline!("\r{line}");
         } else {
-            eprintln!("{line}");
+            crate::diag!("{line}");
         }
     });
     let summary = crate::output::closed_pipe_is_end(written)
         .with_context(|| format!("{name}: cannot write the counts"))?;
     if interactive {
-        eprintln!();
+        crate::diag!();
     }
     truth_file.put_in_place()?;
     truth_file.keep();
     let Some(summary) = summary else {
-        eprintln!(
+        crate::diag!(
             "simulate: the reader of {name} closed it before the end; {} is complete",
             truth.display()
         );
@@ -348,7 +348,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     };
 
     let cascading = scenario.outages_of_kind(Kind::Cascading);
-    eprintln!(
+    crate::diag!(
         "simulate: {selected} services, {days} day{}: {} rows, {} reports, {} outages \
          ({cascading} cascading) -> {}, {}",
         if days == 1 { "" } else { "s" },
@@ -366,13 +366,13 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
 fn print_notes(scenario: &Scenario, selected: usize) {
     let cascading = scenario.outages_of_kind(Kind::Cascading);
     if scenario.dropped > 0 {
-        eprintln!(
+        crate::diag!(
             "simulate: note: {} outages did not fit between the others and were left out",
             scenario.dropped
         );
     }
     if scenario.params.days >= 7 && selected >= 5 && cascading == 0 {
-        eprintln!(
+        crate::diag!(
             "simulate: note: no cascading outage: no selected service depends on another \
              selected service"
         );
@@ -1670,7 +1670,7 @@ pub async fn run_live(args: &SimulateArgs) -> anyhow::Result<()> {
     let speed = args.speed;
     let days = args.days;
     let live = Arc::new(Live::new(std::time::Instant::now()));
-    eprintln!(
+    crate::diag!(
         "simulate: {selected} services, {days} day{} from {} at {speed}x -> {target}{}",
         if days == 1 { "" } else { "s" },
         format_time(start),
@@ -1724,7 +1724,7 @@ pub async fn run_live(args: &SimulateArgs) -> anyhow::Result<()> {
     }
     progress.finish(stopped);
     if let Some(failure) = live.first_failure.lock().ok().and_then(|e| e.clone()) {
-        eprintln!("simulate: first failure: {failure}");
+        crate::diag!("simulate: first failure: {failure}");
     }
     if matches!(stopped, Stop::Failing) {
         bail!(
@@ -2015,9 +2015,9 @@ impl Progress {
         let line = self.line(rate);
         if self.interactive {
             // Pad over the end of a longer previous line.
-            eprint!("\r{line:<150}");
+            crate::diag_inline!("\r{line:<150}");
         } else {
-            eprintln!("{line}");
+            crate::diag!("{line}");
         }
         self.shown = true;
     }
@@ -2025,7 +2025,7 @@ impl Progress {
     /// The summary: the last progress line with the average rate, and why it stopped.
     fn finish(&mut self, stopped: Stop) {
         if self.interactive && self.shown {
-            eprintln!();
+            crate::diag!();
         }
         let elapsed = self.live.t0.elapsed().as_secs_f64();
         let rate = self.live.sent.load(Ordering::Relaxed) as f64 / elapsed.max(1e-3);
@@ -2035,7 +2035,7 @@ impl Progress {
             Stop::Interrupted => "interrupted",
             Stop::Failing => "the target fails",
         };
-        eprintln!("{line}; {elapsed:.1} s real; stopped: {why}");
+        crate::diag!("{line}; {elapsed:.1} s real; stopped: {why}");
     }
 }
 

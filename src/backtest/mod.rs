@@ -280,7 +280,7 @@ pub async fn replay(
         // Told before the detector takes the stretch: the chunk ends where the next row is.
         let rows = chunk.series.values().flatten().map(|b| b.start);
         for (from, to) in quiet.stretches(rows, chunk.until, width) {
-            eprintln!(
+            crate::diag!(
                 "backtest: the file has no row from {} to {} ({:.0} days); those buckets count \
                  as zero reports",
                 crate::detector::bucket_time(from),
@@ -348,7 +348,7 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     crate::output::closed_pipe_is_end(written.and_then(|()| out.flush()))
         .context("writing to stdout")?;
     drop(out);
-    eprintln!(
+    crate::diag!(
         "backtest: {} rows, {} buckets, {} services: {} incidents opened, {} updates, {} resolved \
          (in {:.1?})",
         summary.rows,
@@ -360,15 +360,15 @@ pub async fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         started.elapsed()
     );
     if let Some(warning) = summary.repeated.warning(&args.input) {
-        eprintln!("backtest: {warning}");
+        crate::diag!("backtest: {warning}");
     }
     if let Some(warning) = summary.spacing.warning(bucket) {
-        eprintln!("backtest: {warning}");
+        crate::diag!("backtest: {warning}");
     }
     if let Some(truth) = truth {
         let causes = score::Causes::new(&catalog, args.detector.cascade_window);
         let report = score::score(&truth, &kept, args.warmup, &causes);
-        eprintln!(
+        crate::diag!(
             "\nscore against {} (first {} not scored):\n{report}",
             args.truth.as_deref().unwrap_or(Path::new("")).display(),
             humantime::format_duration(args.warmup)

@@ -1204,6 +1204,60 @@ fn a_truth_is_not_scored_on_counts_cut_short() {
     }
 }
 
+/// The offline commands tell their progress and warnings on standard error; when nobody reads
+/// it any more (a closed pipe: a log shipper gone, `2>&1 | head`), they carry on and finish
+/// their work. (`eprintln!` panicked: exit code 101, half a file written.)
+#[test]
+fn offline_commands_carry_on_when_standard_error_is_closed() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_downradar");
+    let dir = tempfile::tempdir().unwrap();
+    // Runs `args` with standard error a pipe closed at once; its status and standard output.
+    let closed_stderr = |args: &[&std::ffi::OsStr]| {
+        let mut child = Command::new(bin)
+            .args(args)
+            .env_remove("DOWNRADAR_CATALOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stderr.take());
+        let output = child.wait_with_output().unwrap();
+        (output.status, output.stdout)
+    };
+    let (counts, truth) = (dir.path().join("c.csv"), dir.path().join("t.json"));
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let (status, _) = closed_stderr(&[
+        os("simulate"),
+        os("--services"),
+        os("4"),
+        os("--days"),
+        os("2"),
+        os("--output"),
+        counts.as_os_str(),
+        os("--truth"),
+        truth.as_os_str(),
+    ]);
+    assert!(status.success(), "simulate: {status}");
+    let normal = Command::new(bin)
+        .args(["backtest", "--input"])
+        .arg(&counts)
+        .env_remove("DOWNRADAR_CATALOG")
+        .output()
+        .unwrap();
+    assert!(normal.status.success());
+    assert!(!normal.stdout.is_empty(), "the scenario has outages");
+    let (status, stdout) = closed_stderr(&[
+        os("backtest"),
+        os("--input"),
+        counts.as_os_str(),
+        os("--truth"),
+        truth.as_os_str(),
+    ]);
+    assert!(status.success(), "backtest: {status}");
+    assert_eq!(stdout, normal.stdout);
+}
+
 /// `simulate --output -` writes its counts to stdout and `backtest --input -` reads stdin, so
 /// the two pipe into each other: the backtest waits to read the truth until the counts
 /// begin (the simulation writes its truth first), and prints what it prints for the same
