@@ -207,7 +207,16 @@ impl Application {
         let queue_per_worker = (args.queue_capacity as usize).div_ceil(workers);
         let doubts = Arc::new(Doubts::default());
         let demo = match args.demo {
-            true => Some(Demo::prepare(store.clone(), clock.clone(), &catalog, settings).await?),
+            true => Some(
+                Demo::prepare(
+                    store.clone(),
+                    clock.clone(),
+                    &catalog,
+                    settings,
+                    args.detector.resolve_after,
+                )
+                .await?,
+            ),
             false => None,
         };
         let detector = LiveDetector::new(
