@@ -59,6 +59,9 @@ pub struct Published {
     pub id: StreamId,
     pub kind: EventType,
     pub service: ServiceId,
+    /// The incident's id, and when the event was decided (its `at`, Unix seconds).
+    pub incident: String,
+    pub at: i64,
     pub regions: Vec<RegionCode>,
     /// `id: …\nevent: …\ndata: …\n\n`.
     pub frame: Bytes,
@@ -81,11 +84,13 @@ impl Published {
                 return None;
             }
         };
-        let IncidentEvent { kind, incident, .. } = &event.event;
+        let IncidentEvent { kind, incident, at } = &event.event;
         Some(Self {
             id,
             kind: *kind,
             service: incident.service.clone(),
+            incident: incident.id.clone(),
+            at: at.unix_timestamp(),
             regions: incident.regions.clone(),
             frame: Bytes::from(format!(
                 "id: {}\nevent: {}\ndata: {json}\n\n",

@@ -10,7 +10,7 @@
 //! Live events come from this process's [`Fanout`](crate::fanout::Fanout); replays read the
 //! store directly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use actix_web::http::{ConnectionType, StatusCode, Version, header};
@@ -38,7 +38,9 @@ pub struct EventsQuery {
     /// Only events of this service's incidents, e.g. `tiktok`.
     #[param(value_type = Option<String>)]
     pub service: Option<String>,
-    /// Only events of incidents affecting this country (ISO 3166-1 alpha-2), e.g. `US`.
+    /// Only events of incidents that named this country (ISO 3166-1 alpha-2), e.g. `US`:
+    /// every event of one from the first naming it on, so that the update taking the country
+    /// out of a regional incident, and its resolution, are sent too.
     #[param(value_type = Option<String>)]
     pub region: Option<String>,
     /// Only these event types, comma-separated: `incident.opened`, `incident.updated`,
@@ -93,15 +95,6 @@ impl Filter {
             region,
             kinds,
         })
-    }
-
-    fn matches(&self, event: &Published) -> bool {
-        self.service.as_ref().is_none_or(|s| *s == event.service)
-            && self.region.is_none_or(|r| event.regions.contains(&r))
-            && self
-                .kinds
-                .as_ref()
-                .is_none_or(|k| k.contains(event.kind.as_str()))
     }
 }
 
@@ -317,6 +310,7 @@ async fn open(
         phase,
         heartbeat,
         passed_over: None,
+        named: HashMap::new(),
     };
     let head = futures_util::stream::once(async move { Ok(Bytes::from(head)) });
     let body = futures_util::stream::unfold(feed, |mut feed| async move {
@@ -362,9 +356,74 @@ struct Feed {
     heartbeat: tokio::time::Interval,
     /// The newest event the filters passed over since the last message sent.
     passed_over: Option<StreamId>,
+    /// With a region filter, the incidents this stream has seen events of, and whether one
+    /// of them named the region (see [`Feed::passes`]).
+    named: HashMap<String, bool>,
 }
 
 impl Feed {
+    /// Whether the stream sends `event`. With a region filter, an incident's events are sent
+    /// from the first that names the region on, whatever the later ones name: the client
+    /// learns that the region left a regional incident, and that the incident resolved.
+    /// (Filtered on each event's own regions, a client following a country kept an outage
+    /// there open for good once an update took the country out.) An incident first seen
+    /// after its opening (open when the stream began, or replayed from the middle) is looked
+    /// up once in the store; should that fail, its events are sent.
+    async fn passes(&mut self, event: &Published) -> bool {
+        if self
+            .filter
+            .service
+            .as_ref()
+            .is_some_and(|s| *s != event.service)
+        {
+            return false;
+        }
+        // Tracked whatever its type: an update the type filter leaves out still names the
+        // region.
+        self.track_region(event).await
+            && self
+                .filter
+                .kinds
+                .as_ref()
+                .is_none_or(|k| k.contains(event.kind.as_str()))
+    }
+
+    /// Whether `event`'s incident named the filter's region in this event or one before
+    /// (true without a region filter), remembered for the events that follow.
+    async fn track_region(&mut self, event: &Published) -> bool {
+        let Some(region) = self.filter.region else {
+            return true;
+        };
+        let known = match self.named.get(&event.incident) {
+            Some(&named) => named,
+            None if event.kind == EventType::Opened => false,
+            None => self.named_before(event, region).await,
+        };
+        let named = known || event.regions.contains(&region);
+        if event.kind == EventType::Resolved {
+            self.named.remove(&event.incident);
+        } else {
+            self.named.insert(event.incident.clone(), named);
+        }
+        named
+    }
+
+    /// Whether an event of `event`'s incident before it named `region`, by its record.
+    async fn named_before(&self, event: &Published, region: RegionCode) -> bool {
+        match self.store.incident(&event.incident).await {
+            Ok(Some(record)) => record
+                .events
+                .iter()
+                .take_while(|e| !(e.kind == event.kind && e.at.unix_timestamp() == event.at))
+                .any(|e| e.incident.regions.contains(&region)),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, incident = event.incident, "cannot read an incident for a region filter; sending its events");
+                true
+            }
+        }
+    }
+
     /// The next bytes to send; `None` ends the stream.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
@@ -388,7 +447,7 @@ impl Feed {
                     for event in &page {
                         if let Some(published) = Published::render(event) {
                             last = published.id;
-                            if self.filter.matches(&published) {
+                            if self.passes(&published).await {
                                 chunk.extend_from_slice(&published.frame);
                             }
                         }
@@ -428,7 +487,7 @@ impl Feed {
                             if skip_through.is_some_and(|s| event.id <= s) {
                                 continue;
                             }
-                            if self.filter.matches(&event) {
+                            if self.passes(&event).await {
                                 self.passed_over = None;
                                 self.heartbeat.reset();
                                 return Some(event.frame.clone());
@@ -439,6 +498,7 @@ impl Feed {
                             // Whatever the filters: what the client knows may be gone.
                             self.phase = Phase::Live { skip_through: None };
                             self.passed_over = None;
+                            self.named.clear();
                             self.heartbeat.reset();
                             return Some(frame);
                         }

@@ -1038,3 +1038,55 @@ async fn subscribers_leave_room_under_the_open_file_limit() {
     // "Max open files <soft> <hard> files"
     assert_eq!(open_files[3], open_files[4], "{limits}");
 }
+
+on_both_stores! {
+    /// A stream filtered on a country gets an incident's events from the first that names
+    /// the country on, whatever the later ones name: the update that takes the country out
+    /// of a regional incident and its resolution reach the client, replayed or live, and so
+    /// they do for a stream that began while the incident was open. (Filtered on each
+    /// event's own countries, the client kept the outage open there for good.)
+    async fn a_country_stream_hears_the_end_of_what_it_was_told(app, "--no-detector") {
+        let start = test_epoch().unix_timestamp() - 3600;
+        let at = |mut e: IncidentEvent, minutes: u64| {
+            e.at += Duration::from_secs(60 * minutes);
+            e
+        };
+        let spotify = [
+            at(event(EventType::Opened, "spotify", start, &["US"]), 0),
+            at(event(EventType::Updated, "spotify", start, &["AU", "US"]), 1),
+            at(event(EventType::Updated, "spotify", start, &["US"]), 2),
+            at(event(EventType::Resolved, "spotify", start, &["US"]), 3),
+        ];
+        let other = [
+            at(event(EventType::Opened, "github", start + 60, &["US"]), 0),
+            at(event(EventType::Resolved, "github", start + 60, &["US"]), 2),
+        ];
+        let url = app.url("/v1/events?region=AU");
+        let mut live = Sse::connect(&url, None).await;
+        let mut ids = commit(app.store.as_ref(), &[spotify[0].clone(), other[0].clone(), spotify[1].clone()]).await;
+        // A stream that begins now, while the incident is open and names AU.
+        let mut joined = Sse::connect(&url, None).await;
+        ids.extend(commit(app.store.as_ref(), &[spotify[2].clone(), other[1].clone(), spotify[3].clone()]).await);
+        let of = |i: &[usize]| -> Vec<String> { i.iter().map(|&i| ids[i].clone()).collect() };
+        let told = of(&[2, 3, 5]);
+        let got = |messages: Vec<Message>| -> Vec<String> {
+            messages.into_iter().map(|m| m.id.unwrap()).collect()
+        };
+        assert_eq!(got(live.events(3).await), told);
+        live.assert_quiet().await;
+        assert_eq!(got(joined.events(2).await), of(&[3, 5]));
+        joined.assert_quiet().await;
+        // Replayed from the start, and from the middle of the incident.
+        let mut replayed = Sse::connect(&url, Some("0")).await;
+        assert_eq!(got(replayed.events(3).await), told);
+        replayed.assert_quiet().await;
+        let mut resumed = Sse::connect(&url, Some(&ids[2])).await;
+        assert_eq!(got(resumed.events(2).await), of(&[3, 5]));
+        resumed.assert_quiet().await;
+        // The type filter applies on top: the resolution alone.
+        let resolutions = app.url("/v1/events?region=AU&type=incident.resolved");
+        let mut ends = Sse::connect(&resolutions, Some("0")).await;
+        assert_eq!(got(ends.events(1).await), of(&[5]));
+        ends.assert_quiet().await;
+    }
+}
