@@ -221,7 +221,9 @@ pub struct Evidence {
     /// series within 2,000 points and the stored buckets).
     #[schema(example = "1m")]
     pub resolution: String,
-    /// Reports per minute from 30 minutes before the start to the resolution (or now).
+    /// Reports per minute from 30 minutes before the start to the resolution (or the bucket
+    /// in progress, which is left out; the last point's rate is over the part of it that has
+    /// passed).
     pub series: Vec<EvidencePoint>,
     /// The incident's regions over its course, most reports first.
     pub regions: Vec<RegionEvidence>,
@@ -283,9 +285,15 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
     let fine = state.settings.bucket.secs();
     let now = state.clock.now().unix_timestamp();
     let start = incident.started_at.unix_timestamp();
+    // Counts are whole up to the bucket in progress: an open incident's evidence ends there,
+    // as its own figures do (up to the detector's last bucket), and the last point of the
+    // series is a rate over the part of it that has passed. (Its reports divided by the whole
+    // point, a minute's last point dipped to half what it became, and the regions' and
+    // problems' rates fell short of the incident's.)
+    let whole = align(now, fine).max(start + fine);
     let end = incident
         .resolved_at
-        .map_or(align(now, fine) + fine, |t| t.unix_timestamp())
+        .map_or(whole, |t| t.unix_timestamp())
         .max(start + fine);
     // The finest resolution that is whole buckets, keeps within the points allowed, and whose
     // buckets are still stored (fine ones expire long before the roll-up).
@@ -355,10 +363,11 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
         .enumerate()
         .map(|(i, &count)| {
             let at = since + i as i64 * step;
+            let to = (at + step).min(whole.max(at + fine));
             Ok(EvidencePoint {
                 at: super::reports::datetime(at)?,
-                observed_per_min: per_min(count as f64, step),
-                expected_per_min: expected(SeriesFilter::default(), at, at + step),
+                observed_per_min: per_min(count as f64, to - at),
+                expected_per_min: expected(SeriesFilter::default(), at, to),
             })
         })
         .collect::<Result<_, ApiError>>()?;

@@ -95,3 +95,47 @@ on_both_stores! {
         assert!(filtered("until=1969-12-31T23:59:59Z").await.is_empty());
     }
 }
+
+on_both_stores! {
+    /// An open incident's evidence ends with the bucket in progress left out: the last point
+    /// is a rate over the part of it that has passed, and the regions' and problems' rates
+    /// are over whole buckets, as the incident's own are. (The last point of a minute had
+    /// divided its reports by the whole minute: half the rate, halfway through.)
+    async fn an_open_incidents_evidence_rates_are_over_the_time_passed(app, "--no-detector", "--bucket", "10s") {
+        use downradar::catalog::{Problem, ServiceId};
+        use downradar::regions::RegionCode;
+        use downradar::store::{Cell, HistoryCount};
+        let now = test_epoch().unix_timestamp();
+        let start = now - 600;
+        // Six reports every ten seconds from a quarter hour before, to 20 s into this minute.
+        let counts: Vec<HistoryCount> = (now - 900..now + 30)
+            .step_by(10)
+            .map(|bucket| HistoryCount {
+                service: ServiceId::parse("tiktok").unwrap(),
+                bucket,
+                cell: Cell {
+                    region: RegionCode::parse("US").unwrap(),
+                    problem: Problem::parse("app").unwrap(),
+                },
+                count: 6,
+            })
+            .collect();
+        app.store.add_history(&counts).await.unwrap();
+        commit(app.store.as_ref(), &[event(EventType::Opened, "tiktok", start, &["US"])]).await;
+        // 35 s into the minute: its buckets at :00, :10 and :20 are whole.
+        app.clock.advance(std::time::Duration::from_secs(35));
+        let detail = app.get(&format!("/v1/incidents/tiktok-{start}")).await.json();
+        let evidence = &detail["evidence"];
+        assert_eq!(evidence["resolution"], "1m", "{evidence}");
+        let series = evidence["series"].as_array().unwrap();
+        let last = series.last().unwrap();
+        let this_minute = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
+        let this_minute = this_minute.format(&time::format_description::well_known::Rfc3339).unwrap();
+        assert_eq!(last["at"], this_minute, "{evidence}");
+        for point in series.iter().filter(|p| p["observed_per_min"].as_f64() > Some(0.0)) {
+            assert_eq!(point["observed_per_min"], 36.0, "{point}");
+        }
+        assert_eq!(evidence["regions"][0]["observed_per_min"], 36.0, "{evidence}");
+        assert_eq!(evidence["problems"][0]["observed_per_min"], 36.0, "{evidence}");
+    }
+}
