@@ -366,7 +366,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
 
-    /// Start of the simulated period (RFC 3339); must fall on a bucket boundary. Default:
+    /// Start of the simulated period (RFC 3339, 1970 or later); must fall on a bucket
+    /// boundary. Default:
     /// 2026-10-01T00:00:00Z with --output; the current time rounded down to the bucket with
     /// --target.
     #[arg(long, value_parser = parse_rfc3339)]
@@ -716,6 +717,34 @@ mod tests {
                 .allowed_origins
                 .allows("https://status.example:8443")
         );
+        // A scheme's default port is left out, as a browser's `Origin` leaves it out.
+        let cli = Cli::try_parse_from([
+            "downradar",
+            "--allowed-origins",
+            "https://a.example:443,http://b.example:80,http://c.example:443,http://[::1]:80",
+        ])
+        .unwrap();
+        for origin in [
+            "https://a.example",
+            "http://b.example",
+            "http://c.example:443",
+            "http://[::1]",
+        ] {
+            assert!(cli.serve.allowed_origins.allows(origin), "{origin}");
+        }
+        assert!(!cli.serve.allowed_origins.allows("https://a.example:443"));
+        for origin in [
+            "http://b.example:99999",
+            "http://b.example:0",
+            "http://b.example:",
+            "http://b.example:8a",
+            "http://[::1",
+            "http://[not-ip]:80",
+            "http://a:b:80",
+        ] {
+            let refused = Cli::try_parse_from(["downradar", "--allowed-origins", origin]);
+            assert!(refused.is_err(), "{origin}");
+        }
         // actix takes at most 512 workers, and panics beyond.
         assert!(Cli::try_parse_from(["downradar", "--workers", "513"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--workers", "0"]).is_err());

@@ -137,27 +137,69 @@ impl FromStr for AllowedOrigins {
 
     /// Parses a comma-separated list such as `https://status.example.com,
     /// http://localhost:3000`. An empty string allows none.
+    /// A scheme's default port is left out, as browsers leave it out of `Origin`
+    /// (`https://a.example:443` is `https://a.example`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         comma_separated(s, |part| {
-            let host = part
-                .strip_prefix("https://")
-                .or_else(|| part.strip_prefix("http://"))
-                .unwrap_or("");
-            let valid = !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-            if valid {
-                Ok(part.to_ascii_lowercase())
-            } else {
-                Err(format!(
-                    "{part:?} is not an origin: give scheme://host[:port] (http or https, no path \
-                     and no wildcard), e.g. https://status.example.com"
-                ))
-            }
+            parse_origin(part).ok_or_else(|| {
+                format!(
+                    "{part:?} is not an origin: give scheme://host[:port] (http or https, a \
+                     port from 1 to 65535, no path and no wildcard), e.g. \
+                     https://status.example.com"
+                )
+            })
         })
         .map(Self)
     }
+}
+
+/// `scheme://host[:port]` as a browser's `Origin` writes it: lower case, without the scheme's
+/// default port. `None` if `part` is not one.
+fn parse_origin(part: &str) -> Option<String> {
+    let lower = part.to_ascii_lowercase();
+    let (scheme, authority, default_port) = if let Some(rest) = lower.strip_prefix("https://") {
+        ("https", rest, 443)
+    } else {
+        ("http", lower.strip_prefix("http://")?, 80)
+    };
+    // The host ends at the port's colon: after the brackets of an IPv6 literal.
+    let host_end = if authority.starts_with('[') {
+        authority.find(']')? + 1
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    let (host, port) = authority.split_at(host_end);
+    let host_ok = match host.strip_prefix('[') {
+        Some(literal) => literal
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        }
+    };
+    if !host_ok {
+        return None;
+    }
+    let port = match port.strip_prefix(':') {
+        None if port.is_empty() => None,
+        None => return None,
+        Some(digits) => {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            match digits.parse::<u16>().ok().filter(|&p| p > 0)? {
+                p if p == default_port => None,
+                p => Some(p),
+            }
+        }
+    };
+    Some(match port {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 impl AllowedOrigins {
