@@ -570,7 +570,8 @@ fn cache_control() -> CacheControl {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BadgeQuery {
-    /// The left text, 1 to 64 characters, without control characters (nor U+FFFE, U+FFFF).
+    /// The left text, 1 to 64 characters, without control characters (nor U+FFFE, U+FFFF,
+    /// nor U+FFFD, which is what bytes that are not UTF-8 decode to).
     /// Default: the service's name. E.g. `TikTok (EU)`.
     #[param(
         min_length = 1,
@@ -607,8 +608,8 @@ pub struct BadgeQuery {
                 ("Cache-Control" = String, description = "`public, max-age=60`"),
                 ("ETag" = String, description = "Strong validator of this body, for `If-None-Match`")
             )),
-        (status = 400, description = "`invalid_query`: the label is empty, too long or has control characters.", body = ErrorBody,
-            example = json!({"code": "invalid_query", "message": "label must be 1 to 64 characters without control characters"})),
+        (status = 400, description = "`invalid_query`: the label is empty, too long, not UTF-8 or has control characters.", body = ErrorBody,
+            example = json!({"code": "invalid_query", "message": "label must be 1 to 64 characters of UTF-8 without control characters"})),
         UnknownService,
         StoreUnavailable,
     )
@@ -624,11 +625,13 @@ pub async fn service_badge(
     let label = match &query.label {
         Some(label) => {
             let chars = label.chars().count();
-            // Nor U+FFFE and U+FFFF, which XML does not allow either.
-            let unfit = |c: char| c.is_control() || c == '\u{fffe}' || c == '\u{ffff}';
+            // Nor U+FFFE and U+FFFF, which XML does not allow either, nor U+FFFD: the query
+            // decodes bytes that are not UTF-8 (`%FF`) to it, and the badge drew it.
+            let unfit = |c: char| c.is_control() || matches!(c, '\u{fffd}'..='\u{ffff}');
             if !(1..=MAX_LABEL_CHARS).contains(&chars) || label.chars().any(unfit) {
                 return Err(ApiError::invalid_query(format!(
-                    "label must be 1 to {MAX_LABEL_CHARS} characters without control characters"
+                    "label must be 1 to {MAX_LABEL_CHARS} characters of UTF-8 without control \
+                     characters"
                 )));
             }
             label.clone()

@@ -136,6 +136,8 @@ on_both_stores! {
             ("/v1/services/netflix/badge.svg?label=a%0Ab", "invalid_query"),
             // Not a character XML allows.
             ("/v1/services/netflix/badge.svg?label=a%EF%BF%BEb", "invalid_query"),
+            // Not UTF-8 (it decodes to U+FFFD, which the badge drew).
+            ("/v1/services/netflix/badge.svg?label=a%FFb", "invalid_query"),
         ] {
             assert_eq!(app.get(path).await.error_code(), code, "{path}");
         }
