@@ -274,7 +274,14 @@ pub async fn replay(
     let settle = SETTLE.as_secs() as i64;
     let width = config.bucket.secs();
     let mut quiet = QuietStretches::default();
+    let mut spacing_told = false;
     while let Some(chunk) = feed.next().await? {
+        // Told as soon as it shows (and again at the end): the detector, reading a 5-minute
+        // file as 1-minute buckets, warns of missing buckets some 300 times a day.
+        if !spacing_told && let Some(warning) = chunk.spacing.warning(config.bucket) {
+            crate::diag!("backtest: {warning}");
+            spacing_told = true;
+        }
         let engine =
             engine.get_or_insert_with(|| Engine::new(Detector::new(catalog, config), chunk.first));
         // Told before the detector takes the stretch: the chunk ends where the next row is.

@@ -1258,6 +1258,43 @@ fn offline_commands_carry_on_when_standard_error_is_closed() {
     assert_eq!(stdout, normal.stdout);
 }
 
+/// A file of wider buckets than `--bucket` is told of as soon as it shows, before the
+/// detector's warnings of missing buckets it causes (some 300 a day), and again at the end.
+#[test]
+fn a_backtest_of_wider_buckets_says_so_first() {
+    use std::process::Command;
+    let bin = env!("CARGO_BIN_EXE_downradar");
+    let dir = tempfile::tempdir().unwrap();
+    let (counts, truth) = (dir.path().join("c.csv"), dir.path().join("t.json"));
+    let simulated = Command::new(bin)
+        .args(["simulate", "--days", "2", "--bucket", "5m"])
+        .arg("--output")
+        .arg(&counts)
+        .arg("--truth")
+        .arg(&truth)
+        .env_remove("DOWNRADAR_CATALOG")
+        .output()
+        .unwrap();
+    assert!(simulated.status.success());
+    let backtest = Command::new(bin)
+        .args(["backtest", "--input"])
+        .arg(&counts)
+        .env_remove("DOWNRADAR_CATALOG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(backtest.status.success());
+    let stderr = String::from_utf8_lossy(&backtest.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("warning") || l.contains("WARN"))
+        .collect();
+    let hint = "pass --bucket 5m";
+    assert!(warnings.len() > 2, "{stderr}");
+    assert!(warnings[0].contains(hint), "{stderr}");
+    assert!(warnings.last().unwrap().contains(hint), "{stderr}");
+}
+
 /// `simulate --output -` writes its counts to stdout and `backtest --input -` reads stdin, so
 /// the two pipe into each other: the backtest waits to read the truth until the counts
 /// begin (the simulation writes its truth first), and prints what it prints for the same
