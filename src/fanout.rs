@@ -168,7 +168,20 @@ pub struct Fanout {
     /// those refused for their address's limit): a reclaim goes on until there is room for
     /// them all.
     waiting: Mutex<Waiting>,
+    /// Per event (its incident, `at` and type), the countries its incident's events before it
+    /// named, read once for every stream that asks (see [`Fanout::named_before`]).
+    named: Mutex<HashMap<EventKey, Arc<NamedBefore>>>,
 }
+
+/// An event by its incident's id, its `at` (Unix seconds) and its type.
+type EventKey = (String, i64, &'static str);
+
+/// The countries an incident's events before one named; `None` if the store could not tell.
+type NamedBefore = tokio::sync::OnceCell<Option<Vec<RegionCode>>>;
+
+/// Events whose [`Fanout::named_before`] is kept (all are forgotten past it: a stream asks
+/// about an event while it is new).
+const NAMED_KEPT: usize = 1024;
 
 /// The calls of [`Fanout::reclaim`] waiting (the `waiting` field of [`Fanout`]).
 #[derive(Debug, Default)]
@@ -240,7 +253,51 @@ impl Fanout {
             probe: watch::channel(None).0,
             last_reclaim: tokio::sync::Mutex::new(None),
             waiting: Mutex::new(Waiting::default()),
+            named: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The countries that the events of `event`'s incident before it named, from the
+    /// incident's record in `store`; `None` when the store cannot tell. Read once per event
+    /// for all of the process's streams: those filtered on a country that did not see the
+    /// incident begin ask when its next event comes, all at once.
+    pub async fn named_before(
+        &self,
+        store: &dyn Store,
+        event: &Published,
+    ) -> Option<Vec<RegionCode>> {
+        let cell = {
+            let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+            if named.len() >= NAMED_KEPT {
+                named.clear();
+            }
+            let key = (event.incident.clone(), event.at, event.kind.as_str());
+            named.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            match store.incident(&event.incident).await {
+                Ok(record) => {
+                    let mut named = Vec::new();
+                    let earlier = record.iter().flat_map(|r| &r.events).take_while(|e| {
+                        !(e.kind == event.kind && e.at.unix_timestamp() == event.at)
+                    });
+                    for e in earlier {
+                        for &region in &e.incident.regions {
+                            if !named.contains(&region) {
+                                named.push(region);
+                            }
+                        }
+                    }
+                    Some(named)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, incident = event.incident, "cannot read an incident's earlier events");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
     }
 
     /// How often an idle stream gets a heartbeat.

@@ -22,7 +22,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, UnknownService};
 use crate::catalog::ServiceId;
 use crate::detector::{EventType, IncidentEvent};
-use crate::fanout::{Next, Published, Refused, Subscription, resync_frame};
+use crate::fanout::{Fanout, Next, Published, Refused, Subscription, resync_frame};
 use crate::regions::RegionCode;
 use crate::store::{Store, StreamId, parse_stream_id};
 
@@ -305,6 +305,7 @@ async fn open(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let feed = Feed {
         store: state.store.clone(),
+        fanout: state.fanout.clone(),
         subscription,
         filter,
         phase,
@@ -350,6 +351,7 @@ enum Phase {
 /// One subscriber's stream.
 struct Feed {
     store: Arc<dyn Store>,
+    fanout: Arc<Fanout>,
     subscription: Subscription,
     filter: Filter,
     phase: Phase,
@@ -368,7 +370,8 @@ impl Feed {
     /// (Filtered on each event's own regions, a client following a country kept an outage
     /// there open for good once an update took the country out.) An incident first seen
     /// after its opening (open when the stream began, or replayed from the middle) is looked
-    /// up once in the store; should that fail, its events are sent.
+    /// up in its record, once per event for all streams (see [`Fanout::named_before`]);
+    /// should that fail, the event is sent.
     async fn passes(&mut self, event: &Published) -> bool {
         if self
             .filter
@@ -397,7 +400,12 @@ impl Feed {
         let known = match self.named.get(&event.incident) {
             Some(&named) => named,
             None if event.kind == EventType::Opened => false,
-            None => self.named_before(event, region).await,
+            None => self
+                .fanout
+                .named_before(self.store.as_ref(), event)
+                .await
+                // Should the store not tell, the client gets the event.
+                .is_none_or(|named| named.contains(&region)),
         };
         let named = known || event.regions.contains(&region);
         if event.kind == EventType::Resolved {
@@ -406,22 +414,6 @@ impl Feed {
             self.named.insert(event.incident.clone(), named);
         }
         named
-    }
-
-    /// Whether an event of `event`'s incident before it named `region`, by its record.
-    async fn named_before(&self, event: &Published, region: RegionCode) -> bool {
-        match self.store.incident(&event.incident).await {
-            Ok(Some(record)) => record
-                .events
-                .iter()
-                .take_while(|e| !(e.kind == event.kind && e.at.unix_timestamp() == event.at))
-                .any(|e| e.incident.regions.contains(&region)),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::debug!(error = %e, incident = event.incident, "cannot read an incident for a region filter; sending its events");
-                true
-            }
-        }
     }
 
     /// The next bytes to send; `None` ends the stream.
