@@ -150,6 +150,19 @@ fn read_chunks(
                 reader.line_no
             );
         }
+        if let Some(last) = last.filter(|&last| row.bucket - last > MAX_ROW_GAP_SECS) {
+            bail!(
+                "{}:{}: this bucket, {}, is {} days after the previous row's ({}): a typo in \
+                 its year? The detector would take every bucket between one by one (about \
+                 30 s a simulated year); at most {} days without a row are read",
+                reader.file_name,
+                reader.line_no,
+                crate::detector::bucket_time(row.bucket),
+                (row.bucket - last) / 86_400,
+                crate::detector::bucket_time(last),
+                MAX_ROW_GAP_SECS / 86_400
+            );
+        }
         last = Some(row.bucket);
         let first = chunk.as_ref().map_or(row.bucket, |c| c.first);
         let current = match chunk.take() {
@@ -555,6 +568,10 @@ impl QuietStretches {
 /// How many seconds of buckets the detector takes between progress lines.
 const TICK_SECS: i64 = 86_400;
 
+/// The longest stretch of a file without a row that is read: a longer one is a typo in a year,
+/// most likely, and the run would take hours or years.
+const MAX_ROW_GAP_SECS: i64 = 366 * 86_400;
+
 /// A stretch of the file with no row longer than this is worth a word: a typo in a year
 /// makes one, and the detector then takes its buckets one by one.
 const QUIET_STRETCH_SECS: i64 = 7 * 86_400;
@@ -766,6 +783,23 @@ mod tests {
             "{err}"
         );
         assert!(err.starts_with(&file.path().display().to_string()), "{err}");
+    }
+
+    /// A row more than a year after the one before is most likely a typo in its year, and
+    /// the detector would take every bucket between (about 30 s a simulated year): refused,
+    /// naming the line. A year less a day is read.
+    #[tokio::test]
+    async fn the_feed_refuses_a_row_years_after_the_one_before() {
+        let year = 366 * 86_400;
+        let typo = file(&[(START, "x", 1), (START + year + 60, "x", 1)]);
+        let err = chunks(&typo).await.unwrap_err().to_string();
+        assert!(err.contains(":3: this bucket, "), "{err}");
+        assert!(
+            err.contains("is 366 days after the previous row's"),
+            "{err}"
+        );
+        let year_later = file(&[(START, "x", 1), (START + year, "x", 1)]);
+        assert!(chunks(&year_later).await.is_ok());
     }
 
     #[tokio::test]
