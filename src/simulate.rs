@@ -68,7 +68,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -314,12 +314,17 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         truth_file.put_in_place()?;
     }
 
+    let interrupted = watch_for_ctrl_c();
     let (counts, name): (Box<dyn Write>, String) = if to_stdout {
         (Box::new(io::stdout().lock()), "standard output".to_owned())
     } else {
         let file = File::create(output)
             .with_context(|| format!("{}: cannot create the counts file", output.display()))?;
         (Box::new(file), output.display().to_string())
+    };
+    let counts = UnlessInterrupted {
+        inner: counts,
+        interrupted: interrupted.clone(),
     };
     // Progress overwrites one line on a terminal; in a log, a line per day is clearer.
     let interactive = io::stderr().is_terminal();
@@ -332,6 +337,16 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             crate::diag!("{line}");
         }
     });
+    if interrupted.load(Ordering::Relaxed) {
+        // No half file left behind (the truth's is removed with it, see `TruthFile`).
+        if !to_stdout {
+            let _ = std::fs::remove_file(output);
+        }
+        bail!(
+            "simulate: interrupted (Ctrl-C); {name} and {} not written",
+            truth.display()
+        );
+    }
     let summary = crate::output::closed_pipe_is_end(written)
         .with_context(|| format!("{name}: cannot write the counts"))?;
     if interactive {
@@ -360,6 +375,57 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     );
     print_notes(&scenario, selected);
     Ok(())
+}
+
+/// A flag raised by Ctrl-C (SIGINT), which then no longer ends the process at once: the
+/// writing stops at the next write, and the run removes what it wrote.
+fn watch_for_ctrl_c() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let raised = flag.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build();
+    // Without a runtime (there is always one to be had), Ctrl-C ends the process as it would.
+    if let Ok(runtime) = runtime {
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let _ = std::thread::Builder::new()
+            .name("ctrl-c".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    // Registered when made: the writing may begin.
+                    let interrupt = signal(SignalKind::interrupt());
+                    let _ = ready_tx.send(());
+                    if let Ok(mut interrupt) = interrupt
+                        && interrupt.recv().await.is_some()
+                    {
+                        raised.store(true, Ordering::Relaxed);
+                    }
+                });
+            });
+        let _ = ready.recv_timeout(std::time::Duration::from_secs(1));
+    }
+    flag
+}
+
+/// A writer that fails once [`watch_for_ctrl_c`]'s flag is up.
+struct UnlessInterrupted<W> {
+    inner: W,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl<W: Write> Write for UnlessInterrupted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.interrupted.load(Ordering::Relaxed) {
+            // (Not `ErrorKind::Interrupted`, which `write_all` retries.)
+            return Err(io::Error::other("interrupted"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Tells about outages left out, or a cascade that cannot happen.

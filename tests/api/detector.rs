@@ -1258,6 +1258,45 @@ fn offline_commands_carry_on_when_standard_error_is_closed() {
     assert_eq!(stdout, normal.stdout);
 }
 
+/// Ctrl-C stops `simulate --output` at once and leaves no half-written counts, nor the truth
+/// it had written aside (it left both).
+#[test]
+fn an_interrupted_simulation_leaves_no_files() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_downradar");
+    let dir = tempfile::tempdir().unwrap();
+    let (counts, truth) = (dir.path().join("c.csv"), dir.path().join("t.json"));
+    let mut child = crate::helpers::Process(
+        Command::new(bin)
+            .args(["simulate", "--days", "3000", "--output"])
+            .arg(&counts)
+            .arg("--truth")
+            .arg(&truth)
+            .env_remove("DOWNRADAR_CATALOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Once counts are being written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&counts).map_or(0, |m| m.len()) < 1 << 20 {
+        assert!(std::time::Instant::now() < deadline, "no counts written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = crate::helpers::exit_within(&mut child, Duration::from_secs(10), "simulate");
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("interrupted (Ctrl-C)"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// A file of wider buckets than `--bucket` is told of as soon as it shows, before the
 /// detector's warnings of missing buckets it causes (some 300 a day), and again at the end.
 #[test]
