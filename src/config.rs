@@ -142,7 +142,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DOWNRADAR_DEDUP_WINDOW", default_value = "15m", value_parser = parse_dedup_window)]
     pub dedup_window: Duration,
 
-    /// Most reporters counted per address (IPv4 address or IPv6 /64) and service within the
+    /// Most reporters counted per address (IPv4 address or IPv6 /64, see
+    /// --ipv6-limit-prefix) and service within the
     /// dedup window; reporters behind one address differ only by their client_id, which a
     /// client chooses. 0: no limit. Carrier-grade NAT puts many real people behind one
     /// address, so set it with care (e.g. 20 to 50).
@@ -214,10 +215,20 @@ pub struct ServeArgs {
     pub max_subscribers: u32,
 
     /// Most GET /v1/events streams one client address may hold at once (1 to 1000000): the
-    /// peer's address, or the one a trusted proxy forwarded; an IPv6 /64 counts as one. More
+    /// peer's address, or the one a trusted proxy forwarded; an IPv6 /64 counts as one (see
+    /// --ipv6-limit-prefix). More
     /// are answered 429 too_many_streams, so one client cannot take every place.
     #[arg(long, env = "DOWNRADAR_MAX_SUBSCRIBERS_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_subscribers_per_address: u32,
+
+    /// The IPv6 prefix by which the limits per address (--max-reporters-per-address,
+    /// --max-subscribers-per-address) count a client (32 to 64): 64 counts each /64 as one
+    /// address, the block one household or device gets; 56 or 48 count a whole /56 or /48 as
+    /// one, against a client that rotates through the /64s it holds (a free tunnel broker
+    /// gives a /48), at the cost of counting as one the neighbours an ISP gives /64s of one
+    /// /56. Dedup counts a reporter by its /64 whatever this says.
+    #[arg(long, env = "DOWNRADAR_IPV6_LIMIT_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(32..=64))]
+    pub ipv6_limit_prefix: u8,
 
     /// How long data sent to a client may wait unacknowledged by the client's machine before
     /// its connection is closed (1s to 1h; TCP_USER_TIMEOUT, on Linux). A GET /v1/events
@@ -745,6 +756,17 @@ mod tests {
             let refused = Cli::try_parse_from(["downradar", "--allowed-origins", origin]);
             assert!(refused.is_err(), "{origin}");
         }
+        for prefix in ["31", "65", "0"] {
+            let refused = Cli::try_parse_from(["downradar", "--ipv6-limit-prefix", prefix]);
+            assert!(refused.is_err(), "{prefix}");
+        }
+        assert_eq!(
+            Cli::try_parse_from(["downradar"])
+                .unwrap()
+                .serve
+                .ipv6_limit_prefix,
+            64
+        );
         // actix takes at most 512 workers, and panics beyond.
         assert!(Cli::try_parse_from(["downradar", "--workers", "513"]).is_err());
         assert!(Cli::try_parse_from(["downradar", "--workers", "0"]).is_err());

@@ -63,6 +63,31 @@ impl ReporterSecret {
         out.copy_from_slice(&digest[..16]);
         Fingerprint(out)
     }
+
+    /// The fingerprint of a client address for the limits per address: the reporter's
+    /// without an install id ([`fingerprint`](Self::fingerprint)), but an IPv6 address (not
+    /// one carrying an IPv4 address) by its first `v6_prefix` bits when fewer than 64
+    /// (`--ipv6-limit-prefix`): a client that holds a /56 or a /48 has 256 or 65,536 /64s.
+    pub fn address(&self, addr: IpAddr, v6_prefix: u8) -> Fingerprint {
+        match embedded_ipv4(addr) {
+            IpAddr::V6(v6) if v6_prefix < 64 => {
+                let bits = u32::from(v6_prefix);
+                let masked = u128::from(v6) & !(u128::MAX.checked_shr(bits).unwrap_or(0));
+                let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
+                    .expect("HMAC accepts keys of any length");
+                // Tagged apart from the /64s' "6", with its length, so that no prefix can
+                // stand for another.
+                mac.update(b"6/");
+                mac.update(&[v6_prefix]);
+                mac.update(&masked.to_be_bytes()[..8]);
+                let digest = mac.finalize().into_bytes();
+                let mut out = [0u8; 16];
+                out.copy_from_slice(&digest[..16]);
+                Fingerprint(out)
+            }
+            _ => self.fingerprint(addr, None),
+        }
+    }
 }
 
 impl fmt::Debug for ReporterSecret {
@@ -350,6 +375,33 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_limits_may_count_an_ipv6_client_by_a_shorter_prefix() {
+        let secret = ReporterSecret(SecretSlice::from(b"k".to_vec()));
+        let of = |a: &str, prefix| secret.address(ip(a), prefix);
+        // At 64, the reporter's own fingerprint without an install id.
+        assert_eq!(
+            of("2001:db8:0:1::1", 64),
+            secret.fingerprint(ip("2001:db8:0:1::1"), None)
+        );
+        assert_ne!(of("2001:db8:0:1::1", 64), of("2001:db8:0:2::1", 64));
+        // At 56, the /64s of one /56 are one address, another /56 another.
+        assert_eq!(of("2001:db8:0:1::1", 56), of("2001:db8:0:ff::9", 56));
+        assert_ne!(of("2001:db8:0:1::1", 56), of("2001:db8:0:100::1", 56));
+        // A /56 is not the /64 that has the same first 64 bits, nor a /48 its /56.
+        assert_ne!(of("2001:db8::", 56), of("2001:db8::", 64));
+        assert_ne!(of("2001:db8::", 48), of("2001:db8::", 56));
+        assert_eq!(of("2001:db8:0:1::1", 48), of("2001:db8:0:ffff::1", 48));
+        assert_eq!(of("2001:db8::1", 32), of("2001:db8:ffff::1", 32));
+        // IPv4, and IPv6 carrying IPv4, are their IPv4 address whatever the prefix.
+        assert_eq!(of("198.51.100.1", 48), of("198.51.100.1", 64));
+        assert_eq!(of("64:ff9b::198.51.100.1", 48), of("198.51.100.1", 64));
+        assert_ne!(
+            of("64:ff9b::198.51.100.1", 48),
+            of("64:ff9b::198.51.100.2", 48)
+        );
     }
 
     #[test]

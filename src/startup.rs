@@ -235,6 +235,7 @@ impl Application {
             secret,
             trusted_proxies: args.trusted_proxies.clone(),
             allowed_origins: args.allowed_origins.clone(),
+            ipv6_limit_prefix: args.ipv6_limit_prefix,
             settings,
             fanout: fanout.clone(),
             reads: reads.clone(),

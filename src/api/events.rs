@@ -153,7 +153,7 @@ impl Filter {
         (status = 503, description = "`unavailable` (the store failed while looking up `Last-Event-ID`, the server has not reached the store since it started, or it is shutting down) or `too_many_subscribers`. A client that accepts `text/event-stream` (a browser's `EventSource`, which would give up for good on a 503) gets instead a 200 stream of `retry: 3000`, `event: unavailable` and this error as `data`, which ends at once: it reconnects by itself, with its `Last-Event-ID`, after the delay.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "too_many_subscribers", "message": "this server already streams events to 10000 subscribers; retry shortly"})),
-        (status = 429, description = "`too_many_streams`: the client's address (the peer's, or the one a trusted proxy forwarded; an IPv6 /64 counts as one) already holds `--max-subscribers-per-address` streams. A client that accepts `text/event-stream` gets instead the 200 stream of `event: unavailable` described under 503.", body = ErrorBody,
+        (status = 429, description = "`too_many_streams`: the client's address (the peer's, or the one a trusted proxy forwarded; an IPv6 /64 counts as one, or the prefix `--ipv6-limit-prefix` gives) already holds `--max-subscribers-per-address` streams. A client that accepts `text/event-stream` gets instead the 200 stream of `event: unavailable` described under 503.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
             example = json!({"code": "too_many_streams", "message": "this address already follows the event feed on 64 connections, the most one address may; close one, or retry later"})),
     )
@@ -226,7 +226,7 @@ async fn open(
             .streaming(futures_util::stream::empty::<Result<Bytes, actix_web::Error>>()));
     }
     // Subscribe before looking at the stream, so that nothing added meanwhile is missed.
-    let address = state.secret.fingerprint(state.client_addr(req), None);
+    let address = state.limited_address(state.client_addr(req));
     let subscribed = match state.fanout.subscribe(address) {
         // The places may be held by clients that have left unnoticed (a reconnect from the
         // same address, typically): reclaim them and try once more.

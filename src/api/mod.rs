@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::fanout::Fanout;
 use crate::ingest::Ingestor;
 use crate::regions::RegionCode;
-use crate::reporter::{AllowedOrigins, ReporterSecret, TrustedProxies};
+use crate::reporter::{AllowedOrigins, Fingerprint, ReporterSecret, TrustedProxies};
 use crate::store::{Store, StoreSettings};
 use error::ApiError;
 
@@ -46,6 +46,9 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     /// Web origins whose pages may send reports (`--allowed-origins`).
     pub allowed_origins: AllowedOrigins,
+    /// The IPv6 prefix by which the limits per address count a client
+    /// (`--ipv6-limit-prefix`).
+    pub ipv6_limit_prefix: u8,
     pub settings: StoreSettings,
     /// This process's incident event fan-out (for `GET /v1/events`).
     pub fanout: Arc<Fanout>,
@@ -71,6 +74,11 @@ impl AppState {
             .get_all("x-forwarded-for")
             .map(|v| v.as_bytes());
         self.trusted_proxies.client_addr(peer, forwarded)
+    }
+
+    /// The fingerprint by which the limits per address count the client of `addr`.
+    pub fn limited_address(&self, addr: IpAddr) -> Fingerprint {
+        self.secret.address(addr, self.ipv6_limit_prefix)
     }
 }
 

@@ -228,7 +228,7 @@ pub async fn create_report(
         address: state
             .settings
             .max_reporters_per_address
-            .map(|_| state.secret.fingerprint(addr, None)),
+            .map(|_| state.limited_address(addr)),
         bucket,
         token: ReportToken::next(),
     };

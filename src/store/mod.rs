@@ -193,7 +193,7 @@ pub struct StoreSettings {
     pub rollup_retention: Duration,
     /// How long a counted reporter is not counted again for the same service.
     pub dedup_window: Duration,
-    /// Most reporters counted per address (IPv4 address or IPv6 /64) per service within the
+    /// Most reporters counted per address (IPv4 address, IPv6 /64 or `--ipv6-limit-prefix`) per service within the
     /// dedup window; `None`: no limit. Reporters behind one address differ by `client_id`.
     pub max_reporters_per_address: Option<NonZeroU32>,
     /// How long incident events stay on the event stream (for SSE clients resuming with

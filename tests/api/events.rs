@@ -409,6 +409,22 @@ on_both_stores! {
         drop(first);
         wait_for_a_place(&app, &url, 429).await;
     }
+
+    /// With `--ipv6-limit-prefix 48`, a client's /64s within one /48 share its allowance.
+    async fn streams_may_be_limited_per_48(app, "--no-detector", "--max-subscribers-per-address", "2", "--trusted-proxies", "127.0.0.1", "--ipv6-limit-prefix", "48") {
+        let url = app.url("/v1/events");
+        let from = |address: &'static str| {
+            let request = app.client.get(&url).header("x-forwarded-for", address);
+            async move { request.send().await.unwrap() }
+        };
+        let a = from("2001:db8:1:1::1").await;
+        let b = from("2001:db8:1:2::1").await;
+        assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+        let refused = from("2001:db8:1:ffff::1").await;
+        assert_eq!(refused.status().as_u16(), 429, "a third /64 of the /48");
+        let other = from("2001:db8:2::1").await;
+        assert_eq!(other.status().as_u16(), 200, "another /48");
+    }
 }
 
 on_both_stores! {

@@ -229,6 +229,41 @@ on_both_stores! {
         assert_eq!(report("b", "198.51.100.1").await, true);
         assert_eq!(report("c", "198.51.100.1").await, false, "a third install at one address");
         assert_eq!(report("c", "198.51.100.2").await, true, "another address");
+        // By default an IPv6 client is limited per /64: another /64 is another address.
+        assert_eq!(report("a", "2001:db8:0:1::1").await, true);
+        assert_eq!(report("b", "2001:db8:0:1::2").await, true);
+        assert_eq!(report("c", "2001:db8:0:1::3").await, false, "the same /64");
+        assert_eq!(report("c", "2001:db8:0:2::1").await, true, "another /64");
+    }
+
+    /// With `--ipv6-limit-prefix 56`, the limit counts a whole /56 as one address: a client
+    /// rotating through its /64s gets no more reporters counted. Dedup still tells its
+    /// reporters apart by their /64.
+    async fn ipv6_clients_may_be_limited_per_56(app, "--max-reporters-per-address", "2", "--trusted-proxies", "127.0.0.1,::1", "--ipv6-limit-prefix", "56") {
+        let report = |id: Option<&str>, from: &str| {
+            let mut body = json!({"problem": "login", "region": "DE"});
+            if let Some(id) = id {
+                body["client_id"] = json!(id);
+            }
+            let from = from.to_owned();
+            let app = &app;
+            async move {
+                app.report_with("tiktok", &body, &[("x-forwarded-for", from.as_str())])
+                    .await
+                    .json()["counted"]
+                    .clone()
+            }
+        };
+        assert_eq!(report(None, "2001:db8:0:1::1").await, true);
+        assert_eq!(report(None, "2001:db8:0:1::1").await, false, "the same reporter");
+        assert_eq!(report(None, "2001:db8:0:2::1").await, true, "another /64, another reporter");
+        assert_eq!(report(None, "2001:db8:0:3::1").await, false, "a third in the /56");
+        assert_eq!(report(Some("x"), "2001:db8:0:ff::1").await, false, "and a fourth");
+        assert_eq!(report(None, "2001:db8:0:100::1").await, true, "another /56");
+        // IPv4 is unchanged.
+        assert_eq!(report(Some("a"), "198.51.100.1").await, true);
+        assert_eq!(report(Some("b"), "198.51.100.1").await, true);
+        assert_eq!(report(Some("c"), "198.51.100.1").await, false);
     }
 }
 
