@@ -732,7 +732,7 @@ mod tests {
         let cli = Cli::try_parse_from([
             "downradar",
             "--allowed-origins",
-            "https://a.example:443,http://b.example:80,http://c.example:443,http://[::1]:80",
+            "https://a.example:443,http://b.example:80,http://c.example:443,http://[0:0::1]:80",
         ])
         .unwrap();
         for origin in [

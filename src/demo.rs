@@ -75,10 +75,10 @@ const SEED: u64 = 7;
 /// Minutes between the starts of two outages.
 const OUTAGE_EVERY_MIN: i64 = 4;
 /// Minutes a service rests after an outage of it starts, besides the quiet `--resolve-after`
-/// before its incident resolves (see [`rest_min`]): the outage (up to 4 minutes), its
-/// cascade (one more), its recovery tail (up to 15) and three for the detector to confirm the
-/// resolution, so that outages never merge.
-const REST_BEFORE_RESOLVING_MIN: i64 = 23;
+/// before its incident resolves and the confirmation of it (see [`rest_min`]): the outage (up
+/// to 4 minutes), its cascade (one more), its recovery tail (up to 15) and two to spare, so
+/// that outages never merge.
+const REST_BEFORE_RESOLVING_MIN: i64 = 22;
 /// Time constant, in minutes, of the first outage's recovery tail: its reports are back at
 /// the baseline about a minute after it ends.
 const FIRST_TAIL_MIN: f64 = 0.2;
@@ -406,11 +406,13 @@ fn select(catalog: &Catalog) -> Vec<Service> {
 }
 
 /// Minutes a service rests after an outage of it starts, with incidents resolving after
-/// `resolve_after` of quiet: 24 under `--demo`'s one minute, 38 at the usual 15. (A fixed 40,
-/// enough for any `--resolve-after`, left the eight services resting at once: five outages
-/// in 20 minutes, then none for 20.)
+/// `resolve_after` of quiet, confirmed over 2/15 of it before: 24 under `--demo`'s one minute,
+/// 39 at the usual 15, 56 at 30. (A fixed 40 left the eight services resting at once under
+/// `--demo`: five outages in 20 minutes, then none for 20; and was too short past 20.)
 fn rest_min(resolve_after: Duration) -> i64 {
-    REST_BEFORE_RESOLVING_MIN + resolve_after.as_secs().div_ceil(60) as i64
+    let quiet = resolve_after.as_secs().div_ceil(60) as usize;
+    let confirm = crate::detector::service::Tuning::resolve_confirm(quiet);
+    REST_BEFORE_RESOLVING_MIN + (quiet + confirm) as i64
 }
 
 /// The outages of the live part, from minute `first` on: one every [`OUTAGE_EVERY_MIN`]
@@ -585,6 +587,9 @@ mod tests {
         let first = i64::from(HISTORY_DAYS) * 1440;
         let rest = rest_min(Duration::from_secs(60));
         assert_eq!(rest, 24);
+        assert_eq!(rest_min(Duration::from_secs(900)), 39);
+        // 4 + 1 + 15 minutes, 30 of quiet, 4 to confirm it: 54.
+        assert_eq!(rest_min(Duration::from_secs(1800)), 56);
         let script = schedule(&services, &params, first, rest).unwrap();
         let day: Vec<&ScriptedOutage> = script
             .iter()

@@ -176,8 +176,8 @@ pub struct Fanout {
 /// An event by its incident's id, its `at` (Unix seconds) and its type.
 type EventKey = (String, i64, &'static str);
 
-/// The countries an incident's events before one named; `None` if the store could not tell.
-type NamedBefore = tokio::sync::OnceCell<Option<Vec<RegionCode>>>;
+/// The countries an incident's events before one named, once read.
+type NamedBefore = tokio::sync::OnceCell<Vec<RegionCode>>;
 
 /// Events whose [`Fanout::named_before`] is kept (all are forgotten past it: a stream asks
 /// about an event while it is new).
@@ -274,30 +274,27 @@ impl Fanout {
             let key = (event.incident.clone(), event.at, event.kind.as_str());
             named.entry(key).or_default().clone()
         };
-        cell.get_or_init(|| async {
-            match store.incident(&event.incident).await {
-                Ok(record) => {
-                    let mut named = Vec::new();
-                    let earlier = record.iter().flat_map(|r| &r.events).take_while(|e| {
-                        !(e.kind == event.kind && e.at.unix_timestamp() == event.at)
-                    });
-                    for e in earlier {
-                        for &region in &e.incident.regions {
-                            if !named.contains(&region) {
-                                named.push(region);
-                            }
-                        }
+        // A failure is not kept: the next stream to ask reads again.
+        cell.get_or_try_init(|| async {
+            let record = store.incident(&event.incident).await.map_err(|e| {
+                tracing::debug!(error = %e, incident = event.incident, "cannot read an incident's earlier events");
+            })?;
+            let mut named = Vec::new();
+            let earlier = record.iter().flat_map(|r| &r.events).take_while(|e| {
+                !(e.kind == event.kind && e.at.unix_timestamp() == event.at)
+            });
+            for e in earlier {
+                for &region in &e.incident.regions {
+                    if !named.contains(&region) {
+                        named.push(region);
                     }
-                    Some(named)
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, incident = event.incident, "cannot read an incident's earlier events");
-                    None
                 }
             }
+            Ok::<_, ()>(named)
         })
         .await
-        .clone()
+        .ok()
+        .cloned()
     }
 
     /// How often an idle stream gets a heartbeat.

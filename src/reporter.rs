@@ -194,20 +194,24 @@ fn parse_origin(part: &str) -> Option<String> {
         authority.find(':').unwrap_or(authority.len())
     };
     let (host, port) = authority.split_at(host_end);
-    let host_ok = match host.strip_prefix('[') {
-        Some(literal) => literal
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
-        None => {
-            !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+    let host = match host.strip_prefix('[') {
+        // As a browser writes it: `[0:0::1]` is `[::1]`.
+        Some(literal) => format!(
+            "[{}]",
+            literal
+                .strip_suffix(']')?
+                .parse::<std::net::Ipv6Addr>()
+                .ok()?
+        ),
+        None if !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-')) =>
+        {
+            host.to_owned()
         }
+        None => return None,
     };
-    if !host_ok {
-        return None;
-    }
     let port = match port.strip_prefix(':') {
         None if port.is_empty() => None,
         None => return None,

@@ -371,7 +371,7 @@ impl Feed {
     /// there open for good once an update took the country out.) An incident first seen
     /// after its opening (open when the stream began, or replayed from the middle) is looked
     /// up in its record, once per event for all streams (see [`Fanout::named_before`]);
-    /// should that fail, the event is sent.
+    /// should that fail, the event is sent, and the next looked up again.
     async fn passes(&mut self, event: &Published) -> bool {
         if self
             .filter
@@ -400,12 +400,12 @@ impl Feed {
         let known = match self.named.get(&event.incident) {
             Some(&named) => named,
             None if event.kind == EventType::Opened => false,
-            None => self
-                .fanout
-                .named_before(self.store.as_ref(), event)
-                .await
-                // Should the store not tell, the client gets the event.
-                .is_none_or(|named| named.contains(&region)),
+            None => match self.fanout.named_before(self.store.as_ref(), event).await {
+                Some(named) => named.contains(&region),
+                // Should the store not tell, the client gets the event, and the incident's
+                // next one is looked up again.
+                None => return true,
+            },
         };
         let named = known || event.regions.contains(&region);
         if event.kind == EventType::Resolved {

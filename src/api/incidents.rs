@@ -331,7 +331,7 @@ async fn evidence(state: &AppState, incident: &Incident) -> Result<Evidence, Api
     let mut regions: BTreeMap<RegionCode, u64> = incident.regions.iter().map(|&r| (r, 0)).collect();
     let mut problems: BTreeMap<&str, u64> =
         incident.problems.iter().map(|p| (p.as_str(), 0)).collect();
-    for bucket in &buckets {
+    for bucket in buckets.iter().filter(|b| b.start < whole) {
         let slot = ((bucket.start - since) / step) as usize;
         let during =
             bucket.start >= align(start, state.settings.width(granularity)) && bucket.start < end;

@@ -23,8 +23,8 @@ use crate::store::{Cell, Granularity, IncidentQuery};
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
     pub cells: BTreeMap<Cell, u64>,
-    /// The start of the earliest bucket read that holds a report.
-    pub first: Option<i64>,
+    /// The earliest bucket read that holds a report, as `[start, end)`.
+    pub first: Option<(i64, i64)>,
 }
 
 /// Distinct reporters per cell of `service` in `[since, until)` (both multiples of the bucket
@@ -86,9 +86,11 @@ pub(crate) async fn counts_between(
             .counts(service, granularity, from, to)
             .await
             .map_err(|e| unavailable("counts", &e))?;
+        let width = state.settings.width(granularity);
         for bucket in buckets {
-            if bucket.cells.iter().any(|&(_, n)| n > 0) {
-                out.first = Some(out.first.map_or(bucket.start, |t| t.min(bucket.start)));
+            let span = (bucket.start, bucket.start + width);
+            if bucket.cells.iter().any(|&(_, n)| n > 0) && out.first.is_none_or(|f| span < f) {
+                out.first = Some(span);
             }
             for (cell, n) in bucket.cells {
                 *out.cells.entry(cell).or_default() += n;
@@ -99,14 +101,23 @@ pub(crate) async fn counts_between(
 }
 
 /// Where the expectations over a read from `since` begin: at `since`, or where the service's
-/// history does when that is later. The detector knows when its first report came; reports
-/// the read found before it (history imported since) move the start back to them. Expected
-/// counts over time without history would be reports that nobody could have sent: a week's
-/// map on a deployment three days old said every country had under half its usual reports.
-/// `first_read`: the start of the read's first bucket with a report.
-pub(crate) fn history_start(model: &ServiceState, first_read: Option<i64>, since: i64) -> i64 {
+/// history does when that is later. The detector knows when its first report came; a bucket
+/// with reports that the read found wholly before it (history imported since) moves the
+/// start back to that bucket. (One that holds the first report, an hour of the roll-up,
+/// does not: its reports came from then on.) Expected counts over time without history
+/// would be reports that nobody could have sent: a week's map on a deployment three days
+/// old said every country had under half its usual reports. `first_read`: the read's first
+/// bucket with a report, as `[start, end)`.
+pub(crate) fn history_start(
+    model: &ServiceState,
+    first_read: Option<(i64, i64)>,
+    since: i64,
+) -> i64 {
     match model.first_report() {
-        Some(t) => since.max(first_read.map_or(t, |f| f.min(t))),
+        Some(t) => match first_read {
+            Some((start, end)) if end <= t => since.max(start),
+            _ => since.max(t),
+        },
         None => since,
     }
 }

@@ -604,7 +604,11 @@ pub async fn read_reports(
             ApiError::unavailable()
         })?;
     drop(reading);
-    let first_read = sums.iter().filter(|&&(_, n)| n > 0).map(|&(t, _)| t).min();
+    let first_read = sums
+        .iter()
+        .filter(|&&(_, n)| n > 0)
+        .map(|&(t, _)| (t, t + width))
+        .min();
     let mut counts = vec![0u64; points as usize];
     for (start, sum) in sums {
         if let Some(slot) = counts.get_mut(((start - since) / step) as usize) {

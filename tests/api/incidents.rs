@@ -107,8 +107,9 @@ on_both_stores! {
         use downradar::store::{Cell, HistoryCount};
         let now = test_epoch().unix_timestamp();
         let start = now - 600;
-        // Six reports every ten seconds from a quarter hour before, to 20 s into this minute.
-        let counts: Vec<HistoryCount> = (now - 900..now + 30)
+        // Six reports every ten seconds from a quarter hour before, to the bucket in progress
+        // (30 s into this minute).
+        let counts: Vec<HistoryCount> = (now - 900..now + 40)
             .step_by(10)
             .map(|bucket| HistoryCount {
                 service: ServiceId::parse("tiktok").unwrap(),
@@ -122,7 +123,7 @@ on_both_stores! {
             .collect();
         app.store.add_history(&counts).await.unwrap();
         commit(app.store.as_ref(), &[event(EventType::Opened, "tiktok", start, &["US"])]).await;
-        // 35 s into the minute: its buckets at :00, :10 and :20 are whole.
+        // 35 s into the minute: its buckets at :00, :10 and :20 are whole, :30 is not.
         app.clock.advance(std::time::Duration::from_secs(35));
         let detail = app.get(&format!("/v1/incidents/tiktok-{start}")).await.json();
         let evidence = &detail["evidence"];

@@ -510,6 +510,12 @@ on_both_stores! {
                 let expected = point["expected"].as_f64().unwrap();
                 assert!((480.0..750.0).contains(&expected), "{point}");
             }
+            // The hour the history began in, half an hour before its end: half an hour's.
+            if i == first_hour {
+                assert_eq!(point["count"], 300, "{point}");
+                let expected = point["expected"].as_f64().unwrap();
+                assert!((240.0..375.0).contains(&expected), "{point}");
+            }
         }
     }
 }
