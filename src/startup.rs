@@ -239,6 +239,7 @@ impl Application {
             settings,
             fanout: fanout.clone(),
             reads: reads.clone(),
+            series_cache: crate::api::cache::SeriesCache::new(),
         });
 
         let listener = TcpListener::bind(args.listen)

@@ -7,6 +7,7 @@
 //! and Swagger UI at `/docs`.
 
 pub mod budget;
+pub mod cache;
 mod docs;
 pub mod error;
 pub mod events;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub fanout: Arc<Fanout>,
     /// The stored buckets this process may be reading at once.
     pub reads: Arc<budget::ReadBudget>,
+    /// The settled part of the report series read lately.
+    pub series_cache: cache::SeriesCache,
 }
 
 impl AppState {

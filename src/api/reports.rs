@@ -1,5 +1,7 @@
 //! `POST /v1/services/{id}/reports` (ingest) and `GET /v1/services/{id}/reports` (series).
 
+use std::time::Instant;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use futures_util::StreamExt;
@@ -594,24 +596,54 @@ pub async fn read_reports(
         region,
         problem: query.problem.as_deref(),
     };
-    let reading = state.reads.take(buckets_read).await?;
-    let sums = state
-        .store
-        .sums(&service.id, granularity, since, until, of)
-        .await
-        .map_err(|e| {
-            crate::ingest::store_error("counts", &e);
-            ApiError::unavailable()
-        })?;
-    drop(reading);
-    let first_read = sums
+    // What this process holds of the series (see `cache`), then the rest from the store.
+    let unavailable = |e: crate::store::StoreError| {
+        crate::ingest::store_error("counts", &e);
+        ApiError::unavailable()
+    };
+    let series = super::cache::SeriesRead {
+        service: &service.id,
+        granularity,
+        filter: of,
+        width,
+        generation: state
+            .store
+            .generation(&service.id)
+            .await
+            .map_err(unavailable)?,
+    };
+    let plan = state
+        .series_cache
+        .plan(series, (since, until), Instant::now());
+    let mut buckets = plan.held;
+    if plan.from < until {
+        let reading = state.reads.take((until - plan.from) / width).await?;
+        let sums = state
+            .store
+            .sums(&service.id, granularity, plan.from, until, of)
+            .await
+            .map_err(unavailable)?;
+        drop(reading);
+        let mut read = vec![0u64; ((until - plan.from) / width) as usize];
+        for (start, sum) in sums {
+            if let Some(slot) = read.get_mut(((start - plan.from) / width) as usize) {
+                *slot += sum;
+            }
+        }
+        let now = (state.clock.now().unix_timestamp(), Instant::now());
+        state
+            .series_cache
+            .keep(series, (since, plan.from), &read, now);
+        buckets.extend(read);
+    }
+    let first_read = buckets
         .iter()
-        .filter(|&&(_, n)| n > 0)
-        .map(|&(t, _)| (t, t + width))
-        .min();
+        .position(|&n| n > 0)
+        .map(|i| since + i as i64 * width)
+        .map(|t| (t, t + width));
     let mut counts = vec![0u64; points as usize];
-    for (start, sum) in sums {
-        if let Some(slot) = counts.get_mut(((start - since) / step) as usize) {
+    for (i, sum) in buckets.into_iter().enumerate() {
+        if let Some(slot) = counts.get_mut(i * width as usize / step as usize) {
             *slot += sum;
         }
     }

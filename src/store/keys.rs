@@ -10,6 +10,7 @@
 //! | `dr:{svc}:seen:<fingerprint>`         | string | token of the report that counted this reporter | dedup window (`PX`)          |
 //! | `dr:{svc}:addr:<fingerprint>`         | string | reporters counted from one address (only with `--max-reporters-per-address`) | dedup window from the first (`PX`) |
 //! | `dr:{svc}:revoked:<period>`           | hash   | field `<token>` → 1 for each report revoked in the period | 2 periods of 10 minutes |
+//! | `dr:{svc}:generation`                 | string | a counter moved whenever counts already written change (a revocation undoing a count, history added), for readers that keep past buckets' sums | none |
 //! | `dr:detector:lease`                   | string | the detector leader lease: its holder's id (`SET NX PX`, renewed by the holder) | the lease ttl (`PX`) |
 //! | `dr:detector:bucket`                  | string | the width (seconds) of the buckets the lease's holder detects on, written with the lease | the lease ttl (`PX`) |
 //! | `dr:detector:cursor`                  | string | start (Unix seconds) of the next bucket the detector has not processed | none |
@@ -78,6 +79,12 @@ pub fn address(service: &ServiceId, address: Fingerprint) -> String {
 /// The hash of this service's report tokens revoked in `period` (Unix time / 10 minutes).
 pub fn revoked(service: &ServiceId, period: u64) -> String {
     format!("{PREFIX}:{{{service}}}:revoked:{period}")
+}
+
+/// The counter moved whenever counts of `service` already written change (see
+/// [`crate::store::Store::generation`]).
+pub fn generation(service: &ServiceId) -> String {
+    format!("{PREFIX}:{{{service}}}:generation")
 }
 
 /// The detector leader lease: the holder's id.

@@ -56,6 +56,8 @@ struct Inner {
     addresses: Markers<u32>,
     next_sweep_ms: i64,
     detector: Detector,
+    /// Per service, how often its written counts changed (see [`Store::generation`]).
+    generations: HashMap<ServiceId, u64>,
 }
 
 /// The detector's lease, state, event stream and incidents, kept as the Redis store keeps
@@ -471,6 +473,7 @@ impl Store for MemoryStore {
                     -1,
                     now.div_euclid(1000),
                 );
+                *inner.generations.entry(report.service.clone()).or_default() += 1;
             }
         }
         Ok(())
@@ -485,8 +488,13 @@ impl Store for MemoryStore {
             let (to_fine, to_any) =
                 self.add(&mut inner, &c.service, c.bucket, &c.cell, delta, now_s);
             added.count(c.count, to_fine, to_any);
+            *inner.generations.entry(c.service.clone()).or_default() += 1;
         }
         Ok(added)
+    }
+
+    async fn generation(&self, service: &ServiceId) -> Result<u64, StoreError> {
+        Ok(self.lock().generations.get(service).copied().unwrap_or(0))
     }
 
     async fn counts(

@@ -167,7 +167,7 @@ pub enum Recorded {
 }
 
 /// Which series of buckets to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Granularity {
     /// The fine buckets of `--bucket` width.
     Fine,
@@ -564,6 +564,11 @@ pub trait Store: Send + Sync + 'static {
     /// retention has already run out are skipped. Adding the same history twice counts it
     /// twice. Returns how many reports were added, and where.
     async fn add_history(&self, counts: &[HistoryCount]) -> Result<HistoryAdded, StoreError>;
+
+    /// A number that changes whenever counts of `service` that were already written change
+    /// ([`revoke`](Store::revoke) undoing a count, [`add_history`](Store::add_history)); a
+    /// new report changes its bucket only. Readers that keep past buckets' counts check it.
+    async fn generation(&self, service: &ServiceId) -> Result<u64, StoreError>;
 
     /// Counts of `service` in the buckets of `granularity` whose start is in `[from, until)`,
     /// in time order; empty buckets are left out.

@@ -24,7 +24,7 @@
 //! (see [`keys`]). A commit that times out may or may not have been applied; the detector
 //! reloads its state before trying again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -114,14 +114,15 @@ return out
 ";
 
 /// Revokes reports of one service. KEYS[1] is the service's revocation hash of the current
-/// period; per report i: KEYS seen, address, fine bucket, hourly bucket; ARGV token, field
+/// period, KEYS[2] its generation counter (moved for each count undone); per report i: KEYS
+/// seen, address, fine bucket, hourly bucket; ARGV token, field
 /// (after ARGV[1], the lifetime of the revocation hash in milliseconds: two periods, so a
 /// token is remembered for at least one whole period; and ARGV[2], the reporter limit per
 /// address, 0 for none).
 const REVOKE_LUA: &str = r"
 local cap = tonumber(ARGV[2])
-for i = 1, (#KEYS - 1) / 4 do
-  local k, a = 4 * (i - 1) + 1, 2 * (i - 1) + 2
+for i = 1, (#KEYS - 2) / 4 do
+  local k, a = 4 * (i - 1) + 2, 2 * (i - 1) + 2
   local seen, addr, fine, hourly = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local token, field = ARGV[a + 1], ARGV[a + 2]
   redis.call('HSET', KEYS[1], token, 1)
@@ -132,6 +133,7 @@ for i = 1, (#KEYS - 1) / 4 do
     if hourly ~= fine then
       if redis.call('HINCRBY', hourly, field, -1) <= 0 then redis.call('HDEL', hourly, field) end
     end
+    redis.call('INCR', KEYS[2])
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -1196,6 +1198,7 @@ impl Store for RedisStore {
         for (service, indices) in by_service(reports) {
             let mut call = self.revoke.prepare_invoke();
             call.key(keys::revoked(service, period))
+                .key(keys::generation(service))
                 .arg(2 * StoreSettings::REVOCATION_TTL.as_millis() as u64)
                 .arg(self.cap());
             for i in indices {
@@ -1247,6 +1250,10 @@ impl Store for RedisStore {
         for ((key, field), n) in &sums {
             pipe.hincr(key, field, *n).ignore();
         }
+        let services: BTreeSet<&ServiceId> = counts.iter().map(|c| &c.service).collect();
+        for service in services {
+            pipe.incr(keys::generation(service), 1).ignore();
+        }
         for (key, at) in &expiries {
             // Set where the bucket has no expiry yet, else only ever lengthened: an import
             // given a shorter --retention than the server's must not cut its live buckets'.
@@ -1258,6 +1265,13 @@ impl Store for RedisStore {
             Self::query::<()>(&self.writes, &pipe).await?;
         }
         Ok(added)
+    }
+
+    async fn generation(&self, service: &ServiceId) -> Result<u64, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.get(keys::generation(service));
+        let (generation,): (Option<u64>,) = self.read(pipe).await?;
+        Ok(generation.unwrap_or(0))
     }
 
     async fn counts(

@@ -519,3 +519,56 @@ on_both_stores! {
         }
     }
 }
+
+on_both_stores! {
+    /// A series read again is served from what this process holds of its settled buckets and
+    /// the store's newer ones: reports just made show at once, and so do counts that change
+    /// in settled buckets (history added, a revocation), which move the service's
+    /// generation.
+    async fn a_series_read_again_shows_every_change(app, "--no-detector") {
+        use downradar::catalog::{Problem, ServiceId};
+        use downradar::clock::Clock;
+        use downradar::store::{Cell, HistoryCount};
+        let report = |id: String| {
+            let app = &app;
+            async move {
+                let body = json!({"problem": "login", "region": "DE", "client_id": id});
+                assert_eq!(app.report("tiktok", &body).await.json()["counted"], true);
+            }
+        };
+        let total = || {
+            let app = &app;
+            async move {
+                let series = app.get("/v1/services/tiktok/reports?resolution=1m").await.json();
+                series["total"].as_u64().unwrap()
+            }
+        };
+        report("a".into()).await;
+        app.clock.advance(Duration::from_secs(300));
+        assert_eq!(total().await, 1);
+        // Twice in a row, the same; a report now shows at once.
+        assert_eq!(total().await, 1);
+        report("b".into()).await;
+        assert_eq!(total().await, 2);
+        // History added to a settled minute shows at once.
+        let minute = app.clock.now().unix_timestamp() / 60 * 60 - 240;
+        app.store
+            .add_history(&[HistoryCount {
+                service: ServiceId::parse("tiktok").unwrap(),
+                bucket: minute,
+                cell: Cell {
+                    region: downradar::regions::RegionCode::parse("US").unwrap(),
+                    problem: Problem::parse("login").unwrap(),
+                },
+                count: 5,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(total().await, 7);
+        // Minutes on, the settled ones held and the newer read: the same.
+        app.clock.advance(Duration::from_secs(120));
+        report("c".into()).await;
+        assert_eq!(total().await, 8);
+        assert_eq!(total().await, 8);
+    }
+}

@@ -147,13 +147,18 @@ async fn contract(backend: Backend) {
     assert_eq!(later.len(), 1);
 
     // Revoking a counted report undoes its count and frees its reporter; twice is harmless.
+    // Undoing a count moves the service's generation; counting a report does not.
+    let generation = store.generation(&tiktok).await.unwrap();
     store.revoke(std::slice::from_ref(&a)).await.unwrap();
+    let undone = store.generation(&tiktok).await.unwrap();
+    assert_ne!(undone, generation, "a count was undone");
     store.revoke(std::slice::from_ref(&a)).await.unwrap();
     assert_eq!(total(store, Granularity::Fine).await, 1);
     assert_eq!(total(store, Granularity::Hourly).await, 1);
     let a_retry = report("a", "DE", 1);
     assert_eq!(store.record(&[a_retry]).await.unwrap(), [Recorded::Counted]);
     assert_eq!(total(store, Granularity::Fine).await, 2);
+    assert_eq!(store.generation(&tiktok).await.unwrap(), undone);
 
     // A write that arrives after its revocation is ignored.
     let late = report("c", "JP", 0);
@@ -161,9 +166,27 @@ async fn contract(backend: Backend) {
     assert_eq!(store.record(&[late]).await.unwrap(), [Recorded::Revoked]);
     assert_eq!(total(store, Granularity::Fine).await, 2);
 
-    // Revoking a duplicate (which counted nothing) leaves the count of the report that did.
+    // Revoking a duplicate (which counted nothing) leaves the count of the report that did,
+    // and the generation.
     store.revoke(&[a_again]).await.unwrap();
     assert_eq!(total(store, Granularity::Fine).await, 2);
+    assert_eq!(store.generation(&tiktok).await.unwrap(), undone);
+    // History added moves it.
+    store
+        .add_history(&[downradar::store::HistoryCount {
+            service: tiktok.clone(),
+            bucket: test_epoch().unix_timestamp() - 3600,
+            cell: a.cell.clone(),
+            count: 1,
+        }])
+        .await
+        .unwrap();
+    assert_ne!(
+        store.generation(&tiktok).await.unwrap(),
+        undone,
+        "history added"
+    );
+    assert_eq!(total(store, Granularity::Fine).await, 3);
     store.ping().await.unwrap();
 }
 
