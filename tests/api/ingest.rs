@@ -181,6 +181,23 @@ on_both_stores! {
     }
 }
 
+/// Whether a `login` report to tiktok from DE, with the install id `id`, from the client
+/// address `from` (forwarded by a trusted proxy), was counted.
+async fn counted_from(
+    app: &crate::helpers::TestApp,
+    id: Option<&str>,
+    from: &str,
+) -> serde_json::Value {
+    let mut body = json!({"problem": "login", "region": "DE"});
+    if let Some(id) = id {
+        body["client_id"] = json!(id);
+    }
+    app.report_with("tiktok", &body, &[("x-forwarded-for", from)])
+        .await
+        .json()["counted"]
+        .clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_window_expires_on_the_clock() {
     // The embedded store follows the injected clock; Redis expires markers on its own clock,
@@ -214,17 +231,7 @@ on_both_stores! {
     }
 
     async fn reporters_per_address_are_limited(app, "--max-reporters-per-address", "2", "--trusted-proxies", "127.0.0.1,::1") {
-        let report = |id: &str, from: &str| {
-            let body = json!({"problem": "login", "region": "DE", "client_id": id});
-            let from = from.to_owned();
-            let app = &app;
-            async move {
-                app.report_with("tiktok", &body, &[("x-forwarded-for", from.as_str())])
-                    .await
-                    .json()["counted"]
-                    .clone()
-            }
-        };
+        let report = |id: &'static str, from: &'static str| counted_from(&app, Some(id), from);
         assert_eq!(report("a", "198.51.100.1").await, true);
         assert_eq!(report("b", "198.51.100.1").await, true);
         assert_eq!(report("c", "198.51.100.1").await, false, "a third install at one address");
@@ -240,20 +247,7 @@ on_both_stores! {
     /// rotating through its /64s gets no more reporters counted. Dedup still tells its
     /// reporters apart by their /64.
     async fn ipv6_clients_may_be_limited_per_56(app, "--max-reporters-per-address", "2", "--trusted-proxies", "127.0.0.1,::1", "--ipv6-limit-prefix", "56") {
-        let report = |id: Option<&str>, from: &str| {
-            let mut body = json!({"problem": "login", "region": "DE"});
-            if let Some(id) = id {
-                body["client_id"] = json!(id);
-            }
-            let from = from.to_owned();
-            let app = &app;
-            async move {
-                app.report_with("tiktok", &body, &[("x-forwarded-for", from.as_str())])
-                    .await
-                    .json()["counted"]
-                    .clone()
-            }
-        };
+        let report = |id: Option<&'static str>, from: &'static str| counted_from(&app, id, from);
         assert_eq!(report(None, "2001:db8:0:1::1").await, true);
         assert_eq!(report(None, "2001:db8:0:1::1").await, false, "the same reporter");
         assert_eq!(report(None, "2001:db8:0:2::1").await, true, "another /64, another reporter");
