@@ -10,7 +10,7 @@
 //! read checks: reports revoked once a store failure is over, and history added
 //! (`downradar import`). Sums read in full are read again after [`FRESH_FOR`] all the same
 //! (buckets expire, for one). The cache holds at most [`MAX_SLOTS`] buckets' sums (8 bytes
-//! each), forgetting the series used longest ago first.
+//! each), forgetting the series used longest ago first (down to nine tenths of it at once).
 //!
 //! [`Store::generation`]: crate::store::Store::generation
 
@@ -64,6 +64,32 @@ struct Inner {
     slots: usize,
     uses: u64,
 }
+
+impl Inner {
+    /// Forgets the series used longest ago, in one pass, until the rest fill at most
+    /// [`EVICT_TO`] of the cap: a cache kept full by a client going through many series
+    /// pays for a sort now and then, not for a scan of every entry on every read.
+    fn evict(&mut self) {
+        let mut by_use: Vec<(u64, Key)> = self
+            .entries
+            .iter()
+            .map(|(key, entry)| (entry.used, key.clone()))
+            .collect();
+        by_use.sort_unstable_by_key(|&(used, _)| used);
+        let keep = MAX_SLOTS / 10 * EVICT_TO;
+        for (_, key) in by_use {
+            if self.slots <= keep {
+                break;
+            }
+            if let Some(old) = self.entries.remove(&key) {
+                self.slots -= old.sums.len();
+            }
+        }
+    }
+}
+
+/// Tenths of [`MAX_SLOTS`] left held after an eviction.
+const EVICT_TO: usize = 9;
 
 /// The cache (see the module's documentation).
 #[derive(Debug, Default)]
@@ -174,6 +200,8 @@ impl SeriesCache {
                 {
                     return;
                 }
+                // Exactly: what is held is what is counted against the cap.
+                entry.sums.reserve_exact(settled.len());
                 entry.sums.extend_from_slice(settled);
                 entry.used = uses;
             }
@@ -193,19 +221,8 @@ impl SeriesCache {
             }
         }
         inner.slots = inner.slots + settled.len() - freed;
-        // Forget the series used longest ago until the rest fits.
-        while inner.slots > MAX_SLOTS {
-            let Some(oldest) = inner
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(old) = inner.entries.remove(&oldest) {
-                inner.slots -= old.sums.len();
-            }
+        if inner.slots > MAX_SLOTS {
+            inner.evict();
         }
     }
 
@@ -323,7 +340,11 @@ mod tests {
         // `a` is used again, so `b` goes when `c` comes.
         assert!(!cache.plan(series(&services[0]), (0, W), t0).held.is_empty());
         read(&cache, series(&services[2]), (0, 10 * W), now, t0);
-        assert_eq!(cache.slots(), MAX_SLOTS / 2 + 10);
+        assert_eq!(
+            cache.slots(),
+            MAX_SLOTS / 2 + 10,
+            "down to 90 % of the cap at most"
+        );
         assert!(cache.plan(series(&services[1]), (0, W), t0).held.is_empty());
         assert!(!cache.plan(series(&services[0]), (0, W), t0).held.is_empty());
     }

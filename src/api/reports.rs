@@ -601,6 +601,9 @@ pub async fn read_reports(
         crate::ingest::store_error("counts", &e);
         ApiError::unavailable()
     };
+    // Taken before anything is read: a bucket counts as settled only if it was before the
+    // read began.
+    let now = (state.clock.now().unix_timestamp(), Instant::now());
     let series = super::cache::SeriesRead {
         service: &service.id,
         granularity,
@@ -612,9 +615,7 @@ pub async fn read_reports(
             .await
             .map_err(unavailable)?,
     };
-    let plan = state
-        .series_cache
-        .plan(series, (since, until), Instant::now());
+    let plan = state.series_cache.plan(series, (since, until), now.1);
     let mut buckets = plan.held;
     if plan.from < until {
         let reading = state.reads.take((until - plan.from) / width).await?;
@@ -630,7 +631,6 @@ pub async fn read_reports(
                 *slot += sum;
             }
         }
-        let now = (state.clock.now().unix_timestamp(), Instant::now());
         state
             .series_cache
             .keep(series, (since, plan.from), &read, now);

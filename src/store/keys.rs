@@ -10,7 +10,7 @@
 //! | `dr:{svc}:seen:<fingerprint>`         | string | token of the report that counted this reporter | dedup window (`PX`)          |
 //! | `dr:{svc}:addr:<fingerprint>`         | string | reporters counted from one address (only with `--max-reporters-per-address`) | dedup window from the first (`PX`) |
 //! | `dr:{svc}:revoked:<period>`           | hash   | field `<token>` → 1 for each report revoked in the period | 2 periods of 10 minutes |
-//! | `dr:{svc}:generation`                 | string | a counter moved whenever counts already written change (a revocation undoing a count, history added), for readers that keep past buckets' sums | none |
+//! | `dr:{svc}:generation`                 | string | a counter moved whenever counts already written change (a revocation undoing a count, history added), for readers that keep past buckets' sums; set to a random number when read while absent | none |
 //! | `dr:detector:lease`                   | string | the detector leader lease: its holder's id (`SET NX PX`, renewed by the holder) | the lease ttl (`PX`) |
 //! | `dr:detector:bucket`                  | string | the width (seconds) of the buckets the lease's holder detects on, written with the lease | the lease ttl (`PX`) |
 //! | `dr:detector:cursor`                  | string | start (Unix seconds) of the next bucket the detector has not processed | none |

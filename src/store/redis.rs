@@ -1246,12 +1246,19 @@ impl Store for RedisStore {
             }
             added.count(c.count, to_fine, counted);
         }
+        // The services' generations move before the counts and again after them: a reader
+        // that tags sums read in between with the first move finds the second; and a
+        // pipeline that stops half-way (Redis out of memory, the connection lost) has moved
+        // them all the same.
+        let services: BTreeSet<&ServiceId> = counts.iter().map(|c| &c.service).collect();
         let mut pipe = redis::pipe();
+        for service in &services {
+            pipe.incr(keys::generation(service), 1).ignore();
+        }
         for ((key, field), n) in &sums {
             pipe.hincr(key, field, *n).ignore();
         }
-        let services: BTreeSet<&ServiceId> = counts.iter().map(|c| &c.service).collect();
-        for service in services {
+        for service in &services {
             pipe.incr(keys::generation(service), 1).ignore();
         }
         for (key, at) in &expiries {
@@ -1268,8 +1275,14 @@ impl Store for RedisStore {
     }
 
     async fn generation(&self, service: &ServiceId) -> Result<u64, StoreError> {
+        // A counter that is not there starts at a random number: one lost with the data
+        // (a Redis restarted empty, a flush, an older snapshot restored) must not come back
+        // at a value that a replica holds sums of.
+        let key = keys::generation(service);
+        let start = getrandom::u64().map_err(|e| StoreError::Backend(e.to_string()))? >> 2;
         let mut pipe = redis::pipe();
-        pipe.get(keys::generation(service));
+        pipe.cmd("SET").arg(&key).arg(start).arg("NX").ignore();
+        pipe.get(&key);
         let (generation,): (Option<u64>,) = self.read(pipe).await?;
         Ok(generation.unwrap_or(0))
     }

@@ -522,9 +522,9 @@ on_both_stores! {
 
 on_both_stores! {
     /// A series read again is served from what this process holds of its settled buckets and
-    /// the store's newer ones: reports just made show at once, and so do counts that change
-    /// in settled buckets (history added, a revocation), which move the service's
-    /// generation.
+    /// the store's newer ones: reports just made show at once, and so does history added to
+    /// settled buckets, which moves the service's generation (as a revocation does: see the
+    /// store tests).
     async fn a_series_read_again_shows_every_change(app, "--no-detector") {
         use downradar::catalog::{Problem, ServiceId};
         use downradar::clock::Clock;
