@@ -277,7 +277,7 @@ impl RedisTap {
 /// while the server is down: by any connection's local end, and by a client retrying the
 /// port itself, which the kernel may hand that very port as its own so that it connects to
 /// itself (TCP simultaneous open) and holds it. Both made a restart fail to bind, rarely.
-fn server_port() -> u16 {
+pub fn server_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const COUNT: u32 = 12_000;
