@@ -41,27 +41,23 @@ impl ReporterSecret {
     /// The hashed input is tagged and length-prefixed, so no (address, id) pair can collide
     /// with another.
     pub fn fingerprint(&self, addr: IpAddr, client_id: Option<&ClientId>) -> Fingerprint {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
-            .expect("HMAC accepts keys of any length");
-        match embedded_ipv4(addr) {
-            IpAddr::V4(v4) => {
-                mac.update(b"4");
-                mac.update(&v4.octets());
+        self.keyed(|mac| {
+            match embedded_ipv4(addr) {
+                IpAddr::V4(v4) => {
+                    mac.update(b"4");
+                    mac.update(&v4.octets());
+                }
+                IpAddr::V6(v6) => {
+                    mac.update(b"6");
+                    mac.update(&v6.octets()[..8]);
+                }
             }
-            IpAddr::V6(v6) => {
-                mac.update(b"6");
-                mac.update(&v6.octets()[..8]);
+            if let Some(id) = client_id {
+                let len = u16::try_from(id.0.len()).expect("client ids are at most 64 characters");
+                mac.update(&len.to_be_bytes());
+                mac.update(id.0.as_bytes());
             }
-        }
-        if let Some(id) = client_id {
-            let len = u16::try_from(id.0.len()).expect("client ids are at most 64 characters");
-            mac.update(&len.to_be_bytes());
-            mac.update(id.0.as_bytes());
-        }
-        let digest = mac.finalize().into_bytes();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&digest[..16]);
-        Fingerprint(out)
+        })
     }
 
     /// The fingerprint of a client address for the limits per address: the reporter's
@@ -73,20 +69,27 @@ impl ReporterSecret {
             IpAddr::V6(v6) if v6_prefix < 64 => {
                 let bits = u32::from(v6_prefix);
                 let masked = u128::from(v6) & !(u128::MAX.checked_shr(bits).unwrap_or(0));
-                let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
-                    .expect("HMAC accepts keys of any length");
                 // Tagged apart from the /64s' "6", with its length, so that no prefix can
                 // stand for another.
-                mac.update(b"6/");
-                mac.update(&[v6_prefix]);
-                mac.update(&masked.to_be_bytes()[..8]);
-                let digest = mac.finalize().into_bytes();
-                let mut out = [0u8; 16];
-                out.copy_from_slice(&digest[..16]);
-                Fingerprint(out)
+                self.keyed(|mac| {
+                    mac.update(b"6/");
+                    mac.update(&[v6_prefix]);
+                    mac.update(&masked.to_be_bytes()[..8]);
+                })
             }
             _ => self.fingerprint(addr, None),
         }
+    }
+
+    /// The first 128 bits of the HMAC, under this key, of what `feed` gives it.
+    fn keyed(&self, feed: impl FnOnce(&mut Hmac<Sha256>)) -> Fingerprint {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC accepts keys of any length");
+        feed(&mut mac);
+        let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        Fingerprint(out)
     }
 }
 

@@ -597,10 +597,7 @@ pub async fn read_reports(
         problem: query.problem.as_deref(),
     };
     // What this process holds of the series (see `cache`), then the rest from the store.
-    let unavailable = |e: crate::store::StoreError| {
-        crate::ingest::store_error("counts", &e);
-        ApiError::unavailable()
-    };
+    let unavailable = |e| super::incidents::unavailable("counts", &e);
     // Taken before anything is read: a bucket counts as settled only if it was before the
     // read began.
     let now = (state.clock.now().unix_timestamp(), Instant::now());
